@@ -1,0 +1,5 @@
+"""systolix: an FPGA accelerator generator for low-bit quantized neural networks."""
+
+from .config import ArrayConfig
+
+__all__ = ["ArrayConfig"]

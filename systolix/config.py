@@ -1,0 +1,106 @@
+"""The one frozen configuration that drives the RTL, the golden model, the tests and the reports.
+
+Variants are made with :func:`dataclasses.replace`; every field is checked when the object is
+built, so an invalid configuration never reaches the hardware generator or the golden model.
+"""
+
+from dataclasses import dataclass
+
+__all__ = ["OVERFLOW_MODES", "ArrayConfig", "check_int", "check_choice", "code_range"]
+
+
+OVERFLOW_MODES = ("wrap", "saturate")
+
+
+def check_int(name, value, low, high):
+    """Return ``value`` if it is an integer in ``low..high``; raise :class:`ValueError` otherwise.
+
+    The message names the parameter, the value and the allowed range, for example
+    ``weight_bits must be an integer in 1..8, not 9``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer in {low}..{high}, not {value!r}")
+    return value
+
+
+def check_choice(name, value, choices):
+    """Return ``value`` if it is one of ``choices``; raise :class:`ValueError` otherwise."""
+    if value not in choices:
+        allowed = ", ".join(repr(choice) for choice in choices)
+        raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+    return value
+
+
+def code_range(bits, signed):
+    """Smallest and largest integer code of a ``bits``-wide two's complement or unsigned value."""
+    if signed:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    """Parameters of a weight-stationary systolic array of multiply-accumulate units.
+
+    The array computes ``Y = X @ W`` for a preloaded weight tile ``W`` of ``rows x cols`` codes
+    and a stream of activation vectors ``X`` of ``rows`` codes each.
+
+    Parameters
+    ----------
+    rows : int
+        Rows of processing elements, 1..32: the length of an activation vector (the reduction
+        dimension of one tile).
+    cols : int
+        Columns of processing elements, 1..32: the length of a result vector.
+    weight_bits, activation_bits : int
+        Code widths, 1..8 each.
+    weight_signed, activation_signed : bool
+        Two's complement (``True``) or unsigned (``False``) codes.
+    accumulator_bits : int
+        Width ``P`` of every partial sum, 2..32, two's complement.
+    overflow : str
+        ``"wrap"``: partial sums wrap around modulo ``2**P`` (what a plain adder does).
+        ``"saturate"``: each partial sum is clamped to the ``P``-bit range after every addition.
+    """
+
+    rows: int = 8
+    cols: int = 8
+    weight_bits: int = 4
+    weight_signed: bool = True
+    activation_bits: int = 4
+    activation_signed: bool = False
+    accumulator_bits: int = 16
+    overflow: str = "wrap"
+
+    def __post_init__(self):
+        check_int("rows", self.rows, 1, 32)
+        check_int("cols", self.cols, 1, 32)
+        check_int("weight_bits", self.weight_bits, 1, 8)
+        check_int("activation_bits", self.activation_bits, 1, 8)
+        check_int("accumulator_bits", self.accumulator_bits, 2, 32)
+        check_choice("weight_signed", self.weight_signed, (True, False))
+        check_choice("activation_signed", self.activation_signed, (True, False))
+        check_choice("overflow", self.overflow, OVERFLOW_MODES)
+
+    @property
+    def weight_range(self):
+        """``(lowest, highest)`` weight code."""
+        return code_range(self.weight_bits, self.weight_signed)
+
+    @property
+    def activation_range(self):
+        """``(lowest, highest)`` activation code."""
+        return code_range(self.activation_bits, self.activation_signed)
+
+    @property
+    def accumulator_range(self):
+        """``(lowest, highest)`` partial sum."""
+        return code_range(self.accumulator_bits, True)
+
+    @property
+    def name(self):
+        """A short label such as ``8x8-W4s-A4u-P16-wrap``, used in tables and build folders."""
+        sign = {True: "s", False: "u"}
+        return (f"{self.rows}x{self.cols}-W{self.weight_bits}{sign[self.weight_signed]}"
+                f"-A{self.activation_bits}{sign[self.activation_signed]}"
+                f"-P{self.accumulator_bits}-{self.overflow}")

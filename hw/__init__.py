@@ -1,0 +1,1 @@
+"""Amaranth gateware: multiply-accumulate cells and the systolic array."""

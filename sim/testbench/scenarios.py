@@ -1,0 +1,87 @@
+"""Stimulus for the array testbenches: weight tiles, activation vectors and stream patterns.
+
+A scenario is a small JSON-serialisable dict; :func:`make_stimulus` turns it, deterministically
+from its seed, into codes and per-cycle environment patterns. The cocotb testbench drives the
+hardware with the stimulus and the golden model and cycle model predict the outcome from the
+same stimulus.
+
+Scenario keys: ``name``; ``seed``; ``tiles`` (vectors per weight tile); ``data`` (``"random"``:
+uniform over the full code ranges, ``"lowest"`` / ``"highest"``: every code at the end of its
+range, ``"extreme"``: each code independently at one end of its range, which drives partial sums
+as far as they go); ``offer`` (probability that a source offers a beat in a cycle) and ``ready``
+(probability that the result sink is ready in a cycle).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from systolix.hw.array import array_timing
+from systolix.sim.golden import array_matmul
+
+__all__ = ["DATA_KINDS", "Stimulus", "scenario", "make_stimulus"]
+
+
+DATA_KINDS = ("random", "lowest", "highest", "extreme")
+
+
+def scenario(name, *, seed=0, tiles=(16,), data="random", offer=1.0, ready=1.0):
+    """A scenario dict with defaults filled in (see the module docstring)."""
+    if data not in DATA_KINDS:
+        raise ValueError(f"data must be one of {', '.join(map(repr, DATA_KINDS))}, not {data!r}")
+    return {"name": name, "seed": seed, "tiles": list(tiles), "data": data,
+            "offer": offer, "ready": ready}
+
+
+@dataclass(frozen=True)
+class Stimulus:
+    """Codes and patterns of one scenario, and the golden results.
+
+    Attributes
+    ----------
+    weights : list of numpy.ndarray, each (rows, cols)
+    activations : list of numpy.ndarray, each (n_tile, rows)
+    expected : list of numpy.ndarray, each (n_tile, cols): the golden ``X @ W`` per tile
+    weight_offer, activation_offer, result_ready : numpy.ndarray of bool, per cycle
+    """
+    weights: list
+    activations: list
+    expected: list
+    weight_offer: np.ndarray
+    activation_offer: np.ndarray
+    result_ready: np.ndarray
+
+    @property
+    def cycles(self):
+        """Length of the patterns: the most cycles the scenario may take."""
+        return len(self.result_ready)
+
+
+def _codes(rng, kind, shape, code_range):
+    low, high = code_range
+    if kind == "random":
+        return rng.integers(low, high + 1, size=shape)
+    if kind == "lowest":
+        return np.full(shape, low)
+    if kind == "highest":
+        return np.full(shape, high)
+    return np.where(rng.random(shape) < 0.5, low, high)
+
+
+def make_stimulus(config, spec):
+    """Turn a scenario ``spec`` into a :class:`Stimulus` for an array built from ``config``."""
+    rng = np.random.default_rng(spec["seed"])
+    weights = [_codes(rng, spec["data"], (config.rows, config.cols), config.weight_range)
+               for _ in spec["tiles"]]
+    activations = [_codes(rng, spec["data"], (n, config.rows), config.activation_range)
+                   for n in spec["tiles"]]
+    expected = [array_matmul(config, x, w) for x, w in zip(activations, weights)]
+    # Enough cycles for every beat to get through at the slowest of the given rates.
+    timing = array_timing(config)
+    beats = sum(spec["tiles"]) + config.rows * len(spec["tiles"])
+    rate = min(spec["offer"], spec["ready"])
+    cycles = int(beats / rate * 2) + len(spec["tiles"]) * (timing.load_hold + 4) \
+        + 2 * timing.latency + 64
+    patterns = [rng.random(cycles) < probability
+                for probability in (spec["offer"], spec["offer"], spec["ready"])]
+    return Stimulus(weights, activations, expected, *patterns)

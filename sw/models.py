@@ -14,19 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .io import load_arrays, save_arrays
+from .io import frozen_array, load_arrays, save_arrays
 
 __all__ = ["FloatModel", "DigitsSplit", "digits_split", "digits_mlp"]
 
 _FORMAT = "systolix.FloatModel"
 _VERSION = 1
-
-
-def _frozen(array, dtype):
-    """A read-only copy of ``array``, so that frozen records stay frozen."""
-    array = np.array(array, dtype=dtype)
-    array.flags.writeable = False
-    return array
 
 
 @dataclass(frozen=True)
@@ -49,8 +42,8 @@ class FloatModel:
                              f"one), not {len(self.weights)} and {len(self.biases)}")
         weights, biases = [], []
         for index, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            weight = _frozen(weight, np.float64)
-            bias = _frozen(bias, np.float64)
+            weight = frozen_array(weight, np.float64)
+            bias = frozen_array(bias, np.float64)
             if weight.ndim != 2:
                 raise ValueError(f"weights[{index}] must be a matrix (inputs, outputs), "
                                  f"not of shape {weight.shape}")
@@ -136,7 +129,7 @@ def digits_split(seed=0, test_fraction=0.2):
     x, y = load_digits(return_X_y=True)
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=test_fraction, stratify=y, random_state=seed)
-    return DigitsSplit(*(_frozen(array, dtype) for array, dtype in (
+    return DigitsSplit(*(frozen_array(array, dtype) for array, dtype in (
         (x_train, np.float64), (y_train, np.int64), (x_test, np.float64), (y_test, np.int64))))
 
 

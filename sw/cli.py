@@ -1,0 +1,97 @@
+"""The ``systolix quantize`` subcommand: quantize and lower a model; optionally, the report.
+
+Writes ``model.npz`` (the :class:`~systolix.sw.qmodel.QuantizedModel`) and ``program.npz`` (the
+:class:`~systolix.sw.program.IntegerProgram`) into ``--out``, which other commands take as
+``MODEL=path``, and prints each layer's widths and data-free minimal accumulator width and the
+digits test accuracy of the float model, the quantized model and the integer program. With
+``--report`` it also writes ``report.md`` and ``accuracy.png`` (:mod:`systolix.sw.report`).
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from .a2q import METHODS, min_accumulator_bits
+from .lower import lower
+from .mixed import search
+from .models import FloatModel, digits_mlp, digits_split
+from .qmodel import quantize
+from .report import program_accuracy, sweep, write_report
+
+__all__ = ["register"]
+
+
+def register(subparsers):
+    """Add the ``quantize`` subcommand to an :mod:`argparse` subparsers object."""
+    parser = subparsers.add_parser(
+        "quantize", help="quantize and lower a model to an integer program",
+        description=__doc__.splitlines()[0])
+    parser.add_argument("--float-model", type=Path, metavar="PATH",
+                        help="a FloatModel .npz with 64 inputs (default: the digits MLP)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the digits split and training (default: 0)")
+    parser.add_argument("--weight-bits", type=int, default=4, help="2..8 (default: 4)")
+    parser.add_argument("--activation-bits", type=int, default=4, help="1..8 (default: 4)")
+    parser.add_argument("--output-bits", type=int, default=8,
+                        help="signed output codes of the last layer, 2..8 (default: 8)")
+    parser.add_argument("--accumulator-bits", type=int, default=16,
+                        help="accumulator width P, 2..32 (default: 16)")
+    parser.add_argument("--method", default="a2q+", choices=METHODS,
+                        help="weight constraint for P (default: a2q+)")
+    parser.add_argument("--overflow", default="wrap", choices=("wrap", "saturate"),
+                        help="accumulator overflow mode (default: wrap)")
+    parser.add_argument("--pow2", action="store_true",
+                        help="power-of-two scales (dynamic fixed point)")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--mixed-sqnr", type=float, metavar="DB",
+                        help="mixed precision: least combined SQNR of every layer")
+    target.add_argument("--mixed-drop", type=float, metavar="FRACTION",
+                        help="mixed precision: most training accuracy lost (0.01 = 1 point)")
+    parser.add_argument("--budget", type=int, metavar="BITS",
+                        help="mixed precision: most weight memory in bits")
+    parser.add_argument("--out", type=Path, default=Path("build/quantize"),
+                        help="output folder (default: build/quantize)")
+    parser.add_argument("--report", action="store_true",
+                        help="also sweep P from 8 to 20 and write report.md and accuracy.png")
+    parser.set_defaults(run=run_quantize)
+
+
+def run_quantize(args):
+    """Carry out ``systolix quantize``; returns the exit status."""
+    if args.float_model is None:
+        model, data = digits_mlp(args.seed)
+    else:
+        model, data = FloatModel.load(args.float_model), digits_split(args.seed)
+    options = dict(accumulator_bits=args.accumulator_bits, method=args.method,
+                   overflow=args.overflow, output_bits=args.output_bits, pow2=args.pow2)
+    weight_bits, activation_bits, mixed = args.weight_bits, args.activation_bits, None
+    if args.mixed_sqnr is not None or args.mixed_drop is not None:
+        mixed = search(model, data.x_train, args.mixed_sqnr, args.mixed_drop,
+                       (data.x_train, data.y_train), args.budget, **options)
+        weight_bits = activation_bits = mixed.widths
+        print(mixed.table())
+    elif args.budget is not None:
+        raise ValueError("--budget needs a mixed-precision target: --mixed-sqnr or --mixed-drop")
+    quantized = quantize(model, data.x_train, weight_bits, activation_bits, **options)
+    program = lower(quantized)
+    quantized.save(args.out / "model.npz")
+    program.save(args.out / "program.npz")
+    for index, layer in enumerate(quantized.layers):
+        inputs, outputs = layer.weight_codes.shape
+        safe = min_accumulator_bits(layer.weight_codes, layer.input.bits, layer.input.signed)
+        print(f"layer {index}: {inputs}x{outputs}, W{layer.weight_bits} "
+              f"A{layer.input.bits}{'s' if layer.input.signed else 'u'}, needs P >= {safe} "
+              f"(data-free), runs at P = {quantized.accumulator_bits}")
+    float_accuracy = np.mean(np.argmax(model.forward(data.x_test), axis=1) == data.y_test)
+    reference = np.mean(quantized.predict(data.x_test) == data.y_test)
+    integer = program_accuracy(program, data.x_test, data.y_test)
+    print(f"digits test accuracy: float {100 * float_accuracy:.1f} %, quantized "
+          f"{100 * reference:.1f} %, integer program ({args.method}, P = "
+          f"{args.accumulator_bits}, {args.overflow}) {100 * integer:.1f} %")
+    print(f"wrote {args.out / 'model.npz'} and {args.out / 'program.npz'}")
+    if args.report:
+        result = sweep(model, data)
+        print(result.markdown())
+        markdown, plot = write_report(args.out, result, mixed)
+        print(f"wrote {markdown} and {plot}")
+    return 0

@@ -1,5 +1,6 @@
 """Bit-exact numpy golden models and the cycle model of the hardware."""
 
 from .array import accumulate, array_matmul, wrap
+from .program import requantize, run_layer, run_program
 
 __all__ = ["accumulate", "array_matmul", "wrap"]

@@ -209,16 +209,18 @@ def fixed_point_multiplier(real):
     Parameters
     ----------
     real : array_like of float
-        Positive multipliers below ``2^MULTIPLIER_BITS``.
+        Positive multipliers below ``2^MULTIPLIER_BITS - 1/2``.
 
     Returns
     -------
     multiplier, shift : numpy.ndarray of int64
     """
     real = np.asarray(real, dtype=np.float64)
-    if np.any(~(real > 0)) or np.any(real >= 2.0 ** MULTIPLIER_BITS):
-        raise ValueError(f"requantization multipliers must be positive and below "
-                         f"2^{MULTIPLIER_BITS}, not {real.min()}..{real.max()}")
+    # The largest multiplier that rounds to a MULTIPLIER_BITS-bit M0 with shift 0.
+    largest = (1 << MULTIPLIER_BITS) - 0.5
+    if np.any(~(real > 0)) or np.any(real >= largest):
+        raise ValueError(f"requantization multipliers must be positive and below {largest}, "
+                         f"not {real.min()}..{real.max()}")
     shift = np.clip(MULTIPLIER_BITS - 1 - np.floor(np.log2(real)), 0, MAX_SHIFT).astype(np.int64)
     multiplier = np.floor(np.ldexp(real, shift) + 0.5).astype(np.int64)
     # Rounding up to 2^MULTIPLIER_BITS: halve the multiplier (exact) and the shift with it.

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from systolix.sw.program import IntegerLayer, IntegerProgram
+from systolix.sw.quant import QuantParams
+
+
+def layer(**changes):
+    fields = dict(weights=np.array([[1, -2], [3, 4]]), bias=np.array([5, -6]),
+                  multiplier=np.array([40000, 50000]), shift=np.array([20, 21]),
+                  output_zero_point=0, output_low=0, output_high=15, input_bits=4,
+                  input_signed=False, weight_bits=4, weight_signed=True, output_bits=4,
+                  output_signed=False, accumulator_bits=12, overflow="wrap")
+    fields.update(changes)
+    return IntegerLayer(**fields)
+
+
+def program(*layers):
+    return IntegerProgram(layers, QuantParams(4, False, 0.5, 0, 0, 15),
+                          QuantParams(4, False, 0.25, 0, 0, 15))
+
+
+def test_scalar_shift_broadcasts_and_arrays_are_int64():
+    record = layer(shift=7, weights=[[1, 2], [3, 4]])
+    np.testing.assert_array_equal(record.shift, [7, 7])
+    for name in ("weights", "bias", "multiplier", "shift"):
+        assert getattr(record, name).dtype == np.int64
+        assert not getattr(record, name).flags.writeable
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(weights=np.array([[8, 0]])), r"weights must lie in -8..7, not 0..8"),
+    (dict(bias=np.array([2 ** 31, 0])), r"bias must lie in -2147483648..2147483647"),
+    (dict(multiplier=np.array([-1, 0])), r"multiplier must lie in 0..65535, not -1..0"),
+    (dict(shift=np.array([64, 0])), r"shift must lie in 0..63, not 0..64"),
+    (dict(weight_bits=9), r"weight_bits must be an integer in 1..8, not 9"),
+    (dict(accumulator_bits=1), r"accumulator_bits must be an integer in 2..32, not 1"),
+    (dict(overflow="clip"), r"overflow must be one of 'wrap', 'saturate', not 'clip'"),
+    (dict(output_low=16), r"output_low must be an integer in 0..15, not 16"),
+    (dict(output_low=5, output_high=4), r"output_high must be an integer in 5..15, not 4"),
+    (dict(output_zero_point=1.5), r"output_zero_point must be an integer in 0..15, not 1.5"),
+    (dict(weights=np.zeros(3)), r"weights must be a matrix \(K, N\), not of shape \(3,\)"),
+])
+def test_bad_layers(changes, message):
+    with pytest.raises(ValueError, match=message):
+        layer(**changes)
+
+
+def test_bad_programs():
+    with pytest.raises(ValueError, match=r"layer 1 has 3 inputs but layer 0 has 2 outputs"):
+        program(layer(), layer(weights=np.zeros((3, 2), dtype=int)))
+    with pytest.raises(ValueError, match=r"the output codes of layer 0 must be the input codes "
+                                         r"of layer 1"):
+        program(layer(), layer(input_bits=5))
+    with pytest.raises(ValueError, match=r"at least one layer"):
+        program()
+
+
+def test_save_load(tmp_path):
+    original = program(layer(), layer(overflow="saturate", accumulator_bits=20))
+    original.save(tmp_path / "program.npz")
+    loaded = IntegerProgram.load(tmp_path / "program.npz")
+    assert loaded.input == original.input and loaded.output == original.output
+    for a, b in zip(original.layers, loaded.layers):
+        for name in ("weights", "bias", "multiplier", "shift"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+        assert (a.accumulator_bits, a.overflow, a.output_high) == (
+            b.accumulator_bits, b.overflow, b.output_high)
+
+
+def test_encode_decode():
+    record = program(layer())
+    np.testing.assert_array_equal(record.encode_input([[0.0, 0.3, 100.0]]), [[0, 1, 15]])
+    np.testing.assert_array_equal(record.decode_output([[4]]), [[1.0]])

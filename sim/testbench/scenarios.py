@@ -42,11 +42,15 @@ class Stimulus:
     weights : list of numpy.ndarray, each (rows, cols)
     activations : list of numpy.ndarray, each (n_tile, rows)
     expected : list of numpy.ndarray, each (n_tile, cols): the golden ``X @ W`` per tile
+    overflows : int
+        Results in which the ``P``-bit accumulator wrapped or saturated (differ from the exact
+        integer sum).
     weight_offer, activation_offer, result_ready : numpy.ndarray of bool, per cycle
     """
     weights: list
     activations: list
     expected: list
+    overflows: int
     weight_offer: np.ndarray
     activation_offer: np.ndarray
     result_ready: np.ndarray
@@ -76,6 +80,8 @@ def make_stimulus(config, spec):
     activations = [_codes(rng, spec["data"], (n, config.rows), config.activation_range)
                    for n in spec["tiles"]]
     expected = [array_matmul(config, x, w) for x, w in zip(activations, weights)]
+    overflows = sum(int(np.count_nonzero(y != x @ w))
+                    for x, w, y in zip(activations, weights, expected))
     # Enough cycles for every beat to get through at the slowest of the given rates.
     timing = array_timing(config)
     beats = sum(spec["tiles"]) + config.rows * len(spec["tiles"])
@@ -84,4 +90,4 @@ def make_stimulus(config, spec):
         + 2 * timing.latency + 64
     patterns = [rng.random(cycles) < probability
                 for probability in (spec["offer"], spec["offer"], spec["ready"])]
-    return Stimulus(weights, activations, expected, *patterns)
+    return Stimulus(weights, activations, expected, overflows, *patterns)

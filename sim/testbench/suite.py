@@ -1,0 +1,72 @@
+"""The array configurations and scenarios that `make sim` and the test suite run through cocotb."""
+
+import dataclasses
+from pathlib import Path
+
+from systolix.config import ArrayConfig
+from systolix.hw.array import SystolicArray, array_timing
+from systolix.sim.runner import run_cocotb
+from systolix.sim.testbench.scenarios import scenario
+
+__all__ = ["ARRAY_CONFIGS", "array_scenarios", "run_array_suite"]
+
+
+#: Configurations spanning the generator's ranges: 1x1 to 32 rows or columns, square and not,
+#: 1- to 8-bit operands of either signedness, 2- to 32-bit accumulators, both overflow modes.
+ARRAY_CONFIGS = (
+    ArrayConfig(rows=1, cols=1, weight_bits=1, weight_signed=True, activation_bits=1,
+                activation_signed=False, accumulator_bits=2, overflow="wrap"),
+    ArrayConfig(rows=1, cols=1, weight_bits=8, weight_signed=True, activation_bits=8,
+                activation_signed=True, accumulator_bits=32, overflow="saturate"),
+    ArrayConfig(rows=2, cols=2, weight_bits=1, weight_signed=False, activation_bits=1,
+                activation_signed=False, accumulator_bits=2, overflow="saturate"),
+    ArrayConfig(rows=4, cols=4, weight_bits=4, weight_signed=True, activation_bits=4,
+                activation_signed=False, accumulator_bits=16, overflow="wrap"),
+    ArrayConfig(rows=4, cols=4, weight_bits=4, weight_signed=True, activation_bits=4,
+                activation_signed=True, accumulator_bits=8, overflow="saturate"),
+    ArrayConfig(rows=3, cols=5, weight_bits=2, weight_signed=True, activation_bits=3,
+                activation_signed=False, accumulator_bits=6, overflow="saturate"),
+    ArrayConfig(rows=5, cols=3, weight_bits=3, weight_signed=False, activation_bits=2,
+                activation_signed=True, accumulator_bits=7, overflow="wrap"),
+    ArrayConfig(rows=8, cols=8, weight_bits=4, weight_signed=True, activation_bits=4,
+                activation_signed=False, accumulator_bits=16, overflow="wrap"),
+    ArrayConfig(rows=8, cols=8, weight_bits=8, weight_signed=True, activation_bits=8,
+                activation_signed=True, accumulator_bits=12, overflow="wrap"),
+    ArrayConfig(rows=6, cols=10, weight_bits=8, weight_signed=True, activation_bits=8,
+                activation_signed=False, accumulator_bits=14, overflow="saturate"),
+    ArrayConfig(rows=32, cols=1, weight_bits=8, weight_signed=False, activation_bits=8,
+                activation_signed=False, accumulator_bits=32, overflow="wrap"),
+    ArrayConfig(rows=1, cols=32, weight_bits=2, weight_signed=True, activation_bits=2,
+                activation_signed=False, accumulator_bits=4, overflow="saturate"),
+)
+
+
+def array_scenarios(config, seed=0):
+    """Scenarios for one configuration: random codes at full rate and with random stalls on
+    every stream, every code at either end of its range, and mixed extremes (which overflow
+    ``P`` bits wherever ``P`` is too narrow for the tile)."""
+    # Long enough for a tile to be loaded while the previous one computes, and a 1-vector tile.
+    long = array_timing(config).load_hold + config.rows + 8
+    return [
+        scenario("random", seed=seed, tiles=(long, long, 5, long)),
+        scenario("stalls", seed=seed + 1, tiles=(long, 1, 3, long), offer=0.6, ready=0.5),
+        scenario("lowest", seed=seed + 2, tiles=(4, 4), data="lowest"),
+        scenario("highest", seed=seed + 3, tiles=(4, 4), data="highest"),
+        scenario("extreme", seed=seed + 4, tiles=(long, 2, long), data="extreme",
+                 offer=0.8, ready=0.7),
+    ]
+
+
+def run_array_suite(config, *, simulator="verilator", build_root="build/sim", seed=0,
+                    hardware_config=None):
+    """Run :func:`array_scenarios` on the array through cocotb; return the report.
+
+    ``hardware_config`` builds the hardware from another configuration than the one the
+    reference models use (to show that the checks catch a wrong design).
+    """
+    hardware_config = hardware_config or config
+    spec = {"config": dataclasses.asdict(config), "scenarios": array_scenarios(config, seed)}
+    build_dir = Path(build_root) / hardware_config.name
+    return run_cocotb(SystolicArray(hardware_config), "systolic_array",
+                      "systolix.sim.testbench.array", spec, simulator=simulator,
+                      build_dir=build_dir)

@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from systolix.sw.models import digits_mlp
+from systolix.sw.report import METHOD_LABELS, sweep, write_report
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return digits_mlp()
+
+
+@pytest.fixture(scope="module")
+def four_bit(digits):
+    return sweep(*digits, widths=(4,), accumulator_bits=(5, 8, 9, 10, 12))
+
+
+def test_a2q_plus_beats_a2q_and_naive_wrap_around(four_bit):
+    a2q, plus, naive = (np.array([np.nan if v is None else v for v in four_bit.accuracy[4, m]])
+                        for m in ("a2q", "a2q+", "none"))
+    # P = 5 admits no nonzero weight under A2Q (4-bit inputs need P >= 6).
+    assert four_bit.accuracy[4, "a2q"][0] is None and four_bit.accuracy[4, "a2q+"][0] is not None
+    assert np.all(plus[1:] >= a2q[1:])
+    # Far above naive wrap-around at small P.
+    assert np.all(plus[1:3] > naive[1:3] + 0.3)
+    # Within two points of float at P = 12.
+    assert plus[-1] >= four_bit.float_accuracy - 0.02
+    assert four_bit.unlimited[4] >= four_bit.float_accuracy - 0.03
+
+
+def test_report_files(four_bit, tmp_path):
+    markdown, plot = write_report(tmp_path / "out", four_bit)
+    text = markdown.read_text()
+    assert "### W4/A4" in text and "| P=5 | P=8 |" in text
+    for label in METHOD_LABELS.values():
+        assert f"| {label} |" in text
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["accuracy.png", "report.md"]
+
+
+@pytest.mark.slow
+def test_full_sweep(digits):
+    result = sweep(*digits)
+    for bits in result.widths:
+        plus, a2q = result.accuracy[bits, "a2q+"], result.accuracy[bits, "a2q"]
+        assert all(a is None or p >= a for p, a in zip(plus, a2q))

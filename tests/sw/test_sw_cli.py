@@ -1,0 +1,37 @@
+import numpy as np
+
+from systolix.cli import main
+from systolix.sim.golden.program import run_program
+from systolix.sw.models import digits_mlp
+from systolix.sw.program import IntegerProgram
+from systolix.sw.qmodel import QuantizedModel
+
+
+def test_quantize_writes_model_and_program(tmp_path, capsys):
+    assert main(["quantize", "--accumulator-bits", "12", "--out", str(tmp_path)]) == 0
+    output = capsys.readouterr().out
+    assert "layer 0: 64x64, W4 A4u" in output and "integer program (a2q+, P = 12" in output
+    model = QuantizedModel.load(tmp_path / "model.npz")
+    program = IntegerProgram.load(tmp_path / "program.npz")
+    assert model.method == "a2q+" and program.layers[0].accumulator_bits == 12
+    _, data = digits_mlp()
+    outputs = run_program(program, program.encode_input(data.x_test))
+    np.testing.assert_array_equal(outputs, model.reference(data.x_test))
+
+
+def test_mixed_precision_and_float_model_file(tmp_path, capsys):
+    model, _ = digits_mlp()
+    model.save(tmp_path / "float.npz")
+    assert main(["quantize", "--float-model", str(tmp_path / "float.npz"), "--mixed-sqnr", "15",
+                 "--method", "none", "--accumulator-bits", "32", "--out", str(tmp_path)]) == 0
+    assert "weight memory:" in capsys.readouterr().out
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["quantize", "--weight-bits", "9", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == ("systolix quantize: error: weight_bits must be an integer "
+                                       "in 2..8, not 9\n")
+    assert main(["quantize", "--budget", "10", "--out", str(tmp_path)]) == 2
+    assert "--budget needs a mixed-precision target" in capsys.readouterr().err
+    assert main(["quantize", "--float-model", str(tmp_path / "missing.npz")]) == 2
+    assert "is not a readable .npz file" in capsys.readouterr().err

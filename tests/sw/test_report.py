@@ -43,4 +43,6 @@ def test_full_sweep(digits):
     result = sweep(*digits)
     for bits in result.widths:
         plus, a2q = result.accuracy[bits, "a2q+"], result.accuracy[bits, "a2q"]
-        assert all(a is None or p >= a for p, a in zip(plus, a2q))
+        # Where both are close to float, they differ by a test image or two either way.
+        assert all(a is None or p >= a - 0.01 for p, a in zip(plus, a2q))
+        assert sum(p for p in plus if p is not None) > sum(a for a in a2q if a is not None)

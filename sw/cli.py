@@ -9,12 +9,10 @@ digits test accuracy of the float model, the quantized model and the integer pro
 
 from pathlib import Path
 
-import numpy as np
-
 from .a2q import METHODS, min_accumulator_bits
 from .lower import lower
 from .mixed import search
-from .models import FloatModel, digits_mlp, digits_split
+from .models import FloatModel, accuracy, digits_mlp, digits_split
 from .qmodel import quantize
 from .report import program_accuracy, sweep, write_report
 
@@ -82,8 +80,8 @@ def run_quantize(args):
         print(f"layer {index}: {inputs}x{outputs}, W{layer.weight_bits} "
               f"A{layer.input.bits}{'s' if layer.input.signed else 'u'}, needs P >= {safe} "
               f"(data-free), runs at P = {quantized.accumulator_bits}")
-    float_accuracy = np.mean(np.argmax(model.forward(data.x_test), axis=1) == data.y_test)
-    reference = np.mean(quantized.predict(data.x_test) == data.y_test)
+    float_accuracy = accuracy(model.predict(data.x_test), data.y_test)
+    reference = accuracy(quantized.predict(data.x_test), data.y_test)
     integer = program_accuracy(program, data.x_test, data.y_test)
     print(f"digits test accuracy: float {100 * float_accuracy:.1f} %, quantized "
           f"{100 * reference:.1f} %, integer program ({args.method}, P = "

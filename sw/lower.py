@@ -13,7 +13,6 @@ lower clamp ``max(low, z_y)``. Floating point is left in the program only in its
 quantizers (how the host encodes inputs and decodes outputs).
 """
 
-import numpy as np
 
 from systolix.config import code_range
 from systolix.sim.golden.program import BIAS_BITS

@@ -24,7 +24,7 @@ import numpy as np
 
 from systolix.config import check_int
 
-from .models import FloatModel
+from .models import FloatModel, accuracy
 from .qmodel import quantize
 from .quant import activation_params, sqnr_db, symmetric_params
 
@@ -142,10 +142,6 @@ class MixedPrecision:
         return "\n".join(lines)
 
 
-def _accuracy(predicted, labels):
-    return float(np.mean(predicted == labels))
-
-
 def search(model, calibration, min_sqnr=None, max_accuracy_drop=None, validation=None,
            budget=None, widths=(2, 3, 4, 5, 6, 7, 8), **options):
     """The cheapest per-layer widths that meet one target, within a weight memory budget.
@@ -189,12 +185,12 @@ def search(model, calibration, min_sqnr=None, max_accuracy_drop=None, validation
     metrics = layer_metrics(model, calibration, widths, **metric_options)
     widths = metrics[0].widths
     evaluations = 0
-    float_accuracy = accuracy = None
+    float_accuracy = reached = None
 
     def evaluate(positions):
         choice = tuple(widths[i] for i in positions)
         quantized = quantize(model, calibration, choice, choice, **options)
-        return _accuracy(quantized.predict(validation[0]), validation[1])
+        return accuracy(quantized.predict(validation[0]), validation[1])
 
     def loss_per_bit(index):
         """dB lost per weight bit saved by narrowing layer ``index`` one step."""
@@ -203,8 +199,7 @@ def search(model, calibration, min_sqnr=None, max_accuracy_drop=None, validation
         return (metric.combined_sqnr(i) - metric.combined_sqnr(i - 1)) / saved
 
     if validation is not None:
-        float_accuracy = _accuracy(np.argmax(model.forward(validation[0]), axis=1),
-                                   validation[1])
+        float_accuracy = accuracy(model.predict(validation[0]), validation[1])
     if min_sqnr is not None:
         positions = []
         for index, metric in enumerate(metrics):
@@ -215,15 +210,15 @@ def search(model, calibration, min_sqnr=None, max_accuracy_drop=None, validation
                                  f"at {widths[-1]} bits")
             positions.append(meeting[0])
         if validation is not None:
-            accuracy = evaluate(positions)
+            reached = evaluate(positions)
             evaluations = 1
     else:
         positions = [len(widths) - 1] * len(metrics)
-        accuracy = evaluate(positions)
+        reached = evaluate(positions)
         evaluations = 1
-        if float_accuracy - accuracy > max_accuracy_drop:
+        if float_accuracy - reached > max_accuracy_drop:
             raise ValueError(f"max_accuracy_drop={max_accuracy_drop} is out of reach: at "
-                             f"{widths[-1]} bits the accuracy is {accuracy:.4f}, float "
+                             f"{widths[-1]} bits the accuracy is {reached:.4f}, float "
                              f"{float_accuracy:.4f}")
         active = {index for index in range(len(metrics)) if positions[index] > 0}
         while active:
@@ -233,7 +228,7 @@ def search(model, calibration, min_sqnr=None, max_accuracy_drop=None, validation
             trial_accuracy = evaluate(trial)
             evaluations += 1
             if float_accuracy - trial_accuracy <= max_accuracy_drop:
-                positions, accuracy = trial, trial_accuracy
+                positions, reached = trial, trial_accuracy
                 if positions[index] == 0:
                     active.discard(index)
             else:
@@ -245,5 +240,5 @@ def search(model, calibration, min_sqnr=None, max_accuracy_drop=None, validation
                          f"{budget}")
     layer_sqnr = tuple(metric.combined_sqnr(widths.index(bits))
                        for metric, bits in zip(metrics, choice))
-    return MixedPrecision(choice, memory, layer_sqnr, accuracy, float_accuracy,
+    return MixedPrecision(choice, memory, layer_sqnr, reached, float_accuracy,
                           evaluations, metrics)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .io import frozen_array, load_arrays, save_arrays
 
-__all__ = ["FloatModel", "DigitsSplit", "digits_split", "digits_mlp"]
+__all__ = ["FloatModel", "DigitsSplit", "digits_split", "digits_mlp", "accuracy"]
 
 _FORMAT = "systolix.FloatModel"
 _VERSION = 1
@@ -87,6 +87,10 @@ class FloatModel:
         """Logits, shape ``(n, outputs)``."""
         return self.layer_inputs(x)[-1]
 
+    def predict(self, x):
+        """Predicted classes: the first largest logit of each row."""
+        return np.argmax(self.forward(x), axis=1)
+
     def save(self, path):
         """Write the model to one ``.npz`` file (atomically, with a format version)."""
         arrays = {}
@@ -102,6 +106,11 @@ class FloatModel:
         count = range(header["layers"])
         return cls(tuple(arrays[f"weight{i}"] for i in count),
                    tuple(arrays[f"bias{i}"] for i in count))
+
+
+def accuracy(predicted, labels):
+    """The fraction of ``predicted`` classes equal to ``labels``."""
+    return float(np.mean(np.asarray(predicted) == np.asarray(labels)))
 
 
 @dataclass(frozen=True)

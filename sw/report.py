@@ -20,9 +20,10 @@ from systolix.sim.golden.program import run_program
 from .a2q import min_feasible_accumulator_bits
 from .io import atomic_write
 from .lower import lower
+from .models import accuracy
 from .qmodel import quantize
 
-__all__ = ["METHOD_LABELS", "Sweep", "sweep", "write_report"]
+__all__ = ["METHOD_LABELS", "program_accuracy", "Sweep", "sweep", "write_report"]
 
 # Quantization method of each row of the table, and its label.
 METHOD_LABELS = {"none": "naive (wrap)", "a2q": "A2Q", "a2q+": "A2Q+"}
@@ -31,7 +32,7 @@ METHOD_LABELS = {"none": "naive (wrap)", "a2q": "A2Q", "a2q+": "A2Q+"}
 def program_accuracy(program, x, labels):
     """Accuracy of an integer program run by the golden model on real inputs ``x``."""
     outputs = run_program(program, program.encode_input(x))
-    return float(np.mean(np.argmax(outputs, axis=1) == labels))
+    return accuracy(np.argmax(outputs, axis=1), labels)
 
 
 @dataclass(frozen=True)
@@ -118,9 +119,8 @@ def sweep(model, data, widths=(4, 2, 8), accumulator_bits=range(8, 21), overflow
     Sweep
     """
     widths, accumulator_bits = tuple(widths), tuple(accumulator_bits)
-    float_accuracy = float(np.mean(np.argmax(model.forward(data.x_test), axis=1)
-                                   == data.y_test))
-    unlimited, accuracy = {}, {}
+    float_accuracy = accuracy(model.predict(data.x_test), data.y_test)
+    unlimited, accuracies = {}, {}
     for bits in widths:
         plain = quantize(model, data.x_train, bits, bits)
         unlimited[bits] = program_accuracy(lower(plain), data.x_test, data.y_test)
@@ -135,8 +135,8 @@ def sweep(model, data, widths=(4, 2, 8), accumulator_bits=range(8, 21), overflow
                     continue
                 quantized = quantize(model, data.x_train, bits, bits, width, method, overflow)
                 row.append(program_accuracy(lower(quantized), data.x_test, data.y_test))
-            accuracy[bits, method] = tuple(row)
-    return Sweep(widths, accumulator_bits, float_accuracy, unlimited, accuracy)
+            accuracies[bits, method] = tuple(row)
+    return Sweep(widths, accumulator_bits, float_accuracy, unlimited, accuracies)
 
 
 def write_report(folder, result, mixed=None):

@@ -100,7 +100,10 @@ def a2q_l1_limit(accumulator_bits, input_bits, input_signed):
 
 
 def a2q_plus_l1_limit(accumulator_bits, input_bits):
-    """A2Q+'s bound on ``||q_c||_1`` for zero-centred weights and unsigned inputs: ``(2^P - 2) / (2^N - 1)``."""
+    """A2Q+'s bound on ``||q_c||_1``: ``(2^P - 2) / (2^N - 1)``.
+
+    For zero-centred weights and unsigned inputs.
+    """
     check_int("accumulator_bits", accumulator_bits, 2, 32)
     check_int("input_bits", input_bits, 1, 8)
     return ((1 << accumulator_bits) - 2) / ((1 << input_bits) - 1)
@@ -223,7 +226,8 @@ def accumulator_aware_quantize(weights, scale, bits, method, accumulator_bits, i
     ----------
     weights : array_like of float, shape (K, channels)
     scale : array_like of float, shape (channels,)
-        The starting scale of each channel (for example from :func:`~systolix.sw.quant.symmetric_params`).
+        The starting scale of each channel (for example from
+        :func:`~systolix.sw.quant.symmetric_params`).
     bits : int
         Weight bits, 2..8: codes in ``-(2^(bits-1)-1) .. 2^(bits-1)-1``.
     method, accumulator_bits, input_bits, input_signed, rounding

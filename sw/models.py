@@ -69,7 +69,7 @@ class FloatModel:
         return self.weights[0].shape[0]
 
     def check_input(self, x):
-        """Return ``x`` as a float64 matrix ``(n, inputs)``; raise :class:`ValueError` if it is not."""
+        """Return ``x`` as a float64 matrix ``(n, inputs)``; raise :class:`ValueError` if not."""
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.inputs:
             raise ValueError(f"x must have shape (n, {self.inputs}), not {x.shape}")

@@ -176,23 +176,18 @@ def activation_params(values, bits, scheme="affine", pow2=False, clipping="max",
     check_choice("clipping", clipping, CLIPPINGS)
     values = _checked_values(name, values)
     lowest, highest = min(float(values.min()), 0.0), max(float(values.max()), 0.0)
-    if lowest == 0.0 or scheme == "symmetric":
-        if lowest < 0.0:
-            return symmetric_params(values, bits, False, pow2, clipping, name)
-        low, high = code_range(bits, False)
+    if lowest < 0.0 and scheme == "symmetric":
+        return symmetric_params(values, bits, False, pow2, clipping, name)
+    low, high = code_range(bits, False)
 
-        def make(fraction):
-            scale = fraction * highest / high if highest > 0 else 1.0
-            return QuantParams(bits, False, float(pow2_ceil(scale) if pow2 else scale), 0, low, high)
-    else:
-        low, high = code_range(bits, False)
-
-        def make(fraction):
-            scale = fraction * (highest - lowest) / high
-            if pow2:
-                scale = float(pow2_ceil(scale))
-            zero_point = int(np.clip(np.floor(-fraction * lowest / scale + 0.5), low, high))
-            return QuantParams(bits, False, scale, zero_point, low, high)
+    def make(fraction):
+        """Unsigned codes for ``fraction * [lowest, highest]`` (``z = 0`` when ``lowest`` is 0)."""
+        span = fraction * (highest - lowest)
+        scale = span / high if span > 0 else 1.0
+        if pow2:
+            scale = float(pow2_ceil(scale))
+        zero_point = int(np.clip(np.floor(-fraction * lowest / scale + 0.5), low, high))
+        return QuantParams(bits, False, scale, zero_point, low, high)
 
     if clipping == "max":
         return make(1.0)
@@ -229,7 +224,7 @@ def fixed_point_multiplier(real):
 
 
 def wage_quantize(values, bits):
-    """WAGE's fixed-point quantizer ``Q(x, k) = clip(sigma * round(x / sigma), -1 + sigma, 1 - sigma)``.
+    """WAGE's quantizer ``Q(x, k) = clip(sigma * round(x / sigma), -1 + sigma, 1 - sigma)``.
 
     ``sigma = 2^(1-k)``; the result is a real value. It equals the symmetric quantizer with the
     power-of-two scale ``sigma`` and codes ``-(2^(k-1)-1) .. 2^(k-1)-1`` (``k >= 2``).

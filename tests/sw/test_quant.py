@@ -68,9 +68,12 @@ def test_one_bit_activations():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: symmetric_params(np.ones((2, 2)), 9), r"weight_bits must be an integer in 2..8, not 9"),
-    (lambda: symmetric_params(np.ones((2, 2)), 1), r"weight_bits must be an integer in 2..8, not 1"),
-    (lambda: activation_params(np.ones(3), 0), r"activation_bits must be an integer in 1..8, not 0"),
+    (lambda: symmetric_params(np.ones((2, 2)), 9),
+     r"weight_bits must be an integer in 2..8, not 9"),
+    (lambda: symmetric_params(np.ones((2, 2)), 1),
+     r"weight_bits must be an integer in 2..8, not 1"),
+    (lambda: activation_params(np.ones(3), 0),
+     r"activation_bits must be an integer in 1..8, not 0"),
     (lambda: activation_params(-np.ones(3), 1, "symmetric"),
      r"activation_bits must be an integer in 2..8, not 1"),
     (lambda: symmetric_params(np.array([1.0, np.nan]), 4),
@@ -102,7 +105,8 @@ def test_fixed_point_multiplier():
     real = np.concatenate([np.exp(RNG.uniform(np.log(1e-9), np.log(60000), 1000)),
                            [1.0, 0.5, 2.0 ** -20, 65535.4]])
     multiplier, shift = fixed_point_multiplier(real)
-    assert multiplier.max() < 2 ** MULTIPLIER_BITS and multiplier.min() >= 2 ** (MULTIPLIER_BITS - 1)
+    assert multiplier.max() < 2 ** MULTIPLIER_BITS
+    assert multiplier.min() >= 2 ** (MULTIPLIER_BITS - 1)
     assert shift.min() >= 0 and shift.max() <= MAX_SHIFT
     np.testing.assert_allclose(np.ldexp(multiplier.astype(float), -shift), real,
                                rtol=2.0 ** -MULTIPLIER_BITS)

@@ -28,7 +28,7 @@ sim: $(STAMP)
 
 # Speed and size figures (golden model, simulators, synthesis).
 bench: $(STAMP)
-	$(BIN)/systolix bench --simulator $(SIM)
+	$(BIN)/systolix bench
 
 clean:
 	rm -rf build .pytest_cache

@@ -16,7 +16,7 @@ pins (``clk``, ``rst``, ``din``, ``dout``):
   are related (Yosys cannot simplify the core with knowledge of its inputs);
 - every output bit of the core goes into a pipelined tree of 4-input XORs, one LUT4 and one
   flip-flop per node, that ends in ``dout``, so every output is observed and no logic is removed.
-  Each output reaches a flip-flop through one LUT4;
+  Each output reaches a flip-flop through at most one LUT4;
 - the core keeps its own hierarchy (Yosys ``keep_hierarchy``, its submodules are flattened into
   it), so synthesis neither optimises across the boundary nor mixes harness and core cells.
 
@@ -28,7 +28,8 @@ core module, placed logic cells minus the harness's) and the harness's cells sep
 harness's paths have at most one LUT between two flip-flops, so they do not limit ``fmax_mhz``
 of any realistic core.
 
-The core must use only the ``sync`` clock domain (the harness drives ``clk`` and ``rst``).
+The core must use only the ``sync`` clock domain. Its ``clk`` and ``rst`` come from pins; paths
+that start at the ``rst`` pin are input paths, which nextpnr does not count in ``fmax_mhz``.
 """
 
 import json
@@ -46,7 +47,8 @@ from amaranth.lib.wiring import In, Out
 
 from systolix.config import check_choice
 
-__all__ = ["FAMILIES", "SynthesisError", "SynthesisResult", "OutOfContextHarness", "synthesize"]
+__all__ = ["FAMILIES", "SynthesisError", "SynthesisResult", "core_ports", "OutOfContextHarness",
+           "synthesize"]
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,24 @@ class SynthesisResult:
     build_dir: Path
 
 
+def core_ports(component):
+    """The port values of a core, split into ``(inputs, outputs)``, each a list of values.
+
+    Raises
+    ------
+    ValueError
+        If ``component`` is not a :class:`~amaranth.lib.wiring.Component` or has no output.
+    """
+    if not isinstance(component, wiring.Component):
+        raise ValueError(f"component must be an amaranth.lib.wiring.Component, not {component!r}")
+    inputs, outputs = [], []
+    for _path, member, value in component.signature.flatten(component):
+        (inputs if member.flow == In else outputs).append(Value.cast(value))
+    if not outputs:
+        raise ValueError(f"component must have at least one output port, not {component!r}")
+    return inputs, outputs
+
+
 class OutOfContextHarness(wiring.Component):
     """Four-pin wrapper that lets a core with any number of port bits be placed and routed.
 
@@ -171,6 +191,8 @@ class OutOfContextHarness(wiring.Component):
     ----------
     core : amaranth.lib.wiring.Component
         The core; it becomes the submodule ``core``.
+    inputs, outputs : list of amaranth.hdl.Value
+        The core's ports, as :func:`core_ports` returns them.
 
     Attributes
     ----------
@@ -180,29 +202,23 @@ class OutOfContextHarness(wiring.Component):
         Registered XOR of all the core's outputs.
     """
 
-    def __init__(self, core):
-        if not isinstance(core, wiring.Component):
-            raise ValueError(f"component must be an amaranth.lib.wiring.Component, not {core!r}")
-        self.core_inputs = []
-        self.core_outputs = []
-        for _path, member, value in core.signature.flatten(core):
-            ports = self.core_inputs if member.flow == In else self.core_outputs
-            ports.append(Value.cast(value))
-        if not self.core_outputs:
-            raise ValueError(f"component must have at least one output port, not {core!r}")
+    def __init__(self, core, inputs, outputs):
         self._core = core
+        self._inputs = inputs
+        self._outputs = outputs
         super().__init__({"din": In(1), "dout": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.core = self._core
 
-        if self.core_inputs:
-            chain = Signal(sum(len(port) for port in self.core_inputs), reset_less=True)
+        if self._inputs:
+            chain = Signal(sum(len(port) for port in self._inputs), reset_less=True)
             m.d.sync += chain.eq(Cat(self.din, chain[:-1]))
-            m.d.comb += Cat(*self.core_inputs).eq(chain)
+            m.d.comb += Cat(*self._inputs).eq(chain)
 
-        level = Cat(*self.core_outputs)
+        # XOR tree, 4 inputs per node; at least one stage, so that dout comes from a flip-flop.
+        level = Cat(*self._outputs)
         while True:
             stage = Signal((len(level) + 3) // 4, reset_less=True)
             m.d.sync += stage.eq(Cat(level[i:i + 4].xor() for i in range(0, len(level), 4)))
@@ -265,7 +281,7 @@ def synthesize(component, *, family="ice40", device=None, package=None, seed=1, 
         raise ValueError(f"target_mhz must be a positive number, not {target_mhz!r}")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"name must be a Verilog identifier (letters, digits, _), not {name!r}")
-    harness = OutOfContextHarness(component)
+    harness = OutOfContextHarness(component, *core_ports(component))
 
     build_dir = Path("build/synth") / name if build_dir is None else Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,10 @@
+# amaranth: UnusedElaboratable=no
 """Synthesis smoke tests: the array maps onto iCE40 with Yosys, and the runner counts correctly.
 
 Synthesis-only tests take seconds each; one test places and routes a small adder.
+
+The components of the tests of bad arguments are never elaborated; the first line tells Amaranth
+not to warn about that.
 """
 
 import pytest

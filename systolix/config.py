@@ -6,7 +6,8 @@ built, so an invalid configuration never reaches the hardware generator or the g
 
 from dataclasses import dataclass
 
-__all__ = ["OVERFLOW_MODES", "ArrayConfig", "check_int", "check_choice", "code_range"]
+__all__ = ["OVERFLOW_MODES", "ArrayConfig", "check_int", "check_choice", "check_bool",
+           "code_range"]
 
 
 OVERFLOW_MODES = ("wrap", "saturate")
@@ -28,6 +29,13 @@ def check_choice(name, value, choices):
     if value not in choices:
         allowed = ", ".join(repr(choice) for choice in choices)
         raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+    return value
+
+
+def check_bool(name, value):
+    """Return ``value`` if it is ``True`` or ``False``; raise :class:`ValueError` otherwise."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, not {value!r}")
     return value
 
 
@@ -78,8 +86,8 @@ class ArrayConfig:
         check_int("weight_bits", self.weight_bits, 1, 8)
         check_int("activation_bits", self.activation_bits, 1, 8)
         check_int("accumulator_bits", self.accumulator_bits, 2, 32)
-        check_choice("weight_signed", self.weight_signed, (True, False))
-        check_choice("activation_signed", self.activation_signed, (True, False))
+        check_bool("weight_signed", self.weight_signed)
+        check_bool("activation_signed", self.activation_signed)
         check_choice("overflow", self.overflow, OVERFLOW_MODES)
 
     @property

@@ -7,8 +7,10 @@ same stimulus.
 
 Scenario keys: ``name``; ``seed``; ``tiles`` (vectors per weight tile); ``data`` (``"random"``:
 uniform over the full code ranges, ``"lowest"`` / ``"highest"``: every code at the end of its
-range, ``"extreme"``: each code independently at one end of its range, which drives partial sums
-as far as they go); ``offer`` (probability that a source offers a beat in a cycle) and ``ready``
+range, ``"extreme"``: each code independently at one end of its range, ``"adversarial"``: tiles
+alternately made of the weight and activation codes whose product is the largest and the
+smallest possible, so partial sums reach the most positive and the most negative value any tile
+can give, then extreme codes); ``offer`` (probability that a source offers a beat in a cycle) and ``ready``
 (probability that the result sink is ready in a cycle).
 """
 
@@ -22,7 +24,7 @@ from systolix.sim.golden import array_matmul
 __all__ = ["DATA_KINDS", "Stimulus", "scenario", "make_stimulus"]
 
 
-DATA_KINDS = ("random", "lowest", "highest", "extreme")
+DATA_KINDS = ("random", "lowest", "highest", "extreme", "adversarial")
 
 
 def scenario(name, *, seed=0, tiles=(16,), data="random", offer=1.0, ready=1.0):
@@ -72,13 +74,25 @@ def _codes(rng, kind, shape, code_range):
     return np.where(rng.random(shape) < 0.5, low, high)
 
 
+def _adversarial_tile(rng, config, index, n):
+    pairs = [(w, x) for w in config.weight_range for x in config.activation_range]
+    w_end, x_end = (max if index % 2 == 0 else min)(pairs, key=lambda pair: pair[0] * pair[1])
+    x = _codes(rng, "extreme", (n, config.rows), config.activation_range)
+    x[:(n + 1) // 2] = x_end
+    return np.full((config.rows, config.cols), w_end), x
+
+
 def make_stimulus(config, spec):
     """Turn a scenario ``spec`` into a :class:`Stimulus` for an array built from ``config``."""
     rng = np.random.default_rng(spec["seed"])
-    weights = [_codes(rng, spec["data"], (config.rows, config.cols), config.weight_range)
-               for _ in spec["tiles"]]
-    activations = [_codes(rng, spec["data"], (n, config.rows), config.activation_range)
-                   for n in spec["tiles"]]
+    if spec["data"] == "adversarial":
+        weights, activations = zip(*(_adversarial_tile(rng, config, index, n)
+                                     for index, n in enumerate(spec["tiles"])))
+    else:
+        weights = [_codes(rng, spec["data"], (config.rows, config.cols), config.weight_range)
+                   for _ in spec["tiles"]]
+        activations = [_codes(rng, spec["data"], (n, config.rows), config.activation_range)
+                       for n in spec["tiles"]]
     expected = [array_matmul(config, x, w) for x, w in zip(activations, weights)]
     overflows = sum(int(np.count_nonzero(y != x @ w))
                     for x, w, y in zip(activations, weights, expected))

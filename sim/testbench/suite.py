@@ -43,8 +43,8 @@ ARRAY_CONFIGS = (
 
 def array_scenarios(config, seed=0):
     """Scenarios for one configuration: random codes at full rate and with random stalls on
-    every stream, every code at either end of its range, and mixed extremes (which overflow
-    ``P`` bits wherever ``P`` is too narrow for the tile)."""
+    every stream, every code at either end of its range, mixed extremes, and adversarial tiles
+    (which overflow ``P`` bits wherever ``P`` is too narrow for the array)."""
     # Long enough for a tile to be loaded while the previous one computes, and a 1-vector tile.
     long = array_timing(config).load_hold + config.rows + 8
     return [
@@ -54,6 +54,7 @@ def array_scenarios(config, seed=0):
         scenario("highest", seed=seed + 3, tiles=(4, 4), data="highest"),
         scenario("extreme", seed=seed + 4, tiles=(long, 2, long), data="extreme",
                  offer=0.8, ready=0.7),
+        scenario("adversarial", seed=seed + 5, tiles=(6, 6), data="adversarial", offer=0.9),
     ]
 
 

@@ -1,0 +1,38 @@
+import dataclasses
+
+import pytest
+
+from systolix.config import ArrayConfig, code_range
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("rows", 0, r"^rows must be an integer in 1\.\.32, not 0$"),
+    ("cols", 33, r"^cols must be an integer in 1\.\.32, not 33$"),
+    ("weight_bits", 9, r"^weight_bits must be an integer in 1\.\.8, not 9$"),
+    ("activation_bits", 0, r"^activation_bits must be an integer in 1\.\.8, not 0$"),
+    ("accumulator_bits", 1, r"^accumulator_bits must be an integer in 2\.\.32, not 1$"),
+    ("accumulator_bits", 33, r"^accumulator_bits must be an integer in 2\.\.32, not 33$"),
+    ("rows", 4.0, r"^rows must be an integer in 1\.\.32, not 4\.0$"),
+    ("weight_bits", True, r"^weight_bits must be an integer in 1\.\.8, not True$"),
+    ("overflow", "clip", r"^overflow must be one of 'wrap', 'saturate', not 'clip'$"),
+    ("weight_signed", 1, r"^weight_signed must be True or False, not 1$"),
+])
+def test_invalid_parameters_are_named(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(ArrayConfig(), **{field: value})
+
+
+def test_ranges_follow_widths_and_signedness():
+    config = ArrayConfig(weight_bits=1, weight_signed=True, activation_bits=8,
+                         activation_signed=False, accumulator_bits=12)
+    assert config.weight_range == (-1, 0)
+    assert config.activation_range == (0, 255)
+    assert config.accumulator_range == (-2048, 2047)
+    assert code_range(4, True) == (-8, 7)
+
+
+def test_config_is_frozen_and_named():
+    config = ArrayConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.rows = 4
+    assert config.name == "8x8-W4s-A4u-P16-wrap"

@@ -1,0 +1,382 @@
+import dataclasses
+
+import numpy as np
+import pytest
+
+from systolix.config import ArrayConfig, code_range
+from systolix.hw.array import weights_layout
+from systolix.sim.golden.array import array_matmul, wrap
+from systolix.sim.golden.program import requantize, run_program
+from systolix.sw import IntegerLayer, IntegerProgram, digits_mlp, lower, quantize
+from systolix.sw.pack import (FORMAT_VERSION, REQUANT_LAYOUT, MemoryConfig, MemoryImages,
+                              LayerTiles, check_fit, ideal_cycles, layer_tiles, pack, unpack,
+                              write_images)
+from systolix.sw.quant import QuantParams
+
+LAYER_FIELDS = [field.name for field in dataclasses.fields(IntegerLayer)]
+BIG = MemoryConfig(weight_words=65536, requant_words=65536, program_words=65536,
+                   activation_words=65536)
+
+
+def program_of(layers):
+    first, last = layers[0], layers[-1]
+    low, high = code_range(first.input_bits, first.input_signed)
+    return IntegerProgram(layers, QuantParams(first.input_bits, first.input_signed, 1.0, 0,
+                                              low, high),
+                          QuantParams(last.output_bits, last.output_signed, 1.0,
+                                      last.output_zero_point, last.output_low, last.output_high))
+
+
+def random_codes(rng, shape, bits, signed):
+    """Random codes over the whole range, with the lowest and the highest among them."""
+    low, high = code_range(bits, signed)
+    codes = rng.integers(low, high + 1, size=shape)
+    codes.flat[0] = low
+    codes.flat[-1] = high
+    return codes
+
+
+def random_layer(rng, inputs, outputs, config, output_bits, output_signed):
+    low, high = code_range(output_bits, output_signed)
+    clamp = sorted(rng.integers(low, high + 1, size=2).tolist())
+    return IntegerLayer(
+        weights=random_codes(rng, (inputs, outputs), config.weight_bits, config.weight_signed),
+        bias=random_codes(rng, outputs, 32, True),
+        multiplier=random_codes(rng, outputs, 16, False),
+        shift=rng.integers(0, 64, size=outputs),
+        output_zero_point=int(rng.integers(low, high + 1)), output_low=clamp[0],
+        output_high=clamp[1], input_bits=config.activation_bits,
+        input_signed=config.activation_signed, weight_bits=config.weight_bits,
+        weight_signed=config.weight_signed, output_bits=output_bits,
+        output_signed=output_signed, accumulator_bits=config.accumulator_bits,
+        overflow=config.overflow)
+
+
+def random_program(rng, config, sizes):
+    """Layers of ``sizes[l]`` inputs and ``sizes[l + 1]`` outputs; the hidden codes are the
+    array's activation codes, the last layer's output codes of a random width."""
+    layers = []
+    for index, (inputs, outputs) in enumerate(zip(sizes, sizes[1:])):
+        last = index == len(sizes) - 2
+        output = ((int(rng.integers(1, 9)), bool(rng.integers(2))) if last else
+                  (config.activation_bits, config.activation_signed))
+        layers.append(random_layer(rng, inputs, outputs, config, *output))
+    return program_of(layers)
+
+
+def assert_same_layers(layers, originals):
+    assert len(layers) == len(originals)
+    for layer, original in zip(layers, originals):
+        for name in LAYER_FIELDS:
+            value, expected = getattr(layer, name), getattr(original, name)
+            if isinstance(expected, np.ndarray):
+                assert value.dtype == expected.dtype and value.shape == expected.shape, name
+                np.testing.assert_array_equal(value, expected, err_msg=name)
+            else:
+                assert type(value) is type(expected) and value == expected, name
+
+
+def ceil_div(a, b):
+    return -(-a // b)
+
+
+def expected_weight_words(program, config):
+    """The beats the array takes, built with the array's own payload layout: per layer, per
+    output tile, per K tile, one beat per tile row."""
+    rows, cols = config.rows, config.cols
+    layout = weights_layout(config)
+    words = []
+    for layer in program.layers:
+        inputs, outputs = layer.weights.shape
+        k_tiles, n_tiles = ceil_div(inputs, rows), ceil_div(outputs, cols)
+        padded = np.zeros((k_tiles * rows, n_tiles * cols), dtype=np.int64)
+        padded[:inputs, :outputs] = layer.weights
+        for j in range(n_tiles):
+            for t in range(k_tiles):
+                tile = padded[t * rows:(t + 1) * rows, j * cols:(j + 1) * cols]
+                words.extend(layout.const(row.tolist()).as_value().value for row in tile)
+    return words
+
+
+def expected_requant_words(program, config):
+    words = []
+    for layer in program.layers:
+        for bias, multiplier, shift in zip(layer.bias, layer.multiplier, layer.shift):
+            words.append((int(bias) & 0xFFFF_FFFF) | int(multiplier) << 32 | int(shift) << 48)
+        words.extend([0] * (-len(layer.bias) % config.cols))
+    return words
+
+
+def run_images(images, program, config, codes):
+    """The sequencer's schedule on the golden array: per layer, per output tile, per K tile,
+    the tile read from the weight image; requantization constants from the requant image.
+    ``program`` gives only the layer sizes and the per-layer scalars."""
+    rows, cols = config.rows, config.cols
+    layout = weights_layout(config)
+    weight_address = requant_address = 0
+    for layer in program.layers:
+        inputs, outputs = layer.weights.shape
+        k_tiles, n_tiles = ceil_div(inputs, rows), ceil_div(outputs, cols)
+        x = np.zeros((len(codes), k_tiles * rows), dtype=np.int64)
+        x[:, :inputs] = codes
+        results = []
+        for _ in range(n_tiles):
+            acc = np.zeros((len(codes), cols), dtype=np.int64)
+            for t in range(k_tiles):
+                words = images.weights[weight_address:weight_address + rows]
+                weight_address += rows
+                tile = np.array([list(layout.from_bits(word)) for word in words])
+                acc = wrap(acc + array_matmul(config, x[:, t * rows:(t + 1) * rows], tile),
+                           config.accumulator_bits)
+            constants = [REQUANT_LAYOUT.from_bits(word)
+                         for word in images.requant[requant_address:requant_address + cols]]
+            requant_address += cols
+            results.append(requantize(acc, [c.bias for c in constants],
+                                      [c.multiplier for c in constants],
+                                      [c.shift for c in constants], layer.output_zero_point,
+                                      layer.output_low, layer.output_high))
+        codes = np.concatenate(results, axis=1)[:, :outputs]
+    return codes
+
+
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_round_trip_every_width(bits, signed):
+    rng = np.random.default_rng(bits * 2 + signed)
+    for _ in range(3):
+        config = ArrayConfig(rows=int(rng.integers(1, 6)), cols=int(rng.integers(1, 6)),
+                             weight_bits=bits, weight_signed=signed, activation_bits=bits,
+                             activation_signed=signed,
+                             accumulator_bits=int(rng.integers(2, 33)),
+                             overflow=("wrap", "saturate")[int(rng.integers(2))])
+        sizes = rng.integers(1, 12, size=int(rng.integers(2, 5))).tolist()
+        program = random_program(rng, config, sizes)
+        images = pack(program, config)
+        assert images.weight_width == config.cols * bits
+        assert images.requant_width == 54 and images.program_width == 32
+        assert list(images.weights) == expected_weight_words(program, config)
+        assert list(images.requant) == expected_requant_words(program, config)
+        assert images.program[0] == FORMAT_VERSION | (len(program.layers) << 16)
+        assert len(images.program) == 2 + 6 * len(program.layers)
+        for memory, width in ((images.weights, images.weight_width),
+                              (images.requant, images.requant_width),
+                              (images.program, images.program_width)):
+            assert all(type(word) is int and 0 <= word < 1 << width for word in memory)
+        assert_same_layers(unpack(images, config), program.layers)
+
+
+def test_narrower_codes_than_the_array():
+    rng = np.random.default_rng(5)
+    config = ArrayConfig(rows=3, cols=2, weight_bits=4, weight_signed=True, activation_bits=5,
+                         activation_signed=False)
+    narrow = ArrayConfig(rows=3, cols=2, weight_bits=3, weight_signed=False, activation_bits=2,
+                         activation_signed=False)
+    program = random_program(rng, narrow, [7, 5, 3])
+    layers = [dataclasses.replace(layer, accumulator_bits=config.accumulator_bits)
+              for layer in program.layers]
+    program = program_of(layers)
+    images = pack(program, config)
+    assert list(images.weights) == expected_weight_words(program, config)
+    assert_same_layers(unpack(images, config), program.layers)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    model, data = digits_mlp()
+    uniform = lower(quantize(model, data.x_train, weight_bits=4, activation_bits=4,
+                             accumulator_bits=16))
+    mixed = lower(quantize(model, data.x_train, weight_bits=(3, 5, 8),
+                           activation_bits=(6, 3, 4), accumulator_bits=24, method="a2q"))
+    return uniform, mixed, data
+
+
+@pytest.mark.parametrize("rows, cols", [(1, 1), (3, 5), (7, 2), (16, 4), (8, 8), (32, 32)])
+def test_digits_mlp(digits, rows, cols):
+    uniform, mixed, data = digits
+    for program, config in (
+            (uniform, ArrayConfig(rows=rows, cols=cols, weight_bits=4, activation_bits=4,
+                                  accumulator_bits=16)),
+            (mixed, ArrayConfig(rows=rows, cols=cols, weight_bits=8, activation_bits=6,
+                                accumulator_bits=24))):
+        images = pack(program, config, BIG)
+        assert list(images.weights) == expected_weight_words(program, config)
+        assert list(images.requant) == expected_requant_words(program, config)
+        assert_same_layers(unpack(images, config), program.layers)
+        codes = program.encode_input(data.x_test[:40])
+        np.testing.assert_array_equal(run_images(images, program, config, codes),
+                                      run_program(program, codes))
+
+
+def test_tiles_and_ideal_cycles(digits):
+    uniform = digits[0]
+    config = ArrayConfig(rows=8, cols=8, accumulator_bits=16)
+    assert layer_tiles(uniform, config) == (LayerTiles(8, 8, 512, 64), LayerTiles(8, 4, 256, 32),
+                                            LayerTiles(4, 2, 64, 16))
+    assert ideal_cycles(uniform, config) == 64 + 32 + 8
+    assert ideal_cycles(uniform, dataclasses.replace(config, rows=32, cols=32)) == 4 + 2 + 1
+    assert check_fit(uniform, config, MemoryConfig()) == layer_tiles(uniform, config)
+
+
+def test_fixed_layout():
+    """A tiny program, its words worked out by hand: the memory map must not drift."""
+    config = ArrayConfig(rows=2, cols=2, weight_bits=4, weight_signed=True, activation_bits=4,
+                         activation_signed=False, accumulator_bits=16, overflow="saturate")
+    layer = IntegerLayer(weights=[[1, -2, 3], [-8, 7, 0], [5, 6, -1]], bias=[-1, 2, 3],
+                         multiplier=[40000, 1, 65535], shift=[20, 0, 63], output_zero_point=-3,
+                         output_low=-128, output_high=127, input_bits=4, input_signed=False,
+                         weight_bits=4, weight_signed=True, output_bits=8, output_signed=True,
+                         accumulator_bits=16, overflow="saturate")
+    images = pack(program_of([layer]), config)
+    # Output tile 0 (columns 0, 1), K tiles 0 and 1; then output tile 1 (column 2, padded).
+    assert images.weights == (0xE1, 0x78, 0x65, 0x00, 0x03, 0x00, 0x0F, 0x00)
+    assert images.requant == (0x0014_9C40_FFFF_FFFF, 0x0000_0001_0000_0002,
+                              0x003F_FFFF_0000_0003, 0)
+    assert images.program == (
+        0x0001_0001,                                   # version 1, 1 layer
+        2 | 2 << 6 | 4 << 12 | 1 << 16 | 4 << 17 | 0 << 21 | 16 << 22 | 1 << 28,
+        3 | 3 << 16,                                   # 3 inputs, 3 outputs
+        2 | 2 << 16,                                   # 2 K tiles, 2 output tiles
+        0,                                             # weight and requant bases
+        4 | 0 << 4 | 4 << 5 | 1 << 9 | 8 << 10 | 1 << 14 | 0 << 15 | 1 << 16,
+        (-3 & 0x1FF) | (-128 & 0x1FF) << 9 | 127 << 18,
+        0)                                             # output words: the last layer's go out
+
+
+def test_files_read_back(tmp_path):
+    rng = np.random.default_rng(1)
+    config = ArrayConfig(rows=3, cols=5, weight_bits=3, weight_signed=True)
+    images = pack(random_program(rng, config, [10, 7, 4]), config)
+    paths = write_images(images, tmp_path / "images")
+    assert sorted(path.name for path in paths) == sorted(
+        f"{name}.{suffix}" for name in ("weights", "requant", "program")
+        for suffix in ("hex", "bin"))
+    assert sorted((tmp_path / "images").iterdir()) == sorted(paths)  # no temporary files left
+    for name, width in (("weights", 15), ("requant", 54), ("program", 32)):
+        words = getattr(images, name)
+        lines = (tmp_path / "images" / f"{name}.hex").read_text().splitlines()
+        assert all(len(line) == ceil_div(width, 4) for line in lines)
+        assert [int(line, 16) for line in lines] == list(words)
+        size = ceil_div(width, 8)
+        raw = (tmp_path / "images" / f"{name}.bin").read_bytes()
+        assert len(raw) == size * len(words)
+        assert [int.from_bytes(raw[i:i + size], "little")
+                for i in range(0, len(raw), size)] == list(words)
+
+
+@pytest.fixture
+def small():
+    rng = np.random.default_rng(2)
+    config = ArrayConfig(rows=4, cols=4)
+    return random_program(rng, config, [9, 6, 3]), config
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(weight_words=0), r"^weight_words must be an integer in 1..65536, not 0$"),
+    (dict(requant_words=65537), r"^requant_words must be an integer in 1..65536, not 65537$"),
+    (dict(program_words=1.5), r"^program_words must be an integer in 1..65536, not 1.5$"),
+    (dict(activation_words=True), r"^activation_words must be an integer in 1..65536, not True$"),
+])
+def test_bad_memory_config(changes, message):
+    with pytest.raises(ValueError, match=message):
+        MemoryConfig(**changes)
+
+
+def test_bad_arguments(small):
+    program, config = small
+    with pytest.raises(TypeError, match=r"^program must be IntegerProgram, not tuple$"):
+        pack(program.layers, config)
+    with pytest.raises(TypeError, match=r"^config must be ArrayConfig, not str$"):
+        pack(program, "4x4")
+    with pytest.raises(TypeError, match=r"^memories must be MemoryConfig, not int$"):
+        pack(program, config, 4096)
+    with pytest.raises(TypeError, match=r"^images must be MemoryImages, not dict$"):
+        unpack({}, config)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(weight_bits=5), r"^layer 0 has 5-bit signed \(-16..15\) weights; the array takes "
+                          r"4-bit signed \(-8..7\) codes$"),
+    (dict(weight_bits=4, weight_signed=False), r"^layer 0 has 4-bit unsigned \(0..15\) weights"),
+    (dict(input_bits=4, input_signed=True), r"^layer 0 has 4-bit signed \(-8..7\) inputs; the "
+                                            r"array takes 4-bit unsigned \(0..15\) codes$"),
+    (dict(accumulator_bits=15), r"^layer 0 accumulates in 15 bits \(wrap\); the array in 16 "
+                                r"bits \(wrap\)$"),
+    (dict(overflow="saturate"), r"^layer 0 accumulates in 16 bits \(saturate\); the array in "
+                                r"16 bits \(wrap\)$"),
+])
+def test_layers_the_array_cannot_run(small, changes, message):
+    program, config = small
+    layer = dataclasses.replace(program.layers[0], weights=np.zeros((9, 6), dtype=np.int64),
+                                **changes)
+    with pytest.raises(ValueError, match=message):
+        pack(program_of([layer, program.layers[1]]), config)
+
+
+def test_too_many_inputs():
+    config = ArrayConfig(rows=32, cols=1)
+    rng = np.random.default_rng(3)
+    layer = random_layer(rng, 65536, 1, config, 8, True)
+    with pytest.raises(ValueError, match=r"^the inputs of layer 0 must be an integer in "
+                                         r"1..65535, not 65536$"):
+        pack(program_of([layer]), config, BIG)
+
+
+@pytest.mark.parametrize("memory, message", [
+    ("weight_words", r"^the model needs 832 weight words \(layer 0: 512, layer 1: 256, "
+                     r"layer 2: 64\), the memory has 831$"),
+    ("requant_words", r"^the model needs 112 requant words \(layer 0: 64, layer 1: 32, "
+                      r"layer 2: 16\), the memory has 111$"),
+    ("program_words", r"^the model needs 20 program words \(2 \+ 6 per layer, 3 layers\), the "
+                      r"memory has 19$"),
+    ("activation_words", r"^the model needs 8 activation words per vector \(layer 0: 64 "
+                         r"inputs\), each buffer has 7$"),
+])
+def test_memories_too_small(digits, memory, message):
+    program = digits[0]
+    config = ArrayConfig(rows=8, cols=8, accumulator_bits=16)
+    needed = {"weight_words": 832, "requant_words": 112, "program_words": 20,
+              "activation_words": 8}
+    pack(program, config, MemoryConfig(**needed))
+    with pytest.raises(ValueError, match=message):
+        pack(program, config, MemoryConfig(**{**needed, memory: needed[memory] - 1}))
+
+
+def test_every_memory_too_small_is_named(digits):
+    config = ArrayConfig(rows=8, cols=8, accumulator_bits=16)
+    with pytest.raises(ValueError, match=r"^the model needs 832 weight words .*, the memory has "
+                                         r"1; the model needs 112 requant words .*; the model "
+                                         r"needs 20 program words .*; the model needs 8 "
+                                         r"activation words per vector .*, each buffer has 1$"):
+        check_fit(digits[0], config, MemoryConfig(1, 1, 1, 1))
+
+
+def test_unpack_refuses_other_images(small):
+    program, config = small
+    images = pack(program, config)
+    with pytest.raises(ValueError, match=r"^the images were packed for another array than "
+                                         r"4x8-W4s-A4u-P16-wrap: cols 4 \(not 8\)$"):
+        unpack(images, dataclasses.replace(config, cols=8))
+    with pytest.raises(ValueError, match=r"^the images are not memory map version 1 \(they say "
+                                         r"2 and 1\); this systolix reads version 1$"):
+        unpack(dataclasses.replace(images, version=2), config)
+    with pytest.raises(ValueError, match=r"^the program image has 13 words, not the 14 of 2 "
+                                         r"layers$"):
+        unpack(dataclasses.replace(images, program=images.program[:-1]), config)
+    with pytest.raises(ValueError, match=r"^the program points past the end of the weight or "
+                                         r"requant image \(layer at weight word 24, requant "
+                                         r"word 8\)$"):
+        unpack(dataclasses.replace(images, weights=images.weights[:-1]), config)
+    # A nonzero padding code (column 7 of layer 0's second output tile) is not a packing.
+    weights = list(images.weights)
+    weights[3 * 4] |= 1 << 12
+    with pytest.raises(ValueError, match=r"^the images are not in the layout of memory map "
+                                         r"version 1: repacking the layers they hold gives "
+                                         r"other words$"):
+        unpack(dataclasses.replace(images, weights=tuple(weights)), config)
+
+
+def test_images_are_frozen(small):
+    images = pack(*small)
+    assert isinstance(images, MemoryImages)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        images.weights = ()

@@ -130,7 +130,8 @@ class SystolicArray(wiring.Component):
         depth = timing.result_depth
 
         # Weight loader: a row is captured, then written into one row of shadow registers.
-        shadow_full  = Signal()     # the shadow registers hold a tile not yet swapped in
+        shadow_full  = Signal()     # the loader has taken a whole tile not yet swapped in
+        tile_ready   = Signal()     # ... and it is written into the shadow registers
         load_row     = Signal(range(rows))
         load_hold    = Signal(range(timing.load_hold + 1))
         row_data     = Signal(weights_layout(self.config))
@@ -138,14 +139,14 @@ class SystolicArray(wiring.Component):
 
         # Activation intake.
         credits      = Signal(range(depth + 1), init=depth)
+        has_credit   = Signal(init=1)  # credits != 0, registered
         need_swap    = Signal(init=1)  # the next vector starts a new tile
         accept       = Signal()
         swap         = Signal()
 
         m.d.comb += [
             self.weights.ready.eq(~shadow_full & (load_hold == 0)),
-            self.activations.ready.eq((credits != 0) &
-                                      (~need_swap | (shadow_full & (row_write == 0)))),
+            self.activations.ready.eq(has_credit & (~need_swap | tile_ready)),
             accept.eq(self.activations.valid & self.activations.ready),
             swap.eq(accept & need_swap),
         ]
@@ -164,8 +165,10 @@ class SystolicArray(wiring.Component):
             m.d.sync += load_hold.eq(load_hold - 1)
         with m.If(accept):
             m.d.sync += need_swap.eq(self.activations.payload.last)
+        with m.If(row_write[rows - 1]):
+            m.d.sync += tile_ready.eq(1)
         with m.If(swap):
-            m.d.sync += [shadow_full.eq(0), load_hold.eq(timing.load_hold)]
+            m.d.sync += [shadow_full.eq(0), tile_ready.eq(0), load_hold.eq(timing.load_hold)]
 
         # The grid of cells; row r's activations enter r cycles late (input skew).
         cells = [[ProcessingElement(self.config) for _ in range(cols)] for _ in range(rows)]
@@ -237,9 +240,12 @@ class SystolicArray(wiring.Component):
         result_complete = accepted[timing.column_write - 1 + cols - 1]
         sent = Signal()
         m.d.comb += sent.eq(self.results.valid & self.results.ready)
+        credits_next = Signal.like(credits)
+        m.d.comb += credits_next.eq(credits - accept + sent)
         m.d.sync += [
             level.eq(level + result_complete - read),
-            credits.eq(credits - accept + sent),
+            credits.eq(credits_next),
+            has_credit.eq(credits_next != 0),
         ]
         with m.If(read):
             m.d.sync += [read_addr.eq(read_addr + 1), out_valid.eq(1)]

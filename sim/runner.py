@@ -83,7 +83,9 @@ def run_cocotb(component, toplevel, test_module, spec, *, simulator, build_dir):
     Returns
     -------
     dict
-        The tests' report, plus ``build_seconds`` and ``run_seconds``.
+        The tests' report, plus ``build_seconds`` and ``run_seconds``. A failing check is in
+        the report; a simulation that ends without one raises :class:`RuntimeError` with the end
+        of its log.
     """
     from cocotb_tools.runner import get_runner
 
@@ -107,11 +109,15 @@ def run_cocotb(component, toplevel, test_module, spec, *, simulator, build_dir):
     report_path = build_dir / "report.json"
     spec_path.write_text(json.dumps(spec))
     report_path.unlink(missing_ok=True)
-    runner.test(test_module=test_module, hdl_toplevel=toplevel,
-                build_dir=build_dir / simulator, test_dir=build_dir,
-                extra_env={"SYSTOLIX_SPEC": str(spec_path), "SYSTOLIX_REPORT": str(report_path),
-                           "PYGPI_PYTHON_BIN": sys.executable},
-                timescale=("1ns", "1ps"), log_file=build_dir / f"{simulator}-test.log")
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=toplevel,
+                    build_dir=build_dir / simulator, test_dir=build_dir,
+                    extra_env={"SYSTOLIX_SPEC": str(spec_path),
+                               "SYSTOLIX_REPORT": str(report_path),
+                               "PYGPI_PYTHON_BIN": sys.executable},
+                    timescale=("1ns", "1ps"), log_file=build_dir / f"{simulator}-test.log")
+    except SystemExit:
+        pass  # cocotb_tools exits when a test fails; the report written before says how
     finished = time.perf_counter()
     if not report_path.exists():
         log = (build_dir / f"{simulator}-test.log").read_text()[-3000:]

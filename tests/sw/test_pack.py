@@ -366,6 +366,11 @@ def test_unpack_refuses_other_images(small):
                                          r"requant image \(layer at weight word 24, requant "
                                          r"word 8\)$"):
         unpack(dataclasses.replace(images, weights=images.weights[:-1]), config)
+    program_words = list(images.program)
+    program_words[3] = 1 | 2 << 16  # layer 0: 1 K tile of 4 rows for 9 inputs
+    with pytest.raises(ValueError, match=r"^the program's 1 x 2 tiles do not cover a layer of 9 "
+                                         r"inputs and 6 outputs$"):
+        unpack(dataclasses.replace(images, program=tuple(program_words)), config)
     # A nonzero padding code (column 7 of layer 0's second output tile) is not a packing.
     weights = list(images.weights)
     weights[3 * 4] |= 1 << 12

@@ -224,8 +224,8 @@ def ideal_cycles(program, config):
     """Array cycles per input vector if every tile computed at full rate and never waited.
 
     The tiled multiply-accumulates of all layers (each layer padded to whole tiles) divided by
-    the ``rows * cols`` the array does per cycle: ``sum(k_tiles * n_tiles)``. The measured
-    cycles per vector divided into this is the array's utilisation.
+    the ``rows * cols`` the array does per cycle: ``sum(k_tiles * n_tiles)``. Divided by the
+    measured cycles per vector, it is the array's utilisation.
     """
     return sum(tiles.k_tiles * tiles.n_tiles for tiles in layer_tiles(program, config))
 
@@ -242,15 +242,15 @@ def _check_layers(layers, config):
         inputs, outputs = layer.weights.shape
         check_int(f"the inputs of layer {index}", inputs, 1, MAX_WORDS - 1)
         check_int(f"the outputs of layer {index}", outputs, 1, MAX_WORDS - 1)
-        for kind, bits, signed, (low, high), (bits_a, signed_a) in (
-                ("weights", layer.weight_bits, layer.weight_signed, config.weight_range,
+        for kind, codes, array_codes in (
+                ("weights", (layer.weight_bits, layer.weight_signed),
                  (config.weight_bits, config.weight_signed)),
-                ("inputs", layer.input_bits, layer.input_signed, config.activation_range,
+                ("inputs", (layer.input_bits, layer.input_signed),
                  (config.activation_bits, config.activation_signed))):
-            layer_low, layer_high = code_range(bits, signed)
-            if layer_low < low or layer_high > high:
-                raise ValueError(f"layer {index} has {_describe(bits, signed)} {kind}; the "
-                                 f"array takes {_describe(bits_a, signed_a)} codes")
+            (low, high), (array_low, array_high) = code_range(*codes), code_range(*array_codes)
+            if low < array_low or high > array_high:
+                raise ValueError(f"layer {index} has {_describe(*codes)} {kind}; the array "
+                                 f"takes {_describe(*array_codes)} codes")
         if (layer.accumulator_bits, layer.overflow) != array:
             raise ValueError(f"layer {index} accumulates in {layer.accumulator_bits} bits "
                              f"({layer.overflow}); the array in {config.accumulator_bits} bits "
@@ -380,6 +380,9 @@ def _unpack_layer(images, config, record):
     beat = weights_layout(config)
     inputs, outputs = record["inputs"], record["outputs"]
     padded_inputs = record["k_tiles"] * config.rows
+    if padded_inputs < inputs or record["n_tiles"] * config.cols < outputs:
+        raise ValueError(f"the program's {record['k_tiles']} x {record['n_tiles']} tiles do not "
+                         f"cover a layer of {inputs} inputs and {outputs} outputs")
     if (record["weight_base"] + record["n_tiles"] * padded_inputs > len(images.weights)
             or record["requant_base"] + outputs > len(images.requant)):
         raise ValueError(f"the program points past the end of the weight or requant image "

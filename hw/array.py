@@ -11,7 +11,7 @@ from systolix.config import ArrayConfig
 
 from .mac import ProcessingElement, accumulator_shape, activation_shape, weight_shape
 
-__all__ = ["ArrayTiming", "array_timing", "activations_layout", "weights_layout",
+__all__ = ["ArrayTiming", "array_timing", "count_up_down", "activations_layout", "weights_layout",
            "results_layout", "SystolicArray"]
 
 
@@ -49,6 +49,23 @@ def array_timing(config):
         result_depth=1 << latency.bit_length(),
         load_hold=max(config.cols - 3, 0),
     )
+
+
+def count_up_down(m, counter, nonzero, up, down):
+    """Add ``up - down`` (1-bit each) to ``counter`` and keep ``nonzero == (counter != 0)``
+    registered.
+
+    Both possible next values and flags are computed from the registers alone, so ``up`` and
+    ``down``, which come from stream handshakes, only select among them (no carry chain after
+    a handshake).
+    """
+    increment = Signal.like(counter, name=f"{counter.name}_increment")
+    decrement = Signal.like(counter, name=f"{counter.name}_decrement")
+    m.d.comb += [increment.eq(counter + 1), decrement.eq(counter - 1)]
+    with m.If(up & ~down):
+        m.d.sync += [counter.eq(increment), nonzero.eq(1)]
+    with m.Elif(down & ~up):
+        m.d.sync += [counter.eq(decrement), nonzero.eq(counter != 1)]
 
 
 def weights_layout(config):
@@ -148,15 +165,15 @@ class SystolicArray(wiring.Component):
             self.weights.ready.eq(~shadow_full & (load_hold == 0)),
             self.activations.ready.eq(has_credit & (~need_swap | tile_ready)),
             accept.eq(self.activations.valid & self.activations.ready),
-            swap.eq(accept & need_swap),
+            # The same as accept & need_swap, written flat: this is the intake's longest path.
+            swap.eq(self.activations.valid & has_credit & need_swap & tile_ready),
         ]
 
-        m.d.sync += row_write.eq(0)
+        # The payload is captured every cycle (no enable to fan out); it is written into the
+        # shadow registers only in the cycle after a transfer.
+        m.d.sync += [row_data.eq(self.weights.payload), row_write.eq(0)]
         with m.If(self.weights.valid & self.weights.ready):
-            m.d.sync += [
-                row_data.eq(self.weights.payload),
-                row_write.eq(Const(1, rows) << load_row),
-            ]
+            m.d.sync += row_write.eq(Const(1, rows) << load_row)
             with m.If(load_row == rows - 1):
                 m.d.sync += [load_row.eq(0), shadow_full.eq(1)]
             with m.Else():
@@ -196,10 +213,11 @@ class SystolicArray(wiring.Component):
         accepted = Signal(timing.column_write + cols - 1)
         m.d.sync += accepted.eq(Cat(accept, accepted))
         level     = Signal(range(depth + 1))  # results fully written and not yet read
+        has_result = Signal()                 # level != 0, registered
         read_addr = Signal(range(depth))
         read      = Signal()
         out_valid = Signal()
-        m.d.comb += read.eq((level != 0) & (~out_valid | self.results.ready))
+        m.d.comb += read.eq(has_result & (~out_valid | self.results.ready))
 
         for c in range(cols):
             column = Memory(shape=accumulator_shape(self.config), depth=depth, init=[])
@@ -219,34 +237,31 @@ class SystolicArray(wiring.Component):
             with m.If(column_written):
                 m.d.sync += write_addr.eq(write_addr + 1)
 
-        # The `last` flags are stored when the vector is accepted, in the same order.
+        # The `last` flags are stored in the cycle after their vector is accepted, in order.
         last_flags = Memory(shape=1, depth=depth, init=[])
         m.submodules.result_last = last_flags
         last_write = last_flags.write_port()
         last_read = last_flags.read_port()
         accept_addr = Signal(range(depth))
+        accepted_last = Signal()
+        m.d.sync += accepted_last.eq(self.activations.payload.last)
         m.d.comb += [
-            last_write.en.eq(accept),
+            last_write.en.eq(accepted[0]),
             last_write.addr.eq(accept_addr),
-            last_write.data.eq(self.activations.payload.last),
+            last_write.data.eq(accepted_last),
             last_read.en.eq(read),
             last_read.addr.eq(read_addr),
             self.results.payload.last.eq(last_read.data),
             self.results.valid.eq(out_valid),
         ]
-        with m.If(accept):
+        with m.If(accepted[0]):
             m.d.sync += accept_addr.eq(accept_addr + 1)
 
         result_complete = accepted[timing.column_write - 1 + cols - 1]
         sent = Signal()
         m.d.comb += sent.eq(self.results.valid & self.results.ready)
-        credits_next = Signal.like(credits)
-        m.d.comb += credits_next.eq(credits - accept + sent)
-        m.d.sync += [
-            level.eq(level + result_complete - read),
-            credits.eq(credits_next),
-            has_credit.eq(credits_next != 0),
-        ]
+        count_up_down(m, level, has_result, up=result_complete, down=read)
+        count_up_down(m, credits, has_credit, up=sent, down=accept)
         with m.If(read):
             m.d.sync += [read_addr.eq(read_addr + 1), out_valid.eq(1)]
         with m.Elif(sent):

@@ -1,19 +1,21 @@
 """``systolix sim`` and ``systolix bench``: the simulations and the speed figures."""
 
 import dataclasses
-import importlib
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
+from systolix.boards import bench as boards_bench
 from systolix.config import ArrayConfig
 from systolix.hw.array import SystolicArray
 from systolix.sim.golden import accumulate
 from systolix.sim.runner import SIMULATORS, run_cocotb, simulator_environment
 from systolix.sim.testbench.scenarios import scenario
 from systolix.sim.testbench.suite import ARRAY_CONFIGS, run_array_suite
+from systolix.sw import bench as sw_bench
+from systolix.timing import best_time
 
 __all__ = ["register", "format_table"]
 
@@ -64,16 +66,7 @@ def run_sim(args):
     return 1 if failed else 0
 
 
-def _best_of(function, repeats=5):
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        timings.append(time.perf_counter() - started)
-    return min(timings)
-
-
-def golden_speed(n=512, k=512, cols=512, seed=0):
+def golden_speed(n=1024, k=1024, cols=1024, seed=0):
     """MAC/s of the golden model and of a float64 numpy matmul of the same shape."""
     rng = np.random.default_rng(seed)
     config = ArrayConfig(weight_bits=8, activation_bits=8, accumulator_bits=32)
@@ -83,9 +76,9 @@ def golden_speed(n=512, k=512, cols=512, seed=0):
     macs = n * k * cols
     results = {}
     for overflow in ("wrap", "saturate"):
-        seconds = _best_of(lambda: accumulate(x, w, config.accumulator_bits, overflow))
+        seconds = best_time(lambda: accumulate(x, w, config.accumulator_bits, overflow))
         results[f"golden ({overflow})"] = macs / seconds
-    results["numpy float64"] = macs / _best_of(lambda: xf @ wf)
+    results["numpy float64"] = macs / best_time(lambda: xf @ wf)
     return results
 
 
@@ -102,7 +95,7 @@ def cocotb_speed(simulator, config=ArrayConfig(), vectors=20000):
 def run_bench(args):
     speeds = golden_speed()
     reference = speeds["numpy float64"]
-    print("Golden model, 512x512 @ 512x512 (8-bit codes, P=32):")
+    print("Golden model, 1024x1024 @ 1024x1024 (8-bit codes, P=32):")
     print(format_table(["model", "MAC/s", "ratio to numpy float64"],
                        [[name, f"{value:.3g}", f"{value / reference:.2f}"]
                         for name, value in speeds.items()]))
@@ -118,15 +111,10 @@ def run_bench(args):
         rows.append([simulator, ArrayConfig().name, f"{cycles_per_second:,.0f}", mismatches])
     print("cocotb testbench speed, 20,000 vectors:")
     print(format_table(["simulator", "config", "cycles/s", "mismatches"], rows))
-    for name in ("systolix.boards.bench", "systolix.sw.bench"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if error.name != name:
-                raise
-            continue
-        print()
-        module.run()
+    print()
+    boards_bench.run()
+    print()
+    sw_bench.run()
     return 0
 
 

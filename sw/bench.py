@@ -7,21 +7,13 @@ import time
 
 from .lower import lower
 from .mixed import search
+from systolix.timing import best_time
+
 from .models import digits_mlp
 from .qmodel import quantize
 from .report import program_accuracy, sweep
 
 __all__ = ["run"]
-
-
-def _best_time(function, repeats=3):
-    """The shortest of ``repeats`` wall-clock times of ``function()``, in seconds."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def run(echo=print):
@@ -43,8 +35,8 @@ def run(echo=print):
     def compile_program():
         return lower(quantize(model, data.x_train, 4, 4, 12, "a2q+"))
 
-    figures["quantize_lower_s"] = _best_time(compile_program)
-    figures["mixed_search_s"] = _best_time(lambda: search(
+    figures["quantize_lower_s"] = best_time(compile_program)
+    figures["mixed_search_s"] = best_time(lambda: search(
         model, data.x_train, max_accuracy_drop=0.01, validation=(data.x_train, data.y_train)))
     start = time.perf_counter()
     result = sweep(model, data)

@@ -6,25 +6,18 @@ non-zero exit status.
 """
 
 import argparse
-import importlib
 import sys
 
-__all__ = ["main"]
+from systolix.sim import cli as sim_cli
+from systolix.sw import cli as sw_cli
 
-# Modules that contribute subcommands, each with a ``register(subparsers)`` function.
-_COMMAND_MODULES = ("systolix.sim.cli", "systolix.sw.cli")
+__all__ = ["main"]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="systolix", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if error.name != name:
-                raise
-            continue
+    for module in (sim_cli, sw_cli):
         module.register(subparsers)
     args = parser.parse_args(argv)
     try:

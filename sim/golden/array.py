@@ -31,7 +31,7 @@ def _exact_matmul(x, w):
     """``x @ w`` for int64 arrays, through float64 BLAS when that is exact."""
     bound = float(np.abs(x).max(initial=0)) * float(np.abs(w).max(initial=0)) * x.shape[-1]
     if bound < _EXACT_FLOAT:
-        return np.rint(x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+        return (x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
     return x @ w
 
 
@@ -64,9 +64,12 @@ def accumulate(x, w, accumulator_bits, overflow="wrap"):
     if overflow == "wrap":
         return wrap(exact, accumulator_bits)
     low, high = code_range(accumulator_bits, True)
-    # A partial sum can only leave the range if the sum of absolute products can.
-    worst = _exact_matmul(np.abs(x), np.abs(w))
-    rows, cols = np.nonzero(worst > high)
+    # A partial sum can only leave the range if the sum of absolute products can; that sum is
+    # bounded by an outer product first, and computed only where the bound is not enough.
+    abs_x, abs_w = np.abs(x), np.abs(w)
+    if not np.any(np.outer(abs_x.max(axis=1, initial=0), abs_w.sum(axis=0)) > high):
+        return exact
+    rows, cols = np.nonzero(_exact_matmul(abs_x, abs_w) > high)
     if rows.size:
         partial = np.zeros(rows.size, dtype=np.int64)
         for k in range(x.shape[1]):

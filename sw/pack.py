@@ -26,15 +26,16 @@ from systolix.config import OVERFLOW_MODES, ArrayConfig, check_int, code_range
 from systolix.hw.array import weights_layout
 from systolix.sim.golden.program import BIAS_BITS, MAX_SHIFT, MULTIPLIER_BITS
 
+from .a2q import min_accumulator_bits
 from .io import atomic_write
 from .program import IntegerLayer, IntegerProgram
 
-__all__ = ["FORMAT_VERSION", "PROGRAM_WORD_BITS", "MAX_WORDS", "REQUANT_LAYOUT",
-           "HEADER_LAYOUT", "CONFIG_LAYOUT", "LAYER_LAYOUTS", "MemoryConfig", "MemoryImages",
+__all__ = ["FORMAT_VERSION", "PROGRAM_WORD_BITS", "HEADER_WORDS", "MAX_WORDS", "REQUANT_LAYOUT",
+           "HEADER_LAYOUT", "CONFIG_LAYOUT", "TOTALS_LAYOUT", "BATCH_LAYOUT", "LAYER_LAYOUTS", "MemoryConfig", "MemoryImages",
            "LayerTiles", "layer_tiles", "ideal_cycles", "check_fit", "pack", "unpack",
            "write_images"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Version of the memory map: the layouts below and the order of the words."""
 
 PROGRAM_WORD_BITS = 32
@@ -57,6 +58,12 @@ REQUANT_LAYOUT = data.StructLayout({
 
 HEADER_LAYOUT = data.StructLayout({"version": _COUNT, "layers": _COUNT})
 """Program word 0: :data:`FORMAT_VERSION` and the number of layers."""
+
+TOTALS_LAYOUT = data.StructLayout({"weight_words": unsigned(PROGRAM_WORD_BITS)})
+"""Program word 2: the words of the weight image, all of which every run sends to the array."""
+
+BATCH_LAYOUT = data.StructLayout({"max_batch": unsigned(PROGRAM_WORD_BITS)})
+"""Program word 3: the most input vectors one run may take (:attr:`MemoryImages.max_batch`)."""
 
 CONFIG_LAYOUT = data.StructLayout({
     "rows": unsigned(6),
@@ -83,9 +90,10 @@ LAYER_LAYOUTS = (
     data.StructLayout({"output_zero_point": _CODE, "output_low": _CODE, "output_high": _CODE}),
     data.StructLayout({"output_words": _COUNT}),
 )
-"""Program words ``2 + 6 l .. 2 + 6 l + 5``: the record of layer ``l``."""
+"""Program words ``4 + 6 l .. 4 + 6 l + 5``: the record of layer ``l``."""
 
-_HEADER_WORDS = 2
+HEADER_WORDS = 4
+"""Program words before the first layer record."""
 _MEMORIES = (("weights", "weight_width"), ("requant", "requant_width"),
              ("program", "program_width"))
 
@@ -132,6 +140,12 @@ class MemoryConfig:
         Each of the two activation buffers; a word is one beat of the array's ``activations``
         stream (``rows * activation_bits`` bits). Limits the batch:
         ``activation_words // vector words``.
+    batch : int
+        The most input vectors of one run: the depth of the accumulator buffer and of the queue
+        of finished sums before the requantization unit (``cols * P`` bits a word each).
+    output_codes : int
+        The output memory, one code of the last layer (8 bits) a word. Limits the batch:
+        ``output_codes // outputs``.
 
     Each is an integer in ``1..``:data:`MAX_WORDS`.
     """
@@ -140,9 +154,12 @@ class MemoryConfig:
     requant_words: int = 1024
     program_words: int = 256
     activation_words: int = 1024
+    batch: int = 128
+    output_codes: int = 2048
 
     def __post_init__(self):
-        for name in ("weight_words", "requant_words", "program_words", "activation_words"):
+        for name in ("weight_words", "requant_words", "program_words", "activation_words",
+                     "batch", "output_codes"):
             check_int(name, getattr(self, name), 1, MAX_WORDS)
 
 
@@ -160,6 +177,9 @@ class MemoryImages:
         The depths the images were checked against.
     version : int
         :data:`FORMAT_VERSION` of the memory map.
+    max_batch : int
+        The most input vectors one run may take: ``memories.batch``, or fewer if the activation
+        buffers or the output memory hold fewer vectors of this model.
     """
 
     weights: tuple
@@ -170,6 +190,7 @@ class MemoryImages:
     program_width: int
     memories: MemoryConfig
     version: int
+    max_batch: int
 
 
 class LayerTiles(NamedTuple):
@@ -255,6 +276,13 @@ def _check_layers(layers, config):
             raise ValueError(f"layer {index} accumulates in {layer.accumulator_bits} bits "
                              f"({layer.overflow}); the array in {config.accumulator_bits} bits "
                              f"({config.overflow})")
+        needs = min_accumulator_bits(layer.weights, layer.input_bits, layer.input_signed)
+        if layer.overflow == "saturate" and inputs > config.rows and needs > config.accumulator_bits:
+            raise ValueError(f"layer {index} may overflow its {config.accumulator_bits}-bit "
+                             f"accumulator (it needs {needs} bits) and its {inputs} inputs span "
+                             f"{_ceil_div(inputs, config.rows)} K tiles: saturation is bit-exact "
+                             f"across K tiles only if it never happens; use overflow 'wrap', "
+                             f"{needs} accumulator bits or at least {inputs} rows")
 
 
 def _check_fit(layers, config, memories):
@@ -268,9 +296,9 @@ def _check_fit(layers, config, memories):
             per_layer = ", ".join(f"layer {index}: {words}" for index, words in enumerate(needs))
             problems.append(f"the model needs {sum(needs)} {kind} words ({per_layer}), the "
                             f"memory has {have}")
-    program_words = _HEADER_WORDS + len(LAYER_LAYOUTS) * len(layers)
+    program_words = HEADER_WORDS + len(LAYER_LAYOUTS) * len(layers)
     if program_words > memories.program_words:
-        problems.append(f"the model needs {program_words} program words ({_HEADER_WORDS} + "
+        problems.append(f"the model needs {program_words} program words ({HEADER_WORDS} + "
                         f"{len(LAYER_LAYOUTS)} per layer, {len(layers)} layers), the memory "
                         f"has {memories.program_words}")
     widest = max(range(len(layers)), key=lambda index: tiles[index].k_tiles)
@@ -278,9 +306,20 @@ def _check_fit(layers, config, memories):
         problems.append(f"the model needs {tiles[widest].k_tiles} activation words per vector "
                         f"(layer {widest}: {layers[widest].weights.shape[0]} inputs), each "
                         f"buffer has {memories.activation_words}")
+    outputs = layers[-1].weights.shape[1]
+    if outputs > memories.output_codes:
+        problems.append(f"the model needs {outputs} output codes per vector (layer "
+                        f"{len(layers) - 1}), the output memory has {memories.output_codes}")
     if problems:
         raise ValueError("; ".join(problems))
     return tiles
+
+
+def _max_batch(layers, tiles, memories):
+    """The most vectors one run of ``layers`` may take (see :attr:`MemoryImages.max_batch`)."""
+    return min(memories.batch,
+               memories.activation_words // max(tile.k_tiles for tile in tiles),
+               memories.output_codes // layers[-1].weights.shape[1])
 
 
 def check_fit(program, config, memories):
@@ -320,8 +359,11 @@ def _pack_layers(layers, config, memories):
     rows, cols = config.rows, config.cols
     beat = weights_layout(config)
     weights, requant = [], []
+    max_batch = _max_batch(layers, tiles, memories)
     program = [_encode(HEADER_LAYOUT, {"version": FORMAT_VERSION, "layers": len(layers)}),
-               _encode(CONFIG_LAYOUT, _config_fields(config))]
+               _encode(CONFIG_LAYOUT, _config_fields(config)),
+               _encode(TOTALS_LAYOUT, {"weight_words": sum(t.weight_words for t in tiles)}),
+               _encode(BATCH_LAYOUT, {"max_batch": max_batch})]
     for index, (layer, tile) in enumerate(zip(layers, tiles)):
         last = index == len(layers) - 1
         inputs, outputs = layer.weights.shape
@@ -350,7 +392,7 @@ def _pack_layers(layers, config, memories):
     return MemoryImages(weights=tuple(weights), requant=tuple(requant), program=tuple(program),
                         weight_width=beat.size, requant_width=REQUANT_LAYOUT.size,
                         program_width=PROGRAM_WORD_BITS, memories=memories,
-                        version=FORMAT_VERSION)
+                        version=FORMAT_VERSION, max_batch=max_batch)
 
 
 def pack(program, config, memories=MemoryConfig()):
@@ -442,11 +484,11 @@ def unpack(images, config):
         raise ValueError(f"the images were packed for another array than {config.name}: "
                          f"{differences}")
     records = [images.program[start:start + len(LAYER_LAYOUTS)]
-               for start in range(_HEADER_WORDS, len(images.program), len(LAYER_LAYOUTS))]
+               for start in range(HEADER_WORDS, len(images.program), len(LAYER_LAYOUTS))]
     if not records or len(records) != header["layers"] or len(records[-1]) != len(
             LAYER_LAYOUTS):
         raise ValueError(f"the program image has {len(images.program)} words, not the "
-                         f"{_HEADER_WORDS + len(LAYER_LAYOUTS) * header['layers']} of "
+                         f"{HEADER_WORDS + len(LAYER_LAYOUTS) * header['layers']} of "
                          f"{header['layers']} layers")
     layers = []
     for words in records:

@@ -8,7 +8,7 @@ from systolix.hw.array import weights_layout
 from systolix.sim.golden.array import array_matmul, wrap
 from systolix.sim.golden.program import requantize, run_program
 from systolix.sw import IntegerLayer, IntegerProgram, digits_mlp, lower, quantize
-from systolix.sw.pack import (FORMAT_VERSION, REQUANT_LAYOUT, MemoryConfig, MemoryImages,
+from systolix.sw.pack import (FORMAT_VERSION, HEADER_WORDS, REQUANT_LAYOUT, MemoryConfig, MemoryImages,
                               LayerTiles, check_fit, ideal_cycles, layer_tiles, pack, unpack,
                               write_images)
 from systolix.sw.quant import QuantParams
@@ -148,7 +148,7 @@ def test_round_trip_every_width(bits, signed):
                              weight_bits=bits, weight_signed=signed, activation_bits=bits,
                              activation_signed=signed,
                              accumulator_bits=int(rng.integers(2, 33)),
-                             overflow=("wrap", "saturate")[int(rng.integers(2))])
+                             overflow="wrap")
         sizes = rng.integers(1, 12, size=int(rng.integers(2, 5))).tolist()
         program = random_program(rng, config, sizes)
         images = pack(program, config)
@@ -157,7 +157,9 @@ def test_round_trip_every_width(bits, signed):
         assert list(images.weights) == expected_weight_words(program, config)
         assert list(images.requant) == expected_requant_words(program, config)
         assert images.program[0] == FORMAT_VERSION | (len(program.layers) << 16)
-        assert len(images.program) == 2 + 6 * len(program.layers)
+        assert len(images.program) == HEADER_WORDS + 6 * len(program.layers)
+        assert images.program[2] == len(images.weights)
+        assert images.program[3] == images.max_batch
         for memory, width in ((images.weights, images.weight_width),
                               (images.requant, images.requant_width),
                               (images.program, images.program_width)):
@@ -232,8 +234,10 @@ def test_fixed_layout():
     assert images.requant == (0x0014_9C40_FFFF_FFFF, 0x0000_0001_0000_0002,
                               0x003F_FFFF_0000_0003, 0)
     assert images.program == (
-        0x0001_0001,                                   # version 1, 1 layer
+        0x0001_0002,                                   # version 2, 1 layer
         2 | 2 << 6 | 4 << 12 | 1 << 16 | 4 << 17 | 0 << 21 | 16 << 22 | 1 << 28,
+        8,                                             # weight words
+        128,                                           # max batch: MemoryConfig().batch
         3 | 3 << 16,                                   # 3 inputs, 3 outputs
         2 | 2 << 16,                                   # 2 K tiles, 2 output tiles
         0,                                             # weight and requant bases
@@ -326,15 +330,15 @@ def test_too_many_inputs():
                      r"layer 2: 64\), the memory has 831$"),
     ("requant_words", r"^the model needs 112 requant words \(layer 0: 64, layer 1: 32, "
                       r"layer 2: 16\), the memory has 111$"),
-    ("program_words", r"^the model needs 20 program words \(2 \+ 6 per layer, 3 layers\), the "
-                      r"memory has 19$"),
+    ("program_words", r"^the model needs 22 program words \(4 \+ 6 per layer, 3 layers\), the "
+                      r"memory has 21$"),
     ("activation_words", r"^the model needs 8 activation words per vector \(layer 0: 64 "
                          r"inputs\), each buffer has 7$"),
 ])
 def test_memories_too_small(digits, memory, message):
     program = digits[0]
     config = ArrayConfig(rows=8, cols=8, accumulator_bits=16)
-    needed = {"weight_words": 832, "requant_words": 112, "program_words": 20,
+    needed = {"weight_words": 832, "requant_words": 112, "program_words": 22,
               "activation_words": 8}
     pack(program, config, MemoryConfig(**needed))
     with pytest.raises(ValueError, match=message):
@@ -345,7 +349,7 @@ def test_every_memory_too_small_is_named(digits):
     config = ArrayConfig(rows=8, cols=8, accumulator_bits=16)
     with pytest.raises(ValueError, match=r"^the model needs 832 weight words .*, the memory has "
                                          r"1; the model needs 112 requant words .*; the model "
-                                         r"needs 20 program words .*; the model needs 8 "
+                                         r"needs 22 program words .*; the model needs 8 "
                                          r"activation words per vector .*, each buffer has 1$"):
         check_fit(digits[0], config, MemoryConfig(1, 1, 1, 1))
 
@@ -356,10 +360,10 @@ def test_unpack_refuses_other_images(small):
     with pytest.raises(ValueError, match=r"^the images were packed for another array than "
                                          r"4x8-W4s-A4u-P16-wrap: cols 4 \(not 8\)$"):
         unpack(images, dataclasses.replace(config, cols=8))
-    with pytest.raises(ValueError, match=r"^the images are not memory map version 1 \(they say "
-                                         r"2 and 1\); this systolix reads version 1$"):
-        unpack(dataclasses.replace(images, version=2), config)
-    with pytest.raises(ValueError, match=r"^the program image has 13 words, not the 14 of 2 "
+    with pytest.raises(ValueError, match=r"^the images are not memory map version 2 \(they say "
+                                         r"3 and 2\); this systolix reads version 2$"):
+        unpack(dataclasses.replace(images, version=3), config)
+    with pytest.raises(ValueError, match=r"^the program image has 15 words, not the 16 of 2 "
                                          r"layers$"):
         unpack(dataclasses.replace(images, program=images.program[:-1]), config)
     with pytest.raises(ValueError, match=r"^the program points past the end of the weight or "
@@ -367,7 +371,7 @@ def test_unpack_refuses_other_images(small):
                                          r"word 8\)$"):
         unpack(dataclasses.replace(images, weights=images.weights[:-1]), config)
     program_words = list(images.program)
-    program_words[3] = 1 | 2 << 16  # layer 0: 1 K tile of 4 rows for 9 inputs
+    program_words[HEADER_WORDS + 1] = 1 | 2 << 16  # layer 0: 1 K tile of 4 rows for 9 inputs
     with pytest.raises(ValueError, match=r"^the program's 1 x 2 tiles do not cover a layer of 9 "
                                          r"inputs and 6 outputs$"):
         unpack(dataclasses.replace(images, program=tuple(program_words)), config)
@@ -375,7 +379,7 @@ def test_unpack_refuses_other_images(small):
     weights = list(images.weights)
     weights[3 * 4] |= 1 << 12
     with pytest.raises(ValueError, match=r"^the images are not in the layout of memory map "
-                                         r"version 1: repacking the layers they hold gives "
+                                         r"version 2: repacking the layers they hold gives "
                                          r"other words$"):
         unpack(dataclasses.replace(images, weights=tuple(weights)), config)
 
@@ -385,3 +389,31 @@ def test_images_are_frozen(small):
     assert isinstance(images, MemoryImages)
     with pytest.raises(dataclasses.FrozenInstanceError):
         images.weights = ()
+
+
+def test_saturation_across_k_tiles_only_without_overflow():
+    """Saturating after each K tile equals saturating after each addition only if no partial
+    sum ever leaves the accumulator; a layer split into K tiles that might overflow is refused."""
+    rng = np.random.default_rng(7)
+    risky = ArrayConfig(rows=4, cols=4, accumulator_bits=8, overflow="saturate")
+    program = random_program(rng, risky, [9, 3])
+    with pytest.raises(ValueError, match=r"^layer 0 may overflow its 8-bit accumulator \(it needs "
+                                         r"\d+ bits\) and its 9 inputs span 3 K tiles: saturation "
+                                         r"is bit-exact across K tiles only if it never happens; "
+                                         r"use overflow 'wrap', \d+ accumulator bits or at least 9 "
+                                         r"rows$"):
+        pack(program, risky)
+    pack(program, dataclasses.replace(risky, rows=9))       # one K tile: clamped in the array
+    wrapping = program_of([dataclasses.replace(layer, overflow="wrap") for layer in program.layers])
+    pack(wrapping, dataclasses.replace(risky, overflow="wrap"))
+
+
+def test_max_batch():
+    rng = np.random.default_rng(8)
+    config = ArrayConfig(rows=2, cols=2)
+    program = random_program(rng, config, [7, 5, 3])   # 4 words a vector at most, 3 outputs
+    assert pack(program, config).max_batch == 128
+    for memories, batch in ((MemoryConfig(batch=5), 5), (MemoryConfig(activation_words=41), 10),
+                            (MemoryConfig(output_codes=20), 6)):
+        images = pack(program, config, memories)
+        assert images.max_batch == batch and images.program[3] == batch

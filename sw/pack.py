@@ -32,7 +32,7 @@ from .program import IntegerLayer, IntegerProgram
 
 __all__ = ["FORMAT_VERSION", "PROGRAM_WORD_BITS", "HEADER_WORDS", "MAX_WORDS", "REQUANT_LAYOUT",
            "HEADER_LAYOUT", "CONFIG_LAYOUT", "TOTALS_LAYOUT", "BATCH_LAYOUT", "LAYER_LAYOUTS", "MemoryConfig", "MemoryImages",
-           "LayerTiles", "layer_tiles", "ideal_cycles", "check_fit", "pack", "unpack",
+           "LayerTiles", "layer_tiles", "ideal_cycles", "check_fit", "pack", "layer_records", "unpack",
            "write_images"]
 
 FORMAT_VERSION = 2
@@ -448,6 +448,20 @@ def _unpack_layer(images, config, record):
         accumulator_bits=config.accumulator_bits, overflow=config.overflow)
 
 
+def layer_records(images):
+    """The fields of every layer record in the program image of ``images``, as dicts."""
+    _check_type("images", images, MemoryImages)
+    layers = _decode(HEADER_LAYOUT, images.program[0])["layers"]
+    records = []
+    for start in range(HEADER_WORDS, HEADER_WORDS + len(LAYER_LAYOUTS) * layers,
+                       len(LAYER_LAYOUTS)):
+        record = {}
+        for layout, word in zip(LAYER_LAYOUTS, images.program[start:start + len(LAYER_LAYOUTS)]):
+            record.update(_decode(layout, word))
+        records.append(record)
+    return records
+
+
 def unpack(images, config):
     """The layers packed into ``images`` for an array of ``config``, exactly as they were.
 
@@ -490,12 +504,7 @@ def unpack(images, config):
         raise ValueError(f"the program image has {len(images.program)} words, not the "
                          f"{HEADER_WORDS + len(LAYER_LAYOUTS) * header['layers']} of "
                          f"{header['layers']} layers")
-    layers = []
-    for words in records:
-        record = {}
-        for layout, word in zip(LAYER_LAYOUTS, words):
-            record.update(_decode(layout, word))
-        layers.append(_unpack_layer(images, config, record))
+    layers = [_unpack_layer(images, config, record) for record in layer_records(images)]
     if _pack_layers(layers, config, images.memories) != images:
         raise ValueError(f"the images are not in the layout of memory map version "
                          f"{FORMAT_VERSION}: repacking the layers they hold gives other words")

@@ -1,0 +1,456 @@
+"""The inference engine: memories baked from packed images, a sequencer, the array and the
+requantization unit, running a whole integer program on a batch of input vectors."""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from systolix.config import ArrayConfig
+from systolix.sw.pack import (BATCH_LAYOUT, HEADER_LAYOUT, HEADER_WORDS, LAYER_LAYOUTS,
+                              REQUANT_LAYOUT, TOTALS_LAYOUT, MemoryImages, layer_records)
+
+from .array import SystolicArray, results_layout
+from .mac import accumulate, accumulator_shape, activation_shape
+from .requant import CODE_SHAPE, REQUANT_LATENCY, Requantizer
+
+__all__ = ["OUTPUT_CODE_BITS", "input_word_layout", "output_layout", "InferenceEngine"]
+
+OUTPUT_CODE_BITS = 8
+"""Bits of a code on :attr:`InferenceEngine.outputs` (and of an output memory word)."""
+
+_RECORD_WORDS = max(HEADER_WORDS, len(LAYER_LAYOUTS))
+
+
+def input_word_layout(config):
+    """Payload of :attr:`InferenceEngine.inputs`: one activation buffer word, ``rows`` codes."""
+    return data.ArrayLayout(activation_shape(config), config.rows)
+
+
+def output_layout():
+    """Payload of :attr:`InferenceEngine.outputs`: a code (its bits, zero-extended) and
+    ``last``, set on the final code of a run."""
+    return data.StructLayout({"code": unsigned(OUTPUT_CODE_BITS), "last": 1})
+
+
+class InferenceEngine(wiring.Component):
+    """Runs the integer program packed into ``images`` on batches of input vectors.
+
+    Usage: while idle, write the batch into the input buffer on ``inputs`` (``vector_words``
+    words a vector, the layout of docs/memory-map.md, from address 0), then send the batch size
+    (``1..max_batch``) on ``start``. The engine runs every layer and then sends the last layer's
+    ``batch * output_codes`` codes on ``outputs`` (vector by vector, channel by channel), the
+    final one with ``last``; then it is idle again and the next ``inputs`` word goes to address
+    0. ``busy`` is set from ``start`` to the final output; ``cycles`` holds the compute cycles of
+    the last run.
+
+    The memories are initialised from ``images`` (so the model is in the bitstream): weights,
+    requantization constants and the program. The sequencer reads the program at run time, so
+    images with the same memory shapes can replace these without changing the logic.
+
+    Sequencing, per layer: the record is read (``len(LAYER_LAYOUTS) + 1`` cycles); the activation
+    feeder sends, per output tile ``j``, per K tile ``t``, the batch's ``t``-th words from the
+    layer's input buffer; the weight feeder independently streams the whole weight memory in
+    address order (the array's double buffering lets each tile load while the previous one
+    computes); the result sink adds each K tile's sums into the accumulator buffer and, after
+    the last K tile, queues the finished sums; the requantization issuer takes one queued vector
+    every ``cols`` cycles, one channel a cycle, and writes the codes into the other activation
+    buffer (or, in the last layer, the output memory). The next layer starts when the last code
+    is written.
+
+    Throughput: one array tile-vector a cycle while the requantization unit keeps up, i.e. in
+    layers with at least ``cols`` K tiles; otherwise ``cols`` cycles per vector and output tile.
+    :func:`systolix.sim.golden.engine.engine_cycles` gives the exact cycle count of a run.
+
+    Parameters
+    ----------
+    config : ArrayConfig
+    images : MemoryImages
+        From :func:`systolix.sw.pack.pack` for ``config``.
+
+    Attributes
+    ----------
+    inputs : In(stream.Signature(input_word_layout(config)))
+    start : In(stream.Signature(unsigned(16)))
+    outputs : Out(stream.Signature(output_layout()))
+    busy : Out(1)
+    cycles : Out(32)
+    vector_words, output_codes, max_batch, word_bits : int
+        Words of an input vector (layer 0's K tiles), codes of an output vector, the most
+        vectors a run may take, and bits of an input word.
+    """
+
+    def __init__(self, config, images):
+        if not isinstance(config, ArrayConfig):
+            raise TypeError(f"config must be an ArrayConfig, not {config!r}")
+        if not isinstance(images, MemoryImages):
+            raise TypeError(f"images must be MemoryImages, not {images!r}")
+        if images.weight_width != config.cols * config.weight_bits:
+            raise ValueError(f"the images were packed for another array than {config.name}")
+        self.config = config
+        self.images = images
+        records = layer_records(images)
+        self.vector_words = records[0]["k_tiles"]
+        self.output_codes = records[-1]["outputs"]
+        self.max_batch = images.max_batch
+        self.word_bits = config.rows * config.activation_bits
+        super().__init__({
+            "inputs": In(stream.Signature(input_word_layout(config))),
+            "start": In(stream.Signature(unsigned(16))),
+            "outputs": Out(stream.Signature(output_layout())),
+            "busy": Out(1),
+            "cycles": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config, images = self.config, self.images
+        memories = images.memories
+        rows, cols = config.rows, config.cols
+        sums_layout = results_layout(config).members["data"]
+        tag_layout = _tag_layout(config)
+
+        m.submodules.array = array = SystolicArray(config)
+        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=sums_layout.size,
+                                                           depth=memories.batch + 1)
+        m.submodules.requantizer = requantizer = Requantizer(config.accumulator_bits, tag_layout)
+
+        weight_memory = m.submodules.weight_memory = Memory(
+            shape=images.weight_width, depth=memories.weight_words, init=images.weights)
+        requant_memory = m.submodules.requant_memory = Memory(
+            shape=images.requant_width, depth=memories.requant_words, init=images.requant)
+        program_memory = m.submodules.program_memory = Memory(
+            shape=images.program_width, depth=memories.program_words, init=images.program)
+        buffers = [Memory(shape=self.word_bits, depth=memories.activation_words, init=[])
+                   for _ in range(2)]
+        m.submodules.buffer_0, m.submodules.buffer_1 = buffers
+        accumulator_memory = m.submodules.accumulator_memory = Memory(
+            shape=sums_layout, depth=memories.batch, init=[])
+        output_memory = m.submodules.output_memory = Memory(
+            shape=OUTPUT_CODE_BITS, depth=memories.output_codes, init=[])
+
+        # -- Sequencer: reads the header, then each layer's record, and runs the layer. --------
+        idle = Signal()
+        batch_last = Signal(16)                       # batch - 1
+        record = Signal(data.ArrayLayout(images.program_width, _RECORD_WORDS))
+        fields = {}
+        for index, layout in enumerate(LAYER_LAYOUTS):
+            fields.update({name: layout(record[index][:layout.size])[name] for name, _ in layout})
+        weight_total = Signal(32)
+        fetch_addr = Signal(range(memories.program_words + 1))
+        fetch_count = Signal(range(_RECORD_WORDS + 1))
+        program_read = program_memory.read_port()
+        header_done = Signal()                        # strobes
+        layer_start = Signal()
+        layer_done = Signal()
+        run_layer = Signal()                          # feeder, sink and issuer work on a layer
+        cycles = Signal(32)
+        m.d.comb += [program_read.addr.eq(fetch_addr), self.cycles.eq(cycles),
+                     self.busy.eq(~idle), self.inputs.ready.eq(idle), self.start.ready.eq(idle)]
+        with m.Switch(fetch_count):
+            for index in range(_RECORD_WORDS):
+                with m.Case(index + 1):
+                    m.d.sync += record[index].eq(program_read.data)
+
+        def fetch(words):
+            m.d.sync += cycles.eq(cycles + 1)
+            with m.If(fetch_count != words):
+                m.d.sync += [fetch_addr.eq(fetch_addr + 1), fetch_count.eq(fetch_count + 1)]
+            with m.Else():
+                m.d.sync += fetch_count.eq(0)
+
+        outputs_sent = self._output_stream(m, output_memory, batch_last, fields,
+                                           layer_done & fields["last"])
+        with m.FSM(name="sequencer"):
+            with m.State("IDLE"):
+                m.d.comb += idle.eq(1)
+                with m.If(self.start.valid):
+                    m.d.sync += [batch_last.eq(self.start.payload - 1), cycles.eq(0),
+                                 fetch_addr.eq(0), fetch_count.eq(0)]
+                    m.next = "HEADER"
+            with m.State("HEADER"):
+                fetch(HEADER_WORDS)
+                with m.If(fetch_count == HEADER_WORDS):
+                    m.d.comb += header_done.eq(1)
+                    m.d.sync += weight_total.eq(TOTALS_LAYOUT(record[2]).weight_words)
+                    m.next = "RECORD"
+            with m.State("RECORD"):
+                fetch(len(LAYER_LAYOUTS))
+                with m.If(fetch_count == len(LAYER_LAYOUTS)):
+                    m.d.comb += layer_start.eq(1)
+                    m.next = "LAYER"
+            with m.State("LAYER"):
+                m.d.sync += cycles.eq(cycles + 1)
+                m.d.comb += run_layer.eq(1)
+                with m.If(layer_done):
+                    m.next = "RECORD"
+                    with m.If(fields["last"]):
+                        m.next = "OUTPUT"
+            with m.State("OUTPUT"):
+                with m.If(outputs_sent):
+                    m.next = "IDLE"
+
+        # -- Host input: words into buffer 0 while idle. ----------------------------------------
+        input_addr = Signal(range(memories.activation_words))
+        buffer_writes = [buffer.write_port(granularity=config.activation_bits)
+                         for buffer in buffers]
+        buffer_reads = [buffer.read_port() for buffer in buffers]
+        with m.If(self.inputs.valid & idle):
+            m.d.sync += input_addr.eq(input_addr + 1)
+        with m.If(self.start.valid & idle):
+            m.d.sync += input_addr.eq(0)
+
+        # -- Weight feeder: the whole weight memory, in address order, once per run. ------------
+        weight_read = weight_memory.read_port()
+        weight_addr = Signal(range(memories.weight_words + 1))
+        weight_feed = Signal()
+        weight_valid = Signal()
+        weight_advance = Signal()
+        m.d.comb += [
+            weight_advance.eq(~weight_valid | array.weights.ready),
+            weight_read.en.eq(weight_advance),
+            weight_read.addr.eq(weight_addr),
+            array.weights.valid.eq(weight_valid),
+            array.weights.payload.eq(weight_read.data),
+        ]
+        with m.If(weight_advance):
+            m.d.sync += weight_valid.eq(weight_feed)
+            with m.If(weight_feed):
+                m.d.sync += weight_addr.eq(weight_addr + 1)
+                with m.If(weight_addr == weight_total - 1):
+                    m.d.sync += weight_feed.eq(0)
+        with m.If(header_done):
+            m.d.sync += [weight_addr.eq(0), weight_feed.eq(1)]
+
+        # -- Activation feeder: per output tile j, per K tile t, the batch's vectors i; the word
+        # of (i, t) is at i * k_tiles + t of the layer's input buffer. --------------------------
+        feed = _LoopCounters("feed")
+        feed_addr = Signal(range(memories.activation_words))
+        feeding = Signal()
+        feed_valid = Signal()
+        feed_last = Signal()
+        feed_advance = Signal()
+        m.d.comb += [
+            feed_advance.eq(~feed_valid | array.activations.ready),
+            array.activations.valid.eq(feed_valid),
+            array.activations.payload.data.eq(Mux(fields["input_buffer"], buffer_reads[1].data,
+                                                  buffer_reads[0].data)),
+            array.activations.payload.last.eq(feed_last),
+        ]
+        for read in buffer_reads:
+            m.d.comb += [read.en.eq(feed_advance), read.addr.eq(feed_addr)]
+        with m.If(feed_advance):
+            m.d.sync += feed_valid.eq(feeding)
+            with m.If(feeding):
+                m.d.sync += feed_last.eq(feed.index == batch_last)
+                feed.step(m, batch_last, fields["k_tiles"], fields["n_tiles"],
+                          on_vector=[feed_addr.eq(feed_addr + fields["k_tiles"])],
+                          on_k_tile=[feed_addr.eq(feed.k_tile + 1)],
+                          on_n_tile=[feed_addr.eq(0)],
+                          on_layer=[feed_addr.eq(0), feeding.eq(0)])
+        with m.If(layer_start):
+            m.d.sync += feeding.eq(1)
+
+        # -- Result sink: each K tile's sums into the accumulator buffer; after the last K tile,
+        # the finished sums into the queue. ------------------------------------------------------
+        sink = _LoopCounters("sink")
+        sink_final = Signal()
+        sink_take = Signal()
+        sums = Signal(sums_layout)
+        accumulator_write = accumulator_memory.write_port()
+        accumulator_read = accumulator_memory.read_port(transparent_for=(accumulator_write,))
+        results = array.results.payload.data
+        m.d.comb += [
+            sink_final.eq(sink.k_tile == fields["k_tiles"] - 1),
+            array.results.ready.eq(run_layer & (~sink_final | queue.w_rdy)),
+            sink_take.eq(array.results.valid & array.results.ready),
+            accumulator_read.addr.eq(Mux(sink_take, sink.next_index(batch_last), sink.index)),
+            accumulator_write.addr.eq(sink.index),
+            accumulator_write.data.eq(sums),
+            accumulator_write.en.eq(sink_take & ~sink_final),
+            queue.w_data.eq(sums),
+            queue.w_en.eq(sink_take & sink_final),
+        ]
+        for c in range(cols):
+            m.d.comb += sums[c].eq(Mux(sink.k_tile == 0, results[c],
+                                       accumulate(config, accumulator_read.data[c], results[c])))
+        with m.If(sink_take):
+            sink.step(m, batch_last, fields["k_tiles"], fields["n_tiles"])
+
+        # -- Requantization issuer: one queued vector every `cols` cycles, one channel a cycle.
+        # Channel n of vector i goes to word i * output_words + n // rows, lane n % rows, of the
+        # other buffer, or in the last layer to output code i * outputs + n. --------------------
+        vector = Signal(sums_layout)
+        have_vector = Signal()
+        channel = Signal(range(cols))
+        last_channel = Signal()
+        take_vector = Signal()
+        m.d.comb += [
+            last_channel.eq(channel == cols - 1),
+            take_vector.eq(run_layer & queue.r_rdy & (~have_vector | last_channel)),
+            queue.r_en.eq(take_vector),
+        ]
+        with m.If(take_vector):
+            m.d.sync += [vector.eq(queue.r_data), have_vector.eq(1), channel.eq(0)]
+        with m.Elif(have_vector & last_channel):
+            m.d.sync += have_vector.eq(0)
+        with m.If(have_vector & ~last_channel):
+            m.d.sync += channel.eq(channel + 1)
+
+        issue = _LoopCounters("issue")
+        n = Signal(16)                      # the channel being issued
+        word, lane = Signal(16), Signal(range(rows))
+        tile_n, tile_word, tile_lane = Signal(16), Signal(16), Signal(range(rows))
+        vector_base = Signal(16)
+        stride = Mux(fields["last"], fields["outputs"], fields["output_words"])
+        next_word = Mux(lane == rows - 1, word + 1, word)
+        next_lane = Mux(lane == rows - 1, 0, lane + 1)
+        with m.If(have_vector):
+            with m.If(~last_channel):
+                m.d.sync += [n.eq(n + 1), word.eq(next_word), lane.eq(next_lane)]
+            with m.Elif(issue.index != batch_last):
+                m.d.sync += [n.eq(tile_n), word.eq(tile_word), lane.eq(tile_lane),
+                             vector_base.eq(vector_base + stride)]
+            with m.Else():
+                m.d.sync += [n.eq(n + 1), word.eq(next_word), lane.eq(next_lane),
+                             tile_n.eq(n + 1), tile_word.eq(next_word), tile_lane.eq(next_lane),
+                             vector_base.eq(0)]
+            with m.If(last_channel):
+                issue.step(m, batch_last, 1, fields["n_tiles"])
+
+        requant_read = requant_memory.read_port()
+        constants = REQUANT_LAYOUT(requant_read.data)
+        issued = Signal(data.StructLayout({"valid": 1, "acc": accumulator_shape(config),
+                                           "tag": tag_layout}))
+        final_issue = last_channel & issue.is_last(batch_last, 1, fields["n_tiles"])
+        m.d.comb += requant_read.addr.eq(fields["requant_base"] + n)
+        m.d.sync += [
+            issued.valid.eq(have_vector),
+            issued.acc.eq(vector[channel]),
+            issued.tag.addr.eq(vector_base + Mux(fields["last"], n, word)),
+            issued.tag.lane.eq(lane),
+            issued.tag.write.eq(n < fields["outputs"]),
+            issued.tag.final.eq(have_vector & final_issue),
+        ]
+        given = requantizer.input.payload
+        m.d.comb += [
+            requantizer.input.valid.eq(issued.valid),
+            given.acc.eq(issued.acc),
+            given.bias.eq(constants.bias),
+            given.multiplier.eq(constants.multiplier),
+            given.shift.eq(constants.shift),
+            given.zero_point.eq(fields["output_zero_point"]),
+            given.low.eq(fields["output_low"]),
+            given.high.eq(fields["output_high"]),
+            given.tag.eq(issued.tag),
+        ]
+
+        # -- Requantized codes into the other buffer or the output memory. -----------------------
+        done = requantizer.output
+        write = done.valid & done.payload.tag.write
+        code = done.payload.code
+        output_write = output_memory.write_port()
+        m.d.comb += [
+            layer_done.eq(done.valid & done.payload.tag.final),
+            output_write.addr.eq(done.payload.tag.addr),
+            output_write.data.eq(code[:OUTPUT_CODE_BITS]
+                                 & ((Const(1, OUTPUT_CODE_BITS + 1) << fields["output_bits"]) - 1)),
+            output_write.en.eq(write & fields["last"]),
+        ]
+        for index, port in enumerate(buffer_writes):
+            hidden = write & ~fields["last"] & (fields["input_buffer"] != index)
+            m.d.comb += [
+                port.addr.eq(done.payload.tag.addr),
+                port.data.eq(Cat(code[:config.activation_bits] for _ in range(rows))),
+                port.en.eq(Mux(hidden, 1 << done.payload.tag.lane, 0)),
+            ]
+        with m.If(idle):
+            m.d.comb += [buffer_writes[0].addr.eq(input_addr),
+                         buffer_writes[0].data.eq(self.inputs.payload),
+                         buffer_writes[0].en.eq(Mux(self.inputs.valid, (1 << rows) - 1, 0))]
+
+        # Between layers every loop restarts from zero.
+        with m.If(~run_layer):
+            for counters in (feed, sink, issue):
+                counters.reset(m)
+            m.d.sync += [feed_addr.eq(0), n.eq(0), word.eq(0), lane.eq(0), tile_n.eq(0),
+                         tile_word.eq(0), tile_lane.eq(0), vector_base.eq(0)]
+        return m
+
+    def _output_stream(self, m, output_memory, batch_last, fields, start):
+        """Send the run's codes from the output memory on :attr:`outputs`, from the cycle after
+        the ``start`` strobe; returns the strobe of the final transfer."""
+        read = output_memory.read_port()
+        addr = Signal(range(self.images.memories.output_codes + 1))
+        channel, index = Signal(16), Signal(16)
+        streaming, valid, last, advance, final = Signal(), Signal(), Signal(), Signal(), Signal()
+        m.d.comb += [
+            advance.eq(~valid | self.outputs.ready),
+            read.en.eq(advance),
+            read.addr.eq(addr),
+            self.outputs.valid.eq(valid),
+            self.outputs.payload.code.eq(read.data),
+            self.outputs.payload.last.eq(last),
+            final.eq(valid & self.outputs.ready & last),
+        ]
+        with m.If(advance):
+            m.d.sync += valid.eq(streaming)
+            with m.If(streaming):
+                m.d.sync += [addr.eq(addr + 1), last.eq(0)]
+                with m.If(channel != fields["outputs"] - 1):
+                    m.d.sync += channel.eq(channel + 1)
+                with m.Else():
+                    m.d.sync += [channel.eq(0), index.eq(index + 1)]
+                    with m.If(index == batch_last):
+                        m.d.sync += [streaming.eq(0), last.eq(1)]
+        with m.If(start):
+            m.d.sync += [streaming.eq(1), addr.eq(0), channel.eq(0), index.eq(0)]
+        return final
+
+
+def _tag_layout(config):
+    """What travels with a channel through the requantization unit: where its code goes."""
+    return data.StructLayout({
+        "addr": unsigned(16),          # buffer word, or output memory code
+        "lane": range(config.rows),    # code within the buffer word
+        "write": 1,                    # a real channel (not tile padding)
+        "final": 1,                    # the last channel of the layer
+    })
+
+
+class _LoopCounters:
+    """The loop counters of a layer: output tile, K tile and vector of the batch."""
+
+    def __init__(self, name):
+        self.index = Signal(16, name=f"{name}_index")
+        self.k_tile = Signal(16, name=f"{name}_k_tile")
+        self.n_tile = Signal(16, name=f"{name}_n_tile")
+
+    def next_index(self, batch_last):
+        """The vector index after this one (``batch_last`` is ``batch - 1``)."""
+        return Mux(self.index == batch_last, 0, self.index + 1)
+
+    def is_last(self, batch_last, k_tiles, n_tiles):
+        """Whether this is the last vector of the layer's last tile."""
+        return ((self.index == batch_last) & (self.k_tile == k_tiles - 1)
+                & (self.n_tile == n_tiles - 1))
+
+    def reset(self, m):
+        m.d.sync += [self.index.eq(0), self.k_tile.eq(0), self.n_tile.eq(0)]
+
+    def step(self, m, batch_last, k_tiles, n_tiles, *, on_vector=(), on_k_tile=(), on_n_tile=(),
+             on_layer=()):
+        """Advance by one vector; the ``on_*`` statements run when the vector index, the K tile,
+        the output tile or the whole layer (its last vector) moves on."""
+        with m.If(self.index != batch_last):
+            m.d.sync += [self.index.eq(self.index + 1), *on_vector]
+        with m.Else():
+            m.d.sync += self.index.eq(0)
+            with m.If(self.k_tile != k_tiles - 1):
+                m.d.sync += [self.k_tile.eq(self.k_tile + 1), *on_k_tile]
+            with m.Else():
+                m.d.sync += self.k_tile.eq(0)
+                with m.If(self.n_tile != n_tiles - 1):
+                    m.d.sync += [self.n_tile.eq(self.n_tile + 1), *on_n_tile]
+                with m.Else():
+                    m.d.sync += [self.n_tile.eq(0), *on_layer]

@@ -18,7 +18,7 @@ import numpy as np
 
 from systolix.hw.array import array_timing
 
-__all__ = ["StreamCycles", "simulate_array_cycles"]
+__all__ = ["StreamCycles", "ArrayModel", "simulate_array_cycles"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,54 @@ class _Source:
         if self.sent < self.beats and not self.presenting:
             self.presenting = bool(self.offer[cycle])
         return self.presenting
+
+
+class ArrayModel:
+    """The handshake state of a :class:`~systolix.hw.array.SystolicArray`, one cycle at a time.
+
+    Read the ``*_ready`` and ``results_valid`` properties (the array's combinational outputs in
+    the current cycle), then call :meth:`step` with what happened on the streams in that cycle.
+    """
+
+    def __init__(self, config):
+        self.rows = config.rows
+        self.timing = array_timing(config)
+        self.shadow_full, self.load_row, self.load_hold, self.write_pending = False, 0, 0, False
+        self.credits, self.need_swap = self.timing.result_depth, True
+        # Whether a result is complete (its last column written) in each of the coming cycles.
+        self.completes = deque([False] * (self.timing.latency - 2))
+        self.level, self.results_valid = 0, False
+
+    @property
+    def weights_ready(self):
+        return not self.shadow_full and self.load_hold == 0
+
+    @property
+    def activations_ready(self):
+        return self.credits != 0 and (not self.need_swap or (self.shadow_full
+                                                             and not self.write_pending))
+
+    def step(self, take_weight, accept, accept_last, results_ready):
+        """Register updates at the end of a cycle in which a weight row was taken
+        (``take_weight``), a vector accepted (``accept``, with its ``last`` flag) and
+        ``results`` was ready or not. Returns whether a result was sent."""
+        sent = self.results_valid and results_ready
+        read = self.level != 0 and (not self.results_valid or results_ready)
+        complete = self.completes.popleft()
+        self.write_pending = take_weight
+        if take_weight:
+            self.shadow_full = self.load_row == self.rows - 1
+            self.load_row = (self.load_row + 1) % self.rows
+        self.load_hold = max(self.load_hold - 1, 0)
+        self.completes.append(accept)
+        if accept:
+            if self.need_swap:
+                self.shadow_full, self.load_hold = False, self.timing.load_hold
+            self.need_swap = accept_last
+        self.level += complete - read
+        self.credits += sent - accept
+        self.results_valid = read or (self.results_valid and not sent)
+        return sent
 
 
 def simulate_array_cycles(config, tile_lengths, *, weight_offer=None, activation_offer=None,
@@ -77,45 +125,19 @@ def simulate_array_cycles(config, tile_lengths, *, weight_offer=None, activation
     weights = _Source(rows * len(tile_lengths), weight_offer)
     activations = _Source(len(lasts), activation_offer)
     cycles = StreamCycles([], [], [])
-
-    shadow_full, load_row, load_hold, write_pending = False, 0, 0, False
-    credits, need_swap = timing.result_depth, True
-    # Whether a result is complete (its last column written) in each of the coming cycles.
-    completes = deque([False] * (timing.latency - 2))
-    level, out_valid = 0, False
+    array = ArrayModel(config)
     for cycle in range(max_cycles):
         if len(cycles.results) == len(lasts):
             break
-        # Combinational handshakes of this cycle.
-        weights_ready = not shadow_full and load_hold == 0
-        activations_ready = credits != 0 and (not need_swap or (shadow_full and not
-                                                                write_pending))
-        take_weight = weights.valid(cycle) and weights_ready
-        accept = activations.valid(cycle) and activations_ready
-        sent = out_valid and bool(result_ready[cycle])
-        read = level != 0 and (not out_valid or bool(result_ready[cycle]))
-        complete = completes.popleft()
-
-        # Register updates at the end of the cycle.
-        write_pending = take_weight
-        if take_weight:
-            cycles.weights.append(cycle)
-            weights.sent += 1
-            weights.presenting = False
-            shadow_full = load_row == rows - 1
-            load_row = (load_row + 1) % rows
-        load_hold = max(load_hold - 1, 0)
-        completes.append(accept)
-        if accept:
-            cycles.activations.append(cycle)
-            if need_swap:
-                shadow_full, load_hold = False, timing.load_hold
-            need_swap = lasts[activations.sent]
-            activations.sent += 1
-            activations.presenting = False
-        if sent:
+        take_weight = weights.valid(cycle) and array.weights_ready
+        accept = activations.valid(cycle) and array.activations_ready
+        for source, taken, transfers in ((weights, take_weight, cycles.weights),
+                                         (activations, accept, cycles.activations)):
+            if taken:
+                transfers.append(cycle)
+                source.sent += 1
+                source.presenting = False
+        if array.step(take_weight, accept, accept and lasts[activations.sent - 1],
+                      bool(result_ready[cycle])):
             cycles.results.append(cycle)
-        level += complete - read
-        credits += sent - accept
-        out_valid = read or (out_valid and not sent)
     return StreamCycles(tuple(cycles.weights), tuple(cycles.activations), tuple(cycles.results))

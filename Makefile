@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 SIM    ?= verilator
 BOARD  ?= icebreaker
 
-.PHONY: all sim test bench bitstream report formal clean distclean
+.PHONY: all sim sim-arrays test bench bitstream report formal clean distclean
 
 all: test
 
@@ -22,9 +22,14 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
-# The main job: runs the simulations and prints their table.
+# The main job: a model on the simulated inference engine, end to end (MODEL: an
+# IntegerProgram file, CONFIG: an array name such as 8x8-W4s-A4u-P12-wrap).
 sim: $(STAMP)
-	$(BIN)/systolix sim --simulator $(SIM)
+	$(BIN)/systolix sim --simulator $(SIM) $(if $(MODEL),--model $(MODEL)) $(if $(CONFIG),--config $(CONFIG))
+
+# Every array configuration of the suite through its cocotb testbench, as a table.
+sim-arrays: $(STAMP)
+	$(BIN)/systolix sim-arrays --simulator $(SIM)
 
 # Speed and size figures (golden model, simulators, synthesis).
 bench: $(STAMP)

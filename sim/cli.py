@@ -1,20 +1,26 @@
-"""``systolix sim`` and ``systolix bench``: the simulations and the speed figures."""
+"""``systolix sim``, ``systolix sim-arrays`` and ``systolix bench``: the simulations and the
+speed figures."""
 
 import dataclasses
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
 from systolix.boards import bench as boards_bench
 from systolix.config import ArrayConfig
 from systolix.hw.array import SystolicArray
-from systolix.sim.golden import accumulate
+from systolix.sim.golden import accumulate, run_program
 from systolix.sim.runner import SIMULATORS, run_cocotb, simulator_environment
 from systolix.sim.testbench.scenarios import scenario
-from systolix.sim.testbench.suite import ARRAY_CONFIGS, run_array_suite
+from systolix.sim.testbench.suite import ARRAY_CONFIGS, run_array_suite, run_engine
 from systolix.sw import bench as sw_bench
+from systolix.sw import digits_mlp, lower, quantize
+from systolix.sw.models import accuracy
+from systolix.sw.pack import MemoryConfig, ideal_cycles, pack
+from systolix.sw.program import IntegerProgram
 from systolix.timing import best_time
 
 __all__ = ["register", "format_table"]
@@ -49,7 +55,7 @@ def _run_suite(config, simulator):
     return run_array_suite(config, simulator=simulator)
 
 
-def run_sim(args):
+def run_sim_arrays(args):
     simulator_environment(args.simulator)
     print(f"systolix sim: {len(ARRAY_CONFIGS)} array configurations on {args.simulator}, "
           f"{args.jobs} at a time; every result is checked bit-exactly against the golden model "
@@ -118,11 +124,110 @@ def run_bench(args):
     return 0
 
 
+DEFAULT_CONFIG = ArrayConfig(rows=8, cols=8, weight_bits=4, weight_signed=True,
+                             activation_bits=4, activation_signed=False, accumulator_bits=12)
+"""The array of ``make sim``: 8x8 W4/A4 with the 12-bit accumulator A2Q+ quantizes for."""
+
+
+def default_program(config=DEFAULT_CONFIG):
+    """The embedded default model: the digits MLP, W4/A4, A2Q+ for the accumulator of
+    ``config``; returns ``(program, data, float accuracy)``."""
+    model, data = digits_mlp()
+    quantized = quantize(model, data.x_train, config.weight_bits, config.activation_bits,
+                         accumulator_bits=config.accumulator_bits, method="a2q+",
+                         overflow=config.overflow)
+    return lower(quantized), data, accuracy(model.predict(data.x_test), data.y_test)
+
+
+def _describe_layers(program):
+    return ", ".join(f"W{layer.weight_bits}A{layer.input_bits}" for layer in program.layers)
+
+
+def run_sim(args):
+    """``systolix sim``: a model on the simulated inference engine, end to end."""
+    simulator_environment(args.simulator)
+    config = ArrayConfig.from_name(args.config) if args.config else DEFAULT_CONFIG
+    _, data, float_accuracy = default_program(config)
+    if args.model is None:
+        program, name = default_program(config)[0], "digits MLP 64-64-32-10 (A2Q+)"
+    else:
+        program, name, float_accuracy = IntegerProgram.load(args.model), str(args.model), None
+    layers = program.layers
+    digits = layers[0].weights.shape[0] == data.x_test.shape[1] and \
+        layers[-1].weights.shape[1] == 10
+    if digits:
+        codes = program.encode_input(data.x_test)
+    else:
+        low, high = config.activation_range
+        codes = np.random.default_rng(0).integers(low, high, (args.images or 128,
+                                                              layers[0].weights.shape[0]),
+                                                  endpoint=True)
+    codes = codes[:args.images] if args.images else codes
+    images = pack(program, config, MemoryConfig())
+    batches = [min(images.max_batch, len(codes) - start)
+               for start in range(0, len(codes), images.max_batch)]
+    print(f"systolix sim: {name} on the {config.name} inference engine ({args.simulator}), "
+          f"{len(codes)} images in batches of {images.max_batch}, random stalls on the host "
+          f"streams; outputs checked bit-exactly against sim.golden, cycles against the cycle "
+          f"model", flush=True)
+    started = time.perf_counter()
+    report = run_engine(program, config, codes, batches, simulator=args.simulator,
+                        input_stall=args.stall, output_stall=args.stall)
+    wall = time.perf_counter() - started
+    runs = report["runs"]
+    outputs = np.concatenate([np.reshape(run["outputs"], (run["batch"], -1)) for run in runs])
+    golden = run_program(program, codes)
+    mismatches = sum(run["mismatches"] for run in runs)
+    cycle_mismatches = sum(run["cycle_mismatches"] for run in runs)
+    measured = sum(run["cycles_measured"] for run in runs) / len(codes)
+    modelled = sum(run["cycles_modelled"] for run in runs) / len(codes)
+    ideal = ideal_cycles(program, config)
+    rows = [
+        ["model", name],
+        ["array", config.name],
+        ["bits per layer", _describe_layers(program)],
+        ["accumulator width", f"{config.accumulator_bits} bits ({config.overflow})"],
+        ["images", f"{len(codes)} in {len(runs)} runs"],
+        ["mismatches", f"{mismatches} codes, {cycle_mismatches} cycle counts"],
+    ]
+    if digits:
+        labels = data.y_test[:len(codes)]
+        accuracies = [f"float {100 * float_accuracy:.1f} %" if float_accuracy else None,
+                      f"golden {100 * accuracy(golden.argmax(1), labels):.1f} %",
+                      f"hardware {100 * accuracy(outputs.argmax(1), labels):.1f} %"]
+        rows.append(["accuracy", ", ".join(a for a in accuracies if a)])
+    rows += [
+        ["cycles per inference", f"{measured:.1f} measured, {modelled:.1f} modelled, "
+                                 f"{ideal} ideal ({measured / ideal:.2f}x ideal)"],
+        ["MAC utilisation", f"{100 * ideal / measured:.0f} % of {config.rows * config.cols} "
+                            f"MACs a cycle"],
+        ["wall time", f"{wall:.0f} s ({report['build_seconds']:.0f} s Verilog and simulator "
+                      f"build, {report['run_seconds']:.0f} s simulation)"],
+    ]
+    width = max(len(key) for key, _ in rows)
+    print("\n".join(f"{key:>{width}}  {value}" for key, value in rows))
+    failed = mismatches + cycle_mismatches
+    print(f"{'FAIL' if failed else 'OK'}: {mismatches} mismatches, {cycle_mismatches} cycle "
+          f"mismatches")
+    return 1 if failed else 0
+
+
 def register(subparsers):
     jobs = min(2, os.cpu_count() or 1)
-    sim = subparsers.add_parser("sim", help="run the array testbenches and print their table")
+    sim = subparsers.add_parser("sim", help="run a model on the simulated inference engine")
     sim.add_argument("--simulator", choices=SIMULATORS, default="verilator")
-    sim.add_argument("--jobs", type=int, default=jobs, help="simulations run in parallel")
+    sim.add_argument("--model", type=Path, help="an IntegerProgram file (default: the digits "
+                     "MLP, W4/A4, A2Q+ for the array's accumulator)")
+    sim.add_argument("--config", help="the array, for example 8x8-W4s-A4u-P12-wrap (default: "
+                     f"{DEFAULT_CONFIG.name})")
+    sim.add_argument("--images", type=int, help="run only the first IMAGES test images")
+    sim.add_argument("--stall", type=float, default=0.2,
+                     help="probability of a host stall on each stream and cycle (default 0.2)")
     sim.set_defaults(run=run_sim)
+    arrays = subparsers.add_parser("sim-arrays", help="run the array testbenches and print "
+                                   "their table")
+    arrays.add_argument("--simulator", choices=SIMULATORS, default="verilator")
+    arrays.add_argument("--jobs", type=int, default=jobs, help="simulations run in parallel")
+    arrays.set_defaults(run=run_sim_arrays)
     bench = subparsers.add_parser("bench", help="print speed and size figures")
     bench.set_defaults(run=run_bench)

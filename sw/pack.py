@@ -33,6 +33,7 @@ from .program import IntegerLayer, IntegerProgram
 __all__ = ["FORMAT_VERSION", "PROGRAM_WORD_BITS", "HEADER_WORDS", "MAX_WORDS", "REQUANT_LAYOUT",
            "HEADER_LAYOUT", "CONFIG_LAYOUT", "TOTALS_LAYOUT", "BATCH_LAYOUT", "LAYER_LAYOUTS", "MemoryConfig", "MemoryImages",
            "LayerTiles", "layer_tiles", "ideal_cycles", "check_fit", "pack", "layer_records", "unpack",
+           "pack_vectors", "unpack_outputs",
            "write_images"]
 
 FORMAT_VERSION = 2
@@ -509,6 +510,48 @@ def unpack(images, config):
         raise ValueError(f"the images are not in the layout of memory map version "
                          f"{FORMAT_VERSION}: repacking the layers they hold gives other words")
     return tuple(layers)
+
+
+def pack_vectors(codes, config, vector_words):
+    """The activation buffer words of input vectors (see docs/memory-map.md).
+
+    Parameters
+    ----------
+    codes : array_like of int, shape (n, K)
+        Input codes of the first layer, in the array's activation code range.
+    config : ArrayConfig
+    vector_words : int
+        Words a vector occupies, ``ceil(K / rows)`` (layer 0's ``k_tiles``).
+
+    Returns
+    -------
+    list of int
+        ``n * vector_words`` words: word ``t`` of vector ``i`` holds codes
+        ``t * rows .. t * rows + rows - 1`` at bits ``[r * A, (r + 1) * A)``, two's complement,
+        codes past ``K`` zero.
+    """
+    _check_type("config", config, ArrayConfig)
+    rows, bits = config.rows, config.activation_bits
+    codes = [[int(code) for code in vector] for vector in codes]
+    low, high = config.activation_range
+    width = max((len(vector) for vector in codes), default=0)
+    if width > vector_words * rows or any(len(vector) != width for vector in codes):
+        raise ValueError(f"input vectors must all have the same length, at most "
+                         f"{vector_words * rows} codes, not {sorted({len(v) for v in codes})}")
+    if any(not low <= code <= high for vector in codes for code in vector):
+        raise ValueError(f"input codes must lie in {low}..{high}")
+    beat = data.ArrayLayout(unsigned(bits) if low >= 0 else signed(bits), rows)
+    return [_encode(beat, (vector + [0] * (vector_words * rows - width))[t * rows:(t + 1) * rows])
+            for vector in codes for t in range(vector_words)]
+
+
+def unpack_outputs(raw, bits, signed_codes):
+    """Output codes from their raw ``bits``-bit patterns (as the engine sends them: the code's
+    bits, zero-extended), as a list of int."""
+    half = 1 << (bits - 1)
+    mask = (1 << bits) - 1
+    return [((int(word) & mask) ^ half) - half if signed_codes else int(word) & mask
+            for word in raw]
 
 
 def _hex_lines(words, width):

@@ -4,6 +4,7 @@ Variants are made with :func:`dataclasses.replace`; every field is checked when 
 built, so an invalid configuration never reaches the hardware generator or the golden model.
 """
 
+import re
 from dataclasses import dataclass
 
 __all__ = ["OVERFLOW_MODES", "ArrayConfig", "check_int", "check_choice", "check_bool",
@@ -104,6 +105,22 @@ class ArrayConfig:
     def accumulator_range(self):
         """``(lowest, highest)`` partial sum."""
         return code_range(self.accumulator_bits, True)
+
+    @classmethod
+    def from_name(cls, name):
+        """The configuration whose :attr:`name` is ``name``, for example
+        ``"8x8-W4s-A4u-P16-wrap"``."""
+        match = re.fullmatch(r"(\d+)x(\d+)-W(\d+)([su])-A(\d+)([su])-P(\d+)-(\w+)", str(name))
+        if match is None:
+            raise ValueError(f"config must be a name like 8x8-W4s-A4u-P16-wrap (rows x cols, "
+                             f"weight and activation bits with s or u, accumulator bits, "
+                             f"overflow), not {name!r}")
+        rows, cols, weight_bits, weight_sign, activation_bits, activation_sign, \
+            accumulator_bits, overflow = match.groups()
+        return cls(rows=int(rows), cols=int(cols), weight_bits=int(weight_bits),
+                   weight_signed=weight_sign == "s", activation_bits=int(activation_bits),
+                   activation_signed=activation_sign == "s",
+                   accumulator_bits=int(accumulator_bits), overflow=overflow)
 
     @property
     def name(self):

@@ -1,14 +1,20 @@
-"""The array configurations and scenarios that `make sim` and the test suite run through cocotb."""
+"""What the test suite and ``make sim`` run through cocotb: the array configurations and
+scenarios, and runs of the whole inference engine."""
 
 import dataclasses
+import hashlib
 from pathlib import Path
+
+import numpy as np
 
 from systolix.config import ArrayConfig
 from systolix.hw.array import SystolicArray, array_timing
+from systolix.hw.engine import InferenceEngine
+from systolix.sw.pack import MemoryConfig, pack
 from systolix.sim.runner import run_cocotb
 from systolix.sim.testbench.scenarios import scenario
 
-__all__ = ["ARRAY_CONFIGS", "array_scenarios", "run_array_suite"]
+__all__ = ["ARRAY_CONFIGS", "array_scenarios", "run_array_suite", "run_engine"]
 
 
 #: Configurations spanning the generator's ranges: 1x1 to 32 rows or columns, square and not,
@@ -70,4 +76,30 @@ def run_array_suite(config, *, simulator="verilator", build_root="build/sim", se
     build_dir = Path(build_root) / hardware_config.name
     return run_cocotb(SystolicArray(hardware_config), "systolic_array",
                       "systolix.sim.testbench.array", spec, simulator=simulator,
+                      build_dir=build_dir)
+
+
+def run_engine(program, config, codes, batches, *, memories=MemoryConfig(), simulator="verilator",
+               build_root="build/sim/engine", input_stall=0.0, output_stall=0.0, seed=0):
+    """Run ``program`` on an :class:`InferenceEngine` of ``config`` in cocotb; return the report.
+
+    The engine's memories hold the program's images, so each program has its own build (in a
+    folder named after the configuration and a hash of the images; a later run of the same
+    program reuses it). ``codes`` (input codes, one row per vector) are run in consecutive
+    batches of the sizes ``batches``, with random stalls on the host streams; see
+    :mod:`systolix.sim.testbench.engine` for the checks and the report.
+    """
+    images = pack(program, config, memories)
+    digest = hashlib.sha256(repr((images.weights, images.requant, images.program,
+                                  memories)).encode()).hexdigest()[:12]
+    build_dir = Path(build_root) / f"{config.name}-{digest}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    program.save(build_dir / "program.npz")
+    np.save(build_dir / "inputs.npy", np.asarray(codes, dtype=np.int64))
+    spec = {"config": dataclasses.asdict(config), "memories": dataclasses.asdict(memories),
+            "program": str((build_dir / "program.npz").resolve()),
+            "inputs": str((build_dir / "inputs.npy").resolve()), "batches": list(batches),
+            "input_stall": input_stall, "output_stall": output_stall, "seed": seed}
+    return run_cocotb(InferenceEngine(config, images), "inference_engine",
+                      "systolix.sim.testbench.engine", spec, simulator=simulator,
                       build_dir=build_dir)

@@ -14,7 +14,8 @@ from .array import SystolicArray, results_layout
 from .mac import accumulate, accumulator_shape, activation_shape
 from .requant import CODE_SHAPE, REQUANT_LATENCY, Requantizer
 
-__all__ = ["OUTPUT_CODE_BITS", "input_word_layout", "output_layout", "InferenceEngine"]
+__all__ = ["OUTPUT_CODE_BITS", "input_word_layout", "output_layout", "default_requant_lanes",
+           "InferenceEngine"]
 
 OUTPUT_CODE_BITS = 8
 """Bits of a code on :attr:`InferenceEngine.outputs` (and of an output memory word)."""
@@ -80,15 +81,22 @@ class InferenceEngine(wiring.Component):
         vectors a run may take, and bits of an input word.
     """
 
-    def __init__(self, config, images):
+    def __init__(self, config, images, *, requant_lanes=None):
         if not isinstance(config, ArrayConfig):
             raise TypeError(f"config must be an ArrayConfig, not {config!r}")
         if not isinstance(images, MemoryImages):
             raise TypeError(f"images must be MemoryImages, not {images!r}")
         if images.weight_width != config.cols * config.weight_bits:
             raise ValueError(f"the images were packed for another array than {config.name}")
+        if requant_lanes is None:
+            requant_lanes = default_requant_lanes(config)
+        if requant_lanes not in (1, 2, 4, 8, 16, 32) or config.rows % requant_lanes or \
+                config.cols % requant_lanes:
+            raise ValueError(f"requant_lanes must be a power of two that divides rows "
+                             f"({config.rows}) and cols ({config.cols}), not {requant_lanes!r}")
         self.config = config
         self.images = images
+        self.requant_lanes = requant_lanes
         records = layer_records(images)
         self.vector_words = records[0]["k_tiles"]
         self.output_codes = records[-1]["outputs"]
@@ -108,12 +116,15 @@ class InferenceEngine(wiring.Component):
         memories = images.memories
         rows, cols = config.rows, config.cols
         sums_layout = results_layout(config).members["data"]
-        tag_layout = _tag_layout(config)
+        tag_layout = _tag_layout(config, self.requant_lanes)
 
         m.submodules.array = array = SystolicArray(config)
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=sums_layout.size,
                                                            depth=memories.batch + 1)
-        m.submodules.requantizer = requantizer = Requantizer(config.accumulator_bits, tag_layout)
+        requantizers = [Requantizer(config.accumulator_bits, tag_layout)
+                        for _ in range(self.requant_lanes)]
+        for index, requantizer in enumerate(requantizers):
+            m.submodules[f"requantizer_{index}"] = requantizer
 
         weight_memory = m.submodules.weight_memory = Memory(
             shape=images.weight_width, depth=memories.weight_words, init=images.weights)
@@ -127,7 +138,7 @@ class InferenceEngine(wiring.Component):
         accumulator_memory = m.submodules.accumulator_memory = Memory(
             shape=sums_layout, depth=memories.batch, init=[])
         output_memory = m.submodules.output_memory = Memory(
-            shape=OUTPUT_CODE_BITS, depth=memories.output_codes, init=[])
+            shape=OUTPUT_CODE_BITS * self.requant_lanes, depth=memories.output_codes, init=[])
 
         # -- Sequencer: reads the header, then each layer's record, and runs the layer. --------
         idle = Signal()
@@ -280,13 +291,14 @@ class InferenceEngine(wiring.Component):
         # -- Requantization issuer: one queued vector every `cols` cycles, one channel a cycle.
         # Channel n of vector i goes to word i * output_words + n // rows, lane n % rows, of the
         # other buffer, or in the last layer to output code i * outputs + n. --------------------
+        lanes = self.requant_lanes
         vector = Signal(sums_layout)
         have_vector = Signal()
-        channel = Signal(range(cols))
+        channel = Signal(range(cols))       # the first of the `lanes` channels being issued
         last_channel = Signal()
         take_vector = Signal()
         m.d.comb += [
-            last_channel.eq(channel == cols - 1),
+            last_channel.eq(channel == cols - lanes),
             take_vector.eq(run_layer & queue.r_rdy & (~have_vector | last_channel)),
             queue.r_en.eq(take_vector),
         ]
@@ -295,74 +307,84 @@ class InferenceEngine(wiring.Component):
         with m.Elif(have_vector & last_channel):
             m.d.sync += have_vector.eq(0)
         with m.If(have_vector & ~last_channel):
-            m.d.sync += channel.eq(channel + 1)
+            m.d.sync += channel.eq(channel + lanes)
 
+        # Where the codes go: channel n (a multiple of `lanes`) of vector i is lane n % rows of
+        # buffer word i * output_words + n // rows, or in the last layer lane n % lanes of
+        # output word i * ceil(outputs / lanes) + n // lanes.
         issue = _LoopCounters("issue")
-        n = Signal(16)                      # the channel being issued
+        n = Signal(16)
         word, lane = Signal(16), Signal(range(rows))
         tile_n, tile_word, tile_lane = Signal(16), Signal(16), Signal(range(rows))
         vector_base = Signal(16)
-        stride = Mux(fields["last"], fields["outputs"], fields["output_words"])
-        next_word = Mux(lane == rows - 1, word + 1, word)
-        next_lane = Mux(lane == rows - 1, 0, lane + 1)
+        lane_shift = lanes.bit_length() - 1
+        stride = Mux(fields["last"], (fields["outputs"] + lanes - 1) >> lane_shift,
+                     fields["output_words"])
+        next_word = Mux(lane == rows - lanes, word + 1, word)
+        next_lane = Mux(lane == rows - lanes, 0, lane + lanes)
         with m.If(have_vector):
             with m.If(~last_channel):
-                m.d.sync += [n.eq(n + 1), word.eq(next_word), lane.eq(next_lane)]
+                m.d.sync += [n.eq(n + lanes), word.eq(next_word), lane.eq(next_lane)]
             with m.Elif(issue.index != batch_last):
                 m.d.sync += [n.eq(tile_n), word.eq(tile_word), lane.eq(tile_lane),
                              vector_base.eq(vector_base + stride)]
             with m.Else():
-                m.d.sync += [n.eq(n + 1), word.eq(next_word), lane.eq(next_lane),
-                             tile_n.eq(n + 1), tile_word.eq(next_word), tile_lane.eq(next_lane),
-                             vector_base.eq(0)]
+                m.d.sync += [n.eq(n + lanes), word.eq(next_word), lane.eq(next_lane),
+                             tile_n.eq(n + lanes), tile_word.eq(next_word),
+                             tile_lane.eq(next_lane), vector_base.eq(0)]
             with m.If(last_channel):
                 issue.step(m, batch_last, 1, fields["n_tiles"])
 
-        requant_read = requant_memory.read_port()
-        constants = REQUANT_LAYOUT(requant_read.data)
-        issued = Signal(data.StructLayout({"valid": 1, "acc": accumulator_shape(config),
-                                           "tag": tag_layout}))
+        issued = Signal(data.StructLayout({"valid": 1, "tag": tag_layout,
+                                           "acc": data.ArrayLayout(accumulator_shape(config),
+                                                                   lanes)}))
         final_issue = last_channel & issue.is_last(batch_last, 1, fields["n_tiles"])
-        m.d.comb += requant_read.addr.eq(fields["requant_base"] + n)
         m.d.sync += [
             issued.valid.eq(have_vector),
-            issued.acc.eq(vector[channel]),
-            issued.tag.addr.eq(vector_base + Mux(fields["last"], n, word)),
+            issued.tag.addr.eq(vector_base + Mux(fields["last"], n >> lane_shift, word)),
             issued.tag.lane.eq(lane),
-            issued.tag.write.eq(n < fields["outputs"]),
+            issued.tag.write.eq(Cat(n + index < fields["outputs"] for index in range(lanes))),
             issued.tag.final.eq(have_vector & final_issue),
         ]
-        given = requantizer.input.payload
-        m.d.comb += [
-            requantizer.input.valid.eq(issued.valid),
-            given.acc.eq(issued.acc),
-            given.bias.eq(constants.bias),
-            given.multiplier.eq(constants.multiplier),
-            given.shift.eq(constants.shift),
-            given.zero_point.eq(fields["output_zero_point"]),
-            given.low.eq(fields["output_low"]),
-            given.high.eq(fields["output_high"]),
-            given.tag.eq(issued.tag),
-        ]
+        codes = []
+        for index, requantizer in enumerate(requantizers):
+            constants_read = requant_memory.read_port()
+            constants = REQUANT_LAYOUT(constants_read.data)
+            given = requantizer.input.payload
+            m.d.comb += constants_read.addr.eq(fields["requant_base"] + n + index)
+            m.d.sync += issued.acc[index].eq(vector[channel + index])
+            m.d.comb += [
+                requantizer.input.valid.eq(issued.valid),
+                given.acc.eq(issued.acc[index]),
+                given.bias.eq(constants.bias),
+                given.multiplier.eq(constants.multiplier),
+                given.shift.eq(constants.shift),
+                given.zero_point.eq(fields["output_zero_point"]),
+                given.low.eq(fields["output_low"]),
+                given.high.eq(fields["output_high"]),
+                given.tag.eq(issued.tag),
+            ]
+            codes.append(requantizer.output.payload.code)
 
         # -- Requantized codes into the other buffer or the output memory. -----------------------
-        done = requantizer.output
-        write = done.valid & done.payload.tag.write
-        code = done.payload.code
-        output_write = output_memory.write_port()
+        done = requantizers[0].output
+        tag = done.payload.tag
+        write = Mux(done.valid, tag.write, 0)
+        code_mask = (Const(1, OUTPUT_CODE_BITS + 1) << fields["output_bits"]) - 1
+        output_write = output_memory.write_port(granularity=OUTPUT_CODE_BITS)
         m.d.comb += [
-            layer_done.eq(done.valid & done.payload.tag.final),
-            output_write.addr.eq(done.payload.tag.addr),
-            output_write.data.eq(code[:OUTPUT_CODE_BITS]
-                                 & ((Const(1, OUTPUT_CODE_BITS + 1) << fields["output_bits"]) - 1)),
-            output_write.en.eq(write & fields["last"]),
+            layer_done.eq(done.valid & tag.final),
+            output_write.addr.eq(tag.addr),
+            output_write.data.eq(Cat((code & code_mask)[:OUTPUT_CODE_BITS] for code in codes)),
+            output_write.en.eq(Mux(fields["last"], write, 0)),
         ]
         for index, port in enumerate(buffer_writes):
-            hidden = write & ~fields["last"] & (fields["input_buffer"] != index)
+            hidden = ~fields["last"] & (fields["input_buffer"] != index)
             m.d.comb += [
-                port.addr.eq(done.payload.tag.addr),
-                port.data.eq(Cat(code[:config.activation_bits] for _ in range(rows))),
-                port.en.eq(Mux(hidden, 1 << done.payload.tag.lane, 0)),
+                port.addr.eq(tag.addr),
+                port.data.eq(Cat(code[:config.activation_bits] for code in codes)
+                             .replicate(rows // lanes)),
+                port.en.eq(Mux(hidden, write << tag.lane, 0)),
             ]
         with m.If(idle):
             m.d.comb += [buffer_writes[0].addr.eq(input_addr),
@@ -380,8 +402,10 @@ class InferenceEngine(wiring.Component):
     def _output_stream(self, m, output_memory, batch_last, fields, start):
         """Send the run's codes from the output memory on :attr:`outputs`, from the cycle after
         the ``start`` strobe; returns the strobe of the final transfer."""
+        lanes = self.requant_lanes
         read = output_memory.read_port()
         addr = Signal(range(self.images.memories.output_codes + 1))
+        lane, read_lane = Signal(range(lanes)), Signal(range(lanes))
         channel, index = Signal(16), Signal(16)
         streaming, valid, last, advance, final = Signal(), Signal(), Signal(), Signal(), Signal()
         m.d.comb += [
@@ -389,33 +413,46 @@ class InferenceEngine(wiring.Component):
             read.en.eq(advance),
             read.addr.eq(addr),
             self.outputs.valid.eq(valid),
-            self.outputs.payload.code.eq(read.data),
+            self.outputs.payload.code.eq(read.data.word_select(read_lane, OUTPUT_CODE_BITS)),
             self.outputs.payload.last.eq(last),
             final.eq(valid & self.outputs.ready & last),
         ]
         with m.If(advance):
             m.d.sync += valid.eq(streaming)
             with m.If(streaming):
-                m.d.sync += [addr.eq(addr + 1), last.eq(0)]
+                m.d.sync += [read_lane.eq(lane), last.eq(0)]
                 with m.If(channel != fields["outputs"] - 1):
                     m.d.sync += channel.eq(channel + 1)
+                    with m.If(lane != lanes - 1):
+                        m.d.sync += lane.eq(lane + 1)
+                    with m.Else():
+                        m.d.sync += [lane.eq(0), addr.eq(addr + 1)]
                 with m.Else():
-                    m.d.sync += [channel.eq(0), index.eq(index + 1)]
+                    m.d.sync += [channel.eq(0), lane.eq(0), addr.eq(addr + 1),
+                                 index.eq(index + 1)]
                     with m.If(index == batch_last):
                         m.d.sync += [streaming.eq(0), last.eq(1)]
         with m.If(start):
-            m.d.sync += [streaming.eq(1), addr.eq(0), channel.eq(0), index.eq(0)]
+            m.d.sync += [streaming.eq(1), addr.eq(0), lane.eq(0), channel.eq(0), index.eq(0)]
         return final
 
 
-def _tag_layout(config):
-    """What travels with a channel through the requantization unit: where its code goes."""
+def _tag_layout(config, lanes):
+    """What travels with ``lanes`` channels through the requantization units: where their
+    codes go."""
     return data.StructLayout({
-        "addr": unsigned(16),          # buffer word, or output memory code
-        "lane": range(config.rows),    # code within the buffer word
-        "write": 1,                    # a real channel (not tile padding)
-        "final": 1,                    # the last channel of the layer
+        "addr": unsigned(16),          # buffer word, or output memory word
+        "lane": range(config.rows),    # the first code's lane within a buffer word
+        "write": lanes,                # per channel: a real one (not tile padding)
+        "final": 1,                    # the last channels of the layer
     })
+
+
+def default_requant_lanes(config):
+    """Channels the engine requantizes a cycle unless told otherwise: 2 where they divide
+    ``rows`` and ``cols`` (so that a K tile of at least ``cols / 2`` words keeps up with the
+    array), else 1."""
+    return 2 if config.rows % 2 == 0 and config.cols % 2 == 0 else 1
 
 
 class _LoopCounters:

@@ -11,6 +11,7 @@ program, the array, the memory depths and the batch size.
 
 from typing import NamedTuple
 
+from systolix.hw.engine import default_requant_lanes
 from systolix.hw.requant import REQUANT_LATENCY
 from systolix.sw.pack import HEADER_WORDS, LAYER_LAYOUTS, layer_records
 
@@ -75,9 +76,11 @@ class _Queue:
         self.r_rdy = True if inner_read else (self.r_rdy and not read)
 
 
-def engine_cycles(config, images, batch):
+def engine_cycles(config, images, batch, requant_lanes=None):
     """The :class:`EngineCycles` of a run of ``batch`` vectors on an engine of ``config`` with
-    ``images``."""
+    ``images`` that requantizes ``requant_lanes`` channels a cycle (default:
+    :func:`~systolix.hw.engine.default_requant_lanes`)."""
+    lanes = requant_lanes or default_requant_lanes(config)
     records = layer_records(images)
     cols = config.cols
     array = ArrayModel(config)
@@ -112,7 +115,7 @@ def engine_cycles(config, images, batch):
             sink_final = sink.position[1] == record["k_tiles"] - 1
             results_ready = run_layer and (not sink_final or queue.w_rdy)
             sink_take = array.results_valid and results_ready
-            last_channel = channel == cols - 1
+            last_channel = channel == cols - lanes
             take_vector = run_layer and queue.r_rdy and (not have_vector or last_channel)
             layer_done = pending_done == cycle
 
@@ -139,7 +142,7 @@ def engine_cycles(config, images, batch):
             if take_vector:
                 have_vector, channel = True, 0
             elif have_vector:
-                have_vector, channel = not last_channel, channel + (not last_channel)
+                have_vector, channel = not last_channel, channel + lanes * (not last_channel)
             array.step(take_weight, accept, accept_last, results_ready)
             queue.step(sink_take and sink_final, take_vector)
             if sink_take:

@@ -7,12 +7,12 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from systolix.config import ArrayConfig
-from systolix.sw.pack import (BATCH_LAYOUT, HEADER_LAYOUT, HEADER_WORDS, LAYER_LAYOUTS,
-                              REQUANT_LAYOUT, TOTALS_LAYOUT, MemoryImages, layer_records)
+from systolix.sw.pack import (HEADER_WORDS, LAYER_LAYOUTS, REQUANT_LAYOUT, TOTALS_LAYOUT,
+                              MemoryImages, layer_records)
 
 from .array import SystolicArray, results_layout
 from .mac import accumulate, accumulator_shape, activation_shape
-from .requant import CODE_SHAPE, REQUANT_LATENCY, Requantizer
+from .requant import Requantizer
 
 __all__ = ["OUTPUT_CODE_BITS", "input_word_layout", "output_layout", "default_requant_lanes",
            "InferenceEngine"]

@@ -3,65 +3,19 @@ import dataclasses
 import numpy as np
 import pytest
 
-from systolix.config import ArrayConfig, code_range
+from systolix.config import ArrayConfig
 from systolix.hw.array import weights_layout
 from systolix.sim.golden.array import array_matmul, wrap
 from systolix.sim.golden.program import requantize, run_program
-from systolix.sw import IntegerLayer, IntegerProgram, digits_mlp, lower, quantize
+from systolix.sw import IntegerLayer, digits_mlp, lower, quantize
 from systolix.sw.pack import (FORMAT_VERSION, HEADER_WORDS, REQUANT_LAYOUT, MemoryConfig, MemoryImages,
                               LayerTiles, check_fit, ideal_cycles, layer_tiles, pack, unpack,
                               write_images)
-from systolix.sw.quant import QuantParams
+from systolix.sim.testbench.programs import program_of, random_layer, random_program
 
 LAYER_FIELDS = [field.name for field in dataclasses.fields(IntegerLayer)]
 BIG = MemoryConfig(weight_words=65536, requant_words=65536, program_words=65536,
                    activation_words=65536)
-
-
-def program_of(layers):
-    first, last = layers[0], layers[-1]
-    low, high = code_range(first.input_bits, first.input_signed)
-    return IntegerProgram(layers, QuantParams(first.input_bits, first.input_signed, 1.0, 0,
-                                              low, high),
-                          QuantParams(last.output_bits, last.output_signed, 1.0,
-                                      last.output_zero_point, last.output_low, last.output_high))
-
-
-def random_codes(rng, shape, bits, signed):
-    """Random codes over the whole range, with the lowest and the highest among them."""
-    low, high = code_range(bits, signed)
-    codes = rng.integers(low, high + 1, size=shape)
-    codes.flat[0] = low
-    codes.flat[-1] = high
-    return codes
-
-
-def random_layer(rng, inputs, outputs, config, output_bits, output_signed):
-    low, high = code_range(output_bits, output_signed)
-    clamp = sorted(rng.integers(low, high + 1, size=2).tolist())
-    return IntegerLayer(
-        weights=random_codes(rng, (inputs, outputs), config.weight_bits, config.weight_signed),
-        bias=random_codes(rng, outputs, 32, True),
-        multiplier=random_codes(rng, outputs, 16, False),
-        shift=rng.integers(0, 64, size=outputs),
-        output_zero_point=int(rng.integers(low, high + 1)), output_low=clamp[0],
-        output_high=clamp[1], input_bits=config.activation_bits,
-        input_signed=config.activation_signed, weight_bits=config.weight_bits,
-        weight_signed=config.weight_signed, output_bits=output_bits,
-        output_signed=output_signed, accumulator_bits=config.accumulator_bits,
-        overflow=config.overflow)
-
-
-def random_program(rng, config, sizes):
-    """Layers of ``sizes[l]`` inputs and ``sizes[l + 1]`` outputs; the hidden codes are the
-    array's activation codes, the last layer's output codes of a random width."""
-    layers = []
-    for index, (inputs, outputs) in enumerate(zip(sizes, sizes[1:])):
-        last = index == len(sizes) - 2
-        output = ((int(rng.integers(1, 9)), bool(rng.integers(2))) if last else
-                  (config.activation_bits, config.activation_signed))
-        layers.append(random_layer(rng, inputs, outputs, config, *output))
-    return program_of(layers)
 
 
 def assert_same_layers(layers, originals):

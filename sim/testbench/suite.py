@@ -90,6 +90,9 @@ def run_engine(program, config, codes, batches, *, memories=MemoryConfig(), simu
     :mod:`systolix.sim.testbench.engine` for the checks and the report.
     """
     images = pack(program, config, memories)
+    if sum(batches) > len(codes) or not all(1 <= size <= images.max_batch for size in batches):
+        raise ValueError(f"batches must be sizes in 1..{images.max_batch} (the engine's max "
+                         f"batch) taking at most the {len(codes)} input vectors, not {batches}")
     digest = hashlib.sha256(repr((images.weights, images.requant, images.program,
                                   memories)).encode()).hexdigest()[:12]
     build_dir = Path(build_root) / f"{config.name}-{digest}"

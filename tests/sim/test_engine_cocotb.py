@@ -1,0 +1,64 @@
+"""End to end on the Verilog of the inference engine (cocotb, Verilator): real models on the
+digits data, every output code bit-exact, every run's cycle count equal to the cycle model."""
+
+import numpy as np
+import pytest
+
+from systolix.config import ArrayConfig
+from systolix.sim.golden.program import run_program
+from systolix.sim.testbench.suite import run_engine
+from systolix.sw import digits_mlp, lower, quantize
+from systolix.sw.models import accuracy
+from systolix.sw.pack import ideal_cycles
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return digits_mlp()
+
+
+def run_model(digits, config, images, batches, tmp_path, **options):
+    model, data = digits
+    program = lower(quantize(model, data.x_train, **options))
+    codes = program.encode_input(data.x_test[:images])
+    report = run_engine(program, config, codes, batches, input_stall=0.3, output_stall=0.3,
+                        build_root=tmp_path)
+    runs = report["runs"]
+    assert [run["mismatches"] for run in runs] == [0] * len(runs)
+    assert [run["cycle_mismatches"] for run in runs] == [0] * len(runs)
+    outputs = np.concatenate([np.reshape(run["outputs"], (run["batch"], -1)) for run in runs])
+    np.testing.assert_array_equal(outputs, run_program(program, codes))
+    cycles = sum(run["cycles_measured"] for run in runs) / images
+    return program, accuracy(outputs.argmax(1), data.y_test[:images]), cycles
+
+
+def test_digits_w4a4_default_array(digits, tmp_path):
+    """The default: W4/A4, A2Q+ for a 12-bit accumulator, 8x8 array, 200 test images."""
+    config = ArrayConfig(rows=8, cols=8, weight_bits=4, activation_bits=4, accumulator_bits=12)
+    program, hardware_accuracy, cycles = run_model(
+        digits, config, 200, [128, 72], tmp_path, weight_bits=4, activation_bits=4,
+        accumulator_bits=12, method="a2q+")
+    assert hardware_accuracy > 0.9
+    assert cycles <= 1.25 * ideal_cycles(program, config)
+
+
+@pytest.mark.parametrize("bits, accumulator_bits, array", [
+    (2, 10, (4, 4)),     # a 2-bit model on an array smaller than every layer in both dimensions
+    (8, 24, (8, 4)),     # an 8-bit model
+])
+def test_digits_widths(digits, tmp_path, bits, accumulator_bits, array):
+    rows, cols = array
+    config = ArrayConfig(rows=rows, cols=cols, weight_bits=bits, activation_bits=bits,
+                         accumulator_bits=accumulator_bits)
+    _, hardware_accuracy, _ = run_model(
+        digits, config, 100, [60, 40], tmp_path, weight_bits=bits, activation_bits=bits,
+        accumulator_bits=accumulator_bits, method="a2q+")
+    assert hardware_accuracy > 0.6
+
+
+def test_digits_mixed_precision(digits, tmp_path):
+    """Per-layer widths (weights 3, 5, 8 bits; inputs 6, 3, 4 bits) on a 5x3 array, whose odd
+    shape requantizes one channel a cycle."""
+    config = ArrayConfig(rows=5, cols=3, weight_bits=8, activation_bits=6, accumulator_bits=24)
+    run_model(digits, config, 100, [60, 40], tmp_path, weight_bits=(3, 5, 8),
+              activation_bits=(6, 3, 4), accumulator_bits=24, method="a2q")

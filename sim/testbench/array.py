@@ -23,7 +23,7 @@ from systolix.config import ArrayConfig
 from systolix.sim.golden.cycles import simulate_array_cycles
 from systolix.sim.testbench.scenarios import make_stimulus
 
-__all__ = ["StreamSource", "StreamSink", "Checker", "run_scenario"]
+__all__ = ["StreamSource", "StreamSink", "Checker", "reset", "run_scenario"]
 
 
 def pack(codes, bits):
@@ -126,11 +126,13 @@ class Checker:
             self.cycle_mismatches += differ
 
 
-async def reset(dut):
+async def reset(dut, sources=("weights", "activations"), sinks=("results",)):
+    """Hold ``dut`` in reset for two cycles with its input streams idle."""
     dut.rst.value = 1
-    for name in ("weights", "activations"):
+    for name in sources:
         getattr(dut, f"{name}__valid").value = 0
-    dut.results__ready.value = 0
+    for name in sinks:
+        getattr(dut, f"{name}__ready").value = 0
     for _ in range(2):
         await RisingEdge(dut.clk)
     dut.rst.value = 0

@@ -37,7 +37,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from systolix.config import ArrayConfig
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.golden.program import run_program
-from systolix.sim.testbench.array import StreamSink, StreamSource
+from systolix.sim.testbench.array import StreamSink, StreamSource, reset
 from systolix.sw.pack import (MemoryConfig, layer_records, pack, pack_vectors,
                               unpack_outputs)
 from systolix.sw.program import IntegerProgram
@@ -126,13 +126,7 @@ async def engine_runs(dut):
     rng = np.random.default_rng(spec["seed"])
 
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    for name in ("inputs", "start"):
-        getattr(dut, f"{name}__valid").value = 0
-    dut.outputs__ready.value = 0
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
+    await reset(dut, sources=("inputs", "start"), sinks=("outputs",))
 
     entries, offset = [], 0
     for batch in spec["batches"]:

@@ -1,0 +1,287 @@
+"""The host driver: runs batches of input vectors on an accelerator (docs/protocol.md).
+
+A :class:`Device` speaks the framed protocol of :mod:`systolix.protocol` through a
+:class:`Transport`, anything with ``exchange(request: bytes) -> bytes`` that sends one request
+frame and returns the bytes of the one reply frame:
+
+- :class:`SerialTransport`: a serial port (pyserial), for a board's UART bridge;
+- :class:`GoldenTransport`: the golden models, replying as the accelerator would, bit-exact
+  outputs and exact cycles, without hardware.
+
+::
+
+    device = Device(SerialTransport("/dev/ttyUSB1"), program, config, memories)
+    outputs, cycles = device.run(codes)   # output codes (n, N); cycles of each run
+    scores = device.infer(x)              # real inputs in, real outputs out
+"""
+
+from typing import NamedTuple, Protocol
+
+import numpy as np
+import serial
+
+from systolix import protocol
+from systolix.config import ArrayConfig, code_range
+from systolix.protocol import FrameType, ProtocolError, ReferenceDevice
+from systolix.sim.golden.engine import engine_cycles
+from systolix.sim.golden.program import run_program
+
+from .pack import MemoryConfig, layer_records, pack, pack_vectors, unpack_outputs
+from .program import IntegerProgram
+
+__all__ = ["Transport", "SerialTransport", "GoldenTransport", "DeviceError", "DeviceMismatch",
+           "RunResult", "Device"]
+
+
+class Transport(Protocol):
+    """Carries one request frame to a device and its one reply frame back."""
+
+    def exchange(self, request: bytes) -> bytes:
+        """Send the frame ``request``; return the bytes of the reply frame."""
+
+
+class SerialTransport:
+    """A :class:`Transport` over a serial port.
+
+    Parameters
+    ----------
+    port : str
+        A device (``/dev/ttyUSB1``, ``COM3``) or a pyserial URL (``socket://host:port``).
+    baudrate : int
+    timeout : float
+        Seconds to wait for each part of a reply before :class:`TimeoutError`.
+    """
+
+    def __init__(self, port, baudrate=115200, timeout=1.0):
+        self.port = port
+        self.timeout = timeout
+        self.serial = serial.serial_for_url(port, baudrate=baudrate, timeout=timeout)
+
+    def _read(self, count):
+        data = self.serial.read(count)
+        if not data:
+            raise TimeoutError(f"no reply from {self.port} within {self.timeout} s")
+        return data
+
+    def exchange(self, request):
+        """Send ``request`` (stale input is dropped first); return the reply frame's bytes."""
+        self.serial.reset_input_buffer()
+        self.serial.write(request)
+        self.serial.flush()
+        return protocol.read_frame(self._read)
+
+    def close(self):
+        self.serial.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def _engine_numbers(images):
+    """``(vector_words, output_codes, max_batch)`` of the engine built from ``images``."""
+    records = layer_records(images)
+    return records[0]["k_tiles"], records[-1]["outputs"], images.max_batch
+
+
+def _expected_status(images, config):
+    vector_words, output_codes, max_batch = _engine_numbers(images)
+    return protocol.device_status(images, vector_words=vector_words,
+                                  word_bits=config.rows * config.activation_bits,
+                                  output_codes=output_codes, max_batch=max_batch)
+
+
+def _check_types(program, config, memories):
+    for name, value, kind in (("program", program, IntegerProgram),
+                              ("config", config, ArrayConfig),
+                              ("memories", memories, MemoryConfig)):
+        if not isinstance(value, kind):
+            raise TypeError(f"{name} must be {kind.__name__}, not {type(value).__name__}")
+
+
+class GoldenTransport:
+    """A :class:`Transport` to the golden models of the accelerator built from ``program``.
+
+    Replies are :class:`~systolix.protocol.ReferenceDevice`'s; a RUN's outputs come from
+    :func:`~systolix.sim.golden.program.run_program` and its cycles from
+    :func:`~systolix.sim.golden.engine.engine_cycles`, so they are what the hardware sends.
+
+    Parameters
+    ----------
+    program : IntegerProgram
+    config : ArrayConfig
+    memories : MemoryConfig
+        As given to :func:`~systolix.sw.pack.pack` for the hardware.
+    """
+
+    def __init__(self, program, config, memories=MemoryConfig()):
+        _check_types(program, config, memories)
+        self.program, self.config = program, config
+        self.images = pack(program, config, memories)
+        self.device = ReferenceDevice(_expected_status(self.images, config), self._compute)
+
+    def _compute(self, batch, words):
+        config, status = self.config, self.device.status
+        bits = config.activation_bits
+        low, _ = config.activation_range
+        lanes = [(word >> (lane * bits)) & ((1 << bits) - 1) for word in words
+                 for lane in range(config.rows)]
+        codes = np.array(lanes, dtype=np.int64).reshape(batch, status.vector_words * config.rows)
+        if low < 0:
+            codes = np.where(codes >> (bits - 1), codes - (1 << bits), codes)
+        outputs = run_program(self.program, codes[:, :self.program.layers[0].weights.shape[0]])
+        raw = outputs & ((1 << self.program.layers[-1].output_bits) - 1)
+        return raw.ravel().tolist(), engine_cycles(config, self.images, batch).compute
+
+    def exchange(self, request):
+        return self.device.respond(request)
+
+
+class DeviceError(RuntimeError):
+    """The device refused a request with an ERROR frame.
+
+    Attributes
+    ----------
+    code : ErrorCode or int
+    frame_type : FrameType or int
+        The type byte of the refused frame, as the device read it.
+    """
+
+    _REASONS = {
+        protocol.ErrorCode.BAD_CRC: "bad CRC",
+        protocol.ErrorCode.UNKNOWN_TYPE: "unknown frame type",
+        protocol.ErrorCode.BAD_LENGTH: "bad length",
+        protocol.ErrorCode.BAD_BATCH: "batch out of range",
+        protocol.ErrorCode.TIMEOUT: "the frame stopped arriving",
+    }
+
+    def __init__(self, code, frame_type):
+        self.code, self.frame_type = code, frame_type
+        kind = frame_type.name if isinstance(frame_type, FrameType) else f"0x{frame_type:02X}"
+        reason = self._REASONS.get(code, f"error code {code}")
+        super().__init__(f"the device refused a {kind} frame: {reason}")
+
+
+class DeviceMismatch(RuntimeError):
+    """The device does not hold the program the :class:`Device` was made for."""
+
+
+class RunResult(NamedTuple):
+    """What :meth:`Device.run` returns.
+
+    Attributes
+    ----------
+    outputs : numpy.ndarray of int64, shape (n, N)
+        The output codes of the last layer.
+    cycles : tuple of int
+        The engine's compute cycles of each run (one run per ``max_batch`` vectors).
+    """
+    outputs: np.ndarray
+    cycles: tuple
+
+
+class Device:
+    """An accelerator that runs ``program``, reached through ``transport``.
+
+    On creation the device is asked for its STATUS, which must match the images
+    :func:`~systolix.sw.pack.pack` makes of ``program`` for ``config`` and ``memories``
+    (protocol version, program header and config words, image checksum, vector and word sizes,
+    output codes, max batch); otherwise :class:`DeviceMismatch` names the differences.
+
+    Parameters
+    ----------
+    transport : Transport
+    program : IntegerProgram
+    config : ArrayConfig
+    memories : MemoryConfig
+        As given to :func:`~systolix.sw.pack.pack` for the hardware.
+
+    Attributes
+    ----------
+    vector_words : int
+        Input words of a vector.
+    max_batch : int
+        The most vectors of one RUN; :meth:`run` splits larger batches.
+    """
+
+    def __init__(self, transport, program, config, memories=MemoryConfig()):
+        _check_types(program, config, memories)
+        self.transport, self.program, self.config = transport, program, config
+        expected = _expected_status(pack(program, config, memories), config)
+        status = self.status()
+        differences = [
+            f"{name} {_show(name, getattr(status, name))} (expected "
+            f"{_show(name, getattr(expected, name))})"
+            for name in ("protocol", "header_word", "config_word", "image_checksum",
+                         "vector_words", "word_bits", "output_codes", "max_batch")
+            if getattr(status, name) != getattr(expected, name)]
+        if differences:
+            raise DeviceMismatch(f"the device does not hold this program: "
+                                 f"{', '.join(differences)}")
+        self.vector_words = status.vector_words
+        self.max_batch = status.max_batch
+
+    def _request(self, frame_type, payload, reply_type):
+        reply = protocol.decode_frame(self.transport.exchange(
+            protocol.encode_frame(frame_type, payload)))
+        if reply.type == FrameType.ERROR:
+            raise DeviceError(*protocol.decode_error(reply.payload))
+        if reply.type != reply_type:
+            raise ProtocolError(f"a {reply_type.name} frame was expected, not type "
+                                f"0x{reply.type:02X}")
+        return reply.payload
+
+    def status(self):
+        """The device's :class:`~systolix.protocol.Status`."""
+        return protocol.Status.decode(self._request(FrameType.STATUS, b"",
+                                                    FrameType.STATUS_REPLY))
+
+    def run(self, codes):
+        """Run input ``codes`` (``n`` vectors of the first layer's input codes, shape
+        ``(n, K)``) in batches of at most :attr:`max_batch`; return a :class:`RunResult`.
+
+        Raises
+        ------
+        ValueError
+            If ``codes`` is not ``(n, K)`` codes in the first layer's input range.
+        DeviceError
+            If the device refuses a request.
+        ProtocolError
+            If a reply is not a well-formed frame of the expected type and length.
+        """
+        first, last = self.program.layers[0], self.program.layers[-1]
+        inputs, outputs = first.weights.shape[0], last.weights.shape[1]
+        codes = np.asarray(codes, dtype=np.int64)
+        if codes.ndim != 2 or codes.shape[1] != inputs:
+            raise ValueError(f"codes must have shape (n, {inputs}), not {codes.shape}")
+        low, high = code_range(first.input_bits, first.input_signed)
+        if codes.size and (codes.min() < low or codes.max() > high):
+            raise ValueError(f"codes must lie in {low}..{high}, not "
+                             f"{codes.min()}..{codes.max()}")
+        word_bits = self.config.rows * self.config.activation_bits
+        results, cycles = [], []
+        for start in range(0, len(codes), self.max_batch):
+            chunk = codes[start:start + self.max_batch]
+            words = pack_vectors(chunk, self.config, self.vector_words)
+            result = protocol.decode_result(self._request(
+                FrameType.RUN, protocol.encode_run(len(chunk), words, word_bits),
+                FrameType.RESULT))
+            if len(result.codes) != len(chunk) * outputs:
+                raise ProtocolError(f"a RESULT of a batch of {len(chunk)} has "
+                                    f"{len(chunk) * outputs} codes, not {len(result.codes)}")
+            results.extend(unpack_outputs(result.codes, last.output_bits, last.output_signed))
+            cycles.append(result.cycles)
+        return RunResult(np.array(results, dtype=np.int64).reshape(len(codes), outputs),
+                         tuple(cycles))
+
+    def infer(self, x):
+        """Real outputs for real inputs ``x`` of shape ``(n, K)``, through the program's host
+        quantizers (:meth:`~systolix.sw.program.IntegerProgram.encode_input` and
+        :meth:`~systolix.sw.program.IntegerProgram.decode_output`)."""
+        return self.program.decode_output(self.run(self.program.encode_input(x)).outputs)
+
+
+def _show(name, value):
+    return f"0x{value:08X}" if name.endswith(("_word", "_checksum")) else str(value)

@@ -1,7 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """The frame link in Amaranth's simulator, against a stand-in engine and the protocol's
 :class:`~systolix.protocol.ReferenceDevice`: every reply byte for byte, with and without gaps on
-``host_in`` and back-pressure on ``host_out``.
+``host_in`` and back-pressure on ``host_out``; and once with the real engine, against the golden
+models.
 
 The components of the tests of bad arguments are never elaborated; the first line tells Amaranth
 not to warn about that.
@@ -23,7 +24,8 @@ from systolix.hw.engine import InferenceEngine
 from systolix.hw.link import FrameLink, engine_signature
 from systolix.protocol import ErrorCode, FrameType, ReferenceDevice, Status
 from systolix.sim.testbench.programs import random_program
-from systolix.sw.pack import MemoryConfig, pack
+from systolix.sw.driver import GoldenTransport
+from systolix.sw.pack import MemoryConfig, pack, pack_vectors
 
 # 3 rows of 3-bit codes: 9-bit words, two bytes each on the link.
 CONFIG = ArrayConfig(rows=3, cols=2, weight_bits=2, activation_bits=3, activation_signed=True)
@@ -365,3 +367,47 @@ def test_link_synthesizes_for_ice40(tmp_path):
     result = synthesize(make_link(timeout_cycles=1 << 24), place=False, build_dir=tmp_path,
                         name="link")
     assert 0 < result.luts < 600 and result.brams == 0
+
+
+def test_link_with_the_real_engine_answers_like_the_golden_models():
+    config = ArrayConfig(rows=4, cols=3, weight_bits=3, activation_bits=3,
+                         activation_signed=True)
+    memories = MemoryConfig(weight_words=256, requant_words=64, program_words=32,
+                            activation_words=64, batch=4, output_codes=64)
+    program = random_program(np.random.default_rng(5), config, [10, 7, 6])
+    engine = InferenceEngine(config, pack(program, config, memories))
+    link = FrameLink.for_engine(engine)
+    m = Module()
+    m.submodules.engine, m.submodules.link = engine, link
+    wiring.connect(m, link.engine, engine)
+    rng = np.random.default_rng(1)
+    requests = [STATUS_FRAME]
+    for batch in (4, 1):
+        words = pack_vectors(rng.integers(-4, 4, size=(batch, 10)), config, engine.vector_words)
+        requests.append(protocol.encode_frame(
+            FrameType.RUN, protocol.encode_run(batch, words, link.word_bits)))
+    requests.append(STATUS_FRAME)
+    received = bytearray()
+
+    async def host_in(ctx):
+        ctx.set(link.host_in.valid, 1)
+        for byte in b"".join(requests):
+            ctx.set(link.host_in.payload, byte)
+            await ctx.tick().until(link.host_in.ready)
+        ctx.set(link.host_in.valid, 0)
+
+    async def host_out(ctx):
+        ctx.set(link.host_out.ready, 1)
+        while len(whole_frames(bytes(received))) < len(requests):
+            _, _, valid, byte = await ctx.tick().sample(link.host_out.valid,
+                                                         link.host_out.payload)
+            if valid:
+                received.append(byte)
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(host_in)
+    sim.add_testbench(host_out)
+    sim.run()
+    golden = GoldenTransport(program, config, memories)
+    assert bytes(received) == b"".join(golden.exchange(request) for request in requests)

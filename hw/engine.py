@@ -11,7 +11,7 @@ from systolix.sw.pack import (HEADER_WORDS, LAYER_LAYOUTS, REQUANT_LAYOUT, TOTAL
                               MemoryImages, layer_records)
 
 from .array import SystolicArray, results_layout
-from .mac import accumulate, accumulator_shape, activation_shape
+from .mac import accumulate, accumulator_shape
 from .requant import Requantizer
 
 __all__ = ["OUTPUT_CODE_BITS", "input_word_layout", "output_layout", "default_requant_lanes",
@@ -24,8 +24,10 @@ _RECORD_WORDS = max(HEADER_WORDS, len(LAYER_LAYOUTS))
 
 
 def input_word_layout(config):
-    """Payload of :attr:`InferenceEngine.inputs`: one activation buffer word, ``rows`` codes."""
-    return data.ArrayLayout(activation_shape(config), config.rows)
+    """Payload of :attr:`InferenceEngine.inputs`: one activation buffer word, ``rows`` codes
+    of ``activation_bits`` each, code ``r`` at bits ``[r * A, (r + 1) * A)``. Plain bits: Yosys
+    0.70's ABC9 pass fails on ports named after array elements (Yosys issue 4349)."""
+    return unsigned(config.rows * config.activation_bits)
 
 
 def output_layout():
@@ -39,7 +41,8 @@ class InferenceEngine(wiring.Component):
 
     Usage: while idle, write the batch into the input buffer on ``inputs`` (``vector_words``
     words a vector, the layout of docs/memory-map.md, from address 0), then send the batch size
-    (``1..max_batch``) on ``start``. The engine runs every layer and then sends the last layer's
+    (``1..max_batch``) on ``start``; a batch size of 0 runs nothing and only rewinds the
+    input address (the host link sends it after a frame that failed its check). The engine runs every layer and then sends the last layer's
     ``batch * output_codes`` codes on ``outputs`` (vector by vector, channel by channel), the
     final one with ``last``; then it is idle again and the next ``inputs`` word goes to address
     0. ``busy`` is set from ``start`` to the final output; ``cycles`` holds the compute cycles of
@@ -175,7 +178,7 @@ class InferenceEngine(wiring.Component):
         with m.FSM(name="sequencer"):
             with m.State("IDLE"):
                 m.d.comb += idle.eq(1)
-                with m.If(self.start.valid):
+                with m.If(self.start.valid & (self.start.payload != 0)):
                     m.d.sync += [batch_last.eq(self.start.payload - 1), cycles.eq(0),
                                  fetch_addr.eq(0), fetch_count.eq(0)]
                     m.next = "HEADER"

@@ -25,7 +25,7 @@ def simulate(engine, batches, rng, stall=0.0):
                 while rng.random() < stall:
                     await ctx.tick()
                 ctx.set(engine.inputs.valid, 1)
-                ctx.set(engine.inputs.payload.as_value(), word)
+                ctx.set(engine.inputs.payload, word)
                 await ctx.tick()
             ctx.set(engine.inputs.valid, 0)
             ctx.set(engine.start.valid, 1)
@@ -123,3 +123,46 @@ def test_refuses_bad_parameters():
         InferenceEngine(ArrayConfig(rows=4, cols=3), images)
     with pytest.raises(TypeError, match=r"^images must be MemoryImages"):
         InferenceEngine(config, [1, 2, 3])
+
+
+def test_start_with_no_vectors_rewinds_the_input():
+    """A batch size of 0 runs nothing; the next words go to address 0 again."""
+    rng = np.random.default_rng(3)
+    config = ArrayConfig(rows=3, cols=2)
+    program = random_program(rng, config, [5, 4])
+    engine = InferenceEngine(config, pack(program, config))
+    stale, codes = (rng.integers(0, 16, (2, 5)) for _ in range(2))
+    outputs = []
+
+    async def bench(ctx):
+        for batch in (stale, None, codes):
+            if batch is not None:
+                for word in pack_vectors(batch, config, engine.vector_words):
+                    ctx.set(engine.inputs.valid, 1)
+                    ctx.set(engine.inputs.payload, word)
+                    await ctx.tick()
+                ctx.set(engine.inputs.valid, 0)
+                continue
+            ctx.set(engine.start.valid, 1)
+            ctx.set(engine.start.payload, 0)
+            await ctx.tick()
+            ctx.set(engine.start.valid, 0)
+            assert not ctx.get(engine.busy)
+        ctx.set(engine.start.valid, 1)
+        ctx.set(engine.start.payload, len(codes))
+        await ctx.tick()
+        ctx.set(engine.start.valid, 0)
+        ctx.set(engine.outputs.ready, 1)
+        while not outputs or not outputs[-1][1]:
+            if ctx.get(engine.outputs.valid):
+                outputs.append((ctx.get(engine.outputs.payload.code),
+                                ctx.get(engine.outputs.payload.last)))
+            await ctx.tick()
+
+    simulator = Simulator(engine)
+    simulator.add_clock(1e-6)
+    simulator.add_testbench(bench)
+    simulator.run()
+    last = program.layers[-1]
+    assert unpack_outputs([code for code, _ in outputs], last.output_bits, last.output_signed) \
+        == run_program(program, codes).reshape(-1).tolist()

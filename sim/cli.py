@@ -10,16 +10,19 @@ from pathlib import Path
 import numpy as np
 
 from systolix.boards import bench as boards_bench
-from systolix.config import ArrayConfig
+from systolix.config import ArrayConfig, code_range
 from systolix.hw.array import SystolicArray
 from systolix.sim.golden import accumulate, run_program
 from systolix.sim.runner import SIMULATORS, run_cocotb, simulator_environment
 from systolix.sim.testbench.scenarios import scenario
-from systolix.sim.testbench.suite import ARRAY_CONFIGS, run_array_suite, run_engine
+from systolix.sim.golden.engine import engine_cycles
+from systolix.sim.testbench.suite import ARRAY_CONFIGS, run_array_suite
+from systolix.sim.transport import SimulationTransport
 from systolix.sw import bench as sw_bench
 from systolix.sw import digits_mlp, lower, quantize
 from systolix.sw.models import accuracy
 from systolix.sw.pack import MemoryConfig, ideal_cycles, pack
+from systolix.sw.driver import Device
 from systolix.sw.program import IntegerProgram
 from systolix.timing import best_time
 
@@ -144,12 +147,12 @@ def _describe_layers(program):
 
 
 def run_sim(args):
-    """``systolix sim``: a model on the simulated inference engine, end to end."""
+    """``systolix sim``: a model on the simulated accelerator, end to end through the driver."""
     simulator_environment(args.simulator)
     config = ArrayConfig.from_name(args.config) if args.config else DEFAULT_CONFIG
-    _, data, float_accuracy = default_program(config)
+    default, data, float_accuracy = default_program(config)
     if args.model is None:
-        program, name = default_program(config)[0], "digits MLP 64-64-32-10 (A2Q+)"
+        program, name = default, "digits MLP 64-64-32-10 (A2Q+)"
     else:
         program, name, float_accuracy = IntegerProgram.load(args.model), str(args.model), None
     layers = program.layers
@@ -158,49 +161,52 @@ def run_sim(args):
     if digits:
         codes = program.encode_input(data.x_test)
     else:
-        low, high = config.activation_range
+        low, high = code_range(layers[0].input_bits, layers[0].input_signed)
         codes = np.random.default_rng(0).integers(low, high, (args.images or 128,
                                                               layers[0].weights.shape[0]),
                                                   endpoint=True)
     codes = codes[:args.images] if args.images else codes
     images = pack(program, config, MemoryConfig())
-    batches = [min(images.max_batch, len(codes) - start)
-               for start in range(0, len(codes), images.max_batch)]
-    print(f"systolix sim: {name} on the {config.name} inference engine ({args.simulator}), "
-          f"{len(codes)} images in batches of {images.max_batch}, random stalls on the host "
-          f"streams; outputs checked bit-exactly against sim.golden, cycles against the cycle "
+    print(f"systolix sim: {name} on the {config.name} accelerator ({args.simulator}), "
+          f"{len(codes)} images; the driver sends RUN frames through the host link with random "
+          f"stalls; outputs checked bit-exactly against sim.golden, cycles against the cycle "
           f"model", flush=True)
     started = time.perf_counter()
-    report = run_engine(program, config, codes, batches, simulator=args.simulator,
-                        input_stall=args.stall, output_stall=args.stall)
+    with SimulationTransport(config, images, simulator=args.simulator, stall=args.stall) \
+            as transport:
+        device = Device(transport, program, config)
+        result = device.run(codes)
     wall = time.perf_counter() - started
-    runs = report["runs"]
-    outputs = np.concatenate([np.reshape(run["outputs"], (run["batch"], -1)) for run in runs])
+    report = transport.report
+    batches = [min(device.max_batch, len(codes) - start)
+               for start in range(0, len(codes), device.max_batch)]
+    modelled = [engine_cycles(config, images, batch).compute for batch in batches]
     golden = run_program(program, codes)
-    mismatches = sum(run["mismatches"] for run in runs)
-    cycle_mismatches = sum(run["cycle_mismatches"] for run in runs)
-    measured = sum(run["cycles_measured"] for run in runs) / len(codes)
-    modelled = sum(run["cycles_modelled"] for run in runs) / len(codes)
+    mismatches = int(np.count_nonzero(result.outputs != golden))
+    cycle_mismatches = sum(a != b for a, b in zip(result.cycles, modelled))
     ideal = ideal_cycles(program, config)
+    measured = sum(result.cycles) / len(codes)
     rows = [
         ["model", name],
         ["array", config.name],
         ["bits per layer", _describe_layers(program)],
         ["accumulator width", f"{config.accumulator_bits} bits ({config.overflow})"],
-        ["images", f"{len(codes)} in {len(runs)} runs"],
+        ["images", f"{len(codes)} in {len(batches)} RUN frames of at most {device.max_batch}"],
         ["mismatches", f"{mismatches} codes, {cycle_mismatches} cycle counts"],
     ]
     if digits:
         labels = data.y_test[:len(codes)]
         accuracies = [f"float {100 * float_accuracy:.1f} %" if float_accuracy else None,
                       f"golden {100 * accuracy(golden.argmax(1), labels):.1f} %",
-                      f"hardware {100 * accuracy(outputs.argmax(1), labels):.1f} %"]
+                      f"hardware {100 * accuracy(result.outputs.argmax(1), labels):.1f} %"]
         rows.append(["accuracy", ", ".join(a for a in accuracies if a)])
     rows += [
-        ["cycles per inference", f"{measured:.1f} measured, {modelled:.1f} modelled, "
-                                 f"{ideal} ideal ({measured / ideal:.2f}x ideal)"],
+        ["cycles per inference", f"{measured:.1f} measured, {sum(modelled) / len(codes):.1f} "
+                                 f"modelled, {ideal} ideal ({measured / ideal:.2f}x ideal)"],
         ["MAC utilisation", f"{100 * ideal / measured:.0f} % of {config.rows * config.cols} "
                             f"MACs a cycle"],
+        ["host link", f"{report['frames']} frames, {report['cycles']:,} cycles in all "
+                      f"({report['cycles'] / len(codes):.0f} a vector, bytes included)"],
         ["wall time", f"{wall:.0f} s ({report['build_seconds']:.0f} s Verilog and simulator "
                       f"build, {report['run_seconds']:.0f} s simulation)"],
     ]
@@ -214,7 +220,7 @@ def run_sim(args):
 
 def register(subparsers):
     jobs = min(2, os.cpu_count() or 1)
-    sim = subparsers.add_parser("sim", help="run a model on the simulated inference engine")
+    sim = subparsers.add_parser("sim", help="run a model on the simulated accelerator")
     sim.add_argument("--simulator", choices=SIMULATORS, default="verilator")
     sim.add_argument("--model", type=Path, help="an IntegerProgram file (default: the digits "
                      "MLP, W4/A4, A2Q+ for the array's accumulator)")

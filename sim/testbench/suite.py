@@ -2,7 +2,6 @@
 scenarios, and runs of the whole inference engine."""
 
 import dataclasses
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from systolix.hw.array import SystolicArray, array_timing
 from systolix.hw.engine import InferenceEngine
 from systolix.sw.pack import MemoryConfig, pack
 from systolix.sim.runner import run_cocotb
+from systolix.sim.transport import design_folder
 from systolix.sim.testbench.scenarios import scenario
 
 __all__ = ["ARRAY_CONFIGS", "array_scenarios", "run_array_suite", "run_engine"]
@@ -93,9 +93,7 @@ def run_engine(program, config, codes, batches, *, memories=MemoryConfig(), simu
     if sum(batches) > len(codes) or not all(1 <= size <= images.max_batch for size in batches):
         raise ValueError(f"batches must be sizes in 1..{images.max_batch} (the engine's max "
                          f"batch) taking at most the {len(codes)} input vectors, not {batches}")
-    digest = hashlib.sha256(repr((images.weights, images.requant, images.program,
-                                  memories)).encode()).hexdigest()[:12]
-    build_dir = Path(build_root) / f"{config.name}-{digest}"
+    build_dir = design_folder(build_root, config, images)
     build_dir.mkdir(parents=True, exist_ok=True)
     program.save(build_dir / "program.npz")
     np.save(build_dir / "inputs.npy", np.asarray(codes, dtype=np.int64))

@@ -1,0 +1,62 @@
+"""The whole accelerator: the inference engine behind the host link's byte streams."""
+
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .engine import InferenceEngine
+from .link import FrameLink
+
+__all__ = ["Accelerator"]
+
+
+class Accelerator(wiring.Component):
+    """An :class:`~systolix.hw.engine.InferenceEngine` for ``images`` behind a
+    :class:`~systolix.hw.link.FrameLink`: the host sends RUN and STATUS frames on ``host_in``
+    and reads RESULT, STATUS_REPLY and ERROR frames on ``host_out`` (docs/protocol.md), one byte
+    a cycle each way at most. Boards connect a UART to the two byte streams.
+
+    Latency of a RUN: the frame's bytes (one a cycle at most; the engine takes the input words
+    as they arrive), the CRC check, the engine's run
+    (:func:`systolix.sim.golden.engine.engine_cycles`), then the RESULT frame.
+
+    Parameters
+    ----------
+    config : ArrayConfig
+    images : MemoryImages
+        From :func:`systolix.sw.pack.pack`; baked into the memories.
+    requant_lanes : int, optional
+        See :class:`~systolix.hw.engine.InferenceEngine`.
+    timeout_cycles : int or None
+        Cycles the link waits for the rest of a frame before it answers ERROR (see
+        :class:`~systolix.hw.link.FrameLink`).
+
+    Attributes
+    ----------
+    host_in : In(stream.Signature(8))
+    host_out : Out(stream.Signature(8))
+    busy : Out(1)
+        The engine is running a batch or sending its outputs.
+    engine : InferenceEngine
+    link : FrameLink
+    """
+
+    def __init__(self, config, images, *, requant_lanes=None, timeout_cycles=1 << 24):
+        self.engine = InferenceEngine(config, images, requant_lanes=requant_lanes)
+        self.link = FrameLink.for_engine(self.engine, timeout_cycles=timeout_cycles)
+        self.config, self.images = config, images
+        super().__init__({
+            "host_in": In(stream.Signature(8)),
+            "host_out": Out(stream.Signature(8)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = self.engine
+        m.submodules.link = self.link
+        wiring.connect(m, self.link.engine, self.engine)
+        wiring.connect(m, wiring.flipped(self.host_in), self.link.host_in)
+        wiring.connect(m, self.link.host_out, wiring.flipped(self.host_out))
+        m.d.comb += self.busy.eq(self.engine.busy)
+        return m

@@ -175,9 +175,8 @@ class InferenceEngine(wiring.Component):
 
         outputs_sent = self._output_stream(m, output_memory, batch_last, fields,
                                            layer_done & fields["last"])
-        with m.FSM(name="sequencer"):
+        with m.FSM(name="sequencer") as sequencer:
             with m.State("IDLE"):
-                m.d.comb += idle.eq(1)
                 with m.If(self.start.valid & (self.start.payload != 0)):
                     m.d.sync += [batch_last.eq(self.start.payload - 1), cycles.eq(0),
                                  fetch_addr.eq(0), fetch_count.eq(0)]
@@ -195,7 +194,6 @@ class InferenceEngine(wiring.Component):
                     m.next = "LAYER"
             with m.State("LAYER"):
                 m.d.sync += cycles.eq(cycles + 1)
-                m.d.comb += run_layer.eq(1)
                 with m.If(layer_done):
                     m.next = "RECORD"
                     with m.If(fields["last"]):
@@ -203,6 +201,8 @@ class InferenceEngine(wiring.Component):
             with m.State("OUTPUT"):
                 with m.If(outputs_sent):
                     m.next = "IDLE"
+        # (Flags of the state as plain expressions: a simulator evaluates them from time 0.)
+        m.d.comb += [idle.eq(sequencer.ongoing("IDLE")), run_layer.eq(sequencer.ongoing("LAYER"))]
 
         # -- Host input: words into buffer 0 while idle. ----------------------------------------
         input_addr = Signal(range(memories.activation_words))

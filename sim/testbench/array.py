@@ -131,6 +131,7 @@ async def reset(dut, sources=("weights", "activations"), sinks=("results",)):
     dut.rst.value = 1
     for name in sources:
         getattr(dut, f"{name}__valid").value = 0
+        getattr(dut, f"{name}__payload").value = 0
     for name in sinks:
         getattr(dut, f"{name}__ready").value = 0
     for _ in range(2):

@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 SIM    ?= verilator
 BOARD  ?= icebreaker
 
-.PHONY: all sim sim-arrays test bench bitstream report formal clean distclean
+.PHONY: all sim sim-arrays test bench bitstream report sweep formal clean distclean
 
 all: test
 
@@ -34,6 +34,16 @@ sim-arrays: $(STAMP)
 # Speed and size figures (golden model, simulators, synthesis).
 bench: $(STAMP)
 	$(BIN)/systolix bench
+
+# Resources, fmax and power of one array configuration (REPORT_ARGS: options of
+# `systolix report`, such as --rows 8 --cols 8 --family ecp5).
+report: $(STAMP)
+	$(BIN)/systolix report $(REPORT_ARGS)
+
+# Resources and fmax over widths and shapes (SWEEP_ARGS: options of `systolix sweep`, such as
+# --grid full --scheduler tcp://host:8786).
+sweep: $(STAMP)
+	$(BIN)/systolix sweep $(SWEEP_ARGS)
 
 clean:
 	rm -rf build .pytest_cache

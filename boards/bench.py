@@ -8,6 +8,13 @@ printed beside it. The figure of merit is MAC/s per logic cell, ``rows * cols * 
 compared with a naive output-stationary 4x4 W4/A4 array measured with the same tools (1,005 logic
 cells at 38.9 MHz: 0.62 MMAC/s per cell). A systolic array should also keep its clock as it grows:
 the 8x8 array's fmax should be at least 0.9 of the 2x2 array's.
+
+Accumulator savings (issue 5): the 8x8 W4/A4 array with ``P = 14`` should use at most 0.75 of
+the logic cells of the same array with ``P = 32``. :func:`accumulator_savings` places both on an
+iCE40HX8K (the UP5K's logic cell, with room for the wide array), in both overflow modes, in the
+same run. With wrap-around, Yosys already narrows each partial sum to the bits one tile can reach
+(``W + A + log2(rows)``, 11 here), so only the result memories grow with ``P``; with saturation
+every partial sum below the top row keeps all ``P`` bits.
 """
 
 import os
@@ -16,12 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from systolix.config import ArrayConfig
+from systolix.config import OVERFLOW_MODES, ArrayConfig
 from systolix.hw.array import SystolicArray
 
-from .synth import synthesize
+from .synth import DesignDoesNotFit, synthesize
 
-__all__ = ["REFERENCE", "SIZES", "run"]
+__all__ = ["REFERENCE", "SIZES", "SAVINGS", "run", "accumulator_savings"]
 
 REFERENCE = {"macs": 4 * 4, "logic_cells": 1005, "fmax_mhz": 38.9}
 """The naive output-stationary 4x4 W4/A4 array on an iCE40UP5K (DESIGN.md, section 7)."""
@@ -32,6 +39,10 @@ SIZES = ((2, 2), (8, 8))
 _BASE = ArrayConfig(weight_bits=4, activation_bits=4, accumulator_bits=16)
 _FMAX_RATIO_TARGET = 0.9
 
+SAVINGS = {"narrow": 14, "wide": 32, "target": 0.75, "device": "hx8k", "package": "ct256"}
+"""The accumulator-savings benchmark: ``P`` of the two 8x8 W4/A4 arrays, the most the narrow one
+may cost relative to the wide one, and the device they are placed on."""
+
 
 def _mmacs_per_cell(macs, fmax_mhz, logic_cells):
     return macs * fmax_mhz / logic_cells
@@ -40,7 +51,8 @@ def _mmacs_per_cell(macs, fmax_mhz, logic_cells):
 def run(*, seeds=(1, 2, 3), build_root="build/bench"):
     """Synthesize, place and route the arrays of :data:`SIZES` and print one table.
 
-    The builds run in parallel, one per CPU core.
+    The builds run in parallel, one per CPU core. The table of :func:`accumulator_savings`
+    follows.
 
     Parameters
     ----------
@@ -90,4 +102,60 @@ def run(*, seeds=(1, 2, 3), build_root="build/bench"):
     (small_rows, small_cols), (large_rows, large_cols) = SIZES[0], SIZES[-1]
     print(f"fmax {large_rows}x{large_cols} / {small_rows}x{small_cols}: {ratio:.2f} "
           f"(target >= {_FMAX_RATIO_TARGET}: {verdict})")
+    print()
+    accumulator_savings(seed=seeds[0], build_root=build_root)
     return measured
+
+
+def accumulator_savings(*, seed=1, build_root="build/bench"):
+    """Place the 8x8 W4/A4 array with the narrow and the wide ``P`` of :data:`SAVINGS`, in both
+    overflow modes, and print the ratio of their logic cells against the target.
+
+    Where a design does not fit the device, the pair is compared by LUT4s plus flip-flops after
+    synthesis instead, and the table says so.
+
+    Parameters
+    ----------
+    seed : int
+        nextpnr placer seed.
+    build_root : str or pathlib.Path
+        Each build is in ``<build_root>/savings/<config name>``.
+
+    Returns
+    -------
+    dict
+        Overflow mode to ``(narrow, wide, ratio, measure)``; ``measure`` is ``"logic cells"`` or
+        ``"LUT4 + FF"``.
+    """
+    base = replace(_BASE, rows=8, cols=8)
+    configs = [replace(base, accumulator_bits=p, overflow=overflow)
+               for overflow in OVERFLOW_MODES for p in (SAVINGS["narrow"], SAVINGS["wide"])]
+
+    def build(config):
+        try:
+            return synthesize(SystolicArray(config), device=SAVINGS["device"],
+                              package=SAVINGS["package"], seed=seed, name="array",
+                              build_dir=Path(build_root) / "savings" / config.name)
+        except DesignDoesNotFit as error:
+            return error.result
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        results = list(pool.map(build, configs))
+    print(f"Accumulator savings: 8x8 W4/A4 array, P={SAVINGS['narrow']} against "
+          f"P={SAVINGS['wide']}, iCE40{SAVINGS['device'].upper()}-{SAVINGS['package'].upper()}, "
+          f"seed {seed} (target: ratio <= {SAVINGS['target']})")
+    header = f"{'overflow':<10}{'measure':>13}{'narrow':>8}{'wide':>8}{'ratio':>7}  verdict"
+    print(header)
+    print("-" * len(header))
+    savings = {}
+    for overflow, narrow, wide in zip(OVERFLOW_MODES, results[::2], results[1::2]):
+        if narrow.logic_cells is not None and wide.logic_cells is not None:
+            measure, small, large = "logic cells", narrow.logic_cells, wide.logic_cells
+        else:
+            measure = "LUT4 + FF"
+            small, large = narrow.luts + narrow.flip_flops, wide.luts + wide.flip_flops
+        ratio = small / large
+        savings[overflow] = (small, large, ratio, measure)
+        verdict = "met" if ratio <= SAVINGS["target"] else "MISSED"
+        print(f"{overflow:<10}{measure:>13}{small:>8}{large:>8}{ratio:>7.2f}  {verdict}")
+    return savings

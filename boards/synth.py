@@ -37,7 +37,7 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from amaranth.back import verilog
@@ -47,8 +47,8 @@ from amaranth.lib.wiring import In, Out
 
 from systolix.config import check_choice
 
-__all__ = ["FAMILIES", "SynthesisError", "SynthesisResult", "core_ports", "OutOfContextHarness",
-           "synthesize"]
+__all__ = ["FAMILIES", "SynthesisError", "DesignDoesNotFit", "SynthesisResult", "core_ports",
+           "OutOfContextHarness", "synthesize"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,25 @@ FAMILIES = {
 
 class SynthesisError(Exception):
     """A tool is missing or failed; the message ends with the tail of its log."""
+
+
+class DesignDoesNotFit(SynthesisError):
+    """Place and route failed because the design needs more of a resource than the device has.
+
+    Attributes
+    ----------
+    overflows : dict
+        nextpnr resource name (``"ICESTORM_LC"``, ``"TRELLIS_COMB"``, ...) to ``(used,
+        available)``, for every resource used beyond the device's count; harness included.
+    result : SynthesisResult
+        The synthesis counts of the core, without ``logic_cells``, ``harness_cells`` and
+        ``fmax_mhz``.
+    """
+
+    def __init__(self, message, overflows, result):
+        super().__init__(message)
+        self.overflows = overflows
+        self.result = result
 
 
 @dataclass(frozen=True)
@@ -264,8 +283,10 @@ def synthesize(component, *, family="ice40", device=None, package=None, seed=1, 
     ------
     ValueError
         For a bad argument.
+    DesignDoesNotFit
+        When the core and its harness need more of a resource than the device has.
     SynthesisError
-        When a tool is missing or fails.
+        When a tool is missing or fails otherwise.
     """
     check_choice("family", family, tuple(FAMILIES))
     spec = FAMILIES[family]
@@ -302,22 +323,44 @@ def synthesize(component, *, family="ice40", device=None, package=None, seed=1, 
     core = _count_cells(spec, modules, f"\\{core_module}", build_dir)
     harness_counts = _count_cells(spec, modules, f"\\{name}", build_dir)
 
-    logic_cells = harness_cells = fmax_mhz = None
-    if place:
+    synthesized = SynthesisResult(
+        name=name, family=family, device=device, package=package, seed=seed, **core,
+        logic_cells=None, harness_cells=None, fmax_mhz=None, build_dir=build_dir)
+    if not place:
+        return synthesized
+    try:
         _run_tool(spec.nextpnr, [
             f"--{device}", "--package", package, "--json", f"{name}.json",
             spec.unconstrained_option, "--seed", str(seed), "--freq", str(target_mhz),
             "--timing-allow-fail", "--report", "report.json",
         ], build_dir, "nextpnr.log")
-        report = json.loads((build_dir / "report.json").read_text())
-        harness_cells = harness_counts[spec.harness_placed_from]
-        logic_cells = report["utilization"][spec.placed_cell]["used"] - harness_cells
-        fmax_mhz = min(clock["achieved"] for clock in report["fmax"].values())
+    except SynthesisError as error:
+        overflows = _overflows((build_dir / "nextpnr.log").read_text(errors="replace"))
+        if not overflows:
+            raise
+        detail = ", ".join(f"{resource} {used} used, {available} available "
+                           f"({used - available} over)"
+                           for resource, (used, available) in overflows.items())
+        raise DesignDoesNotFit(f"{name} does not fit the {family} {device} (with its harness): "
+                               f"{detail}",
+                               overflows, synthesized) from error
+    report = json.loads((build_dir / "report.json").read_text())
+    harness_cells = harness_counts[spec.harness_placed_from]
+    return replace(
+        synthesized,
+        logic_cells=report["utilization"][spec.placed_cell]["used"] - harness_cells,
+        harness_cells=harness_cells,
+        fmax_mhz=min(clock["achieved"] for clock in report["fmax"].values()))
 
-    return SynthesisResult(
-        name=name, family=family, device=device, package=package, seed=seed, **core,
-        logic_cells=logic_cells, harness_cells=harness_cells, fmax_mhz=fmax_mhz,
-        build_dir=build_dir)
+
+def _overflows(log):
+    """``{resource: (used, available)}`` of the resources nextpnr's log shows as over-used."""
+    found = {}
+    for resource, used, available in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", log,
+                                                re.MULTILINE):
+        if int(used) > int(available):
+            found[resource] = (int(used), int(available))
+    return found
 
 
 def _ice40_timing_model(device):

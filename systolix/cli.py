@@ -8,6 +8,7 @@ non-zero exit status.
 import argparse
 import sys
 
+from systolix.boards import cli as boards_cli
 from systolix.sim import cli as sim_cli
 from systolix.sw import cli as sw_cli
 
@@ -17,7 +18,7 @@ __all__ = ["main"]
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="systolix", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (sim_cli, sw_cli):
+    for module in (sim_cli, sw_cli, boards_cli):
         module.register(subparsers)
     args = parser.parse_args(argv)
     try:

@@ -12,7 +12,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from systolix.boards.synth import SynthesisError, synthesize
+from systolix.boards.synth import DesignDoesNotFit, SynthesisError, synthesize
 from systolix.config import ArrayConfig
 from systolix.hw.array import SystolicArray
 
@@ -83,6 +83,17 @@ def test_place_and_route(tmp_path):
 def test_tool_failure_shows_log_tail(tmp_path):
     with pytest.raises(SynthesisError, match=r"(?s)nextpnr-ice40 failed.*Unsupported package"):
         synthesize(RegisteredAdder(2), package="qn99", build_dir=tmp_path)
+
+
+def test_design_that_does_not_fit(tmp_path):
+    core = SystolicArray(ArrayConfig(rows=2, cols=2, weight_bits=8, activation_bits=8))
+    with pytest.raises(DesignDoesNotFit, match=r"^array does not fit the ice40 lp384 \(with its "
+                                               r"harness\): ICESTORM_LC \d+ used, 384 available "
+                                               r"\(\d+ over\)$") as caught:
+        synthesize(core, device="lp384", package="qn32", build_dir=tmp_path, name="array")
+    used, available = caught.value.overflows["ICESTORM_LC"]
+    assert available == 384 and used > caught.value.result.luts > 384
+    assert caught.value.result.logic_cells is None
 
 
 @pytest.mark.parametrize("arguments, message", [

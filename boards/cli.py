@@ -1,0 +1,149 @@
+"""``systolix report`` and ``systolix sweep``: resources, speed and power of the array.
+
+``systolix report`` synthesizes, places and routes one array configuration, estimates its power
+under a random full-rate workload, and writes ``report.json``, ``report.md`` and ``report.png``
+(:mod:`systolix.boards.report`). ``systolix sweep`` does the resources and speed of a grid of
+configurations, in parallel and cached, and writes ``sweep.json``, ``sweep.md``,
+``cells_per_mac.png`` and ``fmax.png`` (:mod:`systolix.boards.sweep`).
+"""
+
+import re
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from systolix.config import OVERFLOW_MODES, ArrayConfig
+
+from .report import array_report, write_report
+from .synth import FAMILIES, DesignDoesNotFit
+from .sweep import GRIDS, SweepTarget, grid, run_sweep, sweep_rows, write_sweep
+
+__all__ = ["register"]
+
+_DEFAULTS = {field.name: field.default for field in fields(ArrayConfig)}
+
+
+def _shapes(text):
+    """``"2x2,4x8"`` as ``[(2, 2), (4, 8)]``; ``None`` stays ``None``."""
+    if text is None:
+        return None
+    if not re.fullmatch(r"\d+x\d+(,\d+x\d+)*", text):
+        raise ValueError(f"--shapes must be ROWSxCOLS[,ROWSxCOLS...] such as 2x2,8x8, "
+                         f"not {text!r}")
+    return [tuple(int(n) for n in shape.split("x")) for shape in text.split(",")]
+
+
+def _integers(option, text):
+    """``"2,4,8"`` as ``[2, 4, 8]``; ``None`` stays ``None``."""
+    if text is None:
+        return None
+    if not re.fullmatch(r"\d+(,\d+)*", text):
+        raise ValueError(f"{option} must be integers separated by commas such as 2,4,8, "
+                         f"not {text!r}")
+    return [int(item) for item in text.split(",")]
+
+
+def _add_target(parser):
+    parser.add_argument("--family", choices=tuple(FAMILIES), default="ice40",
+                        help="FPGA family (default: ice40)")
+    parser.add_argument("--device", help="nextpnr device, e.g. up5k, hx8k, 85k (default: the "
+                                         "family's: up5k, 85k)")
+    parser.add_argument("--package", help="package (default: the family's: sg48, CABGA381)")
+    parser.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default: 1)")
+
+
+def register(subparsers):
+    """Add the ``report`` and ``sweep`` subcommands to an :mod:`argparse` subparsers object."""
+    report = subparsers.add_parser(
+        "report", help="resources, fmax and power of one array configuration",
+        description="Synthesize, place and route one array configuration out of context, "
+                    "estimate its power under a random full-rate workload, and write "
+                    "report.json, report.md and report.png.")
+    for name in ("rows", "cols", "weight_bits", "activation_bits", "accumulator_bits"):
+        report.add_argument(f"--{name.replace('_', '-')}", type=int, default=_DEFAULTS[name],
+                            help=f"(default: {_DEFAULTS[name]})")
+    for name in ("weight", "activation"):
+        default = _DEFAULTS[f"{name}_signed"]
+        report.add_argument(f"--{name}-signed", action="store_true", default=default,
+                            help=f"two's complement {name} codes"
+                                 f"{' (the default)' if default else ''}")
+        report.add_argument(f"--{name}-unsigned", dest=f"{name}_signed", action="store_false",
+                            help=f"unsigned {name} codes{'' if default else ' (the default)'}")
+    report.add_argument("--overflow", choices=OVERFLOW_MODES, default=_DEFAULTS["overflow"],
+                        help=f"(default: {_DEFAULTS['overflow']})")
+    _add_target(report)
+    report.add_argument("--frequency", type=float, metavar="MHZ",
+                        help="clock of the power and energy figures (default: fmax)")
+    report.add_argument("--cycles-per-inference", type=int, metavar="N",
+                        help="cycles one inference takes, for latency and energy per inference")
+    report.add_argument("--out", type=Path, default=Path("build/report"),
+                        help="output folder (default: build/report)")
+    report.set_defaults(run=run_report)
+
+    sweep = subparsers.add_parser(
+        "sweep", help="resources and fmax of the array over widths and shapes",
+        description="Synthesize, place and route a grid of array configurations (in parallel, "
+                    "cached in BUILD/cache) and write sweep.json, sweep.md, cells_per_mac.png "
+                    "and fmax.png.")
+    sweep.add_argument("--grid", choices=tuple(GRIDS), default="default",
+                       help="named grid (default: default, 31 designs; full: 960)")
+    sweep.add_argument("--shapes", metavar="RxC,...",
+                       help="product grid: array shapes, e.g. 2x2,4x4")
+    sweep.add_argument("--widths", metavar="B,...",
+                       help="product grid: weight and activation bits, e.g. 2,4,8")
+    sweep.add_argument("--accumulator-bits", metavar="P,...",
+                       help="product grid: accumulator bits, e.g. 8,16,32")
+    _add_target(sweep)
+    sweep.add_argument("--jobs", type=int, help="local builds at a time (default: 2)")
+    sweep.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run the builds on this Dask scheduler, e.g. tcp://host:8786")
+    sweep.add_argument("--build", type=Path, default=Path("build/sweep"),
+                       help="builds and cache (default: build/sweep)")
+    sweep.add_argument("--out", type=Path, default=Path("build/sweep"),
+                       help="output folder (default: build/sweep)")
+    sweep.add_argument("--no-progress", dest="progress", action="store_false",
+                       help="no progress bar")
+    sweep.set_defaults(run=run_sweep_command)
+
+
+def run_report(args):
+    """Carry out ``systolix report``; returns the exit status."""
+    config = ArrayConfig(**{field.name: getattr(args, field.name) for field in fields(ArrayConfig)})
+    try:
+        report = array_report(config, family=args.family, device=args.device,
+                              package=args.package, seed=args.seed, frequency_mhz=args.frequency,
+                              cycles_per_inference=args.cycles_per_inference,
+                              build_dir=args.out / "build")
+    except DesignDoesNotFit as error:
+        print(f"systolix report: error: {error}", file=sys.stderr)
+        return 1
+    paths = write_report(report, args.out)
+    resources, power = report["resources"], report["power"]
+    total = "-" if power["total_mw"] is None else f"{power['total_mw']:.2f} mW"
+    print(f"{report['design']} on {report['target']['device']}: {resources['logic_cells']:,} "
+          f"logic cells, {resources['flip_flops']:,} flip-flops, {resources['brams']} block RAMs, "
+          f"fmax {report['fmax_mhz']:.1f} MHz, {report['gops']:.2f} GOPS, "
+          f"{report['cells_per_mac']:.1f} cells/MAC, {total} at {report['clock_mhz']:.1f} MHz")
+    print(f"wrote {', '.join(str(path) for path in paths.values())}")
+    return 0
+
+
+def run_sweep_command(args):
+    """Carry out ``systolix sweep``; returns the exit status."""
+    configs = grid(args.grid, shapes=_shapes(args.shapes),
+                   widths=_integers("--widths", args.widths),
+                   accumulator_bits=_integers("--accumulator-bits", args.accumulator_bits))
+    target = SweepTarget(family=args.family, device=args.device, package=args.package,
+                         seed=args.seed)
+    started = time.perf_counter()
+    rows = sweep_rows(run_sweep(configs, target, jobs=args.jobs, scheduler=args.scheduler,
+                                build_root=args.build, progress=args.progress))
+    paths = write_sweep(rows, args.out)
+    placed = [row for row in rows if row["logic_cells"] is not None]
+    errors = [abs(row["estimate_error"]["logic_cells"]) for row in placed]
+    print(f"{len(rows)} designs ({len(rows) - len(placed)} did not fit) in "
+          f"{time.perf_counter() - started:.0f} s; estimator, logic cells: largest error "
+          f"{100 * max(errors, default=0):.1f} %")
+    print(f"wrote {', '.join(str(path) for path in paths.values())}")
+    return 0

@@ -1,0 +1,259 @@
+"""Resource, speed and power report of one design, as JSON, Markdown and a PNG.
+
+:func:`design_report` measures any :class:`~amaranth.lib.wiring.Component`: it synthesizes, places
+and routes it out of context (:func:`~systolix.boards.synth.synthesize`), estimates its power from
+a simulation under a stimulus (:func:`~systolix.boards.power.power_of`), and derives MACs per
+cycle, GOPS at fmax (two operations per multiply-accumulate), logic cells per MAC and, given the
+cycles an inference takes, latency, throughput and energy per inference. :func:`array_report` does
+it for the systolic array with a random full-rate workload (:func:`array_workload`) and adds the
+analytic estimate (:func:`~systolix.boards.estimate.estimate_array`) beside the measurement.
+:func:`write_report` writes ``report.json``, ``report.md`` and ``report.png`` (device utilization
+and power by part).
+"""
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from systolix.config import ArrayConfig
+from systolix.hw.array import SystolicArray, array_timing
+from systolix.sw.io import atomic_write
+
+from .estimate import estimate_array
+from .power import power_of
+from .synth import synthesize
+
+__all__ = ["array_workload", "design_report", "array_report", "write_report"]
+
+# nextpnr's name of each resource of SynthesisResult, for the device's capacity.
+_CAPACITY = {
+    "ice40": {"logic_cells": "ICESTORM_LC", "brams": "ICESTORM_RAM", "dsps": "ICESTORM_DSP",
+              "sprams": "ICESTORM_SPRAM"},
+    "ecp5": {"logic_cells": "TRELLIS_COMB", "flip_flops": "TRELLIS_FF", "brams": "DP16KD",
+             "dsps": "MULT18X18D"},
+}
+_RESOURCES = ("logic_cells", "luts", "flip_flops", "carries", "dsps", "brams", "sprams")
+
+
+def array_workload(array, *, tiles=3, vectors=16, seed=0):
+    """A stimulus for ``array`` (a :class:`~systolix.hw.array.SystolicArray`): ``tiles`` random
+    weight tiles, each used by ``vectors`` random activation vectors sent at full rate, results
+    always accepted, then the pipeline drained.
+
+    Returns
+    -------
+    list of async functions
+        Two testbenches (weights; activations and results), for
+        :func:`~systolix.boards.power.record_activity`.
+    """
+    config = array.config
+    rng = np.random.default_rng(seed)
+    weights = rng.integers(*config.weight_range, size=(tiles, config.rows, config.cols),
+                           endpoint=True)
+    activations = rng.integers(*config.activation_range, size=(tiles, vectors, config.rows),
+                               endpoint=True)
+
+    async def send_weights(ctx):
+        for tile in weights:
+            for row in tile:
+                ctx.set(array.weights.payload, [int(code) for code in row])
+                ctx.set(array.weights.valid, 1)
+                await ctx.tick().until(array.weights.ready)
+        ctx.set(array.weights.valid, 0)
+
+    async def send_activations(ctx):
+        ctx.set(array.results.ready, 1)
+        for tile in activations:
+            for index, vector in enumerate(tile):
+                ctx.set(array.activations.payload,
+                        {"data": [int(code) for code in vector], "last": index == vectors - 1})
+                ctx.set(array.activations.valid, 1)
+                await ctx.tick().until(array.activations.ready)
+        ctx.set(array.activations.valid, 0)
+        await ctx.tick().repeat(array_timing(config).latency + 2)
+
+    return [send_weights, send_activations]
+
+
+def _capacity(result):
+    """Device capacity of each resource, from nextpnr's report."""
+    utilization = json.loads((result.build_dir / "report.json").read_text())["utilization"]
+    return {resource: utilization[bel]["available"]
+            for resource, bel in _CAPACITY[result.family].items() if bel in utilization}
+
+
+def design_report(component, *, name, macs_per_cycle, stimulus=None, family="ice40",
+                  device=None, package=None, seed=1, frequency_mhz=None,
+                  internal_oscillator=False, cycles_per_inference=None, build_dir=None):
+    """Measure one design and derive its performance figures.
+
+    Parameters
+    ----------
+    component : amaranth.lib.wiring.Component
+        The design, with one clock domain, ``sync``.
+    name : str
+        What the report calls it; also the Verilog top-level name (a Verilog identifier).
+    macs_per_cycle : int
+        Multiply-accumulates the design completes per cycle at full rate.
+    stimulus : async function or list of them, or None
+        Testbenches that drive the design for the power estimate
+        (:func:`~systolix.boards.power.record_activity`); no power estimate without one.
+    family, device, package, seed
+        See :func:`~systolix.boards.synth.synthesize`.
+    frequency_mhz : float or None
+        Clock of the power, latency and energy figures; fmax by default.
+    internal_oscillator : bool
+        See :func:`~systolix.boards.power.estimate_power`.
+    cycles_per_inference : int or None
+        Cycles one inference takes (from the cycle model), for latency, throughput and energy.
+    build_dir : str or pathlib.Path or None
+        Synthesis folder.
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``design``, ``target``, ``resources``, ``capacity``, ``fmax_mhz``,
+        ``clock_mhz``, ``macs_per_cycle``, ``gops``, ``cells_per_mac``, ``power`` (or ``None``)
+        and ``inference`` (or ``None``).
+    """
+    if isinstance(macs_per_cycle, bool) or not isinstance(macs_per_cycle, int) or \
+            macs_per_cycle < 1:
+        raise ValueError(f"macs_per_cycle must be a positive integer, not {macs_per_cycle!r}")
+    if cycles_per_inference is not None and (isinstance(cycles_per_inference, bool)
+                                             or not isinstance(cycles_per_inference, int)
+                                             or cycles_per_inference < 1):
+        raise ValueError(f"cycles_per_inference must be a positive integer, not "
+                         f"{cycles_per_inference!r}")
+    result = synthesize(component, family=family, device=device, package=package, seed=seed,
+                        build_dir=build_dir, name=name)
+    clock = result.fmax_mhz if frequency_mhz is None else frequency_mhz
+    power = None
+    if stimulus is not None:
+        estimate = power_of(component, stimulus, family=family, frequency_mhz=clock,
+                            internal_oscillator=internal_oscillator, resources=result)
+        power = {**asdict(estimate), "total_dynamic_mw": estimate.total_dynamic_mw,
+                 "total_mw": estimate.total_mw}
+    inference = None
+    if cycles_per_inference is not None:
+        latency_us = cycles_per_inference / clock
+        energy = (None if power is None or power["total_mw"] is None
+                  else power["total_mw"] * latency_us / 1000)
+        inference = {"cycles": cycles_per_inference, "latency_us": latency_us,
+                     "per_second": 1e6 / latency_us, "energy_uj": energy}
+    return {
+        "design": name,
+        "target": {"family": result.family, "device": result.device, "package": result.package,
+                   "seed": result.seed},
+        "resources": {resource: getattr(result, resource) for resource in _RESOURCES},
+        "harness_cells": result.harness_cells,
+        "capacity": _capacity(result),
+        "fmax_mhz": result.fmax_mhz,
+        "clock_mhz": clock,
+        "macs_per_cycle": macs_per_cycle,
+        "gops": 2 * macs_per_cycle * result.fmax_mhz / 1000,
+        "cells_per_mac": result.logic_cells / macs_per_cycle,
+        "power": power,
+        "inference": inference,
+    }
+
+
+def array_report(config, *, family="ice40", device=None, package=None, seed=1,
+                 frequency_mhz=None, cycles_per_inference=None, build_dir=None, tiles=3,
+                 vectors=16):
+    """:func:`design_report` of ``SystolicArray(config)`` under :func:`array_workload`, with the
+    configuration and the analytic estimate (``"estimate"``, iCE40 only) added."""
+    if not isinstance(config, ArrayConfig):
+        raise ValueError(f"config must be an ArrayConfig, not {config!r}")
+    array = SystolicArray(config)
+    report = design_report(
+        array, name="array", macs_per_cycle=config.rows * config.cols,
+        stimulus=array_workload(array, tiles=tiles, vectors=vectors), family=family,
+        device=device, package=package, seed=seed, frequency_mhz=frequency_mhz,
+        cycles_per_inference=cycles_per_inference, build_dir=build_dir)
+    report["design"] = f"SystolicArray {config.name}"
+    report["config"] = asdict(config)
+    report["estimate"] = asdict(estimate_array(config)) if family == "ice40" else None
+    return report
+
+
+def _figure(value, digits=0, unit=""):
+    return "-" if value is None else f"{value:,.{digits}f}{unit}"
+
+
+def _markdown(report):
+    target = report["target"]
+    resources, capacity, estimate = report["resources"], report["capacity"], report.get("estimate")
+    lines = [f"# {report['design']} on {target['family']} {target['device']} "
+             f"({target['package']})", "",
+             f"Out of context (the pin harness's {report['harness_cells']} cells left out), "
+             f"nextpnr seed {target['seed']}.", "",
+             "| resource | used | of device | estimate |", "|---|---:|---:|---:|"]
+    for resource in _RESOURCES:
+        used = resources[resource]
+        share = (f"{100 * used / capacity[resource]:.1f} % of {capacity[resource]:,}"
+                 if capacity.get(resource) else "")
+        guess = "" if estimate is None or resource not in estimate else f"{estimate[resource]:,}"
+        lines.append(f"| {resource.replace('_', ' ')} | {used:,} | {share} | {guess} |")
+    lines += ["", "| figure | value |", "|---|---:|",
+              f"| fmax | {_figure(report['fmax_mhz'], 1, ' MHz')} |",
+              f"| MACs per cycle | {report['macs_per_cycle']} |",
+              f"| GOPS at fmax | {_figure(report['gops'], 2)} |",
+              f"| logic cells per MAC | {_figure(report['cells_per_mac'], 1)} |"]
+    power = report["power"]
+    if power is not None:
+        lines += [f"| clock of the power figures | {_figure(power['frequency_mhz'], 1, ' MHz')} |",
+                  f"| toggle rate | {power['toggle_rate']:.3f} per bit per cycle |",
+                  f"| static power | {_figure(power['static_mw'], 2, ' mW')} |"]
+        lines += [f"| dynamic power, {part} | {_figure(value, 2, ' mW')} |"
+                  for part, value in power["dynamic_mw"].items()]
+        lines.append(f"| total power | {_figure(power['total_mw'], 2, ' mW')} |")
+        if not power["calibrated"]:
+            lines.append("| (power coefficients not calibrated for this family) | |")
+    inference = report["inference"]
+    if inference is not None:
+        lines += [f"| cycles per inference | {inference['cycles']:,} |",
+                  f"| latency per inference | {_figure(inference['latency_us'], 2, ' us')} |",
+                  f"| inferences per second | {_figure(inference['per_second'], 0)} |",
+                  f"| energy per inference | {_figure(inference['energy_uj'], 3, ' uJ')} |"]
+    return "\n".join(lines) + "\n"
+
+
+def _plot(report, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, (used, power) = pyplot.subplots(1, 2, figsize=(10, 3.5))
+    shares = {resource.replace("_", " "): 100 * report["resources"][resource] / available
+              for resource, available in report["capacity"].items() if available}
+    used.barh(list(shares), list(shares.values()))
+    used.set_xlabel("% of the device")
+    used.set_xlim(0, max(100, *shares.values()))
+    used.set_title("utilization")
+    if report["power"] is not None:
+        parts = {"static": report["power"]["static_mw"] or 0.0, **report["power"]["dynamic_mw"]}
+        power.barh(list(parts), list(parts.values()))
+        power.set_xlabel(f"mW at {report['power']['frequency_mhz']:.1f} MHz")
+        power.set_title("power")
+    else:
+        power.set_axis_off()
+    figure.suptitle(f"{report['design']} on {report['target']['device']}")
+    figure.tight_layout()
+    atomic_write(path, lambda file: figure.savefig(file, format="png", dpi=100))
+    pyplot.close(figure)
+
+
+def write_report(report, out_dir):
+    """Write ``report.json``, ``report.md`` and ``report.png`` into ``out_dir``; return the
+    paths by kind (``"json"``, ``"markdown"``, ``"png"``)."""
+    out_dir = Path(out_dir)
+    paths = {"json": out_dir / "report.json", "markdown": out_dir / "report.md",
+             "png": out_dir / "report.png"}
+    atomic_write(paths["json"],
+                 lambda file: file.write(json.dumps(report, indent=1).encode() + b"\n"))
+    atomic_write(paths["markdown"], lambda file: file.write(_markdown(report).encode()))
+    _plot(report, paths["png"])
+    return paths

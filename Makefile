@@ -35,6 +35,11 @@ sim-arrays: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/systolix bench
 
+# The accelerator of a model (MODEL: an IntegerProgram file) for a board: bitstream, Verilog,
+# logs and report in build/bitstream/BOARD.
+bitstream: $(STAMP)
+	$(BIN)/systolix bitstream --board $(BOARD) $(if $(MODEL),--model $(MODEL)) $(BITSTREAM_ARGS)
+
 # Resources, fmax and power of one array configuration (REPORT_ARGS: options of
 # `systolix report`, such as --rows 8 --cols 8 --family ecp5).
 report: $(STAMP)

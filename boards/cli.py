@@ -1,4 +1,8 @@
-"""``systolix report`` and ``systolix sweep``: resources, speed and power of the array.
+"""``systolix bitstream``, ``systolix report`` and ``systolix sweep``: bitstreams of a model's
+accelerator for a board, and resources, speed and power of the array.
+
+``systolix bitstream`` builds the accelerator of a model for a board of
+:data:`systolix.boards.tops.BOARDS` (:mod:`systolix.boards.bitstream`).
 
 ``systolix report`` synthesizes, places and routes one array configuration, estimates its power
 under a random full-rate workload, and writes ``report.json``, ``report.md`` and ``report.png``
@@ -15,8 +19,12 @@ from pathlib import Path
 
 from systolix.config import OVERFLOW_MODES, ArrayConfig
 
+from systolix.sw.program import IntegerProgram
+
+from .bitstream import build_bitstream
 from .report import array_report, write_report
-from .synth import FAMILIES, DesignDoesNotFit
+from .synth import FAMILIES, DesignDoesNotFit, SynthesisError
+from .tops import BOARDS, board as board_named
 from .sweep import GRIDS, SweepTarget, grid, run_sweep, sweep_rows, write_sweep
 
 __all__ = ["register"]
@@ -54,7 +62,24 @@ def _add_target(parser):
 
 
 def register(subparsers):
-    """Add the ``report`` and ``sweep`` subcommands to an :mod:`argparse` subparsers object."""
+    """Add the ``bitstream``, ``report`` and ``sweep`` subcommands to an :mod:`argparse`
+    subparsers object."""
+    bitstream = subparsers.add_parser(
+        "bitstream", help="build the accelerator of a model for a board",
+        description="Pack a model for a board's accelerator, synthesize, place and route it with "
+                    "the YoWASP tools and write the bitstream, the Verilog, the logs, the memory "
+                    "images and report.json / report.md into the output folder.")
+    bitstream.add_argument("--board", required=True,
+                           help=f"one of {', '.join(BOARDS)}")
+    bitstream.add_argument("--model", type=Path, help="an IntegerProgram file (default: the "
+                           "digits MLP, W4/A4, A2Q+ for the board's accumulator)")
+    bitstream.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default: 1)")
+    bitstream.add_argument("--allow-timing-failure", action="store_true",
+                           help="keep a design slower than the board's clock")
+    bitstream.add_argument("--out", type=Path,
+                           help="output folder (default: build/bitstream/BOARD)")
+    bitstream.set_defaults(run=run_bitstream)
+
     report = subparsers.add_parser(
         "report", help="resources, fmax and power of one array configuration",
         description="Synthesize, place and route one array configuration out of context, "
@@ -105,6 +130,28 @@ def register(subparsers):
     sweep.add_argument("--no-progress", dest="progress", action="store_false",
                        help="no progress bar")
     sweep.set_defaults(run=run_sweep_command)
+
+
+def run_bitstream(args):
+    """Carry out ``systolix bitstream``; returns the exit status."""
+    board = board_named(args.board)
+    if args.model is None:
+        from systolix.sim.cli import default_program
+        program = default_program(board.config)[0]
+    else:
+        program = IntegerProgram.load(args.model)
+    out = args.out or Path("build/bitstream") / board.name
+    print(f"systolix bitstream: {board.config.name} accelerator for the {board.name} "
+          f"({board.platform.device}) at {board.clock_mhz:g} MHz into {out}", flush=True)
+    try:
+        report = build_bitstream(board.name, program, out=out, seed=args.seed,
+                                 allow_timing_failure=args.allow_timing_failure)
+    except SynthesisError as error:
+        print(f"systolix bitstream: error: {error}", file=sys.stderr)
+        return 1
+    print((out / "report.md").read_text(), end="")
+    print(f"wrote {out / ('top' + board.bitstream_suffix)} in {report['build_seconds']:.0f} s")
+    return 0
 
 
 def run_report(args):

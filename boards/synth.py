@@ -48,7 +48,7 @@ from amaranth.lib.wiring import In, Out
 from systolix.config import check_choice
 
 __all__ = ["FAMILIES", "SynthesisError", "DesignDoesNotFit", "SynthesisResult", "core_ports",
-           "OutOfContextHarness", "synthesize"]
+           "OutOfContextHarness", "synthesize", "overflows_in_log", "tool_path"]
 
 
 @dataclass(frozen=True)
@@ -335,7 +335,7 @@ def synthesize(component, *, family="ice40", device=None, package=None, seed=1, 
             "--timing-allow-fail", "--report", "report.json",
         ], build_dir, "nextpnr.log")
     except SynthesisError as error:
-        overflows = _overflows((build_dir / "nextpnr.log").read_text(errors="replace"))
+        overflows = overflows_in_log((build_dir / "nextpnr.log").read_text(errors="replace"))
         if not overflows:
             raise
         detail = ", ".join(f"{resource} {used} used, {available} available "
@@ -353,7 +353,7 @@ def synthesize(component, *, family="ice40", device=None, package=None, seed=1, 
         fmax_mhz=min(clock["achieved"] for clock in report["fmax"].values()))
 
 
-def _overflows(log):
+def overflows_in_log(log):
     """``{resource: (used, available)}`` of the resources nextpnr's log shows as over-used."""
     found = {}
     for resource, used, available in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", log,
@@ -383,7 +383,7 @@ def _count_cells(spec, modules, module, build_dir):
     }
 
 
-def _tool(script):
+def tool_path(script):
     """Path of a console script: next to the running Python (the virtual environment), else on
     ``PATH``."""
     local = Path(sys.executable).parent / script
@@ -400,7 +400,7 @@ def _run_tool(script, arguments, build_dir, log_name, tail_lines=30):
     """Run a tool in ``build_dir`` with its output in ``log_name``; raise on failure."""
     log = build_dir / log_name
     with log.open("w") as output:
-        status = subprocess.run([_tool(script), *arguments], cwd=build_dir, stdout=output,
+        status = subprocess.run([tool_path(script), *arguments], cwd=build_dir, stdout=output,
                                 stderr=subprocess.STDOUT).returncode
     if status != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-tail_lines:])

@@ -25,7 +25,7 @@ class Accelerator(wiring.Component):
     config : ArrayConfig
     images : MemoryImages
         From :func:`systolix.sw.pack.pack`; baked into the memories.
-    requant_lanes : int, optional
+    requant_lanes, filler : int, optional
         See :class:`~systolix.hw.engine.InferenceEngine`.
     timeout_cycles : int or None
         Cycles the link waits for the rest of a frame before it answers ERROR (see
@@ -41,8 +41,9 @@ class Accelerator(wiring.Component):
     link : FrameLink
     """
 
-    def __init__(self, config, images, *, requant_lanes=None, timeout_cycles=1 << 24):
-        self.engine = InferenceEngine(config, images, requant_lanes=requant_lanes)
+    def __init__(self, config, images, *, requant_lanes=None, filler=None,
+                 timeout_cycles=1 << 24):
+        self.engine = InferenceEngine(config, images, requant_lanes=requant_lanes, filler=filler)
         self.link = FrameLink.for_engine(self.engine, timeout_cycles=timeout_cycles)
         self.config, self.images = config, images
         super().__init__({

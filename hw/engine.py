@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from systolix.config import ArrayConfig
 from systolix.sw.pack import (HEADER_WORDS, LAYER_LAYOUTS, REQUANT_LAYOUT, TOTALS_LAYOUT,
-                              MemoryImages, layer_records)
+                              MemoryImages, layer_records, memory_contents)
 
 from .array import SystolicArray, results_layout
 from .mac import accumulate, accumulator_shape
@@ -71,6 +71,12 @@ class InferenceEngine(wiring.Component):
     config : ArrayConfig
     images : MemoryImages
         From :func:`systolix.sw.pack.pack` for ``config``.
+    requant_lanes : int, optional
+        Channels requantized a cycle (default :func:`default_requant_lanes`).
+    filler : int, optional
+        Seed of the pseudo-random words in the unused part of the weight, requantization and
+        program memories (:func:`systolix.sw.pack.memory_contents`; zeros without it). Board
+        builds use it so that their bitstreams can be patched with another model.
 
     Attributes
     ----------
@@ -84,7 +90,7 @@ class InferenceEngine(wiring.Component):
         vectors a run may take, and bits of an input word.
     """
 
-    def __init__(self, config, images, *, requant_lanes=None):
+    def __init__(self, config, images, *, requant_lanes=None, filler=None):
         if not isinstance(config, ArrayConfig):
             raise TypeError(f"config must be an ArrayConfig, not {config!r}")
         if not isinstance(images, MemoryImages):
@@ -100,6 +106,7 @@ class InferenceEngine(wiring.Component):
         self.config = config
         self.images = images
         self.requant_lanes = requant_lanes
+        self.filler = filler
         records = layer_records(images)
         self.vector_words = records[0]["k_tiles"]
         self.output_codes = records[-1]["outputs"]
@@ -130,11 +137,14 @@ class InferenceEngine(wiring.Component):
             m.submodules[f"requantizer_{index}"] = requantizer
 
         weight_memory = m.submodules.weight_memory = Memory(
-            shape=images.weight_width, depth=memories.weight_words, init=images.weights)
+            shape=images.weight_width, depth=memories.weight_words,
+            init=memory_contents(images, "weights", self.filler))
         requant_memory = m.submodules.requant_memory = Memory(
-            shape=images.requant_width, depth=memories.requant_words, init=images.requant)
+            shape=images.requant_width, depth=memories.requant_words,
+            init=memory_contents(images, "requant", self.filler))
         program_memory = m.submodules.program_memory = Memory(
-            shape=images.program_width, depth=memories.program_words, init=images.program)
+            shape=images.program_width, depth=memories.program_words,
+            init=memory_contents(images, "program", self.filler))
         buffers = [Memory(shape=self.word_bits, depth=memories.activation_words, init=[])
                    for _ in range(2)]
         m.submodules.buffer_0, m.submodules.buffer_1 = buffers

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
-from systolix.config import OVERFLOW_MODES, ArrayConfig, check_int, code_range
+from systolix.config import OVERFLOW_MODES, ArrayConfig, check_choice, check_int, code_range
 from systolix.hw.array import weights_layout
 from systolix.sim.golden.program import BIAS_BITS, MAX_SHIFT, MULTIPLIER_BITS
 
@@ -33,7 +34,7 @@ from .program import IntegerLayer, IntegerProgram
 __all__ = ["FORMAT_VERSION", "PROGRAM_WORD_BITS", "HEADER_WORDS", "MAX_WORDS", "REQUANT_LAYOUT",
            "HEADER_LAYOUT", "CONFIG_LAYOUT", "TOTALS_LAYOUT", "BATCH_LAYOUT", "LAYER_LAYOUTS", "MemoryConfig", "MemoryImages",
            "LayerTiles", "layer_tiles", "ideal_cycles", "check_fit", "pack", "layer_records", "unpack",
-           "pack_vectors", "unpack_outputs",
+           "pack_vectors", "unpack_outputs", "memory_contents",
            "write_images"]
 
 FORMAT_VERSION = 2
@@ -97,6 +98,7 @@ HEADER_WORDS = 4
 """Program words before the first layer record."""
 _MEMORIES = (("weights", "weight_width"), ("requant", "requant_width"),
              ("program", "program_width"))
+_DEPTHS = {"weights": "weight_words", "requant": "requant_words", "program": "program_words"}
 
 
 def _encode(layout, values):
@@ -552,6 +554,32 @@ def unpack_outputs(raw, bits, signed_codes):
     mask = (1 << bits) - 1
     return [((int(word) & mask) ^ half) - half if signed_codes else int(word) & mask
             for word in raw]
+
+
+def memory_contents(images, name, filler=None):
+    """Every word of the memory ``name`` (``"weights"``, ``"requant"`` or ``"program"``): the
+    image, then zeros, or with ``filler`` (an integer seed) pseudo-random words, to the memory's
+    depth.
+
+    The accelerator reads only the words its program refers to, so the filler changes nothing it
+    computes; it makes every block RAM of a bitstream hold different contents, which is what
+    lets a bitstream patcher (``icebram``, ``ecpbram``) find each one by its contents. The filler
+    depends only on ``filler``, the memory and its shape, so two models of the same shape get the
+    same filler.
+    """
+    _check_type("images", images, MemoryImages)
+    check_choice("memory", name, tuple(_DEPTHS))
+    words, width = getattr(images, name), getattr(images, dict(_MEMORIES)[name])
+    depth = getattr(images.memories, _DEPTHS[name])
+    if filler is None:
+        return tuple(words) + (0,) * (depth - len(words))
+    rng = np.random.default_rng([check_int("filler", filler, 0, 2**32 - 1),
+                                 tuple(_DEPTHS).index(name), width, depth])
+    size = _ceil_div(width, 8)
+    mask = (1 << width) - 1
+    raw = rng.bytes(size * depth)
+    return tuple(words) + tuple(int.from_bytes(raw[size * index:size * (index + 1)], "little")
+                                & mask for index in range(len(words), depth))
 
 
 def _hex_lines(words, width):

@@ -55,9 +55,9 @@ def simulate(engine, batches, rng, stall=0.0):
 
 
 def check_program(program, config, batch_sizes, rng, *, memories=MemoryConfig(), stall=0.0,
-                  requant_lanes=None):
+                  requant_lanes=None, filler=None):
     images = pack(program, config, memories)
-    engine = InferenceEngine(config, images, requant_lanes=requant_lanes)
+    engine = InferenceEngine(config, images, requant_lanes=requant_lanes, filler=filler)
     first, last = program.layers[0], program.layers[-1]
     low, high = code_range(first.input_bits, first.input_signed)
     batches = [rng.integers(low, high, (size, first.weights.shape[0]), endpoint=True)
@@ -105,6 +105,16 @@ def test_saturate_and_small_memories():
     memories = MemoryConfig(output_codes=21, batch=8)
     assert pack(program, config, memories).max_batch == 3
     check_program(program, config, [3, 3, 1], rng, memories=memories)
+
+
+def test_filler_in_unused_memory_changes_nothing():
+    """Board builds fill the unused words of the weight, requantization and program memories
+    with pseudo-random words (for bitstream patching); the engine never reads them."""
+    rng = np.random.default_rng(12)
+    config = ArrayConfig(rows=3, cols=4, weight_bits=3, activation_bits=5, accumulator_bits=18)
+    program = random_program(rng, config, [10, 7, 6])
+    memories = MemoryConfig(weight_words=64, requant_words=32, program_words=32)
+    check_program(program, config, [3, 1], rng, memories=memories, stall=0.3, filler=7)
 
 
 def test_default_requant_lanes():

@@ -9,6 +9,7 @@ from systolix.sim.golden.array import array_matmul, wrap
 from systolix.sim.golden.program import requantize, run_program
 from systolix.sw import IntegerLayer, digits_mlp, lower, quantize
 from systolix.sw.pack import (FORMAT_VERSION, HEADER_WORDS, REQUANT_LAYOUT, MemoryConfig, MemoryImages,
+                              memory_contents,
                               LayerTiles, check_fit, ideal_cycles, layer_tiles, pack, unpack,
                               write_images)
 from systolix.sim.testbench.programs import program_of, random_layer, random_program
@@ -371,3 +372,24 @@ def test_max_batch():
                             (MemoryConfig(output_codes=20), 6)):
         images = pack(program, config, memories)
         assert images.max_batch == batch and images.program[3] == batch
+
+
+def test_memory_contents_pads_with_zeros_or_a_filler():
+    rng = np.random.default_rng(5)
+    config = ArrayConfig(rows=2, cols=3, weight_bits=5, activation_bits=3, accumulator_bits=16)
+    memories = MemoryConfig(weight_words=128, requant_words=64, program_words=64)
+    first = pack(random_program(rng, config, [7, 5, 4]), config, memories)
+    second = pack(random_program(rng, config, [7, 5, 4]), config, memories)
+    zeros = memory_contents(first, "weights")
+    assert zeros == first.weights + (0,) * (128 - len(first.weights))
+    for name, width in (("weights", first.weight_width), ("requant", first.requant_width),
+                        ("program", first.program_width)):
+        filled, other = memory_contents(first, name, 3), memory_contents(second, name, 3)
+        used = len(getattr(first, name))
+        assert filled[:used] == getattr(first, name) and filled[used:] == other[used:]
+        assert len(set(filled[used:])) > 0.9 * len(filled[used:])
+        assert all(0 <= word < 1 << width for word in filled)
+        assert memory_contents(first, name, 4)[used:] != filled[used:]
+    with pytest.raises(ValueError, match="^memory must be one of 'weights', 'requant', "
+                                         "'program', not 'output'$"):
+        memory_contents(first, "output")

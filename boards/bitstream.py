@@ -7,7 +7,8 @@ board's amaranth-boards platform and runs the platform's build script with the Y
 ``top.bit`` (ECP5), the Verilog (``top.debug.v``) and RTLIL (``top.il``), the logs (``build.log``
 with the tools' output, ``top.rpt`` from Yosys, ``top.tim`` from nextpnr), nextpnr's
 ``nextpnr.json`` report, the placed design (``top.asc`` or ``top.config``, which the weight patcher
-edits), the memory images (``images/``) and ``report.json`` and ``report.md``.
+edits), the memory images (``images/``), the whole contents of the memories the patcher finds
+(``memories/``) and ``report.json`` and ``report.md``.
 
 The build happens in a temporary folder renamed into place at the end, so a failed build leaves
 no half-written output. A design that does not fit says which resource overflows and by how much;
@@ -25,8 +26,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from systolix.sim.golden.engine import engine_cycles
-from systolix.sw.pack import ideal_cycles, pack, write_images
+from systolix.sw.pack import MEMORY_WIDTHS, ideal_cycles, pack, write_images
 
+from .patch import write_memory_files
 from .synth import DesignDoesNotFit, SynthesisError, overflows_in_log, tool_path
 from .tops import BoardTop, board as board_named
 
@@ -102,6 +104,7 @@ def _report(board, program, images, nextpnr_report, seconds, seed):
     return BitstreamResult(
         board=board.name, device=board.platform.device, package=board.platform.package,
         family=board.family, config=config.name, memories=asdict(images.memories),
+        memory_widths={name: getattr(images, width) for name, width in MEMORY_WIDTHS},
         model={"layers": [f"{layer.weights.shape[0]}x{layer.weights.shape[1]} "
                           f"W{layer.weight_bits}A{layer.input_bits}" for layer in program.layers],
                "macs_per_inference": macs_per_inference},
@@ -186,6 +189,7 @@ def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failu
     if status != 0:
         raise _failure(board, staging, status)
     write_images(images, staging / "images")
+    write_memory_files(images, staging / "memories")
     report = _report(board, program, images, json.loads((staging / "nextpnr.json").read_text()),
                      time.perf_counter() - started, seed)
     (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")

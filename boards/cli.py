@@ -22,6 +22,7 @@ from systolix.config import OVERFLOW_MODES, ArrayConfig
 from systolix.sw.program import IntegerProgram
 
 from .bitstream import build_bitstream
+from .patch import patch_bitstream
 from .report import array_report, write_report
 from .synth import FAMILIES, DesignDoesNotFit, SynthesisError
 from .tops import BOARDS, board as board_named
@@ -79,6 +80,17 @@ def register(subparsers):
     bitstream.add_argument("--out", type=Path,
                            help="output folder (default: build/bitstream/BOARD)")
     bitstream.set_defaults(run=run_bitstream)
+
+    patch = subparsers.add_parser(
+        "patch", help="put another model into a built bitstream without place and route",
+        description="Rewrite the block RAMs that hold the model in a bitstream built by "
+                    "`systolix bitstream` (icebram / ecpbram), pack the new bitstream and read "
+                    "the memories back out of it.")
+    patch.add_argument("--build", type=Path, required=True,
+                       help="the bitstream's build folder, e.g. build/bitstream/ulx3s-85f")
+    patch.add_argument("--model", type=Path, required=True, help="an IntegerProgram file")
+    patch.add_argument("--out", type=Path, help="output folder (default: BUILD-patched)")
+    patch.set_defaults(run=run_patch)
 
     report = subparsers.add_parser(
         "report", help="resources, fmax and power of one array configuration",
@@ -151,6 +163,25 @@ def run_bitstream(args):
         return 1
     print((out / "report.md").read_text(), end="")
     print(f"wrote {out / ('top' + board.bitstream_suffix)} in {report['build_seconds']:.0f} s")
+    return 0
+
+
+def run_patch(args):
+    """Carry out ``systolix patch``; returns the exit status."""
+    if not (args.build / "report.json").is_file():
+        raise ValueError(f"--build must be a folder written by systolix bitstream, not "
+                         f"{str(args.build)!r} (it has no report.json)")
+    started = time.perf_counter()
+    try:
+        summary = patch_bitstream(args.build, IntegerProgram.load(args.model), out=args.out)
+    except SynthesisError as error:
+        print(f"systolix patch: error: {error}", file=sys.stderr)
+        return 1
+    changed = ", ".join(f"{name} ({words} words)" for name, words in
+                        summary["changed_words"].items()) or "nothing"
+    print(f"patched {changed} of the {summary['board']} bitstream in "
+          f"{time.perf_counter() - started:.1f} s; read back from the new bitstream: "
+          f"{summary['read_back']}")
     return 0
 
 

@@ -102,23 +102,23 @@ class Board:
 
 _DEFAULT_ARRAY = ArrayConfig(rows=8, cols=8, weight_bits=4, weight_signed=True,
                              activation_bits=4, activation_signed=False, accumulator_bits=12)
-_SMALL_ARRAY = ArrayConfig(rows=4, cols=4, weight_bits=4, weight_signed=True,
+_SMALL_ARRAY = ArrayConfig(rows=2, cols=2, weight_bits=4, weight_signed=True,
                            activation_bits=4, activation_signed=False, accumulator_bits=12)
-_ICE40_MEMORIES = MemoryConfig(weight_words=2048, requant_words=128, program_words=64,
-                               activation_words=256, batch=16, output_codes=256)
+_ICE40_MEMORIES = MemoryConfig(weight_words=4096, requant_words=128, program_words=64,
+                               activation_words=512, batch=16, output_codes=256)
 _ECP5_MEMORIES = MemoryConfig(weight_words=4096, requant_words=1024, program_words=256,
                               activation_words=1024, batch=128, output_codes=2048)
 
 BOARDS = {board.name: board for board in (
     Board("icebreaker", ICEBreakerPlatform, "ice40", _SMALL_ARRAY, _ICE40_MEMORIES,
-          clock_mhz=12.0, leds=(("led_g", 0, None), ("led_r", 0, None), ("led_r", 0, None))),
+          clock_mhz=12.0, requant_lanes=1, synth_options="-dsp", leds=(("led_g", 0, None), ("led_r", 0, None), ("led_r", 0, None))),
     Board("ice40-hx8k-evn", ICE40HX8KBEVNPlatform, "ice40", _SMALL_ARRAY, _ICE40_MEMORIES,
-          clock_mhz=12.0, leds=(("led", 0, None), ("led", 1, None), ("led", 2, None))),
+          clock_mhz=12.0, requant_lanes=1, leds=(("led", 0, None), ("led", 1, None), ("led", 2, None))),
     Board("ulx3s-85f", ULX3S_85F_Platform, "ecp5", _DEFAULT_ARRAY, _ECP5_MEMORIES,
           clock_mhz=25.0, leds=(("led", 0, None), ("led", 1, None), ("led", 2, None)),
           extra_high=("uart_tx_enable",)),
     Board("orangecrab", _OrangeCrabPlatform, "ecp5", _DEFAULT_ARRAY, _ECP5_MEMORIES,
-          clock_mhz=48.0, leds=(("rgb_led", 0, "g"), ("rgb_led", 0, "b"), ("rgb_led", 0, "r"))),
+          clock_mhz=48.0, synth_options="-nodsp", leds=(("rgb_led", 0, "g"), ("rgb_led", 0, "b"), ("rgb_led", 0, "r"))),
 )}
 """The boards ``make bitstream`` builds for."""
 

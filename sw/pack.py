@@ -35,7 +35,7 @@ __all__ = ["FORMAT_VERSION", "PROGRAM_WORD_BITS", "HEADER_WORDS", "MAX_WORDS", "
            "HEADER_LAYOUT", "CONFIG_LAYOUT", "TOTALS_LAYOUT", "BATCH_LAYOUT", "LAYER_LAYOUTS", "MemoryConfig", "MemoryImages",
            "LayerTiles", "layer_tiles", "ideal_cycles", "check_fit", "pack", "layer_records", "unpack",
            "pack_vectors", "unpack_outputs", "memory_contents",
-           "write_images"]
+           "write_hex", "write_images", "MEMORY_WIDTHS"]
 
 FORMAT_VERSION = 2
 """Version of the memory map: the layouts below and the order of the words."""
@@ -96,8 +96,9 @@ LAYER_LAYOUTS = (
 
 HEADER_WORDS = 4
 """Program words before the first layer record."""
-_MEMORIES = (("weights", "weight_width"), ("requant", "requant_width"),
-             ("program", "program_width"))
+MEMORY_WIDTHS = (("weights", "weight_width"), ("requant", "requant_width"),
+                 ("program", "program_width"))
+"""The memories with an image, each with the :class:`MemoryImages` field of its word width."""
 _DEPTHS = {"weights": "weight_words", "requant": "requant_words", "program": "program_words"}
 
 
@@ -569,7 +570,7 @@ def memory_contents(images, name, filler=None):
     """
     _check_type("images", images, MemoryImages)
     check_choice("memory", name, tuple(_DEPTHS))
-    words, width = getattr(images, name), getattr(images, dict(_MEMORIES)[name])
+    words, width = getattr(images, name), getattr(images, dict(MEMORY_WIDTHS)[name])
     depth = getattr(images.memories, _DEPTHS[name])
     if filler is None:
         return tuple(words) + (0,) * (depth - len(words))
@@ -592,6 +593,14 @@ def _bin_bytes(words, width):
     return b"".join(word.to_bytes(size, "little") for word in words)
 
 
+def write_hex(path, words, width):
+    """Write ``words`` to ``path`` atomically, one a line in lower-case hexadecimal zero-padded
+    to ``width`` bits (``$readmemh``, ``icebram``, ``ecpbram``)."""
+    content = _hex_lines(words, width)
+    atomic_write(Path(path), lambda file: file.write(content))
+    return Path(path)
+
+
 def write_images(images, folder):
     """Write each memory image as ``<name>.hex`` and ``<name>.bin`` in ``folder``.
 
@@ -607,7 +616,7 @@ def write_images(images, folder):
     """
     _check_type("images", images, MemoryImages)
     paths = []
-    for name, width in _MEMORIES:
+    for name, width in MEMORY_WIDTHS:
         words, width = getattr(images, name), getattr(images, width)
         for suffix, encode in ((".hex", _hex_lines), (".bin", _bin_bytes)):
             path = Path(folder) / f"{name}{suffix}"

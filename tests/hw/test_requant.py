@@ -1,0 +1,111 @@
+"""The requantization unit in Amaranth's simulator against the golden ``requantize``."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import unsigned
+from amaranth.sim import Simulator
+
+from systolix.config import code_range
+from systolix.hw.requant import REQUANT_LATENCY, Requantizer
+from systolix.sim.golden.program import BIAS_BITS, MAX_SHIFT, MULTIPLIER_BITS, requantize
+
+EDGE_SHIFTS = [0, 1, 2, 7, 8, 9, 15, 16, 17, 24, 31, 32, 40, 47, 48, 49, 50, 62, MAX_SHIFT]
+
+
+def cases(rng, accumulator_bits, count):
+    """``count`` channels: random values with every extreme of each constant mixed in."""
+    acc_low, acc_high = code_range(accumulator_bits, True)
+    bias_low, bias_high = code_range(BIAS_BITS, True)
+    acc = rng.integers(acc_low, acc_high + 1, count)
+    bias = rng.integers(bias_low, bias_high + 1, count)
+    multiplier = rng.integers(0, 1 << MULTIPLIER_BITS, count)
+    shift = rng.choice(EDGE_SHIFTS + list(range(MAX_SHIFT + 1)), count)
+    for column, extremes in ((acc, [acc_low, acc_high, 0, -1]),
+                             (bias, [bias_low, bias_high, 0, -1]),
+                             (multiplier, [0, 1, (1 << MULTIPLIER_BITS) - 1])):
+        picks = rng.random(count) < 0.3
+        column[picks] = rng.choice(extremes, picks.sum())
+    # Small sums with a small multiplier and shift land inside the clamp range, not at its ends.
+    near = rng.random(count) < 0.3
+    bias[near] = np.clip(-acc[near] + rng.integers(-300, 300, near.sum()), bias_low, bias_high)
+    multiplier[near] = rng.integers(1, 8, near.sum())
+    shift[near] = rng.integers(0, 4, near.sum())
+    return acc, bias, multiplier, shift
+
+
+def simulate(accumulator_bits, acc, bias, multiplier, shift, zero_point, low, high, gaps):
+    """The codes the unit gives for each channel, and the cycles from input to output."""
+    dut = Requantizer(accumulator_bits, unsigned(16))
+    codes, latencies = {}, []
+
+    async def bench(ctx):
+        ctx.set(dut.zero_point, zero_point)
+        ctx.set(dut.low, low)
+        ctx.set(dut.high, high)
+        sent, cycle, issued = 0, 0, {}
+        while len(codes) < len(acc):
+            if sent < len(acc) and not gaps[cycle % len(gaps)]:
+                ctx.set(dut.input.valid, 1)
+                ctx.set(dut.input.payload, {
+                    "acc": int(acc[sent]), "bias": int(bias[sent]),
+                    "multiplier": int(multiplier[sent]), "shift": int(shift[sent]),
+                    "tag": sent})
+                issued[sent] = cycle
+                sent += 1
+            else:
+                ctx.set(dut.input.valid, 0)
+            await ctx.tick()
+            cycle += 1
+            if ctx.get(dut.output.valid):
+                tag = ctx.get(dut.output.payload.tag)
+                codes[tag] = ctx.get(dut.output.payload.code)
+                latencies.append(cycle - issued[tag])
+            assert cycle < 10 * len(acc) + 100
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return np.array([codes[index] for index in range(len(acc))]), latencies
+
+
+@pytest.mark.parametrize("accumulator_bits, out_bits, out_signed, relu", [
+    (12, 4, False, True), (32, 8, True, False), (2, 1, False, False), (20, 8, False, True)])
+def test_matches_golden_requantize(accumulator_bits, out_bits, out_signed, relu):
+    rng = np.random.default_rng(accumulator_bits + out_bits)
+    acc, bias, multiplier, shift = cases(rng, accumulator_bits, 600)
+    low, high = code_range(out_bits, out_signed)
+    zero_point = int(rng.integers(low, high + 1))
+    if relu:
+        low = zero_point
+    codes, latencies = simulate(accumulator_bits, acc, bias, multiplier, shift, zero_point,
+                                low, high, gaps=[0, 0, 1, 0, 1, 1, 0])
+    expected = requantize(acc, bias, multiplier, shift, zero_point, low, high)
+    mismatches = np.flatnonzero(codes != expected)
+    assert mismatches.size == 0, (
+        f"{mismatches.size} mismatches, first: acc {acc[mismatches[0]]} bias "
+        f"{bias[mismatches[0]]} M0 {multiplier[mismatches[0]]} shift {shift[mismatches[0]]}: "
+        f"{codes[mismatches[0]]}, expected {expected[mismatches[0]]}")
+    assert set(latencies) == {REQUANT_LATENCY}
+    # The cases reach both ends of the clamp and the values between.
+    assert {low, high} <= set(codes.tolist())
+    assert len(set(codes.tolist())) >= min(3, high - low + 1)
+
+
+def test_every_shift_rounds_half_up():
+    """``t = 2^(s-1)`` (an exact half) and its neighbours for every shift the unit can get."""
+    acc, bias, multiplier, shift = [], [], [], []
+    for s in range(MAX_SHIFT + 1):
+        for t in ({2 ** (s - 1) if s else 1, 3 * 2 ** (s - 1) if s else 3} if s < 48 else {1}):
+            for delta in (-1, 0, 1):
+                for sign in (1, -1):
+                    value = sign * t + delta
+                    if -2 ** 31 <= value < 2 ** 31:
+                        acc.append(0)
+                        bias.append(value)
+                        multiplier.append(1)
+                        shift.append(s)
+    codes, _ = simulate(2, acc, bias, multiplier, shift, 0, -256, 255, gaps=[0])
+    expected = requantize(acc, bias, multiplier, shift, 0, -256, 255)
+    assert (codes == expected).all()
+    assert {-2, -1, 0, 1, 2} <= set(expected.tolist())

@@ -102,10 +102,13 @@ class Board:
 
 _DEFAULT_ARRAY = ArrayConfig(rows=8, cols=8, weight_bits=4, weight_signed=True,
                              activation_bits=4, activation_signed=False, accumulator_bits=12)
-_SMALL_ARRAY = ArrayConfig(rows=2, cols=2, weight_bits=4, weight_signed=True,
+_SMALL_ARRAY = ArrayConfig(rows=4, cols=4, weight_bits=4, weight_signed=True,
                            activation_bits=4, activation_signed=False, accumulator_bits=12)
-_ICE40_MEMORIES = MemoryConfig(weight_words=4096, requant_words=128, program_words=64,
-                               activation_words=512, batch=16, output_codes=256)
+# 256 deep so that the accumulator buffer and the queue of finished sums go to block RAM
+# (smaller memories become flip-flops); the activation buffers limit a run to 32 vectors of
+# the default model.
+_ICE40_MEMORIES = MemoryConfig(weight_words=2048, requant_words=128, program_words=64,
+                               activation_words=512, batch=256, output_codes=256)
 _ECP5_MEMORIES = MemoryConfig(weight_words=4096, requant_words=1024, program_words=256,
                               activation_words=1024, batch=128, output_codes=2048)
 

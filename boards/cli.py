@@ -148,7 +148,7 @@ def run_bitstream(args):
     """Carry out ``systolix bitstream``; returns the exit status."""
     board = board_named(args.board)
     if args.model is None:
-        from systolix.sim.cli import default_program
+        from systolix.sw.default import default_program
         program = default_program(board.config)[0]
     else:
         program = IntegerProgram.load(args.model)

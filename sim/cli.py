@@ -19,7 +19,7 @@ from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.testbench.suite import ARRAY_CONFIGS, run_array_suite
 from systolix.sim.transport import SimulationTransport
 from systolix.sw import bench as sw_bench
-from systolix.sw import digits_mlp, lower, quantize
+from systolix.sw.default import DEFAULT_CONFIG, default_program
 from systolix.sw.models import accuracy
 from systolix.sw.pack import MemoryConfig, ideal_cycles, pack
 from systolix.sw.driver import Device
@@ -125,21 +125,6 @@ def run_bench(args):
     print()
     sw_bench.run()
     return 0
-
-
-DEFAULT_CONFIG = ArrayConfig(rows=8, cols=8, weight_bits=4, weight_signed=True,
-                             activation_bits=4, activation_signed=False, accumulator_bits=12)
-"""The array of ``make sim``: 8x8 W4/A4 with the 12-bit accumulator A2Q+ quantizes for."""
-
-
-def default_program(config=DEFAULT_CONFIG):
-    """The embedded default model: the digits MLP, W4/A4, A2Q+ for the accumulator of
-    ``config``; returns ``(program, data, float accuracy)``."""
-    model, data = digits_mlp()
-    quantized = quantize(model, data.x_train, config.weight_bits, config.activation_bits,
-                         accumulator_bits=config.accumulator_bits, method="a2q+",
-                         overflow=config.overflow)
-    return lower(quantized), data, accuracy(model.predict(data.x_test), data.y_test)
 
 
 def _describe_layers(program):

@@ -32,12 +32,13 @@ from .io import atomic_write
 from .program import IntegerLayer, IntegerProgram
 
 __all__ = ["FORMAT_VERSION", "PROGRAM_WORD_BITS", "HEADER_WORDS", "MAX_WORDS", "REQUANT_LAYOUT",
+           "REQUANT_FIELDS",
            "HEADER_LAYOUT", "CONFIG_LAYOUT", "TOTALS_LAYOUT", "BATCH_LAYOUT", "LAYER_LAYOUTS", "MemoryConfig", "MemoryImages",
            "LayerTiles", "layer_tiles", "ideal_cycles", "check_fit", "pack", "layer_records", "unpack",
            "pack_vectors", "unpack_outputs", "memory_contents",
            "write_hex", "write_images", "MEMORY_WIDTHS"]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Version of the memory map: the layouts below and the order of the words."""
 
 PROGRAM_WORD_BITS = 32
@@ -51,12 +52,21 @@ _FLAG = unsigned(1)
 _WIDTH = unsigned(4)          # a code width, 1..8
 _CODE = signed(9)             # an 8-bit signed or unsigned code
 
+REQUANT_FIELDS = ("bias", "multiplier", "shift")
+"""The fields of a requantization word that hold a channel's constants."""
+
+_REQUANT_CONSTANTS = BIAS_BITS + MULTIPLIER_BITS + MAX_SHIFT.bit_length()
+
 REQUANT_LAYOUT = data.StructLayout({
     "bias": signed(BIAS_BITS),
     "multiplier": unsigned(MULTIPLIER_BITS),
     "shift": unsigned(MAX_SHIFT.bit_length()),
+    "reserved": unsigned(-_REQUANT_CONSTANTS % 4),
 })
-"""One requantization word: the constants of one output channel."""
+"""One requantization word: the constants of one output channel, then ``reserved`` bits (0 in
+the images) that round the word up to a whole number of hexadecimal digits (56 bits): every bit
+column of a ``.hex`` line is then a bit of the memory, which is what ``icebram`` and ``ecpbram``
+need to find each block RAM by its contents (docs/memory-map.md, version 3)."""
 
 HEADER_LAYOUT = data.StructLayout({"version": _COUNT, "layers": _COUNT})
 """Program word 0: :data:`FORMAT_VERSION` and the number of layers."""
@@ -390,7 +400,7 @@ def _pack_layers(layers, config, memories):
                 weights.append(_encode(beat, matrix[k][n_tile * cols:(n_tile + 1) * cols]))
         constants = zip(layer.bias.tolist(), layer.multiplier.tolist(), layer.shift.tolist())
         requant.extend(_encode(REQUANT_LAYOUT, {"bias": bias, "multiplier": multiplier,
-                                                "shift": shift})
+                                                "shift": shift, "reserved": 0})
                        for bias, multiplier, shift in constants)
         requant.extend([0] * (tile.requant_words - outputs))
     return MemoryImages(weights=tuple(weights), requant=tuple(requant), program=tuple(program),
@@ -444,7 +454,7 @@ def _unpack_layer(images, config, record):
     constants = [_decode(REQUANT_LAYOUT, word) for word in images.requant[base:base + outputs]]
     return IntegerLayer(
         weights=weights,
-        **{name: [constant[name] for constant in constants] for name, _ in REQUANT_LAYOUT},
+        **{name: [constant[name] for constant in constants] for name in REQUANT_FIELDS},
         **{name: record[name] for name in ("output_zero_point", "output_low", "output_high",
                                            "input_bits", "weight_bits", "output_bits")},
         **{name: bool(record[name]) for name in ("input_signed", "weight_signed",

@@ -108,7 +108,7 @@ def test_round_trip_every_width(bits, signed):
         program = random_program(rng, config, sizes)
         images = pack(program, config)
         assert images.weight_width == config.cols * bits
-        assert images.requant_width == 54 and images.program_width == 32
+        assert images.requant_width == 56 and images.program_width == 32
         assert list(images.weights) == expected_weight_words(program, config)
         assert list(images.requant) == expected_requant_words(program, config)
         assert images.program[0] == FORMAT_VERSION | (len(program.layers) << 16)
@@ -189,7 +189,7 @@ def test_fixed_layout():
     assert images.requant == (0x0014_9C40_FFFF_FFFF, 0x0000_0001_0000_0002,
                               0x003F_FFFF_0000_0003, 0)
     assert images.program == (
-        0x0001_0002,                                   # version 2, 1 layer
+        0x0001_0003,                                   # version 3, 1 layer
         2 | 2 << 6 | 4 << 12 | 1 << 16 | 4 << 17 | 0 << 21 | 16 << 22 | 1 << 28,
         8,                                             # weight words
         128,                                           # max batch: MemoryConfig().batch
@@ -210,7 +210,7 @@ def test_files_read_back(tmp_path):
         f"{name}.{suffix}" for name in ("weights", "requant", "program")
         for suffix in ("hex", "bin"))
     assert sorted((tmp_path / "images").iterdir()) == sorted(paths)  # no temporary files left
-    for name, width in (("weights", 15), ("requant", 54), ("program", 32)):
+    for name, width in (("weights", 15), ("requant", 56), ("program", 32)):
         words = getattr(images, name)
         lines = (tmp_path / "images" / f"{name}.hex").read_text().splitlines()
         assert all(len(line) == ceil_div(width, 4) for line in lines)
@@ -315,9 +315,9 @@ def test_unpack_refuses_other_images(small):
     with pytest.raises(ValueError, match=r"^the images were packed for another array than "
                                          r"4x8-W4s-A4u-P16-wrap: cols 4 \(not 8\)$"):
         unpack(images, dataclasses.replace(config, cols=8))
-    with pytest.raises(ValueError, match=r"^the images are not memory map version 2 \(they say "
-                                         r"3 and 2\); this systolix reads version 2$"):
-        unpack(dataclasses.replace(images, version=3), config)
+    with pytest.raises(ValueError, match=r"^the images are not memory map version 3 \(they say "
+                                         r"4 and 3\); this systolix reads version 3$"):
+        unpack(dataclasses.replace(images, version=4), config)
     with pytest.raises(ValueError, match=r"^the program image has 15 words, not the 16 of 2 "
                                          r"layers$"):
         unpack(dataclasses.replace(images, program=images.program[:-1]), config)
@@ -334,7 +334,7 @@ def test_unpack_refuses_other_images(small):
     weights = list(images.weights)
     weights[3 * 4] |= 1 << 12
     with pytest.raises(ValueError, match=r"^the images are not in the layout of memory map "
-                                         r"version 2: repacking the layers they hold gives "
+                                         r"version 3: repacking the layers they hold gives "
                                          r"other words$"):
         unpack(dataclasses.replace(images, weights=tuple(weights)), config)
 
@@ -393,3 +393,26 @@ def test_memory_contents_pads_with_zeros_or_a_filler():
     with pytest.raises(ValueError, match="^memory must be one of 'weights', 'requant', "
                                          "'program', not 'output'$"):
         memory_contents(first, "output")
+
+
+def test_requant_words_are_whole_hex_digits_with_reserved_bits_zero(small):
+    """Version 3: a requantization word is 56 bits, the constants in bits 0..53 and two reserved
+    bits, 0 in the images and pseudo-random in the filler, so that every bit column of the
+    memory's hex file varies (what icebram and ecpbram need to tell block RAMs apart)."""
+    program, config = small
+    assert FORMAT_VERSION == 3
+    assert [(name, field.offset, field.width) for name, field in REQUANT_LAYOUT] == [
+        ("bias", 0, 32), ("multiplier", 32, 16), ("shift", 48, 6), ("reserved", 54, 2)]
+    assert REQUANT_LAYOUT.size % 4 == 0
+    memories = MemoryConfig(requant_words=256)
+    images = pack(program, config, memories)
+    assert all(word >> 54 == 0 for word in images.requant)
+    filled = memory_contents(images, "requant", 7)[len(images.requant):]
+    assert {word >> 54 for word in filled} == {0, 1, 2, 3}
+    # A reserved bit set in an image is not a packing of any program.
+    words = list(images.requant)
+    words[0] |= 1 << 55
+    with pytest.raises(ValueError, match=r"^the images are not in the layout of memory map "
+                                         r"version 3: repacking the layers they hold gives "
+                                         r"other words$"):
+        unpack(dataclasses.replace(images, requant=tuple(words)), config)

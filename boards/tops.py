@@ -102,20 +102,22 @@ class Board:
 
 _DEFAULT_ARRAY = ArrayConfig(rows=8, cols=8, weight_bits=4, weight_signed=True,
                              activation_bits=4, activation_signed=False, accumulator_bits=12)
-_SMALL_ARRAY = ArrayConfig(rows=4, cols=4, weight_bits=4, weight_signed=True,
+_ICE40_ARRAY = ArrayConfig(rows=8, cols=4, weight_bits=4, weight_signed=True,
                            activation_bits=4, activation_signed=False, accumulator_bits=12)
-# 256 deep so that the accumulator buffer and the queue of finished sums go to block RAM
-# (smaller memories become flip-flops); the activation buffers limit a run to 32 vectors of
-# the default model.
+"""The largest array of 4-bit MACs whose accelerator fits the iCE40UP5K with the default model
+(``systolix bench``: 8x8 needs more logic cells, 4x8 more block RAM)."""
+# batch 256 so that the accumulator buffer and the queue of finished sums go to block RAM
+# (smaller memories become flip-flops); the activation buffers limit a run of the default
+# model to 32 vectors. 29 of the UP5K's 30 block RAMs.
 _ICE40_MEMORIES = MemoryConfig(weight_words=2048, requant_words=128, program_words=64,
-                               activation_words=512, batch=256, output_codes=256)
+                               activation_words=256, batch=256, output_codes=256)
 _ECP5_MEMORIES = MemoryConfig(weight_words=4096, requant_words=1024, program_words=256,
                               activation_words=1024, batch=128, output_codes=2048)
 
 BOARDS = {board.name: board for board in (
-    Board("icebreaker", ICEBreakerPlatform, "ice40", _SMALL_ARRAY, _ICE40_MEMORIES,
+    Board("icebreaker", ICEBreakerPlatform, "ice40", _ICE40_ARRAY, _ICE40_MEMORIES,
           clock_mhz=12.0, requant_lanes=1, synth_options="-dsp", leds=(("led_g", 0, None), ("led_r", 0, None), ("led_r", 0, None))),
-    Board("ice40-hx8k-evn", ICE40HX8KBEVNPlatform, "ice40", _SMALL_ARRAY, _ICE40_MEMORIES,
+    Board("ice40-hx8k-evn", ICE40HX8KBEVNPlatform, "ice40", _ICE40_ARRAY, _ICE40_MEMORIES,
           clock_mhz=12.0, requant_lanes=1, leds=(("led", 0, None), ("led", 1, None), ("led", 2, None))),
     Board("ulx3s-85f", ULX3S_85F_Platform, "ecp5", _DEFAULT_ARRAY, _ECP5_MEMORIES,
           clock_mhz=25.0, leds=(("led", 0, None), ("led", 1, None), ("led", 2, None)),

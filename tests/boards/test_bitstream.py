@@ -13,7 +13,7 @@ import pytest
 from systolix.boards.bitstream import build_bitstream
 from systolix.boards.patch import PatchError, patch_bitstream
 from systolix.boards.tops import BOARDS, board
-from systolix.sim.cli import default_program
+from systolix.sw.default import default_program
 from systolix.sim.testbench.programs import random_program
 
 PATCH_BOARD = "orangecrab"
@@ -33,8 +33,8 @@ def test_unknown_board_is_refused_before_any_tool_runs(tmp_path):
 def test_model_too_large_for_the_board_is_refused(tmp_path):
     chosen = board("icebreaker")
     program = random_program(np.random.default_rng(1), chosen.config, [700, 500, 10])
-    with pytest.raises(ValueError, match=r"^the model needs 177500 weight words .*, the memory "
-                                         r"has 4096; "):
+    with pytest.raises(ValueError, match=r"^the model needs 89000 weight words .*, the memory "
+                                         r"has 2048; "):
         build_bitstream("icebreaker", program, out=tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
 
@@ -92,7 +92,7 @@ def test_every_board_builds(name, tmp_path):
 
 def test_patch_refuses_other_memory_shapes(tmp_path):
     (tmp_path / "report.json").write_text(
-        '{"board": "ulx3s-85f", "memory_widths": {"weights": 16, "requant": 54, "program": 32}}')
+        '{"board": "ulx3s-85f", "config": "8x8-W4s-A4u-P12-wrap", "memory_widths": {"weights": 16, "requant": 56, "program": 32}}')
     program = default_program(board("ulx3s-85f").config)[0]
     with pytest.raises(PatchError, match="differ from the bitstream's"):
         patch_bitstream(tmp_path, program)

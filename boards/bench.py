@@ -9,6 +9,11 @@ compared with a naive output-stationary 4x4 W4/A4 array measured with the same t
 cells at 38.9 MHz: 0.62 MMAC/s per cell). A systolic array should also keep its clock as it grows:
 the 8x8 array's fmax should be at least 0.9 of the 2x2 array's.
 
+Largest array on the iCE40UP5K (issue 5): :func:`largest_array` builds the whole accelerator of the
+default model (W4/A4, 12-bit accumulator) for the iCEBreaker with arrays of several shapes, each
+with memories sized for the model, and prints which fit, their fmax, MACs per cycle and GOPS at
+fmax against the aim of 64 MACs per cycle at 40 MHz or more.
+
 Accumulator savings (issue 5): the 8x8 W4/A4 array with ``P = 14`` should use at most 0.75 of
 the logic cells of the same array with ``P = 32``. :func:`accumulator_savings` places both on an
 iCE40HX8K (the UP5K's logic cell, with room for the wide array), in both overflow modes, in the
@@ -25,10 +30,16 @@ from pathlib import Path
 
 from systolix.config import OVERFLOW_MODES, ArrayConfig
 from systolix.hw.array import SystolicArray
+from systolix.sw.default import default_program
+from systolix.sw.pack import layer_tiles
+
+from .bitstream import build_bitstream
+from .tops import board as board_named
 
 from .synth import DesignDoesNotFit, synthesize
 
-__all__ = ["REFERENCE", "SIZES", "SAVINGS", "run", "accumulator_savings"]
+__all__ = ["REFERENCE", "SIZES", "SAVINGS", "LARGEST", "run", "accumulator_savings",
+           "largest_array"]
 
 REFERENCE = {"macs": 4 * 4, "logic_cells": 1005, "fmax_mhz": 38.9}
 """The naive output-stationary 4x4 W4/A4 array on an iCE40UP5K (DESIGN.md, section 7)."""
@@ -38,6 +49,11 @@ SIZES = ((2, 2), (8, 8))
 
 _BASE = ArrayConfig(weight_bits=4, activation_bits=4, accumulator_bits=16)
 _FMAX_RATIO_TARGET = 0.9
+
+LARGEST = {"board": "icebreaker", "shapes": ((8, 8), (8, 6), (6, 8), (8, 4), (4, 8), (4, 4)),
+           "macs_per_cycle": 64, "fmax_mhz": 40.0}
+"""The largest-array benchmark: the board, the array shapes tried (most MACs first) and the aim
+for the largest that fits."""
 
 SAVINGS = {"narrow": 14, "wide": 32, "target": 0.75, "device": "hx8k", "package": "ct256"}
 """The accumulator-savings benchmark: ``P`` of the two 8x8 W4/A4 arrays, the most the narrow one
@@ -104,6 +120,8 @@ def run(*, seeds=(1, 2, 3), build_root="build/bench"):
           f"(target >= {_FMAX_RATIO_TARGET}: {verdict})")
     print()
     accumulator_savings(seed=seeds[0], build_root=build_root)
+    print()
+    largest_array(seed=seeds[0], build_root=build_root)
     return measured
 
 
@@ -159,3 +177,82 @@ def accumulator_savings(*, seed=1, build_root="build/bench"):
         verdict = "met" if ratio <= SAVINGS["target"] else "MISSED"
         print(f"{overflow:<10}{measure:>13}{small:>8}{large:>8}{ratio:>7.2f}  {verdict}")
     return savings
+
+
+def _memories_for(program, config, memories):
+    """``memories`` with a weight memory of the power of two of words that ``program`` needs on
+    ``config`` (at least 256, a block RAM's depth) and activation buffers of 256 words."""
+    needs = sum(tiles.weight_words for tiles in layer_tiles(program, config))
+    return replace(memories, weight_words=max(256, 1 << (needs - 1).bit_length()),
+                   activation_words=256)
+
+
+def largest_array(*, seed=1, build_root="build/bench"):
+    """Build the accelerator of the default model for :data:`LARGEST`'s board with each array
+    shape of :data:`LARGEST` and print which fit, with their resources and speed.
+
+    Every build is a whole board build (:func:`~systolix.boards.bitstream.build_bitstream`:
+    UART, link, engine, memories), with the board's clock and timing failures allowed, so that
+    fmax is reported whatever it is.
+
+    Parameters
+    ----------
+    seed : int
+        nextpnr placer seed.
+    build_root : str or pathlib.Path
+        Each build is in ``<build_root>/largest/<config name>``.
+
+    Returns
+    -------
+    list of (ArrayConfig, dict or DesignDoesNotFit)
+        Per shape, the build's report (``report.json``) or the error naming what overflowed.
+    """
+    base = board_named(LARGEST["board"])
+    boards = []
+    for rows, cols in LARGEST["shapes"]:
+        config = replace(base.config, rows=rows, cols=cols)
+        program = default_program(config)[0]
+        boards.append((replace(base, config=config,
+                               memories=_memories_for(program, config, base.memories)), program))
+
+    def build(chosen, program):
+        try:
+            return build_bitstream(chosen, program, seed=seed, allow_timing_failure=True,
+                                   out=Path(build_root) / "largest" / chosen.config.name)
+        except DesignDoesNotFit as error:
+            return error
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        results = list(pool.map(lambda pair: build(*pair), boards))
+    device = f"{base.platform.device}-{base.platform.package}"
+    print(f"Largest array of the default model's accelerator on the {base.name} ({device}), "
+          f"seed {seed}; aim: >= {LARGEST['macs_per_cycle']} MACs/cycle at >= "
+          f"{LARGEST['fmax_mhz']:g} MHz")
+    header = (f"{'array':<22}{'MACs/cycle':>11}{'LCs':>7}{'BRAM':>6}{'DSP':>5}{'fmax MHz':>10}"
+              f"{'GOPS':>7}  fits")
+    print(header)
+    print("-" * len(header))
+    largest = None
+    for (chosen, _), result in zip(boards, results):
+        config = chosen.config
+        macs = config.rows * config.cols
+        if isinstance(result, DesignDoesNotFit):
+            over = ", ".join(f"{name} {used}/{available}"
+                             for name, (used, available) in result.overflows.items())
+            print(f"{config.name:<22}{macs:>11}{'':>35}  no: {over}")
+            continue
+        resources = result["resources"]
+        fmax = min(result["fmax_mhz"].values())
+        print(f"{config.name:<22}{macs:>11}{resources['logic_cells']['used']:>7}"
+              f"{resources['brams']['used']:>6}{resources['dsps']['used']:>5}{fmax:>10.1f}"
+              f"{result['gops_at_fmax']:>7.2f}  yes")
+        if largest is None or macs > largest[1]:
+            largest = (config, macs, fmax, result["gops_at_fmax"])
+    if largest is None:
+        print("no shape fits")
+    else:
+        config, macs, fmax, gops = largest
+        met = macs >= LARGEST["macs_per_cycle"] and fmax >= LARGEST["fmax_mhz"]
+        print(f"largest that fits: {config.name}, {macs} MACs/cycle, fmax {fmax:.1f} MHz, "
+              f"{gops:.2f} GOPS at fmax (aim: {'met' if met else 'MISSED'})")
+    return [(chosen.config, result) for (chosen, _), result in zip(boards, results)]

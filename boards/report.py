@@ -28,7 +28,7 @@ from .power import power_of
 from .synth import synthesize
 
 __all__ = ["array_workload", "engine_workload", "engine_power", "design_report",
-           "array_report", "write_report"]
+           "array_report", "plot_usage_and_power", "write_report"]
 
 # nextpnr's name of each resource of SynthesisResult, for the device's capacity.
 _CAPACITY = {
@@ -278,27 +278,28 @@ def _markdown(report):
     return "\n".join(lines) + "\n"
 
 
-def _plot(report, path):
+def plot_usage_and_power(title, shares, power, path):
+    """Write a PNG of two bar charts: ``shares`` (resource name to per cent of the device) and
+    ``power`` (figures of a :class:`~systolix.boards.power.PowerEstimate`, or ``None``) by
+    part."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    figure, (used, power) = pyplot.subplots(1, 2, figsize=(10, 3.5))
-    shares = {resource.replace("_", " "): 100 * report["resources"][resource] / available
-              for resource, available in report["capacity"].items() if available}
+    figure, (used, parts_axis) = pyplot.subplots(1, 2, figsize=(10, 3.5))
     used.barh(list(shares), list(shares.values()))
     used.set_xlabel("% of the device")
     used.set_xlim(0, max(100, *shares.values()))
     used.set_title("utilization")
-    if report["power"] is not None:
-        parts = {"static": report["power"]["static_mw"] or 0.0, **report["power"]["dynamic_mw"]}
-        power.barh(list(parts), list(parts.values()))
-        power.set_xlabel(f"mW at {report['power']['frequency_mhz']:.1f} MHz")
-        power.set_title("power")
+    if power is not None:
+        parts = {"static": power["static_mw"] or 0.0, **power["dynamic_mw"]}
+        parts_axis.barh(list(parts), list(parts.values()))
+        parts_axis.set_xlabel(f"mW at {power['frequency_mhz']:.1f} MHz")
+        parts_axis.set_title("power")
     else:
-        power.set_axis_off()
-    figure.suptitle(f"{report['design']} on {report['target']['device']}")
+        parts_axis.set_axis_off()
+    figure.suptitle(title)
     figure.tight_layout()
     atomic_write(path, lambda file: figure.savefig(file, format="png", dpi=100))
     pyplot.close(figure)
@@ -313,5 +314,8 @@ def write_report(report, out_dir):
     atomic_write(paths["json"],
                  lambda file: file.write(json.dumps(report, indent=1).encode() + b"\n"))
     atomic_write(paths["markdown"], lambda file: file.write(_markdown(report).encode()))
-    _plot(report, paths["png"])
+    shares = {resource.replace("_", " "): 100 * report["resources"][resource] / available
+              for resource, available in report["capacity"].items() if available}
+    plot_usage_and_power(f"{report['design']} on {report['target']['device']}", shares,
+                         report["power"], paths["png"])
     return paths

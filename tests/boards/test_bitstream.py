@@ -1,22 +1,38 @@
 """Bitstream builds, their determinism, and patching another model into a built bitstream.
 
-A board build takes minutes on two cores, so the builds are ``slow`` (run by ``make test
-PYTEST_ARGS="-m slow"`` and before an issue is closed); CI checks what fails before any tool runs.
+A board build takes from about a minute (icebreaker) to ten (orangecrab) on two cores, so the
+builds are ``slow`` (run by ``make test PYTEST_ARGS="-m slow"`` and before an issue is closed);
+each board is built once per run and shared by the tests. CI checks what fails before any tool
+runs, and the patcher's own arithmetic (slices, lanes, hex files).
 """
 
+import json
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from systolix.boards import patch as patcher
 from systolix.boards.bitstream import build_bitstream
-from systolix.boards.patch import PatchError, patch_bitstream
+from systolix.boards.patch import (SLICE_WORDS, PatchError, block_ram_slices, check_slices,
+                                   lane_words, memory_slices, patch_bitstream, read_hex,
+                                   stored_lanes, tool_words)
 from systolix.boards.tops import BOARDS, board
-from systolix.sw.default import default_program
 from systolix.sim.testbench.programs import random_program
+from systolix.sw.default import default_program
 
-PATCH_BOARD = "orangecrab"
+PATCH_BOARD = "icebreaker"
+"""The board most patch tests use: the quickest build (about 50 s)."""
+
+ECP5_PATCH_BOARD = "ulx3s-85f"
+"""The ECP5 board whose bitstream is patched too (``ecpbram``, about 3 minutes to build)."""
+
+
+def other_program(name):
+    """A model of other layer sizes than the default, for the array of board ``name``."""
+    return random_program(np.random.default_rng(3), board(name).config, [64, 40, 10])
 
 
 def test_unknown_board_is_refused_before_any_tool_runs(tmp_path):
@@ -33,66 +49,220 @@ def test_unknown_board_is_refused_before_any_tool_runs(tmp_path):
 def test_model_too_large_for_the_board_is_refused(tmp_path):
     chosen = board("icebreaker")
     program = random_program(np.random.default_rng(1), chosen.config, [700, 500, 10])
-    with pytest.raises(ValueError, match=r"^the model needs 89000 weight words .*, the memory "
-                                         r"has 2048; "):
+    with pytest.raises(ValueError, match=r"^the model needs \d+ weight words .*, the memory "
+                                         r"has \d+; "):
         build_bitstream("icebreaker", program, out=tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """The default model's bitstream for :data:`PATCH_BOARD`, built twice."""
+def builds(tmp_path_factory):
+    """``builds(name)``: the folder and report of the default model's bitstream for board
+    ``name``, built once per module."""
     root = tmp_path_factory.mktemp("bitstream")
-    program = default_program(board(PATCH_BOARD).config)[0]
-    first = build_bitstream(PATCH_BOARD, program, out=root / "first")
-    build_bitstream(PATCH_BOARD, program, out=root / "second")
-    return root, first
+    done = {}
+
+    def build(name):
+        if name not in done:
+            program = default_program(board(name).config)[0]
+            done[name] = root / name, build_bitstream(name, program, out=root / name)
+        return done[name]
+    return build
 
 
 @pytest.mark.slow
-def test_build_is_reproducible_and_reports(built):
-    root, report = built
-    suffix = board(PATCH_BOARD).bitstream_suffix
-    assert (root / "first" / f"top{suffix}").read_bytes() == \
-        (root / "second" / f"top{suffix}").read_bytes()
-    assert report["board"] == PATCH_BOARD and report["macs_per_cycle"] == 64
+def test_build_is_reproducible_and_reports(builds, tmp_path):
+    folder, report = builds(PATCH_BOARD)
+    chosen = board(PATCH_BOARD)
+    build_bitstream(PATCH_BOARD, default_program(chosen.config)[0], out=tmp_path / "second")
+    suffix = chosen.bitstream_suffix
+    assert (folder / f"top{suffix}").read_bytes() == (tmp_path / "second" /
+                                                      f"top{suffix}").read_bytes()
+    assert report["board"] == PATCH_BOARD and report["config"] == chosen.config.name
+    assert report["macs_per_cycle"] == chosen.config.rows * chosen.config.cols
     assert min(report["fmax_mhz"].values()) >= report["clock_mhz"]
+    assert json.loads((folder / "report.json").read_text()) == report
     for name in ("top.debug.v", "build.log", "report.md", "images/weights.hex",
                  "memories/weights.hex"):
-        assert (root / "first" / name).is_file()
+        assert (folder / name).is_file()
+    # The memories holding the model are in block RAM, where the patcher can reach them.
+    log = (folder / "top.rpt").read_text()
+    for memory in ("weight", "requant", "program"):
+        assert f"found attribute 'ram_style = block' on memory top.accelerator.engine." \
+               f"{memory}_memory, forced mapping to block RAM" in log
 
 
 @pytest.mark.slow
-def test_patch_puts_another_model_in_and_reads_it_back(built, tmp_path):
-    root, _ = built
-    chosen = board(PATCH_BOARD)
-    other = random_program(np.random.default_rng(3), chosen.config, [64, 40, 10])
-    summary = patch_bitstream(root / "first", other, out=tmp_path / "patched")
-    assert summary["read_back"] == "ok" and set(summary["changed_words"]) == {
-        "weights", "requant", "program"}
+@pytest.mark.parametrize("name", [PATCH_BOARD, ECP5_PATCH_BOARD])
+def test_patch_puts_another_model_in_and_reads_it_back(name, builds, tmp_path):
+    folder, report = builds(name)
+    chosen = board(name)
+    other = other_program(name)
+    summary = patch_bitstream(folder, other, out=tmp_path / "patched")
+    assert summary["read_back"] == "ok"
+    assert set(summary["changed_words"]) == {"weights", "requant", "program"}
+    assert json.loads((tmp_path / "patched" / "patch.json").read_text()) == summary
+    # The block RAMs hold every bit the gateware reads (the reserved requantization bits, which
+    # it does not read, may be left out by synthesis).
+    bits = {memory: figures["bits"] for memory, figures in summary["block_ram_bits"].items()}
+    assert bits["weights"] == report["memory_widths"]["weights"] and bits["program"] == 32
+    assert bits["requant"] in (54, 56)
     suffix = chosen.bitstream_suffix
-    assert (tmp_path / "patched" / f"top{suffix}").read_bytes() != \
-        (root / "first" / f"top{suffix}").read_bytes()
+    patched = (tmp_path / "patched" / f"top{suffix}").read_bytes()
+    original = (folder / f"top{suffix}").read_bytes()
+    assert patched != original and len(patched) == len(original)
+    assert [int(line, 16) for line in
+            (tmp_path / "patched" / "images" / "requant.hex").read_text().split()] == \
+        list(patcher.pack(other, chosen.config, chosen.memories).requant)
+    patched_report = json.loads((tmp_path / "patched" / "report.json").read_text())
+    assert patched_report["model"]["layers"] == ["64x40 W4A4", "40x10 W4A4"]
+    assert patched_report["patched_from"] == str(folder)
+    assert patched_report["resources"] == report["resources"]
     # And back: the original model patched into the patched bitstream gives the original.
-    original = default_program(chosen.config)[0]
-    patch_bitstream(tmp_path / "patched", original, out=tmp_path / "restored")
-    assert (tmp_path / "restored" / f"top{suffix}").read_bytes() == \
-        (root / "first" / f"top{suffix}").read_bytes()
+    restored = patch_bitstream(tmp_path / "patched", default_program(chosen.config)[0],
+                               out=tmp_path / "restored")
+    assert restored["changed_words"] == summary["changed_words"]
+    assert (tmp_path / "restored" / f"top{suffix}").read_bytes() == original
+
+
+@pytest.mark.slow
+def test_patch_refuses_contents_its_bitstream_does_not_hold(builds, tmp_path):
+    folder, _ = builds(PATCH_BOARD)
+    shutil.copytree(folder, tmp_path / "build")
+    path = tmp_path / "build" / "memories" / "weights.hex"
+    lines = path.read_text().split()
+    lines[5] = f"{int(lines[5], 16) ^ 1:0{len(lines[5])}x}"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(PatchError, match=r"^bits \[0\] of the weights memory's contents in the "
+                                         r"build folder are only in part in the bitstream's "
+                                         r"block RAMs"):
+        patch_bitstream(tmp_path / "build", other_program(PATCH_BOARD), out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_read_back_finds_a_block_ram_the_patch_missed(builds, tmp_path, monkeypatch):
+    """Leave out the forward patch's last tool run (the program memory's): its block RAMs keep
+    the old program, which the read-back must see."""
+    folder, _ = builds(PATCH_BOARD)
+    patch_all = patcher._patch_all
+
+    def skipping(family, placed, step, runs, cwd):
+        return patch_all(family, placed, step, runs[:-1] if step == "patch" else runs, cwd)
+    monkeypatch.setattr(patcher, "_patch_all", skipping)
+    with pytest.raises(PatchError, match=r"^read-back failed: 32 of the 32 bit slices of the "
+                                         r"new program memory are in no block RAM of the "
+                                         r"patched bitstream, 32 of the old ones still are$"):
+        patch_bitstream(folder, other_program(PATCH_BOARD), out=tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_block_ram_slices_of_a_build_hold_its_memories(builds):
+    """What the read-back reads: every slice of the build's memory contents is in its placed
+    design's block RAMs, and a slice of other contents is not."""
+    folder, report = builds(PATCH_BOARD)
+    family = board(PATCH_BOARD).family
+    present = block_ram_slices(family, folder / "top.asc")
+    for name, width in report["memory_widths"].items():
+        words = tool_words(read_hex(folder / "memories" / f"{name}.hex"), family)
+        lanes = stored_lanes(name, words, width, family, present)
+        assert lanes == list(range(width))
+        changed = [word ^ 1 for word in words]
+        assert not any(pattern in present
+                       for pattern in memory_slices(changed, width, family)[::width])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [name for name in BOARDS if name != PATCH_BOARD])
-def test_every_board_builds(name, tmp_path):
-    program = default_program(board(name).config)[0]
-    report = build_bitstream(name, program, out=tmp_path / name)
-    assert (tmp_path / name / f"top{board(name).bitstream_suffix}").stat().st_size > 0
+def test_every_board_builds(name, builds):
+    folder, report = builds(name)
+    assert (folder / f"top{board(name).bitstream_suffix}").stat().st_size > 0
     assert report["resources"]["logic_cells"]["used"] <= \
         report["resources"]["logic_cells"]["available"]
+    assert min(report["fmax_mhz"].values()) >= report["clock_mhz"]
+
+
+def _report(tmp_path, **fields):
+    (tmp_path / "report.json").write_text(json.dumps(
+        {"board": "ulx3s-85f", "config": board("ulx3s-85f").config.name,
+         "memory_widths": {"weights": 16, "requant": 56, "program": 32}, **fields}))
 
 
 def test_patch_refuses_other_memory_shapes(tmp_path):
-    (tmp_path / "report.json").write_text(
-        '{"board": "ulx3s-85f", "config": "8x8-W4s-A4u-P12-wrap", "memory_widths": {"weights": 16, "requant": 56, "program": 32}}')
+    _report(tmp_path)
     program = default_program(board("ulx3s-85f").config)[0]
-    with pytest.raises(PatchError, match="differ from the bitstream's"):
+    with pytest.raises(PatchError, match=r"^the model's memory word widths \{'weights': 32, "
+                                         r"'requant': 56, 'program': 32\} differ from the "
+                                         r"bitstream's \{'weights': 16, "):
         patch_bitstream(tmp_path, program)
+
+
+def test_patch_refuses_a_bitstream_of_another_array(tmp_path):
+    _report(tmp_path, config="4x4-W4s-A4u-P12-wrap")
+    program = default_program(board("ulx3s-85f").config)[0]
+    with pytest.raises(PatchError, match=r"^the bitstream's array 4x4-W4s-A4u-P12-wrap is not "
+                                         r"the ulx3s-85f's 8x8-W4s-A4u-P12-wrap any more: build "
+                                         r"a new bitstream$"):
+        patch_bitstream(tmp_path, program)
+
+
+def test_tool_words_fill_whole_slices_with_zeros():
+    assert tool_words([1, 2, 3], "ice40") == [1, 2, 3] + [0] * 253
+    assert tool_words([5] * 512, "ecp5") == [5] * 512
+    assert len(tool_words([5] * 513, "ecp5")) == 1024
+
+
+def test_memory_slices_are_bit_columns_of_slice_words():
+    words = [index % 4 for index in range(512)]          # bit 0: 0101..., bit 1: 0011...
+    slices = memory_slices(words, 2, "ice40")
+    assert len(slices) == 4 and len(slices[0]) == SLICE_WORDS["ice40"] // 8
+    assert slices[0] == bytes([0b01010101] * 32) and slices[1] == bytes([0b00110011] * 32)
+    assert slices[2:] == slices[:2]                      # words 256..511 repeat words 0..255
+
+
+def test_check_slices_refuses_what_the_tools_cannot_tell_apart():
+    rng = np.random.default_rng(0)
+    words = [int(word) for word in rng.integers(0, 1 << 8, 512)]
+    check_slices("weights", words, list(range(8)), "ice40")
+    same = [(word & ~0b100) | ((word & 1) << 2) for word in words]     # bit 2 = bit 0
+    with pytest.raises(PatchError, match=r"^the weights memory's bit 2 of words 0..255 equal "
+                                         r"its bit 0 of words 0..255: "):
+        check_slices("weights", same, list(range(8)), "ice40")
+    with pytest.raises(PatchError, match=r"^the requant memory's bit 7 of words 256..511 are "
+                                         r"all zero: "):
+        check_slices("requant", words[:256] + [word & 0x7F for word in words[256:]],
+                     list(range(8)), "ice40")
+    check_slices("requant", words[:256] + [word & 0x7F for word in words[256:]],
+                 list(range(7)), "ice40")                # bit 7 not in a block RAM: not checked
+
+
+def test_stored_lanes_are_the_bits_found_in_block_ram():
+    rng = np.random.default_rng(1)
+    words = [int(word) for word in rng.integers(0, 1 << 6, 512)]
+    slices = memory_slices(words, 6, "ice40")
+    # Block RAMs hold bits 0..4 (bit 5 left out by synthesis), both runs of 256 words.
+    present = {pattern for index, pattern in enumerate(slices) if index % 6 != 5}
+    assert stored_lanes("requant", words, 6, "ice40", present) == [0, 1, 2, 3, 4]
+    with pytest.raises(PatchError, match=r"^bits \[2\] of the requant memory's contents in the "
+                                         r"build folder are only in part"):
+        stored_lanes("requant", words, 6, "ice40", present - {slices[6 + 2]})
+    with pytest.raises(PatchError, match=r"hold 3 bits of the requant memory's words; the tools "
+                                         r"need at least 4"):
+        stored_lanes("requant", words, 6, "ice40", set(slices[:3]) | set(slices[6:9]))
+
+
+def test_tool_files_cut_the_bits_into_whole_hex_digits(tmp_path):
+    """Six bits: bits 0..3 in one run, then bits 2..5, of which 2 and 3 already changed."""
+    rng = np.random.default_rng(2)
+    source = [int(word) for word in rng.integers(0, 1 << 6, 256)]
+    target = [int(word) for word in rng.integers(0, 1 << 6, 256)]
+    lanes = [0, 1, 2, 3, 4, 5]
+    runs = patcher._tool_files("requant", lanes, source, target, "forward", "ice40", tmp_path)
+    assert len(runs) == 2
+    first, second = ([read_hex(tmp_path / file) for file in pair] for pair in runs)
+    assert first == [lane_words(source, [0, 1, 2, 3]), lane_words(target, [0, 1, 2, 3])]
+    assert second[1] == lane_words(target, [2, 3, 4, 5])
+    assert second[0] == [(t >> 2 & 3) | (s >> 4 & 3) << 2 for s, t in zip(source, target)]
+    assert all(len(line) == 1 for line in (tmp_path / runs[0][0]).read_text().split())
+    assert len(patcher._tool_files("weights", [1, 2, 3, 4], source, target, "back", "ice40",
+                                   tmp_path)) == 1

@@ -8,22 +8,27 @@ for ECP5) and packs a new bitstream, in seconds.
 
 Both tools find a block RAM by its contents, one bit column at a time: they cut the old hex file
 into slices of one bit column by :data:`SLICE_WORDS` consecutive words (256 on iCE40, 512 on
-ECP5: a block RAM's depth in its widest mode), look every slice of every initialised block RAM
-up among them and put the new hex file's slice of the same column and words in its place. So
-every bit column of a hex line must be a bit of the memory (word widths of whole hex digits:
-the memory map pads the requantization word to 56 bits for this), the hex file must have a whole
-number of slices (a shallower memory, such as the program memory, sits in the low words of a
-block RAM whose other words are zero: :func:`tool_words` adds them), and every slice must differ
-from every other and from zero (an unused block RAM is all zero): the filler words of
-:data:`~systolix.boards.tops.FILLER` in the unused part of each memory see to that, and
-:func:`check_slices` refuses contents the tools could not patch before they run. ``icebram``
-also fails unless it replaced every slice equally often, at least once; ``ecpbram`` replaces
-what it finds and says nothing.
+ECP5: a block RAM's depth in its widest mode), look every slice of every block RAM, in each of
+its modes, up among them and put the new hex file's slice of the same column and words in its
+place. So:
 
-Then it reads the memories back out of the new bitstream: it unpacks the bitstream file
-(``iceunpack`` / ``ecpunpack``), patches the new model's contents back to the old ones, and
-checks that this gives the original placed design bit for bit: which holds only if every block
-RAM of every memory held exactly the new contents.
+* every slice must differ from every other and from zero (an unused block RAM is all zero): the
+  filler words of :data:`~systolix.boards.tops.FILLER` in the unused part of each memory see to
+  that, and :func:`check_slices` refuses contents the tools could not patch before they run;
+* every bit column of a hex line must be a bit some block RAM holds, but synthesis leaves out
+  bits no read port uses (the reserved bits of the requantization word on the ECP5 boards) and
+  a hex digit is four columns: :func:`stored_lanes` finds the bits the placed design holds (the
+  build's contents of each of them, slice by slice, in its block RAMs), and the tools get those
+  bits only, four at a time (:func:`_tool_files`);
+* a hex file holds whole slices: a memory shallower than a block RAM sits in its low words, the
+  others zero, which :func:`tool_words` adds.
+
+``icebram`` fails unless it replaced every slice equally often, at least once; ``ecpbram``
+leaves a slice it does not find as it is and says nothing. So the patcher reads the memories
+back out of the new bitstream: it unpacks the bitstream file (``iceunpack`` / ``ecpunpack``),
+reads every slice of every block RAM (:func:`block_ram_slices`), requires every slice of the
+new contents and no changed slice of the old ones among them, then patches the new model's
+contents back to the old ones and requires the original placed design bit for bit.
 """
 
 import json

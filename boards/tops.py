@@ -77,6 +77,10 @@ class Board:
     synth_options : str
         More options of Yosys's ``synth_<family>`` (``-dsp``: multipliers into the iCE40UP's
         DSPs).
+    oscillator_on_pll_pad : bool
+        iCE40: the oscillator's pin is a PLL's own input pad (``SB_PLL40_PAD``; the iCEBreaker's
+        is, and the UP5K's one PLL can take its reference from no other pin there); otherwise
+        the PLL takes the oscillator from its global buffer (``SB_PLL40_CORE``).
     """
     name: str
     platform: type
@@ -89,6 +93,7 @@ class Board:
     extra_high: tuple = field(default=())
     requant_lanes: int = None
     synth_options: str = ""
+    oscillator_on_pll_pad: bool = False
 
     @property
     def oscillator_mhz(self):
@@ -116,14 +121,17 @@ _ECP5_MEMORIES = MemoryConfig(weight_words=4096, requant_words=1024, program_wor
 
 BOARDS = {board.name: board for board in (
     Board("icebreaker", ICEBreakerPlatform, "ice40", _ICE40_ARRAY, _ICE40_MEMORIES,
-          clock_mhz=12.0, requant_lanes=1, synth_options="-dsp", leds=(("led_g", 0, None), ("led_r", 0, None), ("led_r", 0, None))),
+          clock_mhz=24.0, oscillator_on_pll_pad=True, requant_lanes=1, synth_options="-dsp",
+          leds=(("led_g", 0, None), ("led_r", 0, None), ("led_r", 0, None))),
     Board("ice40-hx8k-evn", ICE40HX8KBEVNPlatform, "ice40", _ICE40_ARRAY, _ICE40_MEMORIES,
-          clock_mhz=12.0, requant_lanes=1, leds=(("led", 0, None), ("led", 1, None), ("led", 2, None))),
+          clock_mhz=36.0, requant_lanes=1,
+          leds=(("led", 0, None), ("led", 1, None), ("led", 2, None))),
     Board("ulx3s-85f", ULX3S_85F_Platform, "ecp5", _DEFAULT_ARRAY, _ECP5_MEMORIES,
-          clock_mhz=25.0, leds=(("led", 0, None), ("led", 1, None), ("led", 2, None)),
+          clock_mhz=50.0, leds=(("led", 0, None), ("led", 1, None), ("led", 2, None)),
           extra_high=("uart_tx_enable",)),
     Board("orangecrab", _OrangeCrabPlatform, "ecp5", _DEFAULT_ARRAY, _ECP5_MEMORIES,
-          clock_mhz=48.0, synth_options="-nodsp", leds=(("rgb_led", 0, "g"), ("rgb_led", 0, "b"), ("rgb_led", 0, "r"))),
+          clock_mhz=48.0, synth_options="-nodsp",
+          leds=(("rgb_led", 0, "g"), ("rgb_led", 0, "b"), ("rgb_led", 0, "r"))),
 )}
 """The boards ``make bitstream`` builds for."""
 
@@ -190,26 +198,33 @@ class BoardTop(Elaboratable):
         if board.clock_mhz == board.oscillator_mhz:
             return
         m.domains.sync = ClockDomain("sync")
-        locked = Signal()
+        clock, locked = Signal(name="pll_clock"), Signal(name="pll_locked")
+        m.d.comb += ClockSignal("sync").eq(clock)
         oscillator = board.oscillator_mhz
         if board.family == "ice40":
             divr, divf, divq, filter_range = ice40_pll(oscillator, board.clock_mhz)
-            pin = platform.request(platform.default_clk, dir="-")
-            m.submodules.pll = Instance(
-                "SB_PLL40_PAD", p_FEEDBACK_PATH="SIMPLE", p_DIVR=divr, p_DIVF=divf, p_DIVQ=divq,
-                p_FILTER_RANGE=filter_range, i_PACKAGEPIN=pin.io, i_RESETB=1, i_BYPASS=0,
-                o_PLLOUTGLOBAL=ClockSignal("sync"), o_LOCK=locked)
+            settings = dict(p_FEEDBACK_PATH="SIMPLE", p_DIVR=divr, p_DIVF=divf, p_DIVQ=divq,
+                            p_FILTER_RANGE=filter_range, i_RESETB=1, i_BYPASS=0,
+                            o_PLLOUTGLOBAL=clock, o_LOCK=locked)
+            if board.oscillator_on_pll_pad:
+                pin = platform.request(platform.default_clk, dir="-")
+                m.submodules.pll = Instance("SB_PLL40_PAD", i_PACKAGEPIN=pin.io, **settings)
+            else:
+                # Fed from the oscillator's global buffer.
+                m.submodules.pll = Instance(
+                    "SB_PLL40_CORE", i_REFERENCECLK=platform.request(platform.default_clk).i,
+                    **settings)
         else:
             clki_div, clkfb_div, clkop_div = ecp5_pll(oscillator, board.clock_mhz)
             m.submodules.pll = Instance(
                 "EHXPLLL", p_CLKI_DIV=clki_div, p_CLKFB_DIV=clkfb_div, p_CLKOP_DIV=clkop_div,
                 p_CLKOP_ENABLE="ENABLED", p_CLKOP_CPHASE=clkop_div - 1, p_FEEDBK_PATH="CLKOP",
-                i_CLKI=platform.request(platform.default_clk).i, i_CLKFB=ClockSignal("sync"),
+                i_CLKI=platform.request(platform.default_clk).i, i_CLKFB=clock,
                 i_RST=0, i_STDBY=0, i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=0, i_PHASESTEP=0,
                 i_PHASELOADREG=0, i_PLLWAKESYNC=0, i_ENCLKOP=0,
-                o_CLKOP=ClockSignal("sync"), o_LOCK=locked)
+                o_CLKOP=clock, o_LOCK=locked)
         m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
-        platform.add_clock_constraint(ClockSignal("sync"), board.clock_mhz * 1e6)
+        platform.add_clock_constraint(clock, board.clock_mhz * 1e6)
 
 
 def ice40_pll(input_mhz, output_mhz):

@@ -31,9 +31,9 @@ from pathlib import Path
 from systolix.config import OVERFLOW_MODES, ArrayConfig
 from systolix.hw.array import SystolicArray
 from systolix.sw.default import default_program
-from systolix.sw.pack import layer_tiles
 
 from .bitstream import build_bitstream
+from .report import fitted_memories
 from .tops import board as board_named
 
 from .synth import DesignDoesNotFit, synthesize
@@ -179,14 +179,6 @@ def accumulator_savings(*, seed=1, build_root="build/bench"):
     return savings
 
 
-def _memories_for(program, config, memories):
-    """``memories`` with a weight memory of the power of two of words that ``program`` needs on
-    ``config`` (at least 256, a block RAM's depth) and activation buffers of 256 words."""
-    needs = sum(tiles.weight_words for tiles in layer_tiles(program, config))
-    return replace(memories, weight_words=max(256, 1 << (needs - 1).bit_length()),
-                   activation_words=256)
-
-
 def largest_array(*, seed=1, build_root="build/bench"):
     """Build the accelerator of the default model for :data:`LARGEST`'s board with each array
     shape of :data:`LARGEST` and print which fit, with their resources and speed.
@@ -212,8 +204,8 @@ def largest_array(*, seed=1, build_root="build/bench"):
     for rows, cols in LARGEST["shapes"]:
         config = replace(base.config, rows=rows, cols=cols)
         program = default_program(config)[0]
-        boards.append((replace(base, config=config,
-                               memories=_memories_for(program, config, base.memories)), program))
+        boards.append((replace(base, config=config, memories=fitted_memories(program, config)),
+                       program))
 
     def build(chosen, program):
         try:

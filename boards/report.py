@@ -18,17 +18,24 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from systolix.config import ArrayConfig
+from systolix.config import ArrayConfig, code_range
 from systolix.hw.array import SystolicArray, array_timing
+from systolix.hw.engine import InferenceEngine
+from systolix.sim.golden.engine import engine_cycles
 from systolix.sw.io import atomic_write
-from systolix.sw.pack import pack_vectors
+from systolix.sw.pack import (HEADER_WORDS, LAYER_LAYOUTS, MemoryConfig, layer_tiles, pack,
+                              pack_vectors)
 
 from .estimate import estimate_array
 from .power import power_of
-from .synth import synthesize
+from .synth import FAMILIES, synthesize
 
-__all__ = ["array_workload", "engine_workload", "engine_power", "design_report",
-           "array_report", "plot_usage_and_power", "write_report"]
+__all__ = ["POWER_VECTORS", "array_workload", "engine_workload", "random_inputs",
+           "engine_power", "design_report", "array_report", "fitted_memories", "engine_report",
+           "plot_usage_and_power", "write_report"]
+
+POWER_VECTORS = 16
+"""Input vectors of the simulated run whose toggle activity gives an engine's power."""
 
 # nextpnr's name of each resource of SynthesisResult, for the device's capacity.
 _CAPACITY = {
@@ -118,6 +125,15 @@ def _power_figures(estimate):
             "total_mw": estimate.total_mw}
 
 
+def random_inputs(program, count, seed=0):
+    """``count`` random input vectors of ``program`` (codes in its first layer's range, seeded),
+    for the simulated runs of the power estimates."""
+    first = program.layers[0]
+    low, high = code_range(first.input_bits, first.input_signed)
+    return np.random.default_rng(seed).integers(low, high, (count, first.weights.shape[0]),
+                                                endpoint=True)
+
+
 def engine_power(engine, codes, resources, *, family, frequency_mhz):
     """Power of ``engine`` running its loaded model on ``codes`` (see :func:`engine_workload`):
     the toggle rate of that simulation applied to ``resources`` (``luts``, ``flip_flops``,
@@ -145,7 +161,8 @@ def _capacity(result):
 
 def design_report(component, *, name, macs_per_cycle, stimulus=None, family="ice40",
                   device=None, package=None, seed=1, frequency_mhz=None,
-                  internal_oscillator=False, cycles_per_inference=None, build_dir=None):
+                  internal_oscillator=False, cycles_per_inference=None, build_dir=None,
+                  synth_options=""):
     """Measure one design and derive its performance figures.
 
     Parameters
@@ -165,10 +182,13 @@ def design_report(component, *, name, macs_per_cycle, stimulus=None, family="ice
         Clock of the power, latency and energy figures; fmax by default.
     internal_oscillator : bool
         See :func:`~systolix.boards.power.estimate_power`.
-    cycles_per_inference : int or None
-        Cycles one inference takes (from the cycle model), for latency, throughput and energy.
+    cycles_per_inference : int or float or None
+        Cycles one inference takes (from the cycle model, a mean over a batch), for latency,
+        throughput and energy.
     build_dir : str or pathlib.Path or None
         Synthesis folder.
+    synth_options : str
+        See :func:`~systolix.boards.synth.synthesize`.
 
     Returns
     -------
@@ -181,12 +201,12 @@ def design_report(component, *, name, macs_per_cycle, stimulus=None, family="ice
             macs_per_cycle < 1:
         raise ValueError(f"macs_per_cycle must be a positive integer, not {macs_per_cycle!r}")
     if cycles_per_inference is not None and (isinstance(cycles_per_inference, bool)
-                                             or not isinstance(cycles_per_inference, int)
-                                             or cycles_per_inference < 1):
-        raise ValueError(f"cycles_per_inference must be a positive integer, not "
+                                             or not isinstance(cycles_per_inference, (int, float))
+                                             or cycles_per_inference <= 0):
+        raise ValueError(f"cycles_per_inference must be a positive number, not "
                          f"{cycles_per_inference!r}")
     result = synthesize(component, family=family, device=device, package=package, seed=seed,
-                        build_dir=build_dir, name=name)
+                        build_dir=build_dir, name=name, synth_options=synth_options)
     clock = result.fmax_mhz if frequency_mhz is None else frequency_mhz
     power = None
     if stimulus is not None:
@@ -236,6 +256,54 @@ def array_report(config, *, family="ice40", device=None, package=None, seed=1,
     return report
 
 
+def _power_of_two(words):
+    return max(256, 1 << (words - 1).bit_length())
+
+
+def fitted_memories(program, config, *, activation_words=256):
+    """The :class:`~systolix.sw.pack.MemoryConfig` of powers of two, each at least 256 words
+    (a block RAM's depth; smaller memories become flip-flops), that holds ``program`` on
+    ``config``, with ``activation_words`` buffer words (which limit the batch)."""
+    tiles = layer_tiles(program, config)
+    return MemoryConfig(
+        weight_words=_power_of_two(sum(tile.weight_words for tile in tiles)),
+        requant_words=_power_of_two(sum(tile.requant_words for tile in tiles)),
+        program_words=_power_of_two(HEADER_WORDS + len(LAYER_LAYOUTS) * len(tiles)),
+        activation_words=activation_words, batch=256,
+        output_codes=_power_of_two(program.layers[-1].weights.shape[1]))
+
+
+def engine_report(config, program, *, memories=None, requant_lanes=None,
+                  family="ice40", device=None, package=None, seed=1, frequency_mhz=None,
+                  build_dir=None):
+    """:func:`design_report` of the inference engine running ``program`` (packed for ``config``
+    and ``memories``, by default :func:`fitted_memories`): the whole engine out of context, its
+    power from a simulated run of the model (:func:`engine_workload` on :data:`POWER_VECTORS`
+    random inputs) and its cycles per inference from the cycle model at the largest batch,
+    with the model and the configuration added. On an iCE40 with DSPs (UltraPlus) the
+    requantization multipliers go into them."""
+    if not isinstance(config, ArrayConfig):
+        raise ValueError(f"config must be an ArrayConfig, not {config!r}")
+    images = pack(program, config, fitted_memories(program, config) if memories is None
+                  else memories)
+    engine = InferenceEngine(config, images, requant_lanes=requant_lanes)
+    cycles = engine_cycles(config, images, images.max_batch, requant_lanes)
+    codes = random_inputs(program, min(POWER_VECTORS, images.max_batch))
+    report = design_report(
+        engine, name="engine", macs_per_cycle=config.rows * config.cols,
+        stimulus=engine_workload(engine, codes), family=family, device=device,
+        package=package, seed=seed, frequency_mhz=frequency_mhz,
+        cycles_per_inference=cycles.compute / images.max_batch, build_dir=build_dir,
+        synth_options="-dsp" if family == "ice40" and
+        (device or FAMILIES[family].default_device).startswith("up") else "")
+    report["design"] = f"InferenceEngine {config.name}"
+    report["config"] = asdict(config)
+    report["model"] = [f"{layer.weights.shape[0]}x{layer.weights.shape[1]} "
+                       f"W{layer.weight_bits}A{layer.input_bits}" for layer in program.layers]
+    report["batch"] = images.max_batch
+    return report
+
+
 def _figure(value, digits=0, unit=""):
     return "-" if value is None else f"{value:,.{digits}f}{unit}"
 
@@ -271,7 +339,7 @@ def _markdown(report):
             lines.append("| (power coefficients not calibrated for this family) | |")
     inference = report["inference"]
     if inference is not None:
-        lines += [f"| cycles per inference | {inference['cycles']:,} |",
+        lines += [f"| cycles per inference | {inference['cycles']:,.1f} |",
                   f"| latency per inference | {_figure(inference['latency_us'], 2, ' us')} |",
                   f"| inferences per second | {_figure(inference['per_second'], 0)} |",
                   f"| energy per inference | {_figure(inference['energy_uj'], 3, ' uJ')} |"]

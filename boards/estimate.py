@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from systolix.config import ArrayConfig, check_choice
-from systolix.hw.array import array_timing
+from systolix.timing import array_timing
 
 __all__ = ["COEFFICIENTS", "ResourceEstimate", "estimate_array", "psum_bits", "pe_features",
            "array_features", "fit_coefficients"]

@@ -41,13 +41,15 @@ from pathlib import Path
 
 import numpy as np
 
-from systolix.sw.pack import MEMORY_WIDTHS, pack, write_hex, write_images
+from .memory_files import read_hex, write_hex, write_images, write_memory_files
+from systolix.memory_map import MEMORY_WIDTHS
+from systolix.sw.pack import pack
 
-from .bitstream import model_figures, plot_report, report_markdown, write_memory_files
+from .bitstream import model_figures, plot_report, report_markdown
 from .synth import SynthesisError, tool_path
-from .tops import board as board_named
+from .tops import FILLER, board as board_named
 
-__all__ = ["PatchError", "SLICE_WORDS", "write_memory_files", "read_hex", "tool_words",
+__all__ = ["PatchError", "SLICE_WORDS", "tool_words",
            "memory_slices", "block_ram_slices", "lane_words", "stored_lanes", "check_slices",
            "patch_bitstream"]
 
@@ -65,11 +67,6 @@ contents; the hex files they read must have a multiple of this many lines."""
 
 class PatchError(SynthesisError):
     """The bitstream cannot be patched (other memory shapes) or the read-back differs."""
-
-
-def read_hex(path):
-    """The words of a hex file of one word a line (:func:`systolix.sw.pack.write_hex`)."""
-    return [int(line, 16) for line in Path(path).read_text().split()]
 
 
 def tool_words(words, family):
@@ -292,7 +289,7 @@ def patch_bitstream(build_dir, program, *, out=None):
     shutil.rmtree(staging, ignore_errors=True)
     work = staging / "work"
     work.mkdir(parents=True)
-    write_memory_files(images, staging / "memories")
+    write_memory_files(images, staging / "memories", FILLER)
     write_images(images, staging / "images")
     placed, bitstream = tools["placed"], tools["bitstream"]
     suffix = Path(placed).suffix

@@ -19,12 +19,13 @@ from types import SimpleNamespace
 import numpy as np
 
 from systolix.config import ArrayConfig, code_range
-from systolix.hw.array import SystolicArray, array_timing
+from systolix.hw.array import SystolicArray
+from systolix.timing import array_timing
 from systolix.hw.engine import InferenceEngine
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sw.io import atomic_write
-from systolix.sw.pack import (HEADER_WORDS, LAYER_LAYOUTS, MemoryConfig, layer_tiles, pack,
-                              pack_vectors)
+from systolix.memory_map import HEADER_WORDS, LAYER_LAYOUTS, MemoryConfig, pack_vectors
+from systolix.sw.pack import layer_tiles, pack
 
 from .estimate import estimate_array
 from .power import power_of

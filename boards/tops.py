@@ -10,7 +10,7 @@ LEDs: a heartbeat (the clock runs: toggles every 2**24 cycles), ``busy`` (the en
 batch or sends its outputs) and ``error`` (stays on after a UART framing error or overrun).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from amaranth.build import Attrs
 from amaranth.hdl import Cat, ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
@@ -23,10 +23,10 @@ from amaranth_boards.orangecrab_r0_2 import OrangeCrabR0_2_25FPlatform
 from amaranth_boards.resources import UARTResource
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
-from systolix.config import ArrayConfig, check_choice
+from systolix.config import DEFAULT_CONFIG, ArrayConfig, check_choice
 from systolix.hw.accelerator import Accelerator
 from systolix.hw.uart import UARTReceiver, UARTTransmitter, uart_divisor
-from systolix.sw.pack import MemoryConfig
+from systolix.memory_map import MemoryConfig
 
 __all__ = ["Board", "BOARDS", "FILLER", "board", "BoardTop", "ice40_pll", "ecp5_pll"]
 
@@ -105,10 +105,7 @@ class Board:
         return ".bin" if self.family == "ice40" else ".bit"
 
 
-_DEFAULT_ARRAY = ArrayConfig(rows=8, cols=8, weight_bits=4, weight_signed=True,
-                             activation_bits=4, activation_signed=False, accumulator_bits=12)
-_ICE40_ARRAY = ArrayConfig(rows=8, cols=4, weight_bits=4, weight_signed=True,
-                           activation_bits=4, activation_signed=False, accumulator_bits=12)
+_ICE40_ARRAY = replace(DEFAULT_CONFIG, cols=4)
 """The largest array of 4-bit MACs whose accelerator fits the iCE40UP5K with the default model
 (``systolix bench``: 8x8 needs more logic cells, 4x8 more block RAM)."""
 # batch 256 so that the accumulator buffer and the queue of finished sums go to block RAM
@@ -116,8 +113,7 @@ _ICE40_ARRAY = ArrayConfig(rows=8, cols=4, weight_bits=4, weight_signed=True,
 # model to 32 vectors. 29 of the UP5K's 30 block RAMs.
 _ICE40_MEMORIES = MemoryConfig(weight_words=2048, requant_words=128, program_words=64,
                                activation_words=256, batch=256, output_codes=256)
-_ECP5_MEMORIES = MemoryConfig(weight_words=4096, requant_words=1024, program_words=256,
-                              activation_words=1024, batch=128, output_codes=2048)
+_ECP5_MEMORIES = MemoryConfig()
 
 BOARDS = {board.name: board for board in (
     Board("icebreaker", ICEBreakerPlatform, "ice40", _ICE40_ARRAY, _ICE40_MEMORIES,
@@ -126,10 +122,10 @@ BOARDS = {board.name: board for board in (
     Board("ice40-hx8k-evn", ICE40HX8KBEVNPlatform, "ice40", _ICE40_ARRAY, _ICE40_MEMORIES,
           clock_mhz=36.0, requant_lanes=1,
           leds=(("led", 0, None), ("led", 1, None), ("led", 2, None))),
-    Board("ulx3s-85f", ULX3S_85F_Platform, "ecp5", _DEFAULT_ARRAY, _ECP5_MEMORIES,
+    Board("ulx3s-85f", ULX3S_85F_Platform, "ecp5", DEFAULT_CONFIG, _ECP5_MEMORIES,
           clock_mhz=50.0, leds=(("led", 0, None), ("led", 1, None), ("led", 2, None)),
           extra_high=("uart_tx_enable",)),
-    Board("orangecrab", _OrangeCrabPlatform, "ecp5", _DEFAULT_ARRAY, _ECP5_MEMORIES,
+    Board("orangecrab", _OrangeCrabPlatform, "ecp5", DEFAULT_CONFIG, _ECP5_MEMORIES,
           clock_mhz=48.0, synth_options="-nodsp",
           leds=(("rgb_led", 0, "g"), ("rgb_led", 0, "b"), ("rgb_led", 0, "r"))),
 )}

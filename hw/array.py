@@ -1,54 +1,17 @@
 """Weight-stationary systolic array with double-buffered weights and stream interfaces."""
 
-from typing import NamedTuple
-
 from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from systolix.config import ArrayConfig
+from systolix.memory_map import activation_word_layout, weights_layout
+from systolix.timing import array_timing
 
-from .mac import ProcessingElement, accumulator_shape, activation_shape, weight_shape
+from .mac import ProcessingElement, accumulator_shape, activation_shape
 
-__all__ = ["ArrayTiming", "array_timing", "count_up_down", "activations_layout", "weights_layout",
-           "results_layout", "SystolicArray"]
-
-
-class ArrayTiming(NamedTuple):
-    """Cycle counts of a :class:`SystolicArray`, derived from its configuration.
-
-    Attributes
-    ----------
-    latency : int
-        Cycles from the cycle an activation vector is accepted to the first cycle its result is
-        offered on ``results``: ``rows + cols + 3``.
-    column_write : int
-        Cycles from acceptance to the cycle column 0 writes the result into the result buffer;
-        column ``c`` writes ``c`` cycles later.
-    result_depth : int
-        Entries of the result buffer, a power of two of at least ``latency + 1``: enough credits
-        to accept a vector every cycle while ``results`` is always ready.
-    load_hold : int
-        Cycles the weight loader waits, after the first vector of a tile is accepted, before it
-        takes the first row of the next tile (so the shadow registers are not overwritten before
-        the new tile's wavefront has copied them).
-    """
-    latency: int
-    column_write: int
-    result_depth: int
-    load_hold: int
-
-
-def array_timing(config):
-    """The :class:`ArrayTiming` of an array built from ``config``."""
-    latency = config.rows + config.cols + 3
-    return ArrayTiming(
-        latency=latency,
-        column_write=config.rows + 2,
-        result_depth=1 << latency.bit_length(),
-        load_hold=max(config.cols - 3, 0),
-    )
+__all__ = ["count_up_down", "activations_layout", "results_layout", "SystolicArray"]
 
 
 def count_up_down(m, counter, nonzero, up, down):
@@ -68,16 +31,11 @@ def count_up_down(m, counter, nonzero, up, down):
         m.d.sync += [counter.eq(decrement), nonzero.eq(counter != 1)]
 
 
-def weights_layout(config):
-    """Payload of the ``weights`` stream: one row of a weight tile, ``cols`` codes."""
-    return data.ArrayLayout(weight_shape(config), config.cols)
-
-
 def activations_layout(config):
     """Payload of the ``activations`` stream: ``rows`` codes and ``last``, set on the last
     vector that uses the current weight tile."""
     return data.StructLayout({
-        "data": data.ArrayLayout(activation_shape(config), config.rows),
+        "data": activation_word_layout(config),
         "last": 1,
     })
 

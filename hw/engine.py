@@ -7,33 +7,26 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from systolix.config import ArrayConfig
-from systolix.sw.pack import (HEADER_WORDS, LAYER_LAYOUTS, REQUANT_LAYOUT, TOTALS_LAYOUT,
-                              MemoryImages, layer_records, memory_contents)
+from systolix.memory_map import (HEADER_WORDS, LAYER_LAYOUTS, REQUANT_LAYOUT, TOTALS_LAYOUT,
+                                 MemoryImages, activation_word_layout, layer_records,
+                                 memory_contents, output_layout)
+from systolix.numeric import CODE_BITS
+from systolix.timing import default_requant_lanes
 
 from .array import SystolicArray, results_layout
 from .mac import accumulate, accumulator_shape
 from .requant import Requantizer
 
-__all__ = ["OUTPUT_CODE_BITS", "input_word_layout", "output_layout", "default_requant_lanes",
-           "InferenceEngine"]
-
-OUTPUT_CODE_BITS = 8
-"""Bits of a code on :attr:`InferenceEngine.outputs` (and of an output memory word)."""
+__all__ = ["input_word_layout", "InferenceEngine"]
 
 _RECORD_WORDS = max(HEADER_WORDS, len(LAYER_LAYOUTS))
 
 
 def input_word_layout(config):
-    """Payload of :attr:`InferenceEngine.inputs`: one activation buffer word, ``rows`` codes
-    of ``activation_bits`` each, code ``r`` at bits ``[r * A, (r + 1) * A)``. Plain bits: Yosys
-    0.70's ABC9 pass fails on ports named after array elements (Yosys issue 4349)."""
-    return unsigned(config.rows * config.activation_bits)
-
-
-def output_layout():
-    """Payload of :attr:`InferenceEngine.outputs`: a code (its bits, zero-extended) and
-    ``last``, set on the final code of a run."""
-    return data.StructLayout({"code": unsigned(OUTPUT_CODE_BITS), "last": 1})
+    """Payload of :attr:`InferenceEngine.inputs`: one activation buffer word
+    (:func:`systolix.memory_map.activation_word_layout`) as plain bits: Yosys 0.70's ABC9 pass
+    fails on ports named after array elements (Yosys issue 4349)."""
+    return unsigned(activation_word_layout(config).size)
 
 
 class InferenceEngine(wiring.Component):
@@ -152,7 +145,7 @@ class InferenceEngine(wiring.Component):
         accumulator_memory = m.submodules.accumulator_memory = Memory(
             shape=sums_layout, depth=memories.batch, init=[])
         output_memory = m.submodules.output_memory = Memory(
-            shape=OUTPUT_CODE_BITS * self.requant_lanes, depth=memories.output_codes, init=[])
+            shape=CODE_BITS * self.requant_lanes, depth=memories.output_codes, init=[])
 
         # -- Sequencer: reads the header, then each layer's record, and runs the layer. --------
         idle = Signal()
@@ -400,12 +393,12 @@ class InferenceEngine(wiring.Component):
         done = requantizers[0].output
         tag = done.payload.tag
         write = Mux(done.valid, tag.write, 0)
-        code_mask = (Const(1, OUTPUT_CODE_BITS + 1) << fields["output_bits"]) - 1
-        output_write = output_memory.write_port(granularity=OUTPUT_CODE_BITS)
+        code_mask = (Const(1, CODE_BITS + 1) << fields["output_bits"]) - 1
+        output_write = output_memory.write_port(granularity=CODE_BITS)
         m.d.comb += [
             layer_done.eq(done.valid & tag.final),
             output_write.addr.eq(tag.addr),
-            output_write.data.eq(Cat((code & code_mask)[:OUTPUT_CODE_BITS] for code in codes)),
+            output_write.data.eq(Cat((code & code_mask)[:CODE_BITS] for code in codes)),
             output_write.en.eq(Mux(fields["last"], write, 0)),
         ]
         for index, port in enumerate(buffer_writes):
@@ -445,7 +438,7 @@ class InferenceEngine(wiring.Component):
             read.en.eq(advance),
             read.addr.eq(addr),
             self.outputs.valid.eq(valid),
-            self.outputs.payload.code.eq(read.data.word_select(read_lane, OUTPUT_CODE_BITS)),
+            self.outputs.payload.code.eq(read.data.word_select(read_lane, CODE_BITS)),
             self.outputs.payload.last.eq(last),
             final.eq(valid & self.outputs.ready & last),
         ]
@@ -478,13 +471,6 @@ def _tag_layout(config, bounds, lanes):
         "write": lanes,                # per channel: a real one (not tile padding)
         "final": 1,                    # the last channels of the layer
     })
-
-
-def default_requant_lanes(config):
-    """Channels the engine requantizes a cycle unless told otherwise: 2 where they divide
-    ``rows`` and ``cols`` (so that a K tile of at least ``cols / 2`` words keeps up with the
-    array), else 1."""
-    return 2 if config.rows % 2 == 0 and config.cols % 2 == 0 else 1
 
 
 class _Bounds:

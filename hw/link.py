@@ -9,9 +9,8 @@ from amaranth.lib.wiring import In, Out
 from systolix import protocol
 from systolix.config import ArrayConfig, check_int
 from systolix.protocol import ErrorCode, FrameType
-from systolix.sw.pack import MemoryImages
+from systolix.memory_map import MemoryImages, output_layout
 
-from .engine import output_layout
 
 __all__ = ["engine_signature", "FrameLink"]
 

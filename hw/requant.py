@@ -4,16 +4,12 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigne
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from systolix.sim.golden.program import BIAS_BITS, MAX_SHIFT, MULTIPLIER_BITS
+from systolix.numeric import BIAS_BITS, MULTIPLIER_BITS, SHIFT_BITS
 
-__all__ = ["CODE_SHAPE", "REQUANT_LATENCY", "requant_input_layout", "requant_output_layout",
-           "Requantizer"]
+__all__ = ["CODE_SHAPE", "requant_input_layout", "requant_output_layout", "Requantizer"]
 
 CODE_SHAPE = signed(9)
 """Shape of a code, a zero point and a clamp bound: holds every 8-bit signed or unsigned code."""
-
-REQUANT_LATENCY = 5
-"""Cycles from a value on ``input`` to its code on ``output``."""
 
 _SUM = signed(BIAS_BITS + 1)                        # acc + bias, exact (P <= 32)
 _PRODUCT = signed(BIAS_BITS + 1 + MULTIPLIER_BITS)  # (acc + bias) * M0, exact: |t| < 2^48
@@ -29,7 +25,7 @@ def requant_input_layout(accumulator_bits, tag_shape):
         "acc": signed(accumulator_bits),
         "bias": signed(BIAS_BITS),
         "multiplier": unsigned(MULTIPLIER_BITS),
-        "shift": unsigned(MAX_SHIFT.bit_length()),
+        "shift": unsigned(SHIFT_BITS),
         "tag": tag_shape,
     })
 
@@ -67,7 +63,7 @@ class Requantizer(wiring.Component):
     a ``u`` outside 12 signed bits gives ``|r| >= 1024``, which every clamp to 9-bit codes maps
     to ``low`` or ``high``, as does the saturated ``u``.
 
-    Latency: :data:`REQUANT_LATENCY` cycles. Throughput: one channel a cycle. The streams are
+    Latency: :data:`systolix.timing.REQUANT_LATENCY` cycles. Throughput: one channel a cycle. The streams are
     always ready and carry a ``tag`` (for example the destination address) through unchanged.
     ``zero_point``, ``low`` and ``high`` are constants of a whole layer: they are read in the
     last stage and must hold while a value is in flight.

@@ -5,17 +5,13 @@ Not a command-line module: the simulator's CLI (``systolix sim``), the board bui
 (``systolix bitstream``, :mod:`systolix.boards`) and the tests take the default model from here.
 """
 
-from systolix.config import ArrayConfig
+from systolix.config import DEFAULT_CONFIG
 
 from .lower import lower
 from .models import accuracy, digits_mlp
 from .qmodel import quantize
 
-__all__ = ["DEFAULT_CONFIG", "default_program"]
-
-DEFAULT_CONFIG = ArrayConfig(rows=8, cols=8, weight_bits=4, weight_signed=True,
-                             activation_bits=4, activation_signed=False, accumulator_bits=12)
-"""The array of ``make sim``: 8x8 W4/A4 with the 12-bit accumulator A2Q+ quantizes for."""
+__all__ = ["default_program"]
 
 
 def default_program(config=DEFAULT_CONFIG):

@@ -23,10 +23,12 @@ import serial
 from systolix import protocol
 from systolix.config import ArrayConfig, code_range
 from systolix.protocol import FrameType, ProtocolError, ReferenceDevice
+from systolix.memory_map import (MemoryConfig, layer_records, pack_vectors, unpack_outputs,
+                                 unpack_vectors)
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.golden.program import run_program
 
-from .pack import MemoryConfig, layer_records, pack, pack_vectors, unpack_outputs
+from .pack import pack
 from .program import IntegerProgram
 
 __all__ = ["Transport", "SerialTransport", "GoldenTransport", "DeviceError", "DeviceMismatch",
@@ -124,13 +126,7 @@ class GoldenTransport:
 
     def _compute(self, batch, words):
         config, status = self.config, self.device.status
-        bits = config.activation_bits
-        low, _ = config.activation_range
-        lanes = [(word >> (lane * bits)) & ((1 << bits) - 1) for word in words
-                 for lane in range(config.rows)]
-        codes = np.array(lanes, dtype=np.int64).reshape(batch, status.vector_words * config.rows)
-        if low < 0:
-            codes = np.where(codes >> (bits - 1), codes - (1 << bits), codes)
+        codes = unpack_vectors(words, config, status.vector_words)
         outputs = run_program(self.program, codes[:, :self.program.layers[0].weights.shape[0]])
         raw = outputs & ((1 << self.program.layers[-1].output_bits) - 1)
         return raw.ravel().tolist(), engine_cycles(config, self.images, batch).compute

@@ -7,14 +7,14 @@ Operand reordering: with ``x = s_x (q_x - z_x)``, ``w = s_w q_w`` and the bias `
 The array computes only ``sum_k q_x[k] q_w[k, c]`` on raw codes; the bracket on the right is one
 integer bias per channel; the real factor moves after the matmul and merges with the output
 quantizer into ``M[c] = s_x s_w[c] / s_y = M0[c] * 2^-shift[c]`` with an unsigned ``M0`` of
-:data:`~systolix.sim.golden.program.MULTIPLIER_BITS` bits (exactly so:
+:data:`~systolix.numeric.MULTIPLIER_BITS` bits (exactly so:
 :func:`~systolix.sw.qmodel.quantize` chooses weight scales that make it so). ReLU becomes the
 lower clamp ``max(low, z_y)``. Floating point is left in the program only in its interface
 quantizers (how the host encodes inputs and decodes outputs).
 """
 
 from systolix.config import code_range
-from systolix.sim.golden.program import BIAS_BITS
+from systolix.numeric import BIAS_BITS
 
 from .program import IntegerLayer, IntegerProgram
 from .qmodel import QuantizedModel

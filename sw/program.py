@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from systolix.config import OVERFLOW_MODES, check_choice, check_int, code_range
-from systolix.sim.golden.program import BIAS_BITS, MAX_SHIFT, MULTIPLIER_BITS
+from systolix.numeric import BIAS_BITS, MAX_SHIFT, MULTIPLIER_BITS
 
 from .io import frozen_array, load_arrays, save_arrays
 from .quant import QuantParams

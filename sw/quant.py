@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from systolix.config import check_choice, check_int, code_range
-from systolix.sim.golden.program import MAX_SHIFT, MULTIPLIER_BITS
+from systolix.numeric import MAX_SHIFT, MULTIPLIER_BITS
 
 __all__ = ["ROUNDINGS", "CLIPPINGS", "QuantParams", "round_values", "pow2_ceil", "symmetric_params",
            "activation_params", "fixed_point_multiplier", "wage_quantize", "sqnr_db"]

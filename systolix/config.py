@@ -7,8 +7,8 @@ built, so an invalid configuration never reaches the hardware generator or the g
 import re
 from dataclasses import dataclass
 
-__all__ = ["OVERFLOW_MODES", "ArrayConfig", "check_int", "check_choice", "check_bool",
-           "code_range"]
+__all__ = ["OVERFLOW_MODES", "ArrayConfig", "DEFAULT_CONFIG", "check_int", "check_choice",
+           "check_bool", "code_range"]
 
 
 OVERFLOW_MODES = ("wrap", "saturate")
@@ -129,3 +129,9 @@ class ArrayConfig:
         return (f"{self.rows}x{self.cols}-W{self.weight_bits}{sign[self.weight_signed]}"
                 f"-A{self.activation_bits}{sign[self.activation_signed]}"
                 f"-P{self.accumulator_bits}-{self.overflow}")
+
+
+DEFAULT_CONFIG = ArrayConfig(rows=8, cols=8, weight_bits=4, weight_signed=True,
+                             activation_bits=4, activation_signed=False, accumulator_bits=12)
+"""The default array: 8x8 W4/A4 with the 12-bit accumulator that the default model is quantized
+for (A2Q+); what ``make sim`` simulates and the ECP5 boards build."""

@@ -28,6 +28,9 @@ from typing import NamedTuple
 from amaranth.lib import data
 from amaranth.lib.crc import catalog
 
+from .codec import from_bytes, to_bytes
+from .config import check_int
+
 __all__ = [
     "PROTOCOL_VERSION", "SYNC", "MAX_PAYLOAD", "CRC_ALGORITHM", "CRC_PARAMETERS", "CRC_BYTES",
     "FrameType", "ErrorCode", "FRAME_HEADER_LAYOUT", "RUN_HEADER_LAYOUT", "RESULT_TAIL_LAYOUT",
@@ -111,26 +114,12 @@ class CrcError(ProtocolError):
     """A frame whose CRC does not match its contents."""
 
 
-def _check_int(name, value, low, high):
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in {low}..{high}, not {value!r}")
-    return value
-
-
-def _pack(layout, values):
-    """The bytes of ``values`` (a dict of field values, each checked) in ``layout``."""
-    for name, field in layout:
-        _check_int(name, values[name], 0, (1 << field.width) - 1)
-    return layout.const(values).as_bits().to_bytes(layout.size // 8, "little")
-
-
 def _unpack(layout, payload):
     """The field values of ``payload``, which must be exactly ``layout``'s bytes."""
-    if len(payload) != layout.size // 8:
-        raise ProtocolError(f"a payload of {layout.size // 8} bytes was expected, not "
-                            f"{len(payload)}")
-    view = layout.from_bits(int.from_bytes(payload, "little"))
-    return {name: view[name] for name, _ in layout}
+    try:
+        return from_bytes(layout, payload)
+    except ValueError as error:
+        raise ProtocolError(str(error)) from None
 
 
 def crc16(data):
@@ -140,14 +129,14 @@ def crc16(data):
 
 def word_bytes(word_bits):
     """Bytes of a ``word_bits``-bit word on the link: ``ceil(word_bits / 8)``."""
-    return -(-_check_int("word_bits", word_bits, 1, MAX_PAYLOAD) // 8)
+    return -(-check_int("word_bits", word_bits, 1, MAX_PAYLOAD) // 8)
 
 
 def words_to_bytes(words, bits):
     """``words`` (ints of ``bits`` bits), each little-endian in :func:`word_bytes` bytes."""
     size = word_bytes(bits)
     for word in words:
-        _check_int("a word", word, 0, (1 << bits) - 1)
+        check_int("a word", word, 0, (1 << bits) - 1)
     return b"".join(word.to_bytes(size, "little") for word in words)
 
 
@@ -176,8 +165,8 @@ def result_length(batch, output_codes):
 
 def frame_max_batch(vector_words, word_bits, output_codes):
     """The largest batch whose RUN and RESULT payloads fit in :data:`MAX_PAYLOAD` bytes."""
-    _check_int("vector_words", vector_words, 1, MAX_PAYLOAD)
-    _check_int("output_codes", output_codes, 1, MAX_PAYLOAD)
+    check_int("vector_words", vector_words, 1, MAX_PAYLOAD)
+    check_int("output_codes", output_codes, 1, MAX_PAYLOAD)
     run = (MAX_PAYLOAD - run_length(0, vector_words, word_bits)) // (
         vector_words * word_bytes(word_bits))
     result = (MAX_PAYLOAD - result_length(0, output_codes)) // output_codes
@@ -187,7 +176,7 @@ def frame_max_batch(vector_words, word_bits, output_codes):
 def image_checksum(images):
     """CRC-32 (``zlib.crc32``) of the weight, requant and program images, in this order, each
     word little-endian in ``ceil(width / 8)`` bytes (the ``.bin`` files of
-    :func:`systolix.sw.pack.write_images`, concatenated): which model a device holds."""
+    :func:`systolix.boards.memory_files.write_images`, concatenated): which model a device holds."""
     checksum = 0
     for words, width in ((images.weights, images.weight_width),
                          (images.requant, images.requant_width),
@@ -204,9 +193,9 @@ class Frame(NamedTuple):
 
 def encode_frame(frame_type, payload=b""):
     """The bytes of a frame of ``frame_type`` (0..255) carrying ``payload``."""
-    _check_int("frame_type", int(frame_type), 0, 0xFF)
-    _check_int("the payload length", len(payload), 0, MAX_PAYLOAD)
-    body = _pack(FRAME_HEADER_LAYOUT, {"sync": SYNC, "type": int(frame_type),
+    check_int("frame_type", int(frame_type), 0, 0xFF)
+    check_int("the payload length", len(payload), 0, MAX_PAYLOAD)
+    body = to_bytes(FRAME_HEADER_LAYOUT, {"sync": SYNC, "type": int(frame_type),
                                        "length": len(payload)})[1:] + bytes(payload)
     return bytes([SYNC]) + body + crc16(body).to_bytes(CRC_BYTES, "big")
 
@@ -280,8 +269,8 @@ def read_frame(read):
 
 def encode_run(batch, words, word_bits):
     """RUN payload: ``batch`` (1..65535) and its input ``words`` of ``word_bits`` bits each."""
-    _check_int("batch", batch, 1, MAX_PAYLOAD)
-    return _pack(RUN_HEADER_LAYOUT, {"batch": batch}) + words_to_bytes(words, word_bits)
+    check_int("batch", batch, 1, MAX_PAYLOAD)
+    return to_bytes(RUN_HEADER_LAYOUT, {"batch": batch}) + words_to_bytes(words, word_bits)
 
 
 def decode_run(payload, vector_words, word_bits):
@@ -312,7 +301,7 @@ class Result(NamedTuple):
 
 def encode_result(codes, cycles):
     """RESULT payload: the output ``codes`` (ints 0..255) then ``cycles``."""
-    return bytes(codes) + _pack(RESULT_TAIL_LAYOUT, {"cycles": cycles})
+    return bytes(codes) + to_bytes(RESULT_TAIL_LAYOUT, {"cycles": cycles})
 
 
 def decode_result(payload):
@@ -341,7 +330,7 @@ class Status:
 
     def encode(self):
         """The payload bytes."""
-        return _pack(STATUS_LAYOUT, {field.name: getattr(self, field.name)
+        return to_bytes(STATUS_LAYOUT, {field.name: getattr(self, field.name)
                                      for field in fields(self)})
 
     @classmethod
@@ -375,7 +364,7 @@ def device_status(images, *, vector_words, word_bits, output_codes, max_batch):
 
 def encode_error(code, frame_type):
     """ERROR payload: an :class:`ErrorCode` and the type byte of the refused frame."""
-    return _pack(ERROR_LAYOUT, {"code": int(code), "frame_type": int(frame_type)})
+    return to_bytes(ERROR_LAYOUT, {"code": int(code), "frame_type": int(frame_type)})
 
 
 def decode_error(payload):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from systolix.hw.array import array_timing
+from systolix.timing import array_timing
 
 __all__ = ["StreamCycles", "ArrayModel", "simulate_array_cycles"]
 

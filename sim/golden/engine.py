@@ -11,9 +11,8 @@ program, the array, the memory depths and the batch size.
 
 from typing import NamedTuple
 
-from systolix.hw.engine import default_requant_lanes
-from systolix.hw.requant import REQUANT_LATENCY
-from systolix.sw.pack import HEADER_WORDS, LAYER_LAYOUTS, layer_records
+from systolix.memory_map import HEADER_WORDS, LAYER_LAYOUTS, layer_records
+from systolix.timing import REQUANT_LATENCY, default_requant_lanes
 
 from .cycles import ArrayModel
 

@@ -15,9 +15,9 @@ Each layer is what the hardware does for it:
    constant added before the shift). ReLU is folded into ``low``.
 
 Widths the requantization unit must provide: ``acc + bias`` is computed exactly in 33 bits (the
-accumulator has at most 32 bits, the bias is a signed :data:`BIAS_BITS`-bit integer, and the sum
-does not wrap to ``P`` bits); ``M0`` is unsigned, at most :data:`MULTIPLIER_BITS` bits; ``shift``
-lies in ``0..``:data:`MAX_SHIFT`. Products therefore stay below ``2^49`` and every step is exact
+accumulator has at most 32 bits, the bias is a signed :data:`~systolix.numeric.BIAS_BITS`-bit integer, and the sum
+does not wrap to ``P`` bits); ``M0`` is unsigned, at most :data:`~systolix.numeric.MULTIPLIER_BITS` bits; ``shift``
+lies in ``0..``:data:`~systolix.numeric.MAX_SHIFT`. Products therefore stay below ``2^49`` and every step is exact
 in int64.
 
 Nothing here imports the compiler: a program is anything with ``layers`` whose entries have the
@@ -27,15 +27,11 @@ fields of :class:`systolix.sw.program.IntegerLayer`.
 import numpy as np
 
 from systolix.config import code_range
+from systolix.memory_map import packed_layers
 
 from .array import accumulate
 
-__all__ = ["BIAS_BITS", "MULTIPLIER_BITS", "MAX_SHIFT", "requantize", "run_layer",
-           "run_program"]
-
-BIAS_BITS = 32
-MULTIPLIER_BITS = 16
-MAX_SHIFT = 63
+__all__ = ["requantize", "run_layer", "run_layers", "run_program", "run_images"]
 
 
 def requantize(acc, bias, multiplier, shift, zero_point, low, high):
@@ -78,8 +74,20 @@ def run_layer(layer, codes):
                       layer.output_zero_point, layer.output_low, layer.output_high)
 
 
-def run_program(program, codes):
-    """Output codes of the last layer of ``program`` for input ``codes`` of the first layer."""
-    for layer in program.layers:
+def run_layers(layers, codes):
+    """Output codes of the last of ``layers`` for input ``codes`` of the first."""
+    for layer in layers:
         codes = run_layer(layer, codes)
     return codes
+
+
+def run_program(program, codes):
+    """Output codes of the last layer of ``program`` for input ``codes`` of the first layer."""
+    return run_layers(program.layers, codes)
+
+
+def run_images(images, config, codes):
+    """Output codes of the model packed into ``images`` (:class:`~systolix.memory_map.MemoryImages`
+    for an array of ``config``) for input ``codes`` of its first layer: what the accelerator
+    built from those images computes."""
+    return run_layers(packed_layers(images, config), codes)

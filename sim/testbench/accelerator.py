@@ -18,6 +18,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from systolix import protocol
+from systolix.codec import from_bytes
 from systolix.sim.testbench.array import reset
 
 __all__ = ["exchange"]
@@ -43,7 +44,7 @@ async def exchange(dut, request, rng, stall, cycle_limit):
         if ready and int(dut.host_out__valid.value):
             reply.append(int(dut.host_out__payload.value))
             if len(reply) == _HEADER_BYTES:
-                header = protocol.FRAME_HEADER_LAYOUT.from_bits(int.from_bytes(reply, "little"))
+                header = from_bytes(protocol.FRAME_HEADER_LAYOUT, bytes(reply))
                 length = _HEADER_BYTES + header["length"] + protocol.CRC_BYTES
         await RisingEdge(dut.clk)
         cycles += 1

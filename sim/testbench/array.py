@@ -19,26 +19,14 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from systolix.codec import decode, encode
 from systolix.config import ArrayConfig
+from systolix.hw.array import activations_layout, results_layout
+from systolix.memory_map import weights_layout
 from systolix.sim.golden.cycles import simulate_array_cycles
 from systolix.sim.testbench.scenarios import make_stimulus
 
 __all__ = ["StreamSource", "StreamSink", "Checker", "reset", "run_scenario"]
-
-
-def pack(codes, bits):
-    """Pack signed or unsigned integer codes into one int, element ``i`` at bit ``i * bits``."""
-    mask = (1 << bits) - 1
-    word = 0
-    for index, code in enumerate(codes):
-        word |= (int(code) & mask) << (index * bits)
-    return word
-
-
-def unpack_signed(word, bits, count):
-    """Inverse of :func:`pack` for ``count`` two's complement fields."""
-    mask, half = (1 << bits) - 1, 1 << (bits - 1)
-    return [(((word >> (index * bits)) & mask) ^ half) - half for index in range(count)]
 
 
 class StreamSource:
@@ -105,10 +93,10 @@ class Checker:
         self.cycle_mismatches = 0
 
     def check(self, sources, sink):
-        config = self.config
+        layout = results_layout(self.config)
         for index, word in enumerate(sink.words):
-            data = tuple(unpack_signed(word, config.accumulator_bits, config.cols))
-            got = (data, bool(word >> (config.cols * config.accumulator_bits) & 1))
+            result = decode(layout, word)
+            got = (tuple(result["data"]), bool(result["last"]))
             if index >= len(self.expected) or got != self.expected[index]:
                 self.mismatches += 1
                 if self.mismatches <= 5:
@@ -142,10 +130,9 @@ async def reset(dut, sources=("weights", "activations"), sinks=("results",)):
 async def run_scenario(dut, config, spec):
     """Reset the array, run one scenario, check it; return its report entry."""
     stimulus = make_stimulus(config, spec)
-    weight_words = [pack(row, config.weight_bits)
-                    for w in stimulus.weights for row in w]
-    activation_words = [pack(row, config.activation_bits)
-                        | (int(index == len(x) - 1) << (config.rows * config.activation_bits))
+    weight_words = [encode(weights_layout(config), row) for w in stimulus.weights for row in w]
+    activation_words = [encode(activations_layout(config), {"data": row,
+                                                            "last": index == len(x) - 1})
                         for x in stimulus.activations for index, row in enumerate(x)]
     sources = [StreamSource(dut, "weights", weight_words, stimulus.weight_offer),
                StreamSource(dut, "activations", activation_words, stimulus.activation_offer)]

@@ -2,19 +2,18 @@
 
 Structure: :class:`~systolix.sim.testbench.array.StreamSource` drivers on ``inputs`` and
 ``start``, a :class:`~systolix.sim.testbench.array.StreamSink` monitor on ``outputs``; the golden
-model (:func:`systolix.sim.golden.program.run_program`) and the cycle model
+model (:func:`systolix.sim.golden.program.run_images`) and the cycle model
 (:func:`systolix.sim.golden.engine.engine_cycles`) as the reference; a check of every output
 code, of the ``last`` flags, of the engine's own cycle counter and of the cycle of the first
 output after ``start``.
 
 Parameters come from the JSON file named by ``SYSTOLIX_SPEC``:
 
-``config``, ``memories``
-    Fields of the :class:`~systolix.config.ArrayConfig` and
-    :class:`~systolix.sw.pack.MemoryConfig` the engine was built with.
-``program``, ``inputs``
-    Paths of the :class:`~systolix.sw.program.IntegerProgram` and of a ``.npy`` matrix of input
-    codes.
+``config``
+    Fields of the :class:`~systolix.config.ArrayConfig` the engine was built with.
+``images``, ``inputs``
+    Paths of the engine's :class:`~systolix.memory_map.MemoryImages` (a JSON file of their
+    fields) and of a ``.npy`` matrix of input codes.
 ``batches``
     Sizes of the consecutive runs; together they take the first rows of ``inputs``.
 ``input_stall``, ``output_stall``, ``seed``
@@ -35,12 +34,10 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from systolix.config import ArrayConfig
+from systolix.memory_map import layer_records, load_images, pack_vectors, unpack_outputs
 from systolix.sim.golden.engine import engine_cycles
-from systolix.sim.golden.program import run_program
+from systolix.sim.golden.program import run_images
 from systolix.sim.testbench.array import StreamSink, StreamSource, reset
-from systolix.sw.pack import (MemoryConfig, layer_records, pack, pack_vectors,
-                              unpack_outputs)
-from systolix.sw.program import IntegerProgram
 
 __all__ = ["run_batch"]
 
@@ -54,13 +51,12 @@ def _pattern(rng, cycles, stall):
 async def run_batch(dut, context, codes, rng):
     """Load ``codes`` into the engine, run it, collect and check the outputs; return the
     report entry of the run."""
-    config, images, program, spec = (context[key] for key in ("config", "images", "program",
-                                                              "spec"))
-    last = program.layers[-1]
+    config, images, spec = (context[key] for key in ("config", "images", "spec"))
+    last = layer_records(images)[-1]
     batch = len(codes)
     vector_words = layer_records(images)[0]["k_tiles"]
     words = pack_vectors(codes, config, vector_words)
-    expected = run_program(program, codes).reshape(-1).tolist()
+    expected = run_images(images, config, codes).reshape(-1).tolist()
     model = engine_cycles(config, images, batch)
     limit = 4 * (len(words) + model.compute + len(expected)) + 1000
 
@@ -87,7 +83,7 @@ async def run_batch(dut, context, codes, rng):
     wall = time.perf_counter() - started
 
     code_bits = [word & 0xFF for word in outputs.words]
-    got = unpack_outputs(code_bits, last.output_bits, last.output_signed)
+    got = unpack_outputs(code_bits, last["output_bits"], last["output_signed"])
     lasts = [word >> 8 & 1 for word in outputs.words]
     mismatches = sum(a != b for a, b in zip(got, expected)) + abs(len(got) - len(expected))
     mismatches += sum(flag != (index == len(expected) - 1) for index, flag in enumerate(lasts))
@@ -119,10 +115,9 @@ async def engine_runs(dut):
     """Every batch of the spec: output codes bit-exact, cycle counts equal to the model."""
     spec = json.loads(open(os.environ["SYSTOLIX_SPEC"]).read())
     config = ArrayConfig(**spec["config"])
-    program = IntegerProgram.load(spec["program"])
-    images = pack(program, config, MemoryConfig(**spec["memories"]))
+    images = load_images(spec["images"])
     codes = np.load(spec["inputs"])
-    context = {"config": config, "images": images, "program": program, "spec": spec}
+    context = {"config": config, "images": images, "spec": spec}
     rng = np.random.default_rng(spec["seed"])
 
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from systolix.hw.array import array_timing
+from systolix.timing import array_timing
 from systolix.sim.golden import array_matmul
 
 __all__ = ["DATA_KINDS", "Stimulus", "scenario", "make_stimulus"]

@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from systolix.config import ArrayConfig
-from systolix.hw.array import SystolicArray, array_timing
+from systolix.hw.array import SystolicArray
 from systolix.hw.engine import InferenceEngine
-from systolix.sw.pack import MemoryConfig, pack
+from systolix.memory_map import save_images
 from systolix.sim.runner import run_cocotb
-from systolix.sim.transport import design_folder
 from systolix.sim.testbench.scenarios import scenario
+from systolix.sim.transport import design_folder
+from systolix.timing import array_timing
 
 __all__ = ["ARRAY_CONFIGS", "array_scenarios", "run_array_suite", "run_engine"]
 
@@ -79,26 +80,26 @@ def run_array_suite(config, *, simulator="verilator", build_root="build/sim", se
                       build_dir=build_dir)
 
 
-def run_engine(program, config, codes, batches, *, memories=MemoryConfig(), simulator="verilator",
+def run_engine(images, config, codes, batches, *, simulator="verilator",
                build_root="build/sim/engine", input_stall=0.0, output_stall=0.0, seed=0):
-    """Run ``program`` on an :class:`InferenceEngine` of ``config`` in cocotb; return the report.
+    """Run an :class:`InferenceEngine` of ``config`` with ``images`` (a packed model) in cocotb;
+    return the report.
 
-    The engine's memories hold the program's images, so each program has its own build (in a
-    folder named after the configuration and a hash of the images; a later run of the same
-    program reuses it). ``codes`` (input codes, one row per vector) are run in consecutive
-    batches of the sizes ``batches``, with random stalls on the host streams; see
+    The engine's memories hold the images, so each model has its own build (in a folder named
+    after the configuration and a hash of the images; a later run of the same model reuses it).
+    ``codes`` (input codes, one row per vector) are run in consecutive batches of the sizes
+    ``batches``, with random stalls on the host streams; see
     :mod:`systolix.sim.testbench.engine` for the checks and the report.
     """
-    images = pack(program, config, memories)
     if sum(batches) > len(codes) or not all(1 <= size <= images.max_batch for size in batches):
         raise ValueError(f"batches must be sizes in 1..{images.max_batch} (the engine's max "
                          f"batch) taking at most the {len(codes)} input vectors, not {batches}")
     build_dir = design_folder(build_root, config, images)
     build_dir.mkdir(parents=True, exist_ok=True)
-    program.save(build_dir / "program.npz")
+    save_images(images, build_dir / "images.json")
     np.save(build_dir / "inputs.npy", np.asarray(codes, dtype=np.int64))
-    spec = {"config": dataclasses.asdict(config), "memories": dataclasses.asdict(memories),
-            "program": str((build_dir / "program.npz").resolve()),
+    spec = {"config": dataclasses.asdict(config),
+            "images": str((build_dir / "images.json").resolve()),
             "inputs": str((build_dir / "inputs.npy").resolve()), "batches": list(batches),
             "input_stall": input_stall, "output_stall": output_stall, "seed": seed}
     return run_cocotb(InferenceEngine(config, images), "inference_engine",

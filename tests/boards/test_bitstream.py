@@ -22,7 +22,7 @@ from systolix.boards.patch import (SLICE_WORDS, PatchError, block_ram_slices, ch
                                    lane_words, memory_slices, patch_bitstream, read_hex,
                                    stored_lanes, tool_words)
 from systolix.boards.tops import BOARDS, board
-from systolix.sim.testbench.programs import random_program
+from systolix.sw.stimulus import random_program
 from systolix.sw.default import default_program
 
 PATCH_BOARD = "icebreaker"

@@ -12,7 +12,7 @@ from systolix.boards.report import (POWER_VECTORS, array_report, engine_report,
 from systolix.cli import main
 from systolix.config import ArrayConfig
 from systolix.sim.golden.engine import engine_cycles
-from systolix.sim.testbench.programs import random_program
+from systolix.sw.stimulus import random_program
 from systolix.sw.pack import pack
 
 CONFIG = ArrayConfig(rows=2, cols=2, weight_bits=2, activation_bits=2, accumulator_bits=16)

@@ -3,7 +3,7 @@
 import pytest
 
 from systolix.boards.tops import BOARDS, BoardTop, board, ecp5_pll, ice40_pll
-from systolix.sim.testbench.programs import random_program
+from systolix.sw.stimulus import random_program
 from systolix.sw.pack import pack
 
 import numpy as np

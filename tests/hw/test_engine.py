@@ -6,11 +6,13 @@ import pytest
 from amaranth.sim import Simulator
 
 from systolix.config import ArrayConfig, code_range
-from systolix.hw.engine import InferenceEngine, default_requant_lanes
+from systolix.hw.engine import InferenceEngine
+from systolix.timing import default_requant_lanes
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.golden.program import run_program
-from systolix.sim.testbench.programs import random_program
-from systolix.sw.pack import MemoryConfig, pack, pack_vectors, unpack_outputs
+from systolix.sw.stimulus import random_program
+from systolix.memory_map import MemoryConfig, pack_vectors, unpack_outputs
+from systolix.sw.pack import pack
 
 
 def simulate(engine, batches, rng, stall=0.0):

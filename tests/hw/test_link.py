@@ -23,9 +23,10 @@ from systolix.config import ArrayConfig
 from systolix.hw.engine import InferenceEngine
 from systolix.hw.link import FrameLink, engine_signature
 from systolix.protocol import ErrorCode, FrameType, ReferenceDevice, Status
-from systolix.sim.testbench.programs import random_program
+from systolix.sw.stimulus import random_program
 from systolix.sw.driver import GoldenTransport
-from systolix.sw.pack import MemoryConfig, pack, pack_vectors
+from systolix.memory_map import MemoryConfig, pack_vectors
+from systolix.sw.pack import pack
 
 # 3 rows of 3-bit codes: 9-bit words, two bytes each on the link.
 CONFIG = ArrayConfig(rows=3, cols=2, weight_bits=2, activation_bits=3, activation_signed=True)

@@ -6,8 +6,10 @@ from amaranth.hdl import unsigned
 from amaranth.sim import Simulator
 
 from systolix.config import code_range
-from systolix.hw.requant import REQUANT_LATENCY, Requantizer
-from systolix.sim.golden.program import BIAS_BITS, MAX_SHIFT, MULTIPLIER_BITS, requantize
+from systolix.hw.requant import Requantizer
+from systolix.timing import REQUANT_LATENCY
+from systolix.numeric import BIAS_BITS, MAX_SHIFT, MULTIPLIER_BITS
+from systolix.sim.golden.program import requantize
 
 EDGE_SHIFTS = [0, 1, 2, 7, 8, 9, 15, 16, 17, 24, 31, 32, 40, 47, 48, 49, 50, 62, MAX_SHIFT]
 

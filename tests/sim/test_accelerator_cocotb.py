@@ -8,10 +8,11 @@ from systolix import protocol
 from systolix.config import ArrayConfig
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.golden.program import run_program
-from systolix.sim.testbench.programs import random_program
+from systolix.sw.stimulus import random_program
 from systolix.sim.transport import SimulationTransport
 from systolix.sw.driver import Device, DeviceError
-from systolix.sw.pack import MemoryConfig, pack
+from systolix.memory_map import MemoryConfig
+from systolix.sw.pack import pack
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 import numpy as np
 
 from systolix.config import ArrayConfig
-from systolix.hw.array import array_timing
+from systolix.timing import array_timing
 from systolix.sim.golden.cycles import simulate_array_cycles
 
 

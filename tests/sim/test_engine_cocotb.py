@@ -9,7 +9,7 @@ from systolix.sim.golden.program import run_program
 from systolix.sim.testbench.suite import run_engine
 from systolix.sw import digits_mlp, lower, quantize
 from systolix.sw.models import accuracy
-from systolix.sw.pack import ideal_cycles
+from systolix.sw.pack import ideal_cycles, pack
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,8 @@ def run_model(digits, config, images, batches, tmp_path, **options):
     model, data = digits
     program = lower(quantize(model, data.x_train, **options))
     codes = program.encode_input(data.x_test[:images])
-    report = run_engine(program, config, codes, batches, input_stall=0.3, output_stall=0.3,
+    report = run_engine(pack(program, config), config, codes, batches, input_stall=0.3,
+                        output_stall=0.3,
                         build_root=tmp_path)
     runs = report["runs"]
     assert [run["mismatches"] for run in runs] == [0] * len(runs)

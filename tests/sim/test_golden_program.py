@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from systolix.sim.golden import run_layer, run_program
-from systolix.sim.golden.program import BIAS_BITS, MAX_SHIFT, MULTIPLIER_BITS, requantize
+from systolix.numeric import BIAS_BITS, MAX_SHIFT, MULTIPLIER_BITS
+from systolix.sim.golden.program import requantize
 
 
 def ref_requantize(acc, bias, multiplier, shift, zero_point, low, high):

@@ -10,10 +10,11 @@ from systolix.config import ArrayConfig, code_range
 from systolix.protocol import CrcError, ErrorCode, FrameType, ProtocolError
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.golden.program import run_program
-from systolix.sim.testbench.programs import random_program
+from systolix.sw.stimulus import random_program
 from systolix.sw.driver import (Device, DeviceError, DeviceMismatch, GoldenTransport,
                                 SerialTransport)
-from systolix.sw.pack import MemoryConfig, pack
+from systolix.memory_map import MemoryConfig
+from systolix.sw.pack import pack
 
 CONFIG = ArrayConfig(rows=4, cols=3, weight_bits=3, activation_bits=3, activation_signed=True)
 MEMORIES = MemoryConfig(batch=3)

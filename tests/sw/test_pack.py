@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 
 from systolix.config import ArrayConfig
-from systolix.hw.array import weights_layout
+from systolix.memory_map import weights_layout
 from systolix.sim.golden.array import array_matmul, wrap
 from systolix.sim.golden.program import requantize, run_program
 from systolix.sw import IntegerLayer, digits_mlp, lower, quantize
-from systolix.sw.pack import (FORMAT_VERSION, HEADER_WORDS, REQUANT_LAYOUT, MemoryConfig, MemoryImages,
-                              memory_contents,
-                              LayerTiles, check_fit, ideal_cycles, layer_tiles, pack, unpack,
-                              write_images)
-from systolix.sim.testbench.programs import program_of, random_layer, random_program
+from systolix.boards.memory_files import write_images
+from systolix.memory_map import (FORMAT_VERSION, HEADER_WORDS, REQUANT_LAYOUT, MemoryConfig,
+                                 MemoryImages, memory_contents)
+from systolix.sw.pack import LayerTiles, check_fit, ideal_cycles, layer_tiles, pack, unpack
+from systolix.sw.stimulus import program_of, random_layer, random_program
 
 LAYER_FIELDS = [field.name for field in dataclasses.fields(IntegerLayer)]
 BIG = MemoryConfig(weight_words=65536, requant_words=65536, program_words=65536,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from systolix.sim.golden.program import MAX_SHIFT, MULTIPLIER_BITS
+from systolix.numeric import MAX_SHIFT, MULTIPLIER_BITS
 from systolix.sw.quant import activation_params, fixed_point_multiplier, pow2_ceil, \
     round_values, sqnr_db, symmetric_params, wage_quantize
 

@@ -11,8 +11,9 @@ from systolix.protocol import (CRC_PARAMETERS, SYNC, CrcError, ErrorCode, Frame,
                                decode_error, decode_frame, decode_result, decode_run,
                                encode_error, encode_frame, encode_result, encode_run,
                                read_frame)
-from systolix.sim.testbench.programs import random_program
-from systolix.sw.pack import pack, write_images
+from systolix.sw.stimulus import random_program
+from systolix.boards.memory_files import write_images
+from systolix.sw.pack import pack
 
 STATUS = Status(protocol=protocol.PROTOCOL_VERSION, busy=0, header_word=0x0001_0002,
                 config_word=0x0123_4567, image_checksum=0x89AB_CDEF, vector_words=3,

@@ -1,6 +1,6 @@
 import pytest
 
-from systolix.sw.bench import run
+from systolix.cli.bench import compiler_figures as run
 
 
 @pytest.mark.slow

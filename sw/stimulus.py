@@ -2,8 +2,9 @@
 engine's tests."""
 
 from systolix.config import code_range
-from systolix.sw.program import IntegerLayer, IntegerProgram
-from systolix.sw.quant import QuantParams
+
+from .program import IntegerLayer, IntegerProgram
+from .quant import QuantParams
 
 __all__ = ["program_of", "random_codes", "random_layer", "random_program"]
 

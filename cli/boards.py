@@ -18,15 +18,13 @@ from dataclasses import fields
 from pathlib import Path
 
 from systolix.config import OVERFLOW_MODES, ArrayConfig
-
 from systolix.sw.program import IntegerProgram
-
-from .bitstream import build_bitstream
-from .patch import patch_bitstream
-from .report import array_report, engine_report, write_report
-from .synth import FAMILIES, DesignDoesNotFit, SynthesisError
-from .tops import BOARDS, board as board_named
-from .sweep import GRIDS, SweepTarget, grid, run_sweep, sweep_rows, write_sweep
+from systolix.boards.bitstream import build_bitstream
+from systolix.boards.patch import patch_bitstream
+from systolix.boards.report import array_report, engine_report, write_report
+from systolix.boards.synth import FAMILIES, DesignDoesNotFit, SynthesisError
+from systolix.boards.tops import BOARDS, board as board_named
+from systolix.boards.sweep import GRIDS, SweepTarget, grid, run_sweep, sweep_rows, write_sweep
 
 __all__ = ["register"]
 

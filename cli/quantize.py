@@ -9,12 +9,12 @@ digits test accuracy of the float model, the quantized model and the integer pro
 
 from pathlib import Path
 
-from .a2q import METHODS, min_accumulator_bits
-from .lower import lower
-from .mixed import search
-from .models import FloatModel, accuracy, digits_mlp, digits_split
-from .qmodel import quantize
-from .report import program_accuracy, sweep, write_report
+from systolix.sw.a2q import METHODS, min_accumulator_bits
+from systolix.sw.lower import lower
+from systolix.sw.mixed import search
+from systolix.sw.models import FloatModel, accuracy, digits_mlp, digits_split
+from systolix.sw.qmodel import quantize
+from systolix.sw.report import program_accuracy, sweep, write_report
 
 __all__ = ["register"]
 

@@ -1,0 +1,7 @@
+"""``python -m systolix.cli``: the ``systolix`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

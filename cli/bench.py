@@ -1,0 +1,138 @@
+"""``systolix bench`` (``make bench``): speed and size figures, each a ratio measured in the same
+run as its reference.
+
+The golden model's MAC/s against a float64 numpy matmul, the cocotb testbench's simulated cycles
+per second, the board figures of :func:`systolix.boards.bench.run` and the compiler's timings
+and accuracies (:func:`compiler_figures`).
+"""
+
+import dataclasses
+import time
+
+import numpy as np
+
+from systolix.boards import bench as boards_bench
+from systolix.config import ArrayConfig
+from systolix.hw.array import SystolicArray
+from systolix.sim.golden import accumulate
+from systolix.sim.runner import SIMULATORS, run_cocotb, simulator_environment
+from systolix.sim.testbench.scenarios import scenario
+from systolix.sw.lower import lower
+from systolix.sw.mixed import search
+from systolix.sw.models import digits_mlp
+from systolix.sw.qmodel import quantize
+from systolix.sw.report import program_accuracy, sweep
+
+from .table import format_table
+
+__all__ = ["best_time", "golden_speed", "cocotb_speed", "compiler_figures", "register"]
+
+
+def best_time(function, repeats=3):
+    """The shortest of ``repeats`` wall-clock times of ``function()``, in seconds."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+
+
+def compiler_figures(echo=print):
+    """Time the compiler and measure accuracies; print them with ``echo`` and return them.
+
+    Returns
+    -------
+    dict
+        ``train_s`` (training the float MLP), ``quantize_lower_s`` (W4/A4, A2Q+ at P=12,
+        quantize and lower), ``mixed_search_s`` (accuracy-drop target of one point),
+        ``sweep_s``, ``float_accuracy``, ``a2q_plus_p12_accuracy`` (W4/A4) and ``sweep`` (the
+        :class:`~systolix.sw.report.Sweep`).
+    """
+    start = time.perf_counter()
+    model, data = digits_mlp()
+    train = time.perf_counter() - start
+    figures = {"train_s": train}
+
+    def compile_program():
+        return lower(quantize(model, data.x_train, 4, 4, 12, "a2q+"))
+
+    figures["quantize_lower_s"] = best_time(compile_program)
+    figures["mixed_search_s"] = best_time(lambda: search(
+        model, data.x_train, max_accuracy_drop=0.01, validation=(data.x_train, data.y_train)))
+    start = time.perf_counter()
+    result = sweep(model, data)
+    figures["sweep_s"] = time.perf_counter() - start
+    figures["float_accuracy"] = result.float_accuracy
+    figures["a2q_plus_p12_accuracy"] = program_accuracy(compile_program(), data.x_test,
+                                                        data.y_test)
+    figures["sweep"] = result
+    echo(f"digits MLP: training {train:.2f} s, quantize + lower (W4/A4, A2Q+, P=12) "
+         f"{figures['quantize_lower_s']:.3f} s, mixed-precision search "
+         f"{figures['mixed_search_s']:.2f} s, accuracy sweep {figures['sweep_s']:.1f} s")
+    echo(f"W4/A4 A2Q+ at P=12: {100 * figures['a2q_plus_p12_accuracy']:.1f} % "
+         f"(float {100 * result.float_accuracy:.1f} %)")
+    echo(result.markdown())
+    return figures
+
+
+def golden_speed(n=1024, k=1024, cols=1024, seed=0):
+    """MAC/s of the golden model and of a float64 numpy matmul of the same shape."""
+    rng = np.random.default_rng(seed)
+    config = ArrayConfig(weight_bits=8, activation_bits=8, accumulator_bits=32)
+    x = rng.integers(*config.activation_range, size=(n, k), endpoint=True)
+    w = rng.integers(*config.weight_range, size=(k, cols), endpoint=True)
+    xf, wf = x.astype(np.float64), w.astype(np.float64)
+    macs = n * k * cols
+    results = {}
+    for overflow in ("wrap", "saturate"):
+        seconds = best_time(lambda: accumulate(x, w, config.accumulator_bits, overflow))
+        results[f"golden ({overflow})"] = macs / seconds
+    results["numpy float64"] = macs / best_time(lambda: xf @ wf)
+    return results
+
+
+def cocotb_speed(simulator, config=ArrayConfig(), vectors=20000):
+    """Simulated cycles per second of the array testbench on one long stall-free scenario."""
+    spec = {"config": dataclasses.asdict(config),
+            "scenarios": [scenario("throughput", tiles=(vectors,))]}
+    report = run_cocotb(SystolicArray(config), "systolic_array", "systolix.sim.testbench.array",
+                        spec, simulator=simulator, build_dir=f"build/bench/{config.name}")
+    entry = report["scenarios"][0]
+    return entry["cycles"] / entry["seconds"], entry["mismatches"]
+
+
+def run_bench(args):
+    speeds = golden_speed()
+    reference = speeds["numpy float64"]
+    print("Golden model, 1024x1024 @ 1024x1024 (8-bit codes, P=32):")
+    print(format_table(["model", "MAC/s", "ratio to numpy float64"],
+                       [[name, f"{value:.3g}", f"{value / reference:.2f}"]
+                        for name, value in speeds.items()]))
+    print()
+    rows = []
+    for simulator in SIMULATORS:
+        try:
+            simulator_environment(simulator)
+        except ValueError as error:
+            rows.append([simulator, "-", "-", f"not run: {error}"])
+            continue
+        cycles_per_second, mismatches = cocotb_speed(simulator)
+        rows.append([simulator, ArrayConfig().name, f"{cycles_per_second:,.0f}", mismatches])
+    print("cocotb testbench speed, 20,000 vectors:")
+    print(format_table(["simulator", "config", "cycles/s", "mismatches"], rows))
+    print()
+    boards_bench.run()
+    print()
+    compiler_figures()
+    return 0
+
+
+
+def register(subparsers):
+    """Add the ``bench`` subcommand to an :mod:`argparse` subparsers object."""
+    bench = subparsers.add_parser("bench", help="print speed and size figures")
+    bench.set_defaults(run=run_bench)
+

@@ -13,14 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["frozen_array", "atomic_write", "save_arrays", "load_arrays"]
-
-
-def frozen_array(array, dtype):
-    """A read-only copy of ``array`` as ``dtype``, so that frozen records stay frozen."""
-    array = np.array(array, dtype=dtype)
-    array.flags.writeable = False
-    return array
+__all__ = ["atomic_write", "save_arrays", "load_arrays"]
 
 
 def atomic_write(path, write):

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .io import frozen_array, load_arrays, save_arrays
+from systolix.layer import frozen_array
+
+from .io import load_arrays, save_arrays
 
 __all__ = ["FloatModel", "DigitsSplit", "digits_split", "digits_mlp", "accuracy"]
 

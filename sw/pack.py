@@ -261,7 +261,7 @@ def unpack(images, config):
         If the images are of another memory map version, were packed for another array, or are
         not exactly what :func:`pack` makes of the layers they hold.
     """
-    layers = [IntegerLayer(**layer._asdict()) for layer in packed_layers(images, config)]
+    layers = packed_layers(images, config)
     if _pack_layers(layers, config, images.memories) != images:
         raise ValueError(f"the images are not in the layout of memory map version "
                          f"{FORMAT_VERSION}: repacking the layers they hold gives other words")

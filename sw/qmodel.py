@@ -24,9 +24,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from systolix.config import OVERFLOW_MODES, check_choice, check_int
+from systolix.layer import frozen_array
 
 from .a2q import METHODS, accumulator_aware_quantize
-from .io import frozen_array, load_arrays, save_arrays
+from .io import load_arrays, save_arrays
 from .models import FloatModel
 from .quant import CLIPPINGS, ROUNDINGS, QuantParams, activation_params, \
     fixed_point_multiplier, round_values, symmetric_params

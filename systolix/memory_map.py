@@ -24,7 +24,6 @@ are versioned by :data:`FORMAT_VERSION`, stored in the first program word.
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 from amaranth.hdl import signed, unsigned
@@ -32,6 +31,7 @@ from amaranth.lib import data
 
 from .codec import decode, encode
 from .config import OVERFLOW_MODES, ArrayConfig, check_choice, check_int
+from .layer import IntegerLayer
 from .numeric import BIAS_BITS, CODE_BITS, MULTIPLIER_BITS, SHIFT_BITS
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
     "HEADER_LAYOUT", "CONFIG_LAYOUT", "TOTALS_LAYOUT", "BATCH_LAYOUT", "LAYER_LAYOUTS",
     "HEADER_WORDS", "RECORD_WORDS", "MEMORY_WIDTHS", "MEMORY_DEPTHS", "code_shape",
     "weights_layout", "activation_word_layout", "output_layout", "config_fields",
-    "MemoryConfig", "MemoryImages", "PackedLayer", "layer_records", "packed_layers",
+    "MemoryConfig", "MemoryImages", "layer_records", "packed_layers",
     "save_images", "load_images", "pack_vectors", "unpack_vectors", "unpack_outputs",
     "memory_contents",
 ]
@@ -257,32 +257,9 @@ def layer_records(images):
     return records
 
 
-class PackedLayer(NamedTuple):
-    """A layer as the memories hold it: the fields of an integer layer
-    (:class:`systolix.sw.program.IntegerLayer`), read back from the images.
-
-    ``weights`` is an int64 matrix of shape ``(inputs, outputs)``; ``bias``, ``multiplier`` and
-    ``shift`` int64 vectors of ``outputs``.
-    """
-    weights: np.ndarray
-    bias: np.ndarray
-    multiplier: np.ndarray
-    shift: np.ndarray
-    output_zero_point: int
-    output_low: int
-    output_high: int
-    input_bits: int
-    input_signed: bool
-    weight_bits: int
-    weight_signed: bool
-    output_bits: int
-    output_signed: bool
-    accumulator_bits: int
-    overflow: str
-
-
 def _packed_layer(images, config, record):
-    """The :class:`PackedLayer` described by the program ``record`` (decoded fields)."""
+    """The :class:`~systolix.layer.IntegerLayer` described by the program ``record`` (decoded
+    fields)."""
     beat = weights_layout(config)
     inputs, outputs = record["inputs"], record["outputs"]
     padded_inputs = record["k_tiles"] * config.rows
@@ -303,7 +280,7 @@ def _packed_layer(images, config, record):
                         for k in range(inputs)], dtype=np.int64).reshape(inputs, outputs)
     base = record["requant_base"]
     constants = [decode(REQUANT_LAYOUT, word) for word in images.requant[base:base + outputs]]
-    return PackedLayer(
+    return IntegerLayer(
         weights=weights,
         **{name: np.array([constant[name] for constant in constants], dtype=np.int64)
            for name in REQUANT_FIELDS},
@@ -315,7 +292,8 @@ def _packed_layer(images, config, record):
 
 
 def packed_layers(images, config):
-    """Every layer the images of an array of ``config`` hold, as :class:`PackedLayer`\\ s.
+    """Every layer the images of an array of ``config`` hold, as
+    :class:`~systolix.layer.IntegerLayer`\\ s.
 
     Raises
     ------

@@ -1,4 +1,4 @@
-"""Bit-exact numpy execution of an integer program (:class:`systolix.sw.program.IntegerProgram`).
+"""Bit-exact numpy execution of integer layers (:class:`systolix.layer.IntegerLayer`).
 
 Each layer is what the hardware does for it:
 
@@ -14,14 +14,14 @@ Each layer is what the hardware does for it:
    nearest with halves rounded up (toward +inf), the cheapest rounding in hardware (one
    constant added before the shift). ReLU is folded into ``low``.
 
-Widths the requantization unit must provide: ``acc + bias`` is computed exactly in 33 bits (the
-accumulator has at most 32 bits, the bias is a signed :data:`~systolix.numeric.BIAS_BITS`-bit integer, and the sum
-does not wrap to ``P`` bits); ``M0`` is unsigned, at most :data:`~systolix.numeric.MULTIPLIER_BITS` bits; ``shift``
-lies in ``0..``:data:`~systolix.numeric.MAX_SHIFT`. Products therefore stay below ``2^49`` and every step is exact
-in int64.
+Widths the requantization unit must provide (:mod:`systolix.numeric`): ``acc + bias`` is
+computed exactly in 33 bits (the accumulator has at most 32 bits, the bias is a signed
+``BIAS_BITS``-bit integer, and the sum does not wrap to ``P`` bits); ``M0`` is unsigned, at most
+``MULTIPLIER_BITS`` bits; ``shift`` lies in ``0..MAX_SHIFT``. Products therefore stay below
+``2^49`` and every step is exact in int64.
 
 Nothing here imports the compiler: a program is anything with ``layers`` whose entries have the
-fields of :class:`systolix.sw.program.IntegerLayer`.
+fields of :class:`systolix.layer.IntegerLayer`.
 """
 
 import numpy as np

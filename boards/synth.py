@@ -48,7 +48,7 @@ from amaranth.lib.wiring import In, Out
 from systolix.config import check_choice
 
 __all__ = ["FAMILIES", "SynthesisError", "DesignDoesNotFit", "SynthesisResult", "core_ports",
-           "OutOfContextHarness", "synthesize", "overflows_in_log", "cells_in_log",
+           "OutOfContextHarness", "synthesize", "not_fitting", "overflows_in_log", "cells_in_log",
            "count_cells", "tool_path"]
 
 
@@ -69,6 +69,7 @@ class _Family:
     dsp: tuple
     placed_cell: str          # nextpnr utilization entry counted as logic cells
     harness_placed_from: str  # harness resource that occupies exactly one placed_cell each
+    placed: dict              # report resource name -> nextpnr utilization entry
 
 
 FAMILIES = {
@@ -88,6 +89,9 @@ FAMILIES = {
         dsp=("SB_MAC16",),
         placed_cell="ICESTORM_LC",
         harness_placed_from="flip_flops",
+        placed={"logic_cells": "ICESTORM_LC", "brams": "ICESTORM_RAM",
+                "sprams": "ICESTORM_SPRAM", "dsps": "ICESTORM_DSP", "plls": "ICESTORM_PLL",
+                "ios": "SB_IO"},
     ),
     "ecp5": _Family(
         synth_command="synth_ecp5",
@@ -105,6 +109,8 @@ FAMILIES = {
         dsp=("MULT18X18D",),
         placed_cell="TRELLIS_COMB",
         harness_placed_from="luts",
+        placed={"logic_cells": "TRELLIS_COMB", "flip_flops": "TRELLIS_FF", "brams": "DP16KD",
+                "dsps": "MULT18X18D", "plls": "EHXPLLL", "ios": "TRELLIS_IO"},
     ),
 }
 """Supported families (the ``family`` argument of :func:`synthesize`)."""
@@ -342,15 +348,12 @@ def synthesize(component, *, family="ice40", device=None, package=None, seed=1, 
             "--timing-allow-fail", "--report", "report.json",
         ], build_dir, "nextpnr.log")
     except SynthesisError as error:
-        overflows = overflows_in_log((build_dir / "nextpnr.log").read_text(errors="replace"))
-        if not overflows:
+        does_not_fit = not_fitting(f"{name}", f"the {family} {device} (with its harness)",
+                                   (build_dir / "nextpnr.log").read_text(errors="replace"),
+                                   synthesized)
+        if does_not_fit is None:
             raise
-        detail = ", ".join(f"{resource} {used} used, {available} available "
-                           f"({used - available} over)"
-                           for resource, (used, available) in overflows.items())
-        raise DesignDoesNotFit(f"{name} does not fit the {family} {device} (with its harness): "
-                               f"{detail}",
-                               overflows, synthesized) from error
+        raise does_not_fit from error
     report = json.loads((build_dir / "report.json").read_text())
     harness_cells = harness_counts[spec.harness_placed_from]
     return replace(
@@ -358,6 +361,19 @@ def synthesize(component, *, family="ice40", device=None, package=None, seed=1, 
         logic_cells=report["utilization"][spec.placed_cell]["used"] - harness_cells,
         harness_cells=harness_cells,
         fmax_mhz=min(clock["achieved"] for clock in report["fmax"].values()))
+
+
+def not_fitting(design, target, log, result=None):
+    """The :class:`DesignDoesNotFit` of ``design`` on ``target`` (phrases such as ``"the
+    accelerator"`` and ``"the icebreaker's up5k"``) if nextpnr's ``log`` shows an over-used
+    resource, naming each with what is used, what is available and by how much it is over;
+    ``None`` otherwise."""
+    overflows = overflows_in_log(log)
+    if not overflows:
+        return None
+    detail = ", ".join(f"{resource} {used} used, {available} available ({used - available} over)"
+                       for resource, (used, available) in overflows.items())
+    return DesignDoesNotFit(f"{design} does not fit {target}: {detail}", overflows, result)
 
 
 def overflows_in_log(log):

@@ -7,32 +7,12 @@ format name and the version, and never unpickles anything.
 """
 
 import json
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_write", "save_arrays", "load_arrays"]
+from systolix.files import atomic_write
 
-
-def atomic_write(path, write):
-    """Create or replace the file ``path`` atomically.
-
-    ``write(file)`` is called with a binary file object opened on a temporary file in the same
-    folder, which is then renamed onto ``path``; readers see the old file or the new one, never
-    a partial one. Missing parent folders are created.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+__all__ = ["save_arrays", "load_arrays"]
 
 
 def save_arrays(path, format_name, version, header, arrays):

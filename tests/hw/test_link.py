@@ -340,6 +340,63 @@ def test_back_to_back_frames_at_full_rate():
     assert starts == 2
 
 
+def test_documented_latencies():
+    """The class docstring's latencies, cycle for cycle, without gaps or stalls."""
+    rng = random.Random(13)
+    requests = [STATUS_FRAME, run_frame(rng, 2)]
+    engine = StandInEngine()
+    link = FrameLink.for_engine(engine, timeout_cycles=TIMEOUT)
+    m = Module()
+    m.submodules.link, m.submodules.engine = link, engine
+    wiring.connect(m, link.engine, engine)
+    names = ("in_valid", "in_ready", "start_valid", "start_ready", "out_valid", "out_byte",
+             "code_valid", "code_ready", "code")
+    trace = []
+
+    async def host_in(ctx):
+        ctx.set(link.host_in.valid, 1)
+        for byte in b"".join(requests):
+            ctx.set(link.host_in.payload, byte)
+            await ctx.tick().until(link.host_in.ready)
+        ctx.set(link.host_in.valid, 0)
+
+    async def monitor(ctx):
+        ctx.set(link.host_out.ready, 1)
+        while len(whole_frames(bytes(t["out_byte"] for t in trace if t["out_valid"]))) < 2:
+            _, _, *values = await ctx.tick().sample(
+                link.host_in.valid, link.host_in.ready, link.engine.start.valid,
+                link.engine.start.ready, link.host_out.valid, link.host_out.payload,
+                engine.outputs.valid, engine.outputs.ready, engine.outputs.payload.code)
+            trace.append(dict(zip(names, values)))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(host_in)
+    sim.add_testbench(monitor)
+    sim.run()
+
+    def cycles(*names):
+        return [cycle for cycle, t in enumerate(trace) if all(t[name] for name in names)]
+
+    taken = cycles("in_valid", "in_ready")
+    status_end = taken[len(STATUS_FRAME) - 1]
+    run_end = taken[len(STATUS_FRAME) + len(requests[1]) - 1]
+    out = cycles("out_valid")
+    # A STATUS reply's SYNC 4 cycles after the request's last CRC byte.
+    assert out[0] == status_end + 4 and trace[out[0]]["out_byte"] == protocol.SYNC
+    # start 2 cycles after a RUN's last CRC byte, the RESULT's SYNC 3 cycles after start.
+    start = cycles("start_valid")[0]
+    assert start == run_end + 2 and cycles("start_valid", "start_ready") == [start]
+    result = out[len(reference().respond(STATUS_FRAME))]
+    assert result == start + 3 and trace[result]["out_byte"] == protocol.SYNC
+    # Each code on host_out 1 cycle after the engine offers it, taken at once.
+    codes = cycles("code_valid", "code_ready")
+    assert codes == cycles("code_valid") and len(codes) == 2 * OUTPUT_CODES
+    for cycle in codes:
+        assert trace[cycle + 1]["out_valid"]
+        assert trace[cycle + 1]["out_byte"] == trace[cycle]["code"]
+
+
 def test_max_batch_is_limited_by_the_frame_length():
     link = make_link(vector_words=4096, max_batch=1000)
     assert link.max_batch == protocol.frame_max_batch(4096, 9, OUTPUT_CODES) == 7

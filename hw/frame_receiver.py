@@ -1,0 +1,282 @@
+"""The receiving half of the host link: request frames in, the engine's input words and
+``start`` and a reply request out (docs/protocol.md)."""
+
+from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from systolix import protocol
+from systolix.config import check_int
+from systolix.protocol import ErrorCode, FrameType
+
+from .frame_crc import crc_signature
+from .reply_transmitter import reply_layout
+
+__all__ = ["FrameReceiver"]
+
+
+_BATCH_BYTES = protocol.RUN_HEADER_LAYOUT.size // 8
+_STATUS_BYTES = protocol.STATUS_LAYOUT.size // 8
+_ERROR_BYTES = protocol.ERROR_LAYOUT.size // 8
+_TAIL_BYTES = protocol.RESULT_TAIL_LAYOUT.size // 8
+
+
+class FrameReceiver(wiring.Component):
+    """Takes request frames of :mod:`systolix.protocol` from ``host_in``, one at a time, and
+    decides what each gets: the engine's work and a reply.
+
+    Between frames the receiver hunts for ``SYNC``; it then takes the type, the length, the
+    payload and the CRC, each byte into the CRC unit on ``crc`` (``SYNC`` restarts it). A RUN's
+    batch and length are checked as soon as the batch field is in; if they fit, its input words
+    go out on ``inputs`` as their last byte arrives (least significant byte first, bits above
+    ``word_bits`` dropped). After the CRC, a good RUN is started (``start`` with its batch) and
+    answered with a RESULT, a good STATUS with a STATUS_REPLY; a frame that fails a check, in
+    the order of :class:`~systolix.protocol.ReferenceDevice`, or in which no byte is offered for
+    ``timeout_cycles`` cycles (``TIMEOUT``), is answered with an ERROR, after ``start`` with
+    batch 0 if words of it went out. The reply is offered on ``reply`` until it is taken, which
+    tells the receiver that the reply has been sent: then it hunts for the next ``SYNC``.
+
+    Latency: ``start``, or the ``reply`` of a STATUS request, is offered 2 cycles after the last
+    CRC byte is taken (later if an input word is still waiting to be taken); the reply to a
+    RUN 1 cycle after ``start`` is taken.
+
+    Throughput: ``host_in`` takes a byte a cycle from ``SYNC`` to the CRC, except 2 cycles
+    after a RUN's batch field, 1 cycle after the payload and cycles in which an input word is
+    not taken; it is not ready from the last CRC byte until the reply has been taken.
+
+    Parameters
+    ----------
+    word_bits : int
+        Bits of an input word, 1..65535; a word is ``ceil(word_bits / 8)`` bytes on the link.
+    vector_words, output_codes : int
+        Input words and output codes of a vector, 1..65535.
+    max_batch : int
+        The largest batch a RUN may carry, 1..``protocol.frame_max_batch(...)``.
+    timeout_cycles : int or None
+        Cycles without a byte offered in the middle of a frame after which it is refused,
+        1..2**32; ``None`` waits forever.
+
+    Attributes
+    ----------
+    host_in : In(stream.Signature(8))
+    inputs : Out(stream.Signature(word_bits))
+        The RUN's input words, for the engine.
+    start : Out(stream.Signature(unsigned(16)))
+        The batch of a good RUN, or 0: discard the words that went out.
+    reply : Out(stream.Signature(reply_layout()))
+        The reply's type and payload length; for an ERROR its code and the request's type.
+    crc : Out(crc_signature())
+    """
+
+    def __init__(self, *, word_bits, vector_words, output_codes, max_batch, timeout_cycles):
+        self.word_bits = check_int("word_bits", word_bits, 1, protocol.MAX_PAYLOAD)
+        self.vector_words = check_int("vector_words", vector_words, 1, protocol.MAX_PAYLOAD)
+        self.output_codes = check_int("output_codes", output_codes, 1, protocol.MAX_PAYLOAD)
+        self.max_batch = check_int("max_batch", max_batch, 1, protocol.frame_max_batch(
+            vector_words, word_bits, output_codes))
+        if timeout_cycles is not None:
+            check_int("timeout_cycles", timeout_cycles, 1, 1 << 32)
+        self.timeout_cycles = timeout_cycles
+        super().__init__({
+            "host_in": In(stream.Signature(8)),
+            "inputs": Out(stream.Signature(word_bits)),
+            "start": Out(stream.Signature(unsigned(16))),
+            "reply": Out(stream.Signature(reply_layout())),
+            "crc": Out(crc_signature()),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        host_in, crc = self.host_in, self.crc
+        word_bytes = protocol.word_bytes(self.word_bits)
+        batch_bits = self.max_batch.bit_length()
+
+        received = Signal()              # a host_in byte is taken this cycle
+        m.d.comb += received.eq(host_in.valid & host_in.ready)
+
+        rx_type = Signal(8)
+        is_run = Signal()
+        is_status = Signal()
+        length_low = Signal(8)
+        remaining = Signal(16)           # payload bytes still to come
+        payload_done = Signal()          # remaining == 0, registered
+        batch = Signal(16)
+        bad_batch = Signal()             # batch is not in 1..max_batch
+        bad_length = Signal()            # the payload is not the batch's
+        error = Signal(8)                # ErrorCode of the frame, 0 while it is acceptable
+        loaded = Signal()                # the frame's words go to the engine
+        word = Signal(word_bytes * 8)    # input word, assembled least significant byte first
+        word_valid = Signal()
+        byte_index = Signal(range(word_bytes))
+
+        def count_payload(value):
+            """``remaining <= value``, keeping ``payload_done`` in step."""
+            m.d.sync += [remaining.eq(value), payload_done.eq(value == 0)]
+
+        m.d.comb += [self.inputs.valid.eq(word_valid),
+                     self.inputs.payload.eq(word[:self.word_bits]),
+                     self.start.payload.eq(batch)]
+        with m.If(self.inputs.valid & self.inputs.ready):
+            m.d.sync += word_valid.eq(0)
+
+        # The reply's registers; its ERROR payload is the frame's error and type.
+        tx_type = Signal(8)
+        tx_length = Signal(16)
+        m.d.comb += [self.reply.payload.type.eq(tx_type),
+                     self.reply.payload.length.eq(tx_length),
+                     self.reply.payload.error.code.eq(error),
+                     self.reply.payload.error.frame_type.eq(rx_type)]
+
+        hunting = Signal()
+        m.d.comb += [crc.data.eq(host_in.payload), crc.valid.eq(received & ~hunting)]
+
+        # -- Timeout: set for a cycle after timeout_cycles cycles without a byte offered. -------
+        receiving = Signal()
+        timed_out = Signal()
+        if self.timeout_cycles is not None:
+            idle = Signal(range(self.timeout_cycles + 1))
+            m.d.sync += [idle.eq(0), timed_out.eq(0)]
+            with m.If(receiving & ~host_in.valid):
+                m.d.sync += [idle.eq(idle + 1),
+                             timed_out.eq(idle == self.timeout_cycles - 1)]
+
+        def receive():
+            """In a state that waits for host bytes: give up on the frame after a timeout."""
+            m.d.comb += receiving.eq(1)
+            with m.If(timed_out):
+                m.d.sync += error.eq(ErrorCode.TIMEOUT)
+                refuse()
+
+        def reply(frame_type, length):
+            """Offer a reply of ``frame_type`` with ``length`` payload bytes."""
+            m.d.sync += [tx_type.eq(frame_type), tx_length.eq(length)]
+            m.next = "REPLY"
+
+        def refuse():
+            """Answer the frame with an ERROR of the code in ``error``, discarding its words."""
+            with m.If(loaded):
+                m.next = "DISCARD"
+            with m.Else():
+                reply(FrameType.ERROR, _ERROR_BYTES)
+
+        with m.FSM(name="receiver"):
+            with m.State("HUNT"):
+                m.d.comb += [hunting.eq(1), host_in.ready.eq(1)]
+                with m.If(received & (host_in.payload == protocol.SYNC)):
+                    m.d.comb += crc.start.eq(1)
+                    m.d.sync += [rx_type.eq(0), error.eq(0), loaded.eq(0)]
+                    m.next = "TYPE"
+
+            with m.State("TYPE"):
+                m.d.comb += host_in.ready.eq(1)
+                with m.If(received):
+                    m.d.sync += [rx_type.eq(host_in.payload),
+                                 is_run.eq(host_in.payload == FrameType.RUN),
+                                 is_status.eq(host_in.payload == FrameType.STATUS)]
+                    m.next = "LENGTH_LOW"
+                receive()
+
+            with m.State("LENGTH_LOW"):
+                m.d.comb += host_in.ready.eq(1)
+                with m.If(received):
+                    m.d.sync += length_low.eq(host_in.payload)
+                    m.next = "LENGTH_HIGH"
+                receive()
+
+            with m.State("LENGTH_HIGH"):
+                m.d.comb += host_in.ready.eq(1)
+                length = Cat(length_low, host_in.payload)
+                with m.If(received):
+                    count_payload(length)
+                    m.next = "PAYLOAD"
+                    with m.If(is_run):
+                        with m.If(length < _BATCH_BYTES):
+                            m.d.sync += error.eq(ErrorCode.BAD_LENGTH)
+                        with m.Else():
+                            m.next = "BATCH_LOW"
+                    with m.Elif(is_status):
+                        with m.If(length != 0):
+                            m.d.sync += error.eq(ErrorCode.BAD_LENGTH)
+                    with m.Else():
+                        m.d.sync += error.eq(ErrorCode.UNKNOWN_TYPE)
+                receive()
+
+            for index, (state, following) in enumerate((("BATCH_LOW", "BATCH_HIGH"),
+                                                        ("BATCH_HIGH", "CHECK"))):
+                with m.State(state):
+                    m.d.comb += host_in.ready.eq(1)
+                    with m.If(received):
+                        m.d.sync += batch.word_select(index, 8).eq(host_in.payload)
+                        count_payload(remaining - 1)
+                        m.next = following
+                    receive()
+
+            with m.State("CHECK"):
+                # Below max_batch, batch has batch_bits bits: the product is the words' bytes.
+                m.d.sync += [
+                    bad_batch.eq((batch == 0) | (batch > self.max_batch)),
+                    bad_length.eq(remaining != batch[:batch_bits] * (self.vector_words
+                                                                     * word_bytes)),
+                    byte_index.eq(0),
+                ]
+                m.next = "DECIDE"
+
+            with m.State("DECIDE"):
+                with m.If(bad_batch):
+                    m.d.sync += error.eq(ErrorCode.BAD_BATCH)
+                with m.Elif(bad_length):
+                    m.d.sync += error.eq(ErrorCode.BAD_LENGTH)
+                with m.Else():
+                    m.d.sync += loaded.eq(1)
+                m.next = "PAYLOAD"
+
+            with m.State("PAYLOAD"):
+                # A RUN's input words, or the payload of a frame that is refused.
+                m.d.comb += host_in.ready.eq(~payload_done & (~word_valid | self.inputs.ready))
+                with m.If(received):
+                    count_payload(remaining - 1)
+                    m.d.sync += [word.eq(Cat(word[8:], host_in.payload)),
+                                 byte_index.eq(byte_index + 1)]
+                    with m.If(byte_index == word_bytes - 1):
+                        m.d.sync += [byte_index.eq(0), word_valid.eq(loaded)]
+                with m.If(payload_done):
+                    m.next = "CRC_HIGH"
+                receive()
+
+            for state, following in (("CRC_HIGH", "CRC_LOW"), ("CRC_LOW", "VERDICT")):
+                with m.State(state):
+                    m.d.comb += host_in.ready.eq(1)
+                    with m.If(received):
+                        m.next = following
+                    receive()
+
+            with m.State("VERDICT"):
+                # The CRC unit has taken the whole frame; the last word must reach the engine
+                # before start.
+                with m.If(~word_valid):
+                    with m.If(~crc.match_detected):
+                        m.d.sync += error.eq(ErrorCode.BAD_CRC)
+                        refuse()
+                    with m.Elif(error != 0):
+                        refuse()
+                    with m.Elif(is_run):
+                        m.next = "START"
+                    with m.Else():
+                        reply(FrameType.STATUS_REPLY, _STATUS_BYTES)
+
+            with m.State("DISCARD"):
+                m.d.comb += [self.start.valid.eq(~word_valid), self.start.payload.eq(0)]
+                with m.If(self.start.valid & self.start.ready):
+                    reply(FrameType.ERROR, _ERROR_BYTES)
+
+            with m.State("START"):
+                m.d.comb += self.start.valid.eq(1)
+                with m.If(self.start.ready):
+                    reply(FrameType.RESULT, batch[:batch_bits] * self.output_codes + _TAIL_BYTES)
+
+            with m.State("REPLY"):
+                m.d.comb += self.reply.valid.eq(1)
+                with m.If(self.reply.ready):
+                    m.next = "HUNT"
+
+        return m

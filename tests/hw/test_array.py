@@ -1,0 +1,127 @@
+# amaranth: UnusedElaboratable=no
+"""The systolic array in Amaranth's simulator: the scenarios of the cocotb testbench
+(:func:`systolix.sim.testbench.suite.array_scenarios`: random weight tiles and activations, at
+full rate and with random valid/ready stalls on all three streams, codes at the ends of their
+ranges, tiles that overflow the accumulator) on a few configurations, every result bit-exact
+against :func:`systolix.sim.golden.array_matmul` and every transfer on the cycle that
+:func:`systolix.sim.golden.cycles.simulate_array_cycles` predicts.
+
+The components of the test of a bad argument are never elaborated; the first line tells Amaranth
+not to warn about that.
+"""
+
+import pytest
+from amaranth.sim import Simulator
+
+from systolix.codec import decode, encode
+from systolix.config import ArrayConfig
+from systolix.hw.array import SystolicArray, activations_layout, results_layout
+from systolix.memory_map import weights_layout
+from systolix.sim.golden.cycles import simulate_array_cycles
+from systolix.sim.testbench.scenarios import make_stimulus, scenario
+from systolix.sim.testbench.suite import array_scenarios
+
+# 1x1, non-square both ways, wrap and saturate, accumulators that overflow.
+CONFIGS = ["1x1-W2s-A2s-P3-wrap", "1x1-W8s-A8s-P12-saturate", "3x5-W2s-A3u-P6-saturate",
+           "5x3-W3u-A2s-P7-wrap", "4x4-W4s-A4s-P8-saturate", "2x6-W8s-A8u-P14-wrap"]
+
+
+def run_scenario(config, spec, *, array=None):
+    """Drive an array with the scenario's stimulus as the cocotb testbench does (a source
+    offers its next beat when its pattern says so and holds it until it is taken; the sink is
+    ready when its pattern says so); return the results (``(sums, last)``) and the transfer
+    cycles of each stream."""
+    stimulus = make_stimulus(config, spec)
+    array = SystolicArray(config) if array is None else array
+    beats = {
+        "weights": [encode(weights_layout(config), row)
+                    for w in stimulus.weights for row in w],
+        "activations": [encode(activations_layout(config), {"data": row,
+                                                            "last": index == len(x) - 1})
+                        for x in stimulus.activations for index, row in enumerate(x)],
+    }
+    offers = {"weights": stimulus.weight_offer, "activations": stimulus.activation_offer}
+    cycles = {"weights": [], "activations": [], "results": []}
+    results = []
+
+    async def bench(ctx):
+        sent = {name: 0 for name in beats}
+        presenting = {name: False for name in beats}
+        for cycle in range(stimulus.cycles):
+            if len(results) == len(beats["activations"]):
+                break
+            for name in beats:
+                port = getattr(array, name)
+                if (not presenting[name] and sent[name] < len(beats[name])
+                        and offers[name][cycle]):
+                    presenting[name] = True
+                    ctx.set(port.payload.as_value(), beats[name][sent[name]])
+                ctx.set(port.valid, presenting[name])
+            ready = bool(stimulus.result_ready[cycle])
+            ctx.set(array.results.ready, ready)
+            _, _, weights_ready, activations_ready, valid, payload = await ctx.tick().sample(
+                array.weights.ready, array.activations.ready, array.results.valid,
+                array.results.payload.as_value())
+            for name, taken in (("weights", weights_ready),
+                                ("activations", activations_ready)):
+                if presenting[name] and taken:
+                    cycles[name].append(cycle)
+                    sent[name] += 1
+                    presenting[name] = False
+            if valid and ready:
+                result = decode(results_layout(config), payload)
+                results.append((tuple(result["data"]), bool(result["last"])))
+                cycles["results"].append(cycle)
+
+    sim = Simulator(array)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return stimulus, results, cycles
+
+
+def check(config, spec, stimulus, results, cycles):
+    want = [(tuple(int(v) for v in row), index == len(y) - 1)
+            for y in stimulus.expected for index, row in enumerate(y)]
+    assert results == want, f"{config.name} {spec['name']}: results differ"
+    model = simulate_array_cycles(config, spec["tiles"], weight_offer=stimulus.weight_offer,
+                                  activation_offer=stimulus.activation_offer,
+                                  result_ready=stimulus.result_ready)
+    for stream in ("weights", "activations", "results"):
+        assert cycles[stream] == list(getattr(model, stream)), (
+            f"{config.name} {spec['name']}: {stream} transfer cycles differ")
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_scenarios_bit_and_cycle_exact(name):
+    config = ArrayConfig.from_name(name)
+    overflows = 0
+    for spec in array_scenarios(config, seed=7):
+        stimulus, results, cycles = run_scenario(config, spec)
+        check(config, spec, stimulus, results, cycles)
+        overflows += stimulus.overflows
+    assert overflows > 0          # the accumulator wrapped or saturated somewhere
+
+
+def test_latency_is_rows_plus_cols_plus_3():
+    config = ArrayConfig.from_name("3x5-W2s-A3u-P6-saturate")
+    spec = scenario("latency", seed=3, tiles=(12,))
+    stimulus, results, cycles = run_scenario(config, spec)
+    check(config, spec, stimulus, results, cycles)
+    latency = config.rows + config.cols + 3
+    assert [r - a for a, r in zip(cycles["activations"], cycles["results"])] == [latency] * 12
+
+
+def test_the_check_catches_a_wrong_array():
+    """An array built for another accumulator width or overflow mode fails the check."""
+    config = ArrayConfig.from_name("4x4-W4s-A4s-P8-saturate")
+    spec = array_scenarios(config, seed=7)[-1]          # adversarial: overflows P = 8
+    wrong = ArrayConfig.from_name("4x4-W4s-A4s-P8-wrap")
+    stimulus, results, cycles = run_scenario(config, spec, array=SystolicArray(wrong))
+    with pytest.raises(AssertionError, match="results differ"):
+        check(config, spec, stimulus, results, cycles)
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(TypeError, match=r"^config must be an ArrayConfig, not 3$"):
+        SystolicArray(3)

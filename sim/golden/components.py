@@ -1,0 +1,329 @@
+"""Cycle models of the inference engine's components (:mod:`systolix.hw`), one class each, with
+the names of the gateware's.
+
+Each model holds the registers of its component that decide when something happens (and the
+addresses it reads, which the memory map fixes), and steps them one cycle at a time with the
+same rules as the gateware: read its properties (the component's outputs in the current cycle),
+then call ``step`` with the component's inputs in that cycle. The data itself is the business of
+:mod:`systolix.sim.golden.program`. :func:`systolix.sim.golden.engine.engine_cycles` composes them.
+
+Loop bounds are passed as :class:`Bounds` (sizes, not the gateware's "last" values).
+"""
+
+from collections import deque
+from typing import NamedTuple
+
+from systolix.memory_map import HEADER_WORDS, RECORD_WORDS
+from systolix.timing import REQUANT_LATENCY
+
+__all__ = ["Bounds", "Loop", "MemoryToStream", "Sequencer", "WeightFeeder", "ActivationFeeder",
+           "KTileAccumulator", "SyncFIFOBuffered", "RequantIssuer", "Requantizer", "Writeback",
+           "OutputStreamer"]
+
+
+class Bounds(NamedTuple):
+    """The loop sizes of a layer: vectors of the batch, K tiles, output tiles."""
+    batch: int
+    k_tiles: int
+    n_tiles: int
+
+
+class Loop:
+    """The loop counters of a layer (output tile, K tile, vector), as
+    :class:`systolix.hw.loops.LoopCounters`."""
+
+    def __init__(self):
+        self.n_tile = self.k_tile = self.index = 0
+
+    def at_last(self, bounds):
+        """Whether this is the last vector of the last tile of a layer of ``bounds``."""
+        return (self.index == bounds.batch - 1 and self.k_tile == bounds.k_tiles - 1
+                and self.n_tile == bounds.n_tiles - 1)
+
+    def reset(self):
+        self.n_tile = self.k_tile = self.index = 0
+
+    def step(self, bounds):
+        if self.index != bounds.batch - 1:
+            self.index += 1
+        elif self.k_tile != bounds.k_tiles - 1:
+            self.index, self.k_tile = 0, self.k_tile + 1
+        elif self.n_tile != bounds.n_tiles - 1:
+            self.index, self.k_tile, self.n_tile = 0, 0, self.n_tile + 1
+        else:
+            self.index = self.k_tile = self.n_tile = 0
+
+
+class MemoryToStream:
+    """:class:`systolix.hw.memory_stream.MemoryToStream`: ``valid`` and the request whose word
+    is on ``words`` (``word``)."""
+
+    def __init__(self):
+        self.valid, self.word = False, None
+
+    def ready(self, words_ready):
+        """``requests.ready`` (and ``read.en``) when ``words.ready`` is ``words_ready``."""
+        return not self.valid or bool(words_ready)
+
+    def step(self, request, words_ready):
+        """A cycle with ``request`` (``None`` when ``requests.valid`` is low); returns whether
+        it was taken."""
+        if not self.ready(words_ready):
+            return False
+        self.valid = request is not None
+        if self.valid:
+            self.word = request
+        return self.valid
+
+
+class Sequencer:
+    """:class:`systolix.hw.sequencer.Sequencer` running the layer ``records`` (dicts of
+    :data:`~systolix.memory_map.LAYER_LAYOUTS` fields)."""
+
+    def __init__(self, records):
+        self.records = records
+        self.state, self.fetch_count, self.cycles, self.layer = "IDLE", 0, 0, 0
+        self.batch = 0
+
+    @property
+    def header_done(self):
+        return self.state == "HEADER" and self.fetch_count == HEADER_WORDS
+
+    @property
+    def layer_start(self):
+        return self.state == "RECORD" and self.fetch_count == RECORD_WORDS
+
+    @property
+    def running(self):
+        return self.state == "LAYER"
+
+    @property
+    def idle(self):
+        return self.state == "IDLE"
+
+    @property
+    def record(self):
+        """The fields of the layer being read or run."""
+        return self.records[min(self.layer, len(self.records) - 1)]
+
+    @property
+    def bounds(self):
+        return Bounds(self.batch, self.record["k_tiles"], self.record["n_tiles"])
+
+    def _fetch(self, words, following):
+        self.cycles += 1
+        if self.fetch_count != words:
+            self.fetch_count += 1
+        else:
+            self.fetch_count, self.state = 0, following
+
+    def step(self, start=0, layer_done=False, outputs_sent=False):
+        """``start``: the batch size on a ``start`` transfer (0 for none or an empty batch)."""
+        if self.state == "IDLE":
+            if start:
+                self.batch, self.cycles, self.fetch_count, self.layer = start, 0, 0, 0
+                self.state = "HEADER"
+        elif self.state == "HEADER":
+            self._fetch(HEADER_WORDS, "RECORD")
+        elif self.state == "RECORD":
+            self._fetch(RECORD_WORDS, "LAYER")
+        elif self.state == "LAYER":
+            self.cycles += 1
+            if layer_done:
+                self.state = "OUTPUT" if self.record["last"] else "RECORD"
+                self.layer += 1
+        elif outputs_sent:
+            self.state = "IDLE"
+
+
+class WeightFeeder:
+    """:class:`systolix.hw.feeders.WeightFeeder`: ``reader.word`` is the address of the word
+    on ``weights``."""
+
+    def __init__(self):
+        self.reader = MemoryToStream()
+        self.addr, self.feed, self.total = 0, False, 0
+
+    @property
+    def valid(self):
+        return self.reader.valid
+
+    def step(self, start, total, ready):
+        if self.reader.step(self.addr if self.feed else None, ready):
+            self.feed = self.addr != self.total - 1
+            self.addr += 1
+        if start:
+            self.addr, self.feed, self.total = 0, True, total
+
+
+class ActivationFeeder:
+    """:class:`systolix.hw.feeders.ActivationFeeder`: ``reader.word`` is ``(address, last)`` of
+    the word on ``activations``; the address of vector ``i``'s K tile ``t`` is
+    ``i * k_tiles + t`` (:func:`systolix.memory_map.pack_vectors`)."""
+
+    def __init__(self):
+        self.reader = MemoryToStream()
+        self.loop, self.feeding = Loop(), False
+
+    @property
+    def valid(self):
+        return self.reader.valid
+
+    @property
+    def last(self):
+        return self.reader.word[1]
+
+    def step(self, start, running, ready, bounds):
+        loop = self.loop
+        request = (loop.index * bounds.k_tiles + loop.k_tile, loop.index == bounds.batch - 1)
+        if self.reader.step(request if self.feeding else None, ready):
+            self.feeding = not loop.at_last(bounds)
+            loop.step(bounds)
+        if start:
+            self.feeding = True
+        if not running:
+            loop.reset()
+
+
+class KTileAccumulator:
+    """:class:`systolix.hw.accumulator.KTileAccumulator`: ``loop`` is the position of the next
+    result (vector, K tile, output tile)."""
+
+    def __init__(self):
+        self.loop = Loop()
+
+    def final(self, bounds):
+        """Whether the next result is of the layer's last K tile (its sums go out)."""
+        return self.loop.k_tile == bounds.k_tiles - 1
+
+    def ready(self, running, sums_ready, bounds):
+        """``results.ready``."""
+        return running and (not self.final(bounds) or sums_ready)
+
+    def sums_valid(self, results_valid, running, bounds):
+        return results_valid and running and self.final(bounds)
+
+    def step(self, take, running, bounds):
+        if take:
+            self.loop.step(bounds)
+        if not running:
+            self.loop.reset()
+
+
+class SyncFIFOBuffered:
+    """:class:`amaranth.lib.fifo.SyncFIFOBuffered` of ``depth`` entries: handshakes only."""
+
+    def __init__(self, depth):
+        self.inner_depth, self.inner_level, self.r_rdy = depth - 1, 0, False
+
+    @property
+    def w_rdy(self):
+        return self.inner_level != self.inner_depth
+
+    def step(self, write, read):
+        """``write``, ``read``: ``w_en``, ``r_en`` (each ignored unless ready or valid)."""
+        write, read = write and self.w_rdy, read and self.r_rdy
+        inner_read = self.inner_level != 0 and (not self.r_rdy or read)
+        self.inner_level += write - inner_read
+        self.r_rdy = True if inner_read else (self.r_rdy and not read)
+
+
+class RequantIssuer:
+    """:class:`systolix.hw.issuer.RequantIssuer` of an array of ``cols`` columns and ``lanes``
+    lanes: ``final`` is its registered tag's ``final`` bit (with ``valid``)."""
+
+    def __init__(self, cols, lanes):
+        self.cols, self.lanes = cols, lanes
+        self.have_vector, self.channel, self.loop = False, 0, Loop()
+        self.issued, self.final = False, False
+
+    @property
+    def last_channel(self):
+        return self.channel == self.cols - self.lanes
+
+    def ready(self, running):
+        """``vectors.ready``."""
+        return running and (not self.have_vector or self.last_channel)
+
+    def step(self, take, running, bounds):
+        issues = Bounds(bounds.batch, 1, bounds.n_tiles)
+        self.issued = self.have_vector
+        self.final = self.have_vector and self.last_channel and self.loop.at_last(issues)
+        if self.have_vector and self.last_channel:
+            self.loop.step(issues)
+        if take:
+            self.have_vector, self.channel = True, 0
+        elif self.have_vector:
+            if self.last_channel:
+                self.have_vector = False
+            else:
+                self.channel += self.lanes
+        if not running:
+            self.loop.reset()
+
+
+class Requantizer:
+    """:class:`systolix.hw.requant.Requantizer`: what its output holds, ``REQUANT_LATENCY``
+    cycles after its input (here the ``final`` flag of a tag)."""
+
+    def __init__(self):
+        self.pipeline = deque([False] * REQUANT_LATENCY)
+
+    @property
+    def output(self):
+        return self.pipeline[0]
+
+    def step(self, given):
+        self.pipeline.popleft()
+        self.pipeline.append(given)
+
+
+class Writeback:
+    """:class:`systolix.hw.writeback.Writeback`: ``layer_done`` with the codes of the final
+    tag, and the host input address."""
+
+    def __init__(self):
+        self.input_addr = 0
+
+    @staticmethod
+    def layer_done(final_codes):
+        return bool(final_codes)
+
+    def step(self, idle, input_valid, rewind):
+        if input_valid and idle:
+            self.input_addr += 1
+        if rewind:
+            self.input_addr = 0
+
+
+class OutputStreamer:
+    """:class:`systolix.hw.output_streamer.OutputStreamer` of ``lanes`` codes an output word:
+    ``reader.word`` is ``(address, lane, last)`` of the code on ``outputs``; vector ``i``'s
+    code ``c`` of ``outputs`` is lane ``c % lanes`` of word
+    ``i * ceil(outputs / lanes) + c // lanes``."""
+
+    def __init__(self, lanes):
+        self.lanes = lanes
+        self.reader = MemoryToStream()
+        self.streaming, self.index, self.channel = False, 0, 0
+
+    @property
+    def valid(self):
+        return self.reader.valid
+
+    def done(self, ready):
+        """The final transfer."""
+        return self.valid and bool(ready) and self.reader.word[2]
+
+    def step(self, start, ready, batch, outputs):
+        words = -(-outputs // self.lanes)
+        request = (self.index * words + self.channel // self.lanes, self.channel % self.lanes,
+                   self.channel == outputs - 1 and self.index == batch - 1)
+        if self.reader.step(request if self.streaming else None, ready):
+            if self.channel != outputs - 1:
+                self.channel += 1
+            else:
+                self.channel, self.index = 0, self.index + 1
+                self.streaming = self.index != batch
+        if start:
+            self.streaming, self.index, self.channel = True, 0, 0

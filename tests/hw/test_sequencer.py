@@ -1,0 +1,102 @@
+# amaranth: UnusedElaboratable=no
+"""The sequencer in Amaranth's simulator, cycle by cycle against its cycle model: strobes, states,
+the cycle counter, and the layer fields and loop bounds it reads from the program."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.sim import Simulator
+
+from systolix.config import ArrayConfig
+from systolix.hw.sequencer import Sequencer
+from systolix.memory_map import MemoryConfig, TOTALS_LAYOUT, layer_records
+from systolix.codec import decode
+from systolix.sim.golden import components
+from systolix.sw.pack import pack
+from systolix.sw.stimulus import random_program
+
+CONFIG = ArrayConfig(rows=3, cols=2)
+MEMORIES = MemoryConfig(weight_words=256, requant_words=64, program_words=64,
+                        activation_words=128, batch=16, output_codes=256)
+
+
+def harness(images):
+    m = Module()
+    memory = m.submodules.program = Memory(shape=images.program_width,
+                                           depth=MEMORIES.program_words, init=images.program)
+    sequencer = m.submodules.sequencer = Sequencer(CONFIG, MEMORIES)
+    wiring.connect(m, sequencer.program, memory.read_port())
+    return m, sequencer
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_runs_the_program_as_modelled(seed):
+    rng = np.random.default_rng(seed)
+    program = random_program(rng, CONFIG, rng.integers(1, 9, int(rng.integers(2, 5))).tolist())
+    images = pack(program, CONFIG, MEMORIES)
+    records = layer_records(images)
+    total = decode(TOTALS_LAYOUT, images.program[2])["weight_words"]
+    m, sequencer = harness(images)
+    model = components.Sequencer(records)
+    seen = {"header_done": 0, "layer_start": 0, "runs": 0}
+
+    async def bench(ctx):
+        for batch in (int(rng.integers(1, 9)), 0, int(rng.integers(1, 9))):
+            ctx.set(sequencer.start.valid, 1)
+            ctx.set(sequencer.start.payload, batch)
+            assert ctx.get(sequencer.start.ready) and ctx.get(sequencer.started)
+            model.step(batch)
+            await ctx.tick()
+            ctx.set(sequencer.start.valid, 0)
+            assert bool(ctx.get(sequencer.idle)) == (batch == 0)
+            seen["runs"] += batch != 0
+            layer_cycles = 0
+            while not model.idle:
+                for name in ("header_done", "layer_start", "running", "idle"):
+                    assert ctx.get(getattr(sequencer, name)) == getattr(model, name), name
+                assert ctx.get(sequencer.busy) != model.idle
+                assert ctx.get(sequencer.cycles) == model.cycles
+                assert not ctx.get(sequencer.start.ready)
+                if model.header_done:
+                    seen["header_done"] += 1
+                    assert ctx.get(sequencer.weight_words) == total
+                seen["layer_start"] += model.layer_start
+                layer_done = outputs_sent = False
+                if model.running:
+                    record = model.record
+                    layer = ctx.get(sequencer.layer)
+                    assert {name: getattr(layer, name) for name in record} == record
+                    assert [ctx.get(getattr(sequencer, name)) for name in
+                            ("batch_last", "k_last", "n_last", "outputs_last")] == \
+                        [batch - 1, record["k_tiles"] - 1, record["n_tiles"] - 1,
+                         record["outputs"] - 1]
+                    layer_cycles += 1
+                    layer_done = layer_cycles > 1 and rng.random() < 0.2
+                    layer_cycles = 0 if layer_done else layer_cycles
+                elif model.state == "OUTPUT":
+                    outputs_sent = rng.random() < 0.3
+                ctx.set(sequencer.layer_done, layer_done)
+                ctx.set(sequencer.outputs_sent, outputs_sent)
+                model.step(0, layer_done, outputs_sent)
+                await ctx.tick()
+            ctx.set(sequencer.outputs_sent, 0)
+            assert ctx.get(sequencer.idle)
+            assert model.layer == len(records)      # every layer ran (or, for 0, the last run)
+
+    simulator = Simulator(m)
+    simulator.add_clock(1e-6)
+    simulator.add_testbench(bench)
+    simulator.run()
+    assert seen == {"header_done": 2, "layer_start": 2 * len(records), "runs": 2}
+
+
+def test_refuses_bad_parameters():
+    with pytest.raises(TypeError, match=r"^config must be an ArrayConfig, not 3$"):
+        Sequencer(3, MEMORIES)
+    with pytest.raises(TypeError, match=r"^memories must be a MemoryConfig, not None$"):
+        Sequencer(CONFIG, None)
+    with pytest.raises(ValueError, match=r"^program_width must be 32 \(memory map "
+                                         r"PROGRAM_WORD_BITS\), not 16$"):
+        Sequencer(CONFIG, MEMORIES, program_width=16)

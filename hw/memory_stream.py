@@ -22,7 +22,8 @@ class MemoryToStream(wiring.Component):
 
     so a producer that keeps ``requests.valid`` high streams without bubbles, and the only
     combinational path through the stage is ``words.ready`` to ``requests.ready`` (and to
-    ``read.en``). ``requests.valid`` and the payloads only reach registers.
+    ``read.en``). ``requests.valid`` and the fields only reach registers, the address only
+    ``read.addr``.
 
     The source is read in every cycle the stage advances, with or without a request. With
     ``registered=False`` it is a synchronous read port (:class:`amaranth.lib.memory.ReadPort`

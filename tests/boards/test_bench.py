@@ -4,6 +4,8 @@ import pytest
 
 from systolix.boards.bench import SAVINGS, accumulator_savings
 
+pytestmark = pytest.mark.toolchain
+
 
 @pytest.mark.slow
 def test_accumulator_savings(tmp_path, capsys):

@@ -72,6 +72,7 @@ def builds(tmp_path_factory):
     return build
 
 
+@pytest.mark.toolchain
 @pytest.mark.slow
 def test_build_is_reproducible_and_reports(builds, tmp_path):
     folder, report = builds(PATCH_BOARD)
@@ -94,6 +95,7 @@ def test_build_is_reproducible_and_reports(builds, tmp_path):
                f"{memory}_memory, forced mapping to block RAM" in log
 
 
+@pytest.mark.toolchain
 @pytest.mark.parametrize("name", [PATCH_BOARD,
                                   pytest.param(ECP5_PATCH_BOARD, marks=pytest.mark.slow)])
 def test_patch_puts_another_model_in_and_reads_it_back(name, builds, tmp_path):
@@ -139,6 +141,7 @@ def test_patch_puts_another_model_in_and_reads_it_back(name, builds, tmp_path):
     assert (tmp_path / "restored" / f"top{suffix}").read_bytes() == original
 
 
+@pytest.mark.toolchain
 @pytest.mark.slow
 def test_patch_refuses_contents_its_bitstream_does_not_hold(builds, tmp_path):
     folder, _ = builds(PATCH_BOARD)
@@ -154,6 +157,7 @@ def test_patch_refuses_contents_its_bitstream_does_not_hold(builds, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.toolchain
 @pytest.mark.slow
 def test_read_back_finds_a_block_ram_the_patch_missed(builds, tmp_path, monkeypatch):
     """Leave out the forward patch's last tool run (the program memory's): its block RAMs keep
@@ -170,6 +174,7 @@ def test_read_back_finds_a_block_ram_the_patch_missed(builds, tmp_path, monkeypa
         patch_bitstream(folder, other_program(PATCH_BOARD), out=tmp_path / "out")
 
 
+@pytest.mark.toolchain
 @pytest.mark.slow
 def test_block_ram_slices_of_a_build_hold_its_memories(builds):
     """What the read-back reads: every slice of the build's memory contents is in its placed
@@ -186,6 +191,7 @@ def test_block_ram_slices_of_a_build_hold_its_memories(builds):
                        for pattern in memory_slices(changed, width, family)[::width])
 
 
+@pytest.mark.toolchain
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [name for name in BOARDS if name != PATCH_BOARD])
 def test_every_board_builds(name, builds):

@@ -39,6 +39,7 @@ def errors(measured, estimated):
             / getattr(measured, field) for field in FIELDS if getattr(measured, field)}
 
 
+@pytest.mark.toolchain
 def test_estimate_within_tolerance_of_place_and_route(tmp_path):
     def build(config):
         return synthesize(SystolicArray(config), name="array", build_dir=tmp_path / config.name)
@@ -54,6 +55,7 @@ def test_estimate_within_tolerance_of_place_and_route(tmp_path):
     assert worst <= TOLERANCE
 
 
+@pytest.mark.toolchain
 @pytest.mark.slow
 def test_estimate_within_tolerance_on_the_default_sweep():
     rows = sweep_rows(run_sweep(grid("default"), progress=False))

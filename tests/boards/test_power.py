@@ -32,12 +32,14 @@ def core_ua(resources, activity, frequency_mhz, internal_oscillator=True):
     return estimate.total_mw / POWER_MODELS["ice40"].core_volts * 1000
 
 
+@pytest.mark.toolchain
 def test_stored_coefficients_are_the_calibration(calibration):
     model = POWER_MODELS["ice40"]
     for name in ("oscillator_ua", "clock_per_mhz", "ff_per_mhz", "lut_per_mhz", "dsp_per_mhz"):
         assert getattr(model, name) == pytest.approx(calibration[name], rel=0.01), name
 
 
+@pytest.mark.toolchain
 def test_model_reproduces_published_ice40_measurements(calibration):
     counter, counter_activity = calibration["counter"]
     product, product_activity = calibration["product"]

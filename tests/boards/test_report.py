@@ -24,6 +24,7 @@ def report(tmp_path_factory):
                         build_dir=tmp_path_factory.mktemp("report"))
 
 
+@pytest.mark.toolchain
 def test_figures(report):
     resources = report["resources"]
     assert report["config"]["rows"] == 2 and report["macs_per_cycle"] == 4
@@ -43,6 +44,7 @@ def test_figures(report):
     assert report["estimate"]["brams"] == 2
 
 
+@pytest.mark.toolchain
 def test_files(report, tmp_path):
     paths = write_report(report, tmp_path)
     assert json.loads(paths["json"].read_text()) == json.loads(json.dumps(report))
@@ -53,6 +55,7 @@ def test_files(report, tmp_path):
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.toolchain
 def test_command(tmp_path, capsys):
     assert main(["report", "--rows", "1", "--cols", "2", "--weight-bits", "1",
                  "--activation-bits", "2", "--activation-signed", "--accumulator-bits", "8",
@@ -62,6 +65,7 @@ def test_command(tmp_path, capsys):
     assert (tmp_path / "report.md").exists() and (tmp_path / "report.png").exists()
 
 
+@pytest.mark.toolchain
 def test_command_errors(tmp_path, capsys):
     assert main(["report", "--weight-bits", "0", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err == ("systolix report: error: weight_bits must be an integer "
@@ -86,6 +90,7 @@ def test_fitted_memories_hold_the_program_in_powers_of_two():
     pack(program, ENGINE_CONFIG, memories)
 
 
+@pytest.mark.toolchain
 def test_engine_report(tmp_path):
     program = random_program(np.random.default_rng(5), ENGINE_CONFIG, [12, 6, 4])
     report = engine_report(ENGINE_CONFIG, program, requant_lanes=1, build_dir=tmp_path)

@@ -43,6 +43,7 @@ def test_cache_key_depends_on_config_and_target():
     assert key != cache_key(BASE, SweepTarget(family="ecp5"))
 
 
+@pytest.mark.toolchain
 def test_local_pool_then_cache(tmp_path):
     records = run_sweep(TINY, jobs=2, build_root=tmp_path, progress=False)
     assert [record["name"] for record in records] == [config.name for config in TINY]
@@ -55,6 +56,7 @@ def test_local_pool_then_cache(tmp_path):
     assert not (tmp_path / "builds").exists()
 
 
+@pytest.mark.toolchain
 def test_dask_local_cluster(tmp_path):
     distributed = pytest.importorskip("dask.distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1,
@@ -67,6 +69,7 @@ def test_dask_local_cluster(tmp_path):
             {key: value for key, value in expected.items() if key != "seconds"}
 
 
+@pytest.mark.toolchain
 def test_design_that_does_not_fit(tmp_path):
     config = ArrayConfig(rows=2, cols=2, weight_bits=8, activation_bits=8)
     record = measure(config, SweepTarget(device="lp384", package="qn32"), tmp_path)
@@ -77,6 +80,7 @@ def test_design_that_does_not_fit(tmp_path):
     assert row["estimate_error"]["luts"] is not None
 
 
+@pytest.mark.toolchain
 def test_outputs(tmp_path):
     rows = sweep_rows(run_sweep(TINY, build_root=tmp_path, progress=False))
     assert rows[0]["macs_per_cycle"] == 1
@@ -89,6 +93,7 @@ def test_outputs(tmp_path):
     assert paths["cells_per_mac"].read_bytes()[:4] == paths["fmax"].read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.toolchain
 def test_command(tmp_path, capsys):
     assert main(["sweep", "--shapes", "1x1", "--widths", "1,2", "--accumulator-bits", "8",
                  "--build", str(tmp_path), "--out", str(tmp_path / "out"),

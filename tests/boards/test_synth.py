@@ -16,6 +16,8 @@ from systolix.boards.synth import DesignDoesNotFit, SynthesisError, synthesize
 from systolix.config import ArrayConfig
 from systolix.hw.array import SystolicArray
 
+pytestmark = pytest.mark.toolchain
+
 
 class RegisteredAdder(wiring.Component):
     """``o <= a + b``, ``width`` bits in, ``width + 1`` bits out."""

@@ -421,6 +421,7 @@ def test_bad_config_and_images_are_refused():
         FrameLink(CONFIG, (), vector_words=1, output_codes=1, max_batch=1)
 
 
+@pytest.mark.toolchain
 def test_link_synthesizes_for_ice40(tmp_path):
     result = synthesize(make_link(timeout_cycles=1 << 24), place=False, build_dir=tmp_path,
                         name="link")

@@ -14,6 +14,8 @@ from systolix.sw.driver import Device, DeviceError
 from systolix.memory_map import MemoryConfig
 from systolix.sw.pack import pack
 
+pytestmark = pytest.mark.cocotb
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):

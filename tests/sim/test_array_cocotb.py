@@ -9,6 +9,8 @@ from systolix.sim.testbench.suite import ARRAY_CONFIGS, run_array_suite
 
 SIMULATOR = os.environ.get("SIM", "verilator")
 
+pytestmark = pytest.mark.cocotb
+
 
 def can_overflow(config):
     """Whether some tile of codes drives a partial sum outside the P-bit range."""

@@ -11,6 +11,8 @@ from systolix.sw import digits_mlp, lower, quantize
 from systolix.sw.models import accuracy
 from systolix.sw.pack import ideal_cycles, pack
 
+pytestmark = pytest.mark.cocotb
+
 
 @pytest.fixture(scope="module")
 def digits():

@@ -11,6 +11,7 @@ from systolix.memory_map import output_layout
 from systolix.protocol import FrameType
 
 from .frame_crc import crc_signature
+from .memory_stream import MemoryToStream
 
 __all__ = ["reply_layout", "ReplyTransmitter"]
 
@@ -24,6 +25,7 @@ _STATUS_START = _HEADER_BYTES
 _CYCLES_START = _STATUS_START + protocol.STATUS_LAYOUT["cycles"].offset // 8
 _ERROR_START = _STATUS_START + _STATUS_BYTES
 _TABLE_BYTES = _ERROR_START + _ERROR_BYTES
+_SOURCE_BYTES = _TABLE_BYTES + 3     # and a code, the CRC's high and low bytes
 
 
 def reply_layout():
@@ -43,7 +45,8 @@ class ReplyTransmitter(wiring.Component):
     with ``last``, then ``cycles`` once ``busy`` is low. The request's payload must stay as it
     is until the request is taken, in the cycle the last CRC byte goes into the output register.
     Every byte but the codes and the CRC comes from one table of bytes (header, status, error),
-    every byte leaves through an output register.
+    every byte leaves through an output register (a
+    :class:`~systolix.hw.memory_stream.MemoryToStream` stage).
 
     Latency: ``SYNC`` is offered 2 cycles after a request is first offered; a code 1 cycle after
     it is offered on ``codes``. Throughput: one byte a cycle; ``host_out`` may be stalled at any
@@ -97,25 +100,25 @@ class ReplyTransmitter(wiring.Component):
               if name not in ("busy", "cycles")),
         ]
 
-        # The output register, with the byte's flags for the CRC unit.
-        out_byte = Signal(8)
-        out_valid = Signal()
-        out_crc = Signal()               # the byte goes into the CRC
-        out_sync = Signal()              # the byte is SYNC: the CRC starts again
-        advance = Signal()               # the output register takes a byte this cycle
+        # Every byte leaves through one register stage, with its flags for the CRC unit: `crc`
+        # (the byte goes into the CRC) and `sync` (the byte is SYNC: the CRC starts again). The
+        # stage has no address: its source is the byte each state offers (from the table, a
+        # code, the CRC).
+        m.submodules.output = output = MemoryToStream(0, 8, fields={"crc": 1, "sync": 1},
+                                                      registered=True)
+        byte, words = output.requests, output.words
+        next_byte = Signal(8)            # the byte the stage takes with a request
         sent = Signal()                  # a host_out byte is taken this cycle
-        m.d.comb += [host_out.payload.eq(out_byte), host_out.valid.eq(out_valid),
-                     advance.eq(~out_valid | host_out.ready),
-                     sent.eq(host_out.valid & host_out.ready),
-                     crc.data.eq(out_byte), crc.valid.eq(sent & out_crc),
-                     crc.start.eq(sent & out_sync)]
-        with m.If(host_out.ready):
-            m.d.sync += out_valid.eq(0)
-
-        def send(byte, *, crc_byte=True, sync=False):
-            """Put ``byte`` into the output register (in a cycle with ``advance``)."""
-            m.d.sync += [out_byte.eq(byte), out_valid.eq(1), out_crc.eq(crc_byte),
-                         out_sync.eq(sync)]
+        m.d.comb += [
+            output.read.data.eq(next_byte),
+            host_out.payload.eq(words.payload.data), host_out.valid.eq(words.valid),
+            words.ready.eq(host_out.ready),
+            sent.eq(host_out.valid & host_out.ready),
+            crc.data.eq(words.payload.data), crc.valid.eq(sent & words.payload.crc),
+            crc.start.eq(sent & words.payload.sync),
+            byte.payload.crc.eq(1),
+        ]
+        taken = byte.valid & byte.ready
 
         with m.FSM(name="transmitter"):
             with m.State("IDLE"):
@@ -124,9 +127,10 @@ class ReplyTransmitter(wiring.Component):
                     m.next = "HEADER"
 
             with m.State("HEADER"):
-                with m.If(advance):
-                    send(table.word_select(tx_index, 8), crc_byte=tx_index != 0,
-                         sync=tx_index == 0)
+                m.d.comb += [byte.valid.eq(1), next_byte.eq(table.word_select(tx_index, 8)),
+                             byte.payload.crc.eq(tx_index != 0),
+                             byte.payload.sync.eq(tx_index == 0)]
+                with m.If(taken):
                     m.d.sync += tx_index.eq(tx_index + 1)
                     with m.If(tx_index == _HEADER_BYTES - 1):
                         with m.If(request.payload.type == FrameType.RESULT):
@@ -138,11 +142,10 @@ class ReplyTransmitter(wiring.Component):
                             m.next = "BODY"
 
             with m.State("CODES"):
-                m.d.comb += codes.ready.eq(advance)
-                with m.If(advance & codes.valid):
-                    send(codes.payload.code)
-                    with m.If(codes.payload.last):
-                        m.next = "CYCLES"
+                m.d.comb += [byte.valid.eq(codes.valid), next_byte.eq(codes.payload.code),
+                             codes.ready.eq(byte.ready)]
+                with m.If(taken & codes.payload.last):
+                    m.next = "CYCLES"
 
             with m.State("CYCLES"):
                 # The run's cycles are final once the engine is idle.
@@ -151,8 +154,8 @@ class ReplyTransmitter(wiring.Component):
                     m.next = "BODY"
 
             with m.State("BODY"):
-                with m.If(advance):
-                    send(table.word_select(tx_index, 8))
+                m.d.comb += [byte.valid.eq(1), next_byte.eq(table.word_select(tx_index, 8))]
+                with m.If(taken):
                     m.d.sync += tx_index.eq(tx_index + 1)
                     # The status (or the cycles) end at _ERROR_START - 1, the error at the end.
                     with m.If((tx_index == _ERROR_START - 1) | (tx_index == _TABLE_BYTES - 1)):
@@ -160,14 +163,15 @@ class ReplyTransmitter(wiring.Component):
 
             with m.State("CRC_HIGH"):
                 # Once the last byte is sent, the CRC unit has taken it.
-                with m.If(~out_valid):
-                    send(crc.crc[8:], crc_byte=False)
+                m.d.comb += [byte.valid.eq(~words.valid), next_byte.eq(crc.crc[8:]),
+                             byte.payload.crc.eq(0)]
+                with m.If(taken):
                     m.next = "CRC_LOW"
 
             with m.State("CRC_LOW"):
-                with m.If(advance):
-                    send(crc.crc[:8], crc_byte=False)
-                    m.d.comb += request.ready.eq(1)
+                m.d.comb += [byte.valid.eq(1), next_byte.eq(crc.crc[:8]),
+                             byte.payload.crc.eq(0), request.ready.eq(taken)]
+                with m.If(taken):
                     m.next = "IDLE"
 
         return m

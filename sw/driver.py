@@ -15,6 +15,7 @@ frame and returns the bytes of the one reply frame:
     scores = device.infer(x)              # real inputs in, real outputs out
 """
 
+import time
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -52,25 +53,55 @@ class SerialTransport:
     baudrate : int
     timeout : float
         Seconds to wait for each part of a reply before :class:`TimeoutError`.
+    frame_timeout : float, optional
+        Seconds a whole reply may take, from the end of the request to its last byte, before
+        :class:`TimeoutError`, however its bytes trickle in (default: ``timeout`` plus the
+        time the longest frame, :data:`~systolix.protocol.MAX_FRAME_BYTES`, and the garbage
+        skipped before it, :data:`~systolix.protocol.MAX_SKIPPED_BYTES`, take at
+        ``baudrate``, ten bits a byte).
     """
 
-    def __init__(self, port, baudrate=115200, timeout=1.0):
+    def __init__(self, port, baudrate=115200, timeout=1.0, frame_timeout=None):
+        for name, value in (("timeout", timeout), ("frame_timeout", frame_timeout)):
+            if value is not None and not (isinstance(value, (int, float)) and value > 0):
+                raise ValueError(f"{name} must be a number of seconds above 0, not {value!r}")
         self.port = port
         self.timeout = timeout
+        self.frame_timeout = frame_timeout if frame_timeout is not None else timeout + 10 * (
+            protocol.MAX_FRAME_BYTES + protocol.MAX_SKIPPED_BYTES) / baudrate
         self.serial = serial.serial_for_url(port, baudrate=baudrate, timeout=timeout)
+        self._deadline = None
 
     def _read(self, count):
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no whole reply from {self.port} within {self.frame_timeout:g} s "
+                               f"(frame_timeout)")
+        self.serial.timeout = min(self.timeout, remaining)
         data = self.serial.read(count)
         if not data:
+            if time.monotonic() >= self._deadline:
+                raise TimeoutError(f"no whole reply from {self.port} within "
+                                   f"{self.frame_timeout:g} s (frame_timeout)")
             raise TimeoutError(f"no reply from {self.port} within {self.timeout} s")
         return data
 
     def exchange(self, request):
-        """Send ``request`` (stale input is dropped first); return the reply frame's bytes."""
+        """Send ``request`` (stale input is dropped first); return the reply frame's bytes.
+
+        Raises :class:`TimeoutError` when a part of the reply takes longer than ``timeout``
+        or the whole reply longer than ``frame_timeout``, and
+        :class:`~systolix.protocol.ProtocolError` when more than
+        :data:`~systolix.protocol.MAX_SKIPPED_BYTES` come before a frame."""
         self.serial.reset_input_buffer()
         self.serial.write(request)
         self.serial.flush()
-        return protocol.read_frame(self._read)
+        self._deadline = time.monotonic() + self.frame_timeout
+        try:
+            return protocol.read_frame(self._read)
+        finally:
+            self._deadline = None
+            self.serial.timeout = self.timeout
 
     def close(self):
         self.serial.close()
@@ -241,7 +272,8 @@ class Device:
         Raises
         ------
         ValueError
-            If ``codes`` is not ``(n, K)`` codes in the first layer's input range.
+            If ``codes`` is not an integer array ``(n, K)`` of codes in the first layer's
+            input range (float codes are refused, never truncated).
         DeviceError
             If the device refuses a request.
         ProtocolError
@@ -249,13 +281,19 @@ class Device:
         """
         first, last = self.program.layers[0], self.program.layers[-1]
         inputs, outputs = first.weights.shape[0], last.weights.shape[1]
-        codes = np.asarray(codes, dtype=np.int64)
+        codes = np.asarray(codes)
+        if codes.size == 0 and codes.dtype.kind == "f":
+            codes = codes.astype(np.int64)      # an empty list: no float to truncate
         if codes.ndim != 2 or codes.shape[1] != inputs:
             raise ValueError(f"codes must have shape (n, {inputs}), not {codes.shape}")
+        if codes.dtype.kind not in "iu":
+            raise ValueError(f"codes must be integers (input codes), not {codes.dtype} values: "
+                             f"real inputs go through infer() or program.encode_input()")
         low, high = code_range(first.input_bits, first.input_signed)
-        if codes.size and (codes.min() < low or codes.max() > high):
+        if codes.size and (int(codes.min()) < low or int(codes.max()) > high):
             raise ValueError(f"codes must lie in {low}..{high}, not "
                              f"{codes.min()}..{codes.max()}")
+        codes = codes.astype(np.int64)
         word_bits = self.config.rows * self.config.activation_bits
         results, cycles = [], []
         for start in range(0, len(codes), self.max_batch):

@@ -16,7 +16,7 @@ import numpy as np
 
 from systolix.layer import frozen_array
 
-from .io import load_arrays, save_arrays
+from .io import exact_keys, field, load_arrays, save_arrays, MAX_LAYERS
 
 __all__ = ["FloatModel", "DigitsSplit", "digits_split", "digits_mlp", "accuracy"]
 
@@ -103,11 +103,21 @@ class FloatModel:
 
     @classmethod
     def load(cls, path):
-        """Read a model written by :meth:`save`."""
-        header, arrays = load_arrays(path, _FORMAT, _VERSION)
+        """Read a model written by :meth:`save` (strictly: :func:`~systolix.sw.io.load_arrays`;
+        weights and biases stored as floats, of matching shapes, finite)."""
+        def members(header):
+            count = field(path, "", header, "layers", int, 1, MAX_LAYERS)
+            return {f"{name}{index}": ("float", ndim) for index in range(count)
+                    for name, ndim in (("weight", 2), ("bias", 1))}
+
+        header, arrays = load_arrays(path, _FORMAT, _VERSION, members)
+        exact_keys(path, "", header, ("format", "version", "layers"))
         count = range(header["layers"])
-        return cls(tuple(arrays[f"weight{i}"] for i in count),
-                   tuple(arrays[f"bias{i}"] for i in count))
+        try:
+            return cls(tuple(arrays[f"weight{i}"] for i in count),
+                       tuple(arrays[f"bias{i}"] for i in count))
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
 
 
 def accuracy(predicted, labels):

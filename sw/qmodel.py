@@ -27,8 +27,9 @@ from systolix.config import OVERFLOW_MODES, check_choice, check_int
 from systolix.layer import frozen_array
 
 from .a2q import METHODS, accumulator_aware_quantize
-from .io import load_arrays, save_arrays
+from .io import exact_keys, field, layer_count, load_arrays, save_arrays
 from .models import FloatModel
+from .program import QUANTIZER_FIELDS, check_quantizer
 from .quant import CLIPPINGS, ROUNDINGS, QuantParams, activation_params, \
     fixed_point_multiplier, round_values, symmetric_params
 
@@ -78,8 +79,9 @@ class QuantizedLayer:
         if codes.size and np.abs(codes).max() > high:
             raise ValueError(f"weight codes must lie in {-high}..{high} for {self.weight_bits} "
                              f"bits, not {codes.min()}..{codes.max()}")
-        if not np.all(scale > 0):
-            raise ValueError("weight scales must be positive")
+        if not np.all(np.isfinite(scale) & (scale > 0)):
+            raise ValueError(f"weight scales must be finite numbers above 0, not "
+                             f"{float(scale[~(np.isfinite(scale) & (scale > 0))][0])!r}")
         object.__setattr__(self, "weight_codes", codes)
         object.__setattr__(self, "weight_scale", scale)
         object.__setattr__(self, "bias_codes", bias)
@@ -165,14 +167,49 @@ class QuantizedModel:
 
     @classmethod
     def load(cls, path):
-        """Read a model written by :meth:`save`."""
-        header, arrays = load_arrays(path, _FORMAT, _VERSION)
-        layers = tuple(QuantizedLayer(
-            arrays[f"weight_codes{i}"], arrays[f"weight_scale{i}"], entry["weight_bits"],
-            arrays[f"bias_codes{i}"], QuantParams(**entry["input"]),
-            QuantParams(**entry["output"]), entry["relu"])
-            for i, entry in enumerate(header["layers"]))
-        return cls(layers, header["method"], header["accumulator_bits"], header["overflow"])
+        """Read a model written by :meth:`save` (strictly: :func:`~systolix.sw.io.load_arrays`;
+        codes stored as integers, scales as finite positive floats, every header field
+        checked)."""
+        def members(header):
+            count = layer_count(path, header)
+            return {f"{name}{index}": (kind, ndim) for index in range(count)
+                    for name, kind, ndim in (("weight_codes", "int", 2),
+                                             ("weight_scale", "float", 1),
+                                             ("bias_codes", "int", 1))}
+
+        header, arrays = load_arrays(path, _FORMAT, _VERSION, members)
+        exact_keys(path, "", header, ("format", "version", "method", "accumulator_bits",
+                                      "overflow", "layers"))
+        field(path, "", header, "method", str)
+        field(path, "", header, "accumulator_bits", int)
+        field(path, "", header, "overflow", str)
+        layers = []
+        for i, entry in enumerate(header["layers"]):
+            where = f"layers[{i}]."
+            exact_keys(path, where, entry, ("weight_bits", "relu", "input", "output"))
+            field(path, where, entry, "weight_bits", int)
+            field(path, where, entry, "relu", bool)
+            quantizers = []
+            for name in ("input", "output"):
+                exact_keys(path, f"{where}{name}.", entry[name], QUANTIZER_FIELDS)
+                for part, kind in (("bits", int), ("signed", bool), ("zero_point", int),
+                                   ("low", int), ("high", int)):
+                    field(path, f"{where}{name}.", entry[name], part, kind)
+                field(path, f"{where}{name}.", entry[name], "scale", float, low=0)
+                quantizers.append(QuantParams(**entry[name]))
+            try:
+                for name, params in zip(("input", "output"), quantizers):
+                    check_quantizer(name, params)
+                layers.append(QuantizedLayer(
+                    arrays[f"weight_codes{i}"], arrays[f"weight_scale{i}"], entry["weight_bits"],
+                    arrays[f"bias_codes{i}"], *quantizers, entry["relu"]))
+            except ValueError as error:
+                raise ValueError(f"{path}: layer {i}: {error}") from None
+        try:
+            return cls(tuple(layers), header["method"], header["accumulator_bits"],
+                       header["overflow"])
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
 
 
 def per_layer(name, value, layers, low, high):

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import OVERFLOW_MODES, check_choice, check_int, code_range
+from .config import OVERFLOW_MODES, check_bool, check_choice, check_int, code_range
 from .numeric import BIAS_BITS, CODE_BITS, MAX_SHIFT, MULTIPLIER_BITS
 
-__all__ = ["frozen_array", "IntegerLayer"]
+__all__ = ["frozen_array", "integer_array", "IntegerLayer"]
 
 
 def frozen_array(array, dtype):
@@ -22,6 +22,20 @@ def frozen_array(array, dtype):
     array = np.array(array, dtype=dtype)
     array.flags.writeable = False
     return array
+
+
+def integer_array(name, values):
+    """A read-only int64 copy of ``values``, which must already be integers: an integer numpy
+    array or (nested) Python ints, never floats or booleans to truncate, nor an unsigned value
+    above the int64 range to wrap. Raises :class:`ValueError` naming ``name``."""
+    array = np.asarray(values)
+    if array.size == 0 and not isinstance(values, np.ndarray):
+        array = array.astype(np.int64)      # [] is float64 to numpy; it holds no float
+    if array.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be integers, not {array.dtype} values")
+    if array.dtype.kind == "u" and array.size and int(array.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} must lie in the int64 range, not up to {int(array.max())}")
+    return frozen_array(array, np.int64)
 
 
 def _check_range(name, values, low, high):
@@ -32,6 +46,10 @@ def _check_range(name, values, low, high):
 @dataclass(frozen=True)
 class IntegerLayer:
     """One layer: ``out = requantize(accumulate(x, weights), bias, multiplier, shift, ...)``.
+
+    Every array must be integers already (an integer numpy array or Python ints: nothing is
+    truncated, wrapped or cast) of exactly its shape (nothing is broadcast); the flags must be
+    ``True`` or ``False``.
 
     Parameters
     ----------
@@ -79,15 +97,19 @@ class IntegerLayer:
         for name in ("input_bits", "weight_bits", "output_bits"):
             check_int(name, getattr(self, name), 1, CODE_BITS)
         for name in ("input_signed", "weight_signed", "output_signed"):
-            check_choice(name, getattr(self, name), (True, False))
+            check_bool(name, getattr(self, name))
         check_int("accumulator_bits", self.accumulator_bits, 2, 32)
         check_choice("overflow", self.overflow, OVERFLOW_MODES)
-        weights = frozen_array(self.weights, np.int64)
-        if weights.ndim != 2:
-            raise ValueError(f"weights must be a matrix (K, N), not of shape {weights.shape}")
+        weights = integer_array("weights", self.weights)
+        if weights.ndim != 2 or 0 in weights.shape:
+            raise ValueError(f"weights must be a matrix (K, N) of at least one row and column, "
+                             f"not of shape {weights.shape}")
         channels = weights.shape[1]
         for name in ("bias", "multiplier", "shift"):
-            array = frozen_array(np.broadcast_to(getattr(self, name), (channels,)), np.int64)
+            array = integer_array(name, getattr(self, name))
+            if array.shape != (channels,):
+                raise ValueError(f"{name} must have shape ({channels},), one per output "
+                                 f"channel of weights {weights.shape}, not {array.shape}")
             object.__setattr__(self, name, array)
         object.__setattr__(self, "weights", weights)
         _check_range("weights", weights, *code_range(self.weight_bits, self.weight_signed))

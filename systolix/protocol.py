@@ -32,7 +32,8 @@ from .codec import from_bytes, to_bytes
 from .config import check_int
 
 __all__ = [
-    "PROTOCOL_VERSION", "SYNC", "MAX_PAYLOAD", "CRC_ALGORITHM", "CRC_PARAMETERS", "CRC_BYTES",
+    "PROTOCOL_VERSION", "SYNC", "MAX_PAYLOAD", "MAX_FRAME_BYTES", "MAX_SKIPPED_BYTES",
+    "CRC_ALGORITHM", "CRC_PARAMETERS", "CRC_BYTES",
     "FrameType", "ErrorCode", "FRAME_HEADER_LAYOUT", "RUN_HEADER_LAYOUT", "RESULT_TAIL_LAYOUT",
     "STATUS_LAYOUT", "ERROR_LAYOUT", "ProtocolError", "CrcError", "crc16", "word_bytes",
     "words_to_bytes", "bytes_to_words", "run_length", "result_length", "frame_max_batch",
@@ -60,6 +61,13 @@ CRC_PARAMETERS = CRC_ALGORITHM(data_width=8)
 CRC_BYTES = 2
 """Bytes of the CRC at the end of a frame, high byte first."""
 
+MAX_FRAME_BYTES = 4 + MAX_PAYLOAD + CRC_BYTES
+"""The most bytes of one frame: the header (SYNC, type, length), the payload, the CRC."""
+
+MAX_SKIPPED_BYTES = MAX_FRAME_BYTES
+"""The most bytes :func:`read_frame` skips looking for :data:`SYNC` (the rest of a stale
+frame at most) before it gives up: a babbling line cannot keep the host waiting for ever."""
+
 
 class FrameType(enum.IntEnum):
     """The type byte of a frame. Replies have bit 7 set."""
@@ -77,6 +85,7 @@ class ErrorCode(enum.IntEnum):
     BAD_LENGTH = 3         #: the length does not fit the type (and batch)
     BAD_BATCH = 4          #: a RUN's batch is not in 1..max_batch
     TIMEOUT = 5            #: the frame stopped arriving in the middle
+    BAD_WORD = 6           #: a RUN's input word has bits set above ``word_bits``
 
 
 FRAME_HEADER_LAYOUT = data.StructLayout({"sync": 8, "type": 8, "length": 16})
@@ -235,17 +244,20 @@ def decode_frame(frame):
     return Frame(_known(FrameType, header["type"]), frame[header_bytes:-CRC_BYTES])
 
 
-def read_frame(read):
-    """Read the bytes of one frame through ``read(n)``, skipping any bytes before :data:`SYNC`.
+def read_frame(read, max_skipped=MAX_SKIPPED_BYTES):
+    """Read the bytes of one frame through ``read(n)``, skipping at most ``max_skipped`` bytes
+    (:data:`MAX_SKIPPED_BYTES`) before :data:`SYNC`.
 
     ``read(n)`` returns at most ``n`` bytes, and no bytes only when there are none to come (at
     the end of a file or on a timeout, as :meth:`serial.Serial.read` does). The frame is framed
-    by its length field only; :func:`decode_frame` checks its CRC.
+    by its length field only; :func:`decode_frame` checks its CRC. At most
+    ``max_skipped + MAX_FRAME_BYTES`` bytes are read.
 
     Raises
     ------
     ProtocolError
-        If ``read`` returns no bytes before the frame is complete.
+        If ``read`` returns no bytes before the frame is complete, or more than
+        ``max_skipped`` bytes come before a :data:`SYNC`.
     """
     def exactly(count, frame):
         while len(frame) < count:
@@ -255,12 +267,17 @@ def read_frame(read):
             frame += chunk
         return frame
 
+    skipped = 0
     while True:
         first = read(1)
         if not first:
             raise ProtocolError("no frame: no more bytes")
         if first[0] == SYNC:
             break
+        skipped += 1
+        if skipped > max_skipped:
+            raise ProtocolError(f"no frame: {skipped} bytes without SYNC 0x{SYNC:02X}; at "
+                                f"most {max_skipped} are skipped (MAX_SKIPPED_BYTES)")
     header_bytes = FRAME_HEADER_LAYOUT.size // 8
     frame = exactly(header_bytes, bytes(first))
     length = _unpack(FRAME_HEADER_LAYOUT, frame)["length"]
@@ -379,7 +396,8 @@ class ReferenceDevice:
     The gateware (:class:`systolix.hw.link.FrameLink`) must answer every frame exactly as this
     does; the tests compare the two byte for byte. Checks are made in this order, the first that
     fails is answered with an ERROR: the CRC; the type; a RUN's length (at least the batch
-    field), its batch (``1..max_batch``) and its length for that batch; a STATUS's length (0).
+    field), its batch (``1..max_batch``), its length for that batch and its input words (no bit
+    set above ``word_bits``: ``BAD_WORD``); a STATUS's length (0).
 
     Parameters
     ----------
@@ -426,6 +444,11 @@ class ReferenceDevice:
                 return ErrorCode.BAD_BATCH
             if len(frame.payload) != run_length(batch, status.vector_words, status.word_bits):
                 return ErrorCode.BAD_LENGTH
+            size = word_bytes(status.word_bits)
+            if any(int.from_bytes(frame.payload[start:start + size], "little")
+                   >> status.word_bits
+                   for start in range(batch_bytes, len(frame.payload), size)):
+                return ErrorCode.BAD_WORD
             return None
         if frame.type == FrameType.STATUS:
             return ErrorCode.BAD_LENGTH if frame.payload else None

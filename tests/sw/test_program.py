@@ -20,12 +20,30 @@ def program(*layers):
                           QuantParams(4, False, 0.25, 0, 0, 15))
 
 
-def test_scalar_shift_broadcasts_and_arrays_are_int64():
-    record = layer(shift=7, weights=[[1, 2], [3, 4]])
+def test_arrays_are_int64_and_read_only():
+    record = layer(shift=[7, 7], weights=[[1, 2], [3, 4]], bias=np.array([5, -6], np.int8))
     np.testing.assert_array_equal(record.shift, [7, 7])
     for name in ("weights", "bias", "multiplier", "shift"):
         assert getattr(record, name).dtype == np.int64
         assert not getattr(record, name).flags.writeable
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(shift=7), r"^shift must have shape \(2,\), one per output channel of weights "
+                    r"\(2, 2\), not \(\)$"),
+    (dict(bias=np.array([5])), r"^bias must have shape \(2,\), one per output channel"),
+    (dict(weights=[[1.0, 2.0], [3.0, 4.0]]), r"^weights must be integers, not float64 values$"),
+    (dict(multiplier=np.array([40000.7, 1.0])), r"^multiplier must be integers, not float64"),
+    (dict(bias=np.array([True, False])), r"^bias must be integers, not bool values$"),
+    (dict(bias=np.array([2 ** 64 - 1, 0], np.uint64)),
+     r"^bias must lie in the int64 range, not up to 18446744073709551615$"),
+    (dict(input_signed=1), r"^input_signed must be True or False, not 1$"),
+    (dict(weights=np.zeros((0, 2), np.int64)), r"^weights must be a matrix \(K, N\) of at least"),
+])
+def test_layers_are_strict(changes, message):
+    """No broadcasting, no casting, no truncation, no wrapping (issue 12)."""
+    with pytest.raises(ValueError, match=message):
+        layer(**changes)
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -39,7 +57,9 @@ def test_scalar_shift_broadcasts_and_arrays_are_int64():
     (dict(output_low=16), r"output_low must be an integer in 0..15, not 16"),
     (dict(output_low=5, output_high=4), r"output_high must be an integer in 5..15, not 4"),
     (dict(output_zero_point=1.5), r"output_zero_point must be an integer in 0..15, not 1.5"),
-    (dict(weights=np.zeros(3)), r"weights must be a matrix \(K, N\), not of shape \(3,\)"),
+    (dict(weights=np.zeros(3, dtype=np.int64)),
+     r"weights must be a matrix \(K, N\) of at least one row and column, not of shape "
+     r"\(3,\)"),
 ])
 def test_bad_layers(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -72,3 +92,16 @@ def test_encode_decode():
     record = program(layer())
     np.testing.assert_array_equal(record.encode_input([[0.0, 0.3, 100.0]]), [[0, 1, 15]])
     np.testing.assert_array_equal(record.decode_output([[4]]), [[1.0]])
+
+
+@pytest.mark.parametrize("quantizer, message", [
+    (QuantParams(4, False, -0.5, 0, 0, 15), r"^input.scale must be a finite number above 0, "
+                                            r"not -0.5$"),
+    (QuantParams(4, False, float("nan"), 0, 0, 15), r"^input.scale must be a finite number"),
+    (QuantParams(4, False, np.array([0.5, 0.5]), 0, 0, 15), r"^input.scale must be a finite"),
+    (QuantParams(4, False, 0.5, 16, 0, 15), r"^input.zero_point must be an integer in 0..15 "),
+    (QuantParams(4, False, 0.5, 0, 9, 3), r"^input.high must be an integer in 9..15, not 3$"),
+])
+def test_quantizers_are_checked(quantizer, message):
+    with pytest.raises(ValueError, match=message):
+        IntegerProgram((layer(),), quantizer, QuantParams(4, False, 0.25, 0, 0, 15))

@@ -28,10 +28,12 @@ class FrameReceiver(wiring.Component):
     Between frames the receiver hunts for ``SYNC``; it then takes the type, the length, the
     payload and the CRC, each byte into the CRC unit on ``crc`` (``SYNC`` restarts it). A RUN's
     batch and length are checked as soon as the batch field is in; if they fit, its input words
-    go out on ``inputs`` as their last byte arrives (least significant byte first, bits above
-    ``word_bits`` dropped). After the CRC, a good RUN is started (``start`` with its batch) and
-    answered with a RESULT, a good STATUS with a STATUS_REPLY; a frame that fails a check, in
-    the order of :class:`~systolix.protocol.ReferenceDevice`, or in which no byte is offered for
+    go out on ``inputs`` as their last byte arrives (least significant byte first), and a word
+    with a bit set above ``word_bits`` in its last byte refuses the frame (``BAD_WORD``; the
+    word still goes out, cut to ``word_bits``, and is discarded with the others). After the
+    CRC, a good RUN is started (``start`` with its batch) and answered with a RESULT, a good
+    STATUS with a STATUS_REPLY; a frame that fails a check, in the order of
+    :class:`~systolix.protocol.ReferenceDevice`, or in which no byte is offered for
     ``timeout_cycles`` cycles (``TIMEOUT``), is answered with an ERROR, after ``start`` with
     batch 0 if words of it went out. The reply is offered on ``reply`` until it is taken, which
     tells the receiver that the reply has been sent: then it hunts for the next ``SYNC``.
@@ -239,6 +241,11 @@ class FrameReceiver(wiring.Component):
                                  byte_index.eq(byte_index + 1)]
                     with m.If(byte_index == word_bytes - 1):
                         m.d.sync += [byte_index.eq(0), word_valid.eq(loaded)]
+                        if self.word_bits % 8:
+                            # The last byte's bits above word_bits must be 0 (only a loaded
+                            # RUN's words are checked: another frame has its error already).
+                            with m.If(loaded & host_in.payload[self.word_bits % 8:].any()):
+                                m.d.sync += error.eq(ErrorCode.BAD_WORD)
                 with m.If(payload_done):
                     m.next = "CRC_HIGH"
                 receive()

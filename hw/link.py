@@ -64,12 +64,12 @@ class FrameLink(wiring.Component):
     (:data:`~systolix.protocol.CRC_PARAMETERS`) with one
     :class:`~systolix.hw.frame_crc.SharedCrc`, the receiver's until it asks for the reply.
 
-    A frame that fails a check (CRC, type, length, batch; in the order of
-    :class:`~systolix.protocol.ReferenceDevice`) is read to the end of its declared length and
-    answered with an ERROR; a frame of which no byte is offered for ``timeout_cycles`` cycles
-    is answered with an ERROR (``TIMEOUT``). Either way the link then hunts for the next
-    ``SYNC``. If a refused RUN has already passed words to the engine, the link first sends
-    ``start`` with batch 0, which tells the engine to discard them.
+    A frame that fails a check (CRC, type, length, batch, a RUN's input words without bits above
+    ``word_bits``; in the order of :class:`~systolix.protocol.ReferenceDevice`) is read to the
+    end of its declared length and answered with an ERROR; a frame of which no byte is offered
+    for ``timeout_cycles`` cycles is answered with an ERROR (``TIMEOUT``). Either way the link
+    then hunts for the next ``SYNC``. If a refused RUN has already passed words to the engine,
+    the link first sends ``start`` with batch 0, which tells the engine to discard them.
 
     Latency: a reply's ``SYNC`` is offered 4 cycles after the last CRC byte of a STATUS request
     is accepted. For a RUN, ``start`` is offered 2 cycles after it, and the RESULT's ``SYNC`` 3

@@ -80,14 +80,25 @@ def corrupt(frame, index):
     return frame[:index] + bytes([frame[index] ^ 0x10]) + frame[index + 1:]
 
 
+def bad_word_frame(rng, batch=None):
+    """A RUN with bits set above WORD_BITS in the last byte of one of its words."""
+    payload = bytearray(protocol.decode_frame(run_frame(rng, batch)).payload)
+    word = rng.randrange((len(payload) - 2) // WORD_BYTES)
+    payload[2 + (word + 1) * WORD_BYTES - 1] |= rng.randrange(1, 1 << (8 - WORD_BITS % 8)) << (
+        WORD_BITS % 8)
+    return protocol.encode_frame(FrameType.RUN, bytes(payload))
+
+
 def random_requests(rng, count):
     """Good and bad frames of every kind, frames cut short, garbage between frames."""
     requests = []
     for _ in range(count):
-        kind = rng.choice(["run", "run", "status", "crc", "type", "length", "batch", "cut",
-                           "garbage"])
+        kind = rng.choice(["run", "run", "status", "crc", "type", "length", "batch", "word",
+                           "cut", "garbage"])
         if kind == "run":
             requests.append(("frame", run_frame(rng)))
+        elif kind == "word":
+            requests.append(("frame", bad_word_frame(rng)))
         elif kind == "status":
             requests.append(("frame", STATUS_FRAME))
         elif kind == "crc":        # the type, payload or CRC: the length stays what it was
@@ -212,7 +223,7 @@ def test_every_kind_of_request_against_the_reference(seed, gaps, ready):
 def test_latency_and_throughput_without_stalls():
     rng = random.Random(4)
     frames = [run_frame(rng, 2), STATUS_FRAME, corrupt(run_frame(rng, 1), 7),
-              protocol.encode_frame(3, b"ab"), run_frame(rng, MAX_BATCH)]
+              protocol.encode_frame(3, b"ab"), bad_word_frame(rng, 2), run_frame(rng, MAX_BATCH)]
     requests = [("frame", frame) for frame in frames]
     got, events = simulate(requests)
     check(requests, got)
@@ -235,6 +246,18 @@ def test_latency_and_throughput_without_stalls():
             assert reply == last + 2
         # Not ready from the last CRC byte until the reply is taken, then at once.
         assert index == 0 or first == reply_taken[index] + 1
+
+
+def test_a_word_with_bits_above_word_bits_refuses_the_run():
+    rng = random.Random(7)
+    requests = [("frame", bad_word_frame(rng, batch)) for batch in (1, 2, MAX_BATCH)]
+    got, _ = simulate(requests)
+    check(requests, got)
+    # Every word went to the engine, cut to WORD_BITS, and was discarded: start 0, no run.
+    assert len(got["inputs"]) == (1 + 2 + MAX_BATCH) * VECTOR_WORDS
+    assert got["start"] == [0, 0, 0]
+    assert [(reply["error"]["code"], reply["error"]["frame_type"]) for reply in got["reply"]] \
+        == [(ErrorCode.BAD_WORD, FrameType.RUN)] * 3
 
 
 def test_a_frame_cut_short_is_refused_after_timeout_cycles():

@@ -2,7 +2,8 @@
 """The frame link in Amaranth's simulator, against a stand-in engine and the protocol's
 :class:`~systolix.protocol.ReferenceDevice`: every reply byte for byte, with and without gaps on
 ``host_in`` and back-pressure on ``host_out``; and once with the real engine, against the golden
-models.
+models. Then 1,280 random and malformed requests (random_session), sent to the link with the
+stand-in and with the real engine and to the reference device, answered alike byte for byte.
 
 The components of the tests of bad arguments are never elaborated; the first line tells Amaranth
 not to warn about that.
@@ -35,8 +36,8 @@ OUTPUT_CODES = 5
 MAX_BATCH = 3
 DELAY = 7          # compute cycles of the stand-in engine per vector
 TIMEOUT = 40
-IMAGES = pack(random_program(np.random.default_rng(0), CONFIG, [5, OUTPUT_CODES]), CONFIG,
-              MemoryConfig(batch=MAX_BATCH))
+PROGRAM = random_program(np.random.default_rng(0), CONFIG, [5, OUTPUT_CODES])
+IMAGES = pack(PROGRAM, CONFIG, MemoryConfig(batch=MAX_BATCH))
 
 
 class StandInEngine(wiring.Component):
@@ -144,12 +145,13 @@ def run_frame(rng, batch, word_bits=9):
 STATUS_FRAME = protocol.encode_frame(FrameType.STATUS)
 
 
-def rtl_exchange(chunks, replies, *, gaps=0.0, ready=1.0, seed=0, quiet=50):
-    """Send ``chunks`` (bytes, or an int: that many idle cycles) to a link with a stand-in
-    engine and take its bytes until ``replies`` frames and then ``quiet`` cycles without a byte
-    have passed; return the bytes, and the engine's start and discard counts."""
+def rtl_exchange(chunks, replies, *, gaps=0.0, ready=1.0, seed=0, quiet=50, engine=None):
+    """Send ``chunks`` (bytes, or an int: that many idle cycles) to a link with ``engine`` (a
+    stand-in engine by default) and take its bytes until ``replies`` frames and then ``quiet``
+    cycles without a byte have passed; return the bytes, and the stand-in engine's start and
+    discard counts (``None`` with another engine)."""
     rng = random.Random(seed)
-    engine = StandInEngine()
+    engine = StandInEngine() if engine is None else engine
     link = FrameLink.for_engine(engine, timeout_cycles=TIMEOUT)
     m = Module()
     m.submodules.link, m.submodules.engine = link, engine
@@ -171,8 +173,9 @@ def rtl_exchange(chunks, replies, *, gaps=0.0, ready=1.0, seed=0, quiet=50):
                 ctx.set(link.host_in.valid, 0)
 
     async def host_out(ctx):
-        idle = 0
-        while len(whole_frames(bytes(received))) < replies or idle < quiet:
+        idle = frames = start = 0      # whole frames received, where the next one starts
+        # Until the replies and quiet cycles, or (a reply missing) 1000 cycles without a byte.
+        while (frames < replies and idle < 1000) or idle < quiet:
             accept = rng.random() < ready
             ctx.set(link.host_out.ready, accept)
             _, _, valid, byte = await ctx.tick().sample(link.host_out.valid,
@@ -180,15 +183,19 @@ def rtl_exchange(chunks, replies, *, gaps=0.0, ready=1.0, seed=0, quiet=50):
             idle = 0 if valid else idle + 1
             if valid and accept:
                 received.append(byte)
-        counts["starts"] = ctx.get(engine.starts)
-        counts["discards"] = ctx.get(engine.discards)
+                frame = received[start:]
+                if len(frame) >= 4 and len(frame) == 6 + int.from_bytes(frame[2:4], "little"):
+                    frames, start = frames + 1, len(received)
+        if isinstance(engine, StandInEngine):
+            counts["starts"] = ctx.get(engine.starts)
+            counts["discards"] = ctx.get(engine.discards)
 
     sim = Simulator(m)
     sim.add_clock(1e-6)
     sim.add_testbench(host_in)
     sim.add_testbench(host_out)
     sim.run()
-    return bytes(received), counts["starts"], counts["discards"]
+    return bytes(received), counts.get("starts"), counts.get("discards")
 
 
 def whole_frames(stream):
@@ -470,3 +477,211 @@ def test_link_with_the_real_engine_answers_like_the_golden_models():
     sim.run()
     golden = GoldenTransport(program, config, memories)
     assert bytes(received) == b"".join(golden.exchange(request) for request in requests)
+
+
+# -- The link and the reference device answer the same byte stream alike. -----------------------
+
+WORD_BITS = CONFIG.rows * CONFIG.activation_bits
+WORD_BYTES = protocol.word_bytes(WORD_BITS)
+GAP = TIMEOUT + 5       # idle cycles on host_in: a frame in progress times out
+
+
+def loaded(frame):
+    """Whether the link passes ``frame``'s words (the bytes of a frame so far) to the engine: a
+    RUN whose batch field is in and whose batch and length fit."""
+    if len(frame) < 6 or frame[1] != FrameType.RUN:
+        return False
+    batch = int.from_bytes(frame[4:6], "little")
+    return (1 <= batch <= MAX_BATCH and int.from_bytes(frame[2:4], "little")
+            == protocol.run_length(batch, VECTOR_WORDS, WORD_BITS))
+
+
+def reference_session(chunks, device):
+    """What ``device`` (a :class:`ReferenceDevice`) answers to ``chunks`` (bytes, or an int:
+    that many idle cycles, at least :data:`GAP`), framed as docs/protocol.md says: bytes before
+    ``SYNC`` skipped, a frame read to the end of its declared length and CRC, a frame in
+    progress at an idle gap (or at the end) refused with ``TIMEOUT``.
+
+    Returns the replies, each ``(index of the chunk that completed its request, reply bytes)``,
+    the engine's starts and discards (``start`` with batch 0: a refused RUN whose words went to
+    the engine)."""
+    replies, starts, discards = [], 0, 0
+    frame = None                 # the frame being read, None while hunting for SYNC
+    for index, chunk in enumerate([*chunks, GAP]):
+        if isinstance(chunk, int):
+            assert chunk >= GAP
+            if frame is not None:
+                error = protocol.encode_error(ErrorCode.TIMEOUT, frame[1] if len(frame) > 1 else 0)
+                replies.append((index, protocol.encode_frame(FrameType.ERROR, error)))
+                discards += loaded(frame)
+                frame = None
+            continue
+        for byte in chunk:
+            if frame is None:
+                if byte == protocol.SYNC:
+                    frame = bytearray([byte])
+                continue
+            frame.append(byte)
+            if len(frame) >= 4 and len(frame) == 6 + int.from_bytes(frame[2:4], "little"):
+                reply = device.respond(bytes(frame))
+                replies.append((index, reply))
+                started = reply[1] == FrameType.RESULT
+                starts += started
+                discards += loaded(frame) and not started
+                frame = None
+    return replies, starts, discards
+
+
+def random_session(rng, count):
+    """``count`` requests, each a list of chunks for :func:`rtl_exchange`: good frames of every
+    type with random fields and malformed ones of every kind (:data:`REQUEST_KINDS`)."""
+    def noise(size):
+        return bytes(rng.randrange(256) for _ in range(size))
+
+    def words(batch):
+        return [rng.randrange(1 << WORD_BITS) for _ in range(batch * VECTOR_WORDS)]
+
+    def run_payload(batch=None):
+        batch = rng.randint(1, MAX_BATCH) if batch is None else batch
+        return protocol.encode_run(batch, words(batch), WORD_BITS)
+
+    def run(payload=None):
+        return protocol.encode_frame(FrameType.RUN, run_payload() if payload is None else payload)
+
+    def good():
+        return run() if rng.random() < 0.7 else STATUS_FRAME
+
+    def bad_words():
+        """A RUN payload with bits set above WORD_BITS in the last byte of some words."""
+        payload = bytearray(run_payload())
+        count = (len(payload) - 2) // WORD_BYTES
+        for _ in range(rng.choice([1, 1, 2, count])):
+            last = 2 + (rng.randrange(count) + 1) * WORD_BYTES - 1
+            payload[last] |= rng.randrange(1, 1 << (8 - WORD_BITS % 8)) << WORD_BITS % 8
+        return bytes(payload)
+
+    def request(kind):
+        if kind == "run":
+            return [run(run_payload(rng.choice([None, MAX_BATCH])))]
+        if kind == "status":
+            return [STATUS_FRAME]
+        if kind == "sync inside":          # SYNC in payload bytes, valid or not
+            payload = run_payload()
+            payload = payload[:2] + bytes([protocol.SYNC, rng.randrange(2)]) * (
+                (len(payload) - 2) // 2)
+            return [run(payload) if rng.random() < 0.7 else protocol.encode_frame(
+                rng.choice([protocol.SYNC, FrameType.RUN, FrameType.STATUS]),
+                bytes([protocol.SYNC]) * rng.choice([0, 1, 2, protocol.SYNC]))]
+        if kind == "bad word":
+            return [run(bad_words())]
+        if kind == "bad word, bad crc":
+            frame = run(bad_words())
+            return [corrupt(frame, rng.randrange(4, len(frame)))]
+        if kind == "bad word, bad length":
+            return [run(bad_words()[:-rng.randint(1, 2 * WORD_BYTES)])]
+        if kind == "bad crc":              # a payload or CRC byte: the framing stays
+            frame = good()
+            return [corrupt(frame, rng.choice([1, *range(4, len(frame))]))]
+        if kind == "bad header":           # the type or length: the framing changes
+            frame = bytearray(good())
+            frame[rng.randrange(1, 4)] ^= 1 << rng.randrange(8)
+            return [bytes(frame)] + ([GAP] if rng.random() < 0.8 else [])
+        if kind == "random crc":
+            frame = good()
+            return [frame[:-2] + noise(2)]
+        if kind == "status with payload":
+            return [protocol.encode_frame(FrameType.STATUS, noise(rng.randint(1, 30)))]
+        if kind == "run without batch":
+            return [run(noise(rng.randrange(2)))]
+        if kind == "run of the wrong length":
+            payload = run_payload()
+            return [run(payload + noise(rng.randint(1, 9)) if rng.random() < 0.5
+                        else payload[:-rng.randint(1, len(payload) - 2)])]
+        if kind == "batch out of range":
+            batch = rng.choice([0, MAX_BATCH + 1, 0xFFFF, rng.randrange(MAX_BATCH + 1, 0x10000)])
+            size = rng.choice([0, rng.randrange(20),
+                               min(batch, MAX_BATCH + 1) * VECTOR_WORDS * WORD_BYTES])
+            return [run(batch.to_bytes(2, "little") + noise(size))]
+        if kind == "unknown type":
+            frame_type = rng.choice([0, 3, 0x7F, 0x80, rng.randrange(3, 256)])
+            return [protocol.encode_frame(frame_type, noise(rng.randrange(30)))]
+        if kind == "reply types":          # the device's own frames, sent back to it
+            return [rng.choice([
+                protocol.encode_frame(FrameType.RESULT, protocol.encode_result(
+                    noise(OUTPUT_CODES * rng.randint(1, MAX_BATCH)), rng.randrange(1 << 32))),
+                protocol.encode_frame(FrameType.STATUS_REPLY, make_link().status.encode()),
+                protocol.encode_frame(FrameType.ERROR, protocol.encode_error(
+                    rng.choice(list(ErrorCode)), rng.randrange(256)))])]
+        if kind == "truncated":            # then a gap: it times out; or the next frame's bytes
+            frame = good()
+            return [frame[:rng.randrange(1, len(frame))]] + ([GAP] if rng.random() < 0.9 else [])
+        if kind == "garbage between frames":
+            return [bytes(rng.choice([0x00, 0x13, 0x5A, 0xFF, 0xA4])
+                          for _ in range(rng.randint(1, 6))), good()]
+        if kind == "random bytes":
+            return [noise(rng.randint(1, 24))] + ([GAP] if rng.random() < 0.8 else [])
+        assert kind == "sync and noise"
+        return [bytes([protocol.SYNC]) + noise(rng.randrange(9))] + (
+            [GAP] if rng.random() < 0.8 else [])
+
+    return [request(rng.choice(REQUEST_KINDS)) for _ in range(count)]
+
+
+REQUEST_KINDS = (
+    "run", "status", "sync inside", "bad word", "bad word, bad crc", "bad word, bad length",
+    "bad crc", "bad header", "random crc", "status with payload", "run without batch",
+    "run of the wrong length", "batch out of range", "unknown type", "reply types",
+    "truncated", "garbage between frames", "random bytes", "sync and noise")
+
+
+def compare_session(requests, *, real_engine=False, **exchange):
+    """Send ``requests`` (lists of chunks) to the link and check that it answers every one as
+    the reference device does, byte for byte: with the stand-in engine (and the starts and
+    discards it counts) against :func:`reference`, or with the real engine of :data:`IMAGES`
+    against the golden models' reference device. Returns the number of replies compared."""
+    chunks = [chunk for request in requests for chunk in request]
+    owner = [number for number, request in enumerate(requests) for _ in request]
+    if real_engine:
+        engine = InferenceEngine(CONFIG, IMAGES)
+        device = GoldenTransport(PROGRAM, CONFIG, MemoryConfig(batch=MAX_BATCH)).device
+    else:
+        engine, device = StandInEngine(), reference()
+    want, want_starts, want_discards = reference_session(chunks, device)
+    output, starts, discards = rtl_exchange(chunks, len(want), engine=engine, **exchange)
+    position = 0
+    for number, (index, reply) in enumerate(want):
+        got = output[position:position + len(reply)]
+        request = owner[min(index, len(owner) - 1)]
+        shown = [chunk if isinstance(chunk, int) else chunk.hex(" ")
+                 for chunk in requests[request]]
+        assert got == reply, (f"reply {number}, to request {request} {shown}: the link sent "
+                              f"{got.hex(' ')}, the reference device {reply.hex(' ')}")
+        position += len(reply)
+    assert output[position:] == b"", f"more than the reference: {output[position:].hex(' ')}"
+    if not real_engine:
+        assert (starts, discards) == (want_starts, want_discards)
+    return len(want)
+
+
+SESSIONS = {   # seed: requests, gaps on host_in, ready on host_out, the real engine
+    100: (320, 0.0, 1.0, False), 101: (320, 0.2, 0.5, False),
+    102: (320, 0.0, 1.0, True), 103: (320, 0.1, 0.4, True)}
+
+
+@pytest.mark.parametrize("seed", SESSIONS)
+def test_random_and_malformed_frames_are_answered_as_the_reference_device_does(seed):
+    """The same requests to the link and the reference device: random_session's kinds, with
+    and without gaps on host_in and stalls on host_out; over 1,000 replies in all."""
+    count, gaps, ready, real_engine = SESSIONS[seed]
+    requests = random_session(random.Random(seed), count)
+    compared = compare_session(requests, real_engine=real_engine, gaps=gaps, ready=ready,
+                               seed=seed)
+    assert compared > count * 0.8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(200, 210))
+def test_many_random_and_malformed_frames(seed):
+    rng = random.Random(seed)
+    compare_session(random_session(rng, 2000), real_engine=seed % 2 == 1,
+                    gaps=rng.choice([0.0, 0.2]), ready=rng.choice([1.0, 0.5]), seed=seed)

@@ -150,8 +150,16 @@ def test_image_checksum_is_crc32_of_the_bin_files(tmp_path):
      encode_frame(FrameType.ERROR, bytes([ErrorCode.BAD_LENGTH, FrameType.RUN]))),
     (encode_frame(FrameType.RUN, encode_run(1, [7, 8, 9], 12)),
      encode_frame(FrameType.RESULT, encode_result([7, 8, 9, 0], 100))),
+    # 12-bit words in 2 bytes: bits 12..15 of a word (the high nibble of its second byte).
+    (encode_frame(FrameType.RUN, bytes([1, 0, 0, 0x10, 0, 0, 0, 0])),
+     encode_frame(FrameType.ERROR, bytes([ErrorCode.BAD_WORD, FrameType.RUN]))),
+    (encode_frame(FrameType.RUN, bytes([1, 0, 0xFF, 0x0F, 0xFF, 0x0F, 0xFF, 0x8F])),
+     encode_frame(FrameType.ERROR, bytes([ErrorCode.BAD_WORD, FrameType.RUN]))),
+    (encode_frame(FrameType.RUN, bytes([1, 0, 0, 0x10, 0, 0])),
+     encode_frame(FrameType.ERROR, bytes([ErrorCode.BAD_LENGTH, FrameType.RUN]))),
 ], ids=["status", "status with payload", "unknown type", "run without batch",
-        "batch too large", "run too long", "run"])
+        "batch too large", "run too long", "run", "bad first word", "bad last word",
+        "bad word in a run too short"])
 def test_reference_device_answers(request_, reply):
     device = ReferenceDevice(STATUS, lambda batch, words: (
         (words + [0])[:batch * STATUS.output_codes], 100 * batch))
@@ -167,6 +175,16 @@ def test_reference_device_checks_the_crc_first_and_keeps_the_cycles():
     device.respond(encode_frame(FrameType.RUN, encode_run(3, [0] * 9, 12)))
     reply = decode_frame(device.respond(encode_frame(FrameType.STATUS)))
     assert Status.decode(reply.payload).cycles == 300
+    bad_word_and_crc = bytearray(encode_frame(FrameType.RUN, bytes([1, 0, 0, 0xF0, 0, 0, 0, 0])))
+    bad_word_and_crc[-1] ^= 1
+    assert decode_frame(device.respond(bytes(bad_word_and_crc))) == Frame(
+        FrameType.ERROR, bytes([ErrorCode.BAD_CRC, FrameType.RUN]))
+
+
+def test_error_codes_are_numbered_once():
+    assert [(code.name, code.value) for code in ErrorCode] == [
+        ("BAD_CRC", 1), ("UNKNOWN_TYPE", 2), ("BAD_LENGTH", 3), ("BAD_BATCH", 4),
+        ("TIMEOUT", 5), ("BAD_WORD", 6)]
 
 
 @pytest.mark.parametrize("frame, text", [

@@ -17,7 +17,7 @@ __all__ = ["sums_layout", "KTileAccumulator"]
 
 def sums_layout(config):
     """``cols`` accumulator values: a finished vector of sums, one word of the accumulator
-    buffer and of the queue behind it (the ``data`` of :func:`~systolix.hw.array.results_layout`)."""
+    buffer and of the queue behind it (``data`` of :func:`~systolix.hw.array.results_layout`)."""
     return results_layout(config).members["data"]
 
 

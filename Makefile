@@ -43,8 +43,10 @@ bitstream: $(STAMP)
 	$(BIN)/systolix bitstream --board $(BOARD) $(if $(MODEL),--model $(MODEL)) $(BITSTREAM_ARGS)
 
 # Another model (MODEL) into the bitstream of `make bitstream BOARD=...`, without place and route.
+# Writes build/bitstream/$(BOARD)-patched (PATCH_ARGS: options of `systolix patch`, such as --out).
 patch: $(STAMP)
-	$(BIN)/systolix patch --build build/bitstream/$(BOARD) --model $(MODEL)
+	$(if $(MODEL),,$(error make patch needs MODEL=program.npz, an IntegerProgram file))
+	$(BIN)/systolix patch --build build/bitstream/$(BOARD) --model $(MODEL) $(PATCH_ARGS)
 
 # Resources, fmax and power of one array configuration (REPORT_ARGS: options of
 # `systolix report`, such as --rows 8 --cols 8 --family ecp5).

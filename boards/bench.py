@@ -36,7 +36,7 @@ from .bitstream import build_bitstream
 from .report import fitted_memories
 from .tops import board as board_named
 
-from .synth import DesignDoesNotFit, synthesize
+from .synth import DesignDoesNotFit, SynthesisError, synthesize
 
 __all__ = ["REFERENCE", "SIZES", "SAVINGS", "LARGEST", "run", "accumulator_savings",
            "largest_array"]
@@ -197,8 +197,9 @@ def largest_array(*, seed=1, build_root="build/bench"):
 
     Returns
     -------
-    list of (ArrayConfig, dict or DesignDoesNotFit)
-        Per shape, the build's report (``report.json``) or the error naming what overflowed.
+    list of (ArrayConfig, dict or SynthesisError)
+        Per shape, the build's report (``report.json``), or the error naming what overflowed
+        (:class:`~systolix.boards.synth.DesignDoesNotFit`) or why the build failed.
     """
     base = board_named(LARGEST["board"])
     boards = []
@@ -209,10 +210,13 @@ def largest_array(*, seed=1, build_root="build/bench"):
                        program))
 
     def build(chosen, program):
+        # The builds run in threads: every path absolute, and a failed build is a row of the
+        # table, not the end of the benchmark.
         try:
             return build_bitstream(chosen, program, seed=seed, allow_timing_failure=True,
-                                   out=Path(build_root) / "largest" / chosen.config.name)
-        except DesignDoesNotFit as error:
+                                   out=Path(build_root).absolute() / "largest" /
+                                   chosen.config.name)
+        except (SynthesisError, ValueError) as error:    # ValueError: an out not the build's
             return error
 
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
@@ -233,6 +237,9 @@ def largest_array(*, seed=1, build_root="build/bench"):
             over = ", ".join(f"{name} {used}/{available}"
                              for name, (used, available) in result.overflows.items())
             print(f"{config.name:<22}{macs:>11}{'':>35}  no: {over}")
+            continue
+        if isinstance(result, (SynthesisError, ValueError)):
+            print(f"{config.name:<22}{macs:>11}{'':>35}  failed: {str(result).splitlines()[0]}")
             continue
         resources = result["resources"]
         fmax = min(result["fmax_mhz"].values())

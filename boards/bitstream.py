@@ -10,8 +10,10 @@ with the tools' output, ``top.rpt`` from Yosys, ``top.tim`` from nextpnr), nextp
 edits), the memory images (``images/``), the whole contents of the memories the patcher finds
 (``memories/``) and ``report.json`` and ``report.md``.
 
-The build happens in a temporary folder renamed into place at the end, so a failed build leaves
-no half-written output. A design that does not fit says which resource overflows and by how much;
+The build happens in a staging folder renamed into place at the end
+(:func:`systolix.files.output_folder`), so a failed or interrupted build leaves no half-written
+output, and an existing folder is replaced only if it is a previous output of a bitstream build
+(never a folder of someone else's files). A design that does not fit says which resource overflows and by how much;
 a design slower than the board's clock is an error unless ``allow_timing_failure``.
 Same inputs give byte-identical bitstreams (fixed placer seed, deterministic tools).
 """
@@ -19,12 +21,13 @@ Same inputs give byte-identical bitstreams (fixed placer seed, deterministic too
 import json
 import os
 import re
-import shutil
+import signal
 import subprocess
 import time
 from dataclasses import asdict
 from pathlib import Path
 
+from systolix.files import atomic_write, output_folder
 from systolix.hw.engine import InferenceEngine
 from systolix.memory_map import MEMORY_WIDTHS
 from systolix.sim.golden.engine import engine_cycles
@@ -62,13 +65,41 @@ class BitstreamResult(dict):
     """The contents of ``report.json``: board, device, model, resources, clock and speed."""
 
 
+def _extract(plan, build_dir):
+    """Write the files of ``plan`` (an Amaranth build plan) into ``build_dir``.
+
+    ``BuildPlan.extract`` changes the process's working folder while it writes, which breaks
+    every relative path of the threads building beside it (the benchmarks build in parallel);
+    this writes the same files by absolute paths and leaves the working folder alone."""
+    root = Path(build_dir).absolute()
+    for name, content in plan.files.items():
+        relative = Path(name)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise SynthesisError(f"the build plan has a file outside its folder: {name}")
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content.encode() if isinstance(content, str) else content)
+
+
 def _run_build(plan, build_dir):
+    """Run the build script of ``plan`` in ``build_dir`` (absolute), its output in
+    ``build.log``; return its exit status. The script and its tools run in a process group of
+    their own, killed whole if this is interrupted (so none of them writes on into a folder
+    being removed)."""
     env = dict(os.environ, **{variable: tool_path(script) for variable, script in TOOLS.items()})
-    plan.extract(build_dir)
+    _extract(plan, build_dir)
     with (build_dir / "build.log").open("w") as log:
-        status = subprocess.run(["sh", f"{plan.script}.sh"], cwd=build_dir, env=env, stdout=log,
-                                stderr=subprocess.STDOUT).returncode
-    return status
+        process = subprocess.Popen(["sh", f"{plan.script}.sh"], cwd=build_dir, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            return process.wait()
+        except BaseException:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
+            raise
 
 
 def _failure(board, build_dir, status):
@@ -86,7 +117,9 @@ def _failure(board, build_dir, status):
         return TimingFailure(f"the accelerator on the {board.name} reaches {achieved} MHz, "
                              f"below the {wanted} MHz of clock {clock} (allow it with "
                              f"--allow-timing-failure, or lower clock_mhz)")
-    tail = "\n".join((build_dir / "build.log").read_text(errors="replace").splitlines()[-30:])
+    build_log = build_dir / "build.log"
+    text = build_log.read_text(errors="replace") if build_log.exists() else "(no build.log)"
+    tail = "\n".join(text.splitlines()[-30:])
     return SynthesisError(f"the build script for the {board.name} failed with exit status "
                           f"{status}; the last lines of build.log:\n{tail}")
 
@@ -200,7 +233,10 @@ def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failu
         Packed for the board's array and memories (refused with what it needs if it does not
         fit them).
     out : str or pathlib.Path, optional
-        The build folder (default ``build/bitstream/<board>``); replaced when the build succeeds.
+        The build folder (default ``build/bitstream/<board>``): a new or empty folder, or a
+        previous output of a bitstream build, replaced when the build succeeds
+        (:func:`systolix.files.output_folder`; anything else is refused with
+        :class:`~systolix.files.OutputError`, a :class:`ValueError`, before any tool runs).
     seed : int
         nextpnr's placer seed.
     allow_timing_failure : bool
@@ -213,7 +249,8 @@ def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failu
     Raises
     ------
     ValueError
-        For an unknown board or a model that does not fit the board's memories.
+        For an unknown board, a model that does not fit the board's memories, or an ``out``
+        that is not a bitstream build's.
     DesignDoesNotFit
         When the design needs more of a resource than the FPGA has.
     TimingFailure
@@ -224,9 +261,13 @@ def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failu
     board = board_name if isinstance(board_name, Board) else board_named(board_name)
     images = pack(program, board.config, board.memories)
     out = Path(out) if out is not None else Path("build/bitstream") / board.name
-    staging = out.parent / f".{out.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    with output_folder(out, "bitstream") as staging:
+        report = _build(board, program, images, staging, seed, allow_timing_failure)
+    return report
+
+
+def _build(board, program, images, staging, seed, allow_timing_failure):
+    """The bitstream build of :func:`build_bitstream` in the folder ``staging``."""
     options = ["--seed", str(seed), "--report", "nextpnr.json"]
     if allow_timing_failure:
         options.append("--timing-allow-fail")
@@ -244,9 +285,8 @@ def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failu
                         cells_in_log((staging / "top.rpt").read_text(errors="replace")))
     report = _report(board, program, images, json.loads((staging / "nextpnr.json").read_text()),
                      cells, time.perf_counter() - started, seed)
-    (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (staging / "report.md").write_text(report_markdown(report))
+    atomic_write(staging / "report.json",
+                 lambda file: file.write(json.dumps(report, indent=2).encode() + b"\n"))
+    atomic_write(staging / "report.md", lambda file: file.write(report_markdown(report).encode()))
     plot_report(report, staging / "report.png")
-    shutil.rmtree(out, ignore_errors=True)
-    staging.rename(out)
     return report

@@ -42,12 +42,13 @@ from pathlib import Path
 import numpy as np
 
 from .memory_files import read_hex, write_hex, write_images, write_memory_files
+from systolix.files import atomic_write, output_folder, output_owner
 from systolix.memory_map import MEMORY_WIDTHS
 from systolix.sw.pack import pack
 
 from .bitstream import model_figures, plot_report, report_markdown
 from .synth import SynthesisError, tool_path
-from .tops import FILLER, board as board_named
+from .tops import BOARDS, FILLER, board as board_named
 
 __all__ = ["PatchError", "SLICE_WORDS", "tool_words",
            "memory_slices", "block_ram_slices", "lane_words", "stored_lanes", "check_slices",
@@ -243,6 +244,88 @@ def _patch_all(family, placed, step, runs, cwd):
     return current
 
 
+def _bad_build(build_dir, what):
+    return ValueError(f"the build folder {build_dir}: {what}; allowed: a folder written by "
+                      f"systolix bitstream or systolix patch")
+
+
+def _hex_words(build_dir, name, path):
+    """The words of the build's hex file ``path`` of the memory ``name``."""
+    try:
+        return read_hex(path)
+    except ValueError:
+        raise _bad_build(build_dir, f"memories/{name}.hex: is not one hexadecimal word a "
+                                    f"line") from None
+
+
+def read_build(build_dir):
+    """The ``report.json`` of the build folder ``build_dir``, checked before any tool runs:
+    the folder, its report and each field the patcher reads, the placed design, the bitstream
+    and the memory files. Raises :class:`ValueError` naming the folder, the file or field, the
+    value and what is allowed."""
+    report = _read_report(Path(build_dir))
+    _check_build(Path(build_dir), report)
+    return report
+
+
+def _read_report(build_dir):
+    """``report.json`` of ``build_dir``, with the fields that say which bitstream it is (board,
+    config, memory widths) checked."""
+    if not build_dir.is_dir():
+        raise _bad_build(build_dir, "is not a folder" if build_dir.exists() else
+                         "does not exist")
+    owner = output_owner(build_dir)
+    if owner not in (None, "bitstream", "patch"):
+        raise _bad_build(build_dir, f"holds the output of systolix {owner}")
+    path = build_dir / "report.json"
+    if not path.is_file():
+        raise _bad_build(build_dir, "has no report.json")
+    try:
+        report = json.loads(path.read_text())
+    except (ValueError, OSError) as error:
+        raise _bad_build(build_dir, f"report.json: is not JSON ({error})") from None
+    if not isinstance(report, dict):
+        raise _bad_build(build_dir, f"report.json: is not a JSON object but "
+                                    f"{type(report).__name__}")
+    board = report.get("board")
+    if board not in BOARDS:
+        raise _bad_build(build_dir, f"report.json field board: must be one of "
+                                    f"{', '.join(repr(name) for name in BOARDS)}, not {board!r}")
+    widths = report.get("memory_widths")
+    names = [name for name, _ in MEMORY_WIDTHS]
+    if not isinstance(widths, dict) or sorted(widths) != sorted(names) or not all(
+            isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 64
+            for value in widths.values()):
+        raise _bad_build(build_dir, f"report.json field memory_widths: must give "
+                                    f"{', '.join(names)} each a width of 1..64 bits, not "
+                                    f"{widths!r}")
+    if not isinstance(report.get("config"), str):
+        raise _bad_build(build_dir, f"report.json field config: must be an array name, not "
+                                    f"{report.get('config')!r}")
+    return report
+
+
+def _check_build(build_dir, report):
+    """The rest of what the patcher reads: the cell counts, the figures ``report.md`` shows and
+    the files."""
+    cells = report.get("cells")
+    if not isinstance(cells, dict) or not all(
+            isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            for value in cells.values()):
+        raise _bad_build(build_dir, f"report.json field cells: must be cell counts, not "
+                                    f"{cells!r}")
+    try:
+        report_markdown(report)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        raise _bad_build(build_dir, f"report.json: is not a bitstream report (field "
+                                    f"{error!s} is missing or of the wrong type)") from None
+    tools = _TOOLS[board_named(report["board"]).family]
+    for name in (tools["placed"], tools["bitstream"],
+                 *(f"memories/{memory}.hex" for memory, _ in MEMORY_WIDTHS)):
+        if not (build_dir / name).is_file():
+            raise _bad_build(build_dir, f"has no {name}")
+
+
 def patch_bitstream(build_dir, program, *, out=None):
     """Put ``program`` into the bitstream of the build folder ``build_dir``.
 
@@ -254,7 +337,9 @@ def patch_bitstream(build_dir, program, *, out=None):
         The new model; it must pack into the memories of the build (same board, same word
         widths).
     out : str or pathlib.Path, optional
-        Folder of the patched bitstream (default: ``<build_dir>-patched``); it gets the
+        Folder of the patched bitstream (default: ``<build_dir>-patched``): a new or empty
+        folder or a previous output of a patch, replaced when the patch succeeds
+        (:func:`systolix.files.output_folder`); it gets the
         bitstream, the placed design, ``memories/`` and ``images/`` of the new model, and
         ``patch.json``, ``report.json``, ``report.md`` and ``report.png`` (the build's, with
         the new model's figures), so it can be patched again.
@@ -267,14 +352,14 @@ def patch_bitstream(build_dir, program, *, out=None):
     Raises
     ------
     ValueError
-        When the model does not fit the board's memories.
+        When the model does not fit the board's memories, the build folder is not a
+        bitstream build's (:func:`read_build`) or ``out`` is not a patch's output.
     PatchError
         When its memory shapes differ from the build's, or when the read-back differs.
     """
     build_dir = Path(build_dir)
-    report = json.loads((build_dir / "report.json").read_text())
+    report = _read_report(build_dir)
     board = board_named(report["board"])
-    tools = _TOOLS[board.family]
     if report.get("config") != board.config.name:
         raise PatchError(f"the bitstream's array {report.get('config')} is not the "
                          f"{board.name}'s {board.config.name} any more: build a new bitstream")
@@ -284,9 +369,16 @@ def patch_bitstream(build_dir, program, *, out=None):
     if widths != built_widths:
         raise PatchError(f"the model's memory word widths {widths} differ from the "
                          f"bitstream's {built_widths}: build a new bitstream")
+    _check_build(build_dir, report)
     out = Path(out) if out is not None else build_dir.with_name(build_dir.name + "-patched")
-    staging = out.parent / f".{out.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
+    with output_folder(out, "patch") as staging:
+        summary = _patch(build_dir, program, board, images, report, widths, staging)
+    return summary
+
+
+def _patch(build_dir, program, board, images, report, widths, staging):
+    """The patch of :func:`patch_bitstream` into the folder ``staging`` (absolute)."""
+    tools = _TOOLS[board.family]
     work = staging / "work"
     work.mkdir(parents=True)
     write_memory_files(images, staging / "memories", FILLER)
@@ -295,12 +387,16 @@ def patch_bitstream(build_dir, program, *, out=None):
     suffix = Path(placed).suffix
     shutil.copyfile(build_dir / placed, work / f"original{suffix}")
     shutil.copyfile(build_dir / bitstream, work / f"original-{bitstream}")
-    present = block_ram_slices(board.family, work / f"original{suffix}")
+    try:
+        present = block_ram_slices(board.family, work / f"original{suffix}")
+    except (ValueError, UnicodeDecodeError):
+        raise _bad_build(build_dir, f"{placed}: is not a placed design (its block RAM data "
+                                    f"is not hexadecimal)") from None
     # Per memory that changes, the bits its block RAMs hold, the contents with the zero words
     # past its depth, and the tools' hex files forward (old to new) and back.
     changed, contents, forward, back = {}, {}, [], []
     for name, _ in MEMORY_WIDTHS:
-        old = read_hex(build_dir / "memories" / f"{name}.hex")
+        old = _hex_words(build_dir, name, build_dir / "memories" / f"{name}.hex")
         new = read_hex(staging / "memories" / f"{name}.hex")
         if len(old) != len(new):
             raise PatchError(f"the model's {name} memory has {len(new)} words, the "
@@ -351,14 +447,14 @@ def patch_bitstream(build_dir, program, *, out=None):
     shutil.copyfile(work / bitstream, staging / bitstream)
     summary = {"board": board.name, "source": str(build_dir), "changed_words": changed,
                "read_back": "ok", "block_ram_bits": read_back}
-    (staging / "patch.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write(staging / "patch.json",
+                 lambda file: file.write(json.dumps(summary, indent=2).encode() + b"\n"))
     # The build's report with the new model's figures: the folder is a build folder again.
     report = {**report, **model_figures(board, program, images, report["cells"]),
               "patched_from": str(build_dir)}
-    (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (staging / "report.md").write_text(report_markdown(report))
+    atomic_write(staging / "report.json",
+                 lambda file: file.write(json.dumps(report, indent=2).encode() + b"\n"))
+    atomic_write(staging / "report.md", lambda file: file.write(report_markdown(report).encode()))
     plot_report(report, staging / "report.png")
-    shutil.rmtree(staging / work)
-    shutil.rmtree(out, ignore_errors=True)
-    staging.rename(out)
+    shutil.rmtree(work)
     return summary

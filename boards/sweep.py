@@ -188,11 +188,17 @@ def _progress_bar(total, enabled):
 
 
 def _run_local(todo, target, build_root, jobs, done):
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs)
+    try:
         futures = {pool.submit(measure, config, target, build_root): key
                    for key, config in todo.items()}
         for future in as_completed(futures):
             done(futures[future], future.result())
+    except BaseException:
+        # An error or an interruption: the builds not started are dropped, not waited for.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def _run_dask(todo, target, build_root, scheduler, done):
@@ -207,7 +213,7 @@ def _run_dask(todo, target, build_root, scheduler, done):
 
 
 def run_sweep(configs, target=SweepTarget(), *, jobs=None, scheduler=None,
-              build_root="build/sweep", progress=True):
+              build_root="build/sweep-builds", progress=True):
     """Measure every configuration, from the cache where possible, in parallel otherwise.
 
     Parameters

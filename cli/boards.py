@@ -18,15 +18,33 @@ from dataclasses import fields
 from pathlib import Path
 
 from systolix.config import OVERFLOW_MODES, ArrayConfig
+from systolix.files import OutputError, check_output_folder, output_folder
+from systolix.sw.pack import pack
 from systolix.sw.program import IntegerProgram
 from systolix.boards.bitstream import build_bitstream
-from systolix.boards.patch import patch_bitstream
+from systolix.boards.patch import PatchError, patch_bitstream, read_build
 from systolix.boards.report import array_report, engine_report, write_report
 from systolix.boards.synth import FAMILIES, DesignDoesNotFit, SynthesisError
 from systolix.boards.tops import BOARDS, board as board_named
 from systolix.boards.sweep import GRIDS, SweepTarget, grid, run_sweep, sweep_rows, write_sweep
 
+from .options import integer, number
+
 __all__ = ["register"]
+
+
+def _check_fits(args, program, board):
+    """Raise a :class:`ValueError` naming ``--model`` unless ``program`` packs into the memories
+    of ``board``'s accelerator."""
+    try:
+        pack(program, board.config, board.memories)
+    except ValueError as error:
+        model = f"--model {args.model}" if args.model is not None else "the default model"
+        raise ValueError(f"{model}: does not fit the {board.name}'s {board.config.name} "
+                         f"accelerator: {error}") from None
+
+SEEDS = integer(0, 2 ** 31 - 1)
+"""nextpnr's placer seeds."""
 
 _DEFAULTS = {field.name: field.default for field in fields(ArrayConfig)}
 
@@ -57,7 +75,8 @@ def _add_target(parser):
     parser.add_argument("--device", help="nextpnr device, e.g. up5k, hx8k, 85k (default: the "
                                          "family's: up5k, 85k)")
     parser.add_argument("--package", help="package (default: the family's: sg48, CABGA381)")
-    parser.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default: 1)")
+    parser.add_argument("--seed", type=SEEDS, default=1,
+                        help="nextpnr placer seed, 0..2^31-1 (default: 1)")
 
 
 def register(subparsers):
@@ -72,11 +91,13 @@ def register(subparsers):
                            help=f"one of {', '.join(BOARDS)}")
     bitstream.add_argument("--model", type=Path, help="an IntegerProgram file (default: the "
                            "digits MLP, W4/A4, A2Q+ for the board's accumulator)")
-    bitstream.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default: 1)")
+    bitstream.add_argument("--seed", type=SEEDS, default=1,
+                           help="nextpnr placer seed, 0..2^31-1 (default: 1)")
     bitstream.add_argument("--allow-timing-failure", action="store_true",
                            help="keep a design slower than the board's clock")
     bitstream.add_argument("--out", type=Path,
-                           help="output folder (default: build/bitstream/BOARD)")
+                           help="output folder: new, empty or an earlier bitstream build's "
+                                "(default: build/bitstream/BOARD)")
     bitstream.set_defaults(run=run_bitstream)
 
     patch = subparsers.add_parser(
@@ -87,7 +108,8 @@ def register(subparsers):
     patch.add_argument("--build", type=Path, required=True,
                        help="the bitstream's build folder, e.g. build/bitstream/ulx3s-85f")
     patch.add_argument("--model", type=Path, required=True, help="an IntegerProgram file")
-    patch.add_argument("--out", type=Path, help="output folder (default: BUILD-patched)")
+    patch.add_argument("--out", type=Path, help="output folder: new, empty or an earlier "
+                       "patch's (default: BUILD-patched)")
     patch.set_defaults(run=run_patch)
 
     report = subparsers.add_parser(
@@ -100,7 +122,7 @@ def register(subparsers):
                         help="the whole inference engine of the model, not the array alone")
     report.add_argument("--model", type=Path, help="the engine's IntegerProgram file (implies "
                         "--engine; default: the digits MLP quantized for the array)")
-    report.add_argument("--requant-lanes", type=int, metavar="N",
+    report.add_argument("--requant-lanes", type=integer(1), metavar="N",
                         help="the engine's requantization lanes (default: 2 where they divide "
                              "rows and cols, else 1)")
     for name in ("rows", "cols", "weight_bits", "activation_bits", "accumulator_bits"):
@@ -116,12 +138,13 @@ def register(subparsers):
     report.add_argument("--overflow", choices=OVERFLOW_MODES, default=_DEFAULTS["overflow"],
                         help=f"(default: {_DEFAULTS['overflow']})")
     _add_target(report)
-    report.add_argument("--frequency", type=float, metavar="MHZ",
-                        help="clock of the power and energy figures (default: fmax)")
-    report.add_argument("--cycles-per-inference", type=int, metavar="N",
+    report.add_argument("--frequency", type=number(0), metavar="MHZ",
+                        help="clock of the power and energy figures, above 0 (default: fmax)")
+    report.add_argument("--cycles-per-inference", type=integer(1), metavar="N",
                         help="cycles one inference takes, for latency and energy per inference")
     report.add_argument("--out", type=Path, default=Path("build/report"),
-                        help="output folder (default: build/report)")
+                        help="output folder: new, empty or an earlier report's (default: "
+                             "build/report)")
     report.set_defaults(run=run_report)
 
     sweep = subparsers.add_parser(
@@ -141,10 +164,11 @@ def register(subparsers):
     sweep.add_argument("--jobs", type=int, help="local builds at a time (default: 2)")
     sweep.add_argument("--scheduler", metavar="ADDRESS",
                        help="run the builds on this Dask scheduler, e.g. tcp://host:8786")
-    sweep.add_argument("--build", type=Path, default=Path("build/sweep"),
-                       help="builds and cache (default: build/sweep)")
+    sweep.add_argument("--build", type=Path, default=Path("build/sweep-builds"),
+                       help="builds and cache, outside --out (default: build/sweep-builds)")
     sweep.add_argument("--out", type=Path, default=Path("build/sweep"),
-                       help="output folder (default: build/sweep)")
+                       help="output folder: new, empty or an earlier sweep's (default: "
+                            "build/sweep)")
     sweep.add_argument("--no-progress", dest="progress", action="store_false",
                        help="no progress bar")
     sweep.set_defaults(run=run_sweep_command)
@@ -153,12 +177,14 @@ def register(subparsers):
 def run_bitstream(args):
     """Carry out ``systolix bitstream``; returns the exit status."""
     board = board_named(args.board)
+    out = args.out or Path("build/bitstream") / board.name
+    check_output_folder(out, "bitstream")
     if args.model is None:
         from systolix.sw.default import default_program
         program = default_program(board.config)[0]
     else:
         program = IntegerProgram.load(args.model)
-    out = args.out or Path("build/bitstream") / board.name
+    _check_fits(args, program, board)
     print(f"systolix bitstream: {board.config.name} accelerator for the {board.name} "
           f"({board.platform.device}) at {board.clock_mhz:g} MHz into {out}", flush=True)
     try:
@@ -174,12 +200,17 @@ def run_bitstream(args):
 
 def run_patch(args):
     """Carry out ``systolix patch``; returns the exit status."""
-    if not (args.build / "report.json").is_file():
-        raise ValueError(f"--build must be a folder written by systolix bitstream, not "
-                         f"{str(args.build)!r} (it has no report.json)")
+    built = read_build(args.build)  # the build folder first: bad input before any work
+    out = args.out or args.build.with_name(args.build.name + "-patched")
+    check_output_folder(out, "patch")
+    program = IntegerProgram.load(args.model)
+    _check_fits(args, program, board_named(built["board"]))
     started = time.perf_counter()
     try:
-        summary = patch_bitstream(args.build, IntegerProgram.load(args.model), out=args.out)
+        summary = patch_bitstream(args.build, program, out=out)
+    except PatchError as error:
+        # The build folder or the model: bad input.
+        raise ValueError(str(error)) from None
     except SynthesisError as error:
         print(f"systolix patch: error: {error}", file=sys.stderr)
         return 1
@@ -194,27 +225,33 @@ def run_patch(args):
 def run_report(args):
     """Carry out ``systolix report``; returns the exit status."""
     config = ArrayConfig(**{field.name: getattr(args, field.name) for field in fields(ArrayConfig)})
-    target = dict(family=args.family, device=args.device, package=args.package, seed=args.seed,
-                  frequency_mhz=args.frequency, build_dir=args.out / "build")
+    engine = args.engine or args.model is not None
+    if engine and args.cycles_per_inference is not None:
+        raise ValueError("--cycles-per-inference is for the array alone; the engine's come "
+                         "from its model")
+    program = None
+    if args.model is not None:
+        program = IntegerProgram.load(args.model)
+    check_output_folder(args.out, "report")
     try:
-        if args.engine or args.model is not None:
-            if args.cycles_per_inference is not None:
-                print("systolix report: error: --cycles-per-inference is for the array alone; "
-                      "the engine's come from its model", file=sys.stderr)
-                return 2
-            if args.model is None:
-                from systolix.sw.default import default_program
-                program = default_program(config)[0]
+        with output_folder(args.out, "report") as folder:
+            target = dict(family=args.family, device=args.device, package=args.package,
+                          seed=args.seed, frequency_mhz=args.frequency,
+                          build_dir=folder / "build")
+            if engine:
+                if program is None:
+                    from systolix.sw.default import default_program
+                    program = default_program(config)[0]
+                report = engine_report(config, program, requant_lanes=args.requant_lanes,
+                                       **target)
             else:
-                program = IntegerProgram.load(args.model)
-            report = engine_report(config, program, requant_lanes=args.requant_lanes, **target)
-        else:
-            report = array_report(config, cycles_per_inference=args.cycles_per_inference,
-                                  **target)
+                report = array_report(config, cycles_per_inference=args.cycles_per_inference,
+                                      **target)
+            paths = write_report(report, folder)
     except DesignDoesNotFit as error:
         print(f"systolix report: error: {error}", file=sys.stderr)
         return 1
-    paths = write_report(report, args.out)
+    paths = {kind: args.out / path.relative_to(folder) for kind, path in paths.items()}
     resources, power = report["resources"], report["power"]
     total = "-" if power["total_mw"] is None else f"{power['total_mw']:.2f} mW"
     print(f"{report['design']} on {report['target']['device']}: {resources['logic_cells']:,} "
@@ -237,10 +274,21 @@ def run_sweep_command(args):
                    accumulator_bits=_integers("--accumulator-bits", args.accumulator_bits))
     target = SweepTarget(family=args.family, device=args.device, package=args.package,
                          seed=args.seed)
+    target.resolved()
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, not {args.jobs!r}")
+    build, out = args.build.absolute(), args.out.absolute()
+    if build == out or build.is_relative_to(out):
+        raise OutputError(f"--build {args.build}: is inside --out {args.out}, which a sweep "
+                          f"replaces; allowed: a folder outside --out (default: "
+                          f"build/sweep-builds)")
+    check_output_folder(args.out, "sweep")
     started = time.perf_counter()
-    rows = sweep_rows(run_sweep(configs, target, jobs=args.jobs, scheduler=args.scheduler,
-                                build_root=args.build, progress=args.progress))
-    paths = write_sweep(rows, args.out)
+    with output_folder(args.out, "sweep") as folder:
+        rows = sweep_rows(run_sweep(configs, target, jobs=args.jobs, scheduler=args.scheduler,
+                                    build_root=args.build, progress=args.progress))
+        paths = write_sweep(rows, folder)
+    paths = {kind: args.out / path.relative_to(folder) for kind, path in paths.items()}
     placed = [row for row in rows if row["logic_cells"] is not None]
     errors = [abs(row["estimate_error"]["logic_cells"]) for row in placed]
     print(f"{len(rows)} designs ({len(rows) - len(placed)} did not fit) in "

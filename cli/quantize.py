@@ -9,12 +9,16 @@ digits test accuracy of the float model, the quantized model and the integer pro
 
 from pathlib import Path
 
+from systolix.files import check_output_folder, output_folder
+
 from systolix.sw.a2q import METHODS, min_accumulator_bits
 from systolix.sw.lower import lower
 from systolix.sw.mixed import search
 from systolix.sw.models import FloatModel, accuracy, digits_mlp, digits_split
 from systolix.sw.qmodel import quantize
 from systolix.sw.report import program_accuracy, sweep, write_report
+
+from .options import integer, number
 
 __all__ = ["register"]
 
@@ -26,7 +30,7 @@ def register(subparsers):
         description=__doc__.splitlines()[0])
     parser.add_argument("--float-model", type=Path, metavar="PATH",
                         help="a FloatModel .npz with 64 inputs (default: the digits MLP)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=integer(0, 2 ** 32 - 1), default=0,
                         help="seed of the digits split and training (default: 0)")
     parser.add_argument("--weight-bits", type=int, default=4, help="2..8 (default: 4)")
     parser.add_argument("--activation-bits", type=int, default=4, help="1..8 (default: 4)")
@@ -41,14 +45,16 @@ def register(subparsers):
     parser.add_argument("--pow2", action="store_true",
                         help="power-of-two scales (dynamic fixed point)")
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--mixed-sqnr", type=float, metavar="DB",
+    target.add_argument("--mixed-sqnr", type=number(), metavar="DB",
                         help="mixed precision: least combined SQNR of every layer")
-    target.add_argument("--mixed-drop", type=float, metavar="FRACTION",
-                        help="mixed precision: most training accuracy lost (0.01 = 1 point)")
-    parser.add_argument("--budget", type=int, metavar="BITS",
+    target.add_argument("--mixed-drop", type=number(0, 1, low_open=False), metavar="FRACTION",
+                        help="mixed precision: most training accuracy lost, 0..1 (0.01 = 1 "
+                             "point)")
+    parser.add_argument("--budget", type=integer(1), metavar="BITS",
                         help="mixed precision: most weight memory in bits")
     parser.add_argument("--out", type=Path, default=Path("build/quantize"),
-                        help="output folder (default: build/quantize)")
+                        help="output folder: new, empty or an earlier quantize's (default: "
+                             "build/quantize)")
     parser.add_argument("--report", action="store_true",
                         help="also sweep P from 8 to 20 and write report.md and accuracy.png")
     parser.set_defaults(run=run_quantize)
@@ -56,10 +62,14 @@ def register(subparsers):
 
 def run_quantize(args):
     """Carry out ``systolix quantize``; returns the exit status."""
+    check_output_folder(args.out, "quantize")
     if args.float_model is None:
         model, data = digits_mlp(args.seed)
     else:
         model, data = FloatModel.load(args.float_model), digits_split(args.seed)
+        if model.inputs != data.x_train.shape[1]:
+            raise ValueError(f"--float-model {args.float_model}: has {model.inputs} inputs; "
+                             f"allowed: {data.x_train.shape[1]} (the digits images)")
     options = dict(accumulator_bits=args.accumulator_bits, method=args.method,
                    overflow=args.overflow, output_bits=args.output_bits, pow2=args.pow2)
     weight_bits, activation_bits, mixed = args.weight_bits, args.activation_bits, None
@@ -72,8 +82,21 @@ def run_quantize(args):
         raise ValueError("--budget needs a mixed-precision target: --mixed-sqnr or --mixed-drop")
     quantized = quantize(model, data.x_train, weight_bits, activation_bits, **options)
     program = lower(quantized)
-    quantized.save(args.out / "model.npz")
-    program.save(args.out / "program.npz")
+    with output_folder(args.out, "quantize") as folder:
+        quantized.save(folder / "model.npz")
+        program.save(folder / "program.npz")
+        _print_figures(args, model, data, quantized, program)
+        if args.report:
+            result = sweep(model, data)
+            print(result.markdown())
+            write_report(folder, result, mixed)
+    print(f"wrote {args.out / 'model.npz'} and {args.out / 'program.npz'}"
+          + (f", {args.out / 'report.md'} and {args.out / 'accuracy.png'}" if args.report
+             else ""))
+    return 0
+
+
+def _print_figures(args, model, data, quantized, program):
     for index, layer in enumerate(quantized.layers):
         inputs, outputs = layer.weight_codes.shape
         safe = min_accumulator_bits(layer.weight_codes, layer.input.bits, layer.input.signed)
@@ -82,14 +105,7 @@ def run_quantize(args):
               f"(data-free), runs at P = {quantized.accumulator_bits}")
     float_accuracy = accuracy(model.predict(data.x_test), data.y_test)
     reference = accuracy(quantized.predict(data.x_test), data.y_test)
-    integer = program_accuracy(program, data.x_test, data.y_test)
+    integer_accuracy = program_accuracy(program, data.x_test, data.y_test)
     print(f"digits test accuracy: float {100 * float_accuracy:.1f} %, quantized "
           f"{100 * reference:.1f} %, integer program ({args.method}, P = "
-          f"{args.accumulator_bits}, {args.overflow}) {100 * integer:.1f} %")
-    print(f"wrote {args.out / 'model.npz'} and {args.out / 'program.npz'}")
-    if args.report:
-        result = sweep(model, data)
-        print(result.markdown())
-        markdown, plot = write_report(args.out, result, mixed)
-        print(f"wrote {markdown} and {plot}")
-    return 0
+          f"{args.accumulator_bits}, {args.overflow}) {100 * integer_accuracy:.1f} %")

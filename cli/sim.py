@@ -21,6 +21,7 @@ from systolix.sw.models import accuracy
 from systolix.sw.pack import ideal_cycles, pack
 from systolix.sw.program import IntegerProgram
 
+from .options import integer, probability
 from .table import format_table
 
 __all__ = ["register"]
@@ -69,13 +70,14 @@ def _describe_layers(program):
 
 def run_sim(args):
     """``systolix sim``: a model on the simulated accelerator, end to end through the driver."""
-    simulator_environment(args.simulator)
     config = ArrayConfig.from_name(args.config) if args.config else DEFAULT_CONFIG
+    loaded = None if args.model is None else IntegerProgram.load(args.model)
+    simulator_environment(args.simulator)
     default, data, float_accuracy = default_program(config)
-    if args.model is None:
+    if loaded is None:
         program, name = default, "digits MLP 64-64-32-10 (A2Q+)"
     else:
-        program, name, float_accuracy = IntegerProgram.load(args.model), str(args.model), None
+        program, name, float_accuracy = loaded, str(args.model), None
     layers = program.layers
     digits = layers[0].weights.shape[0] == data.x_test.shape[1] and \
         layers[-1].weights.shape[1] == 10
@@ -87,7 +89,11 @@ def run_sim(args):
                                                               layers[0].weights.shape[0]),
                                                   endpoint=True)
     codes = codes[:args.images] if args.images else codes
-    images = pack(program, config, MemoryConfig())
+    try:
+        images = pack(program, config, MemoryConfig())
+    except ValueError as error:
+        raise ValueError(f"--model {name}: does not fit the {config.name} accelerator: "
+                         f"{error}") from None
     print(f"systolix sim: {name} on the {config.name} accelerator ({args.simulator}), "
           f"{len(codes)} images; the driver sends RUN frames through the host link with random "
           f"stalls; outputs checked bit-exactly against sim.golden, cycles against the cycle "
@@ -147,12 +153,15 @@ def register(subparsers):
                      "MLP, W4/A4, A2Q+ for the array's accumulator)")
     sim.add_argument("--config", help="the array, for example 8x8-W4s-A4u-P12-wrap (default: "
                      f"{DEFAULT_CONFIG.name})")
-    sim.add_argument("--images", type=int, help="run only the first IMAGES test images")
-    sim.add_argument("--stall", type=float, default=0.2,
-                     help="probability of a host stall on each stream and cycle (default 0.2)")
+    sim.add_argument("--images", type=integer(1),
+                     help="run only the first IMAGES test images (1 or more)")
+    sim.add_argument("--stall", type=probability, default=0.2,
+                     help="probability of a host stall on each stream and cycle, 0 <= p < 1 "
+                          "(default 0.2)")
     sim.set_defaults(run=run_sim)
     arrays = subparsers.add_parser("sim-arrays", help="run the array testbenches and print "
                                    "their table")
     arrays.add_argument("--simulator", choices=SIMULATORS, default="verilator")
-    arrays.add_argument("--jobs", type=int, default=jobs, help="simulations run in parallel")
+    arrays.add_argument("--jobs", type=integer(1), default=jobs,
+                        help="simulations run in parallel (1 or more)")
     arrays.set_defaults(run=run_sim_arrays)

@@ -182,6 +182,7 @@ class DeviceError(RuntimeError):
         protocol.ErrorCode.BAD_LENGTH: "bad length",
         protocol.ErrorCode.BAD_BATCH: "batch out of range",
         protocol.ErrorCode.TIMEOUT: "the frame stopped arriving",
+        protocol.ErrorCode.BAD_WORD: "an input word has bits set above its width",
     }
 
     def __init__(self, code, frame_type):

@@ -107,6 +107,7 @@ class FrameReceiver(wiring.Component):
         bad_length = Signal()            # the payload is not the batch's
         error = Signal(8)                # ErrorCode of the frame, 0 while it is acceptable
         loaded = Signal()                # the frame's words go to the engine
+        bad_word = Signal()              # a word had a bit set above word_bits
         word = Signal(word_bytes * 8)    # input word, assembled least significant byte first
         word_valid = Signal()
         byte_index = Signal(range(word_bytes))
@@ -166,7 +167,7 @@ class FrameReceiver(wiring.Component):
                 m.d.comb += [hunting.eq(1), host_in.ready.eq(1)]
                 with m.If(received & (host_in.payload == protocol.SYNC)):
                     m.d.comb += crc.start.eq(1)
-                    m.d.sync += [rx_type.eq(0), error.eq(0), loaded.eq(0)]
+                    m.d.sync += [rx_type.eq(0), error.eq(0), loaded.eq(0), bad_word.eq(0)]
                     m.next = "TYPE"
 
             with m.State("TYPE"):
@@ -242,10 +243,11 @@ class FrameReceiver(wiring.Component):
                     with m.If(byte_index == word_bytes - 1):
                         m.d.sync += [byte_index.eq(0), word_valid.eq(loaded)]
                         if self.word_bits % 8:
-                            # The last byte's bits above word_bits must be 0 (only a loaded
-                            # RUN's words are checked: another frame has its error already).
-                            with m.If(loaded & host_in.payload[self.word_bits % 8:].any()):
-                                m.d.sync += error.eq(ErrorCode.BAD_WORD)
+                            # The last byte's bits above word_bits must be 0. Noted here, the
+                            # error set in VERDICT: off the paths into error, and a frame that
+                            # is not a loaded RUN has its error already.
+                            with m.If(host_in.payload[self.word_bits % 8:].any()):
+                                m.d.sync += bad_word.eq(1)
                 with m.If(payload_done):
                     m.next = "CRC_HIGH"
                 receive()
@@ -265,6 +267,9 @@ class FrameReceiver(wiring.Component):
                         m.d.sync += error.eq(ErrorCode.BAD_CRC)
                         refuse()
                     with m.Elif(error != 0):
+                        refuse()
+                    with m.Elif(bad_word):
+                        m.d.sync += error.eq(ErrorCode.BAD_WORD)
                         refuse()
                     with m.Elif(is_run):
                         m.next = "START"

@@ -87,13 +87,13 @@ def default_model():
     return program, data
 
 
-@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda path: path.name)
+@pytest.mark.parametrize("path", [
+    pytest.param(path, marks=pytest.mark.cocotb) if path.name in SIMULATING else path
+    for path in DOCUMENTS], ids=lambda path: path.name)
 def test_code_blocks_run(path, default_model, tmp_path, monkeypatch):
     blocks = python_blocks(path.read_text())
     if not blocks:
         pytest.skip(f"{path.name} has no Python code block")
-    if path.name in SIMULATING:
-        pytest.importorskip("cocotb")
     program, data = default_model
     config, memories = DEFAULT_CONFIG, MemoryConfig()
     port, close = serve_serial(GoldenTransport(program, config, memories))

@@ -1,3 +1,81 @@
+"""The test tiers of pyproject.toml's markers.
+
+A test that builds a cocotb testbench on a simulator is marked ``cocotb``, one that runs the
+YoWASP tools ``toolchain``, the wheel-install test ``wheel`` (a file of such tests says so with a
+module-level ``pytestmark``, a file of mixed tests on each test). Every other test is ``unit``:
+the hook below marks it so, and a ``unit`` test that starts a simulator or a YoWASP tool fails
+with the marker it lacks, so the tiers stay true as tests are added. ``slow`` (not in CI) comes
+on top of any tier.
+
+    pytest -m unit                 # seconds: no simulator, no toolchain
+    pytest -m "unit or cocotb"     # no Yosys or nextpnr
+    pytest -m "not slow"           # what `make test` runs (pyproject's addopts)
+"""
+
+import os
+import subprocess
+
+import pytest
+
+TIERS = ("cocotb", "toolchain", "wheel")
+"""The tiers a test is marked with by hand; a test with none of them is ``unit``."""
+
+_SIMULATORS = ("verilator", "verilator_bin", "iverilog", "vvp")
+_TOOL_PREFIXES = ("yowasp-", "yosys", "nextpnr", "icepack", "iceunpack", "icebram", "ecppack",
+                  "ecpunpack", "ecpbram")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Mark ``unit`` every test without a tier, before ``-m`` selects (tryfirst); put the
+    ``wheel`` tests first, so that on two workers their minutes overlap the rest instead of
+    trailing it."""
+    for item in items:
+        if not any(item.get_closest_marker(tier) for tier in TIERS):
+            item.add_marker(pytest.mark.unit)
+    items.sort(key=lambda item: item.get_closest_marker("wheel") is None)
+
+
+def _tier_of(program):
+    """The tier that running ``program`` (a path or a name) needs, or None."""
+    name = os.path.basename(str(program))
+    if name in _SIMULATORS:
+        return "cocotb"
+    if name.startswith(_TOOL_PREFIXES):
+        return "toolchain"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_run_no_tools(request, monkeypatch):
+    """A ``unit`` test that starts a simulator or a YoWASP tool fails, naming the marker it lacks
+    (at the call, and again at teardown for a call made in a thread or caught by the code)."""
+    if request.node.get_closest_marker("unit") is None:
+        yield
+        return
+    popen_init = subprocess.Popen.__init__
+    refused = []
+
+    def checked_init(self, args, *rest, **kwargs):
+        program = kwargs.get("executable") or (
+            args if isinstance(args, (str, bytes, os.PathLike)) else args[0])
+        program = os.path.basename(os.fsdecode(program))
+        if kwargs.get("shell"):
+            program = program.split()[0]
+        tier = _tier_of(program)
+        if tier is not None:
+            refused.append(f"{request.node.nodeid} runs {program}: mark it {tier} "
+                           f"(@pytest.mark.{tier}, or pytestmark = pytest.mark.{tier} for a "
+                           f"whole file); unit tests run no external tool")
+            pytest.fail(refused[-1], pytrace=False)
+        popen_init(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", checked_init)
+    yield
+    if refused:
+        pytest.fail(refused[0], pytrace=False)
+
+
 # Hypothesis profiles of the fuzz tests (tests/sim/test_fuzz.py), one per tier; the tests take
 # them with @settings(settings.get_profile(...)), so no other test changes. Both: no deadline
 # (an engine example builds a simulator), a @reproduce_failure line with every failure, health

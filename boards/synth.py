@@ -433,7 +433,8 @@ def tool_path(script):
     found = shutil.which(script)
     if found is None:
         raise SynthesisError(f"{script} not found next to {sys.executable} or on PATH; "
-                             f"install the dev extras: pip install -e '.[dev]'")
+                             f"it is installed with systolix (a dependency): reinstall "
+                             f"systolix (in a checkout: pip install -c constraints.txt -e .)")
     return found
 
 

@@ -107,9 +107,10 @@ class ActivationFeeder(wiring.Component):
     Attributes
     ----------
     start, running : In(1)
-    batch_last, k_last, n_last, k_tiles : In(...)
-        The loop bounds and the words of an input vector (shapes of
-        :class:`~systolix.hw.loops.Bounds`).
+    batch_last, k_last, n_last : In(...)
+        The loop bounds (shapes of :class:`~systolix.hw.loops.Bounds`).
+    k_tiles : In(Bounds.k_tiles_end)
+        The words of an input vector, the vector stride.
     input_buffer : In(1)
         Which activation buffer holds the layer's input.
     buffers : In(ReadPort.Signature(addr_width=ceil_log2(activation_words),
@@ -129,7 +130,7 @@ class ActivationFeeder(wiring.Component):
             "batch_last": In(bounds.batch),
             "k_last": In(bounds.k_tiles),
             "n_last": In(bounds.n_tiles),
-            "k_tiles": In(bounds.k_tiles),
+            "k_tiles": In(bounds.k_tiles_end),
             "input_buffer": In(1),
             "buffers": In(ReadPort.Signature(addr_width=self.addr_width,
                                              shape=activation_word_layout(config).size)

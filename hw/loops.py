@@ -27,8 +27,8 @@ class Bounds:
     ----------
     k_tiles, n_tiles, batch, channels : Shape
         Of a K tile, an output tile, a vector of the batch and a channel index.
-    channels_end : Shape
-        Of a channel count (``0..requant_words``).
+    k_tiles_end, channels_end : Shape
+        Of a count of K tiles and of channels (one more than the largest index).
     address : Shape
         Of an activation buffer or output memory word address, and one past the last.
     """
@@ -39,7 +39,9 @@ class Bounds:
         if not isinstance(memories, MemoryConfig):
             raise TypeError(f"memories must be a MemoryConfig, not {memories!r}")
         weight_tiles = max(1, memories.weight_words // config.rows)
-        self.k_tiles = Shape.cast(range(min(memories.activation_words, weight_tiles)))
+        k_tiles = min(memories.activation_words, weight_tiles)
+        self.k_tiles = Shape.cast(range(k_tiles))
+        self.k_tiles_end = Shape.cast(range(k_tiles + 1))
         self.n_tiles = Shape.cast(range(max(1, min(memories.requant_words // config.cols,
                                                    weight_tiles))))
         self.batch = Shape.cast(range(memories.batch))

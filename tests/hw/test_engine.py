@@ -2,6 +2,8 @@
 """The inference engine in Amaranth's simulator: every output code against the golden model,
 the engine's cycle counter against the cycle model, on random programs and arrays."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -11,7 +13,8 @@ from systolix.hw.engine import InferenceEngine
 from systolix.timing import default_requant_lanes
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.golden.program import run_program
-from systolix.sw.stimulus import random_program
+from systolix.layer import IntegerLayer
+from systolix.sw.stimulus import program_of, random_program
 from systolix.memory_map import MemoryConfig, pack_vectors, unpack_outputs
 from systolix.sw.pack import pack
 
@@ -26,7 +29,9 @@ def simulate(engine, batches, rng, stall=0.0):
         for codes in batches:
             for word in pack_vectors(codes, engine.config, engine.vector_words):
                 while rng.random() < stall:
+                    ctx.set(engine.inputs.valid, 0)
                     await ctx.tick()
+                assert ctx.get(engine.inputs.ready)
                 ctx.set(engine.inputs.valid, 1)
                 ctx.set(engine.inputs.payload, word)
                 await ctx.tick()
@@ -57,14 +62,34 @@ def simulate(engine, batches, rng, stall=0.0):
     return runs
 
 
+def live_program(rng, config, sizes):
+    """:func:`random_program` with requantization constants that spread the codes over their
+    range (the random ones clamp nearly every code to one value)."""
+    layers = []
+    for layer in random_program(rng, config, sizes).layers:
+        inputs, outputs = layer.weights.shape
+        largest = (max(abs(v) for v in code_range(layer.input_bits, layer.input_signed))
+                   * max(abs(v) for v in code_range(layer.weight_bits, layer.weight_signed)))
+        span = max(2, min(1 << (config.accumulator_bits - 1), int(largest * inputs ** 0.5)))
+        low, high = code_range(layer.output_bits, layer.output_signed)
+        layers.append(dataclasses.replace(
+            layer, bias=rng.integers(-span // 2, span // 2 + 1, outputs),
+            multiplier=rng.integers(1 << 15, 1 << 16, outputs),
+            shift=np.full(outputs, min(16 + span.bit_length() - layer.output_bits, 63)),
+            output_zero_point=(low + high) // 2, output_low=low, output_high=high))
+    return program_of(layers)
+
+
 def check_program(program, config, batch_sizes, rng, *, memories=MemoryConfig(), stall=0.0,
                   requant_lanes=None, filler=None):
+    """Runs the batches through the engine; returns how many distinct codes it sent."""
     images = pack(program, config, memories)
     engine = InferenceEngine(config, images, requant_lanes=requant_lanes, filler=filler)
     first, last = program.layers[0], program.layers[-1]
     low, high = code_range(first.input_bits, first.input_signed)
     batches = [rng.integers(low, high, (size, first.weights.shape[0]), endpoint=True)
                for size in batch_sizes]
+    seen = set()
     for codes, (outputs, cycles, first_output) in zip(batches,
                                                       simulate(engine, batches, rng, stall)):
         expected = run_program(program, codes).reshape(-1).tolist()
@@ -73,6 +98,8 @@ def check_program(program, config, batch_sizes, rng, *, memories=MemoryConfig(),
         assert [flag for _, flag in outputs] == [0] * (len(expected) - 1) + [1]
         model = engine_cycles(config, images, len(codes), requant_lanes)
         assert (cycles, first_output) == (model.compute, model.first_output)
+        seen.update(expected)
+    return len(seen)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -85,8 +112,8 @@ def test_random_programs(seed):
                          activation_signed=bool(rng.integers(2)),
                          accumulator_bits=int(rng.integers(12, 33)))
     sizes = rng.integers(1, 3 * max(rows, cols), size=int(rng.integers(2, 5))).tolist()
-    check_program(random_program(rng, config, sizes), config, [int(rng.integers(1, 7)), 1, 3],
-                  rng, stall=0.3)
+    assert check_program(live_program(rng, config, sizes), config,
+                         [int(rng.integers(2, 7)), 1, 3], rng, stall=0.3) > 1
 
 
 @pytest.mark.parametrize("rows, cols, lanes", [(2, 4, 2), (4, 4, 4), (8, 2, 2), (4, 4, 1)])
@@ -94,8 +121,8 @@ def test_requant_lanes(rows, cols, lanes):
     rng = np.random.default_rng(rows * 10 + cols + lanes)
     config = ArrayConfig(rows=rows, cols=cols, weight_bits=4, activation_bits=4,
                          accumulator_bits=20)
-    program = random_program(rng, config, [11, 9, 13, 5])
-    check_program(program, config, [4, 2], rng, requant_lanes=lanes)
+    program = live_program(rng, config, [11, 9, 13, 5])
+    assert check_program(program, config, [4, 2], rng, requant_lanes=lanes) > 1
 
 
 def test_saturate_and_small_memories():
@@ -104,10 +131,29 @@ def test_saturate_and_small_memories():
     rng = np.random.default_rng(9)
     config = ArrayConfig(rows=12, cols=3, weight_bits=8, activation_bits=8, accumulator_bits=10,
                          overflow="saturate")
-    program = random_program(rng, config, [12, 5, 7])
+    program = live_program(rng, config, [12, 5, 7])
     memories = MemoryConfig(output_codes=21, batch=8)
     assert pack(program, config, memories).max_batch == 3
-    check_program(program, config, [3, 3, 1], rng, memories=memories)
+    assert check_program(program, config, [3, 3, 1], rng, memories=memories) > 1
+
+
+def test_as_many_k_tiles_as_the_weight_memory_holds():
+    """A layer of the most K tiles the weight memory holds, a power of two (here 1), in
+    activation buffers that hold more: every vector of the batch is its own (Hypothesis found
+    this, tests/sim/test_fuzz.py)."""
+    rng = np.random.default_rng(5)
+    config = ArrayConfig(rows=3, cols=2, weight_bits=1, activation_bits=3,
+                         activation_signed=True, accumulator_bits=5)
+    program = program_of([IntegerLayer(
+        weights=np.array([[0, -1]]), bias=np.zeros(2, dtype=np.int64),
+        multiplier=np.array([65535, 22560]), shift=np.array([15, 14]), output_zero_point=2,
+        output_low=-4, output_high=3, input_bits=3, input_signed=True, weight_bits=1,
+        weight_signed=True, output_bits=3, output_signed=True, accumulator_bits=5,
+        overflow="wrap")])
+    assert len(set(run_program(program, np.arange(-4, 4)[:, None])[:, 1].tolist())) > 3
+    memories = MemoryConfig(weight_words=3, requant_words=2, program_words=10,
+                            activation_words=6, batch=4, output_codes=10)
+    check_program(program, config, [4, 3, 4], rng, memories=memories)
 
 
 def test_filler_in_unused_memory_changes_nothing():
@@ -115,9 +161,10 @@ def test_filler_in_unused_memory_changes_nothing():
     with pseudo-random words (for bitstream patching); the engine never reads them."""
     rng = np.random.default_rng(12)
     config = ArrayConfig(rows=3, cols=4, weight_bits=3, activation_bits=5, accumulator_bits=18)
-    program = random_program(rng, config, [10, 7, 6])
+    program = live_program(rng, config, [10, 7, 6])
     memories = MemoryConfig(weight_words=64, requant_words=32, program_words=32)
-    check_program(program, config, [3, 1], rng, memories=memories, stall=0.3, filler=7)
+    assert check_program(program, config, [3, 1], rng, memories=memories, stall=0.3,
+                         filler=7) > 1
 
 
 def test_default_requant_lanes():

@@ -122,3 +122,39 @@ def test_refuses_bad_parameters(component):
         component("x", MEMORIES)
     with pytest.raises(TypeError, match=r"^memories must be a MemoryConfig, not 4$"):
         component(CONFIG, 4)
+
+
+@pytest.mark.parametrize("weight_words, bounds", [(3, (4, 1, 1)), (12, (3, 4, 2))])
+def test_activation_feeder_with_as_many_k_tiles_as_the_memories_hold(weight_words, bounds):
+    """A layer of the most K tiles the weight memory holds (a power of two): the vector stride
+    ``k_tiles`` is a count, one more than the largest K tile index."""
+    memories = MemoryConfig(weight_words=weight_words, requant_words=32, program_words=32,
+                            activation_words=48, batch=8, output_codes=64)
+    bounds = components.Bounds(*bounds)
+    word_bits = CONFIG.rows * CONFIG.activation_bits
+    contents = list(range(memories.activation_words))
+    m = Module()
+    feeder = m.submodules.feeder = ActivationFeeder(CONFIG, memories)
+    for index in range(2):
+        memory = m.submodules[f"buffer_{index}"] = Memory(shape=word_bits, depth=48,
+                                                          init=contents)
+        wiring.connect(m, feeder.buffers[index], memory.read_port())
+    received = []
+
+    async def bench(ctx):
+        for name, value in (("batch_last", bounds.batch - 1), ("k_last", bounds.k_tiles - 1),
+                            ("n_last", bounds.n_tiles - 1), ("k_tiles", bounds.k_tiles)):
+            ctx.set(getattr(feeder, name), value)
+        ctx.set(feeder.activations.ready, 1)
+        ctx.set(feeder.start, 1)
+        await ctx.tick()
+        ctx.set(feeder.start, 0)
+        ctx.set(feeder.running, 1)
+        for _ in range(bounds.batch * bounds.k_tiles * bounds.n_tiles + 4):
+            if ctx.get(feeder.activations.valid):
+                received.append((ctx.get(feeder.activations.payload.data.as_value()),
+                                 ctx.get(feeder.activations.payload.last)))
+            await ctx.tick()
+
+    simulate(m, bench)
+    assert received == [(addr, int(last)) for addr, last in expected_order(*bounds)]

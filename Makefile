@@ -58,6 +58,12 @@ report: $(STAMP)
 sweep: $(STAMP)
 	$(BIN)/systolix sweep $(SWEEP_ARGS)
 
+# Formal proofs (SymbiYosys): no partial sum of any weight tile of the default model leaves the
+# accumulator, and the engine's and the link's streams keep the stream rules (FORMAL_ARGS:
+# options of `systolix formal`, such as --config 8x8-W4s-A4u-P16-wrap --no-streams).
+formal: $(STAMP)
+	$(BIN)/systolix formal $(FORMAL_ARGS)
+
 clean:
 	rm -rf build .pytest_cache
 

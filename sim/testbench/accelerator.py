@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import time
+from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -58,7 +59,7 @@ async def exchange(dut, request, rng, stall, cycle_limit):
 @cocotb.test()
 async def serve_frames(dut):
     """Answer the driver's frames until it closes the connection."""
-    spec = json.loads(open(os.environ["SYSTOLIX_SPEC"]).read())
+    spec = json.loads(Path(os.environ["SYSTOLIX_SPEC"]).read_text())
     rng = np.random.default_rng(spec["seed"])
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     await reset(dut, sources=("host_in",), sinks=("host_out",))

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import time
+from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -113,7 +114,7 @@ async def run_batch(dut, context, codes, rng):
 @cocotb.test()
 async def engine_runs(dut):
     """Every batch of the spec: output codes bit-exact, cycle counts equal to the model."""
-    spec = json.loads(open(os.environ["SYSTOLIX_SPEC"]).read())
+    spec = json.loads(Path(os.environ["SYSTOLIX_SPEC"]).read_text())
     config = ArrayConfig(**spec["config"])
     images = load_images(spec["images"])
     codes = np.load(spec["inputs"])

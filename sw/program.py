@@ -1,9 +1,11 @@
 """The integer program: what the accelerator runs, with nothing but integers in its layers.
 
-An :class:`IntegerProgram` is a sequence of :class:`IntegerLayer` records. Each is an integer
-GEMM on raw codes into a ``P``-bit accumulator followed by a per-channel fixed-point
-requantization; :mod:`systolix.sim.golden.program` executes it bit-exactly and defines the
-exact arithmetic. The program also carries the two float quantizers of its interface to the
+An :class:`IntegerProgram` is a graph of the layers of :mod:`systolix.layer` in execution
+order: dense and convolution layers (:class:`IntegerLayer`, an integer GEMM on raw codes into a
+``P``-bit accumulator followed by a per-channel fixed-point requantization), max pooling and
+residual adds. Each layer reads the outputs of earlier layers (``sources``), the last layer's
+output is the program's. :mod:`systolix.sim.golden.program` executes it bit-exactly and defines
+the exact arithmetic. The program also carries the two float quantizers of its interface to the
 host (how to turn real inputs into input codes and output codes back into real values); the
 layers never use them.
 """
@@ -14,24 +16,34 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from systolix.config import code_range
-from systolix.layer import IntegerLayer
+from systolix.layer import AddLayer, IntegerLayer, MaxPoolLayer, Window
 
 from .io import exact_keys, field, layer_count, load_arrays, save_arrays
 from .quant import QuantParams
 
-__all__ = ["IntegerLayer", "IntegerProgram", "QUANTIZER_FIELDS", "check_quantizer"]
+__all__ = ["IntegerLayer", "MaxPoolLayer", "AddLayer", "Window", "IntegerProgram",
+           "QUANTIZER_FIELDS", "check_quantizer", "chain_sources"]
 
 _FORMAT = "systolix.IntegerProgram"
-_VERSION = 1
+_VERSION = 2
 _ARRAYS = ("weights", "bias", "multiplier", "shift")
-_SCALARS = ("output_zero_point", "output_low", "output_high", "input_bits", "input_signed",
-            "weight_bits", "weight_signed", "output_bits", "output_signed", "accumulator_bits",
-            "overflow")
 _SCALAR_KINDS = {"output_zero_point": int, "output_low": int, "output_high": int,
                  "input_bits": int, "input_signed": bool, "weight_bits": int,
                  "weight_signed": bool, "output_bits": int, "output_signed": bool,
-                 "accumulator_bits": int, "overflow": str}
+                 "accumulator_bits": int, "overflow": str, "rounding": str}
+_ADD_KINDS = {"shape": list, "zero_points": list, "multipliers": list, "shift": int,
+              "output_zero_point": int, "output_low": int, "output_high": int,
+              "input_bits": int, "input_signed": bool, "output_bits": int,
+              "output_signed": bool, "rounding": str}
+_WINDOW_FIELDS = tuple(item.name for item in fields(Window))
+_KINDS = {IntegerLayer: "integer", MaxPoolLayer: "maxpool", AddLayer: "add"}
 QUANTIZER_FIELDS = tuple(item.name for item in fields(QuantParams))
+
+
+def chain_sources(count):
+    """The sources of ``count`` chained layers: each reads the one before, the first the
+    program's input (-1)."""
+    return tuple((index - 1,) for index in range(count))
 
 
 def check_quantizer(name, params):
@@ -64,56 +76,92 @@ def check_quantizer(name, params):
 
 @dataclass(frozen=True)
 class IntegerProgram:
-    """A chain of integer layers and the quantizers of its interface to the host.
+    """A graph of integer layers and the quantizers of its interface to the host.
 
     Parameters
     ----------
-    layers : tuple of IntegerLayer
-        Layer ``l + 1`` reads the output codes of layer ``l``.
+    layers : tuple
+        :class:`IntegerLayer`, :class:`MaxPoolLayer` and :class:`AddLayer` records in execution
+        order; the last one's output is the program's.
     input : QuantParams
-        How real inputs become the first layer's input codes (:meth:`encode_input`).
+        How real inputs become the input codes (:meth:`encode_input`).
     output : QuantParams
         How the last layer's output codes become real values (:meth:`decode_output`).
+    sources : tuple of tuple of int, optional
+        ``sources[l]``: the layers whose outputs layer ``l`` reads, each earlier than ``l``, or
+        -1 for the program's input; two for an add layer, one for the others. By default each
+        layer reads the one before (:func:`chain_sources`).
     """
 
     layers: tuple
     input: QuantParams
     output: QuantParams
+    sources: tuple = None
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(self.layers))
         if not self.layers:
             raise ValueError("an integer program needs at least one layer")
         for index, layer in enumerate(self.layers):
-            if not isinstance(layer, IntegerLayer):
-                raise ValueError(f"layer {index} must be an IntegerLayer, not "
-                                 f"{type(layer).__name__}")
+            if type(layer) not in _KINDS:
+                raise ValueError(f"layer {index} must be an IntegerLayer, MaxPoolLayer or "
+                                 f"AddLayer, not {type(layer).__name__}")
+        sources = chain_sources(len(self.layers)) if self.sources is None else self.sources
+        if not isinstance(sources, (tuple, list)) or len(sources) != len(self.layers):
+            raise ValueError(f"sources must list the inputs of each of the {len(self.layers)} "
+                             f"layers")
+        sources = tuple(tuple(entry) for entry in sources)
+        object.__setattr__(self, "sources", sources)
         check_quantizer("input", self.input)
         check_quantizer("output", self.output)
-        for index, (layer, following) in enumerate(zip(self.layers, self.layers[1:])):
-            if layer.weights.shape[1] != following.weights.shape[0]:
-                raise ValueError(f"layer {index + 1} has {following.weights.shape[0]} inputs "
-                                 f"but layer {index} has {layer.weights.shape[1]} outputs")
-            if (layer.output_bits, layer.output_signed) != (following.input_bits,
-                                                            following.input_signed):
-                raise ValueError(f"the output codes of layer {index} must be the input codes "
-                                 f"of layer {index + 1}")
-        first, last = self.layers[0], self.layers[-1]
-        if (self.input.bits, self.input.signed) != (first.input_bits, first.input_signed):
-            raise ValueError(f"the input quantizer's codes ({self.input.bits} bits, "
-                             f"{'signed' if self.input.signed else 'unsigned'}) must be the "
-                             f"first layer's input codes ({first.input_bits} bits, "
-                             f"{'signed' if first.input_signed else 'unsigned'})")
-        if (self.output.bits, self.output.signed, self.output.zero_point) != (
-                last.output_bits, last.output_signed, last.output_zero_point):
+        first_inputs = {layer.inputs for layer, entry in zip(self.layers, sources)
+                        if -1 in entry}
+        for index, (layer, entry) in enumerate(zip(self.layers, sources)):
+            wanted = 2 if isinstance(layer, AddLayer) else 1
+            if len(entry) != wanted or any(isinstance(source, bool) or
+                                           not isinstance(source, int) or
+                                           not -1 <= source < index for source in entry):
+                raise ValueError(f"sources[{index}] must list {wanted} earlier layer(s) "
+                                 f"(-1..{index - 1}), not {list(entry)}")
+            for source in entry:
+                if source == -1:
+                    producer, bits, signed, length = "the input", self.input.bits, \
+                        self.input.signed, None
+                else:
+                    made = self.layers[source]
+                    producer, bits, signed, length = f"layer {source}", made.output_bits, \
+                        made.output_signed, made.outputs
+                if length is not None and length != layer.inputs:
+                    raise ValueError(f"layer {index} has {layer.inputs} inputs but {producer} "
+                                     f"has {length} outputs")
+                if (bits, signed) != (layer.input_bits, layer.input_signed):
+                    raise ValueError(f"the output codes of {producer} must be the input codes "
+                                     f"of layer {index}")
+        if len(first_inputs) > 1:
+            raise ValueError(f"the layers that read the input must agree on its length, not "
+                             f"{sorted(first_inputs)}")
+        last = self.layers[-1]
+        zero_point = _zero_point(last)
+        if (self.output.bits, self.output.signed) != (last.output_bits, last.output_signed) \
+                or zero_point not in (None, self.output.zero_point):
             raise ValueError(f"the output quantizer (bits {self.output.bits}, signed "
                              f"{self.output.signed}, zero point {self.output.zero_point}) must "
                              f"read the last layer's output codes (bits {last.output_bits}, "
-                             f"signed {last.output_signed}, zero point "
-                             f"{last.output_zero_point})")
+                             f"signed {last.output_signed}, zero point {zero_point})")
+
+    @property
+    def inputs(self):
+        """Codes of one input vector."""
+        return next(layer.inputs for layer, entry in zip(self.layers, self.sources)
+                    if -1 in entry)
+
+    @property
+    def outputs(self):
+        """Codes of one output vector."""
+        return self.layers[-1].outputs
 
     def encode_input(self, x):
-        """Input codes for real inputs ``x`` of shape ``(n, K)``."""
+        """Input codes for real inputs ``x`` of shape ``(n, inputs)``."""
         return self.input.quantize(x)
 
     def decode_output(self, codes):
@@ -122,12 +170,23 @@ class IntegerProgram:
 
     def save(self, path):
         """Write the program to one ``.npz`` file (atomically, with a format version)."""
-        header = {"input": asdict(self.input),
-                  "output": asdict(self.output),
-                  "layers": [{name: getattr(layer, name) for name in _SCALARS}
-                             for layer in self.layers]}
-        arrays = {f"{name}{index}": getattr(layer, name)
-                  for index, layer in enumerate(self.layers) for name in _ARRAYS}
+        entries, arrays = [], {}
+        for index, (layer, entry) in enumerate(zip(self.layers, self.sources)):
+            record = {"kind": _KINDS[type(layer)], "sources": list(entry)}
+            if isinstance(layer, IntegerLayer):
+                record.update({name: getattr(layer, name) for name in _SCALAR_KINDS})
+                record["window"] = None if layer.window is None else asdict(layer.window)
+                arrays.update({f"{name}{index}": getattr(layer, name) for name in _ARRAYS})
+            elif isinstance(layer, MaxPoolLayer):
+                record.update(window=asdict(layer.window), bits=layer.bits,
+                              signed=layer.signed)
+            else:
+                record.update({name: (list(getattr(layer, name))
+                                      if kind is list else getattr(layer, name))
+                               for name, kind in _ADD_KINDS.items()})
+            entries.append(record)
+        header = {"input": asdict(self.input), "output": asdict(self.output),
+                  "layers": entries}
         save_arrays(path, _FORMAT, _VERSION, header, arrays)
 
     @classmethod
@@ -138,28 +197,32 @@ class IntegerProgram:
         ------
         ValueError
             Naming the file, the header field or array, the value and what is allowed: for a
-            missing, empty, truncated or unreadable file, another format or version, a header
-            field missing, unknown or of the wrong type, an array missing, unknown, not of
-            integers or of another shape, a quantizer whose scale is not finite and positive,
-            codes out of range, layers that do not chain.
+            missing, empty, truncated or unreadable file, another format or version (version
+            1, the chain of dense layers, is refused: quantize or import the model again), a
+            header field missing, unknown or of the wrong type, an array missing, unknown, not
+            of integers or of another shape, a quantizer whose scale is not finite and
+            positive, codes out of range, layers that do not connect.
         """
         def members(header):
-            count = layer_count(path, header)
+            layer_count(path, header)
             return {f"{name}{index}": ("int", 2 if name == "weights" else 1)
-                    for index in range(count) for name in _ARRAYS}
+                    for index, entry in enumerate(header["layers"])
+                    if isinstance(entry, dict) and entry.get("kind") == "integer"
+                    for name in _ARRAYS}
 
         header, arrays = load_arrays(path, _FORMAT, _VERSION, members)
         exact_keys(path, "", header, ("format", "version", "input", "output", "layers"))
-        layers = []
-        for index, scalars in enumerate(header["layers"]):
+        layers, sources = [], []
+        for index, entry in enumerate(header["layers"]):
             where = f"layers[{index}]."
-            exact_keys(path, where, scalars, _SCALARS)
-            for name, kind in _SCALAR_KINDS.items():
-                field(path, where, scalars, name, kind)
+            kind = field(path, where, entry, "kind", str)
+            if kind not in _KINDS.values():
+                raise ValueError(f"{path}: header field {where}kind: must be one of "
+                                 f"{', '.join(_KINDS.values())}, not {kind!r}")
+            sources.append(tuple(field(path, where, entry, "sources", list)))
             try:
-                layers.append(IntegerLayer(**{name: arrays[f"{name}{index}"]
-                                              for name in _ARRAYS}, **scalars))
-            except ValueError as error:
+                layers.append(_load_layer(path, where, kind, entry, arrays, index))
+            except (ValueError, TypeError) as error:
                 raise ValueError(f"{path}: layer {index}: {error}") from None
         quantizers = {}
         for name in ("input", "output"):
@@ -171,6 +234,39 @@ class IntegerProgram:
             field(path, f"{name}.", entry, "scale", float, low=0)
             quantizers[name] = QuantParams(**entry)
         try:
-            return cls(tuple(layers), quantizers["input"], quantizers["output"])
+            return cls(tuple(layers), quantizers["input"], quantizers["output"], tuple(sources))
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None
+
+
+def _zero_point(layer):
+    """The zero point of a layer's output codes (max pooling keeps its input's, unknown to the
+    layer: the output quantizer's is then taken as given)."""
+    return getattr(layer, "output_zero_point", None)
+
+
+def _window(path, where, entry):
+    value = field(path, where, entry, "window", dict)
+    exact_keys(path, f"{where}window.", value, _WINDOW_FIELDS)
+    for name in _WINDOW_FIELDS:
+        field(path, f"{where}window.", value, name, int)
+    return Window(**value)
+
+
+def _load_layer(path, where, kind, entry, arrays, index):
+    if kind == "integer":
+        exact_keys(path, where, entry, ("kind", "sources", "window", *_SCALAR_KINDS))
+        for name, scalar in _SCALAR_KINDS.items():
+            field(path, where, entry, name, scalar)
+        window = None if entry["window"] is None else _window(path, where, entry)
+        return IntegerLayer(**{name: arrays[f"{name}{index}"] for name in _ARRAYS},
+                            **{name: entry[name] for name in _SCALAR_KINDS}, window=window)
+    if kind == "maxpool":
+        exact_keys(path, where, entry, ("kind", "sources", "window", "bits", "signed"))
+        return MaxPoolLayer(_window(path, where, entry), field(path, where, entry, "bits", int),
+                            field(path, where, entry, "signed", bool))
+    exact_keys(path, where, entry, ("kind", "sources", *_ADD_KINDS))
+    for name, scalar in _ADD_KINDS.items():
+        field(path, where, entry, name, scalar)
+    return AddLayer(**{name: tuple(entry[name]) if scalar is list else entry[name]
+                       for name, scalar in _ADD_KINDS.items()})

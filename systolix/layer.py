@@ -1,10 +1,17 @@
-"""The integer layer: the unit of work of the accelerator, the same to the compiler, the memory
-map, the golden model and the gateware.
+"""The integer layers: the units of work of the accelerator, the same to the compiler, the
+importers, the memory map, the golden model and the gateware.
 
 An :class:`IntegerLayer` is an integer GEMM on raw codes into a ``P``-bit accumulator followed
-by a per-channel fixed-point requantization; :func:`systolix.sim.golden.run_layer` executes it
-bit-exactly, :func:`systolix.sw.pack.pack` packs it into the memory map and
-:func:`systolix.memory_map.packed_layers` reads it back.
+by a per-channel fixed-point requantization: a dense layer, or with a :class:`Window` a 2-D
+convolution (its GEMM runs on the patches of the input map, im2col); average pooling is a
+convolution of ones. A :class:`MaxPoolLayer` takes the largest code of each window, an
+:class:`AddLayer` adds two tensors of codes each requantized to a common scale.
+:func:`systolix.sim.golden.run_layer` executes each bit-exactly, :func:`systolix.sw.pack.pack`
+packs them into the memory map and :func:`systolix.memory_map.packed_layers` reads them back.
+
+Tensors between layers are flat vectors of codes, one per input of a batch: a map of
+``height x width x channels`` is stored channel-fastest (NHWC), ``((y * width) + x) * channels
++ c``; a dense layer reads its input as one flat vector, whatever its map shape.
 """
 
 from dataclasses import dataclass
@@ -14,7 +21,16 @@ import numpy as np
 from .config import OVERFLOW_MODES, check_bool, check_choice, check_int, code_range
 from .numeric import BIAS_BITS, CODE_BITS, MAX_SHIFT, MULTIPLIER_BITS
 
-__all__ = ["frozen_array", "integer_array", "IntegerLayer"]
+__all__ = ["ROUNDING_MODES", "MAX_MAP", "frozen_array", "integer_array", "Window",
+           "IntegerLayer", "MaxPoolLayer", "AddLayer"]
+
+ROUNDING_MODES = ("half_up", "half_even")
+"""How a requantization rounds ``t / 2^shift``: halves toward +inf (one constant added before
+the shift, the cheapest in hardware), or halves to the even neighbour (ONNX's QuantizeLinear and
+QONNX's ``ROUND``)."""
+
+MAX_MAP = 4096
+"""The largest height, width or channel count of a map, and the largest kernel side."""
 
 
 def frozen_array(array, dtype):
@@ -41,6 +57,129 @@ def integer_array(name, values):
 def _check_range(name, values, low, high):
     if values.size and (values.min() < low or values.max() > high):
         raise ValueError(f"{name} must lie in {low}..{high}, not {values.min()}..{values.max()}")
+
+
+@dataclass(frozen=True)
+class Window:
+    """The sliding window of a convolution or a pooling layer over an input map.
+
+    Output position ``(oy, ox)`` reads input positions ``(oy * stride_height - pad_top + ky,
+    ox * stride_width - pad_left + kx)`` for ``ky < kernel_height``, ``kx < kernel_width``;
+    positions outside the map read ``pad_code`` in every channel. A patch is the
+    ``kernel_height * kernel_width * channels`` codes of one output position in ``(ky, kx, c)``
+    order: the rows of a convolution's weight matrix (:meth:`patches`).
+
+    Parameters
+    ----------
+    height, width, channels : int
+        The input map, 1..:data:`MAX_MAP` each.
+    kernel_height, kernel_width : int
+        1..:data:`MAX_MAP`, at most the padded map.
+    stride_height, stride_width : int
+        1..:data:`MAX_MAP`.
+    pad_top, pad_left, pad_bottom, pad_right : int
+        0..kernel side - 1.
+    groups : int
+        Channel groups of a convolution: output channel ``n`` reads only the input channels of
+        its group (the weight matrix is zero elsewhere). ``channels`` for a depthwise
+        convolution and for pooling. Must divide ``channels``.
+    pad_code : int
+        The code read outside the map: the input zero point for a convolution (real zero), the
+        smallest code for max pooling. Checked against the input codes by the layer.
+    """
+
+    height: int
+    width: int
+    channels: int
+    kernel_height: int
+    kernel_width: int
+    stride_height: int = 1
+    stride_width: int = 1
+    pad_top: int = 0
+    pad_left: int = 0
+    pad_bottom: int = 0
+    pad_right: int = 0
+    groups: int = 1
+    pad_code: int = 0
+
+    def __post_init__(self):
+        for name in ("height", "width", "channels", "kernel_height", "kernel_width",
+                     "stride_height", "stride_width"):
+            check_int(name, getattr(self, name), 1, MAX_MAP)
+        for name, kernel in (("pad_top", "kernel_height"), ("pad_bottom", "kernel_height"),
+                             ("pad_left", "kernel_width"), ("pad_right", "kernel_width")):
+            check_int(name, getattr(self, name), 0, getattr(self, kernel) - 1)
+        check_int("kernel_height", self.kernel_height, 1,
+                  self.height + self.pad_top + self.pad_bottom)
+        check_int("kernel_width", self.kernel_width, 1,
+                  self.width + self.pad_left + self.pad_right)
+        check_int("groups", self.groups, 1, self.channels)
+        if self.channels % self.groups:
+            raise ValueError(f"groups must divide channels ({self.channels}), not "
+                             f"{self.groups}")
+        check_int("pad_code", self.pad_code, -(1 << CODE_BITS), (1 << CODE_BITS) - 1)
+
+    @property
+    def output_height(self):
+        return (self.height + self.pad_top + self.pad_bottom - self.kernel_height) \
+            // self.stride_height + 1
+
+    @property
+    def output_width(self):
+        return (self.width + self.pad_left + self.pad_right - self.kernel_width) \
+            // self.stride_width + 1
+
+    @property
+    def positions(self):
+        """Output positions of one input: ``output_height * output_width``."""
+        return self.output_height * self.output_width
+
+    @property
+    def inputs(self):
+        """Codes of one input map: ``height * width * channels``."""
+        return self.height * self.width * self.channels
+
+    @property
+    def patch(self):
+        """Codes of one patch: ``kernel_height * kernel_width * channels``."""
+        return self.kernel_height * self.kernel_width * self.channels
+
+    def patches(self, codes):
+        """The patches of input maps (im2col).
+
+        Parameters
+        ----------
+        codes : numpy.ndarray of int64, shape (n, inputs)
+            Input maps, NHWC-flattened.
+
+        Returns
+        -------
+        numpy.ndarray of int64, shape (n * positions, patch)
+            Row ``i * positions + oy * output_width + ox``: the patch of output position
+            ``(oy, ox)`` of input ``i``, in ``(ky, kx, c)`` order.
+        """
+        codes = np.asarray(codes, dtype=np.int64)
+        maps = codes.reshape(-1, self.height, self.width, self.channels)
+        padded = np.pad(maps, ((0, 0), (self.pad_top, self.pad_bottom),
+                               (self.pad_left, self.pad_right), (0, 0)),
+                        constant_values=self.pad_code)
+        rows = self.stride_height * np.arange(self.output_height)
+        cols = self.stride_width * np.arange(self.output_width)
+        taps = [padded[:, rows[:, None] + ky, cols[None, :] + kx, :]
+                for ky in range(self.kernel_height) for kx in range(self.kernel_width)]
+        return np.stack(taps, axis=3).reshape(len(maps) * self.positions, self.patch)
+
+    def group_mask(self, outputs):
+        """Where the weight matrix of a convolution with ``outputs`` channels may be non-zero:
+        a boolean ``(patch, outputs)`` matrix, true where the input channel is in the output
+        channel's group."""
+        if outputs % self.groups:
+            raise ValueError(f"groups ({self.groups}) must divide the output channels, not "
+                             f"{outputs}")
+        group_in = np.arange(self.channels) // (self.channels // self.groups)
+        group_out = np.arange(outputs) // (outputs // self.groups)
+        mask = group_in[:, None] == group_out[None, :]
+        return np.tile(mask, (self.kernel_height * self.kernel_width, 1))
 
 
 @dataclass(frozen=True)
@@ -75,6 +214,14 @@ class IntegerLayer:
         ``P``, 2..32.
     overflow : str
         ``"wrap"`` or ``"saturate"``.
+    window : Window or None
+        ``None`` for a dense layer (the input is one flat vector of ``K`` codes). A
+        :class:`Window` for a convolution: ``weights`` then has one row per patch code
+        (``K = window.patch``) and is zero outside each output channel's group; the input is a
+        map of ``window.inputs`` codes, the output a map of ``window.positions * N`` codes
+        (NHWC). ``window.pad_code`` must be an input code.
+    rounding : str
+        One of :data:`ROUNDING_MODES`.
     """
 
     weights: np.ndarray
@@ -92,6 +239,8 @@ class IntegerLayer:
     output_signed: bool
     accumulator_bits: int
     overflow: str
+    window: Window = None
+    rounding: str = "half_up"
 
     def __post_init__(self):
         for name in ("input_bits", "weight_bits", "output_bits"):
@@ -120,3 +269,154 @@ class IntegerLayer:
         check_int("output_zero_point", self.output_zero_point, low, high)
         check_int("output_low", self.output_low, low, high)
         check_int("output_high", self.output_high, self.output_low, high)
+        check_choice("rounding", self.rounding, ROUNDING_MODES)
+        window = self.window
+        if window is not None:
+            if not isinstance(window, Window):
+                raise ValueError(f"window must be a Window or None, not "
+                                 f"{type(window).__name__}")
+            if weights.shape[0] != window.patch:
+                raise ValueError(f"weights must have {window.patch} rows, one per code of a "
+                                 f"{window.kernel_height}x{window.kernel_width}x"
+                                 f"{window.channels} patch, not {weights.shape[0]}")
+            if np.any(weights[~window.group_mask(channels)]):
+                raise ValueError(f"weights must be zero outside each output channel's group "
+                                 f"({window.groups} groups)")
+            check_int("window.pad_code", window.pad_code,
+                      *code_range(self.input_bits, self.input_signed))
+
+    @property
+    def inputs(self):
+        """Codes of one input vector: ``K``, or the input map of a convolution."""
+        return self.weights.shape[0] if self.window is None else self.window.inputs
+
+    @property
+    def outputs(self):
+        """Codes of one output vector: ``N``, or the output map of a convolution."""
+        channels = self.weights.shape[1]
+        return channels if self.window is None else channels * self.window.positions
+
+    @property
+    def output_shape(self):
+        """``(height, width, channels)`` of the output map; ``(1, 1, N)`` for a dense layer."""
+        if self.window is None:
+            return 1, 1, self.weights.shape[1]
+        return self.window.output_height, self.window.output_width, self.weights.shape[1]
+
+
+def _check_codes(where, bits, signed_codes):
+    check_int(f"{where}bits", bits, 1, CODE_BITS)
+    check_bool(f"{where}signed", signed_codes)
+
+
+@dataclass(frozen=True)
+class MaxPoolLayer:
+    """The largest code of each window of each channel of a map (no arithmetic: the codes keep
+    their scale and zero point).
+
+    Parameters
+    ----------
+    window : Window
+        ``groups`` equal to ``channels``; ``pad_code`` the smallest code (never larger than a
+        code of the map, so padding never wins).
+    bits : int
+        Code width of the input and the output, 1..8.
+    signed : bool
+    """
+
+    window: Window
+    bits: int
+    signed: bool
+
+    def __post_init__(self):
+        _check_codes("", self.bits, self.signed)
+        if not isinstance(self.window, Window):
+            raise ValueError(f"window must be a Window, not {type(self.window).__name__}")
+        low, _ = code_range(self.bits, self.signed)
+        if self.window.groups != self.window.channels or self.window.pad_code != low:
+            raise ValueError(f"a max pooling window must have groups = channels "
+                             f"({self.window.channels}) and pad_code = {low}, not "
+                             f"{self.window.groups} and {self.window.pad_code}")
+
+    input_bits = property(lambda self: self.bits)
+    input_signed = property(lambda self: self.signed)
+    output_bits = property(lambda self: self.bits)
+    output_signed = property(lambda self: self.signed)
+    inputs = property(lambda self: self.window.inputs)
+    outputs = property(lambda self: self.window.positions * self.window.channels)
+
+    @property
+    def output_shape(self):
+        window = self.window
+        return window.output_height, window.output_width, window.channels
+
+
+@dataclass(frozen=True)
+class AddLayer:
+    """The sum of two tensors of codes, each requantized to the output's scale.
+
+    ``t = (a - zero_points[0]) * multipliers[0] + (b - zero_points[1]) * multipliers[1]``,
+    ``out = clamp(round(t / 2^shift) + output_zero_point, output_low, output_high)`` with the
+    layer's :data:`ROUNDING_MODES`: real ``a * s_a + b * s_b`` at the output scale ``s_y`` when
+    ``multipliers[i] / 2^shift = s_i / s_y``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(height, width, channels)`` of both inputs and of the output.
+    zero_points : tuple of int
+        The zero point of each input, among its codes.
+    multipliers : tuple of int
+        Unsigned, :data:`~systolix.numeric.MULTIPLIER_BITS` bits each.
+    shift : int
+        0..:data:`~systolix.numeric.MAX_SHIFT`.
+    output_zero_point, output_low, output_high : int
+    input_bits, output_bits : int
+        Code widths, 1..8 (both inputs have the same codes).
+    input_signed, output_signed : bool
+    rounding : str
+    """
+
+    shape: tuple
+    zero_points: tuple
+    multipliers: tuple
+    shift: int
+    output_zero_point: int
+    output_low: int
+    output_high: int
+    input_bits: int
+    input_signed: bool
+    output_bits: int
+    output_signed: bool
+    rounding: str = "half_up"
+
+    def __post_init__(self):
+        _check_codes("input_", self.input_bits, self.input_signed)
+        _check_codes("output_", self.output_bits, self.output_signed)
+        for name in ("shape", "zero_points", "multipliers"):
+            value = getattr(self, name)
+            if not isinstance(value, (tuple, list)):
+                raise ValueError(f"{name} must be a tuple, not {type(value).__name__}")
+            object.__setattr__(self, name, tuple(value))
+        if len(self.shape) != 3:
+            raise ValueError(f"shape must be (height, width, channels), not {self.shape}")
+        for name, size in zip(("height", "width", "channels"), self.shape):
+            check_int(f"shape {name}", size, 1, MAX_MAP)
+        if len(self.zero_points) != 2 or len(self.multipliers) != 2:
+            raise ValueError("an add layer needs two zero points and two multipliers, one "
+                             "per input")
+        for index in range(2):
+            check_int(f"zero_points[{index}]", self.zero_points[index],
+                      *code_range(self.input_bits, self.input_signed))
+            check_int(f"multipliers[{index}]", self.multipliers[index], 0,
+                      (1 << MULTIPLIER_BITS) - 1)
+        check_int("shift", self.shift, 0, MAX_SHIFT)
+        low, high = code_range(self.output_bits, self.output_signed)
+        check_int("output_zero_point", self.output_zero_point, low, high)
+        check_int("output_low", self.output_low, low, high)
+        check_int("output_high", self.output_high, self.output_low, high)
+        check_choice("rounding", self.rounding, ROUNDING_MODES)
+
+    inputs = property(lambda self: self.shape[0] * self.shape[1] * self.shape[2])
+    outputs = inputs
+    output_shape = property(lambda self: self.shape)

@@ -48,7 +48,8 @@ def layer(weights, **changes):
                   multiplier=np.ones(np.shape(weights)[1], dtype=int),
                   shift=np.zeros(np.shape(weights)[1], dtype=int), output_zero_point=0,
                   output_low=-2 ** 20, output_high=2 ** 20, input_bits=4, input_signed=False,
-                  accumulator_bits=8, overflow="wrap")
+                  accumulator_bits=8, overflow="wrap", window=None, rounding="half_up",
+                  inputs=np.shape(weights)[0], outputs=np.shape(weights)[1])
     fields.update(changes)
     return SimpleNamespace(**fields)
 
@@ -69,7 +70,7 @@ def test_program_chains_layers():
     x = np.array([[1, 2], [3, 0]])
     hidden = np.clip(x @ first.weights + first.bias, 0, 15)
     expected = np.floor((hidden @ second.weights) / 2 + 0.5).astype(int)
-    np.testing.assert_array_equal(run_program(SimpleNamespace(layers=[first, second]), x),
+    np.testing.assert_array_equal(run_program(SimpleNamespace(layers=[first, second], sources=None), x),
                                   expected)
 
 

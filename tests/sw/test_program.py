@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from systolix.sw.program import IntegerLayer, IntegerProgram
+from systolix.sim.golden import run_program
+from systolix.sw.io import save_arrays
+from systolix.sw.program import AddLayer, IntegerLayer, IntegerProgram, MaxPoolLayer, Window
 from systolix.sw.quant import QuantParams
 
 
@@ -15,9 +17,9 @@ def layer(**changes):
     return IntegerLayer(**fields)
 
 
-def program(*layers):
+def program(*layers, sources=None):
     return IntegerProgram(layers, QuantParams(4, False, 0.5, 0, 0, 15),
-                          QuantParams(4, False, 0.25, 0, 0, 15))
+                          QuantParams(4, False, 0.25, 0, 0, 15), sources)
 
 
 def test_arrays_are_int64_and_read_only():
@@ -86,6 +88,51 @@ def test_save_load(tmp_path):
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
         assert (a.accumulator_bits, a.overflow, a.output_high) == (
             b.accumulator_bits, b.overflow, b.output_high)
+
+
+def graph():
+    """A residual block on a 4x4 map of 2 channels: conv, max pool, conv, add."""
+    conv = Window(4, 4, 2, 3, 3, pad_top=1, pad_left=1, pad_bottom=1, pad_right=1)
+    weights = np.random.default_rng(0).integers(-8, 8, (conv.patch, 2))
+    first = layer(weights=weights, window=conv, rounding="half_even")
+    pool = MaxPoolLayer(Window(4, 4, 2, 2, 2, stride_height=2, stride_width=2, groups=2), 4,
+                        False)
+    depthwise = Window(2, 2, 2, 1, 1, groups=2, pad_code=0)
+    second = layer(weights=np.array([[3, 0], [0, -2]]), window=depthwise)
+    add = AddLayer((2, 2, 2), (0, 0), (1, 2), 1, 0, 0, 15, 4, False, 4, False)
+    return program(first, pool, second, add, sources=[(-1,), (0,), (1,), (1, 2)])
+
+
+def test_graph_save_load(tmp_path):
+    original = graph()
+    assert (original.inputs, original.outputs) == (32, 8)
+    original.save(tmp_path / "graph.npz")
+    loaded = IntegerProgram.load(tmp_path / "graph.npz")
+    assert loaded.sources == ((-1,), (0,), (1,), (1, 2))
+    assert [type(layer) for layer in loaded.layers] == [type(layer)
+                                                         for layer in original.layers]
+    assert loaded.layers[0].window == original.layers[0].window
+    assert loaded.layers[0].rounding == "half_even" and loaded.layers[3] == original.layers[3]
+    codes = np.random.default_rng(1).integers(0, 16, (5, 32))
+    np.testing.assert_array_equal(run_program(loaded, codes), run_program(original, codes))
+
+
+def test_bad_graphs():
+    first, pool, second, add = graph().layers
+    with pytest.raises(ValueError, match=r"sources\[3\] must list 2 earlier layer\(s\) "
+                                         r"\(-1..2\), not \[1, 3\]"):
+        program(first, pool, second, add, sources=[(-1,), (0,), (1,), (1, 3)])
+    with pytest.raises(ValueError, match=r"layer 3 has 8 inputs but layer 0 has 32 outputs"):
+        program(first, pool, second, add, sources=[(-1,), (0,), (1,), (0, 2)])
+    with pytest.raises(ValueError, match=r"sources must list the inputs of each of the 2"):
+        program(first, pool, sources=[(-1,)])
+
+
+def test_version_1_files_are_refused(tmp_path):
+    save_arrays(tmp_path / "old.npz", "systolix.IntegerProgram", 1, {"layers": []}, {})
+    with pytest.raises(ValueError, match=r"old.npz: is systolix.IntegerProgram version 1; this "
+                                         r"systolix reads version 2"):
+        IntegerProgram.load(tmp_path / "old.npz")
 
 
 def test_encode_decode():

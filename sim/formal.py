@@ -555,7 +555,24 @@ def _free(m, *values):
         m.d.comb += value.eq(AnySeq(len(Value.cast(value))))
 
 
-class EngineHarness(Elaboratable):
+class _StreamHarness(Elaboratable):
+    """A harness around ``design`` in a reset-less ``sync`` domain whose clock the solver
+    drives; ``count`` adds the harness's counting properties."""
+
+    def __init__(self, design, *, count=False):
+        self.design = design
+        self.count = count
+        self.domain = ClockDomain("sync", reset_less=True)
+        self.clk = self.domain.clk
+
+    def _module(self, name):
+        m = Module()
+        m.domains.sync = self.domain
+        m.submodules[name] = self.design
+        return m, self.design
+
+
+class EngineHarness(_StreamHarness):
     """An :class:`~systolix.hw.engine.InferenceEngine` whose host drives its ports freely.
 
     ``inputs`` and ``start`` are free streams that obey the stream rules (assumed), ``start``
@@ -566,16 +583,8 @@ class EngineHarness(Elaboratable):
     (with ``count``, for ``mode cover``): the final code of a run is accepted.
     """
 
-    def __init__(self, engine, *, count=False):
-        self.engine = engine
-        self.count = count
-        self.domain = ClockDomain("sync", reset_less=True)
-        self.clk = self.domain.clk
-
     def elaborate(self, platform):
-        m = Module()
-        m.domains.sync = self.domain
-        engine = m.submodules.engine = self.engine
+        m, engine = self._module("engine")
         _free(m, engine.inputs.valid, engine.inputs.payload, engine.start.valid,
               engine.start.payload, engine.outputs.ready)
         stream_rules(m, engine.inputs, Assume, "inputs")
@@ -597,7 +606,7 @@ class EngineHarness(Elaboratable):
         return m
 
 
-class LinkHarness(Elaboratable):
+class LinkHarness(_StreamHarness):
     """A :class:`~systolix.hw.link.FrameLink` between a free host and a free engine.
 
     ``host_in`` (bytes from the host) and the engine's ``outputs`` are free streams that obey
@@ -610,16 +619,8 @@ class LinkHarness(Elaboratable):
     more is accepted.
     """
 
-    def __init__(self, link, *, count=False):
-        self.link = link
-        self.count = count
-        self.domain = ClockDomain("sync", reset_less=True)
-        self.clk = self.domain.clk
-
     def elaborate(self, platform):
-        m = Module()
-        m.domains.sync = self.domain
-        link = m.submodules.link = self.link
+        m, link = self._module("link")
         engine = link.engine
         _free(m, link.host_in.valid, link.host_in.payload, link.host_out.ready,
               engine.inputs.ready, engine.start.ready, engine.outputs.valid,

@@ -164,8 +164,8 @@ def _program(**changes):
     return _setter(lambda folder: _program_file(folder, **changes))
 
 
-def _raw(content):
-    return _setter(lambda folder: (folder / "program.npz").write_bytes(content))
+def _raw(content, name="program.npz"):
+    return _setter(lambda folder: (folder / name).write_bytes(content))
 
 
 def _truncated(folder):
@@ -232,6 +232,39 @@ def _float_model(folder, change=None, inputs=64, dtype=np.float64):
     if change is not None:
         change(arrays)
     save_arrays(folder / "float.npz", "systolix.FloatModel", 1, {"layers": 2}, arrays)
+
+
+def _onnx_model(weights="int8", shape=True, op="MatMul"):
+    """Setup: ``model.onnx``, a QCDQ layer (4-bit inputs, 8x4 weights, 8-bit outputs) whose
+    weights are int8 through DequantizeLinear or float (``weights="float"``), whose input has
+    a shape or none, and whose layer is ``op`` (an unsupported one for that case)."""
+    def setup(folder, resources):
+        from onnx import TensorProto, helper, numpy_helper
+        rng = np.random.default_rng(0)
+        constants = {"s": np.float32(0.125), "z": np.uint8(0), "lo": np.uint8(0),
+                     "hi": np.uint8(15), "ws": np.float32(0.25), "wz": np.int8(0),
+                     "os": np.float32(0.5), "oz": np.int8(0),
+                     "w": rng.integers(-7, 7, size=(8, 4), endpoint=True).astype(
+                         np.int8 if weights == "int8" else np.float32)}
+        nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="quant_in"),
+                 helper.make_node("Clip", ["q", "lo", "hi"], ["c"], name="clip_in"),
+                 helper.make_node("DequantizeLinear", ["c", "s", "z"], ["d"], name="dq_in")]
+        if weights == "int8":
+            nodes.append(helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"],
+                                          name="dq_w"))
+        nodes += [helper.make_node(op, ["d", "wd" if weights == "int8" else "w"], ["y"],
+                                   name="dense"),
+                  helper.make_node("QuantizeLinear", ["y", "os", "oz"], ["yq"], name="quant_out"),
+                  helper.make_node("DequantizeLinear", ["yq", "os", "oz"], ["out"],
+                                   name="dq_out")]
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8] if shape else None)
+        out = helper.make_tensor_value_info("out", TensorProto.FLOAT, None)
+        graph = helper.make_graph(nodes, "layer", [x], [out],
+                                  [numpy_helper.from_array(np.asarray(value), name)
+                                   for name, value in constants.items()])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        (folder / "model.onnx").write_bytes(model.SerializeToString())
+    return setup
 
 
 def _user_folder(name):
@@ -619,6 +652,31 @@ CASES = (
          "float.npz: array weight0: must be stored as floats, not int64",
          setup=_setter(lambda folder: _float_model(folder, dtype=np.int64))),
 
+    # ONNX models given to systolix import.
+    Case("import-missing", "a model file that does not exist",
+         ("import", "missing.onnx", "--out", "out"), "missing.onnx: does not exist"),
+    Case("import-malformed", "a file that is not an ONNX model",
+         ("import", "model.onnx", "--out", "out"), "model.onnx: is not an ONNX model",
+         setup=_raw(b"\x08\x07junk \xff\xff\xff", "model.onnx")),
+    Case("import-unsupported-op", "an op the importer does not read (MatMulInteger)",
+         ("import", "model.onnx", "--out", "out"),
+         "node 'dense': op type MatMulInteger is not supported; supported: Quant, BipolarQuant",
+         setup=_onnx_model(op="MatMulInteger")),
+    Case("import-float-weights", "a float weight tensor without a quantizer",
+         ("import", "model.onnx", "--out", "out"),
+         "its weight 'w' is a float tensor of shape [8, 4] with no quantizer",
+         setup=_onnx_model(weights="float")),
+    Case("import-no-input-shape", "a graph input without a shape",
+         ("import", "model.onnx", "--out", "out"), "graph input 'x' has no shape",
+         setup=_onnx_model(shape=False)),
+    Case("import-accumulator-too-small", "integers that need more than --accumulator-bits",
+         ("import", "model.onnx", "--accumulator-bits", "6", "--out", "out"),
+         "needs a 10-bit accumulator for its integers and input codes, but --accumulator-bits "
+         "is 6", setup=_onnx_model()),
+    Case("import-accumulator-bits-range", "--accumulator-bits 40",
+         ("import", "model.onnx", "--accumulator-bits", "40", "--out", "out"),
+         "argument --accumulator-bits: must be an integer in 2..32, not '40'",
+         setup=_onnx_model()),
     # Output folders.
     Case("bitstream-out-user-folder", "--out a folder of the user's (was deleted)",
          ("bitstream", "--board", BOARD, "--out", "mine"),

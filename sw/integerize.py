@@ -453,7 +453,7 @@ class ProgramBuilder:
         widths = (f"W{linear.weight_bits}{'s' if linear.weight_signed else 'u'} "
                   f"A{source.bits}{'s' if source.signed else 'u'} "
                   f"O{quantizer.bits}{'s' if quantizer.signed else 'u'}")
-        info = LayerInfo(0, name, linear.kind, shape, widths, linear.declared,
+        info = LayerInfo(0, linear.name, linear.kind, shape, widths, linear.declared,
                          int(channel_bits.max()), worst, 32, exact=exact, error_codes=error,
                          note=note, channel_bits=channel_bits)
         index = self._add(layer, (source.source,), info)
@@ -573,7 +573,7 @@ def check_accumulators(imported, accumulator_bits=None, widen=False):
                       "its declared width" if info.declared is not None else "the hardware")
             if not widen or info.true_bits > 32:
                 allowed = ("a model whose integers fit 32 bits" if info.true_bits > 32 else
-                           "a larger --accumulator-bits, or --widen to raise the layer's")
+                           "a larger --accumulator-bits, or --widen to raise this layer's width")
                 raise ValueError(
                     f"{imported.source}layer {info.index} ({info.name!r}, {info.kind}): "
                     f"channel {info.worst_channel} needs a {info.true_bits}-bit accumulator "

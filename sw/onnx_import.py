@@ -444,11 +444,10 @@ class _Importer:
         shape = [1] * value.codes.ndim
         shape[axis] = -1
         integers = value.codes - zero_points.astype(np.int64).reshape(shape)
-        bits, signed = value.bits, value.signed
-        if np.any(zero_points != 0):
-            low, high = int(integers.min()), int(integers.max())
-            signed = signed or low < 0
-            bits = max(bits if signed == value.signed else 0, codes_bits(low, high, signed))
+        # The width of the integers received (int8 storage may hold 4-bit codes).
+        low, high = int(integers.min()), int(integers.max())
+        signed = value.signed or low < 0
+        bits = max(codes_bits(low, high, signed), 2 if signed else 1)
         if bits > 8:
             self._fail(node, f"its weight {name!r} needs {bits}-bit codes; allowed: 1..8")
         return integers, scales, bits, signed

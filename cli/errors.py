@@ -231,7 +231,10 @@ def _float_model(folder, change=None, inputs=64, dtype=np.float64):
               "weight1": rng.normal(size=(8, 10)).astype(dtype), "bias1": np.zeros(10, dtype=dtype)}
     if change is not None:
         change(arrays)
-    save_arrays(folder / "float.npz", "systolix.FloatModel", 1, {"layers": 2}, arrays)
+    dense = {"kind": "dense", "relu": True, "clip": None}
+    save_arrays(folder / "float.npz", "systolix.FloatModel", 2,
+                {"input_shape": [1, 1, inputs], "layers": [dense, {**dense, "relu": False}]},
+                arrays)
 
 
 def _onnx_model(weights="int8", shape=True, op="MatMul"):
@@ -460,7 +463,7 @@ def _quantized_nan_scale(folder):
     from systolix.sw.qmodel import QuantizedModel, quantize
     from systolix.sw.models import FloatModel
     rng = np.random.default_rng(0)
-    model = FloatModel((rng.normal(size=(4, 3)),), (np.zeros(3),))
+    model = FloatModel.mlp((rng.normal(size=(4, 3)),), (np.zeros(3),))
     quantize(model, rng.normal(size=(32, 4))).save(folder / "model.npz")
     header, arrays = _entries(folder / "model.npz")
     arrays["weight_scale0"] = np.array([np.nan, 1.0, 1.0])
@@ -543,6 +546,13 @@ CASES = (
     Case("quantize-weight-bits", "--weight-bits 9", ("quantize", "--weight-bits", "9",
                                                       "--out", "out"),
          "weight_bits must be an integer in 2..8, not 9"),
+    Case("quantize-cnn-seed", "--seed 3 for the digits CNN (trained once, seed 0)",
+         ("quantize", "--workload", "digits-cnn", "--seed", "3", "--out", "out"),
+         "--seed: the digits-cnn workload is trained once, with seed 0; allowed: 0 (or leave it "
+         "out)"),
+    Case("quantize-workload", "--workload of no embedded model",
+         ("quantize", "--workload", "imagenet", "--out", "out"),
+         "argument --workload: invalid choice: 'imagenet' (choose from 'digits-mlp', 'digits-cnn')"),
     Case("bitstream-seed-negative", "--seed -1",
          ("bitstream", "--board", BOARD, "--seed", "-1", "--out", "out"),
          "argument --seed: must be an integer in 0..2147483647, not '-1'"),
@@ -640,7 +650,7 @@ CASES = (
          setup=_program(arrays=lambda a: a.update(weights0=a["weights0"] * 1.0))),
     Case("float-model-nan", "a float model with NaN weights",
          ("quantize", "--float-model", "float.npz", "--out", "out"),
-         "float.npz: weights[0] must be finite",
+         "float.npz: layer 0: weight must be finite",
          setup=_setter(lambda folder: _float_model(
              folder, lambda a: a["weight0"].__setitem__((0, 0), np.nan)))),
     Case("float-model-inputs", "a float model of 65 inputs for the 64-pixel digits",

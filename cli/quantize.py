@@ -12,9 +12,10 @@ from pathlib import Path
 from systolix.files import check_output_folder, output_folder
 
 from systolix.sw.a2q import METHODS, min_accumulator_bits
+from systolix.sw.default import WORKLOADS, workload_model
 from systolix.sw.lower import lower
 from systolix.sw.mixed import search
-from systolix.sw.models import FloatModel, accuracy, digits_mlp, digits_split
+from systolix.sw.models import Conv2d, Dense, FloatModel, accuracy, digits_mlp, digits_split
 from systolix.sw.qmodel import quantize
 from systolix.sw.report import program_accuracy, sweep, write_report
 
@@ -28,10 +29,14 @@ def register(subparsers):
     parser = subparsers.add_parser(
         "quantize", help="quantize and lower a model to an integer program",
         description=__doc__.splitlines()[0])
-    parser.add_argument("--float-model", type=Path, metavar="PATH",
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--float-model", type=Path, metavar="PATH",
                         help="a FloatModel .npz with 64 inputs (default: the digits MLP)")
+    source.add_argument("--workload", choices=WORKLOADS,
+                        help="an embedded float model: digits-mlp (the default) or digits-cnn "
+                             "(the shipped CNN)")
     parser.add_argument("--seed", type=integer(0, 2 ** 32 - 1), default=0,
-                        help="seed of the digits split and training (default: 0)")
+                        help="seed of the digits split and of the MLP's training (default: 0)")
     parser.add_argument("--weight-bits", type=int, default=4, help="2..8 (default: 4)")
     parser.add_argument("--activation-bits", type=int, default=4, help="1..8 (default: 4)")
     parser.add_argument("--output-bits", type=int, default=8,
@@ -63,7 +68,12 @@ def register(subparsers):
 def run_quantize(args):
     """Carry out ``systolix quantize``; returns the exit status."""
     check_output_folder(args.out, "quantize")
-    if args.float_model is None:
+    if args.workload == "digits-cnn":
+        if args.seed:
+            raise ValueError("--seed: the digits-cnn workload is trained once, with seed 0; "
+                             "allowed: 0 (or leave it out)")
+        model, data = workload_model(args.workload)
+    elif args.float_model is None:
         model, data = digits_mlp(args.seed)
     else:
         model, data = FloatModel.load(args.float_model), digits_split(args.seed)
@@ -96,11 +106,27 @@ def run_quantize(args):
     return 0
 
 
+def _describe(float_layer, layer):
+    """The kind and GEMM of a layer: ``dense 64x64``, ``conv 3x3/2 8x8x16 -> 4x4x32 (K=144,
+    N=32)``, ``GlobalAvgPool 4x4x32 -> 1x1x32``."""
+    inputs, outputs = layer.weight_codes.shape
+    if isinstance(float_layer, Dense):
+        return f"dense {inputs}x{outputs}"
+    window = layer.window
+    maps = (f"{window.height}x{window.width}x{window.channels} -> {window.output_height}x"
+            f"{window.output_width}x{outputs}")
+    if isinstance(float_layer, Conv2d):
+        groups = f", {window.groups} groups" if window.groups > 1 else ""
+        return (f"conv {window.kernel_height}x{window.kernel_width}/{window.stride_height} "
+                f"{maps} (K={inputs}, N={outputs}{groups})")
+    return f"{type(float_layer).__name__} {maps}"
+
+
 def _print_figures(args, model, data, quantized, program):
-    for index, layer in enumerate(quantized.layers):
+    for index, (float_layer, layer) in enumerate(zip(model.layers, quantized.layers)):
         inputs, outputs = layer.weight_codes.shape
         safe = min_accumulator_bits(layer.weight_codes, layer.input.bits, layer.input.signed)
-        print(f"layer {index}: {inputs}x{outputs}, W{layer.weight_bits} "
+        print(f"layer {index}: {_describe(float_layer, layer)}, W{layer.weight_bits} "
               f"A{layer.input.bits}{'s' if layer.input.signed else 'u'}, needs P >= {safe} "
               f"(data-free), runs at P = {quantized.accumulator_bits}")
     float_accuracy = accuracy(model.predict(data.x_test), data.y_test)

@@ -1,23 +1,36 @@
-"""The default workload: the array of ``make sim`` and the embedded digits model quantized for an
+"""The workloads: the array of ``make sim`` and the embedded digits models quantized for an
 array's accumulator.
 
 Not a command-line module: the simulator's CLI (``systolix sim``), the board builds
-(``systolix bitstream``, :mod:`systolix.boards`) and the tests take the default model from here.
+(``systolix bitstream``, :mod:`systolix.boards`) and the tests take the workloads from here.
 """
 
 from systolix.config import DEFAULT_CONFIG
 
 from .lower import lower
-from .models import accuracy, digits_mlp
+from .models import accuracy, digits_cnn, digits_mlp
 from .qmodel import quantize
 
-__all__ = ["default_program"]
+__all__ = ["WORKLOADS", "workload_model", "default_program"]
+
+WORKLOADS = {
+    "digits-mlp": "digits MLP 64-64-32-10",
+    "digits-cnn": "digits CNN conv3x3(16)-conv3x3/2(32)-GAP-dense10",
+}
+"""The embedded workloads, by name, and their descriptions."""
 
 
-def default_program(config=DEFAULT_CONFIG):
-    """The embedded default model: the digits MLP, W4/A4, A2Q+ for the accumulator of
-    ``config``; returns ``(program, data, float accuracy)``."""
-    model, data = digits_mlp()
+def workload_model(workload="digits-mlp"):
+    """The float model of a workload of :data:`WORKLOADS` and its digits split."""
+    if workload not in WORKLOADS:
+        raise ValueError(f"workload must be one of {', '.join(WORKLOADS)}, not {workload!r}")
+    return digits_mlp() if workload == "digits-mlp" else digits_cnn()
+
+
+def default_program(config=DEFAULT_CONFIG, workload="digits-mlp"):
+    """An embedded model (by default the digits MLP), W/A of ``config``, A2Q+ for the
+    accumulator of ``config``; returns ``(program, data, float accuracy)``."""
+    model, data = workload_model(workload)
     quantized = quantize(model, data.x_train, config.weight_bits, config.activation_bits,
                          accumulator_bits=config.accumulator_bits, method="a2q+",
                          overflow=config.overflow)

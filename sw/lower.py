@@ -11,6 +11,14 @@ quantizer into ``M[c] = s_x s_w[c] / s_y = M0[c] * 2^-shift[c]`` with an unsigne
 :func:`~systolix.sw.qmodel.quantize` chooses weight scales that make it so). ReLU becomes the
 lower clamp ``max(low, z_y)``. Floating point is left in the program only in its interface
 quantizers (how the host encodes inputs and decodes outputs).
+
+A convolution keeps its window (:class:`~systolix.layer.Window`): weights ``(kh * kw * c_in,
+c_out)`` in ``(ky, kx, c)`` row order, zero outside each output channel's group, and ``pad_code``
+the input zero point, so that padding adds ``z_x`` codes whose centred value is 0, which the bias
+term above already accounts for. A pooling layer (average or global average) becomes a
+convolution of ones whose window is the pooling window (``groups`` = channels) and whose
+multiplier holds ``1 / area`` (global average pooling: ``1 / (H * W)``). A dense layer after a
+map reads it flattened in NHWC order, as the float model does.
 """
 
 from systolix.config import code_range
@@ -56,5 +64,5 @@ def lower(model):
             output_high=int(target.high), input_bits=source.bits, input_signed=source.signed,
             weight_bits=layer.weight_bits, weight_signed=True, output_bits=target.bits,
             output_signed=target.signed, accumulator_bits=model.accumulator_bits,
-            overflow=model.overflow))
+            overflow=model.overflow, window=layer.window))
     return IntegerProgram(tuple(layers), model.layers[0].input, model.layers[-1].output)

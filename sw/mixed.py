@@ -1,6 +1,8 @@
 """Mixed precision in the manner of QuantuneV2: local metrics, then the cheapest per-layer widths.
 
-One float calibration pass gives every layer's weights and input activations. For each layer
+One float calibration pass gives every learned layer's weights (a convolution's as its
+``(kh * kw * c_in, c_out)`` matrix) and input activations. For each learned layer (dense or
+convolution; pooling layers take the next one's width, :func:`~systolix.sw.qmodel.quantize`)
 and each candidate width ``b`` the weights and the input activations are quantized to ``b``
 bits and compared with the float values (SQNR and MSE; :func:`layer_metrics`): ``layers x
 candidates`` quantizations, no retraining. A layer at width ``b`` quantizes both its weights
@@ -36,7 +38,8 @@ class LayerMetrics:
     """Quantization error of one layer at each candidate width.
 
     ``weight_sqnr[i]`` (dB), ``weight_mse[i]``, ``activation_sqnr[i]`` and
-    ``activation_mse[i]`` belong to ``widths[i]``; ``weight_count`` is ``K * N``.
+    ``activation_mse[i]`` belong to ``widths[i]``; ``weight_count`` is ``K * N`` (a
+    convolution's matrix with the zeros outside its groups: what the weight memory holds).
     """
 
     widths: tuple
@@ -74,6 +77,7 @@ def layer_metrics(model, calibration, widths=(2, 3, 4, 5, 6, 7, 8), per_channel=
     Returns
     -------
     tuple of LayerMetrics
+        One per learned layer (:attr:`~systolix.sw.models.FloatModel.learned`).
     """
     if not isinstance(model, FloatModel):
         raise ValueError(f"model must be a FloatModel, not {type(model).__name__}")
@@ -84,7 +88,8 @@ def layer_metrics(model, calibration, widths=(2, 3, 4, 5, 6, 7, 8), per_channel=
         raise ValueError(f"widths must increase, not {widths}")
     values = model.layer_inputs(calibration)
     metrics = []
-    for weight, inputs in zip(model.weights, values):
+    for index in model.learned:
+        weight, inputs = model.gemm(index)[1], values[index]
         rows = []
         for bits in widths:
             weights_q = symmetric_params(weight, bits, per_channel, pow2,
@@ -105,7 +110,7 @@ class MixedPrecision:
     Parameters
     ----------
     widths : tuple of int
-        Per layer: weight and input activation bits.
+        Per learned layer: weight and input activation bits.
     weight_memory_bits : int
         ``sum_l K_l N_l widths[l]``.
     layer_sqnr : tuple of float

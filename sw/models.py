@@ -1,74 +1,345 @@
-"""Float models the compiler reads: dense layers with ReLU between them, and the digits MLP.
+"""Float models the compiler reads: dense and convolution layers with ReLU, average pooling, and
+the digits workloads.
 
-A :class:`FloatModel` is a list of weight matrices ``W[l]`` of shape ``(inputs, outputs)`` and
-bias vectors ``b[l]``; it computes ``x[l+1] = relu(x[l] @ W[l] + b[l])`` with no ReLU after the
-last layer (its outputs are logits). Any model of that form can be given as numpy arrays.
+A :class:`FloatModel` is an input shape ``(height, width, channels)`` and a sequence of layers,
+each a GEMM on windows of its input map:
 
-The default workload is an MLP 64-64-32-10 trained with scikit-learn's ``MLPClassifier`` on the
+- :class:`Dense`: ``y = x @ weight + bias`` on the whole input, whatever its shape (a map is
+  read flattened in NHWC order, channel fastest; no Flatten layer is needed);
+- :class:`Conv2d`: a 2-D convolution (stride, padding, groups, depthwise included), weights
+  ``(kernel_height, kernel_width, channels // groups, outputs)``;
+- :class:`AvgPool2d` and :class:`GlobalAvgPool`: the mean of each window of each channel (the
+  padding counts as zeros, PyTorch's ``count_include_pad=True``).
+
+ReLU is a flag of :class:`Dense` and :class:`Conv2d` (applied to their outputs), with an optional
+upper bound ``clip`` (ReLU6 and PACT's learned bound: ``min(max(y, 0), clip)``). Tensors between
+layers are ``(n, height * width * channels)`` NHWC-flattened, as in the integer program
+(:mod:`systolix.layer`). Every layer is computed as its :meth:`~Conv2d.window`'s patches (the
+im2col of :meth:`systolix.layer.Window.patches`) times its :meth:`~Conv2d.matrix` of shape
+``(patch, outputs)``, zero outside each output channel's group; a pooling layer's matrix is the
+group mask divided by the window's area. That is the form the quantizer and the lowering read.
+
+Workloads: the default MLP 64-64-32-10 trained with scikit-learn's ``MLPClassifier`` on the
 bundled ``load_digits`` data set (8x8 images, pixel values 0..16, no download), with a fixed
-seed and a stratified train/test split.
+seed and a stratified train/test split (:func:`digits_mlp`); and the digits CNN
+(:func:`digits_cnn`), trained once by ``scripts/train_digits_cnn.py`` (PyTorch, the ``torch``
+extra) and shipped as float weights, so that using it needs no PyTorch.
 """
 
+import dataclasses
 import functools
 from dataclasses import dataclass
+from importlib import resources
 
 import numpy as np
 
-from systolix.layer import frozen_array
+from systolix.config import check_bool, check_int
+from systolix.layer import MAX_MAP, Window, frozen_array
 
-from .io import exact_keys, field, load_arrays, save_arrays, MAX_LAYERS
+from .io import exact_keys, field, layer_count, load_arrays, save_arrays
 
-__all__ = ["FloatModel", "DigitsSplit", "digits_split", "digits_mlp", "accuracy"]
+__all__ = ["Dense", "Conv2d", "AvgPool2d", "GlobalAvgPool", "FloatModel", "DigitsSplit",
+           "digits_split", "digits_mlp", "digits_cnn", "DIGITS_CNN_FILE", "accuracy"]
 
 _FORMAT = "systolix.FloatModel"
-_VERSION = 1
+_VERSION = 2
+
+DIGITS_CNN_FILE = "digits_cnn.npz"
+"""The shipped float weights of the digits CNN, in the package folder ``systolix/sw/data``."""
+
+
+def _pair(name, value):
+    """``value`` (an int or two ints) as a checked pair ``(height, width)``."""
+    values = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(values) != 2:
+        raise ValueError(f"{name} must be an integer or two (height, width), not {value!r}")
+    return tuple(check_int(name, int(v) if isinstance(v, np.integer) else v, 1, MAX_MAP)
+                 for v in values)
+
+
+def _padding(value):
+    """``value`` (an int, two ints (height, width) or four (top, left, bottom, right)) as four
+    checked ints."""
+    values = (value,) * 4 if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(values) == 2:
+        values = values * 2
+    if len(values) != 4:
+        raise ValueError(f"padding must be an integer, two (height, width) or four (top, left, "
+                         f"bottom, right), not {value!r}")
+    return tuple(check_int("padding", int(v) if isinstance(v, np.integer) else v, 0, MAX_MAP)
+                 for v in values)
+
+
+def _finite(name, array):
+    bad = np.count_nonzero(~np.isfinite(array))
+    if bad:
+        raise ValueError(f"{name} must be finite, but it has {bad} NaN or Inf values")
+    return array
+
+
+def _check_activation(layer):
+    check_bool("relu", layer.relu)
+    if layer.clip is not None:
+        if isinstance(layer.clip, bool) or not isinstance(layer.clip, (int, float, np.number)) \
+                or not np.isfinite(layer.clip) or not layer.clip > 0 or not layer.relu:
+            raise ValueError(f"clip must be None or a finite number above 0 after a ReLU (relu "
+                             f"True), not {layer.clip!r} with relu {layer.relu}")
+        object.__setattr__(layer, "clip", float(layer.clip))
+
+
+def _map_window(shape, kernel, stride, padding, groups):
+    height, width, channels = shape
+    top, left, bottom, right = padding
+    return Window(height, width, channels, kernel[0], kernel[1], stride[0], stride[1],
+                  top, left, bottom, right, groups)
+
+
+@dataclass(frozen=True)
+class Dense:
+    """A dense layer ``y = x @ weight + bias`` (ReLU after it if ``relu``) on the whole input.
+
+    Parameters
+    ----------
+    weight : array_like of float, shape (inputs, outputs)
+    bias : array_like of float, shape (outputs,)
+    relu : bool
+    clip : float, optional
+        The upper bound of the ReLU (needs ``relu``).
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray
+    relu: bool = False
+    clip: float = None
+    learned = True
+
+    def __post_init__(self):
+        weight = _finite("weight", frozen_array(self.weight, np.float64))
+        bias = _finite("bias", frozen_array(self.bias, np.float64))
+        if weight.ndim != 2 or 0 in weight.shape:
+            raise ValueError(f"weight must be a matrix (inputs, outputs), not of shape "
+                             f"{weight.shape}")
+        if bias.shape != (weight.shape[1],):
+            raise ValueError(f"bias must have shape ({weight.shape[1]},) to match weight of "
+                             f"shape {weight.shape}, not {bias.shape}")
+        _check_activation(self)
+        object.__setattr__(self, "weight", weight)
+        object.__setattr__(self, "bias", bias)
+
+    def gemm(self, shape):
+        """``(window, matrix, bias)`` on an input map of ``shape``: no window (the whole input
+        flattened), ``weight``, ``bias``."""
+        if np.prod(shape) != self.weight.shape[0]:
+            raise ValueError(f"weight has {self.weight.shape[0]} rows but the input "
+                             f"{'x'.join(map(str, shape))} has {np.prod(shape)} values")
+        return None, self.weight, self.bias
+
+
+@dataclass(frozen=True)
+class Conv2d:
+    """A 2-D convolution (ReLU after it if ``relu``), PyTorch's ``Conv2d`` on NHWC maps.
+
+    Parameters
+    ----------
+    weight : array_like of float, shape (kernel_height, kernel_width, channels // groups, outputs)
+        PyTorch's ``(outputs, channels // groups, kh, kw)`` transposed by ``(2, 3, 1, 0)``.
+    bias : array_like of float, shape (outputs,)
+    stride : int or (int, int)
+    padding : int, (height, width) or (top, left, bottom, right)
+        Zeros around the map.
+    groups : int
+        Divides the input and the output channels; ``channels`` for a depthwise convolution.
+    relu : bool
+    clip : float, optional
+        The upper bound of the ReLU (needs ``relu``).
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0, 0, 0)
+    groups: int = 1
+    relu: bool = False
+    clip: float = None
+    learned = True
+
+    def __post_init__(self):
+        weight = _finite("weight", frozen_array(self.weight, np.float64))
+        bias = _finite("bias", frozen_array(self.bias, np.float64))
+        if weight.ndim != 4 or 0 in weight.shape:
+            raise ValueError(f"weight must have shape (kernel_height, kernel_width, "
+                             f"channels // groups, outputs), not {weight.shape}")
+        if bias.shape != (weight.shape[3],):
+            raise ValueError(f"bias must have shape ({weight.shape[3]},) to match weight of "
+                             f"shape {weight.shape}, not {bias.shape}")
+        check_int("groups", self.groups, 1, MAX_MAP)
+        if weight.shape[3] % self.groups:
+            raise ValueError(f"groups ({self.groups}) must divide the {weight.shape[3]} outputs")
+        _check_activation(self)
+        object.__setattr__(self, "weight", weight)
+        object.__setattr__(self, "bias", bias)
+        object.__setattr__(self, "stride", _pair("stride", self.stride))
+        object.__setattr__(self, "padding", _padding(self.padding))
+
+    def gemm(self, shape):
+        """``(window, matrix, bias)`` on an input map of ``shape``: the convolution's window, its
+        weights as a ``(patch, outputs)`` matrix in ``(ky, kx, c)`` row order, zero outside each
+        output channel's group, and ``bias``."""
+        kernel_height, kernel_width, group_channels, outputs = self.weight.shape
+        if shape[2] != group_channels * self.groups:
+            raise ValueError(f"weight reads {group_channels} channels per group x "
+                             f"{self.groups} groups but the input map has {shape[2]}")
+        window = _map_window(shape, (kernel_height, kernel_width), self.stride, self.padding,
+                             self.groups)
+        taps = kernel_height * kernel_width
+        matrix = np.zeros((taps, shape[2], outputs))
+        per_group = outputs // self.groups
+        compact = self.weight.reshape(taps, group_channels, outputs)
+        for group in range(self.groups):
+            rows = slice(group * group_channels, (group + 1) * group_channels)
+            cols = slice(group * per_group, (group + 1) * per_group)
+            matrix[:, rows, cols] = compact[:, :, cols]
+        return window, matrix.reshape(window.patch, outputs), self.bias
+
+
+class _Pool:
+    """The mean of each window of each channel: a depthwise GEMM with a fixed matrix."""
+
+    learned = False
+    relu = False
+    clip = None
+
+    def gemm(self, shape):
+        """``(window, matrix, bias)`` on an input map of ``shape``: the pooling window (groups =
+        channels), its group mask divided by the window's area, zeros."""
+        window = self.window(shape)
+        area = window.kernel_height * window.kernel_width
+        matrix = window.group_mask(shape[2]) / area
+        return window, matrix, np.zeros(shape[2])
+
+
+@dataclass(frozen=True)
+class AvgPool2d(_Pool):
+    """Average pooling (padding counts as zeros).
+
+    Parameters
+    ----------
+    kernel : int or (int, int)
+    stride : int or (int, int), optional
+        The kernel by default.
+    padding : int, (height, width) or (top, left, bottom, right)
+    """
+
+    kernel: tuple
+    stride: tuple = None
+    padding: tuple = (0, 0, 0, 0)
+
+    def __post_init__(self):
+        object.__setattr__(self, "kernel", _pair("kernel", self.kernel))
+        object.__setattr__(self, "stride", _pair("stride", self.kernel if self.stride is None
+                                                 else self.stride))
+        object.__setattr__(self, "padding", _padding(self.padding))
+
+    def window(self, shape):
+        return _map_window(shape, self.kernel, self.stride, self.padding, shape[2])
+
+
+@dataclass(frozen=True)
+class GlobalAvgPool(_Pool):
+    """The mean of each channel over the whole map: output ``(1, 1, channels)``."""
+
+    def window(self, shape):
+        return _map_window(shape, shape[:2], (1, 1), (0, 0, 0, 0), shape[2])
+
+
+_LAYER_KINDS = {Dense: "dense", Conv2d: "conv2d", AvgPool2d: "avg_pool2d",
+                GlobalAvgPool: "global_avg_pool"}
+
+
+def output_shape(window, matrix):
+    """``(height, width, channels)`` of a GEMM's output: ``(1, 1, N)`` without a window."""
+    if window is None:
+        return 1, 1, matrix.shape[1]
+    return window.output_height, window.output_width, matrix.shape[1]
 
 
 @dataclass(frozen=True)
 class FloatModel:
-    """Dense layers with ReLU between them, in floating point.
+    """A sequence of float layers on an input map.
 
     Parameters
     ----------
-    weights : sequence of array_like, each of shape (inputs, outputs)
-        ``y = x @ W``: one row per input, one column per output channel.
-    biases : sequence of array_like, each of shape (outputs,)
+    layers : sequence of Dense, Conv2d, AvgPool2d, GlobalAvgPool
+    input_shape : (int, int, int), optional
+        ``(height, width, channels)`` of an input; by default ``(1, 1, inputs)`` of the first
+        layer, which must then be :class:`Dense`.
     """
 
-    weights: tuple
-    biases: tuple
+    layers: tuple
+    input_shape: tuple = None
 
     def __post_init__(self):
-        if len(self.weights) == 0 or len(self.weights) != len(self.biases):
+        layers = tuple(self.layers)
+        if not layers:
+            raise ValueError("a model needs at least one layer")
+        for index, layer in enumerate(layers):
+            if type(layer) not in _LAYER_KINDS:
+                raise ValueError(f"layers[{index}] must be a Dense, Conv2d, AvgPool2d or "
+                                 f"GlobalAvgPool, not {type(layer).__name__}")
+        shape = self.input_shape
+        if shape is None:
+            if not isinstance(layers[0], Dense):
+                raise ValueError(f"input_shape (height, width, channels) is needed when the "
+                                 f"first layer is a {type(layers[0]).__name__}")
+            shape = (1, 1, layers[0].weight.shape[0])
+        shape = tuple(shape)
+        if len(shape) != 3:
+            raise ValueError(f"input_shape must be (height, width, channels), not {shape}")
+        for name, size in zip(("height", "width", "channels"), shape):
+            check_int(f"input_shape {name}", size, 1, MAX_MAP)
+        shapes, gemms = [shape], []
+        for index, layer in enumerate(layers):
+            try:
+                gemm = layer.gemm(shapes[-1])
+            except ValueError as error:
+                raise ValueError(f"layers[{index}] ({type(layer).__name__}): {error}") from None
+            gemms.append(gemm)
+            shapes.append(output_shape(gemm[0], gemm[1]))
+        object.__setattr__(self, "layers", layers)
+        object.__setattr__(self, "input_shape", shape)
+        object.__setattr__(self, "_shapes", tuple(shapes))
+        object.__setattr__(self, "_gemms", tuple(gemms))
+
+    @classmethod
+    def mlp(cls, weights, biases):
+        """Dense layers ``weights[l]`` (inputs, outputs) and ``biases[l]`` with ReLU between
+        them (none after the last)."""
+        if len(weights) == 0 or len(weights) != len(biases):
             raise ValueError(f"a model needs as many bias vectors as weight matrices (at least "
-                             f"one), not {len(self.weights)} and {len(self.biases)}")
-        weights, biases = [], []
-        for index, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            weight = frozen_array(weight, np.float64)
-            bias = frozen_array(bias, np.float64)
-            if weight.ndim != 2:
-                raise ValueError(f"weights[{index}] must be a matrix (inputs, outputs), "
-                                 f"not of shape {weight.shape}")
-            if bias.shape != (weight.shape[1],):
-                raise ValueError(f"biases[{index}] must have shape ({weight.shape[1]},) to match "
-                                 f"weights[{index}] of shape {weight.shape}, not {bias.shape}")
-            if index and weight.shape[0] != weights[-1].shape[1]:
-                raise ValueError(f"weights[{index}] has {weight.shape[0]} rows but layer "
-                                 f"{index - 1} has {weights[-1].shape[1]} outputs")
-            for name, array in (("weights", weight), ("biases", bias)):
-                bad = np.count_nonzero(~np.isfinite(array))
-                if bad:
-                    raise ValueError(f"{name}[{index}] must be finite, but it has {bad} NaN or "
-                                     f"Inf values")
-            weights.append(weight)
-            biases.append(bias)
-        object.__setattr__(self, "weights", tuple(weights))
-        object.__setattr__(self, "biases", tuple(biases))
+                             f"one), not {len(weights)} and {len(biases)}")
+        count = len(weights)
+        return cls(tuple(Dense(w, b, index < count - 1)
+                         for index, (w, b) in enumerate(zip(weights, biases))))
 
     @property
     def inputs(self):
-        """Length of an input vector."""
-        return self.weights[0].shape[0]
+        """Length of an input vector: ``height * width * channels``."""
+        return int(np.prod(self.input_shape))
+
+    @property
+    def shapes(self):
+        """``(height, width, channels)`` of the input and of every layer's output."""
+        return self._shapes
+
+    def gemm(self, index):
+        """``(window, matrix, bias)`` of layer ``index``: its output is ``patches @ matrix +
+        bias`` (see the module docstring)."""
+        return self._gemms[index]
+
+    @property
+    def learned(self):
+        """Indices of the layers with learned weights (:class:`Dense`, :class:`Conv2d`)."""
+        return tuple(index for index, layer in enumerate(self.layers) if layer.learned)
 
     def check_input(self, x):
         """Return ``x`` as a float64 matrix ``(n, inputs)``; raise :class:`ValueError` if not."""
@@ -78,15 +349,19 @@ class FloatModel:
         return x
 
     def layer_inputs(self, x):
-        """The input of every layer and the logits: ``[x, relu(x @ W0 + b0), ..., logits]``."""
+        """The input of every layer and the model's output: ``[x, layer 0's output, ...]``,
+        each ``(n, height * width * channels)``."""
         values = [self.check_input(x)]
-        for index, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            y = values[-1] @ weight + bias
-            values.append(y if index == len(self.weights) - 1 else np.maximum(y, 0.0))
+        for layer, (window, matrix, bias) in zip(self.layers, self._gemms):
+            y = patches(window, values[-1]) @ matrix + bias
+            y = y.reshape(len(values[-1]), -1)
+            if layer.relu:
+                y = np.maximum(y, 0.0) if layer.clip is None else np.clip(y, 0.0, layer.clip)
+            values.append(y)
         return values
 
     def forward(self, x):
-        """Logits, shape ``(n, outputs)``."""
+        """The last layer's outputs (logits), shape ``(n, outputs)``."""
         return self.layer_inputs(x)[-1]
 
     def predict(self, x):
@@ -95,29 +370,85 @@ class FloatModel:
 
     def save(self, path):
         """Write the model to one ``.npz`` file (atomically, with a format version)."""
-        arrays = {}
-        for index, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            arrays[f"weight{index}"] = weight
-            arrays[f"bias{index}"] = bias
-        save_arrays(path, _FORMAT, _VERSION, {"layers": len(self.weights)}, arrays)
+        entries, arrays = [], {}
+        for index, layer in enumerate(self.layers):
+            entry = {"kind": _LAYER_KINDS[type(layer)]}
+            for item in dataclasses.fields(layer):
+                value = getattr(layer, item.name)
+                if isinstance(value, np.ndarray):
+                    arrays[f"{item.name}{index}"] = value
+                else:
+                    entry[item.name] = list(value) if isinstance(value, tuple) else value
+            entries.append(entry)
+        save_arrays(path, _FORMAT, _VERSION, {"input_shape": list(self.input_shape),
+                                              "layers": entries}, arrays)
 
     @classmethod
     def load(cls, path):
         """Read a model written by :meth:`save` (strictly: :func:`~systolix.sw.io.load_arrays`;
-        weights and biases stored as floats, of matching shapes, finite)."""
+        every header field checked, weights and biases stored as floats, of matching shapes,
+        finite)."""
+        by_name = {name: kind for kind, name in _LAYER_KINDS.items()}
+
+        def kinds(header):
+            count = layer_count(path, header)
+            result = []
+            for index, entry in enumerate(header["layers"]):
+                name = field(path, f"layers[{index}].", entry, "kind", str)
+                if name not in by_name:
+                    raise ValueError(f"{path}: header field layers[{index}].kind: must be one "
+                                     f"of {', '.join(by_name)}, not {name!r}")
+                result.append(by_name[name])
+            return result[:count]
+
         def members(header):
-            count = field(path, "", header, "layers", int, 1, MAX_LAYERS)
-            return {f"{name}{index}": ("float", ndim) for index in range(count)
-                    for name, ndim in (("weight", 2), ("bias", 1))}
+            return {f"{item.name}{index}": ("float", 2 if kind is Dense and item.name == "weight"
+                                            else 4 if item.name == "weight" else 1)
+                    for index, kind in enumerate(kinds(header))
+                    for item in dataclasses.fields(kind) if item.name in ("weight", "bias")}
 
         header, arrays = load_arrays(path, _FORMAT, _VERSION, members)
-        exact_keys(path, "", header, ("format", "version", "layers"))
-        count = range(header["layers"])
+        exact_keys(path, "", header, ("format", "version", "input_shape", "layers"))
+        shape = field(path, "", header, "input_shape", list)
+        layers = []
+        for index, (kind, entry) in enumerate(zip(kinds(header), header["layers"])):
+            where = f"layers[{index}]."
+            names = [item.name for item in dataclasses.fields(kind)]
+            scalars = [name for name in names if name not in ("weight", "bias")]
+            exact_keys(path, where, entry, ["kind"] + scalars)
+            values = {name: arrays[f"{name}{index}"] for name in names if name not in scalars}
+            for name in scalars:
+                if name == "clip" and entry[name] is None:
+                    values[name] = None
+                    continue
+                values[name] = field(path, where, entry, name, bool if name == "relu" else
+                                     int if name == "groups" else float if name == "clip"
+                                     else list, low=0 if name == "clip" else None)
+            try:
+                layers.append(kind(**values))
+            except ValueError as error:
+                raise ValueError(f"{path}: layer {index}: {error}") from None
         try:
-            return cls(tuple(arrays[f"weight{i}"] for i in count),
-                       tuple(arrays[f"bias{i}"] for i in count))
+            return cls(tuple(layers), tuple(shape))
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None
+
+
+def patches(window, x):
+    """The patches of ``window`` over float input maps ``x`` (n, inputs), shape ``(n *
+    positions, patch)`` in the row order of :meth:`systolix.layer.Window.patches`, whose index
+    arithmetic this reuses (padding reads 0.0); ``x`` itself without a window."""
+    if window is None:
+        return x
+    index = _patch_index(window)
+    padded = np.concatenate([x, np.zeros((len(x), 1))], axis=1)
+    return padded[:, index].reshape(len(x) * window.positions, window.patch)
+
+
+@functools.lru_cache(maxsize=64)
+def _patch_index(window):
+    """Per patch entry, the input index it reads, -1 for padding."""
+    return dataclasses.replace(window, pad_code=-1).patches(np.arange(window.inputs)[None])
 
 
 def accuracy(predicted, labels):
@@ -176,4 +507,20 @@ def digits_mlp(seed=0, hidden=(64, 32)):
     classifier.fit(data.x_train / 16.0, data.y_train)
     weights = [weight.copy() for weight in classifier.coefs_]
     weights[0] /= 16.0
-    return FloatModel(tuple(weights), tuple(classifier.intercepts_)), data
+    return FloatModel.mlp(weights, classifier.intercepts_), data
+
+
+@functools.lru_cache(maxsize=1)
+def digits_cnn():
+    """The digits CNN: conv 3x3 (16 channels, padding 1, ReLU) -> conv 3x3 stride 2 (32
+    channels, padding 1, ReLU) -> global average pool -> dense 10, on 8x8x1 maps of raw pixel
+    values 0..16, trained on :func:`digits_split` by ``scripts/train_digits_cnn.py`` (with W4/A4
+    quantization-aware fine-tuning) and shipped as float weights (:data:`DIGITS_CNN_FILE`).
+
+    Returns
+    -------
+    model : FloatModel
+    data : DigitsSplit
+    """
+    with resources.as_file(resources.files(__package__) / "data" / DIGITS_CNN_FILE) as path:
+        return FloatModel.load(path), digits_split()

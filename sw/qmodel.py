@@ -1,6 +1,10 @@
 """Post-training quantization of a :class:`~systolix.sw.models.FloatModel` into a :class:`QuantizedModel`.
 
-Per layer ``l``: the input activation is quantized per tensor (scale ``s_x``, zero point
+Every layer of a float model is a GEMM on the windows of its input map
+(:meth:`~systolix.sw.models.FloatModel.gemm`): a dense layer on the whole input, a convolution
+on its patches (``K = kernel_height * kernel_width * channels``, its weight matrix zero outside
+each output channel's group), a pooling layer with a fixed matrix. Per layer ``l``: the input
+activation is quantized per tensor (scale ``s_x``, zero point
 ``z_x``, ``a_l`` bits; ranges from one float calibration pass), the weights symmetrically per
 output channel (scale ``s_w[c]``, codes ``q_w``, ``w_l`` bits, constrained by A2Q or A2Q+ for the
 accumulator width ``P`` when asked), the bias to an integer in units of ``s_x s_w[c]`` (as
@@ -8,8 +12,18 @@ TFLite does with 32-bit biases). The real output of the layer is
 
     ``y[c] = s_x s_w[c] * (sum_k (q_x[k] - z_x) q_w[k, c] + q_b[c])``
 
-followed by ReLU for every layer but the last, and quantized to the next layer's input codes
-(the last layer to ``output_bits``-bit signed codes). :meth:`QuantizedModel.reference` evaluates
+followed by ReLU where the float layer has it (its ``clip`` folded into the highest code of the
+output quantizer), and quantized to the next layer's input codes
+(the last layer to ``output_bits``-bit signed codes). A convolution computes this at each
+output position, on the patch of its window (padding reads the input zero point: real zero).
+
+Widths are chosen per learned layer (dense and convolution): ``weight_bits[l]`` for its weights,
+``activation_bits[l]`` for its input codes. A pooling layer has the codes of the next learned
+layer's input on both sides (each with its own calibrated scale), or ``output_bits`` after the
+last learned layer. Its matrix is fixed: weight codes 1 inside each channel's window (2-bit
+signed codes) and the weight scale ``1 / area``, nudged like every scale below; its sums are
+never constrained, so with ``method`` ``"a2q"`` or ``"a2q+"`` the quantizer refuses an
+accumulator too narrow for them. :meth:`QuantizedModel.reference` evaluates
 exactly this in floating point, with no accumulator limit: the reference the integer program
 (:mod:`systolix.sw.lower`) is checked against.
 
@@ -19,14 +33,16 @@ multiplies by (:func:`~systolix.sw.quant.fixed_point_multiplier`): the reference
 program then compute the same function, not two functions a rounding apart.
 """
 
+import dataclasses
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from systolix.config import OVERFLOW_MODES, check_choice, check_int
-from systolix.layer import frozen_array
+from systolix.layer import Window, frozen_array
+from systolix.numeric import MAX_SHIFT, MULTIPLIER_BITS
 
-from .a2q import METHODS, accumulator_aware_quantize
+from .a2q import METHODS, accumulator_aware_quantize, min_accumulator_bits
 from .io import exact_keys, field, layer_count, load_arrays, save_arrays
 from .models import FloatModel
 from .program import QUANTIZER_FIELDS, check_quantizer
@@ -36,12 +52,13 @@ from .quant import CLIPPINGS, ROUNDINGS, QuantParams, activation_params, \
 __all__ = ["QuantizedLayer", "QuantizedModel", "quantize", "per_layer"]
 
 _FORMAT = "systolix.QuantizedModel"
-_VERSION = 1
+_VERSION = 2
+_WINDOW_FIELDS = tuple(item.name for item in dataclasses.fields(Window))
 
 
 @dataclass(frozen=True)
 class QuantizedLayer:
-    """One quantized dense layer.
+    """One quantized layer: dense, or with a window a convolution or a pooling layer.
 
     Parameters
     ----------
@@ -56,7 +73,11 @@ class QuantizedLayer:
     input, output : QuantParams
         Per-tensor quantizers of the layer's input and output activations.
     relu : bool
-        ReLU before the output quantization (every layer but the last).
+        ReLU before the output quantization.
+    window : Window or None
+        ``None`` for a dense layer. A convolution's or a pooling layer's window: ``K =
+        window.patch``, the codes zero outside each output channel's group, ``pad_code`` the
+        input zero point.
     """
 
     weight_codes: np.ndarray
@@ -66,6 +87,7 @@ class QuantizedLayer:
     input: QuantParams
     output: QuantParams
     relu: bool
+    window: Window = None
 
     def __post_init__(self):
         check_int("weight_bits", self.weight_bits, 2, 8)
@@ -82,21 +104,50 @@ class QuantizedLayer:
         if not np.all(np.isfinite(scale) & (scale > 0)):
             raise ValueError(f"weight scales must be finite numbers above 0, not "
                              f"{float(scale[~(np.isfinite(scale) & (scale > 0))][0])!r}")
+        window = self.window
+        if window is not None:
+            if not isinstance(window, Window):
+                raise ValueError(f"window must be a Window or None, not {type(window).__name__}")
+            if codes.shape[0] != window.patch:
+                raise ValueError(f"weight codes must have {window.patch} rows, one per code of "
+                                 f"a patch of the window, not {codes.shape[0]}")
+            if np.any(codes[~window.group_mask(codes.shape[1])]):
+                raise ValueError(f"weight codes must be zero outside each output channel's "
+                                 f"group ({window.groups} groups)")
+            if window.pad_code != self.input.zero_point:
+                raise ValueError(f"the window's pad_code must be the input zero point "
+                                 f"{self.input.zero_point}, not {window.pad_code}")
         object.__setattr__(self, "weight_codes", codes)
         object.__setattr__(self, "weight_scale", scale)
         object.__setattr__(self, "bias_codes", bias)
 
+    @property
+    def inputs(self):
+        """Codes of one input: ``K``, or the input map of a window."""
+        return self.weight_codes.shape[0] if self.window is None else self.window.inputs
+
+    @property
+    def outputs(self):
+        """Codes of one output: ``N``, or ``N`` per output position of a window."""
+        channels = self.weight_codes.shape[1]
+        return channels if self.window is None else channels * self.window.positions
+
     def reference(self, codes):
-        """The output codes of the layer for input ``codes``, computed in float64 (no P limit)."""
-        codes = np.asarray(codes, dtype=np.float64)
+        """The output codes of the layer for input ``codes`` (n, inputs), computed in float64
+        (no P limit), shape ``(n, outputs)``."""
+        codes = np.asarray(codes, dtype=np.int64)
+        count = len(codes)
+        if self.window is not None:
+            codes = self.window.patches(codes)
         centred = (codes - self.input.zero_point) @ self.weight_codes + self.bias_codes
         real = self.input.scale * self.weight_scale * centred
-        return self.output.quantize(np.maximum(real, 0.0) if self.relu else real)
+        out = self.output.quantize(np.maximum(real, 0.0) if self.relu else real)
+        return out.reshape(count, self.outputs)
 
 
 @dataclass(frozen=True)
 class QuantizedModel:
-    """A quantized MLP: its layers and the accumulator they were quantized for.
+    """A quantized model: its chain of layers and the accumulator they were quantized for.
 
     Parameters
     ----------
@@ -123,10 +174,9 @@ class QuantizedModel:
         if not self.layers:
             raise ValueError("a quantized model needs at least one layer")
         for index, (layer, following) in enumerate(zip(self.layers, self.layers[1:])):
-            if layer.weight_codes.shape[1] != following.weight_codes.shape[0]:
-                raise ValueError(f"layer {index + 1} has {following.weight_codes.shape[0]} "
-                                 f"inputs but layer {index} has {layer.weight_codes.shape[1]} "
-                                 f"outputs")
+            if layer.outputs != following.inputs:
+                raise ValueError(f"layer {index + 1} has {following.inputs} inputs but layer "
+                                 f"{index} has {layer.outputs} outputs")
             if layer.output != following.input:
                 raise ValueError(f"the output quantizer of layer {index} must be the input "
                                  f"quantizer of layer {index + 1}")
@@ -158,8 +208,8 @@ class QuantizedModel:
         for index, layer in enumerate(self.layers):
             header["layers"].append({
                 "weight_bits": layer.weight_bits, "relu": layer.relu,
-                "input": asdict(layer.input),
-                "output": asdict(layer.output)})
+                "input": asdict(layer.input), "output": asdict(layer.output),
+                "window": None if layer.window is None else asdict(layer.window)})
             arrays[f"weight_codes{index}"] = layer.weight_codes
             arrays[f"weight_scale{index}"] = layer.weight_scale
             arrays[f"bias_codes{index}"] = layer.bias_codes
@@ -186,9 +236,14 @@ class QuantizedModel:
         layers = []
         for i, entry in enumerate(header["layers"]):
             where = f"layers[{i}]."
-            exact_keys(path, where, entry, ("weight_bits", "relu", "input", "output"))
+            exact_keys(path, where, entry, ("weight_bits", "relu", "input", "output", "window"))
             field(path, where, entry, "weight_bits", int)
             field(path, where, entry, "relu", bool)
+            window = entry["window"]
+            if window is not None:
+                exact_keys(path, f"{where}window.", window, _WINDOW_FIELDS)
+                for name in _WINDOW_FIELDS:
+                    field(path, f"{where}window.", window, name, int)
             quantizers = []
             for name in ("input", "output"):
                 exact_keys(path, f"{where}{name}.", entry[name], QUANTIZER_FIELDS)
@@ -202,7 +257,8 @@ class QuantizedModel:
                     check_quantizer(name, params)
                 layers.append(QuantizedLayer(
                     arrays[f"weight_codes{i}"], arrays[f"weight_scale{i}"], entry["weight_bits"],
-                    arrays[f"bias_codes{i}"], *quantizers, entry["relu"]))
+                    arrays[f"bias_codes{i}"], *quantizers, entry["relu"],
+                    None if window is None else Window(**window)))
             except ValueError as error:
                 raise ValueError(f"{path}: layer {i}: {error}") from None
         try:
@@ -213,7 +269,8 @@ class QuantizedModel:
 
 
 def per_layer(name, value, layers, low, high):
-    """``value`` (an int or a sequence of ints) as a checked tuple with one entry per layer."""
+    """``value`` (an int or a sequence of ints) as a checked tuple with one entry per (learned)
+    layer."""
     values = (value,) * layers if isinstance(value, (int, np.integer)) else tuple(value)
     if len(values) != layers:
         raise ValueError(f"{name} must be an integer or {layers} integers (one per layer), "
@@ -234,9 +291,11 @@ def quantize(model, calibration, weight_bits=4, activation_bits=4, accumulator_b
     calibration : array_like of float, shape (n, inputs)
         Inputs whose float activations set the activation ranges.
     weight_bits : int or sequence of int
-        2..8, for all layers or one per layer (mixed precision).
+        2..8, for all learned layers (dense and convolution) or one per learned layer (mixed
+        precision).
     activation_bits : int or sequence of int
-        1..8: the width of each layer's input codes (all layers, or one per layer).
+        1..8: the width of each learned layer's input codes (all, or one per learned layer);
+        a pooling layer takes the width of the next learned layer's input.
     accumulator_bits : int
         ``P``, 2..32: the hardware accumulator width.
     method : str
@@ -265,9 +324,11 @@ def quantize(model, calibration, weight_bits=4, activation_bits=4, accumulator_b
     """
     if not isinstance(model, FloatModel):
         raise ValueError(f"model must be a FloatModel, not {type(model).__name__}")
-    count = len(model.weights)
-    weight_bits = per_layer("weight_bits", weight_bits, count, 2, 8)
-    activation_bits = per_layer("activation_bits", activation_bits, count, 1, 8)
+    learned = model.learned
+    if not learned:
+        raise ValueError("a model needs at least one dense or convolution layer to quantize")
+    weight_bits = per_layer("weight_bits", weight_bits, len(learned), 2, 8)
+    activation_bits = per_layer("activation_bits", activation_bits, len(learned), 1, 8)
     check_int("accumulator_bits", accumulator_bits, 2, 32)
     check_int("output_bits", output_bits, 2, 8)
     check_choice("method", method, METHODS)
@@ -275,25 +336,51 @@ def quantize(model, calibration, weight_bits=4, activation_bits=4, accumulator_b
     check_choice("weight_clipping", weight_clipping, CLIPPINGS)
     check_choice("rounding", rounding, ROUNDINGS)
     values = model.layer_inputs(calibration)
-    activations = [activation_params(values[i], activation_bits[i], activation_scheme, pow2,
-                                     activation_clipping) for i in range(count)]
+    activations = []
+    for index in range(len(model.layers)):
+        following = [position for position, layer in enumerate(learned) if layer >= index]
+        bits = activation_bits[following[0]] if following else output_bits
+        activations.append(activation_params(values[index], bits, activation_scheme, pow2,
+                                             activation_clipping))
     activations.append(activation_params(values[-1], output_bits, "symmetric", pow2, "max",
                                          name="output"))
+    for index, layer in enumerate(model.layers):
+        if layer.clip is not None:
+            # The clip of a ReLU folds into the highest code: quantizing is monotone.
+            target = activations[index + 1]
+            activations[index + 1] = dataclasses.replace(
+                target, high=min(target.high, int(target.quantize(layer.clip))))
     layers = []
-    for index, (weight, bias) in enumerate(zip(model.weights, model.biases)):
-        params = symmetric_params(weight, weight_bits[index], per_channel, pow2, weight_clipping)
-        scale = np.broadcast_to(params.scale, (weight.shape[1],))
-        source = activations[index]
-        if method == "none":
-            codes = params.quantize(weight, rounding)
+    for index, layer in enumerate(model.layers):
+        window, weight, bias = model.gemm(index)
+        source, target = activations[index], activations[index + 1]
+        if window is not None:
+            window = dataclasses.replace(window, pad_code=int(source.zero_point))
+        if layer.learned:
+            bits = weight_bits[learned.index(index)]
+            params = symmetric_params(weight, bits, per_channel, pow2, weight_clipping)
+            # A channel of (nearly) zero weights, such as a dead channel's: a scale no finer
+            # than the smallest requantization multiplier of full precision.
+            finest = target.scale / source.scale * 2.0 ** (MULTIPLIER_BITS - 1 - MAX_SHIFT)
+            scale = np.maximum(np.broadcast_to(params.scale, (weight.shape[1],)), finest)
+            params = dataclasses.replace(params, scale=scale if per_channel else scale.max())
+            if method == "none":
+                codes = params.quantize(weight, rounding)
+            else:
+                codes, scale = accumulator_aware_quantize(
+                    weight, scale, bits, method, accumulator_bits, source.bits, source.signed,
+                    rounding, per_channel, pow2)
         else:
-            codes, scale = accumulator_aware_quantize(
-                weight, scale, weight_bits[index], method, accumulator_bits, source.bits,
-                source.signed, rounding, per_channel, pow2)
-        target = activations[index + 1]
+            bits, codes, scale = 2, (weight != 0).astype(np.int64), weight.max(axis=0)
+            needed = min_accumulator_bits(codes, source.bits, source.signed)
+            if method != "none" and needed > accumulator_bits:
+                raise ValueError(f"layer {index} ({type(layer).__name__}) adds "
+                                 f"{int(codes[:, 0].sum())} codes of {source.bits} bits and "
+                                 f"needs an accumulator of {needed} bits, not "
+                                 f"accumulator_bits={accumulator_bits}")
         multiplier, shift = fixed_point_multiplier(source.scale * scale / target.scale)
         scale = np.ldexp(multiplier.astype(np.float64), -shift) * target.scale / source.scale
         bias_codes = round_values(bias / (source.scale * scale)).astype(np.int64)
-        layers.append(QuantizedLayer(codes, scale, weight_bits[index], bias_codes, source,
-                                     target, index < count - 1))
+        layers.append(QuantizedLayer(codes, scale, bits, bias_codes, source, target,
+                                     layer.relu, window))
     return QuantizedModel(tuple(layers), method, accumulator_bits, overflow)

@@ -68,7 +68,7 @@ def test_only_integers_in_the_layers(digits):
 
 def test_operand_reordering_folds_the_zero_point():
     rng = np.random.default_rng(3)
-    model = FloatModel((rng.normal(size=(6, 4)), rng.normal(size=(4, 3))),
+    model = FloatModel.mlp((rng.normal(size=(6, 4)), rng.normal(size=(4, 3))),
                        (rng.normal(size=4), rng.normal(size=3)))
     x = rng.normal(size=(300, 6))
     quantized = quantize(model, x, 6, 6, activation_clipping="max")
@@ -113,3 +113,77 @@ def test_quantize_and_lower_are_fast(digits):
     start = time.perf_counter()
     lower(quantize(model, data.x_train, 4, 4, 12, "a2q+"))
     assert time.perf_counter() - start < 2.0
+
+
+def small_cnn():
+    """Convolutions (strided, grouped, depthwise), average and global average pooling."""
+    from systolix.sw.models import AvgPool2d, Conv2d, Dense, GlobalAvgPool
+    rng = np.random.default_rng(7)
+    return FloatModel((
+        Conv2d(rng.normal(size=(3, 3, 2, 8)), rng.normal(size=8), 1, 1, relu=True),
+        Conv2d(rng.normal(size=(3, 3, 4, 8)), rng.normal(size=8), 2, (1, 1, 0, 0), groups=2,
+               relu=True),
+        Conv2d(rng.normal(size=(3, 3, 1, 8)), rng.normal(size=8), 1, 1, groups=8, relu=True),
+        AvgPool2d(2, 1), Conv2d(rng.normal(size=(1, 1, 8, 6)), rng.normal(size=6)),
+        GlobalAvgPool(), Dense(rng.normal(size=(6, 4)), rng.normal(size=4))),
+        input_shape=(6, 6, 2))
+
+
+CNN_CONFIGS = [
+    dict(weight_bits=4, activation_bits=4, accumulator_bits=16, method="a2q"),
+    dict(weight_bits=(4, 3, 5, 6, 8), activation_bits=(6, 4, 4, 5, 3), accumulator_bits=32),
+    dict(weight_bits=8, activation_bits=8, accumulator_bits=32, pow2=True,
+         activation_clipping="max"),
+]
+
+
+@pytest.mark.parametrize("config", CNN_CONFIGS)
+def test_cnn_program_is_bit_exact_layer_by_layer(config):
+    model = small_cnn()
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(200, model.inputs))     # signed inputs: affine codes, zero point > 0
+    quantized = quantize(model, x, **config)
+    program = lower(quantized)
+    assert quantized.layers[0].input.zero_point > 0
+    windows = [layer.window for layer in program.layers]
+    assert windows == [layer.window for layer in quantized.layers]
+    assert windows[0].pad_code == quantized.layers[0].input.zero_point
+    assert windows[-1] is None and windows[5].groups == windows[5].channels == 6
+    codes = quantized.encode_input(x)
+    for reference_layer, integer_layer in zip(quantized.layers, program.layers):
+        expected = reference_layer.reference(codes)
+        np.testing.assert_array_equal(run_layer(integer_layer, codes), expected)
+        codes = expected
+    outputs = run_program(program, program.encode_input(x))
+    np.testing.assert_array_equal(outputs, quantized.reference(x))
+
+
+def test_digits_cnn_program_matches_reference():
+    from systolix.sw.models import digits_cnn
+    model, data = digits_cnn()
+    quantized = quantize(model, data.x_train, 4, 4, 12, "a2q+")
+    program = lower(quantized)
+    pool = program.layers[2]
+    assert pool.window.kernel_height == pool.window.height == 4 and pool.weight_bits == 2
+    assert pool.bias.tolist() == [0] * 32            # zero point 0: no offset to remove
+    codes = quantized.encode_input(data.x_test)
+    for reference_layer, integer_layer in zip(quantized.layers, program.layers):
+        expected = reference_layer.reference(codes)
+        np.testing.assert_array_equal(run_layer(integer_layer, codes), expected)
+        codes = expected
+    outputs = run_program(program, program.encode_input(data.x_test))
+    assert np.abs(outputs - quantized.reference(data.x_test)).max() <= 1
+    np.testing.assert_array_equal(outputs.argmax(1), quantized.predict(data.x_test))
+
+
+def test_dense_after_a_map_reads_nhwc():
+    """A dense layer after a convolution reads its map channel-fastest, as the float model."""
+    from systolix.sw.models import Conv2d, Dense
+    rng = np.random.default_rng(9)
+    model = FloatModel((Conv2d(rng.normal(size=(2, 2, 1, 3)), rng.normal(size=3), relu=True),
+                        Dense(rng.normal(size=(27, 5)), rng.normal(size=5))), (4, 4, 1))
+    x = rng.uniform(size=(400, 16))
+    quantized = quantize(model, x, 8, 8)
+    outputs = run_program(lower(quantized), quantized.encode_input(x))
+    real = quantized.decode_output(outputs)
+    assert np.corrcoef(real.ravel(), model.forward(x).ravel())[0, 1] > 0.99

@@ -66,3 +66,19 @@ def test_bad_targets(digits, kwargs, message):
     model, data = digits
     with pytest.raises(ValueError, match=message):
         search(model, data.x_train, **kwargs)
+
+
+def test_cnn_search_is_per_learned_layer():
+    from systolix.sw.models import digits_cnn
+    model, data = digits_cnn()
+    metrics = layer_metrics(model, data.x_train, (2, 4, 8))
+    assert [metric.weight_count for metric in metrics] == [9 * 16, 144 * 32, 32 * 10]
+    result = search(model, data.x_train, min_sqnr=15.0, validation=(data.x_test, data.y_test),
+                    widths=(3, 4, 5, 6, 8))
+    assert len(result.widths) == 3
+    assert result.weight_memory_bits == sum(metric.weight_count * bits
+                                            for metric, bits in zip(metrics, result.widths))
+    for metric, bits, sqnr in zip(result.metrics, result.widths, result.layer_sqnr):
+        i = metric.widths.index(bits)
+        assert sqnr >= 15.0 and (i == 0 or metric.combined_sqnr(i - 1) < 15.0)
+    assert result.accuracy > 0.8

@@ -55,7 +55,7 @@ def test_pow2_scales_give_shift_only_multipliers(digits):
 
 def test_affine_inputs():
     rng = np.random.default_rng(0)
-    model = FloatModel((rng.normal(size=(6, 5)), rng.normal(size=(5, 3))),
+    model = FloatModel.mlp((rng.normal(size=(6, 5)), rng.normal(size=(5, 3))),
                        (rng.normal(size=5), rng.normal(size=3)))
     x = rng.normal(size=(200, 6))
     affine = quantize(model, x, 6, 6, activation_clipping="max")
@@ -104,3 +104,64 @@ def test_bad_calibration(digits):
         quantize(model, np.zeros((5, 63)))
     with pytest.raises(ValueError, match=r"model must be a FloatModel, not list"):
         quantize([np.zeros((64, 10))], data.x_train)
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    from systolix.sw.models import digits_cnn
+    return digits_cnn()
+
+
+def test_cnn_layers(cnn):
+    model, data = cnn
+    quantized = quantize(model, data.x_train, 4, (8, 4, 5), 12, "a2q+")
+    first, second, pool, dense = quantized.layers
+    assert [layer.input.bits for layer in quantized.layers] == [8, 4, 5, 5]
+    assert [layer.weight_bits for layer in quantized.layers] == [4, 4, 2, 4]
+    assert first.weight_codes.shape == (9, 16) and second.weight_codes.shape == (144, 32)
+    assert (first.window.stride_height, second.window.stride_height) == (1, 2)
+    assert second.window.positions == 16 and first.outputs == 8 * 8 * 16
+    # Global average pooling: ones over the whole map of each channel, 1/16 in the scale.
+    assert pool.window.patch == 16 * 32 and pool.outputs == 32
+    np.testing.assert_array_equal(pool.weight_codes, pool.window.group_mask(32))
+    np.testing.assert_allclose(pool.weight_scale, 1 / 16, rtol=2 ** -15)
+    assert dense.window is None and dense.output.bits == 8
+    for layer in (first, second, dense):
+        assert meets_bound(layer.weight_codes, "a2q+", 12, layer.input.bits, False).all()
+    assert quantized.reference(data.x_test[:5]).shape == (5, 10)
+
+
+def test_cnn_at_four_bits(cnn):
+    model, data = cnn
+    quantized = quantize(model, data.x_train, 4, 4, 12, "a2q+")
+    float_accuracy = np.mean(model.predict(data.x_test) == data.y_test)
+    assert np.mean(quantized.predict(data.x_test) == data.y_test) >= float_accuracy - 0.03
+
+
+def test_cnn_save_load(cnn, tmp_path):
+    model, data = cnn
+    quantized = quantize(model, data.x_train, 4, 4, 12, "a2q+")
+    quantized.save(tmp_path / "model.npz")
+    loaded = QuantizedModel.load(tmp_path / "model.npz")
+    assert [layer.window for layer in loaded.layers] == [layer.window
+                                                         for layer in quantized.layers]
+    np.testing.assert_array_equal(loaded.reference(data.x_test), quantized.reference(data.x_test))
+
+
+def test_pooling_needs_its_accumulator(cnn):
+    model, data = cnn
+    with pytest.raises(ValueError, match=r"layer 2 \(GlobalAvgPool\) adds 16 codes of 8 bits and "
+                                         r"needs an accumulator of 13 bits, not "
+                                         r"accumulator_bits=12"):
+        quantize(model, data.x_train, 4, (4, 4, 8), 12, "a2q+")
+
+
+def test_dead_channels_get_a_representable_scale():
+    from systolix.sw.models import Conv2d, Dense
+    rng = np.random.default_rng(5)
+    weight = rng.normal(size=(3, 3, 1, 4))
+    weight[..., 1] = 1e-39
+    model = FloatModel((Conv2d(weight, np.zeros(4), padding=1, relu=True),
+                        Dense(rng.normal(size=(64, 2)), np.zeros(2))), (4, 4, 1))
+    quantized = quantize(model, rng.uniform(size=(50, 16)), 4, 4)
+    assert not quantized.layers[0].weight_codes[:, 1].any()

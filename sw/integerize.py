@@ -318,7 +318,7 @@ class ProgramBuilder:
         stored[source.order.ravel()] = weights
         bias = -source.zero_point * stored.sum(axis=0)
         return Linear(name, kind, source, stored, weight_bits, weight_signed,
-                      tuple(source.scale * Fraction(s) for s in scales), bias)
+                      tuple(source.scale * Fraction(float(s)) for s in scales), bias)
 
     def conv(self, name, source, weights, weight_bits, weight_signed, scales, strides, pads,
              groups, kind="conv", scale_factor=Fraction(1)):
@@ -348,7 +348,7 @@ class ProgramBuilder:
         matrix = expanded.reshape(kh * kw * channels, outputs)
         bias = -source.zero_point * matrix.sum(axis=0)
         return Linear(name, kind, source, matrix, weight_bits, weight_signed,
-                      tuple(source.scale * Fraction(s) * scale_factor for s in scales), bias,
+                      tuple(source.scale * Fraction(float(s)) * scale_factor for s in scales), bias,
                       window)
 
     def average(self, name, source, kernel, strides, pads):

@@ -1,0 +1,82 @@
+"""The Brevitas front end (:mod:`systolix.sw.brevitas_import`) against the Brevitas module's own
+forward pass. Skipped unless torch and brevitas are installed (``pip install systolix[torch]``;
+CI has neither)."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+qnn = pytest.importorskip("brevitas.nn")
+
+from brevitas.quant import (Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint,  # noqa: E402
+                            Uint8ActPerTensorFixedPoint)
+from brevitas.quant.scaled_int import Int8AccumulatorAwareZeroCenterWeightQuant  # noqa: E402
+
+from systolix.sim.golden.program import run_program  # noqa: E402
+from systolix.sw.brevitas_import import import_brevitas  # noqa: E402
+from systolix.sw.integerize import check_accumulators, report_text  # noqa: E402
+
+FIXED = dict(weight_quant=Int8WeightPerTensorFixedPoint, weight_bit_width=4)
+
+
+def _act(bits=4, signed=False):
+    quant = Int8ActPerTensorFixedPoint if signed else Uint8ActPerTensorFixedPoint
+    return dict(act_quant=quant, bit_width=bits, return_quant_tensor=True)
+
+
+def _codes(model, imported, x):
+    """The Brevitas forward's output codes and the program's, for real inputs ``x``."""
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        y = model(x)
+        y = y.value if hasattr(y, "value") else y
+        codes = model[0].act_quant(x).int().numpy().astype(np.int64)
+    program = imported.program
+    expected = np.rint(y.numpy() / program.output.scale).astype(np.int64) \
+        + program.output.zero_point
+    got = imported.from_program(run_program(program, imported.to_program(codes)))
+    return expected, got
+
+
+def test_fixed_point_cnn_is_bit_exact():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        qnn.QuantIdentity(**_act()),
+        qnn.QuantConv2d(2, 6, 3, stride=2, padding=1, bias=False, **FIXED),
+        qnn.QuantReLU(**_act()),
+        qnn.QuantConv2d(6, 6, 3, padding=1, groups=6, bias=False, **FIXED),
+        qnn.QuantReLU(**_act()),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        qnn.QuantLinear(24, 10, bias=False, **FIXED),
+        qnn.QuantIdentity(**_act(8, True))).eval()
+    x = torch.rand(128, 2, 8, 8)
+    imported = import_brevitas(model, x[:1])
+    assert [info.kind for info in imported.layers] == ["conv", "conv", "maxpool", "dense"]
+    assert all(info.exact for info in imported.layers)
+    expected, got = _codes(model, imported, x)
+    assert np.array_equal(got, expected)
+
+
+def test_a2q_plus_declared_and_true_widths():
+    """A2Q+ weights trained for a 10-bit accumulator: the declared width is read from the
+    quantizer, the true one from the integers; the program equals the forward pass."""
+    torch.manual_seed(1)
+    a2q = dict(weight_quant=Int8AccumulatorAwareZeroCenterWeightQuant, weight_bit_width=4,
+               weight_accumulator_bit_width=10)
+    model = torch.nn.Sequential(
+        qnn.QuantIdentity(**_act()),
+        qnn.QuantLinear(64, 32, bias=False, **a2q),
+        qnn.QuantReLU(**_act()),
+        qnn.QuantLinear(32, 10, bias=False, **a2q),
+        qnn.QuantIdentity(**_act(8, True))).eval()
+    x = torch.rand(256, 64)
+    imported = check_accumulators(import_brevitas(model, x[:1]))
+    assert [info.declared for info in imported.layers] == [10, 10]
+    assert all(info.true_bits <= 10 for info in imported.layers)
+    assert all(layer.accumulator_bits == 10 for layer in imported.program.layers)
+    assert "approximate" in report_text(imported)      # per-channel float scales
+    expected, got = _codes(model, imported, x)
+    assert np.abs(got - expected).max() <= 1 and np.mean(got == expected) > 0.99

@@ -13,7 +13,7 @@ Two ways of writing a quantized network in ONNX are read:
 
 Between the quantizers: ``MatMul`` / ``Gemm`` (dense), ``Conv`` (strides, pads, groups,
 depthwise), ``Add`` (a bias, or the residual sum of two quantized tensors), ``Relu`` and
-``Clip`` (folded into the clamp bounds), ``MaxPool``, ``AveragePool``, ``GlobalAveragePool``,
+``Clip`` (folded into the clamp bounds), ``Mul`` by a positive scalar, ``MaxPool``, ``AveragePool``, ``GlobalAveragePool``,
 ``Flatten``, ``Reshape``, ``Identity`` and ``Constant``. Every scale is folded into the integer
 requantization of a layer (:mod:`systolix.sw.integerize`); ``QuantizeLinear`` and QONNX's
 ``ROUND`` round halves to even, so the layers do too (``rounding="half_even"``).
@@ -38,7 +38,7 @@ from .integerize import (Activation, Linear, OutputQuantizer, ProgramBuilder, co
 __all__ = ["SUPPORTED_OPS", "load_onnx", "import_onnx"]
 
 SUPPORTED_OPS = ("Quant", "BipolarQuant", "Trunc", "QuantizeLinear", "DequantizeLinear", "Clip",
-                 "MatMul", "Gemm", "Conv", "Add", "Relu", "MaxPool", "AveragePool",
+                 "MatMul", "Gemm", "Conv", "Add", "Mul", "Relu", "MaxPool", "AveragePool",
                  "GlobalAveragePool", "Flatten", "Reshape", "Identity", "Constant")
 """The operators the importer reads."""
 
@@ -605,40 +605,74 @@ class _Importer:
         return self._reshaped(node, x, shape)
 
     def _trunc(self, node):
-        """QONNX Trunc (version 1): ``floor(round(x / s + z) / 2^(in - out))`` at scale ``s``."""
+        """QONNX Trunc of a sum at its own scale ``s``, rounding FLOOR, zero point 0: version 1
+        (``x, s, z, in_bits, out_bits``): codes ``floor(x / s / 2^(in - out))`` at scale ``s``,
+        unclamped; version 2 (``x, s, z, in_bits, out_scale, out_bits``, attributes ``signed``,
+        ``narrow``): codes ``clamp(floor(x / s / 2^t))`` at ``out_scale``, ``2^t`` the power of
+        two nearest ``out_scale / s``."""
         x = self._value(node, 0)
+        version = 2 if len(node.input) == 6 else 1
         scale = self._const(node, 1, "scale")
         zero_point = self._const(node, 2, "zero point")
-        in_bits = self._const(node, 3, "input bit width")
-        out_bits = self._const(node, 4, "output bit width")
-        mode = self._attributes(node).get("rounding_mode", b"FLOOR")
+        in_bits = int(self._const(node, 3, "input bit width").item())
+        out_bits = int(self._const(node, 4 + (version == 2), "output bit width").item())
+        attributes = self._attributes(node)
+        mode = attributes.get("rounding_mode", b"FLOOR")
         mode = (mode.decode() if isinstance(mode, bytes) else mode).upper()
-        if len(node.input) > 5 or mode != "FLOOR" or np.any(zero_point != 0):
-            self._fail(node, "allowed: Trunc version 1 with rounding_mode FLOOR and zero point "
-                             "0")
+        if len(node.input) not in (5, 6) or mode != "FLOOR" or np.any(zero_point != 0):
+            self._fail(node, "allowed: Trunc (version 1 or 2) with rounding_mode FLOOR and zero "
+                             "point 0")
         if not isinstance(x, Linear):
             self._fail(node, "truncates a tensor that is not a sum (a MatMul, Conv or pool)")
         scale = _fraction(scale)
         if any(s != scale for s in x.scale):
             self._fail(node, "its scale is not the scale of the sum it truncates; allowed: the "
                              "same")
-        in_bits, out_bits = int(in_bits.item()), int(out_bits.item())
-        dropped = in_bits - out_bits
-        if not 0 <= dropped <= 62:
-            self._fail(node, f"truncates {in_bits} to {out_bits} bits; allowed: fewer")
+        if version == 1:
+            dropped, out_scale = in_bits - out_bits, scale
+        else:
+            out_scale = _fraction(self._const(node, 4, "output scale"))
+            dropped = round(math.log2(out_scale / scale))
+        if not 0 <= dropped <= 62 or not 1 <= out_bits <= 8:
+            self._fail(node, f"truncates {in_bits} to {out_bits} bits (by 2^{dropped}); "
+                             f"allowed: to 1..8 bits, by 2^0..2^62")
         lows, highs = _sum_range(x.weights, x.input.low, x.input.high)
         low = min(int((lows + x.bias).min()) >> dropped, 0)
         high = int((highs + x.bias).max()) >> dropped
-        signed = low < 0
-        if not 1 <= out_bits <= 8 or not code_range(out_bits, signed)[0] <= low or \
-                high > code_range(out_bits, signed)[1]:
-            self._fail(node, f"its output codes reach {low}..{high}; allowed: {out_bits} "
-                             f"bits of 1..8")
-        quantizer = OutputQuantizer(scale * (1 << dropped), 0, out_bits, signed,
-                                    *code_range(out_bits, signed), "half_up")
+        if version == 1:
+            signed = low < 0
+            if not code_range(out_bits, signed)[0] <= low or high > code_range(out_bits,
+                                                                                signed)[1]:
+                self._fail(node, f"its output codes reach {low}..{high}, more than "
+                                 f"{out_bits} bits")
+            codes = code_range(out_bits, signed)
+        else:
+            signed, narrow = bool(attributes.get("signed", 1)), bool(attributes.get("narrow", 0))
+            codes = code_range(out_bits, signed)
+            if narrow:
+                codes = (codes[0] + 1, codes[1]) if signed else (codes[0], codes[1] - 1)
+        quantizer = OutputQuantizer(scale * (1 << dropped), 0, out_bits, signed, *codes,
+                                    "half_up")
         linear = replace(x, declared=in_bits, floor=True)
         output = self.builder.requantize(node.name or node.output[0], linear, quantizer)
-        return replace(output, scale=scale)
+        return replace(output, scale=out_scale)
+
+    def _mul(self, node):
+        """A sum or a quantized tensor times a positive scalar constant (such as the kernel
+        size that turns an average back into a sum before a Trunc)."""
+        a, b = self._value(node, 0), self._value(node, 1)
+        if isinstance(a, _Const):
+            a, b = b, a
+        if not isinstance(b, _Const) or b.value.size != 1 or not b.value.item() > 0:
+            self._fail(node, "multiplies by something else than a positive scalar constant")
+        factor = _fraction(b.value)
+        if isinstance(a, Linear):
+            return replace(a, scale=tuple(s * factor for s in a.scale),
+                           low=a.low * float(factor), high=a.high * float(factor))
+        if isinstance(a, Activation):
+            return replace(a, scale=a.scale * factor)
+        self._fail(node, f"multiplies a {type(a).__name__.strip('_').lower()} tensor; allowed: "
+                         f"a computed tensor")
 
     def run(self):
         handlers = {"Quant": self._quant, "BipolarQuant": self._bipolar_quant,
@@ -648,7 +682,7 @@ class _Importer:
                     "Add": self._add, "Relu": self._relu, "MaxPool": self._max_pool,
                     "AveragePool": self._average_pool,
                     "GlobalAveragePool": self._global_average_pool,
-                    "Flatten": self._flatten, "Reshape": self._reshape}
+                    "Flatten": self._flatten, "Reshape": self._reshape, "Mul": self._mul}
         for node in self.graph.node:
             if node.op_type not in SUPPORTED_OPS or node.domain not in _QUANT_DOMAINS:
                 raise ValueError(f"{self.where}node {node.name or node.output[0]!r}: op type "

@@ -16,8 +16,9 @@ class Net:
     ``self.q`` its quantizer ``(scale, zero_point, bits, signed)``."""
 
     def __init__(self, style, shape, bits=4, signed=False, scale=2.0 ** -3, zero_point=0,
-                 seed=0):
+                 seed=0, qonnx_opset=1):
         self.style, self.rng = style, np.random.default_rng(seed)
+        self.qonnx_opset = qonnx_opset
         self.nodes, self.inits, self.count = [], [], 0
         self.shape = tuple(shape)
         self.input = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *shape])
@@ -155,6 +156,28 @@ class Net:
         self.now = [self.now[0], 1, 1]
         self.quantize(*out)
 
+    def truncated_pool(self, kernel, out_bits):
+        """QONNX's quantized average pool (as Brevitas writes it): AveragePool, Mul by the
+        window size (the sum), Trunc to ``out_bits`` (version 1 or 2, by the QONNX opset)."""
+        scale, _, bits, signed, _, _ = self.q
+        self.window(self.now[0], kernel, kernel, 0)
+        self.x = self.node("AveragePool", [self.x], kernel_shape=[kernel] * 2,
+                           strides=[kernel] * 2)
+        self.x = self.node("Mul", [self.x, self.const(np.float32(kernel * kernel))])
+        in_bits = bits + int(np.ceil(np.log2(kernel * kernel)))
+        dropped = in_bits - out_bits
+        inputs = [self.x, self.const(np.float32(scale)), self.const(np.float32(0)),
+                  self.const(np.float32(in_bits))]
+        if self.qonnx_opset == 1:
+            inputs.append(self.const(np.float32(out_bits)))
+            out_scale = scale
+        else:
+            out_scale = scale * 2.0 ** dropped
+            inputs += [self.const(np.float32(out_scale)), self.const(np.float32(out_bits))]
+        self.x = self.node("Trunc", inputs, domain=QONNX_DOMAIN, rounding_mode="FLOOR",
+                           **({"signed": int(signed)} if self.qonnx_opset > 1 else {}))
+        self.q = (out_scale, 0, out_bits, signed, *code_range_of(out_bits, signed))
+
     def flatten(self):
         self.x = self.node("Flatten", [self.x], axis=1)
         self.now = [self.current_features()]
@@ -169,7 +192,7 @@ class Net:
         graph = helper.make_graph(self.nodes, "net", [self.input], [output], self.inits)
         opsets = [helper.make_opsetid("", 13)]
         if self.style == "qonnx":
-            opsets.append(helper.make_opsetid(QONNX_DOMAIN, 1))
+            opsets.append(helper.make_opsetid(QONNX_DOMAIN, self.qonnx_opset))
         model = helper.make_model(graph, opset_imports=opsets)
         model.ir_version = 8
         return model
@@ -191,6 +214,10 @@ class Net:
         scale, zero_point, _, _, low, high = self.input_q
         codes = self.rng.integers(low, high, size=(n, *self.shape), endpoint=True)
         return codes, ((codes - zero_point) * scale).astype(np.float32)
+
+
+def code_range_of(bits, signed):
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
 def run_reference(model, x):

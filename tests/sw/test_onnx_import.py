@@ -104,6 +104,19 @@ def test_qonnx_odd_zero_point_ties_are_reported(tmp_path):
     assert 0 < np.sum(got != expected) and np.abs(got - expected).max() == 1
 
 
+@pytest.mark.parametrize("version", (1, 2))
+def test_qonnx_trunc_average_pool(version, tmp_path):
+    """Brevitas's quantized average pool in QONNX: AveragePool, Mul by the window, Trunc
+    (FLOOR) of the sum; the Trunc's input width is the layer's declared accumulator width."""
+    net = Net("qonnx", (3, 8, 8), seed=13, qonnx_opset=version)
+    net.truncated_pool(2, 4)
+    net.conv(4, 3, pad=1, relu=False, out=OUT8)
+    imported = compare(net, tmp_path)
+    pool = imported.layers[0]
+    assert pool.kind == "avgpool" and pool.declared == 6 and pool.exact
+    assert imported.program.layers[0].rounding == "half_up"
+
+
 def test_qcdq_float_weights_through_quantize_linear(tmp_path):
     net = Net("qcdq", (2, 5, 5), seed=4)
     net.conv(6, 3, pad=1, bits=3, float_qcdq=True)

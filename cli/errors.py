@@ -681,8 +681,8 @@ CASES = (
          setup=_onnx_model(shape=False)),
     Case("import-accumulator-too-small", "integers that need more than --accumulator-bits",
          ("import", "model.onnx", "--accumulator-bits", "6", "--out", "out"),
-         "needs a 10-bit accumulator for its integers and input codes, but --accumulator-bits "
-         "is 6", setup=_onnx_model()),
+         "needs an accumulator of 10 bits for its integers and input codes, but "
+         "--accumulator-bits is 6", setup=_onnx_model()),
     Case("import-accumulator-bits-range", "--accumulator-bits 40",
          ("import", "model.onnx", "--accumulator-bits", "40", "--out", "out"),
          "argument --accumulator-bits: must be an integer in 2..32, not '40'",

@@ -576,7 +576,7 @@ def check_accumulators(imported, accumulator_bits=None, widen=False):
                            "a larger --accumulator-bits, or --widen to raise this layer's width")
                 raise ValueError(
                     f"{imported.source}layer {info.index} ({info.name!r}, {info.kind}): "
-                    f"channel {info.worst_channel} needs a {info.true_bits}-bit accumulator "
+                    f"channel {info.worst_channel} needs an accumulator of {info.true_bits} bits "
                     f"for its integers and input codes, but {origin} is {wanted}; allowed: "
                     f"{allowed}")
             bits, info.widened = info.true_bits, True

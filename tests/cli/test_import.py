@@ -52,7 +52,7 @@ def test_refused_then_widened(tmp_path, capsys):
                  "--out", str(out)]) == 2
     error = capsys.readouterr().err
     assert error.startswith("systolix import: error: ") and error.count("\n") == 1
-    assert "layer 0 ('conv" in error and "-bit accumulator" in error
+    assert "layer 0 ('conv" in error and "needs an accumulator of" in error
     assert not out.exists()
     assert main(["import", str(tmp_path / "m.onnx"), "--accumulator-bits", "8", "--widen",
                  "--out", str(out)]) == 0

@@ -203,8 +203,8 @@ def test_requested_width_refused_or_widened(tmp_path):
     assert [layer.accumulator_bits for layer in fits.program.layers] == [max(true)] * 2
     small = min(true) - 1
     worst = imported.layers[0]
-    with pytest.raises(ValueError, match=rf"layer 0 .*channel {worst.worst_channel} needs a "
-                                         rf"{worst.true_bits}-bit accumulator.*"
+    with pytest.raises(ValueError, match=rf"layer 0 .*channel {worst.worst_channel} needs an "
+                                         rf"accumulator of {worst.true_bits} bits.*"
                                          rf"--accumulator-bits is {small}"):
         check_accumulators(imported, small)
     widened = check_accumulators(imported, small, widen=True)

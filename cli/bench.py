@@ -7,7 +7,9 @@ and accuracies (:func:`compiler_figures`).
 """
 
 import dataclasses
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -25,7 +27,8 @@ from systolix.sw.report import program_accuracy, sweep
 
 from .table import format_table
 
-__all__ = ["best_time", "golden_speed", "cocotb_speed", "compiler_figures", "register"]
+__all__ = ["best_time", "golden_speed", "cocotb_speed", "compiler_figures", "qcdq_mlp",
+           "import_figures", "register"]
 
 
 def best_time(function, repeats=3):
@@ -78,6 +81,77 @@ def compiler_figures(echo=print):
     return figures
 
 
+def qcdq_mlp(path, sizes=(256, 256, 128, 64, 10), seed=0):
+    """Write a QCDQ MLP of ``sizes`` to ``path``: 4-bit unsigned activations, 4-bit weights
+    stored as int8 with power-of-two per-channel scales, int32 biases, ReLU; returns its number
+    of weights (107,136 for the default sizes)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    nodes, constants, x = [], {}, "x"
+
+    def const(name, value):
+        constants[name] = np.asarray(value)
+        return name
+
+    def quantize(x, index, scale):
+        names = [const(f"s{index}", np.float32(scale)), const(f"z{index}", np.uint8(0))]
+        nodes.append(helper.make_node("QuantizeLinear", [x, *names], [f"q{index}"]))
+        nodes.append(helper.make_node("Clip", [f"q{index}", const("lo", np.uint8(0)),
+                                               const("hi", np.uint8(15))], [f"c{index}"]))
+        nodes.append(helper.make_node("DequantizeLinear", [f"c{index}", *names], [f"d{index}"]))
+        return f"d{index}"
+
+    x = quantize(x, 0, 2.0 ** -3)
+    for index, (inputs, outputs) in enumerate(zip(sizes, sizes[1:]), start=1):
+        scales = 2.0 ** -rng.integers(4, 7, size=outputs)
+        weights = const(f"w{index}", rng.integers(-7, 7, size=(inputs, outputs),
+                                                  endpoint=True).astype(np.int8))
+        bias = const(f"b{index}", rng.integers(-64, 64, size=outputs).astype(np.int32))
+        nodes += [helper.make_node("DequantizeLinear", [weights, const(f"ws{index}", scales
+                                                                       .astype(np.float32)),
+                                                        const(f"wz{index}", np.zeros(
+                                                            outputs, np.int8))],
+                                   [f"wd{index}"], axis=1),
+                  helper.make_node("DequantizeLinear", [bias, const(
+                      f"bs{index}", (scales * 2.0 ** -3).astype(np.float32)),
+                      const(f"bz{index}", np.zeros(outputs, np.int32))], [f"bd{index}"], axis=0),
+                  helper.make_node("MatMul", [x, f"wd{index}"], [f"m{index}"],
+                                   name=f"dense{index}"),
+                  helper.make_node("Add", [f"m{index}", f"bd{index}"], [f"a{index}"]),
+                  helper.make_node("Relu", [f"a{index}"], [f"r{index}"])]
+        x = quantize(f"r{index}", index, 2.0 ** -3)
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", sizes[0]])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(value, name) for name, value in constants.items()])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return sum(a * b for a, b in zip(sizes, sizes[1:]))
+
+
+def import_figures(echo=print):
+    """Time ``systolix import``'s work (read, fold, check the accumulators, save) on a QCDQ MLP
+    of about 100k weights; print it with ``echo`` and return ``{"weights", "import_s"}``
+    (target: under 5 s)."""
+    from systolix.sw.integerize import check_accumulators
+    from systolix.sw.onnx_import import import_onnx
+
+    with tempfile.TemporaryDirectory(prefix="systolix-bench-") as folder:
+        path = Path(folder) / "mlp.onnx"
+        weights = qcdq_mlp(path)
+
+        def run():
+            imported = check_accumulators(import_onnx(path), 16, widen=True)
+            imported.program.save(Path(folder) / "program.npz")
+
+        seconds = best_time(run)
+    echo(format_table(["model", "weights", "import s", "target"],
+                      [["QCDQ MLP 256-256-128-64-10", f"{weights:,}", f"{seconds:.2f}",
+                        "< 5 s"]]))
+    return {"weights": weights, "import_s": seconds}
+
+
 def golden_speed(n=1024, k=1024, cols=1024, seed=0):
     """MAC/s of the golden model and of a float64 numpy matmul of the same shape."""
     rng = np.random.default_rng(seed)
@@ -127,6 +201,9 @@ def run_bench(args):
     boards_bench.run()
     print()
     compiler_figures()
+    print()
+    print("systolix import of a quantized ONNX model:")
+    import_figures()
     return 0
 
 

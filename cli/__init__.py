@@ -19,7 +19,7 @@ import threading
 from systolix.boards.synth import SynthesisError
 from systolix.sw.driver import DeviceError, DeviceMismatch
 
-from . import bench, boards, errors, formal, importer, quantize, sim
+from . import bench, boards, errors, formal, importer, quantize, sim, train
 
 __all__ = ["main", "Interrupted"]
 
@@ -57,7 +57,7 @@ def main(argv=None):
     """Run the ``systolix`` command line on ``argv``; return the exit status."""
     parser = _Parser(prog="systolix", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (sim, quantize, importer, boards, bench, errors, formal):
+    for module in (sim, quantize, importer, boards, bench, errors, formal, train):
         module.register(subparsers)
     try:
         args = parser.parse_args(argv)

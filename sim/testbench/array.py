@@ -16,6 +16,7 @@ import os
 import time
 
 import cocotb
+import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
@@ -26,7 +27,7 @@ from systolix.memory_map import weights_layout
 from systolix.sim.golden.cycles import simulate_array_cycles
 from systolix.sim.testbench.scenarios import make_stimulus
 
-__all__ = ["StreamSource", "StreamSink", "Checker", "reset", "run_scenario"]
+__all__ = ["StreamSource", "StreamSink", "Checker", "reset", "run_scenario", "run_stimulus"]
 
 
 class StreamSource:
@@ -129,7 +130,14 @@ async def reset(dut, sources=("weights", "activations"), sinks=("results",)):
 
 async def run_scenario(dut, config, spec):
     """Reset the array, run one scenario, check it; return its report entry."""
-    stimulus = make_stimulus(config, spec)
+    return await run_stimulus(dut, config, spec["name"], spec["tiles"],
+                              make_stimulus(config, spec))
+
+
+async def run_stimulus(dut, config, name, tiles, stimulus, results=False):
+    """Reset the array, run ``stimulus`` (``tiles``: the vectors of each weight tile), check
+    it; return its report entry, with the partial sums of every vector (``results``, a list per
+    tile) if ``results``."""
     weight_words = [encode(weights_layout(config), row) for w in stimulus.weights for row in w]
     activation_words = [encode(activations_layout(config), {"data": row,
                                                             "last": index == len(x) - 1})
@@ -138,7 +146,7 @@ async def run_scenario(dut, config, spec):
                StreamSource(dut, "activations", activation_words, stimulus.activation_offer)]
     sink = StreamSink(dut, "results", stimulus.result_ready)
     predicted = simulate_array_cycles(
-        config, spec["tiles"], weight_offer=stimulus.weight_offer,
+        config, tiles, weight_offer=stimulus.weight_offer,
         activation_offer=stimulus.activation_offer, result_ready=stimulus.result_ready)
     checker = Checker(config, stimulus, predicted)
 
@@ -160,8 +168,8 @@ async def run_scenario(dut, config, spec):
         pairs = list(zip(accepted, delivered))
         return sum(b - a for a, b in pairs) / len(pairs) if pairs else None
 
-    return {
-        "name": spec["name"],
+    entry = {
+        "name": name,
         "vectors": len(activation_words),
         "overflows": stimulus.overflows,
         "mismatches": checker.mismatches,
@@ -171,6 +179,12 @@ async def run_scenario(dut, config, spec):
         "latency_modelled": mean_latency(predicted.activations, predicted.results),
         "seconds": wall,
     }
+    if results:
+        layout = results_layout(config)
+        vectors = [[int(v) for v in decode(layout, word)["data"]] for word in sink.words]
+        ends = np.cumsum([0, *tiles])
+        entry["results"] = [vectors[start:end] for start, end in zip(ends, ends[1:])]
+    return entry
 
 
 @cocotb.test()

@@ -21,7 +21,7 @@ import numpy as np
 from systolix.timing import array_timing
 from systolix.sim.golden import array_matmul
 
-__all__ = ["DATA_KINDS", "Stimulus", "scenario", "make_stimulus"]
+__all__ = ["DATA_KINDS", "Stimulus", "scenario", "make_stimulus", "tile_stimulus"]
 
 
 DATA_KINDS = ("random", "lowest", "highest", "extreme", "adversarial")
@@ -93,15 +93,23 @@ def make_stimulus(config, spec):
                    for _ in spec["tiles"]]
         activations = [_codes(rng, spec["data"], (n, config.rows), config.activation_range)
                        for n in spec["tiles"]]
+    return tile_stimulus(config, weights, activations, rng, spec["offer"], spec["ready"])
+
+
+def tile_stimulus(config, weights, activations, rng, offer=1.0, ready=1.0):
+    """A :class:`Stimulus` of given weight tiles (each ``(rows, cols)``) and the activation
+    vectors sent with each (``(n, rows)``), with stream patterns drawn from ``rng`` (sources
+    offer a beat with probability ``offer``, the sink is ready with probability ``ready``)."""
+    weights = [np.asarray(w, dtype=np.int64) for w in weights]
+    activations = [np.asarray(x, dtype=np.int64) for x in activations]
     expected = [array_matmul(config, x, w) for x, w in zip(activations, weights)]
     overflows = sum(int(np.count_nonzero(y != x @ w))
                     for x, w, y in zip(activations, weights, expected))
     # Enough cycles for every beat to get through at the slowest of the given rates.
     timing = array_timing(config)
-    beats = sum(spec["tiles"]) + config.rows * len(spec["tiles"])
-    rate = min(spec["offer"], spec["ready"])
-    cycles = int(beats / rate * 2) + len(spec["tiles"]) * (timing.load_hold + 4) \
+    beats = sum(len(x) for x in activations) + config.rows * len(activations)
+    rate = min(offer, ready)
+    cycles = int(beats / rate * 2) + len(activations) * (timing.load_hold + 4) \
         + 2 * timing.latency + 64
-    patterns = [rng.random(cycles) < probability
-                for probability in (spec["offer"], spec["offer"], spec["ready"])]
+    patterns = [rng.random(cycles) < probability for probability in (offer, offer, ready)]
     return Stimulus(weights, activations, expected, overflows, *patterns)

@@ -15,7 +15,7 @@ from systolix.sim.testbench.scenarios import scenario
 from systolix.sim.transport import design_folder
 from systolix.timing import array_timing
 
-__all__ = ["ARRAY_CONFIGS", "array_scenarios", "run_array_suite", "run_engine"]
+__all__ = ["ARRAY_CONFIGS", "array_scenarios", "run_array_suite", "run_array_gemms", "run_engine"]
 
 
 #: Configurations spanning the generator's ranges: 1x1 to 32 rows or columns, square and not,
@@ -78,6 +78,23 @@ def run_array_suite(config, *, simulator="verilator", build_root="build/sim", se
     return run_cocotb(SystolicArray(hardware_config), "systolic_array",
                       "systolix.sim.testbench.array", spec, simulator=simulator,
                       build_dir=build_dir)
+
+
+def run_array_gemms(config, gemms, *, simulator="verilator", build_root="build/sim/gemms",
+                    seed=0, offer=0.8, ready=0.8):
+    """Run integer GEMMs on an array of ``config`` through cocotb
+    (:mod:`systolix.sim.testbench.gemm`); return the report.
+
+    ``gemms`` is a list of ``{"name", "weights", "activations"}``: each GEMM's weight tiles
+    (``(rows, cols)`` codes each) and the activation vectors of each tile (``(n, rows)``), as
+    nested lists. Sources offer a beat with probability ``offer``, the sink is ready with
+    probability ``ready`` (drawn from ``seed``). ``report["gemms"][g]["results"][t]`` holds the
+    partial sums the array returned for tile ``t`` of GEMM ``g``.
+    """
+    spec = {"config": dataclasses.asdict(config), "gemms": gemms, "seed": seed,
+            "offer": offer, "ready": ready}
+    return run_cocotb(SystolicArray(config), "systolic_array", "systolix.sim.testbench.gemm",
+                      spec, simulator=simulator, build_dir=Path(build_root) / config.name)
 
 
 def run_engine(images, config, codes, batches, *, simulator="verilator",

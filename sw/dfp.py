@@ -1,0 +1,238 @@
+"""Dynamic fixed point (Courbariaux, Bengio and David, 2014): training with low-precision
+multiplications and higher-precision parameter updates.
+
+Every group of values (each layer's weights, its output activations, its errors) is a tensor of
+integer codes sharing one power-of-two exponent: the value of code ``q`` is ``q * 2^e``. The
+multiplications use ``mult_bits``-bit codes (10 in the paper), the stored weights and their
+updates ``update_bits``-bit codes (12). Each group's exponent follows its overflow rate: after
+every step, if more than :data:`MAX_OVERFLOW_RATE` of the group's values did not fit its codes,
+the exponent grows by one; if even at one exponent less no more than that rate would have
+overflowed, it shrinks by one.
+
+- **weights**: stored codes ``u`` (``update_bits``), exponent ``e_w``; the GEMMs use
+  ``w = round(u * 2^(mult_bits - update_bits))``, exponent ``e_w + update_bits - mult_bits``.
+  Initialised uniformly in ``+-sqrt(6 / inputs)``.
+- **activations**: ``clamp(shift(acc, e_out - e_in - e_w'))``, ReLU between layers; inputs:
+  pixel ``p`` is ``p / 16``, the code ``p * 2^(mult_bits - 6)`` (exponent ``2 - mult_bits``).
+  The exponents of the outputs are calibrated on the first batch, then follow the rule.
+- **errors**: the loss interface (:func:`~systolix.sw.train.output_error`) gives the output
+  error codes (exponent ``1 - mult_bits``); propagated errors ``E W^T`` are masked by the ReLU
+  and clamp derivatives and shifted to their group's exponent.
+- **updates**: ``u -= SR(X^T E * 2^(e_x + e_e - e_w) * lr / batch)``, the learning rate a power
+  of two, the shift stochastically rounded (seeded) and the update clamped to
+  ``update_bits``.
+
+The training forward runs at ``mult_bits``. The array takes at most 8-bit codes: an exported
+program (:meth:`DfpMLP.export`) runs the same forward with ``min(mult_bits, 8)``-bit weights and
+activations (each rounded from the trained ones by a shift, the exponents moved with them):
+:meth:`DfpMLP.forward` with ``bits=8`` is what it computes.
+"""
+
+import math
+
+import numpy as np
+
+from systolix.config import check_int
+
+from .train import (BATCH, SIZES, encode_pixels, export_program, gemm, high_code,
+                    layer_forward, normalizing_shift, output_error, passes, pixel_quantizer,
+                    shift, stochastic_shift, symmetric_range, training_gemms)
+
+__all__ = ["MAX_OVERFLOW_RATE", "MULT_BITS", "UPDATE_BITS", "EXPORT_BITS", "DfpMLP",
+           "dfp_rate", "next_exponent"]
+
+MULT_BITS = (4, 16)
+"""The allowed ``mult_bits``."""
+
+UPDATE_BITS = 24
+"""The largest ``update_bits`` (at least ``mult_bits``)."""
+
+EXPORT_BITS = 8
+"""The widest code of the array: an exported program's weights and activations."""
+
+MAX_OVERFLOW_RATE = (1, 10000)
+"""The largest fraction of a group's values that may overflow (1e-4, the paper's)."""
+
+_LEARNING_SHIFT = 3
+"""The learning rate is ``2^-3`` (:func:`dfp_rate`)."""
+
+
+def dfp_rate(epoch, epochs):
+    """The learning rate's right shift: ``lr = 2^-3``, ``2^-4`` for the last half of the epochs,
+    ``2^-5`` for the last quarter (the float reference uses the same values)."""
+    return _LEARNING_SHIFT + (epoch >= epochs // 2) + (epoch >= 3 * epochs // 4)
+
+
+def next_exponent(exponent, overflows, would_overflow, count):
+    """The rule of the scaling factors: ``exponent + 1`` if more than
+    :data:`MAX_OVERFLOW_RATE` of ``count`` values overflowed, ``exponent - 1`` if no more than
+    that rate would have overflowed at ``exponent - 1`` (``would_overflow`` of them), otherwise
+    ``exponent``; integer comparisons only."""
+    numerator, denominator = MAX_OVERFLOW_RATE
+    if overflows * denominator > count * numerator:
+        return exponent + 1
+    if would_overflow * denominator <= count * numerator:
+        return exponent - 1
+    return exponent
+
+
+def _overflows(values, bits):
+    """How many of the integer ``values`` lie outside ``bits``-bit narrow signed codes."""
+    return int(np.count_nonzero(np.abs(values) > high_code(bits)))
+
+
+class DfpMLP:
+    """The digits MLP trained in dynamic fixed point.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Draws the initial weights.
+    mult_bits : int
+        Width of the multiplications' operands, 4..16.
+    update_bits : int
+        Width of the stored weights and their updates, ``mult_bits..24``.
+    epochs : int
+        The length of the run (the learning rate schedule, :func:`dfp_rate`).
+    sizes : tuple of int
+    """
+
+    name = "DFP"
+
+    def __init__(self, rng, mult_bits=10, update_bits=12, epochs=30, sizes=SIZES):
+        check_int("--mult-bits", mult_bits, *MULT_BITS)
+        check_int(f"--update-bits (at least --mult-bits {mult_bits})", update_bits, mult_bits,
+                  UPDATE_BITS)
+        self.mult_bits, self.update_bits = mult_bits, update_bits
+        self.epochs = epochs
+        self.sizes = tuple(sizes)
+        self.stored, self.weight_exponents = [], []
+        for inputs, outputs in zip(sizes, sizes[1:]):
+            limit = math.sqrt(6.0 / inputs)
+            exponent = math.ceil(math.log2(limit)) - (update_bits - 2)
+            span = int(limit * 2.0 ** -exponent)
+            self.stored.append(rng.integers(-span, span, (inputs, outputs), endpoint=True))
+            self.weight_exponents.append(exponent)
+        # Exponents of each layer's input (the first is the pixels') and of its errors.
+        self.activation_exponents = [2 - mult_bits] + [None] * (len(sizes) - 1)
+        self.error_exponents = [None] * (len(sizes) - 1) + [1 - mult_bits]
+
+    def weights(self, bits=None):
+        """The weight codes of the GEMMs at ``bits`` (default ``mult_bits``) and their
+        exponents."""
+        bits = self.mult_bits if bits is None else bits
+        drop = self.update_bits - bits
+        return ([np.clip(shift(u, drop), *symmetric_range(bits)) for u in self.stored],
+                [e + drop for e in self.weight_exponents])
+
+    def gemms(self, batch=BATCH, bits=None):
+        """The data-free GEMM shapes of a step at ``bits``."""
+        codes = symmetric_range(self.mult_bits if bits is None else bits)
+        return training_gemms(self.sizes, batch, codes, codes, codes)
+
+    def encode(self, pixels, bits=None):
+        bits = self.mult_bits if bits is None else bits
+        return encode_pixels(pixels, 6 - bits, bits)
+
+    def _amounts(self, bits):
+        """The right shift of every layer's accumulator at ``bits``."""
+        _, exponents = self.weights(bits)
+        moved = self.mult_bits - bits
+        return [(after + moved) - (before + moved) - weight for before, after, weight
+                in zip(self.activation_exponents, self.activation_exponents[1:], exponents)]
+
+    def forward(self, codes, trace=None, bits=None):
+        """The codes after every layer and the values before their clamps, at ``bits``
+        (default ``mult_bits``; codes from :meth:`encode` at the same ``bits``)."""
+        bits = self.mult_bits if bits is None else bits
+        if self.activation_exponents[-1] is None:
+            self._calibrate(codes)
+        shapes = self.gemms(len(codes), bits)
+        weights, _ = self.weights(bits)
+        outs, values = [np.asarray(codes, dtype=np.int64)], []
+        for index, (w, amount) in enumerate(zip(weights, self._amounts(bits))):
+            out, v = layer_forward(shapes[f"layer {index} forward X W"], outs[-1], w, amount,
+                                   index < len(weights) - 1, high_code(bits), trace)
+            outs.append(out)
+            values.append(v)
+        return outs, values
+
+    def _calibrate(self, codes):
+        """Output exponents from a first batch: each the smallest at which nothing overflows."""
+        weights, exponents = self.weights()
+        shapes = self.gemms(len(codes))
+        a = np.asarray(codes, dtype=np.int64)
+        for index, (w, exponent) in enumerate(zip(weights, exponents)):
+            acc = gemm(shapes[f"layer {index} forward X W"], a, w)
+            amount = normalizing_shift(acc, self.mult_bits)
+            self.activation_exponents[index + 1] = \
+                self.activation_exponents[index] + exponent + amount
+            a = np.maximum(shift(acc, amount), 0)
+
+    def predict(self, codes, bits=None):
+        return np.argmax(self.forward(codes, bits=bits)[0][-1], axis=1)
+
+    def step(self, codes, labels, epoch, rng, trace=None):
+        """One training step on a batch of input codes; ``trace`` collects every GEMM."""
+        bits, high = self.mult_bits, high_code(self.mult_bits)
+        outs, values = self.forward(codes, trace)
+        shapes = self.gemms(len(codes))
+        weights, exponents = self.weights()
+        last = len(weights) - 1
+        # The output activations' exponents follow their overflow rates.
+        for index, v in enumerate(values):
+            positive = np.maximum(v, 0) if index < last else v
+            self.activation_exponents[index + 1] = next_exponent(
+                self.activation_exponents[index + 1], _overflows(positive, bits),
+                _overflows(2 * positive, bits), v.size)
+        errors, _ = output_error(outs[-1], self.activation_exponents[-1], labels, bits)
+        errors = np.where(passes(values[-1], False, high), errors, 0)
+        learning = dfp_rate(epoch, self.epochs) + int(math.log2(len(codes)))
+        for index in range(last, -1, -1):
+            gradient = gemm(shapes[f"layer {index} gradient X^T E"], outs[index].T, errors,
+                            trace)
+            error_exponent = self.error_exponents[index + 1]
+            if index:
+                propagated = gemm(shapes[f"layer {index} error E W^T"], errors,
+                                  weights[index].T, trace)
+                propagated = np.where(passes(values[index - 1], True, high), propagated, 0)
+                exponent = error_exponent + exponents[index]
+                if self.error_exponents[index] is None:
+                    self.error_exponents[index] = exponent + normalizing_shift(propagated,
+                                                                               bits)
+                amount = self.error_exponents[index] - exponent
+                scaled = shift(propagated, amount)
+                self.error_exponents[index] = next_exponent(
+                    self.error_exponents[index], _overflows(scaled, bits),
+                    _overflows(shift(propagated, amount - 1), bits), scaled.size)
+                errors = np.clip(scaled, -high, high)
+            self._update(index, gradient, self.activation_exponents[index] + error_exponent
+                         - learning, rng)
+
+    def _update(self, index, gradient, exponent, rng):
+        """``u -= SR(gradient * 2^(exponent - e_w))`` in ``update_bits``, then the weights'
+        exponent follows their overflow rate."""
+        stored_range = symmetric_range(self.update_bits)
+        update = np.clip(stochastic_shift(gradient, self.weight_exponents[index] - exponent,
+                                          rng), *stored_range)
+        stored = self.stored[index] - update
+        exponent = next_exponent(self.weight_exponents[index],
+                                 _overflows(stored, self.update_bits),
+                                 _overflows(2 * stored, self.update_bits), stored.size)
+        stored = stochastic_shift(stored, exponent - self.weight_exponents[index], rng)
+        self.stored[index] = np.clip(stored, *stored_range)
+        self.weight_exponents[index] = exponent
+
+    def export_bits(self):
+        """The code width of an exported program: ``min(mult_bits, 8)``."""
+        return min(self.mult_bits, EXPORT_BITS)
+
+    def export(self):
+        """The trained network as an :class:`~systolix.sw.program.IntegerProgram` at
+        :meth:`export_bits`: the codes of :meth:`forward` at those bits."""
+        bits = self.export_bits()
+        weights, _ = self.weights(bits)
+        moved = self.mult_bits - bits
+        return export_program(weights, self._amounts(bits), bits, bits,
+                              pixel_quantizer(6 - bits, bits),
+                              2.0 ** (self.activation_exponents[-1] + moved))

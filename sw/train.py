@@ -1,0 +1,488 @@
+"""The integer arithmetic of training: GEMMs with a declared accumulator width, power-of-two
+rescaling, seeded stochastic rounding, and the layout of any integer GEMM on the array.
+
+Every multiplication of a training step is an integer GEMM ``A @ B`` executed by the golden
+model of the array (:func:`systolix.sim.golden.array.accumulate`) with an accumulator width
+``P`` that is declared before any data is seen: :func:`accumulator_bits` computes it from the
+operands' code ranges and the reduction length ``K`` alone, so no partial sum of any GEMM of any
+step can leave the accumulator, whatever the data (:func:`gemm` checks the operands against the
+declared ranges). The three GEMMs of a dense layer ``y = x @ W``:
+
+=====================  ==========================  =================  ==================
+GEMM                   ``A``                       ``B``              ``K``
+=====================  ==========================  =================  ==================
+forward                ``X`` (batch, inputs)       ``W``              inputs
+error propagation      ``E`` (batch, outputs)      ``W^T``            outputs
+weight gradient        ``X^T`` (inputs, batch)     ``E``              batch
+=====================  ==========================  =================  ==================
+
+Rescaling by a power of two is a shift: :func:`systolix.sim.golden.program.round_shift`
+(halves up, what the requantization unit does) or :func:`stochastic_shift` (unbiased: a seeded
+uniform integer below ``2^shift`` is added before the shift). Nothing here uses floats.
+
+On the array (:func:`array_tiles`): ``B`` is cut into ``rows x cols`` weight tiles and ``A``
+into activation vectors of ``rows`` codes (both zero-padded); the array computes each tile's
+partial sums and :func:`assemble` adds the tiles of one output block, in ``k`` order. With the
+declared ``P`` nothing wraps, so the result is the GEMM bit for bit.
+"""
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from systolix.config import check_int, code_range
+from systolix.sim.golden.array import accumulate, array_matmul, wrap
+from systolix.sim.golden.program import round_shift
+
+__all__ = ["GemmShape", "accumulator_bits", "gemm", "shift", "stochastic_shift",
+           "normalizing_shift", "bit_length", "GemmTiles", "array_tiles", "run_tiles",
+           "assemble"]
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    """One GEMM of a training step, data-free: what it is, its operands' code ranges and ``K``.
+
+    Attributes
+    ----------
+    name : str
+        For example ``"layer 1 error E W^T"``.
+    a_range, b_range : tuple of int
+        ``(lowest, highest)`` code of ``A`` and of ``B``.
+    k : int
+        The reduction length.
+    """
+
+    name: str
+    a_range: tuple
+    b_range: tuple
+    k: int
+
+    @property
+    def accumulator_bits(self):
+        """The data-free accumulator width (:func:`accumulator_bits`)."""
+        return accumulator_bits(self.a_range, self.b_range, self.k)
+
+
+def accumulator_bits(a_range, b_range, k):
+    """The smallest signed accumulator width ``P`` that holds every partial sum of ``A @ B``.
+
+    Every product lies between the smallest and the largest product of the ends of the two
+    code ranges, so every partial sum of ``k`` products lies in ``[k * smallest, k * largest]``
+    (both reached, by the operands at those ends). Depends on the widths and ``K`` only.
+
+    Parameters
+    ----------
+    a_range, b_range : tuple of int
+        ``(lowest, highest)`` codes of the operands.
+    k : int
+        Reduction length, at least 1.
+
+    Returns
+    -------
+    int
+        ``P``, at least 2.
+    """
+    check_int("k", k, 1, 1 << 40)
+    products = [a * b for a in a_range for b in b_range]
+    low, high = k * min(min(products), 0), k * max(max(products), 0)
+    bits = 2
+    while not -(1 << (bits - 1)) <= low <= high <= (1 << (bits - 1)) - 1:
+        bits += 1
+    return bits
+
+
+def _check_operand(name, codes, code_range_):
+    low, high = code_range_
+    if codes.size and (codes.min() < low or codes.max() > high):
+        raise ValueError(f"{name} codes must lie in {low}..{high}, the range its accumulator "
+                         f"width was declared for, not {codes.min()}..{codes.max()}")
+
+
+def gemm(shape, a, b, trace=None):
+    """``A @ B`` on the golden array with the accumulator width declared by ``shape``.
+
+    Parameters
+    ----------
+    shape : GemmShape
+    a : numpy.ndarray of int64, shape (n, K)
+    b : numpy.ndarray of int64, shape (K, m)
+    trace : list, optional
+        ``(shape, a, b, result)`` is appended: what a test runs on the simulated array.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n, m)
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    if a.shape[1] != shape.k:
+        raise ValueError(f"{shape.name}: K is {a.shape[1]}, declared {shape.k}")
+    _check_operand(f"{shape.name}: A", a, shape.a_range)
+    _check_operand(f"{shape.name}: B", b, shape.b_range)
+    result = accumulate(a, b, shape.accumulator_bits, "wrap")
+    if trace is not None:
+        trace.append((shape, a, b, result))
+    return result
+
+
+def shift(values, amount):
+    """``values * 2^-amount`` rounded half up (a right shift) or exact (a left shift for a
+    negative ``amount``)."""
+    values = np.asarray(values, dtype=np.int64)
+    if amount <= 0:
+        return values << -amount
+    return round_shift(values, amount)
+
+
+def stochastic_shift(values, amount, rng):
+    """``values * 2^-amount`` rounded stochastically: ``floor((v + u) / 2^amount)`` with ``u``
+    uniform in ``0..2^amount - 1`` from ``rng`` (a :class:`numpy.random.Generator`), so that
+    the expected result is exactly ``v / 2^amount``; exact for ``amount <= 0``. The same
+    generator state gives the same result."""
+    values = np.asarray(values, dtype=np.int64)
+    if amount <= 0:
+        return values << -amount
+    return (values + rng.integers(0, 1 << amount, size=values.shape)) >> amount
+
+
+def bit_length(value):
+    """Bits of the magnitude of the integer ``value`` (0 for 0)."""
+    return int(abs(int(value))).bit_length()
+
+
+def normalizing_shift(values, bits):
+    """The smallest right shift ``s >= 0`` after which the largest magnitude of ``values`` fits
+    ``bits``-bit signed codes (``|v| >> s < 2^(bits-1)``)."""
+    largest = int(np.abs(np.asarray(values, dtype=np.int64)).max(initial=0))
+    return max(0, largest.bit_length() - (bits - 1))
+
+
+@dataclass(frozen=True)
+class GemmTiles:
+    """An integer GEMM ``A @ B`` laid out for an array.
+
+    Attributes
+    ----------
+    weights : numpy.ndarray of int64, shape (tiles, rows, cols)
+        Weight tiles, ``B[k0:k0+rows, n0:n0+cols]`` zero-padded; tile ``(kt, nt)`` is number
+        ``nt * k_tiles + kt`` (all K tiles of an output block in ``k`` order).
+    activations : numpy.ndarray of int64, shape (tiles, n, rows)
+        The activation vectors sent with each tile: ``A[:, k0:k0+rows]`` zero-padded.
+    shape : tuple of int
+        ``(n, K, m)``.
+    """
+
+    weights: np.ndarray
+    activations: np.ndarray
+    shape: tuple
+
+    @property
+    def k_tiles(self):
+        rows = self.weights.shape[1]
+        return -(-self.shape[1] // rows)
+
+
+def array_tiles(a, b, config):
+    """Weight tiles and activation vectors of ``A @ B`` for an array of ``config``.
+
+    ``B``'s codes must fit the array's weights and ``A``'s its activations. For the error
+    propagation ``E W^T`` the tiles hold ``W^T``; for the weight gradient ``X^T E`` the vectors
+    are the rows of ``X^T``.
+
+    Returns
+    -------
+    GemmTiles
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    n, k = a.shape
+    if b.shape[0] != k:
+        raise ValueError(f"A and B must have A.shape[1] == B.shape[0], not {a.shape} and "
+                         f"{b.shape}")
+    _check_operand("B (the array's weights)", b, config.weight_range)
+    _check_operand("A (the array's activations)", a, config.activation_range)
+    m = b.shape[1]
+    rows, cols = config.rows, config.cols
+    k_tiles, n_tiles = -(-k // rows), -(-m // cols)
+    padded_b = np.zeros((k_tiles * rows, n_tiles * cols), dtype=np.int64)
+    padded_b[:k, :m] = b
+    padded_a = np.zeros((n, k_tiles * rows), dtype=np.int64)
+    padded_a[:, :k] = a
+    weights = np.array([padded_b[kt * rows:(kt + 1) * rows, nt * cols:(nt + 1) * cols]
+                        for nt in range(n_tiles) for kt in range(k_tiles)])
+    activations = np.array([padded_a[:, kt * rows:(kt + 1) * rows]
+                            for nt in range(n_tiles) for kt in range(k_tiles)])
+    return GemmTiles(weights, activations, (n, k, m))
+
+
+def run_tiles(tiles, config):
+    """What an array of ``config`` returns for each tile: ``(tiles, n, cols)`` partial sums
+    (the golden model of the array, :func:`~systolix.sim.golden.array.array_matmul`)."""
+    return np.array([array_matmul(config, x, w)
+                     for x, w in zip(tiles.activations, tiles.weights)])
+
+
+def assemble(tiles, results, accumulator_bits_):
+    """``A @ B`` from the array's per-tile ``results`` (``(tiles, n, cols)``): the K tiles of
+    each output block added in ``k`` order in a ``P``-bit wrapping accumulator."""
+    n, _, m = tiles.shape
+    results = np.asarray(results, dtype=np.int64)
+    k_tiles = tiles.k_tiles
+    blocks = [wrap(results[nt * k_tiles:(nt + 1) * k_tiles].sum(axis=0), accumulator_bits_)
+              for nt in range(len(results) // k_tiles)]
+    return np.concatenate(blocks, axis=1)[:, :m] if blocks else np.zeros((n, m), np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# The network, the loss interface and the training loop, shared by the schemes.
+
+SIZES = (64, 64, 32, 10)
+"""Layer widths of the digits MLP that the schemes train (those of
+:func:`~systolix.sw.models.digits_mlp`): dense layers without bias, ReLU between them."""
+
+BATCH = 16
+"""Images per training step (a power of two: ``1 / BATCH`` is a shift); the last incomplete
+batch of an epoch is left out (the shuffle differs every epoch)."""
+
+
+def high_code(bits):
+    """The largest code of the narrow signed range ``-(2^(bits-1)-1) .. 2^(bits-1)-1``."""
+    return (1 << (bits - 1)) - 1
+
+
+def symmetric_range(bits):
+    """``(-high, high)`` of :func:`high_code`."""
+    return -high_code(bits), high_code(bits)
+
+
+def layer_forward(gemm_shape, a, w, amount, relu, high, trace=None):
+    """One dense layer on codes: ``v = shift(a @ w, amount)``, ``out = clamp(v, 0 if relu else
+    -high, high)`` (what an :class:`~systolix.layer.IntegerLayer` with multiplier
+    ``2^-amount`` computes). Returns ``(out, v)``."""
+    v = shift(gemm(gemm_shape, a, w, trace), amount)
+    return np.clip(v, 0 if relu else -high, high), v
+
+
+def passes(v, relu, high):
+    """Where the gradient passes the clamp of :func:`layer_forward` (straight through where the
+    value was not clamped; ReLU passes only positive values)."""
+    return (v >= (1 if relu else -high)) & (v <= high)
+
+
+def encode_pixels(pixels, amount, bits):
+    """Input codes of digits images (integer pixel values 0..16): ``clamp(shift(p, amount))``
+    with ``bits``-bit narrow signed codes; :func:`pixel_quantizer` is the same as a
+    :class:`~systolix.sw.quant.QuantParams`."""
+    pixels = np.asarray(pixels)
+    integers = np.asarray(np.rint(pixels), dtype=np.int64)
+    if not np.array_equal(integers, pixels):
+        raise ValueError("pixel values must be integers (the digits images are 0..16)")
+    return np.clip(shift(integers, amount), *symmetric_range(bits))
+
+
+def pixel_quantizer(amount, bits):
+    """The input quantizer of an exported program: pixel ``p`` to the code
+    :func:`encode_pixels` gives (scale ``2^amount`` pixels, round half up, clamp)."""
+    from .quant import QuantParams
+
+    return QuantParams(bits, True, 2.0 ** amount, 0, *symmetric_range(bits))
+
+
+def output_error(codes, exponent, labels, bits):
+    """The loss interface, the one place floats enter a training step.
+
+    The output codes become logits ``codes * 2^exponent`` (float64); the loss is the softmax
+    cross-entropy with the labels; its gradient with respect to the logits, ``softmax - onehot``
+    (in ``[-1, 1]``), becomes ``bits``-bit error codes ``clamp(floor(g * 2^(bits-1) + 1/2))``,
+    so that an error code is worth ``2^-(bits-1)``. Everything after this is integer.
+
+    Returns
+    -------
+    errors : numpy.ndarray of int64, shape codes.shape
+    loss : float
+        The mean cross-entropy (for the record only).
+    """
+    logits = np.asarray(codes, dtype=np.float64) * 2.0 ** exponent
+    logits = logits - logits.max(axis=1, keepdims=True)
+    probabilities = np.exp(logits)
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    rows = np.arange(len(labels))
+    loss = float(-np.mean(np.log(np.maximum(probabilities[rows, labels], 1e-300))))
+    gradient = probabilities
+    gradient[rows, labels] -= 1.0
+    errors = np.floor(gradient * 2.0 ** (bits - 1) + 0.5).astype(np.int64)
+    return np.clip(errors, *symmetric_range(bits)), loss
+
+
+def export_program(weights, amounts, weight_bits, activation_bits, input_quantizer,
+                   output_scale):
+    """An :class:`~systolix.sw.program.IntegerProgram` of trained integer dense layers.
+
+    Layer ``l`` computes :func:`layer_forward` with ``weights[l]`` and ``amounts[l]``: no bias,
+    the power-of-two multiplier ``2^-amounts[l]`` as ``(M0, shift)``
+    (:func:`~systolix.sw.quant.fixed_point_multiplier`, exact for a power of two), ReLU folded
+    into the lower clamp of every layer but the last. Every layer gets the accumulator width of
+    the widest forward GEMM (data-free, :func:`accumulator_bits`), so one array runs them all.
+    """
+    from .program import IntegerLayer, IntegerProgram
+    from .quant import QuantParams, fixed_point_multiplier
+
+    high = high_code(activation_bits)
+    width = max(accumulator_bits(symmetric_range(activation_bits),
+                                 symmetric_range(weight_bits), w.shape[0]) for w in weights)
+    layers = []
+    for index, (w, amount) in enumerate(zip(weights, amounts)):
+        channels = w.shape[1]
+        multiplier, right = fixed_point_multiplier(np.full(channels, 2.0 ** -amount))
+        last = index == len(weights) - 1
+        layers.append(IntegerLayer(
+            weights=w, bias=np.zeros(channels, dtype=np.int64), multiplier=multiplier,
+            shift=right, output_zero_point=0, output_low=-high if last else 0,
+            output_high=high, input_bits=activation_bits, input_signed=True,
+            weight_bits=weight_bits, weight_signed=True, output_bits=activation_bits,
+            output_signed=True, accumulator_bits=width, overflow="wrap"))
+    output = QuantParams(activation_bits, True, float(output_scale), 0,
+                         *symmetric_range(activation_bits))
+    return IntegerProgram(tuple(layers), input_quantizer, output)
+
+
+def array_config_for(program, rows=8, cols=8):
+    """The array that runs an exported ``program``: its weight and input codes, its accumulator
+    width, wrapping."""
+    from systolix.config import ArrayConfig
+
+    first = program.layers[0]
+    return ArrayConfig(rows=rows, cols=cols, weight_bits=first.weight_bits, weight_signed=True,
+                       activation_bits=first.input_bits, activation_signed=True,
+                       accumulator_bits=first.accumulator_bits, overflow="wrap")
+
+
+def training_gemms(sizes, batch, activation_range, weight_range, error_range):
+    """The data-free :class:`GemmShape` of every GEMM of one training step of an MLP of
+    ``sizes``: per layer the forward ``X W``, the error propagation ``E W^T`` (not for the first
+    layer: no error goes to the input) and the weight gradient ``X^T E``."""
+    shapes = []
+    for index, (inputs, outputs) in enumerate(zip(sizes, sizes[1:])):
+        shapes.append(GemmShape(f"layer {index} forward X W", activation_range, weight_range,
+                                inputs))
+        if index:
+            shapes.append(GemmShape(f"layer {index} error E W^T", error_range, weight_range,
+                                    outputs))
+        shapes.append(GemmShape(f"layer {index} gradient X^T E", activation_range,
+                                error_range, batch))
+    return {shape.name: shape for shape in shapes}
+
+
+def describe_gemms(shapes):
+    """One line per GEMM: operand codes, ``K`` and the data-free accumulator width."""
+    def codes(low_high):
+        return f"{low_high[0]}..{low_high[1]}"
+
+    return [f"{shape.name}: A {codes(shape.a_range)}, B {codes(shape.b_range)}, K = "
+            f"{shape.k}: P = {shape.accumulator_bits} bits (data-free)"
+            for shape in shapes.values()]
+
+
+class FloatMLP:
+    """The float reference: the same network (:data:`SIZES`, no bias, ReLU), initialisation
+    range, loss, batches and plain SGD as the integer schemes, in float64 (inputs ``p / 16``).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Draws the initial weights (uniform in ``+-sqrt(6 / inputs)``).
+    learning_rate : callable
+        ``learning_rate(epoch)``, a float.
+    """
+
+    name = "float"
+
+    def __init__(self, rng, learning_rate, sizes=SIZES):
+        self.learning_rate = learning_rate
+        self.weights = [rng.uniform(-1, 1, (inputs, outputs)) * np.sqrt(6.0 / inputs)
+                        for inputs, outputs in zip(sizes, sizes[1:])]
+
+    def encode(self, pixels):
+        return np.asarray(pixels, dtype=np.float64) / 16.0
+
+    def _forward(self, x):
+        values = [x]
+        for index, w in enumerate(self.weights):
+            y = values[-1] @ w
+            values.append(y if index == len(self.weights) - 1 else np.maximum(y, 0.0))
+        return values
+
+    def predict(self, x):
+        return np.argmax(self._forward(x)[-1], axis=1)
+
+    def step(self, x, labels, epoch, rng, trace=None):
+        values = self._forward(x)
+        logits = values[-1] - values[-1].max(axis=1, keepdims=True)
+        error = np.exp(logits)
+        error /= error.sum(axis=1, keepdims=True)
+        error[np.arange(len(labels)), labels] -= 1.0
+        error /= len(labels)
+        rate = self.learning_rate(epoch)
+        for index in reversed(range(len(self.weights))):
+            gradient = values[index].T @ error
+            if index:
+                error = (error @ self.weights[index].T) * (values[index] > 0)
+            self.weights[index] -= rate * gradient
+
+
+@dataclass
+class History:
+    """Test accuracy and seconds of every epoch of one training run."""
+
+    name: str
+    accuracy: list
+    seconds: list
+
+
+def _bar(name, epoch, epochs, done, steps):
+    width = 30
+    filled = width * done // steps
+    return (f"{name} epoch {epoch + 1}/{epochs} [{'#' * filled}{'.' * (width - filled)}] "
+            f"{done}/{steps}")
+
+
+def train(model, data, epochs, rng, progress=None, report=print):
+    """Train ``model`` (a scheme: :class:`FloatMLP`, :class:`~systolix.sw.wage.WageMLP`,
+    :class:`~systolix.sw.dfp.DfpMLP`) on the digits training images for ``epochs`` epochs.
+
+    ``rng`` shuffles the images every epoch and draws the stochastic rounding: the same
+    generator state gives the same weights. ``progress`` (a text stream, such as
+    ``sys.stderr``) gets a progress bar per epoch (redrawn as the epoch goes on a terminal,
+    written once at its end otherwise); ``report`` a line per epoch with the test accuracy and
+    the seconds it took.
+
+    Returns
+    -------
+    History
+    """
+    x_train, x_test = model.encode(data.x_train), model.encode(data.x_test)
+    steps = len(x_train) // BATCH
+    live = progress is not None and progress.isatty()
+    history = History(model.name, [], [])
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        order = rng.permutation(len(x_train))
+        for step in range(steps):
+            chosen = order[step * BATCH:(step + 1) * BATCH]
+            model.step(x_train[chosen], data.y_train[chosen], epoch, rng)
+            if live and (step + 1) % max(1, steps // 30) == 0:
+                progress.write("\r" + _bar(model.name, epoch, epochs, step + 1, steps))
+                progress.flush()
+        seconds = time.perf_counter() - started
+        if progress is not None:
+            progress.write(("\r" if live else "") + _bar(model.name, epoch, epochs, steps, steps)
+                           + "\n")
+            progress.flush()
+        history.seconds.append(seconds)
+        history.accuracy.append(float(np.mean(model.predict(x_test) == data.y_test)))
+        if report is not None:
+            report(f"{model.name} epoch {epoch + 1}/{epochs}: test accuracy "
+                   f"{100 * history.accuracy[-1]:.1f} %, {seconds:.2f} s")
+    return history

@@ -51,13 +51,14 @@ def _quantizer(name, quant_tensor, narrow):
 
 
 def _declared(module):
-    """The accumulator width an accumulator-aware weight quantizer was trained for."""
-    injector = getattr(module.weight_quant, "quant_injector", None)
+    """The accumulator width an accumulator-aware (A2Q, A2Q+) weight quantizer was trained
+    for, or ``None`` for another quantizer (whose injector has no such dependency)."""
+    from _dependencies.exceptions import DependencyError     # Brevitas's injector library
     try:
-        bits = injector.accumulator_bit_width
-    except (AttributeError, Exception):
+        bits = module.weight_quant.quant_injector.accumulator_bit_width
+    except DependencyError:
         return None
-    return int(bits) if isinstance(bits, (int, float)) else None
+    return int(bits)
 
 
 def import_brevitas(model, sample):

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 qnn = pytest.importorskip("brevitas.nn")
 
 from brevitas.quant import (Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint,  # noqa: E402
-                            Uint8ActPerTensorFixedPoint)
+                            Int32Bias, Uint8ActPerTensorFixedPoint)
 from brevitas.quant.scaled_int import Int8AccumulatorAwareZeroCenterWeightQuant  # noqa: E402
 
 from systolix.sim.golden.program import run_program  # noqa: E402
@@ -50,8 +50,10 @@ def test_fixed_point_cnn_is_bit_exact():
         qnn.QuantReLU(**_act()),
         torch.nn.MaxPool2d(2),
         torch.nn.Flatten(),
-        qnn.QuantLinear(24, 10, bias=False, **FIXED),
+        qnn.QuantLinear(24, 10, bias=True, bias_quant=Int32Bias, **FIXED),
         qnn.QuantIdentity(**_act(8, True))).eval()
+    with torch.no_grad():
+        model[7].bias.uniform_(-1, 1)
     x = torch.rand(128, 2, 8, 8)
     imported = import_brevitas(model, x[:1])
     assert [info.kind for info in imported.layers] == ["conv", "conv", "maxpool", "dense"]

@@ -142,6 +142,30 @@ def test_flatten_permutes_rows_to_nhwc(tmp_path):
                           .reshape(24, 5))
 
 
+@pytest.mark.parametrize("style", STYLES)
+def test_reshape_to_features(style, tmp_path):
+    net = Net(style, (2, 4, 4), seed=14)
+    net.conv(3, 3, stride=2, pad=1)
+    net.x = net.node("Reshape", [net.x, net.const(np.array([-1, 12], np.int64))])
+    net.now = [12]
+    net.dense(6, relu=False, out=OUT8)
+    compare(net, tmp_path)
+
+
+def test_qonnx_bipolar_weights(tmp_path):
+    net = Net("qonnx", (16,), seed=15)
+    signs = np.where(net.rng.random((16, 8)) < 0.5, -1.0, 1.0).astype(np.float32)
+    weights = net.node("BipolarQuant", [net.const(signs * 0.3, "w"),
+                                        net.const(np.float32(2.0 ** -2))],
+                       domain="qonnx.custom_op.general")
+    net.x = net.node("MatMul", [net.x, weights])
+    net.quantize(*OUT8)
+    imported = compare(net, tmp_path)
+    layer = imported.program.layers[0]
+    assert (layer.weight_bits, layer.weight_signed) == (2, True)
+    assert np.array_equal(layer.weights, signs.astype(np.int64))
+
+
 def test_non_power_of_two_scales_are_reported(tmp_path):
     net = Net("qcdq", (16,), scale=0.1, seed=6)
     net.dense(8, out=(0.37, 0, 4, False))

@@ -25,9 +25,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 # The main job: a model on the simulated inference engine, end to end (MODEL: an
-# IntegerProgram file, CONFIG: an array name such as 8x8-W4s-A4u-P12-wrap).
+# IntegerProgram file, or WORKLOAD: digits-mlp (the default) or digits-cnn; CONFIG: an array
+# name such as 8x8-W4s-A4u-P12-wrap).
 sim: $(STAMP)
-	$(BIN)/systolix sim --simulator $(SIM) $(if $(MODEL),--model $(MODEL)) $(if $(CONFIG),--config $(CONFIG))
+	$(BIN)/systolix sim --simulator $(SIM) $(if $(MODEL),--model $(MODEL)) $(if $(WORKLOAD),--workload $(WORKLOAD)) $(if $(CONFIG),--config $(CONFIG))
 
 # Every array configuration of the suite through its cocotb testbench, as a table.
 sim-arrays: $(STAMP)
@@ -37,10 +38,10 @@ sim-arrays: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/systolix bench
 
-# The accelerator of a model (MODEL: an IntegerProgram file) for a board: bitstream, Verilog,
-# logs and report in build/bitstream/BOARD.
+# The accelerator of a model (MODEL: an IntegerProgram file, or WORKLOAD: digits-mlp or
+# digits-cnn) for a board: bitstream, Verilog, logs and report in build/bitstream/BOARD.
 bitstream: $(STAMP)
-	$(BIN)/systolix bitstream --board $(BOARD) $(if $(MODEL),--model $(MODEL)) $(BITSTREAM_ARGS)
+	$(BIN)/systolix bitstream --board $(BOARD) $(if $(MODEL),--model $(MODEL)) $(if $(WORKLOAD),--workload $(WORKLOAD)) $(BITSTREAM_ARGS)
 
 # Another model (MODEL) into the bitstream of `make bitstream BOARD=...`, without place and route.
 # Writes build/bitstream/$(BOARD)-patched (PATCH_ARGS: options of `systolix patch`, such as --out).

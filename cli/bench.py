@@ -2,8 +2,8 @@
 run as its reference.
 
 The golden model's MAC/s against a float64 numpy matmul, the cocotb testbench's simulated cycles
-per second, the board figures of :func:`systolix.boards.bench.run` and the compiler's timings
-and accuracies (:func:`compiler_figures`).
+per second, the board figures of :func:`systolix.boards.bench.run`, the compiler's timings
+and accuracies (:func:`compiler_figures`) and the digits CNN's (:func:`cnn_figures`).
 """
 
 import dataclasses
@@ -19,16 +19,18 @@ from systolix.hw.array import SystolicArray
 from systolix.sim.golden import accumulate
 from systolix.sim.runner import SIMULATORS, run_cocotb, simulator_environment
 from systolix.sim.testbench.scenarios import scenario
+from systolix.sw.a2q import min_accumulator_bits, min_feasible_accumulator_bits
+from systolix.sw.default import WORKLOAD_OPTIONS
 from systolix.sw.lower import lower
 from systolix.sw.mixed import search
-from systolix.sw.models import digits_mlp
+from systolix.sw.models import accuracy, digits_cnn, digits_mlp
 from systolix.sw.qmodel import quantize
 from systolix.sw.report import program_accuracy, sweep
 
 from .table import format_table
 
-__all__ = ["best_time", "golden_speed", "cocotb_speed", "compiler_figures", "qcdq_mlp",
-           "import_figures", "register"]
+__all__ = ["best_time", "golden_speed", "cocotb_speed", "compiler_figures", "cnn_figures",
+           "qcdq_mlp", "import_figures", "register"]
 
 
 def best_time(function, repeats=3):
@@ -152,6 +154,55 @@ def import_figures(echo=print):
     return {"weights": weights, "import_s": seconds}
 
 
+def cnn_figures(echo=print):
+    """The digits CNN at W4/A4: accuracy against the accumulator width; print it with ``echo``
+    and return it. Quantized with the workload's options (the quantizers of its fine-tuning,
+    :data:`~systolix.sw.default.WORKLOAD_OPTIONS`).
+
+    Target: A2Q+ at its minimal ``P`` (the smallest at which the integer program stays within
+    one point of the float model, searched from the smallest ``P`` A2Q+ admits up to the
+    data-free width that plain rounding needs) within one point of the float accuracy.
+
+    Returns
+    -------
+    dict
+        ``float_accuracy``, ``accuracy`` (``P`` to the A2Q+ program's accuracy, ``None`` where it
+        admits no weight), ``plain_bits`` (the data-free width of plain rounding),
+        ``plain_accuracy`` and ``minimal_bits`` (``None`` if no ``P`` is within one point).
+    """
+    model, data = digits_cnn()
+    float_accuracy = accuracy(model.predict(data.x_test), data.y_test)
+    options = WORKLOAD_OPTIONS["digits-cnn"]
+    plain = quantize(model, data.x_train, 4, 4, 32, "none", **options)
+    plain_bits = max(min_accumulator_bits(layer.weight_codes, layer.input.bits,
+                                          layer.input.signed) for layer in plain.layers)
+    figures = {"float_accuracy": float_accuracy, "plain_bits": plain_bits, "accuracy": {},
+               "plain_accuracy": program_accuracy(lower(plain), data.x_test, data.y_test),
+               "minimal_bits": None}
+    for bits in range(min_feasible_accumulator_bits("a2q+", 4, False), plain_bits + 1):
+        try:
+            quantized = quantize(model, data.x_train, 4, 4, bits, "a2q+", **options)
+        except ValueError:          # a pooling layer needs more bits
+            figures["accuracy"][bits] = None
+            continue
+        value = program_accuracy(lower(quantized), data.x_test, data.y_test)
+        figures["accuracy"][bits] = value
+        if figures["minimal_bits"] is None and float_accuracy - value <= 0.01:
+            figures["minimal_bits"] = bits
+    cells = ("-" if value is None else f"{100 * value:.1f}"
+             for value in figures["accuracy"].values())
+    echo(format_table(["W4/A4 A2Q+", *(f"P={bits}" for bits in figures["accuracy"])],
+                      [["digits CNN, %", *cells]]))
+    minimal = figures["minimal_bits"]
+    echo(f"digits CNN: float {100 * float_accuracy:.1f} %, plain rounding "
+         f"{100 * figures['plain_accuracy']:.1f} % at its data-free P = {plain_bits}; A2Q+ at its "
+         + ("minimal P: none within one point of the float accuracy (target missed)"
+            if minimal is None else
+            f"minimal P = {minimal}: {100 * figures['accuracy'][minimal]:.1f} % (target: within "
+            f"1 point of float: met)"))
+    return figures
+
+
 def golden_speed(n=1024, k=1024, cols=1024, seed=0):
     """MAC/s of the golden model and of a float64 numpy matmul of the same shape."""
     rng = np.random.default_rng(seed)
@@ -204,6 +255,8 @@ def run_bench(args):
     print()
     print("systolix import of a quantized ONNX model:")
     import_figures()
+    print()
+    cnn_figures()
     return 0
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from systolix.config import OVERFLOW_MODES, ArrayConfig
 from systolix.files import OutputError, check_output_folder, output_folder
+from systolix.sw.default import WORKLOADS
 from systolix.sw.pack import pack
 from systolix.sw.program import IntegerProgram
 from systolix.boards.bitstream import build_bitstream
@@ -39,7 +40,9 @@ def _check_fits(args, program, board):
     try:
         pack(program, board.config, board.memories)
     except ValueError as error:
-        model = f"--model {args.model}" if args.model is not None else "the default model"
+        model = f"--model {args.model}" if args.model is not None else \
+            f"--workload {args.workload}" if getattr(args, "workload", None) else \
+            "the default model"
         raise ValueError(f"{model}: does not fit the {board.name}'s {board.config.name} "
                          f"accelerator: {error}") from None
 
@@ -89,8 +92,12 @@ def register(subparsers):
                     "images and report.json / report.md into the output folder.")
     bitstream.add_argument("--board", required=True,
                            help=f"one of {', '.join(BOARDS)}")
-    bitstream.add_argument("--model", type=Path, help="an IntegerProgram file (default: the "
-                           "digits MLP, W4/A4, A2Q+ for the board's accumulator)")
+    source = bitstream.add_mutually_exclusive_group()
+    source.add_argument("--model", type=Path, help="an IntegerProgram file (default: the "
+                        "digits MLP, W4/A4, A2Q+ for the board's accumulator)")
+    source.add_argument("--workload", choices=WORKLOADS,
+                        help="an embedded model quantized (A2Q+) for the board's array: "
+                             "digits-mlp (the default) or digits-cnn")
     bitstream.add_argument("--seed", type=SEEDS, default=1,
                            help="nextpnr placer seed, 0..2^31-1 (default: 1)")
     bitstream.add_argument("--allow-timing-failure", action="store_true",
@@ -181,7 +188,7 @@ def run_bitstream(args):
     check_output_folder(out, "bitstream")
     if args.model is None:
         from systolix.sw.default import default_program
-        program = default_program(board.config)[0]
+        program = default_program(board.config, args.workload or "digits-mlp")[0]
     else:
         program = IntegerProgram.load(args.model)
     _check_fits(args, program, board)

@@ -12,7 +12,7 @@ from pathlib import Path
 from systolix.files import check_output_folder, output_folder
 
 from systolix.sw.a2q import METHODS, min_accumulator_bits
-from systolix.sw.default import WORKLOADS, workload_model
+from systolix.sw.default import WORKLOAD_OPTIONS, WORKLOADS, workload_model
 from systolix.sw.lower import lower
 from systolix.sw.mixed import search
 from systolix.sw.models import Conv2d, Dense, FloatModel, accuracy, digits_mlp, digits_split
@@ -34,7 +34,8 @@ def register(subparsers):
                         help="a FloatModel .npz with 64 inputs (default: the digits MLP)")
     source.add_argument("--workload", choices=WORKLOADS,
                         help="an embedded float model: digits-mlp (the default) or digits-cnn "
-                             "(the shipped CNN)")
+                             "(the shipped CNN, quantized with max clipping, the quantizers of "
+                             "its fine-tuning)")
     parser.add_argument("--seed", type=integer(0, 2 ** 32 - 1), default=0,
                         help="seed of the digits split and of the MLP's training (default: 0)")
     parser.add_argument("--weight-bits", type=int, default=4, help="2..8 (default: 4)")
@@ -81,7 +82,8 @@ def run_quantize(args):
             raise ValueError(f"--float-model {args.float_model}: has {model.inputs} inputs; "
                              f"allowed: {data.x_train.shape[1]} (the digits images)")
     options = dict(accumulator_bits=args.accumulator_bits, method=args.method,
-                   overflow=args.overflow, output_bits=args.output_bits, pow2=args.pow2)
+                   overflow=args.overflow, output_bits=args.output_bits, pow2=args.pow2,
+                   **WORKLOAD_OPTIONS.get(args.workload, {}))
     weight_bits, activation_bits, mixed = args.weight_bits, args.activation_bits, None
     if args.mixed_sqnr is not None or args.mixed_drop is not None:
         mixed = search(model, data.x_train, args.mixed_sqnr, args.mixed_drop,

@@ -15,10 +15,10 @@ from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.runner import SIMULATORS, simulator_environment
 from systolix.sim.testbench.suite import ARRAY_CONFIGS, run_array_suite
 from systolix.sim.transport import SimulationTransport
-from systolix.sw.default import default_program
+from systolix.sw.default import WORKLOAD_CONFIGS, WORKLOADS, default_program
 from systolix.sw.driver import Device
 from systolix.sw.models import accuracy
-from systolix.sw.pack import ideal_cycles, pack
+from systolix.sw.pack import ideal_cycles, layer_tiles, pack
 from systolix.sw.program import IntegerProgram
 
 from .options import integer, probability
@@ -64,33 +64,62 @@ def run_sim_arrays(args):
     return 1 if failed else 0
 
 
+WORKLOAD_MEMORIES = {
+    "digits-mlp": MemoryConfig(),
+    # An 8x8 map is 64 output positions per image: activation buffers and accumulator batch for
+    # 16 images of the first convolution (64 positions x 2 K tiles each).
+    "digits-cnn": MemoryConfig(activation_words=2048, batch=1024),
+}
+"""The memory depths each workload is simulated with (``--model``: the default depths)."""
+
+
 def _describe_layers(program):
     return ", ".join(f"W{layer.weight_bits}A{layer.input_bits}" for layer in program.layers)
 
 
+def _window_rows(program, config, layer_cycles, images):
+    """Per convolution or pooling layer: its MAC utilisation, the ideal cycles (its tiles at full
+    rate, each output position a vector) over the measured ones."""
+    rows = []
+    for index, (layer, tiles) in enumerate(zip(program.layers, layer_tiles(program, config))):
+        if layer.window is None:
+            continue
+        window = layer.window
+        ideal = tiles.k_tiles * tiles.n_tiles * window.positions * images
+        measured = sum(cycles[index] for cycles in layer_cycles)
+        rows.append([f"layer {index} utilisation",
+                     f"{100 * ideal / measured:.0f} % ({window.kernel_height}x"
+                     f"{window.kernel_width}/{window.stride_height} window, "
+                     f"{window.positions} positions, K={layer.weights.shape[0]}, "
+                     f"N={layer.weights.shape[1]}: {ideal / images:.0f} ideal, "
+                     f"{measured / images:.1f} measured cycles an image)"])
+    return rows
+
+
 def run_sim(args):
     """``systolix sim``: a model on the simulated accelerator, end to end through the driver."""
-    config = ArrayConfig.from_name(args.config) if args.config else DEFAULT_CONFIG
+    workload = args.workload or "digits-mlp"
+    config = ArrayConfig.from_name(args.config) if args.config else WORKLOAD_CONFIGS[workload]
     loaded = None if args.model is None else IntegerProgram.load(args.model)
     simulator_environment(args.simulator)
-    default, data, float_accuracy = default_program(config)
+    default, data, float_accuracy = default_program(config, workload)
     if loaded is None:
-        program, name = default, "digits MLP 64-64-32-10 (A2Q+)"
+        program, name = default, f"{WORKLOADS[workload]} (A2Q+)"
+        memories = WORKLOAD_MEMORIES[workload]
     else:
         program, name, float_accuracy = loaded, str(args.model), None
+        memories = MemoryConfig()
     layers = program.layers
-    digits = layers[0].weights.shape[0] == data.x_test.shape[1] and \
-        layers[-1].weights.shape[1] == 10
+    digits = program.inputs == data.x_test.shape[1] and program.outputs == 10
     if digits:
         codes = program.encode_input(data.x_test)
     else:
         low, high = code_range(layers[0].input_bits, layers[0].input_signed)
         codes = np.random.default_rng(0).integers(low, high, (args.images or 128,
-                                                              layers[0].weights.shape[0]),
-                                                  endpoint=True)
+                                                              program.inputs), endpoint=True)
     codes = codes[:args.images] if args.images else codes
     try:
-        images = pack(program, config, MemoryConfig())
+        images = pack(program, config, memories)
     except ValueError as error:
         raise ValueError(f"--model {name}: does not fit the {config.name} accelerator: "
                          f"{error}") from None
@@ -107,7 +136,8 @@ def run_sim(args):
     report = transport.report
     batches = [min(device.max_batch, len(codes) - start)
                for start in range(0, len(codes), device.max_batch)]
-    modelled = [engine_cycles(config, images, batch).compute for batch in batches]
+    model_cycles = [engine_cycles(config, images, batch) for batch in batches]
+    modelled = [cycles.compute for cycles in model_cycles]
     golden = run_program(program, codes)
     mismatches = int(np.count_nonzero(result.outputs != golden))
     cycle_mismatches = sum(a != b for a, b in zip(result.cycles, modelled))
@@ -132,6 +162,7 @@ def run_sim(args):
                                  f"modelled, {ideal} ideal ({measured / ideal:.2f}x ideal)"],
         ["MAC utilisation", f"{100 * ideal / measured:.0f} % of {config.rows * config.cols} "
                             f"MACs a cycle"],
+        *_window_rows(program, config, [cycles.layers for cycles in model_cycles], len(codes)),
         ["host link", f"{report['frames']} frames, {report['cycles']:,} cycles in all "
                       f"({report['cycles'] / len(codes):.0f} a vector, bytes included)"],
         ["wall time", f"{wall:.0f} s ({report['build_seconds']:.0f} s Verilog and simulator "
@@ -149,8 +180,13 @@ def register(subparsers):
     jobs = min(2, os.cpu_count() or 1)
     sim = subparsers.add_parser("sim", help="run a model on the simulated accelerator")
     sim.add_argument("--simulator", choices=SIMULATORS, default="verilator")
-    sim.add_argument("--model", type=Path, help="an IntegerProgram file (default: the digits "
-                     "MLP, W4/A4, A2Q+ for the array's accumulator)")
+    source = sim.add_mutually_exclusive_group()
+    source.add_argument("--model", type=Path, help="an IntegerProgram file (default: the digits "
+                        "MLP, W4/A4, A2Q+ for the array's accumulator)")
+    source.add_argument("--workload", choices=WORKLOADS,
+                        help="an embedded model, quantized (A2Q+) for the array: digits-mlp (the "
+                             "default) or digits-cnn (default array: "
+                             f"{WORKLOAD_CONFIGS['digits-cnn'].name})")
     sim.add_argument("--config", help="the array, for example 8x8-W4s-A4u-P12-wrap (default: "
                      f"{DEFAULT_CONFIG.name})")
     sim.add_argument("--images", type=integer(1),

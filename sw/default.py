@@ -5,19 +5,36 @@ Not a command-line module: the simulator's CLI (``systolix sim``), the board bui
 (``systolix bitstream``, :mod:`systolix.boards`) and the tests take the workloads from here.
 """
 
-from systolix.config import DEFAULT_CONFIG
+from systolix.config import DEFAULT_CONFIG, ArrayConfig
 
 from .lower import lower
 from .models import accuracy, digits_cnn, digits_mlp
 from .qmodel import quantize
 
-__all__ = ["WORKLOADS", "workload_model", "default_program"]
+__all__ = ["WORKLOADS", "WORKLOAD_OPTIONS", "WORKLOAD_CONFIGS", "workload_model",
+           "default_program"]
 
 WORKLOADS = {
     "digits-mlp": "digits MLP 64-64-32-10",
     "digits-cnn": "digits CNN conv3x3(16)-conv3x3/2(32)-GAP-dense10",
 }
 """The embedded workloads, by name, and their descriptions."""
+
+WORKLOAD_OPTIONS = {
+    "digits-mlp": {},
+    # The quantizers of its W4/A4 fine-tuning: weights scaled to their largest magnitude,
+    # activations to their calibrated range (the learned ReLU bounds).
+    "digits-cnn": {"weight_clipping": "max", "activation_clipping": "max"},
+}
+"""The options of :func:`~systolix.sw.qmodel.quantize` each workload is quantized with."""
+
+WORKLOAD_CONFIGS = {
+    "digits-mlp": DEFAULT_CONFIG,
+    # A2Q+ at the CNN's minimal P for one point of its float accuracy (``systolix bench``).
+    "digits-cnn": ArrayConfig(rows=8, cols=8, weight_bits=4, weight_signed=True,
+                              activation_bits=4, activation_signed=False, accumulator_bits=13),
+}
+"""The array ``systolix sim --workload`` simulates each workload on by default."""
 
 
 def workload_model(workload="digits-mlp"):
@@ -29,9 +46,10 @@ def workload_model(workload="digits-mlp"):
 
 def default_program(config=DEFAULT_CONFIG, workload="digits-mlp"):
     """An embedded model (by default the digits MLP), W/A of ``config``, A2Q+ for the
-    accumulator of ``config``; returns ``(program, data, float accuracy)``."""
+    accumulator of ``config``, with the workload's :data:`WORKLOAD_OPTIONS`; returns
+    ``(program, data, float accuracy)``."""
     model, data = workload_model(workload)
     quantized = quantize(model, data.x_train, config.weight_bits, config.activation_bits,
                          accumulator_bits=config.accumulator_bits, method="a2q+",
-                         overflow=config.overflow)
+                         overflow=config.overflow, **WORKLOAD_OPTIONS[workload])
     return lower(quantized), data, accuracy(model.predict(data.x_test), data.y_test)

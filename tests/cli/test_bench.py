@@ -21,3 +21,14 @@ def test_import_figures():
     figures = import_figures(lines.append)
     assert figures["weights"] >= 100_000 and figures["import_s"] > 0
     assert "QCDQ MLP 256-256-128-64-10" in lines[0] and "107,136" in lines[0]
+
+
+@pytest.mark.slow
+def test_cnn_figures():
+    from systolix.cli.bench import cnn_figures
+    lines = []
+    figures = cnn_figures(lines.append)
+    assert figures["minimal_bits"] is not None
+    assert figures["float_accuracy"] - figures["accuracy"][figures["minimal_bits"]] <= 0.01
+    assert figures["minimal_bits"] <= figures["plain_bits"]
+    assert any("A2Q+ at its minimal P" in line for line in lines)

@@ -82,3 +82,34 @@ def test_a2q_plus_declared_and_true_widths():
     assert "approximate" in report_text(imported)      # per-channel float scales
     expected, got = _codes(model, imported, x)
     assert np.abs(got - expected).max() <= 1 and np.mean(got == expected) > 0.99
+
+
+@pytest.mark.slow
+def test_qonnx_export_of_a2q_plus_breaks_its_bound(tmp_path):
+    """Brevitas 0.13.4's QONNX export of zero-centred A2Q+ weights writes other integers than
+    the module uses: imported from the export, the layers need more than the 10 bits they were
+    trained for (and are refused at P = 10); read directly, they fit."""
+    pytest.importorskip("onnxoptimizer")
+    from brevitas.export import export_qonnx
+
+    from systolix.sw.onnx_import import import_onnx
+
+    torch.manual_seed(1)
+    a2q = dict(weight_quant=Int8AccumulatorAwareZeroCenterWeightQuant, weight_bit_width=4,
+               weight_accumulator_bit_width=10)
+    model = torch.nn.Sequential(
+        qnn.QuantIdentity(**_act()),
+        qnn.QuantLinear(64, 32, bias=False, **a2q),
+        qnn.QuantReLU(**_act()),
+        qnn.QuantLinear(32, 10, bias=False, **a2q),
+        qnn.QuantIdentity(**_act(8, True))).eval()
+    sample = torch.rand(1, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_qonnx(model, sample, export_path=str(tmp_path / "a2q.onnx"))
+    exported = import_onnx(tmp_path / "a2q.onnx")
+    direct = import_brevitas(model, sample)
+    assert all(info.true_bits <= 10 for info in direct.layers)
+    assert any(info.true_bits > 10 for info in exported.layers)
+    with pytest.raises(ValueError, match="needs an accumulator of 1[1-9] bits"):
+        check_accumulators(exported, 10)

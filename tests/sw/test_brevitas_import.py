@@ -40,7 +40,7 @@ def _codes(model, imported, x):
     return expected, got
 
 
-def test_fixed_point_cnn_is_bit_exact():
+def _fixed_point_cnn():
     torch.manual_seed(0)
     model = torch.nn.Sequential(
         qnn.QuantIdentity(**_act()),
@@ -54,6 +54,11 @@ def test_fixed_point_cnn_is_bit_exact():
         qnn.QuantIdentity(**_act(8, True))).eval()
     with torch.no_grad():
         model[7].bias.uniform_(-1, 1)
+    return model
+
+
+def test_fixed_point_cnn_is_bit_exact():
+    model = _fixed_point_cnn()
     x = torch.rand(128, 2, 8, 8)
     imported = import_brevitas(model, x[:1])
     assert [info.kind for info in imported.layers] == ["conv", "conv", "maxpool", "dense"]
@@ -113,3 +118,24 @@ def test_qonnx_export_of_a2q_plus_breaks_its_bound(tmp_path):
     assert any(info.true_bits > 10 for info in exported.layers)
     with pytest.raises(ValueError, match="needs an accumulator of 1[1-9] bits"):
         check_accumulators(exported, 10)
+
+
+@pytest.mark.slow
+def test_qonnx_export_of_a_fixed_point_cnn_imports_bit_exact(tmp_path):
+    """The same CNN exported to QONNX by Brevitas (Quant on activations, weights and the int32
+    biases; Conv, Relu, MaxPool, Reshape, Gemm) and read by the ONNX importer: equal to the
+    module's forward pass."""
+    pytest.importorskip("onnxoptimizer")
+    from brevitas.export import export_qonnx
+
+    from systolix.sw.onnx_import import import_onnx
+
+    model = _fixed_point_cnn()
+    x = torch.rand(128, 2, 8, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_qonnx(model, x[:1], export_path=str(tmp_path / "cnn.onnx"))
+    imported = import_onnx(tmp_path / "cnn.onnx")
+    assert [info.kind for info in imported.layers] == ["conv", "conv", "maxpool", "dense"]
+    expected, got = _codes(model, imported, x)
+    assert np.array_equal(got, expected)

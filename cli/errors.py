@@ -670,6 +670,10 @@ CASES = (
     Case("model-too-large", "a model larger than the board's memories", _bitstream(),
          "--model program.npz: does not fit the icebreaker's 8x4-W4s-A4u-P12-wrap accelerator: "
          "the model needs 89512 weight words", setup=_setter(_too_large)),
+    Case("workload-too-large", "the digits CNN for the iCEBreaker (short of weight memory)",
+         ("bitstream", "--board", BOARD, "--workload", "digits-cnn", "--out", "out"),
+         "--workload digits-cnn: does not fit the icebreaker's 8x4-W4s-A4u-P12-wrap accelerator: "
+         "the model needs"),
     Case("sim-model-float-weights", "float weights, through systolix sim",
          ("sim", "--model", "program.npz", "--images", "1"),
          "program.npz: array weights0: must be stored as integers, not float64",

@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 SIM    ?= verilator
 BOARD  ?= icebreaker
 
-.PHONY: all sim sim-arrays test bench bitstream patch report sweep formal clean distclean
+.PHONY: all sim sim-arrays test bench train bitstream patch report sweep formal clean distclean
 
 all: test
 
@@ -37,6 +37,10 @@ sim-arrays: $(STAMP)
 # Speed and size figures (golden model, simulators, synthesis).
 bench: $(STAMP)
 	$(BIN)/systolix bench
+
+# Integer training of the digits MLP (SCHEME: wage or dfp), exported to build/train/program.npz.
+train: $(STAMP)
+	$(BIN)/systolix train --scheme $(or $(SCHEME),wage) $(TRAIN_ARGS)
 
 # The accelerator of a model (MODEL: an IntegerProgram file, or WORKLOAD: digits-mlp or
 # digits-cnn) for a board: bitstream, Verilog, logs and report in build/bitstream/BOARD.

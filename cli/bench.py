@@ -23,14 +23,15 @@ from systolix.sw.a2q import min_accumulator_bits, min_feasible_accumulator_bits
 from systolix.sw.default import WORKLOAD_OPTIONS
 from systolix.sw.lower import lower
 from systolix.sw.mixed import search
-from systolix.sw.models import accuracy, digits_cnn, digits_mlp
+from systolix.sw.models import accuracy, digits_cnn, digits_mlp, digits_split
 from systolix.sw.qmodel import quantize
 from systolix.sw.report import program_accuracy, sweep
 
 from .table import format_table
+from .train import train_schemes
 
 __all__ = ["best_time", "golden_speed", "cocotb_speed", "compiler_figures", "cnn_figures",
-           "qcdq_mlp", "import_figures", "register"]
+           "qcdq_mlp", "import_figures", "training_figures", "register"]
 
 
 def best_time(function, repeats=3):
@@ -203,6 +204,34 @@ def cnn_figures(echo=print):
     return figures
 
 
+def training_figures(echo=print, epochs=30, seeds=(0, 1, 2)):
+    """Integer training of the digits MLP (``systolix train``): the final test accuracy of the
+    float reference, WAGE 2-8-8-8 and DFP 10/12 after ``epochs`` epochs, averaged over
+    ``seeds``, against the targets (WAGE within 3 points of float, DFP within 1), and the
+    seconds per epoch; printed with ``echo``. Returns ``{scheme: (accuracy, seconds)}``."""
+    runs = [train_schemes(["float", "wage", "dfp"], digits_split(seed), epochs, seed, {},
+                          report=None) for seed in seeds]
+    figures = {scheme: (float(np.mean([run[scheme][1].accuracy[-1] for run in runs])),
+                        float(np.mean([np.mean(run[scheme][1].seconds) for run in runs])))
+               for scheme in ("float", "wage", "dfp")}
+    reference = figures["float"][0]
+    rows = []
+    for scheme, widths, points in (("float", "float64", None), ("wage", "2-8-8-8", 3),
+                                   ("dfp", "mult 10, update 12", 1)):
+        value, seconds = figures[scheme]
+        gap = 100 * (reference - value)
+        rows.append([scheme, widths, f"{100 * value:.1f} %",
+                     "-" if points is None else f"{gap:+.1f}",
+                     "-" if points is None else f"<= {points} points",
+                     "-" if points is None else ("met" if gap <= points else "MISSED"),
+                     f"{seconds:.3f}"])
+    echo(f"Integer training, digits MLP 64-64-32-10, {epochs} epochs, mean of seeds "
+         f"{', '.join(map(str, seeds))}:")
+    echo(format_table(["scheme", "widths", "test accuracy", "points below float", "target",
+                       "", "s / epoch"], rows))
+    return figures
+
+
 def golden_speed(n=1024, k=1024, cols=1024, seed=0):
     """MAC/s of the golden model and of a float64 numpy matmul of the same shape."""
     rng = np.random.default_rng(seed)
@@ -257,6 +286,8 @@ def run_bench(args):
     import_figures()
     print()
     cnn_figures()
+    print()
+    training_figures()
     return 0
 
 

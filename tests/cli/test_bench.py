@@ -32,3 +32,14 @@ def test_cnn_figures():
     assert figures["float_accuracy"] - figures["accuracy"][figures["minimal_bits"]] <= 0.01
     assert figures["minimal_bits"] <= figures["plain_bits"]
     assert any("A2Q+ at its minimal P" in line for line in lines)
+
+
+def test_training_figures():
+    """The training benchmark's rows are printed (its accuracy targets are the benchmark's and
+    the slow tests', tests/sw/test_wage.py and test_dfp.py)."""
+    from systolix.cli.bench import training_figures
+    lines = []
+    figures = training_figures(lines.append, epochs=1, seeds=(0,))
+    assert set(figures) == {"float", "wage", "dfp"}
+    assert all(0 < accuracy <= 1 and seconds > 0 for accuracy, seconds in figures.values())
+    assert "| " not in lines[1] and "wage" in lines[1] and "<= 3 points" in lines[1]

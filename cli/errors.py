@@ -713,6 +713,11 @@ CASES = (
          ("import", "model.onnx", "--accumulator-bits", "6", "--out", "out"),
          "needs an accumulator of 10 bits for its integers and input codes, but "
          "--accumulator-bits is 6", setup=_onnx_model()),
+    Case("import-out-user-folder", "import --out a folder of the user's",
+         ("import", "model.onnx", "--out", "mine"),
+         "--out mine: is a folder that systolix did not write",
+         setup=lambda folder, resources: (_onnx_model()(folder, resources),
+                                          _user_folder("mine")(folder, resources))),
     Case("import-accumulator-bits-range", "--accumulator-bits 40",
          ("import", "model.onnx", "--accumulator-bits", "40", "--out", "out"),
          "argument --accumulator-bits: must be an integer in 2..32, not '40'",

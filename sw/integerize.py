@@ -26,7 +26,7 @@ layer to the requested width or widens it.
 
 import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import numpy as np
@@ -162,7 +162,6 @@ class LayerInfo:
     exact: bool = True
     error_codes: float = 0.0
     note: str = ""
-    channel_bits: np.ndarray = field(default=None, repr=False)
 
     def as_dict(self):
         """The row as JSON-ready values."""
@@ -455,7 +454,7 @@ class ProgramBuilder:
                   f"O{quantizer.bits}{'s' if quantizer.signed else 'u'}")
         info = LayerInfo(0, linear.name, linear.kind, shape, widths, linear.declared,
                          int(channel_bits.max()), worst, 32, exact=exact, error_codes=error,
-                         note=note, channel_bits=channel_bits)
+                         note=note)
         index = self._add(layer, (source.source,), info)
         return Activation(index, quantizer.scale, quantizer.zero_point, quantizer.bits,
                           quantizer.signed, low, high, linear.order)

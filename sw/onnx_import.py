@@ -236,8 +236,7 @@ class _Importer:
             if (value.scale, value.zero_point, value.signed) == \
                     (quantizer.scale, quantizer.zero_point, quantizer.signed) and \
                     quantizer.low <= value.low and value.high <= quantizer.high:
-                return replace(value, bits=max(value.bits, codes_bits(value.low, value.high,
-                                                                      value.signed)))
+                return value        # the same codes: nothing to compute
             return self.builder.requantize(name, self.builder.identity(name, value), quantizer)
         self._fail(node, f"quantizes a {type(value).__name__.strip('_').lower()} tensor; "
                          f"allowed: the model input or a computed tensor")

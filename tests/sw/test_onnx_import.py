@@ -2,7 +2,6 @@
 execution of the QCDQ file and qonnx's execution of the QONNX file, code for code, on random
 inputs; scales folded exactly; accumulator widths checked; bad models refused in one line."""
 
-import math
 from fractions import Fraction
 
 import numpy as np

@@ -109,8 +109,12 @@ class Net:
         return name
 
     def activation(self, relu, out):
-        if relu:
+        """``relu``: False, True (Relu) or a pair of real bounds (Clip)."""
+        if relu is True:
             self.x = self.node("Relu", [self.x])
+        elif relu:
+            self.x = self.node("Clip", [self.x, self.const(np.float32(relu[0])),
+                                        self.const(np.float32(relu[1]))])
         self.quantize(*out)
 
     def conv(self, channels, kernel, stride=1, pad=0, groups=1, bits=4, relu=True,

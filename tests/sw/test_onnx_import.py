@@ -116,6 +116,35 @@ def test_qonnx_trunc_average_pool(version, tmp_path):
     assert imported.program.layers[0].rounding == "half_up"
 
 
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("style", STYLES)
+def test_random_cnns(style, seed, tmp_path):
+    """Random layers: kernel, stride, padding, groups, Relu or Clip (odd bounds), signed or
+    unsigned codes with (even) zero points, a pool; code for code against the reference."""
+    rng = np.random.default_rng(100 + seed)
+    channels = int(rng.choice([2, 4]))
+    bits, signed = int(rng.integers(2, 9)), bool(rng.integers(2))
+    net = Net(style, (channels, 7, 7), bits=bits, signed=signed,
+              zero_point=0 if signed else 2 * int(rng.integers(0, 1 << (bits - 1))), seed=seed)
+    for _ in range(2):
+        groups = int(rng.choice([1, net.current_channels()]))
+        kernel = int(rng.choice([1, 2, 3]))
+        relu = [False, True, (-0.3, 1.1)][rng.integers(3)]
+        signed = relu is False and bool(rng.integers(2))
+        bits = int(rng.integers(3, 9))
+        zero_point = 0 if signed else 2 * int(rng.integers(0, 1 << (bits - 2)))
+        net.conv(groups * int(rng.integers(1, 3)), kernel, stride=int(rng.integers(1, 3)),
+                 pad=int(rng.integers(0, kernel)), groups=groups, bits=int(rng.integers(2, 9)),
+                 relu=relu, out=(2.0 ** -int(rng.integers(1, 5)), zero_point, bits, signed))
+    if rng.integers(2):
+        net.max_pool(2, 1, pad=1)
+    else:
+        net.average_pool(2, 1, (net.q[0], net.q[1], net.q[2], net.q[3]))
+    net.flatten()
+    net.dense(5, relu=False, out=OUT8)
+    compare(net, tmp_path, n=32)
+
+
 def test_qcdq_float_weights_through_quantize_linear(tmp_path):
     net = Net("qcdq", (2, 5, 5), seed=4)
     net.conv(6, 3, pad=1, bits=3, float_qcdq=True)

@@ -1,7 +1,7 @@
-"""Train the digits CNN once and write its float weights (``sw/data/digits_cnn.npz``).
+"""Train the digits CNN once and write its float weights (``sw/digits_cnn.npz``).
 
     pip install -e '.[torch]'
-    python scripts/train_digits_cnn.py [--out sw/data/digits_cnn.npz] [--seed 0]
+    python scripts/train_digits_cnn.py [--out sw/digits_cnn.npz] [--seed 0]
 
 The network (:func:`systolix.sw.models.digits_cnn`): conv 3x3, 16 channels, padding 1, ReLU ->
 conv 3x3 stride 2, 32 channels, padding 1, ReLU -> global average pool -> dense 10, on the 8x8
@@ -113,7 +113,7 @@ def to_float_model(network, scale):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "sw" / "data"
+    parser.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "sw"
                         / "digits_cnn.npz")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

@@ -45,7 +45,7 @@ _FORMAT = "systolix.FloatModel"
 _VERSION = 2
 
 DIGITS_CNN_FILE = "digits_cnn.npz"
-"""The shipped float weights of the digits CNN, in the package folder ``systolix/sw/data``."""
+"""The shipped float weights of the digits CNN, a file of the package ``systolix.sw``."""
 
 
 def _pair(name, value):
@@ -522,5 +522,5 @@ def digits_cnn():
     model : FloatModel
     data : DigitsSplit
     """
-    with resources.as_file(resources.files(__package__) / "data" / DIGITS_CNN_FILE) as path:
+    with resources.as_file(resources.files(__package__) / DIGITS_CNN_FILE) as path:
         return FloatModel.load(path), digits_split()

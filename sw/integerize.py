@@ -297,6 +297,13 @@ class ProgramBuilder:
                           quantizer.signed, quantizer.low, quantizer.high,
                           np.asarray(order))
 
+    def _layer(self, name, kind, fields):
+        """``kind(**fields)``, its checks' :class:`ValueError` naming the node."""
+        try:
+            return kind(**fields)
+        except ValueError as error:
+            self._fail(name, f"its {kind.__name__}: {error}")
+
     def _add(self, layer, sources, info):
         info.index = len(self.layers)
         self.layers.append(layer)
@@ -437,14 +444,14 @@ class ProgramBuilder:
                              f"signed")
         channel_bits = accumulator_widths(linear.weights, input_low, input_high)
         worst = int(np.argmax(channel_bits))
-        layer = IntegerLayer(
+        layer = self._layer(name, IntegerLayer, dict(
             weights=linear.weights, bias=bias, multiplier=multiplier,
             shift=np.minimum(shift, MAX_SHIFT), output_zero_point=quantizer.zero_point,
             output_low=low, output_high=high, input_bits=source.bits,
             input_signed=source.signed, weight_bits=linear.weight_bits,
             weight_signed=linear.weight_signed, output_bits=quantizer.bits,
             output_signed=quantizer.signed, accumulator_bits=32, overflow="wrap",
-            window=linear.window, rounding=rounding)
+            window=linear.window, rounding=rounding))
         shape = (f"{linear.weights.shape[0]}x{linear.weights.shape[1]}"
                  if linear.window is None else
                  f"{linear.window.height}x{linear.window.width}x{linear.window.channels} -> "
@@ -470,7 +477,8 @@ class ProgramBuilder:
                             pad_code=code_range(source.bits, source.signed)[0])
         except ValueError as error:
             self._fail(name, f"window: {error}")
-        layer = MaxPoolLayer(window, source.bits, source.signed)
+        layer = self._layer(name, MaxPoolLayer, dict(window=window, bits=source.bits,
+                                                      signed=source.signed))
         info = LayerInfo(0, name, "maxpool", f"{height}x{width}x{channels} -> "
                          f"{'x'.join(map(str, layer.output_shape))}",
                          f"A{source.bits}{'s' if source.signed else 'u'}")
@@ -507,9 +515,12 @@ class ProgramBuilder:
                                          + quantizer.zero_point))
         shape = first.order.shape
         dims = (shape[1], shape[2], shape[0]) if len(shape) == 3 else (1, 1, first.order.size)
-        layer = AddLayer(dims, (first.zero_point, second.zero_point), tuple(multipliers),
-                         shift, quantizer.zero_point, out_low, out_high, first.bits,
-                         first.signed, quantizer.bits, quantizer.signed, quantizer.rounding)
+        layer = self._layer(name, AddLayer, dict(
+            shape=dims, zero_points=(first.zero_point, second.zero_point),
+            multipliers=tuple(multipliers), shift=shift, output_zero_point=quantizer.zero_point,
+            output_low=out_low, output_high=out_high, input_bits=first.bits,
+            input_signed=first.signed, output_bits=quantizer.bits,
+            output_signed=quantizer.signed, rounding=quantizer.rounding))
         spans = [max(abs(act.low - act.zero_point), abs(act.high - act.zero_point))
                  for act in (first, second)]
         differences = [abs(Fraction(m, 1 << shift) - value) for m, value in zip(multipliers,
@@ -591,6 +602,8 @@ def report_text(imported, accumulator_bits=None):
     lines = [f"import of {imported.source.rstrip(': ') or 'a model'}: "
              f"{len(imported.layers)} layers, {imported.program.inputs} input codes, "
              f"{imported.program.outputs} output codes",
+             _interface("input", imported.program.input, imported.input_order),
+             _interface("output", imported.program.output, imported.output_order),
              f"requested accumulator width: "
              f"{accumulator_bits if accumulator_bits is not None else 'none (declared or 32)'}",
              "", f"{'#':>3}  {'kind':<8} {'node':<24} {'shape':<24} {'widths':<16} "
@@ -615,6 +628,15 @@ def report_text(imported, accumulator_bits=None):
               f"layers with approximate requantization: "
               f"{', '.join(map(str, approximate)) or 'none'}"]
     return "\n".join(lines) + "\n"
+
+
+def _interface(name, params, order):
+    layout = ("a (C, H, W) map, NHWC in the program" if order.ndim == 3 else
+              "features, in this order in the program" if np.array_equal(
+                  order.ravel(), np.arange(order.size)) else "features, permuted in the program")
+    return (f"{name}: shape {tuple(order.shape)} ({layout}), {params.bits}-bit "
+            f"{'signed' if params.signed else 'unsigned'} codes {params.low}..{params.high}, "
+            f"scale {params.scale:g}, zero point {params.zero_point}")
 
 
 def report_json(imported, accumulator_bits=None):

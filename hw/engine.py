@@ -7,7 +7,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from systolix.config import ArrayConfig
-from systolix.memory_map import MemoryImages, layer_records, memory_contents, output_layout
+from systolix.memory_map import (MemoryImages, memory_contents, output_codes, output_layout,
+                                 vector_words)
 from systolix.numeric import CODE_BITS
 from systolix.timing import default_requant_lanes
 
@@ -95,9 +96,8 @@ class InferenceEngine(wiring.Component):
         self.images = images
         self.requant_lanes = requant_lanes
         self.filler = filler
-        records = layer_records(images)
-        self.vector_words = records[0]["k_tiles"]
-        self.output_codes = records[-1]["outputs"]
+        self.vector_words = vector_words(images)
+        self.output_codes = output_codes(images)
         self.max_batch = images.max_batch
         self.word_bits = config.rows * config.activation_bits
         super().__init__({
@@ -117,7 +117,8 @@ class InferenceEngine(wiring.Component):
         m.submodules.sequencer = sequencer = Sequencer(config, memories,
                                                        program_width=images.program_width)
         m.submodules.weight_feeder = weight_feeder = WeightFeeder(config, memories)
-        m.submodules.activation_feeder = activation_feeder = ActivationFeeder(config, memories)
+        m.submodules.activation_feeder = activation_feeder = ActivationFeeder(
+            config, memories, program_width=images.program_width)
         m.submodules.array = array = SystolicArray(config)
         m.submodules.accumulator = accumulator = KTileAccumulator(config, memories)
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=sums_layout(config).size,
@@ -173,7 +174,7 @@ class InferenceEngine(wiring.Component):
 
         # Strobes, states and the layer's fields and loop bounds from the sequencer.
         layer = sequencer.layer
-        loops = {"batch_last": sequencer.batch_last, "k_last": sequencer.k_last,
+        loops = {"batch_last": sequencer.vectors_last, "k_last": sequencer.k_last,
                  "n_last": sequencer.n_last}
 
         def drive(component, **values):
@@ -182,17 +183,18 @@ class InferenceEngine(wiring.Component):
         drive(sequencer, layer_done=writeback.layer_done, outputs_sent=output_streamer.done)
         drive(weight_feeder, start=sequencer.header_done, total=sequencer.weight_words)
         drive(activation_feeder, start=sequencer.layer_start, running=sequencer.running,
-              k_tiles=layer.k_tiles, input_buffer=layer.input_buffer, **loops)
+              batch_last=sequencer.batch_last, n_last=sequencer.n_last, layer=layer,
+              input_buffer=layer.input_buffer)
         drive(accumulator, running=sequencer.running, **loops)
-        drive(issuer, running=sequencer.running, batch_last=sequencer.batch_last,
+        drive(issuer, running=sequencer.running, batch_last=sequencer.vectors_last,
               n_last=sequencer.n_last, last=layer.last, outputs=layer.outputs,
               output_words=layer.output_words, requant_base=layer.requant_base)
         for requantizer in requantizers:
             drive(requantizer, zero_point=layer.output_zero_point, low=layer.output_low,
-                  high=layer.output_high)
+                  high=layer.output_high, rounding=layer.rounding)
         drive(writeback, last=layer.last, input_buffer=layer.input_buffer,
               output_bits=layer.output_bits, idle=sequencer.idle, rewind=sequencer.started)
         drive(output_streamer, start=writeback.layer_done & layer.last,
-              batch_last=sequencer.batch_last, outputs_last=sequencer.outputs_last)
+              batch_last=sequencer.vectors_last, outputs_last=sequencer.outputs_last)
         drive(self, busy=sequencer.busy, cycles=sequencer.cycles)
         return m

@@ -47,7 +47,10 @@ class Requantizer(wiring.Component):
     """Fixed-point requantization of one channel a cycle, bit-exact with
     :func:`systolix.sim.golden.program.requantize`::
 
-        code = clamp(((acc + bias) * M0 + 2^(shift-1)) >> shift) + zero_point, low, high)
+        code = clamp(round_shift((acc + bias) * M0, shift) + zero_point, low, high)
+
+    with halves rounded up (``rounding`` 0: ``(t + 2^(shift-1)) >> shift``) or to even
+    (``rounding`` 1, :func:`systolix.sim.golden.program.round_shift`).
 
     Pipeline (one register after each step):
 
@@ -56,17 +59,21 @@ class Requantizer(wiring.Component):
        synthesis script maps multipliers to them);
     3. and 4. ``u = t >> a`` with ``a = min(max(shift, 1) - 1, 48)``: first by whole bytes, then
        by ``a mod 8``, each step saturating to the bits that can still matter (19, then 12);
-    5. ``r = (u + 1) >> 1`` if ``shift > 0`` (else ``r = u``), plus the zero point, clamped.
+    5. ``r = (u + 1 - tie) >> 1`` if ``shift > 0`` (else ``r = u``), plus the zero point,
+       clamped; ``tie`` is 1 only when rounding to even, ``t`` is exactly halfway (``u`` odd and
+       no bit shifted out below it: steps 3 and 4 keep a sticky bit of them) and ``u >> 1`` is
+       even.
 
     This is exact: ``floor((t + 2^(s-1)) / 2^s) = floor((floor(t / 2^(s-1)) + 1) / 2)``, so
-    rounding needs no wide adder; for ``s >= 49`` both sides are 0 because ``|t| < 2^48``; and
-    a ``u`` outside 12 signed bits gives ``|r| >= 1024``, which every clamp to 9-bit codes maps
-    to ``low`` or ``high``, as does the saturated ``u``.
+    rounding needs no wide adder; halfway to even takes the lower neighbour where it is even;
+    for ``s >= 49`` both sides are 0 because ``|t| < 2^48`` (then ``u`` is 0 or -1, never a tie);
+    and a ``u`` outside 12 signed bits gives ``|r| >= 1023``, which every clamp to 9-bit codes
+    maps to ``low`` or ``high``, as does the saturated ``u``.
 
     Latency: :data:`systolix.timing.REQUANT_LATENCY` cycles. Throughput: one channel a cycle. The streams are
     always ready and carry a ``tag`` (for example the destination address) through unchanged.
-    ``zero_point``, ``low`` and ``high`` are constants of a whole layer: they are read in the
-    last stage and must hold while a value is in flight.
+    ``zero_point``, ``low``, ``high`` and ``rounding`` are constants of a whole layer: they are
+    read in the last stage and must hold while a value is in flight.
 
     Resources (iCE40UP5K, ``synth_ice40 -dsp``): two SB_MAC16 and about 300 logic cells
     besides the tag's registers.
@@ -84,6 +91,9 @@ class Requantizer(wiring.Component):
     output : Out(stream.Signature(requant_output_layout(...), always_ready=True))
     zero_point, low, high : In(CODE_SHAPE)
         The output zero point and the clamp range of the codes.
+    rounding : In(1)
+        The index of the layer's rounding in :data:`systolix.layer.ROUNDING_MODES`: 0 halves
+        up, 1 halves to even.
     """
 
     def __init__(self, accumulator_bits, tag_shape):
@@ -96,6 +106,7 @@ class Requantizer(wiring.Component):
             "zero_point": In(CODE_SHAPE),
             "low": In(CODE_SHAPE),
             "high": In(CODE_SHAPE),
+            "rounding": In(1),
         })
 
     def elaborate(self, platform):
@@ -125,18 +136,24 @@ class Requantizer(wiring.Component):
                        {**carried(summed), "value": summed.value * summed.multiplier,
                         "amount": summed.amount, "round": summed.round})
         fine_shift = unsigned(_COARSE.bit_length() - 1)
+        bytes_out = scaled.amount[fine_shift.width:]       # whole bytes shifted out
+        nonzero_bytes = Cat(scaled.value[8 * index:8 * index + 8] != 0
+                            for index in range(_LARGEST_SHIFT // _COARSE))
         coarse = stage("requant_coarse", {"value": signed(_FINE), "amount": fine_shift,
-                                          "round": 1},
+                                          "round": 1, "sticky": 1},
                        {**carried(scaled),
                         "value": _saturate(scaled.value >> Cat(Const(0, fine_shift.width),
-                                                               scaled.amount[fine_shift.width:]),
-                                           _FINE),
-                        "amount": scaled.amount[:fine_shift.width], "round": scaled.round})
-        fine = stage("requant_fine", {"value": signed(_CODE_RANGE), "round": 1},
+                                                               bytes_out), _FINE),
+                        "amount": scaled.amount[:fine_shift.width], "round": scaled.round,
+                        "sticky": (nonzero_bytes & ((Const(1, len(nonzero_bytes) + 1)
+                                                     << bytes_out) - 1)) != 0})
+        bits_out = coarse.value[:_COARSE] & ((Const(1, _COARSE + 1) << coarse.amount) - 1)
+        fine = stage("requant_fine", {"value": signed(_CODE_RANGE), "round": 1, "sticky": 1},
                      {**carried(coarse),
                       "value": _saturate(coarse.value >> coarse.amount, _CODE_RANGE),
-                      "round": coarse.round})
-        rounded = Mux(fine.round, (fine.value + 1) >> 1, fine.value)
+                      "round": coarse.round, "sticky": coarse.sticky | (bits_out != 0)})
+        tie = self.rounding & fine.value[0] & ~fine.value[1] & ~fine.sticky
+        rounded = Mux(fine.round, (fine.value + 1 - tie) >> 1, fine.value)
         total = Signal(signed(_CODE_RANGE + 1))
         m.d.comb += total.eq(rounded + self.zero_point)
         m.d.sync += [

@@ -40,10 +40,12 @@ class Sequencer(wiring.Component):
     last layer (the record's ``last``) it waits in the output state for ``outputs_sent`` and is
     idle again in the next cycle.
 
-    ``batch_last``, ``k_last``, ``n_last`` and ``outputs_last`` are registers: the batch size
-    minus one from ``start``, and the record's ``k_tiles``, ``n_tiles`` and ``outputs`` minus
-    one, registered every cycle off the record register (valid, like ``layer``, in every cycle
-    of ``running``), each only as wide as the memories need
+    ``batch_last``, ``vectors_last``, ``k_last``, ``n_last`` and ``outputs_last`` are
+    registers: the batch size minus one from ``start``, and the layer's vectors (``batch *
+    positions``), the record's ``k_tiles``, ``n_tiles`` and ``outputs`` minus one, registered
+    every cycle off the record register (valid, like ``layer``, in every cycle of ``running``:
+    the record's last word, which the gateware does not read, is the only one written in the
+    cycle of ``layer_start``), each only as wide as the memories need
     (:class:`~systolix.hw.loops.Bounds`). ``cycles`` counts the header, record and layer cycles
     of the run (from the cycle after ``start``), ``busy`` is ``~idle``.
 
@@ -74,7 +76,7 @@ class Sequencer(wiring.Component):
         The header's :data:`~systolix.memory_map.TOTALS_LAYOUT` word, with ``header_done``.
     layer : Out(layer_layout(program_width))
         The record register's layer fields.
-    batch_last, k_last, n_last, outputs_last : Out(...)
+    batch_last, vectors_last, k_last, n_last, outputs_last : Out(...)
         The loop bounds of the run and the layer.
     cycles : Out(32)
     """
@@ -105,6 +107,7 @@ class Sequencer(wiring.Component):
             "weight_words": Out(32),
             "layer": Out(layer_layout(program_width)),
             "batch_last": Out(bounds.batch),
+            "vectors_last": Out(bounds.batch),
             "k_last": Out(bounds.k_tiles),
             "n_last": Out(bounds.n_tiles),
             "outputs_last": Out(bounds.channels),
@@ -129,6 +132,11 @@ class Sequencer(wiring.Component):
         # keeps every program field within them.
         m.d.sync += [self.k_last.eq(layer.k_tiles - 1), self.n_last.eq(layer.n_tiles - 1),
                      self.outputs_last.eq(layer.outputs - 1)]
+        # The layer's vectors: an output position of an input each (a small multiplier off
+        # the critical path: its operands hold for the whole layer).
+        count = len(self.vectors_last) + 1
+        m.d.sync += self.vectors_last.eq((self.batch_last + 1)[:count]
+                                         * layer.positions[:count] - 1)
         with m.Switch(fetch_count):
             for index in range(RECORD_REGISTER_WORDS):
                 with m.Case(index + 1):

@@ -24,8 +24,8 @@ import serial
 from systolix import protocol
 from systolix.config import ArrayConfig, code_range
 from systolix.protocol import FrameType, ProtocolError, ReferenceDevice
-from systolix.memory_map import (MemoryConfig, layer_records, pack_vectors, unpack_outputs,
-                                 unpack_vectors)
+from systolix.memory_map import (MemoryConfig, input_channels, output_codes, pack_vectors,
+                                 unpack_outputs, unpack_vectors, vector_words)
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.golden.program import run_program
 
@@ -115,8 +115,7 @@ class SerialTransport:
 
 def _engine_numbers(images):
     """``(vector_words, output_codes, max_batch)`` of the engine built from ``images``."""
-    records = layer_records(images)
-    return records[0]["k_tiles"], records[-1]["outputs"], images.max_batch
+    return vector_words(images), output_codes(images), images.max_batch
 
 
 def _expected_status(images, config):
@@ -157,8 +156,8 @@ class GoldenTransport:
 
     def _compute(self, batch, words):
         config, status = self.config, self.device.status
-        codes = unpack_vectors(words, config, status.vector_words)
-        outputs = run_program(self.program, codes[:, :self.program.layers[0].weights.shape[0]])
+        codes = unpack_vectors(words, config, status.vector_words, input_channels(self.images))
+        outputs = run_program(self.program, codes)
         raw = outputs & ((1 << self.program.layers[-1].output_bits) - 1)
         return raw.ravel().tolist(), engine_cycles(config, self.images, batch).compute
 
@@ -229,7 +228,9 @@ class Device:
     Attributes
     ----------
     vector_words : int
-        Input words of a vector.
+        Input words of a vector (an input map, ``input_channels`` codes a pixel).
+    input_channels : int
+        Codes of a pixel of the input map (:func:`~systolix.memory_map.pack_vectors`).
     max_batch : int
         The most vectors of one RUN; :meth:`run` splits larger batches.
     """
@@ -237,7 +238,8 @@ class Device:
     def __init__(self, transport, program, config, memories=MemoryConfig()):
         _check_types(program, config, memories)
         self.transport, self.program, self.config = transport, program, config
-        expected = _expected_status(pack(program, config, memories), config)
+        images = pack(program, config, memories)
+        expected = _expected_status(images, config)
         status = self.status()
         differences = [
             f"{name} {_show(name, getattr(status, name))} (expected "
@@ -249,6 +251,7 @@ class Device:
             raise DeviceMismatch(f"the device does not hold this program: "
                                  f"{', '.join(differences)}")
         self.vector_words = status.vector_words
+        self.input_channels = input_channels(images)
         self.max_batch = status.max_batch
 
     def _request(self, frame_type, payload, reply_type):
@@ -281,7 +284,7 @@ class Device:
             If a reply is not a well-formed frame of the expected type and length.
         """
         first, last = self.program.layers[0], self.program.layers[-1]
-        inputs, outputs = first.weights.shape[0], last.weights.shape[1]
+        inputs, outputs = self.program.inputs, self.program.outputs
         codes = np.asarray(codes)
         if codes.size == 0 and codes.dtype.kind == "f":
             codes = codes.astype(np.int64)      # an empty list: no float to truncate
@@ -299,7 +302,7 @@ class Device:
         results, cycles = [], []
         for start in range(0, len(codes), self.max_batch):
             chunk = codes[start:start + self.max_batch]
-            words = pack_vectors(chunk, self.config, self.vector_words)
+            words = pack_vectors(chunk, self.config, self.vector_words, self.input_channels)
             result = protocol.decode_result(self._request(
                 FrameType.RUN, protocol.encode_run(len(chunk), words, word_bits),
                 FrameType.RESULT))

@@ -10,12 +10,16 @@ and its memories; :func:`unpack` recovers the layers exactly.
 
 from typing import NamedTuple
 
+import numpy as np
+
 from systolix.codec import encode
 from systolix.config import ArrayConfig, check_int, code_range
+from systolix.layer import IntegerLayer
 from systolix.memory_map import (BATCH_LAYOUT, CONFIG_LAYOUT, FORMAT_VERSION, HEADER_LAYOUT,
                                  HEADER_WORDS, LAYER_LAYOUTS, MAX_WORDS, PROGRAM_WORD_BITS,
                                  RECORD_WORDS, REQUANT_LAYOUT, TOTALS_LAYOUT, MemoryConfig,
-                                 MemoryImages, config_fields, packed_layers, weights_layout)
+                                 MemoryImages, config_fields, feed_address_bits, layer_window,
+                                 packed_layers, padded_rows, weights_layout)
 
 from .a2q import min_accumulator_bits
 from .program import IntegerProgram
@@ -29,29 +33,68 @@ class LayerTiles(NamedTuple):
     Attributes
     ----------
     k_tiles : int
-        ``ceil(inputs / rows)``: K tiles, also the words of one input vector in an activation
-        buffer.
+        K tiles: ``kernel_height * kernel_width * c_tiles`` (each kernel position's
+        ``c_tiles = ceil(channels / rows)`` words of a pixel); ``ceil(K / rows)`` for a dense
+        layer on a vector.
     n_tiles : int
         ``ceil(outputs / cols)``: output tiles.
     weight_words : int
         ``k_tiles * n_tiles * rows``.
     requant_words : int
         ``n_tiles * cols``.
+    positions : int
+        Output positions of one input map (1 for a dense layer): the vectors each tile
+        streams per input.
     """
     k_tiles: int
     n_tiles: int
     weight_words: int
     requant_words: int
+    positions: int = 1
 
 
 def _ceil_div(a, b):
     return -(-a // b)
 
 
-def _tiles(layer, config):
-    inputs, outputs = layer.weights.shape
-    k_tiles, n_tiles = _ceil_div(inputs, config.rows), _ceil_div(outputs, config.cols)
-    return LayerTiles(k_tiles, n_tiles, k_tiles * n_tiles * config.rows, n_tiles * config.cols)
+def _kind(layer):
+    if isinstance(layer, IntegerLayer):
+        return "convolution" if layer.window is not None else "dense"
+    return {"MaxPoolLayer": "max pooling", "AddLayer": "add"}.get(type(layer).__name__,
+                                                                 type(layer).__name__)
+
+
+def _windows(layers, sources, rows):
+    """The record window fields (:func:`~systolix.memory_map.layer_window`) of each layer of a
+    chain; raise :class:`ValueError` with one line for anything the engine does not run."""
+    windows, shape = [], None
+    for index, (layer, entry) in enumerate(zip(layers, sources)):
+        if not isinstance(layer, IntegerLayer):
+            raise ValueError(f"layer {index} is a {_kind(layer)} layer; the engine runs chains "
+                             f"of dense and convolution layers (IntegerLayer)")
+        if tuple(entry) != (index - 1,):
+            raise ValueError(f"layer {index} reads {list(entry)}; the engine runs chains, "
+                             f"each layer reading the one before it ([{index - 1}])")
+        window = layer.window
+        if shape is None:
+            shape = (1, 1, layer.inputs) if window is None else None
+        if window is not None:
+            reads = (window.height, window.width, window.channels)
+            if shape is not None and shape != reads:
+                raise ValueError(f"layer {index} reads a {'x'.join(map(str, reads))} map; "
+                                 f"layer {index - 1} writes a {'x'.join(map(str, shape))} map")
+            shape = reads
+        windows.append(layer_window(layer, shape, rows))
+        shape = layer.output_shape
+    return windows
+
+
+def _tiles(layer, window, config):
+    outputs = layer.weights.shape[1]
+    k_tiles = window["kernel_height"] * window["kernel_width"] * window["c_tiles"]
+    n_tiles = _ceil_div(outputs, config.cols)
+    return LayerTiles(k_tiles, n_tiles, k_tiles * n_tiles * config.rows, n_tiles * config.cols,
+                      window["positions"])
 
 
 def _check_type(name, value, kind):
@@ -68,17 +111,20 @@ def _check_types(program, config, memories=MemoryConfig()):
 def layer_tiles(program, config):
     """The :class:`LayerTiles` of every layer of ``program`` on an array of ``config``."""
     _check_types(program, config)
-    return tuple(_tiles(layer, config) for layer in program.layers)
+    windows = _windows(program.layers, program.sources, config.rows)
+    return tuple(_tiles(layer, window, config)
+                 for layer, window in zip(program.layers, windows))
 
 
 def ideal_cycles(program, config):
-    """Array cycles per input vector if every tile computed at full rate and never waited.
+    """Array cycles per input if every tile computed at full rate and never waited.
 
     The tiled multiply-accumulates of all layers (each layer padded to whole tiles) divided by
-    the ``rows * cols`` the array does per cycle: ``sum(k_tiles * n_tiles)``. Divided by the
-    measured cycles per vector, it is the array's utilisation.
+    the ``rows * cols`` the array does per cycle: ``sum(k_tiles * n_tiles * positions)``.
+    Divided by the measured cycles per input, it is the array's utilisation.
     """
-    return sum(tiles.k_tiles * tiles.n_tiles for tiles in layer_tiles(program, config))
+    return sum(tiles.k_tiles * tiles.n_tiles * tiles.positions
+               for tiles in layer_tiles(program, config))
 
 
 def _describe(bits, signed):
@@ -86,10 +132,12 @@ def _describe(bits, signed):
     return f"{bits}-bit {'signed' if signed else 'unsigned'} ({low}..{high})"
 
 
-def _check_layers(layers, config):
-    """Raise :class:`ValueError` if an array of ``config`` cannot run ``layers`` bit-exactly."""
+def _check_layers(layers, sources, config):
+    """Raise :class:`ValueError` if an array of ``config`` cannot run ``layers`` bit-exactly;
+    return their window fields."""
+    windows = _windows(layers, sources, config.rows)
     array = (config.accumulator_bits, config.overflow)
-    for index, layer in enumerate(layers):
+    for index, (layer, window) in enumerate(zip(layers, windows)):
         inputs, outputs = layer.weights.shape
         check_int(f"the inputs of layer {index}", inputs, 1, MAX_WORDS - 1)
         check_int(f"the outputs of layer {index}", outputs, 1, MAX_WORDS - 1)
@@ -107,17 +155,22 @@ def _check_layers(layers, config):
                              f"({layer.overflow}); the array in {config.accumulator_bits} bits "
                              f"({config.overflow})")
         needs = min_accumulator_bits(layer.weights, layer.input_bits, layer.input_signed)
-        if layer.overflow == "saturate" and inputs > config.rows and needs > config.accumulator_bits:
+        k_tiles = _tiles(layer, window, config).k_tiles
+        if layer.overflow == "saturate" and k_tiles > 1 and needs > config.accumulator_bits:
+            taps = window["kernel_height"] * window["kernel_width"]
+            rows = f" or at least {window['channels']} rows" if taps == 1 else ""
             raise ValueError(f"layer {index} may overflow its {config.accumulator_bits}-bit "
                              f"accumulator (it needs {needs} bits) and its {inputs} inputs span "
-                             f"{_ceil_div(inputs, config.rows)} K tiles: saturation is bit-exact "
-                             f"across K tiles only if it never happens; use overflow 'wrap', "
-                             f"{needs} accumulator bits or at least {inputs} rows")
+                             f"{k_tiles} K tiles: saturation is bit-exact across K tiles only "
+                             f"if it never happens; use overflow 'wrap', {needs} accumulator "
+                             f"bits{rows}")
+    return windows
 
 
-def _check_fit(layers, config, memories):
-    """Raise :class:`ValueError` naming every memory too small for ``layers``."""
-    tiles = [_tiles(layer, config) for layer in layers]
+def _check_fit(layers, windows, config, memories):
+    """Raise :class:`ValueError` naming every memory too small for ``layers``; return their
+    tiles and the most inputs a run may take."""
+    tiles = [_tiles(layer, window, config) for layer, window in zip(layers, windows)]
     problems = []
     for kind, needs, have in (
             ("weight", [t.weight_words for t in tiles], memories.weight_words),
@@ -131,68 +184,89 @@ def _check_fit(layers, config, memories):
         problems.append(f"the model needs {program_words} program words ({HEADER_WORDS} + "
                         f"{RECORD_WORDS} per layer, {len(layers)} layers), the memory "
                         f"has {memories.program_words}")
-    widest = max(range(len(layers)), key=lambda index: tiles[index].k_tiles)
-    if tiles[widest].k_tiles > memories.activation_words:
-        problems.append(f"the model needs {tiles[widest].k_tiles} activation words per vector "
-                        f"(layer {widest}: {layers[widest].weights.shape[0]} inputs), each "
-                        f"buffer has {memories.activation_words}")
-    outputs = layers[-1].weights.shape[1]
+    maps = [window["image_words"] for window in windows]
+    widest = max(range(len(layers)), key=maps.__getitem__)
+    if maps[widest] > memories.activation_words:
+        problems.append(f"the model needs {maps[widest]} activation words per input (layer "
+                        f"{widest}'s input map), each buffer has {memories.activation_words}")
+    positions = [tile.positions for tile in tiles]
+    most = max(range(len(layers)), key=positions.__getitem__)
+    if positions[most] > memories.batch:
+        problems.append(f"the model needs {positions[most]} accumulator words per input "
+                        f"(layer {most}'s output positions), the accumulator buffer has "
+                        f"{memories.batch}")
+    outputs = layers[-1].outputs
     if outputs > memories.output_codes:
-        problems.append(f"the model needs {outputs} output codes per vector (layer "
+        problems.append(f"the model needs {outputs} output codes per input (layer "
                         f"{len(layers) - 1}), the output memory has {memories.output_codes}")
     if problems:
         raise ValueError("; ".join(problems))
-    return tiles
+    max_batch = min(memories.batch // positions[most],
+                    memories.activation_words // maps[widest],
+                    memories.output_codes // outputs)
+    _check_addresses(windows, memories, max_batch)
+    return tiles, max_batch
 
 
-def _max_batch(layers, tiles, memories):
-    """The most vectors one run of ``layers`` may take (see :attr:`MemoryImages.max_batch`)."""
-    return min(memories.batch,
-               memories.activation_words // max(tile.k_tiles for tile in tiles),
-               memories.output_codes // layers[-1].weights.shape[1])
+def _check_addresses(windows, memories, batch):
+    """Raise :class:`ValueError` unless the activation feeder's counters and addresses for
+    ``batch`` inputs fit its registers (:class:`~systolix.hw.loops.Bounds`' address and
+    :func:`~systolix.memory_map.feed_address_bits`)."""
+    limit = 1 << (feed_address_bits(memories) - 1)
+    largest = max(memories.activation_words, memories.output_codes)
+    for index, w in enumerate(windows):
+        row_words = w["width"] * w["c_tiles"]
+        highest = (w["origin"] + (batch - 1) * w["image_words"]
+                   + (w["output_height"] - 1) * w["stride_height"] * row_words
+                   + (w["output_width"] - 1) * w["x_step"]
+                   + (w["kernel_height"] - 1) * row_words
+                   + w["kernel_width"] * w["c_tiles"] - 1)
+        if w["origin"] < -limit or highest >= limit:
+            raise ValueError(f"layer {index}'s window reaches activation addresses "
+                             f"{w['origin']}..{highest}; the feeder of {memories.activation_words} "
+                             f"words reaches {-limit}..{limit - 1} (smaller padding or strides, "
+                             f"or more activation words)")
+        for name in ("kernel_height", "kernel_width", "stride_height", "stride_width"):
+            if w[name] > largest:
+                raise ValueError(f"layer {index}'s {name} is {w[name]}; the feeder counts to "
+                                 f"{largest}, the larger of activation_words and output_codes")
 
 
 def check_fit(program, config, memories):
     """Raise :class:`ValueError` unless ``program`` runs on ``config`` with ``memories``.
 
-    The array must take every layer's weight and input codes and accumulate as every layer does
-    (``accumulator_bits`` and ``overflow``); the layers must have ``1..65535`` inputs and
-    outputs; each memory must hold what the model needs (the message gives, for each memory too
-    small, the words needed, per layer, and the words the memory has).
+    The engine runs chains of dense and convolution layers; the array must take every layer's
+    weight and input codes and accumulate as every layer does (``accumulator_bits`` and
+    ``overflow``); the layers must have ``1..65535`` inputs and outputs; each memory must hold
+    what the model needs (the message gives, for each memory too small, the words needed, per
+    layer, and the words the memory has).
 
     Returns
     -------
     tuple of LayerTiles
     """
     _check_types(program, config, memories)
-    _check_layers(program.layers, config)
-    return tuple(_check_fit(program.layers, config, memories))
+    windows = _check_layers(program.layers, program.sources, config)
+    return tuple(_check_fit(program.layers, windows, config, memories)[0])
 
 
-def _padded(array, shape):
-    """``array`` (a matrix of int) in the top left corner of a zero matrix of ``shape``."""
-    rows = [list(row) + [0] * (shape[1] - len(row)) for row in array.tolist()]
-    return rows + [[0] * shape[1] for _ in range(shape[0] - len(rows))]
-
-
-def _pack_layers(layers, config, memories):
+def _pack_layers(layers, sources, config, memories):
     """The :class:`MemoryImages` of ``layers`` (checked with :func:`_check_layers` and
     :func:`_check_fit`)."""
-    _check_layers(layers, config)
-    tiles = _check_fit(layers, config, memories)
+    windows = _check_layers(layers, sources, config)
+    tiles, max_batch = _check_fit(layers, windows, config, memories)
     rows, cols = config.rows, config.cols
     beat = weights_layout(config)
     weights, requant = [], []
-    max_batch = _max_batch(layers, tiles, memories)
     program = [encode(HEADER_LAYOUT, {"version": FORMAT_VERSION, "layers": len(layers)}),
                encode(CONFIG_LAYOUT, config_fields(config)),
                encode(TOTALS_LAYOUT, {"weight_words": sum(t.weight_words for t in tiles)}),
                encode(BATCH_LAYOUT, {"max_batch": max_batch})]
-    for index, (layer, tile) in enumerate(zip(layers, tiles)):
+    for index, (layer, window, tile) in enumerate(zip(layers, windows, tiles)):
         last = index == len(layers) - 1
-        inputs, outputs = layer.weights.shape
+        outputs = layer.weights.shape[1]
         record = {
-            "inputs": inputs, "outputs": outputs,
+            **window,
             "k_tiles": tile.k_tiles, "n_tiles": tile.n_tiles,
             "weight_base": len(weights), "requant_base": len(requant),
             "input_bits": layer.input_bits, "input_signed": layer.input_signed,
@@ -201,10 +275,14 @@ def _pack_layers(layers, config, memories):
             "input_buffer": index % 2, "last": last,
             "output_zero_point": layer.output_zero_point, "output_low": layer.output_low,
             "output_high": layer.output_high,
-            "output_words": 0 if last else _ceil_div(outputs, rows),
+            "outputs": outputs, "output_words": 0 if last else _ceil_div(outputs, rows),
         }
-        program.extend(encode(layout, record) for layout in LAYER_LAYOUTS)
-        matrix = _padded(layer.weights, (tile.k_tiles * rows, tile.n_tiles * cols))
+        program.extend(encode(layout, record, prefix=f"layer {index} ")
+                       for layout in LAYER_LAYOUTS)
+        matrix = np.zeros((tile.k_tiles * rows, tile.n_tiles * cols), dtype=np.int64)
+        taps = window["kernel_height"] * window["kernel_width"]
+        matrix[padded_rows(taps, window["channels"], rows), :outputs] = layer.weights
+        matrix = matrix.tolist()
         for n_tile in range(tile.n_tiles):
             for k in range(tile.k_tiles * rows):
                 weights.append(encode(beat, matrix[k][n_tile * cols:(n_tile + 1) * cols]))
@@ -238,7 +316,7 @@ def pack(program, config, memories=MemoryConfig()):
         If the array cannot run the program or a memory is too small (:func:`check_fit`).
     """
     _check_types(program, config, memories)
-    return _pack_layers(program.layers, config, memories)
+    return _pack_layers(program.layers, program.sources, config, memories)
 
 
 def unpack(images, config):
@@ -262,7 +340,8 @@ def unpack(images, config):
         not exactly what :func:`pack` makes of the layers they hold.
     """
     layers = packed_layers(images, config)
-    if _pack_layers(layers, config, images.memories) != images:
+    chain = tuple((index - 1,) for index in range(len(layers)))
+    if _pack_layers(layers, chain, config, images.memories) != images:
         raise ValueError(f"the images are not in the layout of memory map version "
                          f"{FORMAT_VERSION}: repacking the layers they hold gives other words")
     return tuple(layers)

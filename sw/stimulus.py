@@ -1,12 +1,18 @@
 """Random integer programs over the whole code ranges: stimulus for the packer's and the
 engine's tests."""
 
+import dataclasses
+
+import numpy as np
+
 from systolix.config import code_range
+from systolix.layer import ROUNDING_MODES, Window
 
 from .program import IntegerLayer, IntegerProgram
 from .quant import QuantParams
 
-__all__ = ["program_of", "random_codes", "random_layer", "random_program"]
+__all__ = ["program_of", "random_codes", "random_layer", "random_program", "live_constants",
+           "random_window", "random_conv_program"]
 
 
 def program_of(layers):
@@ -55,3 +61,69 @@ def random_program(rng, config, sizes):
                   (config.activation_bits, config.activation_signed))
         layers.append(random_layer(rng, inputs, outputs, config, *output))
     return program_of(layers)
+
+
+def live_constants(rng, layer, accumulator_bits):
+    """``layer`` with requantization constants that spread its codes over their range (random
+    ones clamp nearly every code to one value)."""
+    inputs, outputs = layer.weights.shape
+    largest = (max(abs(v) for v in code_range(layer.input_bits, layer.input_signed))
+               * max(abs(v) for v in code_range(layer.weight_bits, layer.weight_signed)))
+    span = max(2, min(1 << (accumulator_bits - 1), int(largest * inputs ** 0.5)))
+    low, high = code_range(layer.output_bits, layer.output_signed)
+    return dataclasses.replace(
+        layer, bias=rng.integers(-span // 2, span // 2 + 1, outputs),
+        multiplier=rng.integers(1 << 15, 1 << 16, outputs),
+        shift=np.full(outputs, min(16 + span.bit_length() - layer.output_bits, 63)),
+        output_zero_point=(low + high) // 2, output_low=low, output_high=high)
+
+
+def random_window(rng, shape, outputs, pad_code, *, largest_kernel=3, largest_stride=2):
+    """A random convolution window on a map of ``shape`` (height, width, channels) with
+    ``outputs`` channels: kernel sides up to ``largest_kernel`` (and the padded map), strides
+    up to ``largest_stride``, any padding, groups dividing both channel counts."""
+    height, width, channels = shape
+    pads = {}
+    for side, size, ends in (("height", height, ("top", "bottom")),
+                             ("width", width, ("left", "right"))):
+        kernel = int(rng.integers(1, largest_kernel + 1))
+        pads.update({f"pad_{end}": int(rng.integers(0, kernel)) for end in ends})
+        kernel = min(kernel, size + sum(pads[f"pad_{end}"] for end in ends))
+        pads[f"kernel_{side}"] = kernel
+        pads[f"stride_{side}"] = int(rng.integers(1, largest_stride + 1))
+    groups = [g for g in range(1, channels + 1) if channels % g == 0 and outputs % g == 0]
+    return Window(height, width, channels, groups=int(rng.choice(groups)), pad_code=pad_code,
+                  **pads)
+
+
+def random_conv_program(rng, config, shape, layers, *, rounding=None):
+    """A chain of random convolution and dense layers for an array of ``config`` on input maps
+    of ``shape``, with live requantization constants (:func:`live_constants`).
+
+    ``layers`` lists, per layer, ``("conv", outputs)``, ``("conv", outputs, window options)``
+    (a dict for :func:`random_window`), ``("window", outputs, Window)`` or ``("dense",
+    outputs)``. Hidden codes are the array's activation codes; the last layer's output codes
+    have a random width. ``rounding`` is each layer's, or random.
+    """
+    result = []
+    for index, (kind, outputs, *options) in enumerate(layers):
+        last = index == len(layers) - 1
+        output = ((int(rng.integers(1, 9)), bool(rng.integers(2))) if last else
+                  (config.activation_bits, config.activation_signed))
+        layer = random_layer(rng, int(np.prod(shape)), outputs, config, *output)
+        pad_code = int(rng.integers(*code_range(config.activation_bits,
+                                                config.activation_signed), endpoint=True))
+        window = None
+        if kind == "conv":
+            window = random_window(rng, shape, outputs, pad_code, **(options[0] if options
+                                                                      else {}))
+        elif kind == "window":
+            window = options[0]
+        if window is not None:
+            weights = random_codes(rng, (window.patch, outputs), config.weight_bits,
+                                   config.weight_signed) * window.group_mask(outputs)
+            layer = dataclasses.replace(layer, weights=weights, window=window)
+        layer = dataclasses.replace(layer, rounding=rounding or str(rng.choice(ROUNDING_MODES)))
+        result.append(live_constants(rng, layer, config.accumulator_bits))
+        shape = layer.output_shape
+    return program_of(result)

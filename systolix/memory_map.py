@@ -16,8 +16,10 @@ Four memories have an image baked into the bitstream:
   :data:`TOTALS_LAYOUT`, :data:`BATCH_LAYOUT`) and one record of :data:`LAYER_LAYOUTS` words per
   layer.
 
-Two activation buffers hold a batch of vectors, ``k_tiles`` words a vector
-(:func:`activation_word_layout`); the output memory holds the last layer's codes. The layouts
+Every layer runs as a windowed GEMM (:func:`layer_window`): a convolution over its window, a
+dense layer over a window that covers its whole input map. Two activation buffers hold a batch
+of maps, pixel by pixel, ``c_tiles`` words a pixel (:func:`pack_vectors`,
+:func:`activation_word_layout`); the output memory holds the last layer's codes. The layouts
 are versioned by :data:`FORMAT_VERSION`, stored in the first program word.
 """
 
@@ -31,7 +33,7 @@ from amaranth.lib import data
 
 from .codec import decode, encode
 from .config import OVERFLOW_MODES, ArrayConfig, check_choice, check_int
-from .layer import IntegerLayer
+from .layer import ROUNDING_MODES, IntegerLayer, Window
 from .numeric import BIAS_BITS, CODE_BITS, MULTIPLIER_BITS, SHIFT_BITS
 
 __all__ = [
@@ -39,12 +41,13 @@ __all__ = [
     "HEADER_LAYOUT", "CONFIG_LAYOUT", "TOTALS_LAYOUT", "BATCH_LAYOUT", "LAYER_LAYOUTS",
     "HEADER_WORDS", "RECORD_WORDS", "MEMORY_WIDTHS", "MEMORY_DEPTHS", "code_shape",
     "weights_layout", "activation_word_layout", "output_layout", "config_fields",
-    "MemoryConfig", "MemoryImages", "layer_records", "packed_layers",
+    "feed_address_bits", "layer_window", "padded_rows", "MemoryConfig", "MemoryImages",
+    "layer_records", "vector_words", "input_channels", "output_codes", "packed_layers",
     "save_images", "load_images", "pack_vectors", "unpack_vectors", "unpack_outputs",
     "memory_contents",
 ]
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """Version of the memory map: the layouts below and the order of the words."""
 
 PROGRAM_WORD_BITS = 32
@@ -57,6 +60,7 @@ _COUNT = unsigned(16)
 _FLAG = unsigned(1)
 _WIDTH = unsigned(4)          # a code width, 1..8
 _CODE = signed(CODE_BITS + 1)  # an 8-bit signed or unsigned code
+_STEP = signed(16)             # a signed difference of activation buffer addresses
 
 REQUANT_FIELDS = ("bias", "multiplier", "shift")
 """The fields of a requantization word that hold a channel's constants."""
@@ -99,7 +103,6 @@ HEADER_WORDS = 4
 """Program words before the first layer record."""
 
 LAYER_LAYOUTS = (
-    data.StructLayout({"inputs": _COUNT, "outputs": _COUNT}),
     data.StructLayout({"k_tiles": _COUNT, "n_tiles": _COUNT}),
     data.StructLayout({"weight_base": _COUNT, "requant_base": _COUNT}),
     data.StructLayout({
@@ -107,11 +110,37 @@ LAYER_LAYOUTS = (
         "weight_bits": _WIDTH, "weight_signed": _FLAG,
         "output_bits": _WIDTH, "output_signed": _FLAG,
         "input_buffer": _FLAG, "last": _FLAG,
+        "windowed": _FLAG, "rounding": _FLAG,
     }),
     data.StructLayout({"output_zero_point": _CODE, "output_low": _CODE, "output_high": _CODE}),
-    data.StructLayout({"output_words": _COUNT}),
+    data.StructLayout({"outputs": _COUNT, "output_words": _COUNT}),
+    data.StructLayout({"positions": _COUNT, "channels": _COUNT}),
+    data.StructLayout({"height": _COUNT, "width": _COUNT}),
+    data.StructLayout({"kernel_height": _COUNT, "kernel_width": _COUNT}),
+    data.StructLayout({"stride_height": _COUNT, "stride_width": _COUNT}),
+    data.StructLayout({"output_height": _COUNT, "output_width": _COUNT}),
+    data.StructLayout({"pad_top": _COUNT, "pad_left": _COUNT}),
+    data.StructLayout({"c_tiles": _COUNT, "x_step": _STEP}),
+    data.StructLayout({"row_step": _STEP, "image_step": _STEP}),
+    data.StructLayout({"tap_step": _STEP, "pad_code": _CODE}),
+    data.StructLayout({"origin": _STEP, "image_words": _COUNT}),
+    data.StructLayout({"pad_bottom": _COUNT, "pad_right": _COUNT}),
+    data.StructLayout({"groups": _COUNT}),
 )
-"""Program words ``4 + 6 l .. 4 + 6 l + 5``: the record of layer ``l``."""
+"""Program words ``4 + 17 l .. 4 + 17 l + 16``: the record of layer ``l`` (docs/memory-map.md).
+
+The window of the layer (:func:`layer_window`: the input map ``height x width x channels``,
+``c_tiles = ceil(channels / rows)`` words a pixel, ``image_words`` a map, the kernel, strides,
+pads and ``pad_code``, the output map ``output_height x output_width``, ``positions`` of them,
+of ``outputs`` channels), what the activation feeder adds to its address (``x_step`` to the
+next output column, ``row_step`` from a row's last column to the next row's first,
+``image_step`` from a map's last position to the next map's first, ``tap_step`` from a kernel
+row's last K tile to the next row's first, ``origin`` the first address of a layer: see
+:func:`layer_window`);
+``windowed`` is 1 for a convolution (0 for a dense layer), ``rounding`` the index in
+:data:`~systolix.layer.ROUNDING_MODES`. The gateware reads every field but the last two words,
+which only :func:`packed_layers` needs (the sequencer writes the last word of a record in the
+cycle that starts the layer)."""
 
 RECORD_WORDS = len(LAYER_LAYOUTS)
 """Program words of one layer record."""
@@ -153,6 +182,77 @@ def config_fields(config):
     """The fields of :data:`CONFIG_LAYOUT` for ``config``."""
     fields = {name: int(getattr(config, name)) for name, _ in CONFIG_LAYOUT if name != "overflow"}
     return {**fields, "overflow": OVERFLOW_MODES.index(config.overflow)}
+
+
+def feed_address_bits(memories):
+    """Bits of the activation feeder's signed address registers for ``memories``: addresses
+    from ``-2 * activation_words`` to ``2 * activation_words - 1`` (a window's taps reach before
+    and after its map by its padding); :func:`systolix.sw.pack.check_fit` keeps every layer's
+    addresses within them."""
+    return memories.activation_words.bit_length() + 2
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def layer_window(layer, shape, rows):
+    """The window fields of a layer's record (:data:`LAYER_LAYOUTS`) for an array of ``rows``
+    rows.
+
+    Parameters
+    ----------
+    layer : IntegerLayer
+    shape : tuple of int
+        ``(height, width, channels)`` of the layer's input map: its source's ``output_shape``
+        (``(1, 1, K)`` for the program's input). A convolution takes its window's; a dense layer
+        runs as a window that covers the whole map (kernel ``height x width``, no padding,
+        one output position), its weight rows already in the map's ``(y, x, c)`` order.
+
+    Returns
+    -------
+    dict
+        Every window field of the record, ``windowed`` and ``rounding`` included. The
+        address of K tile ``(ky, kx, ct)`` of output ``(oy, ox)`` of input ``b`` is ``origin +
+        b * image_words + oy * stride_height * width * c_tiles + ox * x_step + (ky * width + kx)
+        * c_tiles + ct``; the steps are its differences between consecutive vectors and K
+        tiles.
+    """
+    window = layer.window
+    if window is None:
+        height, width, channels = shape
+        fields = {"height": height, "width": width, "channels": channels,
+                  "kernel_height": height, "kernel_width": width, "stride_height": 1,
+                  "stride_width": 1, "pad_top": 0, "pad_left": 0, "pad_bottom": 0,
+                  "pad_right": 0, "groups": 1, "pad_code": 0, "output_height": 1,
+                  "output_width": 1}
+    else:
+        fields = {name: getattr(window, name) for name in (
+            "height", "width", "channels", "kernel_height", "kernel_width", "stride_height",
+            "stride_width", "pad_top", "pad_left", "pad_bottom", "pad_right", "groups",
+            "pad_code", "output_height", "output_width")}
+    c_tiles = _ceil_div(fields["channels"], rows)
+    row_words = fields["width"] * c_tiles
+    image_words = fields["height"] * row_words
+    x_step = fields["stride_width"] * c_tiles                  # to the next output column
+    y_step = fields["stride_height"] * row_words               # to the next output row
+    row_end = (fields["output_width"] - 1) * x_step            # a row's last column
+    image_end = (fields["output_height"] - 1) * y_step + row_end
+    return {**fields, "windowed": int(window is not None),
+            "rounding": ROUNDING_MODES.index(layer.rounding),
+            "positions": fields["output_height"] * fields["output_width"],
+            "c_tiles": c_tiles, "image_words": image_words, "x_step": x_step,
+            "row_step": y_step - row_end, "image_step": image_words - image_end,
+            "tap_step": row_words - fields["kernel_width"] * c_tiles + 1,
+            "origin": -(fields["pad_top"] * fields["width"] + fields["pad_left"]) * c_tiles}
+
+
+def padded_rows(taps, channels, rows):
+    """Where each weight row of a layer goes in its tiled weight matrix: row ``tap * channels +
+    c`` (``tap = ky * kernel_width + kx``) to row ``tap * c_tiles * rows + c``, each kernel
+    position padded to whole K tiles (``c_tiles = ceil(channels / rows)``) with zero rows."""
+    c_tiles = _ceil_div(channels, rows)
+    return (np.arange(taps)[:, None] * c_tiles * rows + np.arange(channels)[None, :]).reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -257,15 +357,41 @@ def layer_records(images):
     return records
 
 
+def vector_words(images):
+    """Activation buffer words of one input map of the program in ``images``: the first
+    layer's ``image_words``."""
+    return layer_records(images)[0]["image_words"]
+
+
+def input_channels(images):
+    """Codes of one pixel of the program's input map (``c_tiles`` words each in the buffer)."""
+    return layer_records(images)[0]["channels"]
+
+
+def output_codes(images):
+    """Codes of one output of the program: the last layer's ``positions * outputs``."""
+    last = layer_records(images)[-1]
+    return last["positions"] * last["outputs"]
+
+
+_WINDOW_FIELDS = ("height", "width", "channels", "kernel_height", "kernel_width",
+                  "stride_height", "stride_width", "pad_top", "pad_left", "pad_bottom",
+                  "pad_right", "groups", "pad_code")
+
+
 def _packed_layer(images, config, record):
     """The :class:`~systolix.layer.IntegerLayer` described by the program ``record`` (decoded
     fields)."""
     beat = weights_layout(config)
-    inputs, outputs = record["inputs"], record["outputs"]
-    padded_inputs = record["k_tiles"] * config.rows
-    if padded_inputs < inputs or record["n_tiles"] * config.cols < outputs:
+    taps = record["kernel_height"] * record["kernel_width"]
+    channels, outputs = record["channels"], record["outputs"]
+    c_tiles = _ceil_div(channels, config.rows)
+    if (record["k_tiles"] != taps * c_tiles or record["c_tiles"] != c_tiles or outputs == 0
+            or record["n_tiles"] * config.cols < outputs):
         raise ValueError(f"the program's {record['k_tiles']} x {record['n_tiles']} tiles do not "
-                         f"cover a layer of {inputs} inputs and {outputs} outputs")
+                         f"match a layer of {taps} kernel positions of {channels} channels and "
+                         f"{outputs} outputs")
+    padded_inputs = record["k_tiles"] * config.rows
     if (record["weight_base"] + record["n_tiles"] * padded_inputs > len(images.weights)
             or record["requant_base"] + outputs > len(images.requant)):
         raise ValueError(f"the program points past the end of the weight or requant image "
@@ -275,9 +401,13 @@ def _packed_layer(images, config, record):
     tiles = []  # tiles[n_tile][k]: row k of output tile n_tile, cols codes
     for n_tile in range(record["n_tiles"]):
         words = images.weights[base + n_tile * padded_inputs:base + (n_tile + 1) * padded_inputs]
-        tiles.append([decode(beat, word) for word in words[:inputs]])
-    weights = np.array([[code for tile in tiles for code in tile[k]][:outputs]
-                        for k in range(inputs)], dtype=np.int64).reshape(inputs, outputs)
+        tiles.append([decode(beat, word) for word in words])
+    padded = np.array([[code for tile in tiles for code in tile[k]][:outputs]
+                       for k in range(padded_inputs)], dtype=np.int64)
+    weights = padded[padded_rows(taps, channels, config.rows)]
+    window = None
+    if record["windowed"]:
+        window = Window(**{name: record[name] for name in _WINDOW_FIELDS})
     base = record["requant_base"]
     constants = [decode(REQUANT_LAYOUT, word) for word in images.requant[base:base + outputs]]
     return IntegerLayer(
@@ -288,7 +418,8 @@ def _packed_layer(images, config, record):
                                            "input_bits", "weight_bits", "output_bits")},
         **{name: bool(record[name]) for name in ("input_signed", "weight_signed",
                                                  "output_signed")},
-        accumulator_bits=config.accumulator_bits, overflow=config.overflow)
+        accumulator_bits=config.accumulator_bits, overflow=config.overflow, window=window,
+        rounding=ROUNDING_MODES[record["rounding"]])
 
 
 def packed_layers(images, config):
@@ -330,46 +461,61 @@ def _check_config(config):
         raise TypeError(f"config must be an ArrayConfig, not {type(config).__name__}")
 
 
-def pack_vectors(codes, config, vector_words):
-    """The activation buffer words of input vectors.
+def pack_vectors(codes, config, vector_words, channels=None):
+    """The activation buffer words of input maps.
 
     Parameters
     ----------
     codes : array_like of int, shape (n, K)
-        Input codes of the first layer, in the array's activation code range.
+        Input codes of the first layer (maps NHWC-flattened), in the array's activation code
+        range.
     config : ArrayConfig
     vector_words : int
-        Words a vector occupies, ``ceil(K / rows)`` (layer 0's ``k_tiles``).
+        Words a map occupies (:func:`vector_words`): ``pixels * ceil(channels / rows)``.
+    channels : int, optional
+        Codes of a pixel (:func:`input_channels`); by default ``K``, one pixel.
 
     Returns
     -------
     list of int
-        ``n * vector_words`` words of :func:`activation_word_layout`: word ``t`` of vector ``i``
-        holds codes ``t * rows .. t * rows + rows - 1``, codes past ``K`` zero.
+        ``n * vector_words`` words of :func:`activation_word_layout`: word ``p * c_tiles + t``
+        of map ``i`` holds codes ``t * rows .. t * rows + rows - 1`` of its pixel ``p``, codes
+        past ``channels`` zero.
     """
     _check_config(config)
     rows = config.rows
     codes = [[int(code) for code in vector] for vector in codes]
     low, high = config.activation_range
     width = max((len(vector) for vector in codes), default=0)
-    if width > vector_words * rows or any(len(vector) != width for vector in codes):
-        raise ValueError(f"input vectors must all have the same length, at most "
-                         f"{vector_words * rows} codes, not {sorted({len(v) for v in codes})}")
+    channels = width if channels is None else channels
+    pixels = width // channels if channels else 0
+    c_tiles = _ceil_div(channels, rows)
+    if (pixels * channels != width or pixels * c_tiles != vector_words
+            or any(len(vector) != width for vector in codes)):
+        raise ValueError(f"input vectors must all have the same length, whole pixels of "
+                         f"{channels} codes filling {vector_words} words of {rows} codes, not "
+                         f"{sorted({len(v) for v in codes})}")
     if any(not low <= code <= high for vector in codes for code in vector):
         raise ValueError(f"input codes must lie in {low}..{high}")
     beat = activation_word_layout(config)
-    return [encode(beat, (vector + [0] * (vector_words * rows - width))[t * rows:(t + 1) * rows])
-            for vector in codes for t in range(vector_words)]
+    padding = [0] * (c_tiles * rows - channels)
+    return [encode(beat, (vector[p * channels:(p + 1) * channels] + padding)[t * rows:(t + 1) * rows])
+            for vector in codes for p in range(pixels) for t in range(c_tiles)]
 
 
-def unpack_vectors(words, config, vector_words):
-    """The input vectors held by activation buffer ``words`` (the inverse of
-    :func:`pack_vectors`, codes past ``K`` included): an int64 matrix of
-    ``len(words) // vector_words`` rows and ``vector_words * rows`` columns."""
+def unpack_vectors(words, config, vector_words, channels=None):
+    """The input maps held by activation buffer ``words`` (the inverse of
+    :func:`pack_vectors`): an int64 matrix of ``len(words) // vector_words`` rows of
+    ``pixels * channels`` codes (by default ``channels`` is a pixel's whole ``c_tiles * rows``
+    codes, the padding included)."""
     _check_config(config)
     beat = activation_word_layout(config)
-    codes = [code for word in words for code in decode(beat, word)]
-    return np.array(codes, dtype=np.int64).reshape(-1, vector_words * config.rows)
+    codes = np.array([code for word in words for code in decode(beat, word)], dtype=np.int64)
+    if channels is None:
+        return codes.reshape(-1, vector_words * config.rows)
+    c_tiles = _ceil_div(channels, config.rows)
+    pixels = codes.reshape(-1, c_tiles * config.rows)[:, :channels]
+    return pixels.reshape(-1, vector_words // c_tiles * channels)
 
 
 def unpack_outputs(raw, bits, signed_codes):

@@ -16,13 +16,14 @@ from typing import NamedTuple
 from systolix.memory_map import HEADER_WORDS, RECORD_WORDS
 from systolix.timing import REQUANT_LATENCY
 
-__all__ = ["Bounds", "Loop", "MemoryToStream", "Sequencer", "WeightFeeder", "ActivationFeeder",
+__all__ = ["Bounds", "Loop", "feed_order", "MemoryToStream", "Sequencer", "WeightFeeder", "ActivationFeeder",
            "KTileAccumulator", "SyncFIFOBuffered", "RequantIssuer", "Requantizer", "Writeback",
            "OutputStreamer"]
 
 
 class Bounds(NamedTuple):
-    """The loop sizes of a layer: vectors of the batch, K tiles, output tiles."""
+    """The loop sizes of a layer: its vectors (an output position of an input of the batch
+    each), K tiles, output tiles."""
     batch: int
     k_tiles: int
     n_tiles: int
@@ -108,7 +109,8 @@ class Sequencer:
 
     @property
     def bounds(self):
-        return Bounds(self.batch, self.record["k_tiles"], self.record["n_tiles"])
+        return Bounds(self.batch * self.record["positions"], self.record["k_tiles"],
+                      self.record["n_tiles"])
 
     def _fetch(self, words, following):
         self.cycles += 1
@@ -156,14 +158,37 @@ class WeightFeeder:
             self.addr, self.feed, self.total = 0, True, total
 
 
+def feed_order(record, batch):
+    """The words the activation feeder sends for a layer of ``record`` (a dict of
+    :data:`~systolix.memory_map.LAYER_LAYOUTS` fields) on ``batch`` inputs, in order: per
+    output tile, per K tile ``(ky, kx, ct)``, per input ``b`` and output position ``(oy, ox)``,
+    ``(address, last)`` with the buffer address of the pixel the window reads, or ``None``
+    outside the map (a word of ``pad_code``), and ``last`` on the tile's final vector."""
+    r = record
+    for _ in range(r["n_tiles"]):
+        for ky in range(r["kernel_height"]):
+            for kx in range(r["kernel_width"]):
+                for ct in range(r["c_tiles"]):
+                    for b in range(batch):
+                        for oy in range(r["output_height"]):
+                            for ox in range(r["output_width"]):
+                                iy = oy * r["stride_height"] - r["pad_top"] + ky
+                                ix = ox * r["stride_width"] - r["pad_left"] + kx
+                                inside = 0 <= iy < r["height"] and 0 <= ix < r["width"]
+                                address = (b * r["image_words"]
+                                           + (iy * r["width"] + ix) * r["c_tiles"] + ct
+                                           if inside else None)
+                                yield address, (b == batch - 1 and oy == r["output_height"] - 1
+                                                and ox == r["output_width"] - 1)
+
+
 class ActivationFeeder:
     """:class:`systolix.hw.feeders.ActivationFeeder`: ``reader.word`` is ``(address, last)`` of
-    the word on ``activations``; the address of vector ``i``'s K tile ``t`` is
-    ``i * k_tiles + t`` (:func:`systolix.memory_map.pack_vectors`)."""
+    the word on ``activations`` (:func:`feed_order`; the address ``None`` for padding)."""
 
     def __init__(self):
         self.reader = MemoryToStream()
-        self.loop, self.feeding = Loop(), False
+        self.order, self.feeding, self.pending, self.remaining = iter(()), False, None, 0
 
     @property
     def valid(self):
@@ -173,16 +198,22 @@ class ActivationFeeder:
     def last(self):
         return self.reader.word[1]
 
-    def step(self, start, running, ready, bounds):
-        loop = self.loop
-        request = (loop.index * bounds.k_tiles + loop.k_tile, loop.index == bounds.batch - 1)
-        if self.reader.step(request if self.feeding else None, ready):
-            self.feeding = not loop.at_last(bounds)
-            loop.step(bounds)
+    def step(self, start, running, ready, record, batch):
+        """A cycle; ``record`` and ``batch`` are the layer's fields and the run's inputs."""
+        if self.feeding:
+            if self.pending is None:
+                self.pending = next(self.order)
+            if self.reader.step(self.pending, ready):
+                self.pending = None
+                self.remaining -= 1
+                self.feeding = self.remaining != 0
+        else:
+            self.reader.step(None, ready)
         if start:
-            self.feeding = True
-        if not running:
-            loop.reset()
+            self.feeding, self.pending = True, None
+            self.order = feed_order(record, batch)
+            self.remaining = (record["n_tiles"] * record["k_tiles"] * batch
+                              * record["positions"])
 
 
 class KTileAccumulator:

@@ -59,7 +59,8 @@ def engine_cycles(config, images, batch, requant_lanes=None):
     total = len(images.weights)
     # More than any run takes: every result a cycle per channel, and the pipelines' fill.
     limit = 1000 * len(records) + 4 * total + sum(
-        record["k_tiles"] * record["n_tiles"] * batch * config.cols for record in records)
+        record["k_tiles"] * record["n_tiles"] * batch * record["positions"] * config.cols
+        for record in records)
 
     # The cycle of the start transfer (cycle -1), then cycle 0, the first of the header, on.
     cycle, start, layer_ends, first_output = -1, batch, [], None
@@ -87,14 +88,16 @@ def engine_cycles(config, images, batch, requant_lanes=None):
 
         # Registers.
         weight_feeder.step(sequencer.header_done, total, weights_ready)
-        activation_feeder.step(sequencer.layer_start, running, activations_ready, bounds)
+        activation_feeder.step(sequencer.layer_start, running, activations_ready,
+                               record, batch)
         array.step(take_weight, accept, accept_last, results_ready)
         accumulator.step(sink_take, running, bounds)
         queue.step(sums_valid, vectors_ready)
         issuer.step(take_vector, running, bounds)
         requantizer.step(issued_final)
         writeback.step(sequencer.idle, False, cycle == -1)
-        output_streamer.step(layer_done and record["last"], True, batch, record["outputs"])
+        output_streamer.step(layer_done and record["last"], True,
+                             batch * record["positions"], record["outputs"])
         sequencer.step(start, layer_done)
         start, cycle = 0, cycle + 1
     layers = tuple(end - begin for begin, end in zip([0] + layer_ends, layer_ends))

@@ -35,7 +35,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from systolix.config import ArrayConfig
-from systolix.memory_map import layer_records, load_images, pack_vectors, unpack_outputs
+from systolix.memory_map import (input_channels, layer_records, load_images, pack_vectors,
+                                 unpack_outputs, vector_words)
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.golden.program import run_images
 from systolix.sim.testbench.array import StreamSink, StreamSource, reset
@@ -55,8 +56,7 @@ async def run_batch(dut, context, codes, rng):
     config, images, spec = (context[key] for key in ("config", "images", "spec"))
     last = layer_records(images)[-1]
     batch = len(codes)
-    vector_words = layer_records(images)[0]["k_tiles"]
-    words = pack_vectors(codes, config, vector_words)
+    words = pack_vectors(codes, config, vector_words(images), input_channels(images))
     expected = run_images(images, config, codes).reshape(-1).tolist()
     model = engine_cycles(config, images, batch)
     limit = 4 * (len(words) + model.compute + len(expected)) + 1000

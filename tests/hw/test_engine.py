@@ -13,9 +13,10 @@ from systolix.hw.engine import InferenceEngine
 from systolix.timing import default_requant_lanes
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.golden.program import run_program
-from systolix.layer import IntegerLayer
-from systolix.sw.stimulus import program_of, random_program
-from systolix.memory_map import MemoryConfig, pack_vectors, unpack_outputs
+from systolix.layer import IntegerLayer, Window
+from systolix.sw.stimulus import (live_constants, program_of, random_conv_program,
+                                   random_program)
+from systolix.memory_map import MemoryConfig, input_channels, pack_vectors, unpack_outputs
 from systolix.sw.pack import pack
 
 
@@ -27,7 +28,8 @@ def simulate(engine, batches, rng, stall=0.0):
 
     async def bench(ctx):
         for codes in batches:
-            for word in pack_vectors(codes, engine.config, engine.vector_words):
+            for word in pack_vectors(codes, engine.config, engine.vector_words,
+                                     input_channels(engine.images)):
                 while rng.random() < stall:
                     ctx.set(engine.inputs.valid, 0)
                     await ctx.tick()
@@ -65,19 +67,8 @@ def simulate(engine, batches, rng, stall=0.0):
 def live_program(rng, config, sizes):
     """:func:`random_program` with requantization constants that spread the codes over their
     range (the random ones clamp nearly every code to one value)."""
-    layers = []
-    for layer in random_program(rng, config, sizes).layers:
-        inputs, outputs = layer.weights.shape
-        largest = (max(abs(v) for v in code_range(layer.input_bits, layer.input_signed))
-                   * max(abs(v) for v in code_range(layer.weight_bits, layer.weight_signed)))
-        span = max(2, min(1 << (config.accumulator_bits - 1), int(largest * inputs ** 0.5)))
-        low, high = code_range(layer.output_bits, layer.output_signed)
-        layers.append(dataclasses.replace(
-            layer, bias=rng.integers(-span // 2, span // 2 + 1, outputs),
-            multiplier=rng.integers(1 << 15, 1 << 16, outputs),
-            shift=np.full(outputs, min(16 + span.bit_length() - layer.output_bits, 63)),
-            output_zero_point=(low + high) // 2, output_low=low, output_high=high))
-    return program_of(layers)
+    return program_of([live_constants(rng, layer, config.accumulator_bits)
+                       for layer in random_program(rng, config, sizes).layers])
 
 
 def check_program(program, config, batch_sizes, rng, *, memories=MemoryConfig(), stall=0.0,
@@ -87,7 +78,7 @@ def check_program(program, config, batch_sizes, rng, *, memories=MemoryConfig(),
     engine = InferenceEngine(config, images, requant_lanes=requant_lanes, filler=filler)
     first, last = program.layers[0], program.layers[-1]
     low, high = code_range(first.input_bits, first.input_signed)
-    batches = [rng.integers(low, high, (size, first.weights.shape[0]), endpoint=True)
+    batches = [rng.integers(low, high, (size, program.inputs), endpoint=True)
                for size in batch_sizes]
     seen = set()
     for codes, (outputs, cycles, first_output) in zip(batches,
@@ -151,7 +142,7 @@ def test_as_many_k_tiles_as_the_weight_memory_holds():
         weight_signed=True, output_bits=3, output_signed=True, accumulator_bits=5,
         overflow="wrap")])
     assert len(set(run_program(program, np.arange(-4, 4)[:, None])[:, 1].tolist())) > 3
-    memories = MemoryConfig(weight_words=3, requant_words=2, program_words=10,
+    memories = MemoryConfig(weight_words=3, requant_words=2, program_words=21,
                             activation_words=6, batch=4, output_codes=10)
     check_program(program, config, [4, 3, 4], rng, memories=memories)
 
@@ -162,9 +153,38 @@ def test_filler_in_unused_memory_changes_nothing():
     rng = np.random.default_rng(12)
     config = ArrayConfig(rows=3, cols=4, weight_bits=3, activation_bits=5, accumulator_bits=18)
     program = live_program(rng, config, [10, 7, 6])
-    memories = MemoryConfig(weight_words=64, requant_words=32, program_words=32)
+    memories = MemoryConfig(weight_words=64, requant_words=32, program_words=64)
     assert check_program(program, config, [3, 1], rng, memories=memories, stall=0.3,
                          filler=7) > 1
+
+
+@pytest.mark.parametrize("seed, rows, cols, overflow", [
+    (0, 3, 2, "wrap"), (1, 2, 4, "wrap"), (2, 4, 4, "saturate"), (3, 1, 3, "wrap")])
+def test_convolutions(seed, rows, cols, overflow):
+    """Chains of random convolutions (kernels up to 3x3, strides 1 and 2, any padding with its
+    pad code, grouped and depthwise, halves up and to even) and a dense layer on their map."""
+    rng = np.random.default_rng(seed)
+    config = ArrayConfig(rows=rows, cols=cols, weight_bits=4, activation_bits=4,
+                         activation_signed=bool(seed % 2),
+                         accumulator_bits=32 if overflow == "saturate" else 14,
+                         overflow=overflow)
+    program = random_conv_program(rng, config, (5, 4, 3), [
+        ("conv", 4), ("conv", 4, {"largest_stride": 2}), ("dense", 3)])
+    assert any(layer.window.stride_height > 1 or layer.window.stride_width > 1
+               for layer in program.layers[:2]) or seed
+    assert check_program(program, config, [2, 1], rng, stall=0.3) > 1
+
+
+def test_depthwise_and_padding():
+    """A depthwise 3x3 convolution with padding 1 on every side and stride 2, then a 1x1
+    convolution whose channels span K tiles, rounding halves to even."""
+    rng = np.random.default_rng(21)
+    config = ArrayConfig(rows=2, cols=3, weight_bits=3, activation_bits=4, accumulator_bits=16)
+    depthwise = Window(5, 5, 3, 3, 3, 2, 2, 1, 1, 1, 1, groups=3, pad_code=7)
+    pointwise = Window(3, 3, 3, 1, 1)
+    program = random_conv_program(rng, config, (5, 5, 3), [
+        ("window", 3, depthwise), ("window", 5, pointwise)], rounding="half_even")
+    assert check_program(program, config, [3, 2], rng, stall=0.2) > 1
 
 
 def test_default_requant_lanes():

@@ -11,8 +11,13 @@ from amaranth.sim import Simulator
 
 from systolix.config import ArrayConfig
 from systolix.hw.feeders import ActivationFeeder, WeightFeeder
-from systolix.memory_map import MemoryConfig
+from systolix.codec import decode
+from systolix.memory_map import (HEADER_WORDS, RECORD_WORDS, MemoryConfig,
+                                 activation_word_layout, input_channels, layer_records,
+                                 pack_vectors, vector_words)
 from systolix.sim.golden import components
+from systolix.sw.pack import pack
+from systolix.sw.stimulus import random_conv_program, random_program
 
 CONFIG = ArrayConfig(rows=3, cols=2, weight_bits=5, activation_bits=3)
 MEMORIES = MemoryConfig(weight_words=64, requant_words=32, program_words=32,
@@ -60,60 +65,92 @@ def test_weight_feeder_sends_the_image_in_address_order():
     assert runs == [words[:37], words, words[:1]]
 
 
-def expected_order(batch, k_tiles, n_tiles):
-    """The activation feeder's words: per output tile, per K tile, per vector, the vector's
-    K tile (word ``i * k_tiles + t``), ``last`` on the batch's final vector."""
-    return [(i * k_tiles + t, i == batch - 1)
-            for _ in range(n_tiles) for t in range(k_tiles) for i in range(batch)]
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_activation_feeder_sends_the_layers_in_tile_order(seed):
-    rng = np.random.default_rng(seed)
-    word_bits = CONFIG.rows * CONFIG.activation_bits
-    contents = [rng.integers(0, 1 << word_bits, MEMORIES.activation_words).tolist()
-                for _ in range(2)]
-    m = Module()
-    feeder = m.submodules.feeder = ActivationFeeder(CONFIG, MEMORIES)
-    for index, words in enumerate(contents):
-        memory = m.submodules[f"buffer_{index}"] = Memory(shape=word_bits, depth=len(words),
-                                                          init=words)
+def feed_layers(m, feeder, memories, config, program, codes, rng, ready_rate):
+    """Run every layer of ``program`` (packed for ``config``) through the activation feeder,
+    reading buffer ``l % 2``, which holds ``codes`` packed as the first layer's input; check
+    every cycle against the cycle model and return each layer's received ``(data, last)``."""
+    images = pack(program, config, memories)
+    records = layer_records(images)
+    words = pack_vectors(codes, config, vector_words(images), input_channels(images))
+    for index in range(2):
+        memory = m.submodules[f"buffer_{index}"] = Memory(
+            shape=config.rows * config.activation_bits, depth=memories.activation_words,
+            init=words)
         wiring.connect(m, feeder.buffers[index], memory.read_port())
     model = components.ActivationFeeder()
-    layers = [components.Bounds(int(rng.integers(1, 9)), int(rng.integers(1, 6)),
-                                int(rng.integers(1, 4))) for _ in range(4)]
     runs = []
 
     async def bench(ctx):
-        for number, bounds in enumerate(layers):
-            buffer = number % 2
-            ctx.set(feeder.input_buffer, buffer)
-            for name, value in (("batch_last", bounds.batch - 1),
-                                ("k_last", bounds.k_tiles - 1),
-                                ("n_last", bounds.n_tiles - 1), ("k_tiles", bounds.k_tiles)):
-                ctx.set(getattr(feeder, name), value)
+        for number, record in enumerate(records):
+            start_word = HEADER_WORDS + RECORD_WORDS * number
+            fields = images.program[start_word:start_word + RECORD_WORDS]
+            ctx.set(feeder.layer.as_value(), sum(word << (32 * index)
+                                                 for index, word in enumerate(fields)))
+            ctx.set(feeder.input_buffer, number % 2)
+            ctx.set(feeder.batch_last, len(codes) - 1)
+            ctx.set(feeder.n_last, record["n_tiles"] - 1)
             received = []
-            words = bounds.batch * bounds.k_tiles * bounds.n_tiles
-            for cycle in range(3 * words + 12):
+            total = record["n_tiles"] * record["k_tiles"] * len(codes) * record["positions"]
+            for cycle in range(4 * total + 12):
                 start, running = cycle == 3, cycle > 3
-                ready = bool(rng.random() < 0.6)
+                ready = bool(rng.random() < ready_rate)
                 ctx.set(feeder.start, start)
                 ctx.set(feeder.running, running)
                 ctx.set(feeder.activations.ready, ready)
                 assert ctx.get(feeder.activations.valid) == model.valid
                 if model.valid:
                     addr, last = model.reader.word
-                    payload = ctx.get(feeder.activations.payload)
-                    assert (ctx.get(feeder.activations.payload.data.as_value()),
-                            payload.last) == (contents[buffer][addr], last)
+                    data = ctx.get(feeder.activations.payload.data.as_value())
+                    assert ctx.get(feeder.activations.payload.last) == last
+                    if addr is not None:
+                        assert data == words[addr]
                     if ready:
-                        received.append((addr, last))
-                model.step(start, running, ready, bounds)
+                        received.append((data, last))
+                model.step(start, running, ready, record, len(codes))
                 await ctx.tick()
+            assert len(received) == total
             runs.append(received)
 
     simulate(m, bench)
-    assert runs == [expected_order(*bounds) for bounds in layers]
+    return images, runs
+
+
+def patches_of(received, layer, config, batch):
+    """The im2col matrix the words of one output tile make: row ``b * positions + p``, the
+    patch in ``(ky, kx, c)`` order with each kernel position's channels padded to its
+    words."""
+    beat = activation_word_layout(config)
+    codes = np.array([decode(beat, data) for data, _ in received])
+    window = layer.window
+    taps = window.kernel_height * window.kernel_width
+    c_tiles = -(-window.channels // config.rows)
+    vectors = batch * window.positions
+    tile = codes[:taps * c_tiles * vectors].reshape(taps * c_tiles, vectors, config.rows)
+    padded = tile.transpose(1, 0, 2).reshape(vectors, taps, c_tiles * config.rows)
+    return padded[:, :, :window.channels].reshape(vectors, -1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_activation_feeder_streams_the_im2col_patches(seed):
+    """Random convolution chains (strides 1 and 2, padding, groups): the words of each output
+    tile are the layer's im2col patches (``Window.patches``), padding words ``rows`` copies of
+    its pad code, at the cycles of the cycle model."""
+    rng = np.random.default_rng(seed)
+    config = ArrayConfig(rows=int(rng.integers(1, 4)), cols=2, weight_bits=3,
+                         activation_bits=4, activation_signed=bool(seed % 2),
+                         accumulator_bits=20)
+    memories = MemoryConfig(weight_words=4096, requant_words=64, program_words=64,
+                            activation_words=512, batch=64, output_codes=64)
+    program = random_conv_program(rng, config, (4, 5, 3), [("conv", 3), ("conv", 2)])
+    m = Module()
+    feeder = m.submodules.feeder = ActivationFeeder(config, memories)
+    low, high = config.activation_range
+    codes = rng.integers(low, high, (2, program.inputs), endpoint=True)
+    _, runs = feed_layers(m, feeder, memories, config, program, codes, rng, 0.6)
+    first = program.layers[0]
+    expected = first.window.patches(codes)
+    for run in runs[:1]:
+        np.testing.assert_array_equal(patches_of(run, first, config, len(codes)), expected)
 
 
 @pytest.mark.parametrize("component", [WeightFeeder, ActivationFeeder])
@@ -124,37 +161,19 @@ def test_refuses_bad_parameters(component):
         component(CONFIG, 4)
 
 
-@pytest.mark.parametrize("weight_words, bounds", [(3, (4, 1, 1)), (12, (3, 4, 2))])
-def test_activation_feeder_with_as_many_k_tiles_as_the_memories_hold(weight_words, bounds):
-    """A layer of the most K tiles the weight memory holds (a power of two): the vector stride
-    ``k_tiles`` is a count, one more than the largest K tile index."""
+@pytest.mark.parametrize("weight_words, sizes", [(3, [3, 1]), (12, [12, 2])])
+def test_activation_feeder_with_as_many_k_tiles_as_the_memories_hold(weight_words, sizes):
+    """A dense layer of the most K tiles the weight memory holds (a power of two): the words of
+    each vector in order, vector after vector."""
     memories = MemoryConfig(weight_words=weight_words, requant_words=32, program_words=32,
                             activation_words=48, batch=8, output_codes=64)
-    bounds = components.Bounds(*bounds)
-    word_bits = CONFIG.rows * CONFIG.activation_bits
-    contents = list(range(memories.activation_words))
+    rng = np.random.default_rng(weight_words)
+    program = random_program(rng, CONFIG, sizes)
     m = Module()
     feeder = m.submodules.feeder = ActivationFeeder(CONFIG, memories)
-    for index in range(2):
-        memory = m.submodules[f"buffer_{index}"] = Memory(shape=word_bits, depth=48,
-                                                          init=contents)
-        wiring.connect(m, feeder.buffers[index], memory.read_port())
-    received = []
-
-    async def bench(ctx):
-        for name, value in (("batch_last", bounds.batch - 1), ("k_last", bounds.k_tiles - 1),
-                            ("n_last", bounds.n_tiles - 1), ("k_tiles", bounds.k_tiles)):
-            ctx.set(getattr(feeder, name), value)
-        ctx.set(feeder.activations.ready, 1)
-        ctx.set(feeder.start, 1)
-        await ctx.tick()
-        ctx.set(feeder.start, 0)
-        ctx.set(feeder.running, 1)
-        for _ in range(bounds.batch * bounds.k_tiles * bounds.n_tiles + 4):
-            if ctx.get(feeder.activations.valid):
-                received.append((ctx.get(feeder.activations.payload.data.as_value()),
-                                 ctx.get(feeder.activations.payload.last)))
-            await ctx.tick()
-
-    simulate(m, bench)
-    assert received == [(addr, int(last)) for addr, last in expected_order(*bounds)]
+    codes = rng.integers(0, 8, (4, sizes[0]))
+    images, runs = feed_layers(m, feeder, memories, CONFIG, program, codes, rng, 1.0)
+    words = pack_vectors(codes, CONFIG, vector_words(images))
+    k_tiles = layer_records(images)[0]["k_tiles"]
+    assert runs[0] == [(words[i * k_tiles + t], i == len(codes) - 1)
+                       for t in range(k_tiles) for i in range(len(codes))]

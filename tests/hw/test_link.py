@@ -438,7 +438,7 @@ def test_link_synthesizes_for_ice40(tmp_path):
 def test_link_with_the_real_engine_answers_like_the_golden_models():
     config = ArrayConfig(rows=4, cols=3, weight_bits=3, activation_bits=3,
                          activation_signed=True)
-    memories = MemoryConfig(weight_words=256, requant_words=64, program_words=32,
+    memories = MemoryConfig(weight_words=256, requant_words=64, program_words=64,
                             activation_words=64, batch=4, output_codes=64)
     program = random_program(np.random.default_rng(5), config, [10, 7, 6])
     engine = InferenceEngine(config, pack(program, config, memories))

@@ -6,6 +6,7 @@ from amaranth.hdl import unsigned
 from amaranth.sim import Simulator
 
 from systolix.config import code_range
+from systolix.layer import ROUNDING_MODES
 from systolix.hw.requant import Requantizer
 from systolix.timing import REQUANT_LATENCY
 from systolix.numeric import BIAS_BITS, MAX_SHIFT, MULTIPLIER_BITS
@@ -35,12 +36,14 @@ def cases(rng, accumulator_bits, count):
     return acc, bias, multiplier, shift
 
 
-def simulate(accumulator_bits, acc, bias, multiplier, shift, zero_point, low, high, gaps):
+def simulate(accumulator_bits, acc, bias, multiplier, shift, zero_point, low, high, gaps,
+             rounding="half_up"):
     """The codes the unit gives for each channel, and the cycles from input to output."""
     dut = Requantizer(accumulator_bits, unsigned(16))
     codes, latencies = {}, []
 
     async def bench(ctx):
+        ctx.set(dut.rounding, ROUNDING_MODES.index(rounding))
         ctx.set(dut.zero_point, zero_point)
         ctx.set(dut.low, low)
         ctx.set(dut.high, high)
@@ -71,9 +74,11 @@ def simulate(accumulator_bits, acc, bias, multiplier, shift, zero_point, low, hi
     return np.array([codes[index] for index in range(len(acc))]), latencies
 
 
-@pytest.mark.parametrize("accumulator_bits, out_bits, out_signed, relu", [
-    (12, 4, False, True), (32, 8, True, False), (2, 1, False, False), (20, 8, False, True)])
-def test_matches_golden_requantize(accumulator_bits, out_bits, out_signed, relu):
+@pytest.mark.parametrize("accumulator_bits, out_bits, out_signed, relu, rounding", [
+    (12, 4, False, True, "half_up"), (32, 8, True, False, "half_up"),
+    (2, 1, False, False, "half_up"), (20, 8, False, True, "half_up"),
+    (12, 4, False, True, "half_even"), (32, 8, True, False, "half_even")])
+def test_matches_golden_requantize(accumulator_bits, out_bits, out_signed, relu, rounding):
     rng = np.random.default_rng(accumulator_bits + out_bits)
     acc, bias, multiplier, shift = cases(rng, accumulator_bits, 600)
     low, high = code_range(out_bits, out_signed)
@@ -81,8 +86,8 @@ def test_matches_golden_requantize(accumulator_bits, out_bits, out_signed, relu)
     if relu:
         low = zero_point
     codes, latencies = simulate(accumulator_bits, acc, bias, multiplier, shift, zero_point,
-                                low, high, gaps=[0, 0, 1, 0, 1, 1, 0])
-    expected = requantize(acc, bias, multiplier, shift, zero_point, low, high)
+                                low, high, gaps=[0, 0, 1, 0, 1, 1, 0], rounding=rounding)
+    expected = requantize(acc, bias, multiplier, shift, zero_point, low, high, rounding)
     mismatches = np.flatnonzero(codes != expected)
     assert mismatches.size == 0, (
         f"{mismatches.size} mismatches, first: acc {acc[mismatches[0]]} bias "
@@ -94,8 +99,10 @@ def test_matches_golden_requantize(accumulator_bits, out_bits, out_signed, relu)
     assert len(set(codes.tolist())) >= min(3, high - low + 1)
 
 
-def test_every_shift_rounds_half_up():
-    """``t = 2^(s-1)`` (an exact half) and its neighbours for every shift the unit can get."""
+@pytest.mark.parametrize("rounding", ["half_up", "half_even"])
+def test_every_shift_rounds_halves(rounding):
+    """``t = 2^(s-1)`` and ``3 * 2^(s-1)`` (exact halves, one rounding to an odd neighbour,
+    one to an even) and their neighbours for every shift the unit can get."""
     acc, bias, multiplier, shift = [], [], [], []
     for s in range(MAX_SHIFT + 1):
         for t in ({2 ** (s - 1) if s else 1, 3 * 2 ** (s - 1) if s else 3} if s < 48 else {1}):
@@ -107,7 +114,8 @@ def test_every_shift_rounds_half_up():
                         bias.append(value)
                         multiplier.append(1)
                         shift.append(s)
-    codes, _ = simulate(2, acc, bias, multiplier, shift, 0, -256, 255, gaps=[0])
-    expected = requantize(acc, bias, multiplier, shift, 0, -256, 255)
+    codes, _ = simulate(2, acc, bias, multiplier, shift, 0, -256, 255, gaps=[0],
+                        rounding=rounding)
+    expected = requantize(acc, bias, multiplier, shift, 0, -256, 255, rounding)
     assert (codes == expected).all()
     assert {-2, -1, 0, 1, 2} <= set(expected.tolist())

@@ -186,10 +186,10 @@ def expected_refusal(case):
                 rf"{memories.requant_words}" * (need["requant"] > memories.requant_words),
                 rf"the model needs {need['program']} program words \(.*\), the memory has "
                 rf"{memories.program_words}" * (need["program"] > memories.program_words),
-                rf"the model needs {need['activation']} activation words per vector \(.*\), each "
+                rf"the model needs {need['activation']} activation words per input \(.*\), each "
                 rf"buffer has {memories.activation_words}"
                 * (need["activation"] > memories.activation_words),
-                rf"the model needs {need['output']} output codes per vector \(.*\), the output "
+                rf"the model needs {need['output']} output codes per input \(.*\), the output "
                 rf"memory has {memories.output_codes}" * (need["output"] > memories.output_codes)]
     problems = [problem for problem in problems if problem]
     return "; ".join(problems) + "$" if problems else None

@@ -9,7 +9,7 @@ from systolix.sim.golden.array import array_matmul, wrap
 from systolix.sim.golden.program import requantize, run_program
 from systolix.sw import IntegerLayer, digits_mlp, lower, quantize
 from systolix.boards.memory_files import write_images
-from systolix.memory_map import (FORMAT_VERSION, HEADER_WORDS, REQUANT_LAYOUT, MemoryConfig,
+from systolix.memory_map import (FORMAT_VERSION, HEADER_WORDS, RECORD_WORDS, REQUANT_LAYOUT, MemoryConfig,
                                  MemoryImages, memory_contents)
 from systolix.sw.pack import LayerTiles, check_fit, ideal_cycles, layer_tiles, pack, unpack
 from systolix.sw.stimulus import program_of, random_layer, random_program
@@ -112,7 +112,7 @@ def test_round_trip_every_width(bits, signed):
         assert list(images.weights) == expected_weight_words(program, config)
         assert list(images.requant) == expected_requant_words(program, config)
         assert images.program[0] == FORMAT_VERSION | (len(program.layers) << 16)
-        assert len(images.program) == HEADER_WORDS + 6 * len(program.layers)
+        assert len(images.program) == HEADER_WORDS + RECORD_WORDS * len(program.layers)
         assert images.program[2] == len(images.weights)
         assert images.program[3] == images.max_batch
         for memory, width in ((images.weights, images.weight_width),
@@ -189,16 +189,28 @@ def test_fixed_layout():
     assert images.requant == (0x0014_9C40_FFFF_FFFF, 0x0000_0001_0000_0002,
                               0x003F_FFFF_0000_0003, 0)
     assert images.program == (
-        0x0001_0003,                                   # version 3, 1 layer
+        0x0001_0004,                                   # version 4, 1 layer
         2 | 2 << 6 | 4 << 12 | 1 << 16 | 4 << 17 | 0 << 21 | 16 << 22 | 1 << 28,
         8,                                             # weight words
         128,                                           # max batch: MemoryConfig().batch
-        3 | 3 << 16,                                   # 3 inputs, 3 outputs
         2 | 2 << 16,                                   # 2 K tiles, 2 output tiles
         0,                                             # weight and requant bases
-        4 | 0 << 4 | 4 << 5 | 1 << 9 | 8 << 10 | 1 << 14 | 0 << 15 | 1 << 16,
+        4 | 0 << 4 | 4 << 5 | 1 << 9 | 8 << 10 | 1 << 14 | 0 << 15 | 1 << 16 | 0 << 17
+        | 0 << 18,                                     # dense, halves up
         (-3 & 0x1FF) | (-128 & 0x1FF) << 9 | 127 << 18,
-        0)                                             # output words: the last layer's go out
+        3,                                             # 3 outputs; none to the buffers
+        1 | 3 << 16,                                   # 1 position of 3 input channels
+        1 | 1 << 16,                                   # the input map: 1 x 1
+        1 | 1 << 16,                                   # the kernel covers it
+        1 | 1 << 16,                                   # strides
+        1 | 1 << 16,                                   # the output map: 1 x 1
+        0,                                             # pad top, left
+        2 | 2 << 16,                                   # 2 words a pixel; x step
+        2 | 2 << 16,                                   # row and map steps
+        1 | 0 << 16,                                   # K tile row step; pad code 0
+        0 | 2 << 16,                                   # origin; 2 words a map
+        0,                                             # pad bottom, right
+        1)                                             # groups
 
 
 def test_files_read_back(tmp_path):
@@ -285,15 +297,15 @@ def test_too_many_inputs():
                      r"layer 2: 64\), the memory has 831$"),
     ("requant_words", r"^the model needs 112 requant words \(layer 0: 64, layer 1: 32, "
                       r"layer 2: 16\), the memory has 111$"),
-    ("program_words", r"^the model needs 22 program words \(4 \+ 6 per layer, 3 layers\), the "
-                      r"memory has 21$"),
-    ("activation_words", r"^the model needs 8 activation words per vector \(layer 0: 64 "
-                         r"inputs\), each buffer has 7$"),
+    ("program_words", r"^the model needs 55 program words \(4 \+ 17 per layer, 3 layers\), the "
+                      r"memory has 54$"),
+    ("activation_words", r"^the model needs 8 activation words per input \(layer 0's input "
+                         r"map\), each buffer has 7$"),
 ])
 def test_memories_too_small(digits, memory, message):
     program = digits[0]
     config = ArrayConfig(rows=8, cols=8, accumulator_bits=16)
-    needed = {"weight_words": 832, "requant_words": 112, "program_words": 22,
+    needed = {"weight_words": 832, "requant_words": 112, "program_words": 55,
               "activation_words": 8}
     pack(program, config, MemoryConfig(**needed))
     with pytest.raises(ValueError, match=message):
@@ -304,8 +316,8 @@ def test_every_memory_too_small_is_named(digits):
     config = ArrayConfig(rows=8, cols=8, accumulator_bits=16)
     with pytest.raises(ValueError, match=r"^the model needs 832 weight words .*, the memory has "
                                          r"1; the model needs 112 requant words .*; the model "
-                                         r"needs 22 program words .*; the model needs 8 "
-                                         r"activation words per vector .*, each buffer has 1$"):
+                                         r"needs 55 program words .*; the model needs 8 "
+                                         r"activation words per input .*, each buffer has 1$"):
         check_fit(digits[0], config, MemoryConfig(1, 1, 1, 1))
 
 
@@ -315,10 +327,10 @@ def test_unpack_refuses_other_images(small):
     with pytest.raises(ValueError, match=r"^the images were packed for another array than "
                                          r"4x8-W4s-A4u-P16-wrap: cols 4 \(not 8\)$"):
         unpack(images, dataclasses.replace(config, cols=8))
-    with pytest.raises(ValueError, match=r"^the images are not memory map version 3 \(they say "
-                                         r"4 and 3\); this systolix reads version 3$"):
-        unpack(dataclasses.replace(images, version=4), config)
-    with pytest.raises(ValueError, match=r"^the program image has 15 words, not the 16 of 2 "
+    with pytest.raises(ValueError, match=r"^the images are not memory map version 4 \(they say "
+                                         r"3 and 4\); this systolix reads version 4$"):
+        unpack(dataclasses.replace(images, version=3), config)
+    with pytest.raises(ValueError, match=r"^the program image has 37 words, not the 38 of 2 "
                                          r"layers$"):
         unpack(dataclasses.replace(images, program=images.program[:-1]), config)
     with pytest.raises(ValueError, match=r"^the program points past the end of the weight or "
@@ -326,15 +338,15 @@ def test_unpack_refuses_other_images(small):
                                          r"word 8\)$"):
         unpack(dataclasses.replace(images, weights=images.weights[:-1]), config)
     program_words = list(images.program)
-    program_words[HEADER_WORDS + 1] = 1 | 2 << 16  # layer 0: 1 K tile of 4 rows for 9 inputs
-    with pytest.raises(ValueError, match=r"^the program's 1 x 2 tiles do not cover a layer of 9 "
-                                         r"inputs and 6 outputs$"):
+    program_words[HEADER_WORDS] = 1 | 2 << 16  # layer 0: 1 K tile of 4 rows for 9 inputs
+    with pytest.raises(ValueError, match=r"^the program's 1 x 2 tiles do not match a layer of 1 "
+                                         r"kernel positions of 9 channels and 6 outputs$"):
         unpack(dataclasses.replace(images, program=tuple(program_words)), config)
     # A nonzero padding code (column 7 of layer 0's second output tile) is not a packing.
     weights = list(images.weights)
     weights[3 * 4] |= 1 << 12
     with pytest.raises(ValueError, match=r"^the images are not in the layout of memory map "
-                                         r"version 3: repacking the layers they hold gives "
+                                         r"version 4: repacking the layers they hold gives "
                                          r"other words$"):
         unpack(dataclasses.replace(images, weights=tuple(weights)), config)
 
@@ -396,11 +408,11 @@ def test_memory_contents_pads_with_zeros_or_a_filler():
 
 
 def test_requant_words_are_whole_hex_digits_with_reserved_bits_zero(small):
-    """Version 3: a requantization word is 56 bits, the constants in bits 0..53 and two reserved
+    """Since version 3: a requantization word is 56 bits, the constants in bits 0..53 and two reserved
     bits, 0 in the images and pseudo-random in the filler, so that every bit column of the
     memory's hex file varies (what icebram and ecpbram need to tell block RAMs apart)."""
     program, config = small
-    assert FORMAT_VERSION == 3
+    assert FORMAT_VERSION == 4
     assert [(name, field.offset, field.width) for name, field in REQUANT_LAYOUT] == [
         ("bias", 0, 32), ("multiplier", 32, 16), ("shift", 48, 6), ("reserved", 54, 2)]
     assert REQUANT_LAYOUT.size % 4 == 0
@@ -413,6 +425,6 @@ def test_requant_words_are_whole_hex_digits_with_reserved_bits_zero(small):
     words = list(images.requant)
     words[0] |= 1 << 55
     with pytest.raises(ValueError, match=r"^the images are not in the layout of memory map "
-                                         r"version 3: repacking the layers they hold gives "
+                                         r"version 4: repacking the layers they hold gives "
                                          r"other words$"):
         unpack(dataclasses.replace(images, requant=tuple(words)), config)

@@ -15,7 +15,7 @@ from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.runner import SIMULATORS, simulator_environment
 from systolix.sim.testbench.suite import ARRAY_CONFIGS, run_array_suite
 from systolix.sim.transport import SimulationTransport
-from systolix.sw.default import WORKLOAD_CONFIGS, WORKLOADS, default_program
+from systolix.sw.default import WORKLOADS, default_program
 from systolix.sw.driver import Device
 from systolix.sw.models import accuracy
 from systolix.sw.pack import ideal_cycles, layer_tiles, pack
@@ -99,7 +99,7 @@ def _window_rows(program, config, layer_cycles, images):
 def run_sim(args):
     """``systolix sim``: a model on the simulated accelerator, end to end through the driver."""
     workload = args.workload or "digits-mlp"
-    config = ArrayConfig.from_name(args.config) if args.config else WORKLOAD_CONFIGS[workload]
+    config = ArrayConfig.from_name(args.config) if args.config else DEFAULT_CONFIG
     loaded = None if args.model is None else IntegerProgram.load(args.model)
     simulator_environment(args.simulator)
     default, data, float_accuracy = default_program(config, workload)
@@ -185,8 +185,7 @@ def register(subparsers):
                         "MLP, W4/A4, A2Q+ for the array's accumulator)")
     source.add_argument("--workload", choices=WORKLOADS,
                         help="an embedded model, quantized (A2Q+) for the array: digits-mlp (the "
-                             "default) or digits-cnn (default array: "
-                             f"{WORKLOAD_CONFIGS['digits-cnn'].name})")
+                             "default) or digits-cnn")
     sim.add_argument("--config", help="the array, for example 8x8-W4s-A4u-P12-wrap (default: "
                      f"{DEFAULT_CONFIG.name})")
     sim.add_argument("--images", type=integer(1),

@@ -9,10 +9,13 @@ digits of :func:`systolix.sw.models.digits_split` (training split only), pixels 
 for training; the scaling is folded into the first convolution, so the written model reads raw
 pixel values 0..16.
 
-Training: 60 epochs in float, then 40 epochs of quantization-aware fine-tuning at W4/A4 (weights
-per output channel, symmetric, scaled to their largest magnitude; activations unsigned with a
-learned clipping bound, PACT; straight-through rounding), so that the float weights keep their
-accuracy when :func:`systolix.sw.qmodel.quantize` quantizes them after training. The learned
+Training: 60 epochs in float, then 60 epochs of quantization-aware fine-tuning at W4/A4 for the
+12-bit accumulator of the default array (weights per output channel, symmetric, each channel's
+scale the larger of its largest magnitude over 7 and the one at which it meets the A2Q+ bound
+for ``P`` = 12, as :func:`systolix.sw.a2q.accumulator_aware_quantize`'s coarsest candidate;
+activations unsigned with a learned clipping bound, PACT; straight-through rounding), so that
+the float weights keep their accuracy when :func:`systolix.sw.qmodel.quantize` quantizes them
+after training with A2Q+ at ``P`` = 12. The learned
 bounds of the two convolutions' ReLUs are part of the float model (``clip``); the quantizer
 folds them into the highest activation code. Adam with weight
 decay, deterministic on the CPU (one thread, a fixed seed): about 20 s. Prints the test accuracy
@@ -27,10 +30,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from systolix.sw.a2q import weight_budget
 from systolix.sw.models import Conv2d, Dense, FloatModel, GlobalAvgPool, accuracy, digits_split
 
 CHANNELS = (16, 32)
 BITS = 4
+ACCUMULATOR_BITS = 12
 
 
 def straight_through(x, rounded):
@@ -40,10 +45,17 @@ def straight_through(x, rounded):
 
 def fake_quantize_weight(weight):
     """Symmetric per-output-channel codes ``-(2^(b-1)-1)..2^(b-1)-1``, scale from the largest
-    magnitude."""
+    magnitude or, if coarser, from the A2Q+ budget (:func:`systolix.sw.a2q.weight_budget`: the
+    sums of the positive and of the negative codes of a channel at most ``(2^(P-1) - 1) /
+    (2^b - 1)`` for ``b``-bit unsigned inputs)."""
     high = 2 ** (BITS - 1) - 1
     dims = tuple(range(1, weight.ndim))
-    scale = weight.detach().abs().amax(dim=dims, keepdim=True).clamp_min(1e-8) / high
+    real = weight.detach()
+    budget = weight_budget("a2q+", ACCUMULATOR_BITS, BITS, False)
+    sums = torch.maximum(real.clamp_min(0).sum(dim=dims, keepdim=True),
+                         (-real).clamp_min(0).sum(dim=dims, keepdim=True))
+    scale = torch.maximum(real.abs().amax(dim=dims, keepdim=True) / high,
+                          sums / budget).clamp_min(1e-8)
     return straight_through(weight, torch.clamp(torch.round(weight / scale), -high, high) * scale)
 
 
@@ -147,7 +159,7 @@ def main():
     train(60, 1e-2)
     trained = test_accuracy()
     network.quantize(True)
-    train(40, 2e-3)
+    train(60, 2e-3)
     fake_quantized = test_accuracy()
     network.quantize(False)
     seconds = time.perf_counter() - started

@@ -5,14 +5,13 @@ Not a command-line module: the simulator's CLI (``systolix sim``), the board bui
 (``systolix bitstream``, :mod:`systolix.boards`) and the tests take the workloads from here.
 """
 
-from systolix.config import DEFAULT_CONFIG, ArrayConfig
+from systolix.config import DEFAULT_CONFIG
 
 from .lower import lower
 from .models import accuracy, digits_cnn, digits_mlp
 from .qmodel import quantize
 
-__all__ = ["WORKLOADS", "WORKLOAD_OPTIONS", "WORKLOAD_CONFIGS", "workload_model",
-           "default_program"]
+__all__ = ["WORKLOADS", "WORKLOAD_OPTIONS", "workload_model", "default_program"]
 
 WORKLOADS = {
     "digits-mlp": "digits MLP 64-64-32-10",
@@ -27,14 +26,6 @@ WORKLOAD_OPTIONS = {
     "digits-cnn": {"weight_clipping": "max", "activation_clipping": "max"},
 }
 """The options of :func:`~systolix.sw.qmodel.quantize` each workload is quantized with."""
-
-WORKLOAD_CONFIGS = {
-    "digits-mlp": DEFAULT_CONFIG,
-    # A2Q+ at the CNN's minimal P for one point of its float accuracy (``systolix bench``).
-    "digits-cnn": ArrayConfig(rows=8, cols=8, weight_bits=4, weight_signed=True,
-                              activation_bits=4, activation_signed=False, accumulator_bits=13),
-}
-"""The array ``systolix sim --workload`` simulates each workload on by default."""
 
 
 def workload_model(workload="digits-mlp"):

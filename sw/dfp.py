@@ -187,7 +187,11 @@ class DfpMLP:
                 _overflows(2 * positive, bits), v.size)
         errors, _ = output_error(outs[-1], self.activation_exponents[-1], labels, bits)
         errors = np.where(passes(values[-1], False, high), errors, 0)
-        learning = dfp_rate(epoch, self.epochs) + int(math.log2(len(codes)))
+        batch = len(codes)
+        if batch & (batch - 1):
+            raise ValueError(f"the batch must be a power of two (1 / batch is a shift), not "
+                             f"{batch}")
+        learning = dfp_rate(epoch, self.epochs) + batch.bit_length() - 1
         for index in range(last, -1, -1):
             gradient = gemm(shapes[f"layer {index} gradient X^T E"], outs[index].T, errors,
                             trace)

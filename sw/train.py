@@ -18,12 +18,21 @@ weight gradient        ``X^T`` (inputs, batch)     ``E``              batch
 
 Rescaling by a power of two is a shift: :func:`systolix.sim.golden.program.round_shift`
 (halves up, what the requantization unit does) or :func:`stochastic_shift` (unbiased: a seeded
-uniform integer below ``2^shift`` is added before the shift). Nothing here uses floats.
+uniform integer below ``2^shift`` is added before the shift). None of this uses floats; the one
+place a training step does is the loss interface (:func:`output_error`). (The golden model
+sums integer products with float64 BLAS where that is exact, below ``2^53``, and checks it:
+an integer engine, not float arithmetic.)
 
 On the array (:func:`array_tiles`): ``B`` is cut into ``rows x cols`` weight tiles and ``A``
-into activation vectors of ``rows`` codes (both zero-padded); the array computes each tile's
-partial sums and :func:`assemble` adds the tiles of one output block, in ``k`` order. With the
-declared ``P`` nothing wraps, so the result is the GEMM bit for bit.
+into activation vectors of ``rows`` codes (both zero-padded; operands wider than the array's
+codes split into digits); the array computes each tile's partial sums and :func:`assemble` adds
+the tiles of one output block, in ``k`` order, and the digits' parts. No digit is larger in
+magnitude than its operand, so the GEMM's declared ``P`` holds every part, nothing wraps and the
+result is the GEMM bit for bit.
+
+The rest of the module is what the schemes share: the network (:data:`SIZES`), the loss
+interface, the export to an :class:`~systolix.sw.program.IntegerProgram`, the float reference
+and the training loop.
 """
 
 import time
@@ -36,8 +45,11 @@ from systolix.sim.golden.array import accumulate, array_matmul, wrap
 from systolix.sim.golden.program import round_shift
 
 __all__ = ["GemmShape", "accumulator_bits", "gemm", "shift", "stochastic_shift",
-           "normalizing_shift", "bit_length", "GemmTiles", "array_tiles", "run_tiles",
-           "assemble"]
+           "normalizing_shift", "bit_length", "split_codes", "GemmTiles", "array_tiles",
+           "run_tiles", "assemble", "SIZES", "BATCH", "high_code", "symmetric_range",
+           "layer_forward", "passes", "encode_pixels", "pixel_quantizer", "output_error",
+           "export_program", "array_config_for", "training_gemms", "describe_gemms", "FloatMLP",
+           "History", "train"]
 
 
 @dataclass(frozen=True)
@@ -159,52 +171,63 @@ def normalizing_shift(values, bits):
     return max(0, largest.bit_length() - (bits - 1))
 
 
+def split_codes(codes, bits, signed):
+    """Integer ``codes`` as digits that ``bits``-bit codes hold: ``codes = sum_i digits[i] *
+    2^(i * step)``.
+
+    With signed codes the low digits have ``step = bits - 1`` bits (``0..2^(bits-1) - 1``) and
+    the top digit keeps the sign (an arithmetic shift); with unsigned codes ``step = bits`` and
+    ``codes`` must not be negative. Codes that fit already are one digit.
+
+    Returns
+    -------
+    digits : list of numpy.ndarray of int64
+    step : int
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    low, high = code_range(bits, signed)
+    if not signed and codes.size and codes.min() < 0:
+        raise ValueError(f"negative codes ({codes.min()}) do not split into unsigned "
+                         f"{bits}-bit digits")
+    step = bits - 1 if signed else bits
+    digits, rest = [], codes
+    while rest.size and (rest.min() < low or rest.max() > high):
+        digits.append(rest & ((1 << step) - 1))
+        rest = rest >> step
+    digits.append(rest)
+    return digits, step
+
+
 @dataclass(frozen=True)
 class GemmTiles:
-    """An integer GEMM ``A @ B`` laid out for an array.
+    """One integer GEMM ``A @ B`` laid out for an array: the weight tiles and activation vectors
+    of each part (one part, unless an operand had to be split into digits).
 
     Attributes
     ----------
-    weights : numpy.ndarray of int64, shape (tiles, rows, cols)
-        Weight tiles, ``B[k0:k0+rows, n0:n0+cols]`` zero-padded; tile ``(kt, nt)`` is number
-        ``nt * k_tiles + kt`` (all K tiles of an output block in ``k`` order).
-    activations : numpy.ndarray of int64, shape (tiles, n, rows)
-        The activation vectors sent with each tile: ``A[:, k0:k0+rows]`` zero-padded.
+    parts : tuple of (int, numpy.ndarray, numpy.ndarray)
+        ``(shift, weights, activations)``: the part ``A_i @ B_j`` of digit ``i`` of ``A`` and
+        digit ``j`` of ``B`` counts ``2^shift`` times. ``weights`` has shape ``(tiles, rows,
+        cols)``: ``B_j[k0:k0+rows, n0:n0+cols]`` zero-padded, tile ``(kt, nt)`` is number ``nt *
+        k_tiles + kt`` (all K tiles of an output block in ``k`` order); ``activations``
+        ``(tiles, n, rows)``: the vectors sent with each tile, ``A_i[:, k0:k0+rows]``
+        zero-padded.
     shape : tuple of int
         ``(n, K, m)``.
     """
 
-    weights: np.ndarray
-    activations: np.ndarray
+    parts: tuple
     shape: tuple
 
     @property
     def k_tiles(self):
-        rows = self.weights.shape[1]
+        rows = self.parts[0][1].shape[1]
         return -(-self.shape[1] // rows)
 
 
-def array_tiles(a, b, config):
-    """Weight tiles and activation vectors of ``A @ B`` for an array of ``config``.
-
-    ``B``'s codes must fit the array's weights and ``A``'s its activations. For the error
-    propagation ``E W^T`` the tiles hold ``W^T``; for the weight gradient ``X^T E`` the vectors
-    are the rows of ``X^T``.
-
-    Returns
-    -------
-    GemmTiles
-    """
-    a = np.asarray(a, dtype=np.int64)
-    b = np.asarray(b, dtype=np.int64)
+def _tiles(a, b, rows, cols):
     n, k = a.shape
-    if b.shape[0] != k:
-        raise ValueError(f"A and B must have A.shape[1] == B.shape[0], not {a.shape} and "
-                         f"{b.shape}")
-    _check_operand("B (the array's weights)", b, config.weight_range)
-    _check_operand("A (the array's activations)", a, config.activation_range)
     m = b.shape[1]
-    rows, cols = config.rows, config.cols
     k_tiles, n_tiles = -(-k // rows), -(-m // cols)
     padded_b = np.zeros((k_tiles * rows, n_tiles * cols), dtype=np.int64)
     padded_b[:k, :m] = b
@@ -214,25 +237,56 @@ def array_tiles(a, b, config):
                         for nt in range(n_tiles) for kt in range(k_tiles)])
     activations = np.array([padded_a[:, kt * rows:(kt + 1) * rows]
                             for nt in range(n_tiles) for kt in range(k_tiles)])
-    return GemmTiles(weights, activations, (n, k, m))
+    return weights, activations
+
+
+def array_tiles(a, b, config):
+    """Weight tiles and activation vectors of the integer GEMM ``A @ B`` for an array of
+    ``config``.
+
+    ``B`` goes to the array's weights, ``A`` to its activations: for the error propagation
+    ``E W^T`` the tiles hold ``W^T``, for the weight gradient ``X^T E`` the vectors are the rows
+    of ``X^T``. An operand wider than the array's codes is split into digits
+    (:func:`split_codes`), and the GEMM into one part per pair of digits, each an exact GEMM of
+    codes the array takes (a 10-bit operand on an 8-bit array: two digits).
+
+    Returns
+    -------
+    GemmTiles
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"A and B must be matrices with A.shape[1] == B.shape[0], not "
+                         f"{a.shape} and {b.shape}")
+    a_digits, a_step = split_codes(a, config.activation_bits, config.activation_signed)
+    b_digits, b_step = split_codes(b, config.weight_bits, config.weight_signed)
+    parts = tuple((i * a_step + j * b_step, *_tiles(a_digit, b_digit, config.rows, config.cols))
+                  for i, a_digit in enumerate(a_digits) for j, b_digit in enumerate(b_digits))
+    return GemmTiles(parts, (a.shape[0], a.shape[1], b.shape[1]))
 
 
 def run_tiles(tiles, config):
-    """What an array of ``config`` returns for each tile: ``(tiles, n, cols)`` partial sums
-    (the golden model of the array, :func:`~systolix.sim.golden.array.array_matmul`)."""
-    return np.array([array_matmul(config, x, w)
-                     for x, w in zip(tiles.activations, tiles.weights)])
+    """What an array of ``config`` returns for each tile of each part: a list of ``(tiles, n,
+    cols)`` partial sums (the golden model of the array,
+    :func:`~systolix.sim.golden.array.array_matmul`)."""
+    return [np.array([array_matmul(config, x, w) for x, w in zip(activations, weights)])
+            for _, weights, activations in tiles.parts]
 
 
 def assemble(tiles, results, accumulator_bits_):
-    """``A @ B`` from the array's per-tile ``results`` (``(tiles, n, cols)``): the K tiles of
-    each output block added in ``k`` order in a ``P``-bit wrapping accumulator."""
+    """``A @ B`` from the array's per-tile ``results`` (for each part, ``(tiles, n, cols)``):
+    the K tiles of each output block added in ``k`` order in a ``P``-bit wrapping accumulator,
+    then the parts shifted and added (exact integers)."""
     n, _, m = tiles.shape
-    results = np.asarray(results, dtype=np.int64)
     k_tiles = tiles.k_tiles
-    blocks = [wrap(results[nt * k_tiles:(nt + 1) * k_tiles].sum(axis=0), accumulator_bits_)
-              for nt in range(len(results) // k_tiles)]
-    return np.concatenate(blocks, axis=1)[:, :m] if blocks else np.zeros((n, m), np.int64)
+    total = np.zeros((n, m), dtype=np.int64)
+    for (amount, _, _), part in zip(tiles.parts, results):
+        part = np.asarray(part, dtype=np.int64)
+        blocks = [wrap(part[nt * k_tiles:(nt + 1) * k_tiles].sum(axis=0), accumulator_bits_)
+                  for nt in range(len(part) // k_tiles)]
+        total += np.concatenate(blocks, axis=1)[:, :m] << amount
+    return total
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,7 +471,7 @@ class FloatMLP:
     def predict(self, x):
         return np.argmax(self._forward(x)[-1], axis=1)
 
-    def step(self, x, labels, epoch, rng, trace=None):
+    def step(self, x, labels, epoch, rng):
         values = self._forward(x)
         logits = values[-1] - values[-1].max(axis=1, keepdims=True)
         error = np.exp(logits)

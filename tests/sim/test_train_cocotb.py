@@ -1,7 +1,8 @@
 """Every GEMM of one whole training step on the simulated array (cocotb, Verilator), bit for bit
 against the numpy trainer: the forward ``X W``, the error propagation ``E W^T`` (``W^T`` tiles)
 and the weight gradient ``X^T E`` (``X^T`` vectors) of WAGE 2-8-8-8 and of dynamic fixed point
-with 8-bit multiplications."""
+with 10-bit multiplications (each operand two digits of the array's 8-bit codes) and with
+8-bit ones."""
 
 import os
 
@@ -31,25 +32,28 @@ def _traced_step(model, inputs, batch, seed):
 
 def _run_on_array(trace, rows, cols, build_root):
     """Run every traced GEMM on an rows x cols array with 8-bit signed codes and the widest
-    declared accumulator; return the config and the GEMM results the array gave."""
+    declared accumulator; return the GEMM results the array gave."""
     width = max(shape.accumulator_bits for shape, *_ in trace)
     config = ArrayConfig(rows=rows, cols=cols, weight_bits=8, weight_signed=True,
                          activation_bits=8, activation_signed=True, accumulator_bits=width,
                          overflow="wrap")
     layouts = [array_tiles(a, b, config) for _, a, b, _ in trace]
-    gemms = [{"name": shape.name, "weights": tiles.weights.tolist(),
-              "activations": tiles.activations.tolist()}
-             for (shape, *_), tiles in zip(trace, layouts)]
+    gemms = [{"name": f"{shape.name}, part {index}", "weights": weights.tolist(),
+              "activations": activations.tolist()}
+             for (shape, *_), tiles in zip(trace, layouts)
+             for index, (_, weights, activations) in enumerate(tiles.parts)]
     report = run_array_gemms(config, gemms, simulator=SIMULATOR, build_root=build_root)
+    assert len(report["gemms"]) == len(gemms)
     for entry in report["gemms"]:
         assert entry["mismatches"] == 0 and entry["cycle_mismatches"] == 0, entry["name"]
-    return config, [assemble(tiles, entry["results"], width)
-                    for tiles, entry in zip(layouts, report["gemms"])]
+    results = iter(entry["results"] for entry in report["gemms"])
+    return [assemble(tiles, [next(results) for _ in tiles.parts], width) for tiles in layouts]
 
 
 def _models(sizes):
     return [WageMLP(np.random.default_rng(1), (2, 8, 8, 8), sizes=sizes),
-            DfpMLP(np.random.default_rng(2), 8, 12, sizes=sizes)]
+            DfpMLP(np.random.default_rng(2), 10, 12, sizes=sizes),
+            DfpMLP(np.random.default_rng(3), 8, 12, sizes=sizes)]
 
 
 @pytest.mark.parametrize("sizes, batch, rows, cols", [
@@ -62,10 +66,11 @@ def test_training_step_on_the_array(sizes, batch, rows, cols, tmp_path):
     trace = [entry for entries in traces for entry in entries]
     # Every GEMM of the step: forward and weight gradient of every layer, the error of all but
     # the first, for each scheme.
-    assert len(trace) == 2 * (3 * (len(sizes) - 1) - 1)
-    config, results = _run_on_array(trace, rows, cols, tmp_path)
+    assert len(trace) == 3 * (3 * (len(sizes) - 1) - 1)
+    results = _run_on_array(trace, rows, cols, tmp_path)
     for (shape, a, b, expected), result in zip(trace, results):
         assert np.array_equal(result, expected), shape.name
         # The declared width never wraps: the result is the exact product.
         assert np.array_equal(expected, a @ b), shape.name
     assert any(np.any(a < 0) for _, a, _, _ in trace)     # signed errors went through
+    assert any(np.abs(b).max() > 127 for _, _, b, _ in trace)      # and 10-bit codes

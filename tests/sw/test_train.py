@@ -10,7 +10,7 @@ from systolix.config import ArrayConfig
 from systolix.sim.golden.array import accumulate
 from systolix.sw.a2q import min_accumulator_bits
 from systolix.sw.train import (GemmShape, accumulator_bits, array_tiles, assemble, gemm,
-                               normalizing_shift, output_error, run_tiles, shift,
+                               normalizing_shift, output_error, run_tiles, shift, split_codes,
                                stochastic_shift, training_gemms)
 
 
@@ -86,18 +86,35 @@ def test_array_tiles_compute_any_gemm(config, n, k, m):
     a = rng.integers(*config.activation_range, (n, k), endpoint=True)
     b = rng.integers(*config.weight_range, (k, m), endpoint=True)
     tiles = array_tiles(a, b, config)
-    assert tiles.weights.shape[1:] == (config.rows, config.cols)
-    assert tiles.activations.shape[1:] == (n, config.rows)
+    assert len(tiles.parts) == 1
+    _, weights, activations = tiles.parts[0]
+    assert weights.shape[1:] == (config.rows, config.cols)
+    assert activations.shape[1:] == (n, config.rows)
     # The tiles of W^T and X^T: the transposes are GEMMs like any other.
     result = assemble(tiles, run_tiles(tiles, config), config.accumulator_bits)
     assert np.array_equal(result, accumulate(a, b, config.accumulator_bits))
 
 
-def test_array_tiles_refuse_codes_the_array_does_not_take():
-    config = ArrayConfig(rows=2, cols=2, weight_bits=2, weight_signed=True, activation_bits=8,
-                         activation_signed=True)
-    with pytest.raises(ValueError, match="B \\(the array's weights\\) codes must lie in -2..1"):
-        array_tiles(np.ones((1, 2), np.int64), np.full((2, 2), 3), config)
+def test_wide_operands_split_into_digits():
+    """10-bit DFP codes on an 8-bit array: two digits each, four exact parts."""
+    config = ArrayConfig(rows=4, cols=3, weight_bits=8, weight_signed=True, activation_bits=8,
+                         activation_signed=True, accumulator_bits=25)
+    rng = np.random.default_rng(0)
+    a = rng.integers(-511, 511, (6, 9), endpoint=True)
+    b = rng.integers(-511, 511, (9, 5), endpoint=True)
+    a[0, 0], b[0, 0] = -511, 511
+    tiles = array_tiles(a, b, config)
+    assert sorted(amount for amount, _, _ in tiles.parts) == [0, 7, 7, 14]
+    result = assemble(tiles, run_tiles(tiles, config), config.accumulator_bits)
+    assert np.array_equal(result, a @ b)
+    digits, step = split_codes(np.array([-511, -1, 0, 127, 128, 511]), 8, True)
+    assert step == 7 and len(digits) == 2
+    assert np.array_equal(digits[0] + (digits[1] << 7), [-511, -1, 0, 127, 128, 511])
+    assert all(d.min() >= -128 and d.max() <= 127 for d in digits)
+    unsigned, step = split_codes(np.array([0, 300, 65535]), 4, False)
+    assert step == 4 and len(unsigned) == 4 and all(d.max() <= 15 for d in unsigned)
+    with pytest.raises(ValueError, match="negative codes"):
+        split_codes(np.array([-1]), 4, False)
 
 
 def test_output_error_is_the_cross_entropy_gradient_in_codes():

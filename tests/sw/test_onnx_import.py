@@ -353,3 +353,29 @@ def test_unquantized_output_refused(tmp_path):
     onnx.save(net.model(), str(path))
     with pytest.raises(ValueError, match="is not quantized"):
         import_onnx(path)
+
+
+def test_imported_cnn_packs_for_the_accelerator(tmp_path):
+    """An imported chain of convolutions, a global pool and a dense layer packs into the memory
+    images of an 8x8 W4/A4 array at its true widths, and the packed model (what the accelerator
+    built from the images computes) equals the program."""
+    from systolix.config import ArrayConfig
+    from systolix.sim.golden.program import run_images
+    from systolix.sw.pack import pack
+
+    net = Net("qonnx", (1, 8, 8), scale=1.0, seed=16)
+    net.conv(4, 3, pad=1, out=(2.0 ** -1, 0, 4, False))
+    net.conv(8, 3, stride=2, pad=1, out=(2.0 ** -1, 0, 4, False))
+    net.conv(8, 3, pad=1, groups=8, out=(2.0 ** -1, 0, 4, False))
+    net.global_average_pool((2.0 ** -1, 0, 4, False))
+    net.flatten()
+    net.dense(10, relu=False, out=(2.0 ** -2, 0, 4, True))
+    imported = compare(net, tmp_path)
+    widest = max(info.true_bits for info in imported.layers)
+    program = check_accumulators(imported, widest).program
+    config = ArrayConfig(rows=8, cols=8, weight_bits=4, activation_bits=4,
+                         accumulator_bits=widest)
+    codes, _ = net.random_codes(16)
+    flat = imported.to_program(codes)
+    assert np.array_equal(run_images(pack(program, config), config, flat),
+                          run_program(program, flat))

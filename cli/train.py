@@ -165,8 +165,7 @@ def run_train(args):
               f"64-64-32-10, {args.epochs} epochs, seed {args.seed}; every GEMM of a step and "
               f"its accumulator width:")
         print("\n".join(f"  {line}" for line in describe_gemms(model.gemms())), flush=True)
-        schemes = [args.scheme] + ([s for s in ("float", *SCHEMES) if s != args.scheme]
-                                   if args.report else [])
+        schemes = ["float", *SCHEMES] if args.report else [args.scheme]
         results = train_schemes(schemes, data, args.epochs, args.seed, options, sys.stderr)
         model, history = results[args.scheme]
         program, accuracy = _exported(model, data)

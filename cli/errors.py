@@ -565,7 +565,7 @@ CASES = (
          "argument --bits: must be four widths W-A-G-E"),
     Case("train-mult-bits", "--mult-bits 20",
          ("train", "--scheme", "dfp", "--mult-bits", "20", "--out", "out"),
-         "argument --mult-bits: must be an integer in 4..16, not '20'"),
+         "argument --mult-bits: must be an integer in 4..13, not '20'"),
     Case("train-update-below-mult", "--update-bits 8 below --mult-bits 10",
          ("train", "--scheme", "dfp", "--mult-bits", "10", "--update-bits", "8", "--out", "out"),
          "--update-bits 8: must be at least --mult-bits (10), up to 24"),

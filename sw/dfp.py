@@ -41,8 +41,10 @@ from .train import (BATCH, SIZES, encode_pixels, export_program, gemm, high_code
 __all__ = ["MAX_OVERFLOW_RATE", "MULT_BITS", "UPDATE_BITS", "EXPORT_BITS", "DfpMLP",
            "dfp_rate", "next_exponent"]
 
-MULT_BITS = (4, 16)
-"""The allowed ``mult_bits``."""
+MULT_BITS = (4, 13)
+"""The allowed ``mult_bits``: with 13 the widest GEMM of a step of the digits MLP (the forward
+of a 64-input layer) needs a 31-bit accumulator, with 14 it would need 33 and the array's has
+at most 32."""
 
 UPDATE_BITS = 24
 """The largest ``update_bits`` (at least ``mult_bits``)."""
@@ -89,7 +91,7 @@ class DfpMLP:
     rng : numpy.random.Generator
         Draws the initial weights.
     mult_bits : int
-        Width of the multiplications' operands, 4..16.
+        Width of the multiplications' operands, 4..13 (:data:`MULT_BITS`).
     update_bits : int
         Width of the stored weights and their updates, ``mult_bits..24``.
     epochs : int
@@ -114,6 +116,11 @@ class DfpMLP:
             self.stored.append(rng.integers(-span, span, (inputs, outputs), endpoint=True))
             self.weight_exponents.append(exponent)
         # Exponents of each layer's input (the first is the pixels') and of its errors.
+        widest = max(self.gemms().values(), key=lambda shape: shape.accumulator_bits)
+        if widest.accumulator_bits > 32:
+            raise ValueError(f"--mult-bits {mult_bits}: the {widest.name} GEMM would need a "
+                             f"{widest.accumulator_bits}-bit accumulator; the array's has at "
+                             f"most 32")
         self.activation_exponents = [2 - mult_bits] + [None] * (len(sizes) - 1)
         self.error_exponents = [None] * (len(sizes) - 1) + [1 - mult_bits]
 

@@ -64,8 +64,11 @@ def test_export_runs_the_trainers_forward_at_the_arrays_widths(mult_bits):
 
 
 def test_widths_are_checked():
-    with pytest.raises(ValueError, match="--mult-bits must be an integer in 4..16, not 3"):
+    with pytest.raises(ValueError, match="--mult-bits must be an integer in 4..13, not 3"):
         DfpMLP(np.random.default_rng(0), 3, 12)
+    with pytest.raises(ValueError, match="--mult-bits 13: the layer 0 forward X W GEMM would "
+                                         "need a 33-bit accumulator"):
+        DfpMLP(np.random.default_rng(0), 13, 16, sizes=(256, 10))
     with pytest.raises(ValueError, match="--update-bits .* must be an integer in 10..24, not 8"):
         DfpMLP(np.random.default_rng(0), 10, 8)
 

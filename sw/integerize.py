@@ -39,7 +39,7 @@ from .program import IntegerProgram
 from .quant import QuantParams, fixed_point_multiplier
 
 __all__ = ["Activation", "Linear", "OutputQuantizer", "LayerInfo", "Imported",
-           "ProgramBuilder", "map_order", "codes_bits", "accumulator_widths",
+           "ProgramBuilder", "map_order", "codes_bits", "sum_range", "accumulator_widths",
            "requantization_error", "check_accumulators", "report_text", "report_json"]
 
 
@@ -201,9 +201,13 @@ class Imported:
                                                            *self.output_order.shape)
 
 
-def _sum_range(weights, low, high):
+def sum_range(weights, low, high):
     """Per column: the smallest and largest partial sum of ``x @ weights`` over inputs in
-    ``low..high`` and every subset of the terms (so every order of accumulation)."""
+    ``low..high`` and every subset of the terms (so every order of accumulation).
+
+    :func:`systolix.sw.a2q.partial_sum_range` for any range of input codes, such as a range
+    clamped by ReLU or a zero point (``low`` may be above 0): both ends include the empty sum.
+    """
     weights = np.asarray(weights, dtype=np.int64)
     a, b = weights * low, weights * high
     return (np.minimum(0, np.minimum(a, b)).sum(axis=0),
@@ -220,7 +224,7 @@ def accumulator_widths(weights, low, high):
     """The data-free minimal accumulator width of each channel (column) of integer
     ``weights`` for input codes in ``low..high``: the smallest ``P`` such that no partial sum,
     for any input and in any order, leaves the signed ``P``-bit range."""
-    lows, highs = _sum_range(weights, low, high)
+    lows, highs = sum_range(weights, low, high)
     return np.array([_signed_bits(lo, hi) for lo, hi in zip(lows, highs)], dtype=np.int64)
 
 
@@ -431,7 +435,7 @@ class ProgramBuilder:
             bias = bias - np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
             rounding = "half_up"
         input_low, input_high = self._input_range(linear)
-        sums = _sum_range(linear.weights, input_low, input_high)
+        sums = sum_range(linear.weights, input_low, input_high)
         largest = np.maximum(np.abs(sums[0] + bias), np.abs(sums[1] + bias))
         exact, error = requantization_error(real, multiplier, shift, largest)
         note = ""

@@ -13,8 +13,8 @@ Two ways of writing a quantized network in ONNX are read:
 
 Between the quantizers: ``MatMul`` / ``Gemm`` (dense), ``Conv`` (strides, pads, groups,
 depthwise), ``Add`` (a bias, or the residual sum of two quantized tensors), ``Relu`` and
-``Clip`` (folded into the clamp bounds), ``Mul`` by a positive scalar, ``MaxPool``, ``AveragePool``, ``GlobalAveragePool``,
-``Flatten``, ``Reshape``, ``Identity`` and ``Constant``. Every scale is folded into the integer
+``Clip`` (folded into the clamp bounds), ``Mul`` by a positive scalar, ``MaxPool``,
+``AveragePool``, ``GlobalAveragePool``, ``Flatten``, ``Reshape``, ``Identity`` and ``Constant``. Every scale is folded into the integer
 requantization of a layer (:mod:`systolix.sw.integerize`); ``QuantizeLinear`` and QONNX's
 ``ROUND`` round halves to even, so the layers do too (``rounding="half_even"``).
 
@@ -33,7 +33,7 @@ import numpy as np
 from systolix.config import code_range
 
 from .integerize import (Activation, Linear, OutputQuantizer, ProgramBuilder, codes_bits,
-                         map_order, _sum_range)
+                         map_order, sum_range)
 
 __all__ = ["SUPPORTED_OPS", "load_onnx", "import_onnx"]
 
@@ -102,8 +102,9 @@ def load_onnx(path):
     try:
         model = onnx.load(str(path))
     except (DecodeError, OSError, ValueError, RuntimeError) as error:
-        raise ValueError(f"{path}: is not an ONNX model ({str(error).strip() or type(error).__name__}"
-                         f"); allowed: an ONNX model file (QONNX or QCDQ)") from None
+        reason = str(error).strip() or type(error).__name__
+        raise ValueError(f"{path}: is not an ONNX model ({reason}); allowed: an ONNX model "
+                         f"file (QONNX or QCDQ)") from None
     if not model.graph.node:
         raise ValueError(f"{path}: is not an ONNX model with a graph (no nodes); allowed: an "
                          f"ONNX model file (QONNX or QCDQ)")
@@ -635,7 +636,7 @@ class _Importer:
         if not 0 <= dropped <= 62 or not 1 <= out_bits <= 8:
             self._fail(node, f"truncates {in_bits} to {out_bits} bits (by 2^{dropped}); "
                              f"allowed: to 1..8 bits, by 2^0..2^62")
-        lows, highs = _sum_range(x.weights, x.input.low, x.input.high)
+        lows, highs = sum_range(x.weights, x.input.low, x.input.high)
         low = min(int((lows + x.bias).min()) >> dropped, 0)
         high = int((highs + x.bias).max()) >> dropped
         if version == 1:

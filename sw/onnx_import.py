@@ -14,9 +14,10 @@ Two ways of writing a quantized network in ONNX are read:
 Between the quantizers: ``MatMul`` / ``Gemm`` (dense), ``Conv`` (strides, pads, groups,
 depthwise), ``Add`` (a bias, or the residual sum of two quantized tensors), ``Relu`` and
 ``Clip`` (folded into the clamp bounds), ``Mul`` by a positive scalar, ``MaxPool``,
-``AveragePool``, ``GlobalAveragePool``, ``Flatten``, ``Reshape``, ``Identity`` and ``Constant``. Every scale is folded into the integer
-requantization of a layer (:mod:`systolix.sw.integerize`); ``QuantizeLinear`` and QONNX's
-``ROUND`` round halves to even, so the layers do too (``rounding="half_even"``).
+``AveragePool``, ``GlobalAveragePool``, ``Flatten``, ``Reshape``, ``Identity`` and ``Constant``.
+Every scale is folded into the integer requantization of a layer
+(:mod:`systolix.sw.integerize`); ``QuantizeLinear`` and QONNX's ``ROUND`` round halves to even,
+so the layers do too (``rounding="half_even"``).
 
 The program reads and writes flat NHWC vectors; :class:`~systolix.sw.integerize.Imported`
 maps them to the model's own (NCHW) tensors. Anything else is refused with a

@@ -14,16 +14,18 @@ from pathlib import Path
 import numpy as np
 
 from systolix.boards import bench as boards_bench
-from systolix.config import ArrayConfig
+from systolix.config import DEFAULT_CONFIG, ArrayConfig
 from systolix.hw.array import SystolicArray
 from systolix.sim.golden import accumulate
+from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.runner import SIMULATORS, run_cocotb, simulator_environment
 from systolix.sim.testbench.scenarios import scenario
 from systolix.sw.a2q import min_accumulator_bits, min_feasible_accumulator_bits
-from systolix.sw.default import WORKLOAD_OPTIONS
+from systolix.sw.default import WORKLOAD_MEMORIES, WORKLOAD_OPTIONS, default_program
 from systolix.sw.lower import lower
 from systolix.sw.mixed import search
 from systolix.sw.models import accuracy, digits_cnn, digits_mlp, digits_split
+from systolix.sw.pack import layer_tiles, pack
 from systolix.sw.qmodel import quantize
 from systolix.sw.report import program_accuracy, sweep
 
@@ -155,21 +157,27 @@ def import_figures(echo=print):
     return {"weights": weights, "import_s": seconds}
 
 
-def cnn_figures(echo=print):
-    """The digits CNN at W4/A4: accuracy against the accumulator width; print it with ``echo``
-    and return it. Quantized with the workload's options (the quantizers of its fine-tuning,
+def cnn_figures(echo=print, config=DEFAULT_CONFIG, batch=16):
+    """The digits CNN at W4/A4: accuracy against the accumulator width, and the MAC utilisation
+    of its convolution and pooling layers on the engine of ``config`` (``batch`` images a run,
+    the workload's memories); print them with ``echo`` and return them. Quantized with the
+    workload's options (the quantizers of its fine-tuning,
     :data:`~systolix.sw.default.WORKLOAD_OPTIONS`).
 
     Target: A2Q+ at its minimal ``P`` (the smallest at which the integer program stays within
     one point of the float model, searched from the smallest ``P`` A2Q+ admits up to the
-    data-free width that plain rounding needs) within one point of the float accuracy.
+    data-free width that plain rounding needs) within one point of the float accuracy; every
+    convolution at 80 % MAC utilisation or more (ideal cycles, its tiles at full rate for every
+    output position, over the layer's cycles in the exact cycle model, which ``make sim
+    WORKLOAD=digits-cnn`` checks against the hardware's).
 
     Returns
     -------
     dict
         ``float_accuracy``, ``accuracy`` (``P`` to the A2Q+ program's accuracy, ``None`` where it
         admits no weight), ``plain_bits`` (the data-free width of plain rounding),
-        ``plain_accuracy`` and ``minimal_bits`` (``None`` if no ``P`` is within one point).
+        ``plain_accuracy``, ``minimal_bits`` (``None`` if no ``P`` is within one point) and
+        ``utilisation`` (layer index to the fraction, for the layers with a window).
     """
     model, data = digits_cnn()
     float_accuracy = accuracy(model.predict(data.x_test), data.y_test)
@@ -201,6 +209,24 @@ def cnn_figures(echo=print):
             if minimal is None else
             f"minimal P = {minimal}: {100 * figures['accuracy'][minimal]:.1f} % (target: within "
             f"1 point of float: met)"))
+    program = default_program(config, "digits-cnn")[0]
+    images = pack(program, config, WORKLOAD_MEMORIES["digits-cnn"])
+    cycles = engine_cycles(config, images, batch).layers
+    figures["utilisation"] = {}
+    rows = []
+    for index, (layer, tiles) in enumerate(zip(program.layers, layer_tiles(program, config))):
+        if layer.window is None:
+            continue
+        ideal = tiles.k_tiles * tiles.n_tiles * layer.window.positions * batch
+        figures["utilisation"][index] = ideal / cycles[index]
+        rows.append([index, f"{layer.window.kernel_height}x{layer.window.kernel_width}/"
+                            f"{layer.window.stride_height}", layer.window.positions,
+                     f"{layer.weights.shape[0]}x{layer.weights.shape[1]}", ideal, cycles[index],
+                     f"{100 * ideal / cycles[index]:.0f} %"])
+    echo(f"digits CNN on the {config.name} engine, {batch} images a run (target: 80 % or more "
+         f"for each convolution):")
+    echo(format_table(["layer", "window", "positions", "K x N", "ideal cycles", "cycles",
+                       "MAC utilisation"], rows))
     return figures
 
 

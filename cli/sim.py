@@ -15,7 +15,7 @@ from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.runner import SIMULATORS, simulator_environment
 from systolix.sim.testbench.suite import ARRAY_CONFIGS, run_array_suite
 from systolix.sim.transport import SimulationTransport
-from systolix.sw.default import WORKLOADS, default_program
+from systolix.sw.default import WORKLOAD_MEMORIES, WORKLOADS, default_program
 from systolix.sw.driver import Device
 from systolix.sw.models import accuracy
 from systolix.sw.pack import ideal_cycles, layer_tiles, pack
@@ -64,15 +64,6 @@ def run_sim_arrays(args):
     return 1 if failed else 0
 
 
-WORKLOAD_MEMORIES = {
-    "digits-mlp": MemoryConfig(),
-    # An 8x8 map is 64 output positions per image: activation buffers and accumulator batch for
-    # 16 images of the first convolution (64 positions x 2 K tiles each).
-    "digits-cnn": MemoryConfig(activation_words=2048, batch=1024),
-}
-"""The memory depths each workload is simulated with (``--model``: the default depths)."""
-
-
 def _describe_layers(program):
     return ", ".join(f"W{layer.weight_bits}A{layer.input_bits}" for layer in program.layers)
 
@@ -90,7 +81,8 @@ def _window_rows(program, config, layer_cycles, images):
         rows.append([f"layer {index} utilisation",
                      f"{100 * ideal / measured:.0f} % ({window.kernel_height}x"
                      f"{window.kernel_width}/{window.stride_height} window, "
-                     f"{window.positions} positions, K={layer.weights.shape[0]}, "
+                     f"{window.positions} position{'s' if window.positions > 1 else ''}, "
+                     f"K={layer.weights.shape[0]}, "
                      f"N={layer.weights.shape[1]}: {ideal / images:.0f} ideal, "
                      f"{measured / images:.1f} measured cycles an image)"])
     return rows
@@ -130,7 +122,7 @@ def run_sim(args):
     started = time.perf_counter()
     with SimulationTransport(config, images, simulator=args.simulator, stall=args.stall) \
             as transport:
-        device = Device(transport, program, config)
+        device = Device(transport, program, config, memories)
         result = device.run(codes)
     wall = time.perf_counter() - started
     report = transport.report

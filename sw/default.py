@@ -6,12 +6,14 @@ Not a command-line module: the simulator's CLI (``systolix sim``), the board bui
 """
 
 from systolix.config import DEFAULT_CONFIG
+from systolix.memory_map import MemoryConfig
 
 from .lower import lower
 from .models import accuracy, digits_cnn, digits_mlp
 from .qmodel import quantize
 
-__all__ = ["WORKLOADS", "WORKLOAD_OPTIONS", "workload_model", "default_program"]
+__all__ = ["WORKLOADS", "WORKLOAD_OPTIONS", "WORKLOAD_MEMORIES", "workload_model",
+           "default_program"]
 
 WORKLOADS = {
     "digits-mlp": "digits MLP 64-64-32-10",
@@ -26,6 +28,15 @@ WORKLOAD_OPTIONS = {
     "digits-cnn": {"weight_clipping": "max", "activation_clipping": "max"},
 }
 """The options of :func:`~systolix.sw.qmodel.quantize` each workload is quantized with."""
+
+WORKLOAD_MEMORIES = {
+    "digits-mlp": MemoryConfig(),
+    # An 8x8 map is 64 output positions an image, and the first convolution's output 2 words a
+    # pixel: 16 images a run fill 1024 accumulator vectors and 2048 activation words (the
+    # default depths hold 2 images).
+    "digits-cnn": MemoryConfig(activation_words=2048, batch=1024),
+}
+"""The memory depths each workload is simulated with (``systolix sim``)."""
 
 
 def workload_model(workload="digits-mlp"):

@@ -32,6 +32,8 @@ def test_cnn_figures():
     assert figures["float_accuracy"] - figures["accuracy"][figures["minimal_bits"]] <= 0.01
     assert figures["minimal_bits"] <= figures["plain_bits"]
     assert any("A2Q+ at its minimal P" in line for line in lines)
+    assert sorted(figures["utilisation"]) == [0, 1, 2]        # two convolutions and the pool
+    assert all(0 < value <= 1 for value in figures["utilisation"].values())
 
 
 def test_training_figures():

@@ -17,7 +17,7 @@ import numpy as np
 
 from systolix.sim.golden.program import run_program
 
-from .a2q import min_feasible_accumulator_bits
+from .a2q import min_accumulator_bits, min_feasible_accumulator_bits
 from systolix.files import atomic_write, png_figure
 from .lower import lower
 from .models import accuracy
@@ -50,7 +50,7 @@ class Sweep:
         ``b`` to the accuracy of the plain integer program with a 32-bit accumulator.
     accuracy : dict
         ``(b, method)`` to one accuracy per ``P`` (``None`` where ``P`` admits no nonzero
-        weight under that method).
+        weight under that method, or is too narrow for a pooling layer's sums).
     """
 
     widths: tuple
@@ -119,9 +119,13 @@ def sweep(model, data, widths=(4, 2, 8), accumulator_bits=range(8, 21), overflow
         plain = quantize(model, data.x_train, bits, bits)
         unlimited[bits] = program_accuracy(lower(plain), data.x_test, data.y_test)
         for method in METHOD_LABELS:
+            # A2Q and A2Q+: the least P with room for a nonzero weight in every learned layer
+            # and for the sums of every pooling layer (whose weights they do not constrain).
             least = 2 if method == "none" else max(
                 min_feasible_accumulator_bits(method, layer.input.bits, layer.input.signed)
-                for layer in plain.layers)
+                if index in model.learned else
+                min_accumulator_bits(layer.weight_codes, layer.input.bits, layer.input.signed)
+                for index, layer in enumerate(plain.layers))
             row = []
             for width in accumulator_bits:
                 if width < least:

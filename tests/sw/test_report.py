@@ -46,3 +46,13 @@ def test_full_sweep(digits):
         # Where both are close to float, they differ by a test image or two either way.
         assert all(a is None or p >= a - 0.01 for p, a in zip(plus, a2q))
         assert sum(p for p in plus if p is not None) > sum(a for a in a2q if a is not None)
+
+
+def test_sweep_of_the_cnn_leaves_out_widths_too_narrow_for_its_pooling():
+    from systolix.sw.models import digits_cnn
+    from systolix.sw.report import sweep
+    model, data = digits_cnn()
+    result = sweep(model, data, widths=(4,), accumulator_bits=(8, 9))
+    # Global average pooling adds 16 codes of 4 bits: 9 bits, which A2Q and A2Q+ never widen.
+    assert result.accuracy[4, "a2q+"][0] is None and result.accuracy[4, "a2q"][0] is None
+    assert result.accuracy[4, "a2q+"][1] > 0.2 and result.accuracy[4, "none"][0] is not None

@@ -106,6 +106,7 @@ class Linear:
     high: float = math.inf
     declared: int = None
     floor: bool = False
+    note: str = ""
 
     @property
     def order(self):
@@ -382,19 +383,26 @@ class ProgramBuilder:
                           [1] * features, kind="identity")
 
     def add_bias(self, name, linear, bias):
-        """``linear`` plus a real per-channel ``bias`` (sequence of Fraction), which must be an
-        integer number of accumulator units."""
+        """``linear`` plus a real per-channel ``bias`` (sequence of Fraction): a whole number
+        of accumulator units, or off it by no more than float32 rounding of its scale (a
+        relative ``2^-20``: a bias quantized at ``float32(s_x * s_w)``), which is rounded to
+        whole units and reported."""
         if linear.low != -math.inf or linear.high != math.inf:
             self._fail(name, "a bias added after ReLU or Clip is not supported; allowed: the "
                              "bias before the activation")
         units = [value / scale for value, scale in zip(bias, linear.scale)]
-        if any(unit.denominator != 1 for unit in units):
-            worst = max(units, key=lambda unit: abs(unit - round(unit)))
-            self._fail(name, f"the bias is not a whole number of accumulator units "
-                             f"(input scale x weight scale): {float(worst):.6g} units; allowed: "
-                             f"a bias quantized at that scale")
-        return replace(linear, bias=linear.bias + np.array([int(u) for u in units],
-                                                           dtype=np.int64))
+        whole = [round(unit) for unit in units]
+        off = max(abs(unit - near) for unit, near in zip(units, whole))
+        if any(abs(unit - near) > Fraction(max(1, abs(near)), 1 << 20)
+               for unit, near in zip(units, whole)):
+            self._fail(name, f"the bias is not a whole number of accumulator units (input "
+                             f"scale x weight scale): off by up to {float(off):.3g} units; "
+                             f"allowed: a bias quantized at that scale")
+        note = linear.note
+        if off:
+            note = (f"bias rounded to whole accumulator units (off by up to {float(off):.2g}: "
+                    f"its scale is not exactly input scale x weight scale)")
+        return replace(linear, bias=linear.bias + np.array(whole, dtype=np.int64), note=note)
 
     def _input_range(self, linear):
         low, high = linear.input.low, linear.input.high
@@ -441,6 +449,8 @@ class ProgramBuilder:
         note = ""
         if quantizer.odd_ties(real):
             exact, note = False, _ODD_TIES
+        if linear.note:
+            exact, note = False, "; ".join(filter(None, (note, linear.note)))
         bias_low, bias_high = code_range(BIAS_BITS, True)
         if bias.min() < bias_low or bias.max() > bias_high:
             self._fail(name, f"its integer bias (with the input zero point term) reaches "
@@ -535,6 +545,8 @@ class ProgramBuilder:
         note = ""
         if quantizer.odd_ties(real):
             exact, note = False, _ODD_TIES
+        if linear.note:
+            exact, note = False, "; ".join(filter(None, (note, linear.note)))
         info = LayerInfo(0, name, "add", "x".join(map(str, dims)),
                          f"A{first.bits}{'s' if first.signed else 'u'} "
                          f"O{quantizer.bits}{'s' if quantizer.signed else 'u'}",
@@ -613,8 +625,9 @@ def report_text(imported, accumulator_bits=None):
              "", f"{'#':>3}  {'kind':<8} {'node':<24} {'shape':<24} {'widths':<16} "
                  f"{'declared P':>10} {'true P':>6} {'P':>3}  requantization"]
     for info in imported.layers:
-        requant = ("exact" if info.exact else info.note if info.note else
-                   f"approximate: up to {info.error_codes:.3g} codes off before rounding")
+        requant = "exact" if info.exact else "; ".join(filter(None, (
+            f"approximate: up to {info.error_codes:.3g} codes off before rounding"
+            if info.error_codes else "", info.note)))
         if info.kind == "maxpool":
             requant = "-"
         lines.append(

@@ -379,3 +379,59 @@ def test_imported_cnn_packs_for_the_accelerator(tmp_path):
     flat = imported.to_program(codes)
     assert np.array_equal(run_images(pack(program, config), config, flat),
                           run_program(program, flat))
+
+
+def test_onnxruntime_quantize_static_model(tmp_path):
+    """A float CNN quantized by onnxruntime's own quantize_static (QDQ, uint8 activations,
+    per-channel int8 weights, int32 biases at float32(s_x * s_w), Relu fused into the
+    quantizers): the scales are not powers of two, so the report says the requantization is
+    approximate, and the program is within one code of onnxruntime's float execution."""
+    import onnxruntime
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    rng = np.random.default_rng(0)
+    shapes = {"w1": (8, 1, 3, 3), "b1": (8,), "w2": (8, 8, 3, 3), "b2": (8,), "w3": (10, 8),
+              "b3": (10,)}
+    initializers = [onnx.numpy_helper.from_array(
+        (rng.normal(size=shape) * 0.2).astype(np.float32), name)
+        for name, shape in shapes.items()]
+    node = helper.make_node
+    nodes = [node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1] * 4), node("Relu", ["c1"], ["r1"]),
+             node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1] * 4, strides=[2, 2]),
+             node("Relu", ["c2"], ["r2"]),
+             node("MaxPool", ["r2"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             node("GlobalAveragePool", ["p"], ["g"]), node("Flatten", ["g"], ["f"]),
+             node("Gemm", ["f", "w3", "b3"], ["y"], transB=1)]
+    graph = helper.make_graph(
+        nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "float.onnx"))
+    calibration = rng.random((32, 1, 1, 8, 8)).astype(np.float32)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"x": batch} for batch in calibration])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(str(tmp_path / "float.onnx"), str(tmp_path / "q.onnx"), Reader(),
+                    quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    imported = import_onnx(tmp_path / "q.onnx")
+    assert [info.kind for info in imported.layers] == ["conv", "conv", "maxpool", "avgpool",
+                                                       "dense"]
+    assert "bias rounded to whole accumulator units" in report_text(imported)
+    program = imported.program
+    codes = rng.integers(0, 255, size=(256, 1, 8, 8), endpoint=True)
+    x = ((codes - program.input.zero_point) * program.input.scale).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(tmp_path / "q.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"x": x})
+    expected = np.rint(y / np.float32(program.output.scale)).astype(np.int64) \
+        + program.output.zero_point
+    got = imported.from_program(run_program(program, imported.to_program(codes)))
+    assert np.abs(got - expected).max() <= 1 and np.mean(got == expected) > 0.99

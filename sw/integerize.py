@@ -545,8 +545,6 @@ class ProgramBuilder:
         note = ""
         if quantizer.odd_ties(real):
             exact, note = False, _ODD_TIES
-        if linear.note:
-            exact, note = False, "; ".join(filter(None, (note, linear.note)))
         info = LayerInfo(0, name, "add", "x".join(map(str, dims)),
                          f"A{first.bits}{'s' if first.signed else 'u'} "
                          f"O{quantizer.bits}{'s' if quantizer.signed else 'u'}",

@@ -11,9 +11,10 @@ reported as the layer's declared width, next to the true one.
 
 Read: ``QuantIdentity`` and ``QuantReLU`` (activation quantizers; the first one quantizes the
 input), ``QuantLinear`` and ``QuantConv2d`` (with a quantized bias, or a float bias that is a
-whole number of accumulator units, or none), ``torch.nn.ReLU``, ``torch.nn.MaxPool2d``,
-``torch.nn.AvgPool2d``, ``torch.nn.Flatten`` and ``torch.nn.Identity``. Activation quantizers
-must round halves to even (Brevitas's default ``torch.round``).
+whole number of accumulator units, or none), ``TruncAvgPool2d`` (rounding ``RoundSte``),
+``torch.nn.ReLU``, ``torch.nn.MaxPool2d``, ``torch.nn.AvgPool2d``, ``torch.nn.Flatten`` and
+``torch.nn.Identity``. Activation quantizers must round halves to even (Brevitas's default
+``torch.round``).
 """
 
 import math
@@ -143,6 +144,19 @@ def import_brevitas(model, sample):
                 current = builder.max_pool(name, current, _pair(module.kernel_size),
                                            _pair(module.stride or module.kernel_size),
                                            _pair(module.padding) * 2)
+            elif isinstance(module, qnn.TruncAvgPool2d):
+                # The sum of each window rounded (to even) at the output quant tensor's scale.
+                rounding = type(module.trunc_quant.tensor_quant.float_to_int_impl).__name__
+                if rounding != "RoundSte":
+                    raise ValueError(f"brevitas model: module {name!r} truncates with "
+                                     f"{rounding}; allowed: RoundSte (the default)")
+                pending = builder.average(name, current, _pair(module.kernel_size),
+                                          _pair(module.stride or module.kernel_size),
+                                          (0, 0, 0, 0))
+                x = module(x)
+                current = builder.requantize(name, pending, _quantizer(name, x, False))
+                pending = None
+                continue
             elif isinstance(module, torch.nn.AvgPool2d):
                 pending = builder.average(name, current, _pair(module.kernel_size),
                                           _pair(module.stride or module.kernel_size),

@@ -67,6 +67,26 @@ def test_fixed_point_cnn_is_bit_exact():
     assert np.array_equal(got, expected)
 
 
+@pytest.mark.parametrize("kernel", (2, 3))
+def test_trunc_average_pool(kernel):
+    """Brevitas's quantized average pool: the window sums rounded at its output scale."""
+    torch.manual_seed(2)
+    model = torch.nn.Sequential(
+        qnn.QuantIdentity(**_act()),
+        qnn.QuantConv2d(2, 4, 3, padding=1, bias=False, **FIXED),
+        qnn.QuantReLU(**_act()),
+        qnn.TruncAvgPool2d(kernel_size=kernel, stride=kernel, bit_width=4,
+                           return_quant_tensor=True),
+        torch.nn.Flatten(),
+        qnn.QuantLinear(4 * (6 // kernel) ** 2, 10, bias=False, **FIXED),
+        qnn.QuantIdentity(**_act(8, True))).eval()
+    x = torch.rand(128, 2, 6, 6)
+    imported = import_brevitas(model, x[:1])
+    assert [info.kind for info in imported.layers] == ["conv", "avgpool", "dense"]
+    expected, got = _codes(model, imported, x)
+    assert np.array_equal(got, expected)
+
+
 def test_a2q_plus_declared_and_true_widths():
     """A2Q+ weights trained for a 10-bit accumulator: the declared width is read from the
     quantizer, the true one from the integers; the program equals the forward pass."""

@@ -15,7 +15,8 @@ from systolix.sw.a2q import METHODS, min_accumulator_bits
 from systolix.sw.default import WORKLOAD_OPTIONS, WORKLOADS, workload_model
 from systolix.sw.lower import lower
 from systolix.sw.mixed import search
-from systolix.sw.models import Conv2d, Dense, FloatModel, accuracy, digits_mlp, digits_split
+from systolix.sw.models import Conv2d, Dense, FloatModel, MaxPool2d, accuracy, digits_mlp, \
+    digits_split
 from systolix.sw.qmodel import quantize
 from systolix.sw.report import program_accuracy, sweep, write_report
 
@@ -126,6 +127,12 @@ def _describe(float_layer, layer):
 
 def _print_figures(args, model, data, quantized, program):
     for index, (float_layer, layer) in enumerate(zip(model.layers, quantized.layers)):
+        if isinstance(float_layer, MaxPool2d):
+            window = layer.window
+            print(f"layer {index}: MaxPool2d {window.height}x{window.width}x{window.channels} -> "
+                  f"{window.output_height}x{window.output_width}x{window.channels}, "
+                  f"A{layer.input.bits}{'s' if layer.input.signed else 'u'}, no accumulator")
+            continue
         inputs, outputs = layer.weight_codes.shape
         safe = min_accumulator_bits(layer.weight_codes, layer.input.bits, layer.input.signed)
         print(f"layer {index}: {_describe(float_layer, layer)}, W{layer.weight_bits} "

@@ -17,15 +17,16 @@ c_out)`` in ``(ky, kx, c)`` row order, zero outside each output channel's group,
 the input zero point, so that padding adds ``z_x`` codes whose centred value is 0, which the bias
 term above already accounts for. A pooling layer (average or global average) becomes a
 convolution of ones whose window is the pooling window (``groups`` = channels) and whose
-multiplier holds ``1 / area`` (global average pooling: ``1 / (H * W)``). A dense layer after a
-map reads it flattened in NHWC order, as the float model does.
+multiplier holds ``1 / area`` (global average pooling: ``1 / (H * W)``). Max pooling becomes a
+:class:`~systolix.layer.MaxPoolLayer` (the golden model runs it; the engine does not). A dense
+layer after a map reads it flattened in NHWC order, as the float model does.
 """
 
 from systolix.config import code_range
 from systolix.numeric import BIAS_BITS
 
-from .program import IntegerLayer, IntegerProgram
-from .qmodel import QuantizedModel
+from .program import IntegerLayer, IntegerProgram, MaxPoolLayer
+from .qmodel import QuantizedMaxPool, QuantizedModel
 from .quant import fixed_point_multiplier
 
 __all__ = ["lower"]
@@ -50,6 +51,9 @@ def lower(model):
     layers = []
     for index, layer in enumerate(model.layers):
         source, target = layer.input, layer.output
+        if isinstance(layer, QuantizedMaxPool):
+            layers.append(MaxPoolLayer(layer.window, source.bits, source.signed))
+            continue
         bias = layer.bias_codes - source.zero_point * layer.weight_codes.sum(axis=0)
         low, high = code_range(BIAS_BITS, True)
         if bias.min() < low or bias.max() > high:

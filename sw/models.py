@@ -9,15 +9,17 @@ each a GEMM on windows of its input map:
 - :class:`Conv2d`: a 2-D convolution (stride, padding, groups, depthwise included), weights
   ``(kernel_height, kernel_width, channels // groups, outputs)``;
 - :class:`AvgPool2d` and :class:`GlobalAvgPool`: the mean of each window of each channel (the
-  padding counts as zeros, PyTorch's ``count_include_pad=True``).
+  padding counts as zeros, PyTorch's ``count_include_pad=True``);
+- :class:`MaxPool2d`: the largest value of each window of each channel (padding never wins).
 
 ReLU is a flag of :class:`Dense` and :class:`Conv2d` (applied to their outputs), with an optional
 upper bound ``clip`` (ReLU6 and PACT's learned bound: ``min(max(y, 0), clip)``). Tensors between
 layers are ``(n, height * width * channels)`` NHWC-flattened, as in the integer program
 (:mod:`systolix.layer`). Every layer is computed as its :meth:`~Conv2d.window`'s patches (the
-im2col of :meth:`systolix.layer.Window.patches`) times its :meth:`~Conv2d.matrix` of shape
-``(patch, outputs)``, zero outside each output channel's group; a pooling layer's matrix is the
-group mask divided by the window's area. That is the form the quantizer and the lowering read.
+im2col of :meth:`systolix.layer.Window.patches`) times its matrix of shape ``(patch, outputs)``
+(:meth:`FloatModel.gemm`), zero outside each output channel's group; an average pooling layer's
+matrix is the group mask divided by the window's area; max pooling has a window and no matrix.
+That is the form the quantizer and the lowering read.
 
 Workloads: the default MLP 64-64-32-10 trained with scikit-learn's ``MLPClassifier`` on the
 bundled ``load_digits`` data set (8x8 images, pixel values 0..16, no download), with a fixed
@@ -38,7 +40,8 @@ from systolix.layer import MAX_MAP, Window, frozen_array
 
 from .io import exact_keys, field, layer_count, load_arrays, save_arrays
 
-__all__ = ["Dense", "Conv2d", "AvgPool2d", "GlobalAvgPool", "FloatModel", "DigitsSplit",
+__all__ = ["Dense", "Conv2d", "AvgPool2d", "GlobalAvgPool", "MaxPool2d", "FloatModel",
+           "DigitsSplit",
            "digits_split", "digits_mlp", "digits_cnn", "DIGITS_CNN_FILE", "accuracy"]
 
 _FORMAT = "systolix.FloatModel"
@@ -252,15 +255,44 @@ class GlobalAvgPool(_Pool):
         return _map_window(shape, shape[:2], (1, 1), (0, 0, 0, 0), shape[2])
 
 
+@dataclass(frozen=True)
+class MaxPool2d:
+    """Max pooling: the largest value of each window of each channel (PyTorch's ``MaxPool2d``:
+    padding reads minus infinity).
+
+    Parameters
+    ----------
+    kernel : int or (int, int)
+    stride : int or (int, int), optional
+        The kernel by default.
+    padding : int, (height, width) or (top, left, bottom, right)
+    """
+
+    kernel: tuple
+    stride: tuple = None
+    padding: tuple = (0, 0, 0, 0)
+    learned = False
+    relu = False
+    clip = None
+    __post_init__ = AvgPool2d.__post_init__
+    window = AvgPool2d.window
+
+    def gemm(self, shape):
+        """``(window, None, None)``: the pooling window (groups = channels), no matrix."""
+        return self.window(shape), None, None
+
+
 _LAYER_KINDS = {Dense: "dense", Conv2d: "conv2d", AvgPool2d: "avg_pool2d",
-                GlobalAvgPool: "global_avg_pool"}
+                GlobalAvgPool: "global_avg_pool", MaxPool2d: "max_pool2d"}
 
 
 def output_shape(window, matrix):
-    """``(height, width, channels)`` of a GEMM's output: ``(1, 1, N)`` without a window."""
+    """``(height, width, channels)`` of a layer's output: ``(1, 1, N)`` without a window, the
+    window's channels without a matrix (max pooling)."""
     if window is None:
         return 1, 1, matrix.shape[1]
-    return window.output_height, window.output_width, matrix.shape[1]
+    channels = window.channels if matrix is None else matrix.shape[1]
+    return window.output_height, window.output_width, channels
 
 
 @dataclass(frozen=True)
@@ -269,7 +301,7 @@ class FloatModel:
 
     Parameters
     ----------
-    layers : sequence of Dense, Conv2d, AvgPool2d, GlobalAvgPool
+    layers : sequence of Dense, Conv2d, AvgPool2d, GlobalAvgPool, MaxPool2d
     input_shape : (int, int, int), optional
         ``(height, width, channels)`` of an input; by default ``(1, 1, inputs)`` of the first
         layer, which must then be :class:`Dense`.
@@ -284,8 +316,8 @@ class FloatModel:
             raise ValueError("a model needs at least one layer")
         for index, layer in enumerate(layers):
             if type(layer) not in _LAYER_KINDS:
-                raise ValueError(f"layers[{index}] must be a Dense, Conv2d, AvgPool2d or "
-                                 f"GlobalAvgPool, not {type(layer).__name__}")
+                raise ValueError(f"layers[{index}] must be a Dense, Conv2d, AvgPool2d, "
+                                 f"GlobalAvgPool or MaxPool2d, not {type(layer).__name__}")
         shape = self.input_shape
         if shape is None:
             if not isinstance(layers[0], Dense):
@@ -333,7 +365,7 @@ class FloatModel:
 
     def gemm(self, index):
         """``(window, matrix, bias)`` of layer ``index``: its output is ``patches @ matrix +
-        bias`` (see the module docstring)."""
+        bias`` (see the module docstring); ``(window, None, None)`` for max pooling."""
         return self._gemms[index]
 
     @property
@@ -353,7 +385,12 @@ class FloatModel:
         each ``(n, height * width * channels)``."""
         values = [self.check_input(x)]
         for layer, (window, matrix, bias) in zip(self.layers, self._gemms):
-            y = patches(window, values[-1]) @ matrix + bias
+            if matrix is None:
+                taps = window.kernel_height * window.kernel_width
+                y = patches(window, values[-1], -np.inf).reshape(-1, taps, window.channels)
+                y = y.max(axis=1)
+            else:
+                y = patches(window, values[-1]) @ matrix + bias
             y = y.reshape(len(values[-1]), -1)
             if layer.relu:
                 y = np.maximum(y, 0.0) if layer.clip is None else np.clip(y, 0.0, layer.clip)
@@ -434,14 +471,14 @@ class FloatModel:
             raise ValueError(f"{path}: {error}") from None
 
 
-def patches(window, x):
+def patches(window, x, pad=0.0):
     """The patches of ``window`` over float input maps ``x`` (n, inputs), shape ``(n *
     positions, patch)`` in the row order of :meth:`systolix.layer.Window.patches`, whose index
-    arithmetic this reuses (padding reads 0.0); ``x`` itself without a window."""
+    arithmetic this reuses (padding reads ``pad``); ``x`` itself without a window."""
     if window is None:
         return x
     index = _patch_index(window)
-    padded = np.concatenate([x, np.zeros((len(x), 1))], axis=1)
+    padded = np.concatenate([x, np.full((len(x), 1), pad)], axis=1)
     return padded[:, index].reshape(len(x) * window.positions, window.patch)
 
 

@@ -23,7 +23,9 @@ layer's input on both sides (each with its own calibrated scale), or ``output_bi
 last learned layer. Its matrix is fixed: weight codes 1 inside each channel's window (2-bit
 signed codes) and the weight scale ``1 / area``, nudged like every scale below; its sums are
 never constrained, so with ``method`` ``"a2q"`` or ``"a2q+"`` the quantizer refuses an
-accumulator too narrow for them. :meth:`QuantizedModel.reference` evaluates
+accumulator too narrow for them. Max pooling (:class:`QuantizedMaxPool`) keeps the codes and the
+quantizer of its input: quantizing is monotone, so the maximum of the codes is the code of the
+maximum. :meth:`QuantizedModel.reference` evaluates
 exactly this in floating point, with no accumulator limit: the reference the integer program
 (:mod:`systolix.sw.lower`) is checked against.
 
@@ -38,7 +40,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from systolix.config import OVERFLOW_MODES, check_choice, check_int
+from systolix.config import OVERFLOW_MODES, check_choice, check_int, code_range
 from systolix.layer import Window, frozen_array
 from systolix.numeric import MAX_SHIFT, MULTIPLIER_BITS
 
@@ -49,7 +51,7 @@ from .program import QUANTIZER_FIELDS, check_quantizer
 from .quant import CLIPPINGS, ROUNDINGS, QuantParams, activation_params, \
     fixed_point_multiplier, round_values, symmetric_params
 
-__all__ = ["QuantizedLayer", "QuantizedModel", "quantize", "per_layer"]
+__all__ = ["QuantizedLayer", "QuantizedMaxPool", "QuantizedModel", "quantize", "per_layer"]
 
 _FORMAT = "systolix.QuantizedModel"
 _VERSION = 2
@@ -146,12 +148,52 @@ class QuantizedLayer:
 
 
 @dataclass(frozen=True)
+class QuantizedMaxPool:
+    """Max pooling on codes: the largest code of each window of each channel. Quantizing is
+    monotone, so it commutes with the maximum: the output codes keep the input's quantizer.
+
+    Parameters
+    ----------
+    window : Window
+        Groups = channels, ``pad_code`` the smallest code of ``quantizer``'s width (never the
+        largest of a window).
+    quantizer : QuantParams
+        Of the input and the output.
+    """
+
+    window: Window
+    quantizer: QuantParams
+    relu = False
+
+    def __post_init__(self):
+        if not isinstance(self.window, Window):
+            raise ValueError(f"window must be a Window, not {type(self.window).__name__}")
+        low, _ = code_range(self.quantizer.bits, self.quantizer.signed)
+        if self.window.groups != self.window.channels or self.window.pad_code != low:
+            raise ValueError(f"a max pooling window must have groups = channels "
+                             f"({self.window.channels}) and pad_code = {low}, not "
+                             f"{self.window.groups} and {self.window.pad_code}")
+
+    input = property(lambda self: self.quantizer)
+    output = property(lambda self: self.quantizer)
+    inputs = property(lambda self: self.window.inputs)
+    outputs = property(lambda self: self.window.positions * self.window.channels)
+
+    def reference(self, codes):
+        """The output codes for input ``codes`` (n, inputs), shape ``(n, outputs)``."""
+        codes = np.asarray(codes, dtype=np.int64)
+        taps = self.window.kernel_height * self.window.kernel_width
+        patches = self.window.patches(codes).reshape(-1, taps, self.window.channels)
+        return patches.max(axis=1).reshape(len(codes), self.outputs)
+
+
+@dataclass(frozen=True)
 class QuantizedModel:
     """A quantized model: its chain of layers and the accumulator they were quantized for.
 
     Parameters
     ----------
-    layers : tuple of QuantizedLayer
+    layers : tuple of QuantizedLayer and QuantizedMaxPool
         Each layer's ``output`` quantizer is the next layer's ``input`` quantizer.
     method : str
         ``"none"``, ``"a2q"`` or ``"a2q+"``: the weight constraint used.
@@ -206,8 +248,12 @@ class QuantizedModel:
                   "overflow": self.overflow, "layers": []}
         arrays = {}
         for index, layer in enumerate(self.layers):
+            if isinstance(layer, QuantizedMaxPool):
+                header["layers"].append({"kind": "max_pool", "quantizer": asdict(layer.input),
+                                         "window": asdict(layer.window)})
+                continue
             header["layers"].append({
-                "weight_bits": layer.weight_bits, "relu": layer.relu,
+                "kind": "gemm", "weight_bits": layer.weight_bits, "relu": layer.relu,
                 "input": asdict(layer.input), "output": asdict(layer.output),
                 "window": None if layer.window is None else asdict(layer.window)})
             arrays[f"weight_codes{index}"] = layer.weight_codes
@@ -220,12 +266,42 @@ class QuantizedModel:
         """Read a model written by :meth:`save` (strictly: :func:`~systolix.sw.io.load_arrays`;
         codes stored as integers, scales as finite positive floats, every header field
         checked)."""
+        def kinds(header):
+            layer_count(path, header)
+            result = []
+            for index, entry in enumerate(header["layers"]):
+                kind = field(path, f"layers[{index}].", entry, "kind", str)
+                if kind not in ("gemm", "max_pool"):
+                    raise ValueError(f"{path}: header field layers[{index}].kind: must be gemm "
+                                     f"or max_pool, not {kind!r}")
+                result.append(kind)
+            return result
+
         def members(header):
-            count = layer_count(path, header)
-            return {f"{name}{index}": (kind, ndim) for index in range(count)
+            return {f"{name}{index}": (kind, ndim)
+                    for index, layer in enumerate(kinds(header)) if layer == "gemm"
                     for name, kind, ndim in (("weight_codes", "int", 2),
                                              ("weight_scale", "float", 1),
                                              ("bias_codes", "int", 1))}
+
+        def quantizer(where, entry, name):
+            exact_keys(path, f"{where}{name}.", entry[name], QUANTIZER_FIELDS)
+            for part, kind in (("bits", int), ("signed", bool), ("zero_point", int),
+                               ("low", int), ("high", int)):
+                field(path, f"{where}{name}.", entry[name], part, kind)
+            field(path, f"{where}{name}.", entry[name], "scale", float, low=0)
+            params = QuantParams(**entry[name])
+            check_quantizer(name, params)
+            return params
+
+        def window_of(where, entry):
+            if entry["window"] is None:
+                return None
+            window = field(path, where, entry, "window", dict)
+            exact_keys(path, f"{where}window.", window, _WINDOW_FIELDS)
+            for name in _WINDOW_FIELDS:
+                field(path, f"{where}window.", window, name, int)
+            return Window(**window)
 
         header, arrays = load_arrays(path, _FORMAT, _VERSION, members)
         exact_keys(path, "", header, ("format", "version", "method", "accumulator_bits",
@@ -234,33 +310,29 @@ class QuantizedModel:
         field(path, "", header, "accumulator_bits", int)
         field(path, "", header, "overflow", str)
         layers = []
-        for i, entry in enumerate(header["layers"]):
+        for i, (kind, entry) in enumerate(zip(kinds(header), header["layers"])):
             where = f"layers[{i}]."
-            exact_keys(path, where, entry, ("weight_bits", "relu", "input", "output", "window"))
-            field(path, where, entry, "weight_bits", int)
-            field(path, where, entry, "relu", bool)
-            window = entry["window"]
-            if window is not None:
-                exact_keys(path, f"{where}window.", window, _WINDOW_FIELDS)
-                for name in _WINDOW_FIELDS:
-                    field(path, f"{where}window.", window, name, int)
-            quantizers = []
-            for name in ("input", "output"):
-                exact_keys(path, f"{where}{name}.", entry[name], QUANTIZER_FIELDS)
-                for part, kind in (("bits", int), ("signed", bool), ("zero_point", int),
-                                   ("low", int), ("high", int)):
-                    field(path, f"{where}{name}.", entry[name], part, kind)
-                field(path, f"{where}{name}.", entry[name], "scale", float, low=0)
-                quantizers.append(QuantParams(**entry[name]))
             try:
-                for name, params in zip(("input", "output"), quantizers):
-                    check_quantizer(name, params)
+                if kind == "max_pool":
+                    exact_keys(path, where, entry, ("kind", "quantizer", "window"))
+                    field(path, where, entry, "window", dict)
+                    layers.append(QuantizedMaxPool(window_of(where, entry),
+                                                   quantizer(where, entry, "quantizer")))
+                    continue
+                exact_keys(path, where, entry, ("kind", "weight_bits", "relu", "input", "output",
+                                                "window"))
+                field(path, where, entry, "weight_bits", int)
+                field(path, where, entry, "relu", bool)
+                window = window_of(where, entry)
+                quantizers = [quantizer(where, entry, name) for name in ("input", "output")]
                 layers.append(QuantizedLayer(
                     arrays[f"weight_codes{i}"], arrays[f"weight_scale{i}"], entry["weight_bits"],
-                    arrays[f"bias_codes{i}"], *quantizers, entry["relu"],
-                    None if window is None else Window(**window)))
+                    arrays[f"bias_codes{i}"], *quantizers, entry["relu"], window))
             except ValueError as error:
-                raise ValueError(f"{path}: layer {i}: {error}") from None
+                message = str(error)
+                if message.startswith(f"{path}: "):
+                    raise
+                raise ValueError(f"{path}: layer {i}: {message}") from None
         try:
             return cls(tuple(layers), header["method"], header["accumulator_bits"],
                        header["overflow"])
@@ -350,10 +422,18 @@ def quantize(model, calibration, weight_bits=4, activation_bits=4, accumulator_b
             target = activations[index + 1]
             activations[index + 1] = dataclasses.replace(
                 target, high=min(target.high, int(target.quantize(layer.clip))))
+    for index in range(len(model.layers)):
+        if model.gemm(index)[1] is None:
+            # Max pooling: the maximum commutes with quantizing, the codes keep their quantizer.
+            activations[index + 1] = activations[index]
     layers = []
     for index, layer in enumerate(model.layers):
         window, weight, bias = model.gemm(index)
         source, target = activations[index], activations[index + 1]
+        if weight is None:
+            low, _ = code_range(source.bits, source.signed)
+            layers.append(QuantizedMaxPool(dataclasses.replace(window, pad_code=low), source))
+            continue
         if window is not None:
             window = dataclasses.replace(window, pad_code=int(source.zero_point))
         if layer.learned:

@@ -120,12 +120,14 @@ def sweep(model, data, widths=(4, 2, 8), accumulator_bits=range(8, 21), overflow
         unlimited[bits] = program_accuracy(lower(plain), data.x_test, data.y_test)
         for method in METHOD_LABELS:
             # A2Q and A2Q+: the least P with room for a nonzero weight in every learned layer
-            # and for the sums of every pooling layer (whose weights they do not constrain).
+            # and for the sums of every average pooling layer (whose weights they do not
+            # constrain); max pooling adds nothing.
             least = 2 if method == "none" else max(
                 min_feasible_accumulator_bits(method, layer.input.bits, layer.input.signed)
                 if index in model.learned else
                 min_accumulator_bits(layer.weight_codes, layer.input.bits, layer.input.signed)
-                for index, layer in enumerate(plain.layers))
+                for index, layer in enumerate(plain.layers)
+                if model.gemm(index)[1] is not None)
             row = []
             for width in accumulator_bits:
                 if width < least:

@@ -187,3 +187,43 @@ def test_dense_after_a_map_reads_nhwc():
     outputs = run_program(lower(quantized), quantized.encode_input(x))
     real = quantized.decode_output(outputs)
     assert np.corrcoef(real.ravel(), model.forward(x).ravel())[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("scheme", ["affine", "symmetric"])
+def test_max_pooling_keeps_the_codes(scheme):
+    from systolix.sw.models import Conv2d, Dense, MaxPool2d
+    from systolix.sw.program import MaxPoolLayer
+    from systolix.sw.qmodel import QuantizedModel
+    rng = np.random.default_rng(11)
+    model = FloatModel((Conv2d(rng.normal(size=(3, 3, 1, 4)), rng.normal(size=4), padding=1),
+                        MaxPool2d(3, 2, 1),
+                        Conv2d(rng.normal(size=(3, 3, 4, 4)), rng.normal(size=4), padding=1,
+                               relu=True),
+                        MaxPool2d(2), Dense(rng.normal(size=(16, 3)), rng.normal(size=3))),
+                       (8, 8, 1))
+    x = rng.normal(size=(300, 64))
+    options = dict(method="a2q", accumulator_bits=16) if scheme == "symmetric" else {}
+    quantized = quantize(model, x, 4, 4, activation_scheme=scheme, **options)
+    pool = quantized.layers[1]
+    assert pool.input == pool.output == quantized.layers[0].output
+    program = lower(quantized)
+    assert [type(layer) for layer in program.layers].count(MaxPoolLayer) == 2
+    outputs = run_program(program, program.encode_input(x))
+    np.testing.assert_array_equal(outputs, quantized.reference(x))
+    real = quantized.decode_output(outputs)
+    assert np.corrcoef(real.ravel(), model.forward(x).ravel())[0, 1] > 0.9
+
+
+def test_quantized_max_pooling_save_load(tmp_path):
+    from systolix.sw.models import Conv2d, Dense, MaxPool2d
+    from systolix.sw.qmodel import QuantizedModel
+    rng = np.random.default_rng(12)
+    model = FloatModel((Conv2d(rng.normal(size=(3, 3, 1, 4)), rng.normal(size=4), padding=1,
+                               relu=True), MaxPool2d(2), Dense(rng.normal(size=(64, 3)),
+                                                               rng.normal(size=3))), (8, 8, 1))
+    x = rng.normal(size=(100, 64))
+    quantized = quantize(model, x, 4, 4)
+    quantized.save(tmp_path / "model.npz")
+    loaded = QuantizedModel.load(tmp_path / "model.npz")
+    assert loaded.layers[1] == quantized.layers[1]
+    np.testing.assert_array_equal(loaded.reference(x), quantized.reference(x))

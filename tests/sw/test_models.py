@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from systolix.sw.models import AvgPool2d, Conv2d, Dense, FloatModel, GlobalAvgPool, \
+from systolix.sw.models import AvgPool2d, Conv2d, Dense, FloatModel, GlobalAvgPool, MaxPool2d, \
     digits_cnn, digits_mlp, digits_split
 
 
@@ -161,7 +161,7 @@ def test_bad_cnn(layers, shape, message):
 @pytest.mark.parametrize("change, message", [
     (lambda header: header["layers"][0].update(kind="lstm"),
      r"header field layers\[0\].kind: must be one of dense, conv2d, avg_pool2d, "
-     r"global_avg_pool, not 'lstm'"),
+     r"global_avg_pool, max_pool2d, not 'lstm'"),
     (lambda header: header["layers"][0].update(groups=1.5),
      r"header field layers\[0\].groups: must be an integer, not 1.5"),
     (lambda header: header["layers"][3].update(stride=[0, 2]),
@@ -188,3 +188,18 @@ def test_digits_cnn():
     assert model.shapes[-2:] == ((1, 1, model.layers[1].weight.shape[3]), (1, 1, 10))
     accuracy = np.mean(model.predict(data.x_test) == data.y_test)
     assert accuracy > 0.93
+
+
+def test_max_pooling_pads_with_minus_infinity():
+    model = FloatModel((MaxPool2d(3, 2, 1), MaxPool2d((2, 1))), (4, 4, 2))
+    assert model.shapes == ((4, 4, 2), (2, 2, 2), (1, 2, 2)) and model.learned == ()
+    x = -1.0 - np.random.default_rng(5).uniform(size=(3, 32))     # all negative: pads must lose
+    maps = x.reshape(3, 4, 4, 2)
+    padded = np.pad(maps, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-np.inf)
+    first = np.stack([np.stack([padded[:, 2 * oy:2 * oy + 3, 2 * ox:2 * ox + 3].max(axis=(1, 2))
+                                for ox in range(2)], axis=1) for oy in range(2)], axis=1)
+    second = first.max(axis=1, keepdims=True)
+    values = model.layer_inputs(x)
+    np.testing.assert_array_equal(values[1], first.reshape(3, -1))
+    np.testing.assert_array_equal(values[2], second.reshape(3, -1))
+

@@ -165,3 +165,30 @@ def test_dead_channels_get_a_representable_scale():
                         Dense(rng.normal(size=(64, 2)), np.zeros(2))), (4, 4, 1))
     quantized = quantize(model, rng.uniform(size=(50, 16)), 4, 4)
     assert not quantized.layers[0].weight_codes[:, 1].any()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda header: header["layers"][1].update(kind="avg"),
+     r"header field layers\[1\].kind: must be gemm or max_pool, not 'avg'"),
+    (lambda header: header["layers"][1]["window"].update(pad_code=3),
+     r"layer 1: a max pooling window must have groups = channels \(16\) and pad_code = 0"),
+    (lambda header: header["layers"][0].update(window=None),
+     r"layer 1 has 1024 inputs but layer 0 has 16 outputs"),
+    (lambda header: header["layers"][0]["input"].update(bits=9),
+     r"layer 0: input.bits must be an integer in 1..8, not 9"),
+])
+def test_bad_cnn_files(tmp_path, change, message):
+    import json
+    from systolix.sw.models import Conv2d, Dense, MaxPool2d
+    rng = np.random.default_rng(13)
+    model = FloatModel((Conv2d(rng.normal(size=(3, 3, 1, 16)), rng.normal(size=16), padding=1,
+                               relu=True), MaxPool2d(2), Dense(rng.normal(size=(256, 3)),
+                                                               rng.normal(size=3))), (8, 8, 1))
+    quantize(model, rng.normal(size=(50, 64)), 4, 4).save(tmp_path / "model.npz")
+    with np.load(tmp_path / "model.npz") as archive:
+        arrays = dict(archive)
+    header = json.loads(str(arrays.pop("header")))
+    change(header)
+    np.savez(tmp_path / "bad.npz", header=np.array(json.dumps(header)), **arrays)
+    with pytest.raises(ValueError, match=message):
+        QuantizedModel.load(tmp_path / "bad.npz")

@@ -502,12 +502,20 @@ class ProgramBuilder:
 
     def add(self, name, first, second, quantizer, low=-math.inf, high=math.inf):
         """An :class:`~systolix.layer.AddLayer` of two activations requantized by
-        ``quantizer`` (real clamp bounds ``low..high``); returns its output."""
-        if first.shape != second.shape or (first.bits, first.signed) != (second.bits,
-                                                                         second.signed):
-            self._fail(name, f"adds tensors of shapes {first.shape} and {second.shape}, "
-                             f"{first.bits} and {second.bits} bits; allowed: the same shape "
-                             f"and codes")
+        ``quantizer`` (real clamp bounds ``low..high``); returns its output. Inputs of
+        different code widths are brought to the wider codes first (an exact identity layer:
+        same scale and zero point, more bits)."""
+        if first.shape != second.shape:
+            self._fail(name, f"adds tensors of shapes {first.shape} and {second.shape}; "
+                             f"allowed: the same shape")
+        if (first.bits, first.signed) != (second.bits, second.signed):
+            signed = first.signed or second.signed
+            bits = max(codes_bits(min(act.low, act.zero_point), max(act.high, act.zero_point),
+                                  signed) for act in (first, second))
+            first, second = (act if (act.bits, act.signed) == (bits, signed) else
+                             self.requantize(name, self.identity(name, act), OutputQuantizer(
+                                 act.scale, act.zero_point, bits, signed, act.low, act.high))
+                             for act in (first, second))
         if not np.array_equal(first.order, second.order):
             self._fail(name, "adds tensors stored in different orders")
         real = [first.scale / quantizer.scale, second.scale / quantizer.scale]

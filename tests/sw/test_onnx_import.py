@@ -87,6 +87,22 @@ def test_residual_add_and_zero_points(style, tmp_path):
     assert skip_q[1] == 4
 
 
+@pytest.mark.parametrize("style", STYLES)
+def test_residual_add_of_different_widths(style, tmp_path):
+    """A 4-bit branch added to an 8-bit skip: the branch is widened by an exact identity layer
+    first (an add layer reads two tensors of the same codes)."""
+    net = Net(style, (4, 5, 5), bits=8, scale=2.0 ** -5, seed=17)
+    skip = net.x
+    net.conv(4, 3, pad=1, relu=True, out=(2.0 ** -2, 0, 4, False))
+    net.residual(skip, relu=True, out=(2.0 ** -3, 0, 8, False))
+    net.flatten()
+    net.dense(10, relu=False, out=OUT8)
+    imported = compare(net, tmp_path)
+    kinds = [info.kind for info in imported.layers]
+    assert kinds == ["conv", "identity", "add", "dense"]
+    assert imported.layers[1].exact
+
+
 def test_qonnx_odd_zero_point_ties_are_reported(tmp_path):
     """QONNX rounds v / s + z: with an odd z its ties go the other way than QuantizeLinear's
     round(v / s) + z, which the program computes; the report says so, and the outputs differ

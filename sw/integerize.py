@@ -480,6 +480,20 @@ class ProgramBuilder:
         return Activation(index, quantizer.scale, quantizer.zero_point, quantizer.bits,
                           quantizer.signed, low, high, linear.order)
 
+    def sign(self, name, linear, scale):
+        """End ``linear`` at a binary (bipolar) quantizer: codes ``+1`` where the real value is
+        at least 0, else ``-1``, real ``scale * code``. The layer computes
+        ``clamp(2 (acc + bias) + 1, -1, 1)``: multiplier 2, no shift, and 1 added as its output
+        zero point (its codes' real zero point stays 0). Returns the output
+        :class:`Activation`."""
+        if linear.low != -math.inf or linear.high != math.inf:
+            self._fail(name, "binarizes after ReLU or Clip; allowed: a sum")
+        channels = linear.weights.shape[1]
+        quantizer = OutputQuantizer(scale, 1, 2, True, -1, 1)
+        output = self.requantize(name, replace(linear, scale=(Fraction(2),) * channels),
+                                 replace(quantizer, scale=Fraction(1)))
+        return replace(output, scale=scale, zero_point=0)
+
     def max_pool(self, name, source, kernel, strides, pads):
         """A :class:`~systolix.layer.MaxPoolLayer` on ``source``; returns its output."""
         channels, height, width = source.order.shape
@@ -575,8 +589,11 @@ class ProgramBuilder:
                              f"(an unused branch?)")
         out = QuantParams(output.bits, output.signed, float(output.scale), output.zero_point,
                           output.low, output.high)
-        program = IntegerProgram(tuple(self.layers), self.input_params, out,
-                                 tuple(self.sources))
+        try:
+            program = IntegerProgram(tuple(self.layers), self.input_params, out,
+                                     tuple(self.sources))
+        except ValueError as error:
+            raise ValueError(f"{self.where}{error}") from None
         return Imported(program, self.infos, self.input_order, output.order, source)
 
 

@@ -4,8 +4,8 @@ Two ways of writing a quantized network in ONNX are read:
 
 - **QONNX** (the format of FINN and hls4ml): float operators between ``Quant`` nodes
   (``Quant(x, scale, zero_point, bit_width)``, attributes ``signed``, ``narrow``,
-  ``rounding_mode``), ``BipolarQuant`` for binary weights and ``Trunc`` (the truncation of a
-  sum, such as the one of a quantized average pool).
+  ``rounding_mode``), ``BipolarQuant`` for binary weights and activations and ``Trunc`` (the
+  truncation of a sum, such as the one of a quantized average pool).
 - **QCDQ** (standard ONNX): ``QuantizeLinear`` -> ``Clip`` (for fewer than 8 bits) ->
   ``DequantizeLinear`` around float operators; weights are int8 initializers through
   ``DequantizeLinear`` or float initializers through ``QuantizeLinear`` / ``Clip`` /
@@ -286,9 +286,19 @@ class _Importer:
         return self._quantize(node, x, replace(quantizer, zero_point_first=True))
 
     def _bipolar(self, node, x, scale):
+        """Binary codes: ``+1`` where ``x / scale >= 0``, else ``-1`` (2-bit signed codes), of
+        weights or of a computed tensor (a sign layer)."""
+        name = node.name or node.output[0]
+        if isinstance(x, Activation):
+            x = self.builder.identity(name, x)
+        if isinstance(x, Linear):
+            scale = np.asarray(scale, dtype=np.float64)
+            if scale.size != 1 or not scale.item() > 0:
+                self._fail(node, "binarizes with a scale that is not one number above 0")
+            return self.builder.sign(name, x, _fraction(scale))
         if not isinstance(x, _Const):
-            self._fail(node, "binarizes a computed tensor; allowed: binary (bipolar) weights "
-                             "only")
+            self._fail(node, f"binarizes a {type(x).__name__.strip('_').lower()} tensor; "
+                             f"allowed: weights or a computed tensor")
         codes = np.where(x.value.astype(np.float32) / np.asarray(scale, dtype=np.float32) >= 0,
                          1, -1).astype(np.int64)
         return _QConst(codes, np.broadcast_to(np.asarray(scale, dtype=np.float64), codes.shape),

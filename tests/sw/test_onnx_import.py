@@ -210,6 +210,27 @@ def test_qonnx_bipolar_weights(tmp_path):
     assert np.array_equal(layer.weights, signs.astype(np.int64))
 
 
+def test_qonnx_binarized_network(tmp_path):
+    """Binary weights and binary activations (BipolarQuant of a sum: +1 where it is at least 0),
+    as in FINN's binarized networks; the sign layers compute clamp(2 t + 1, -1, 1)."""
+    net = Net("qonnx", (32,), seed=18)
+    for outputs in (16, 16):
+        signs = np.where(net.rng.random((net.current_features(), outputs)) < 0.5, -1.0, 1.0)
+        weights = net.node("BipolarQuant", [net.const(signs.astype(np.float32), "w"),
+                                            net.const(np.float32(1.0))],
+                           domain="qonnx.custom_op.general")
+        net.x = net.node("MatMul", [net.x, weights])
+        net.x = net.node("BipolarQuant", [net.x, net.const(np.float32(1.0))],
+                         domain="qonnx.custom_op.general")
+        net.now, net.q = [outputs], (1.0, 0, 2, True, -1, 1)
+    net.dense(10, relu=False, out=OUT8)
+    imported = compare(net, tmp_path, n=128)
+    sign = imported.program.layers[1]
+    assert (sign.output_bits, sign.output_signed, sign.output_low, sign.output_high) == \
+        (2, True, -1, 1)
+    assert imported.program.layers[2].input_bits == 2
+
+
 def test_non_power_of_two_scales_are_reported(tmp_path):
     net = Net("qcdq", (16,), scale=0.1, seed=6)
     net.dense(8, out=(0.37, 0, 4, False))

@@ -40,7 +40,7 @@ def _codes(model, imported, x):
     return expected, got
 
 
-def _fixed_point_cnn():
+def _fixed_point_cnn(bias=True):
     torch.manual_seed(0)
     model = torch.nn.Sequential(
         qnn.QuantIdentity(**_act()),
@@ -50,10 +50,11 @@ def _fixed_point_cnn():
         qnn.QuantReLU(**_act()),
         torch.nn.MaxPool2d(2),
         torch.nn.Flatten(),
-        qnn.QuantLinear(24, 10, bias=True, bias_quant=Int32Bias, **FIXED),
+        qnn.QuantLinear(24, 10, bias=bias, bias_quant=Int32Bias, **FIXED),
         qnn.QuantIdentity(**_act(8, True))).eval()
-    with torch.no_grad():
-        model[7].bias.uniform_(-1, 1)
+    if bias:
+        with torch.no_grad():
+            model[7].bias.uniform_(-1, 1)
     return model
 
 
@@ -141,20 +142,23 @@ def test_qonnx_export_of_a2q_plus_breaks_its_bound(tmp_path):
 
 
 @pytest.mark.slow
-def test_qonnx_export_of_a_fixed_point_cnn_imports_bit_exact(tmp_path):
-    """The same CNN exported to QONNX by Brevitas (Quant on activations, weights and the int32
-    biases; Conv, Relu, MaxPool, Reshape, Gemm) and read by the ONNX importer: equal to the
-    module's forward pass."""
+@pytest.mark.parametrize("style", ("qonnx", "qcdq"))
+def test_export_of_a_fixed_point_cnn_imports_bit_exact(style, tmp_path):
+    """The same CNN exported by Brevitas to QONNX (Quant on activations, weights and the int32
+    biases; Conv, Relu, MaxPool, Reshape, Gemm) or to QCDQ (QuantizeLinear / Clip /
+    DequantizeLinear; without the bias, which Brevitas's QCDQ export refuses) and read by the
+    ONNX importer: equal to the module's forward pass."""
     pytest.importorskip("onnxoptimizer")
-    from brevitas.export import export_qonnx
+    from brevitas.export import export_onnx_qcdq, export_qonnx
 
     from systolix.sw.onnx_import import import_onnx
 
-    model = _fixed_point_cnn()
+    model = _fixed_point_cnn(bias=style == "qonnx")
     x = torch.rand(128, 2, 8, 8)
+    export = export_qonnx if style == "qonnx" else export_onnx_qcdq
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        export_qonnx(model, x[:1], export_path=str(tmp_path / "cnn.onnx"))
+        export(model, x[:1], export_path=str(tmp_path / "cnn.onnx"))
     imported = import_onnx(tmp_path / "cnn.onnx")
     assert [info.kind for info in imported.layers] == ["conv", "conv", "maxpool", "dense"]
     expected, got = _codes(model, imported, x)

@@ -68,6 +68,46 @@ def test_fixed_point_cnn_is_bit_exact():
     assert np.array_equal(got, expected)
 
 
+class _Residual(torch.nn.Module):
+    """A residual block: conv -> ReLU quantizer (the skip), conv -> signed quantizer, the sum
+    of both through a ReLU quantizer, then a dense layer."""
+
+    def __init__(self):
+        super().__init__()
+        plain = dict(_act(), return_quant_tensor=False)
+        self.input = qnn.QuantIdentity(**plain)
+        self.conv1 = qnn.QuantConv2d(2, 4, 3, padding=1, bias=False, **FIXED)
+        self.relu1 = qnn.QuantReLU(**plain)
+        self.conv2 = qnn.QuantConv2d(4, 4, 3, padding=1, groups=2, bias=False, **FIXED)
+        self.branch = qnn.QuantIdentity(**dict(_act(5, True), return_quant_tensor=False))
+        self.relu2 = qnn.QuantReLU(**plain)
+        self.dense = qnn.QuantLinear(4 * 6 * 6, 10, bias=False, **FIXED)
+        self.output = qnn.QuantIdentity(**_act(8, True))
+
+    def forward(self, x):
+        skip = self.relu1(self.conv1(self.input(x)))
+        y = self.relu2(self.branch(self.conv2(skip)) + skip)
+        return self.output(self.dense(torch.flatten(y, 1)))
+
+
+def test_residual_module_is_bit_exact():
+    """A module with a residual add, traced with torch.fx: the add of a 5-bit signed branch
+    and a 4-bit skip becomes an identity layer (the skip widened) and an add layer."""
+    torch.manual_seed(3)
+    model = _Residual().eval()
+    x = torch.rand(128, 2, 6, 6)
+    imported = import_brevitas(model, x[:1])
+    assert [info.kind for info in imported.layers] == ["conv", "conv", "identity", "add",
+                                                       "dense"]
+    with torch.no_grad():
+        y = model(x).value.numpy()
+        codes = model.input.act_quant(x).int().numpy().astype(np.int64)
+    program = imported.program
+    expected = np.rint(y / program.output.scale).astype(np.int64)
+    got = imported.from_program(run_program(program, imported.to_program(codes)))
+    assert np.array_equal(got, expected)
+
+
 @pytest.mark.parametrize("kernel", (2, 3))
 def test_trunc_average_pool(kernel):
     """Brevitas's quantized average pool: the window sums rounded at its output scale."""

@@ -2,9 +2,10 @@
 
 :func:`import_brevitas` reads a model of ``brevitas.nn`` layers (a
 :class:`torch.nn.Sequential`, or any module whose forward :mod:`torch.fx` traces with the
-layers as leaves, residual adds included): the exact integer weights (``quant_weight().int()``), their scales, zero points and bit widths, and
-the scale, zero point, width and signedness of every activation quantizer, from one forward pass
-of a sample input in evaluation mode. It goes around the ONNX export on purpose: Brevitas
+layers as leaves, residual adds included): the exact integer weights
+(``quant_weight().int()``), their scales, zero points and bit widths, and the scale, zero point,
+width and signedness of every activation quantizer, from one forward pass of a sample input in
+evaluation mode. It goes around the ONNX export on purpose: Brevitas
 0.13.4's QONNX export of zero-centred A2Q+ weight quantizers writes another function than the
 module computes. The layers are built by :class:`~systolix.sw.integerize.ProgramBuilder`, like
 the ONNX importer's, and the accumulator width an A2Q / A2Q+ quantizer was trained for is

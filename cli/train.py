@@ -1,5 +1,5 @@
-"""The ``systolix train`` subcommand: integer training of the digits MLP (WAGE or dynamic fixed
-point), every multiplication an integer GEMM of the array's golden model.
+"""The ``systolix train`` subcommand: integer training of the digits MLP or CNN (WAGE or dynamic
+fixed point), every multiplication an integer GEMM of the array's golden model.
 
 Prints every GEMM of a training step with its data-free accumulator width, a progress bar per
 epoch (standard error), the test accuracy and seconds of every epoch; writes the trained
@@ -20,7 +20,7 @@ from systolix.files import atomic_write, output_folder, png_figure
 from systolix.sim.golden import run_program
 from systolix.sw.dfp import MULT_BITS, UPDATE_BITS, DfpMLP, dfp_rate
 from systolix.sw.models import digits_split
-from systolix.sw.train import FloatMLP, array_config_for, describe_gemms, train
+from systolix.sw.train import NETWORKS, FloatMLP, array_config_for, describe_gemms, train
 from systolix.sw.wage import DEFAULT_BITS, WageMLP, parse_bits
 
 from .options import integer
@@ -28,6 +28,9 @@ from .options import integer
 __all__ = ["register", "make_model", "train_schemes", "markdown_table"]
 
 SCHEMES = ("wage", "dfp")
+
+DESCRIPTIONS = {"mlp": "digits MLP 64-64-32-10",
+                "cnn": "digits CNN (conv 3x3 16, conv 3x3 stride 2 32, average pool, dense 10)"}
 
 
 def _bits(text):
@@ -39,11 +42,14 @@ def _bits(text):
 
 def register(subparsers):
     """Add the ``train`` subcommand to an :mod:`argparse` subparsers object."""
-    parser = subparsers.add_parser("train", help="train the digits MLP with integers only "
+    parser = subparsers.add_parser("train", help="train the digits MLP or CNN with integers only "
                                    "(WAGE or dynamic fixed point)",
                                    description=__doc__.splitlines()[0])
     parser.add_argument("--scheme", required=True, choices=SCHEMES,
                         help="wage (Wu et al.) or dfp (dynamic fixed point, Courbariaux et al.)")
+    parser.add_argument("--model", choices=tuple(NETWORKS), default="mlp",
+                        help="the network: mlp (64-64-32-10, default) or cnn (the digits CNN's "
+                             "architecture, trained from scratch)")
     parser.add_argument("--bits", type=_bits, metavar="W-A-G-E",
                         help="wage: weight, activation, gradient and error bits, each 2..8 "
                              "(default: 2-8-8-8)")
@@ -67,17 +73,20 @@ def register(subparsers):
     parser.set_defaults(run=run_train)
 
 
-def make_model(scheme, seed, epochs, bits=None, mult_bits=None, update_bits=None):
-    """A freshly initialised model of ``scheme`` (``"float"``, ``"wage"``, ``"dfp"``) and the
-    generator that trains it, both from ``seed``."""
+def make_model(scheme, seed, epochs, bits=None, mult_bits=None, update_bits=None,
+               network="mlp"):
+    """A freshly initialised model of ``scheme`` (``"float"``, ``"wage"``, ``"dfp"``) for
+    ``network`` (a key of :data:`~systolix.sw.train.NETWORKS`) and the generator that trains
+    it, both from ``seed``."""
     rng = np.random.default_rng(seed)
+    layers = NETWORKS[network]()
     if scheme == "float":
-        model = FloatMLP(rng, lambda epoch: 2.0 ** -dfp_rate(epoch, epochs))
+        model = FloatMLP(rng, lambda epoch: 2.0 ** -dfp_rate(epoch, epochs), layers)
     elif scheme == "wage":
-        model = WageMLP(rng, DEFAULT_BITS if bits is None else bits, epochs)
+        model = WageMLP(rng, DEFAULT_BITS if bits is None else bits, epochs, layers)
     else:
         model = DfpMLP(rng, 10 if mult_bits is None else mult_bits,
-                       12 if update_bits is None else update_bits, epochs)
+                       12 if update_bits is None else update_bits, epochs, layers)
     return model, rng
 
 
@@ -110,11 +119,14 @@ def _exported(model, data):
     return program, float(np.mean(golden.argmax(axis=1) == data.y_test))
 
 
-def train_schemes(schemes, data, epochs, seed, options, progress=None, report=print):
-    """Train each scheme of ``schemes`` from ``seed``: ``{scheme: (model, History)}``."""
+def train_schemes(schemes, data, epochs, seed, options, progress=None, report=print,
+                  network="mlp"):
+    """Train each scheme of ``schemes`` on ``network`` from ``seed``: ``{scheme: (model,
+    History)}``."""
     results = {}
     for scheme in schemes:
-        model, rng = make_model(scheme, seed, epochs, **options.get(scheme, {}))
+        model, rng = make_model(scheme, seed, epochs, network=network,
+                                **options.get(scheme, {}))
         results[scheme] = model, train(model, data, epochs, rng, progress, report)
     return results
 
@@ -141,14 +153,14 @@ def _widths(model):
     return "float64"
 
 
-def _plot(path, results):
+def _plot(path, results, title):
     with png_figure(path, figsize=(7, 4)) as (figure, axes):
         for model, history in results.values():
             epochs = np.arange(1, len(history.accuracy) + 1)
             axes.plot(epochs, 100 * np.array(history.accuracy), marker=".", label=model.name)
         axes.set_xlabel("epoch")
         axes.set_ylabel("test accuracy (%)")
-        axes.set_title("digits MLP 64-64-32-10: integer training")
+        axes.set_title(f"{title}: integer training")
         axes.grid(True, alpha=0.3)
         axes.legend()
 
@@ -160,13 +172,15 @@ def run_train(args):
                "dfp": {"mult_bits": args.mult_bits, "update_bits": args.update_bits}}
     data = digits_split(args.seed)
     with output_folder(args.out, "train") as folder:
-        model, _ = make_model(args.scheme, args.seed, args.epochs, **options[args.scheme])
-        print(f"systolix train: {model.name} ({_widths(model)}) on the digits MLP "
-              f"64-64-32-10, {args.epochs} epochs, seed {args.seed}; every GEMM of a step and "
-              f"its accumulator width:")
+        model, _ = make_model(args.scheme, args.seed, args.epochs, network=args.model,
+                              **options[args.scheme])
+        print(f"systolix train: {model.name} ({_widths(model)}) on the "
+              f"{DESCRIPTIONS[args.model]}, {args.epochs} epochs, seed {args.seed}; every GEMM "
+              f"of a step and its accumulator width:")
         print("\n".join(f"  {line}" for line in describe_gemms(model.gemms())), flush=True)
         schemes = ["float", *SCHEMES] if args.report else [args.scheme]
-        results = train_schemes(schemes, data, args.epochs, args.seed, options, sys.stderr)
+        results = train_schemes(schemes, data, args.epochs, args.seed, options, sys.stderr,
+                                network=args.model)
         model, history = results[args.scheme]
         program, accuracy = _exported(model, data)
         exported = {args.scheme: accuracy}
@@ -178,12 +192,12 @@ def run_train(args):
         table = markdown_table(results, exported)
         print(table)
         if args.report:
-            text = ["# Integer training: digits MLP", "",
+            text = [f"# Integer training: {DESCRIPTIONS[args.model]}", "",
                     f"Test accuracy after each of {args.epochs} epochs (seed {args.seed}); the "
                     f"exported program runs on the golden model of the array.", "", table, "",
                     "![test accuracy per epoch](accuracy.png)", ""]
             atomic_write(folder / "report.md", lambda file: file.write("\n".join(text).encode()))
-            _plot(folder / "accuracy.png", results)
+            _plot(folder / "accuracy.png", results, DESCRIPTIONS[args.model])
     print(f"{model.name}: test accuracy {100 * history.accuracy[-1]:.1f} % (trainer), "
           f"{100 * accuracy:.1f} % (exported program on the golden model); "
           f"{np.mean(history.seconds):.3f} s per epoch; runs on the array {config.name}")

@@ -34,9 +34,9 @@ import numpy as np
 
 from systolix.config import check_int
 
-from .train import (BATCH, SIZES, encode_pixels, export_program, gemm, high_code,
-                    layer_forward, normalizing_shift, output_error, passes, pixel_quantizer,
-                    shift, stochastic_shift, symmetric_range, training_gemms)
+from .train import (BATCH, backward, encode_pixels, export_program, gemm, high_code,
+                    layer_forward, mlp, normalizing_shift, output_error, passes,
+                    pixel_quantizer, shift, stochastic_shift, symmetric_range, training_gemms)
 
 __all__ = ["MAX_OVERFLOW_RATE", "MULT_BITS", "UPDATE_BITS", "EXPORT_BITS", "DfpMLP",
            "dfp_rate", "next_exponent"]
@@ -84,7 +84,7 @@ def _overflows(values, bits):
 
 
 class DfpMLP:
-    """The digits MLP trained in dynamic fixed point.
+    """A network (the digits MLP by default) trained in dynamic fixed point.
 
     Parameters
     ----------
@@ -96,46 +96,63 @@ class DfpMLP:
         Width of the stored weights and their updates, ``mult_bits..24``.
     epochs : int
         The length of the run (the learning rate schedule, :func:`dfp_rate`).
-    sizes : tuple of int
+    layers : tuple of Layer
+        Default: the digits MLP (:func:`~systolix.sw.train.mlp`); also
+        :func:`~systolix.sw.train.digits_cnn`. An average pool (a fixed layer) has weight codes
+        1 worth ``2^-log2(area)``.
     """
 
     name = "DFP"
 
-    def __init__(self, rng, mult_bits=10, update_bits=12, epochs=30, sizes=SIZES):
+    def __init__(self, rng, mult_bits=10, update_bits=12, epochs=30, layers=None):
         check_int("--mult-bits", mult_bits, *MULT_BITS)
         check_int(f"--update-bits (at least --mult-bits {mult_bits})", update_bits, mult_bits,
                   UPDATE_BITS)
         self.mult_bits, self.update_bits = mult_bits, update_bits
         self.epochs = epochs
-        self.sizes = tuple(sizes)
+        self.layers = mlp() if layers is None else tuple(layers)
         self.stored, self.weight_exponents = [], []
-        for inputs, outputs in zip(sizes, sizes[1:]):
-            limit = math.sqrt(6.0 / inputs)
+        for layer in self.layers:
+            if layer.fixed:
+                self.stored.append(None)
+                self.weight_exponents.append(-layer.pool_shift())
+                continue
+            limit = math.sqrt(6.0 / layer.inputs)
             exponent = math.ceil(math.log2(limit)) - (update_bits - 2)
             span = int(limit * 2.0 ** -exponent)
-            self.stored.append(rng.integers(-span, span, (inputs, outputs), endpoint=True))
+            self.stored.append(rng.integers(-span, span, (layer.inputs, layer.outputs),
+                                            endpoint=True))
             self.weight_exponents.append(exponent)
-        # Exponents of each layer's input (the first is the pixels') and of its errors.
         widest = max(self.gemms().values(), key=lambda shape: shape.accumulator_bits)
         if widest.accumulator_bits > 32:
             raise ValueError(f"--mult-bits {mult_bits}: the {widest.name} GEMM would need a "
                              f"{widest.accumulator_bits}-bit accumulator; the array's has at "
                              f"most 32")
-        self.activation_exponents = [2 - mult_bits] + [None] * (len(sizes) - 1)
-        self.error_exponents = [None] * (len(sizes) - 1) + [1 - mult_bits]
+        # Exponents of each layer's input (the first is the pixels', the last the output's)
+        # and of the error at each layer's input (the last: the output error's).
+        count = len(self.layers)
+        self.activation_exponents = [2 - mult_bits] + [None] * count
+        self.error_exponents = [None] * count + [1 - mult_bits]
 
     def weights(self, bits=None):
         """The weight codes of the GEMMs at ``bits`` (default ``mult_bits``) and their
         exponents."""
         bits = self.mult_bits if bits is None else bits
         drop = self.update_bits - bits
-        return ([np.clip(shift(u, drop), *symmetric_range(bits)) for u in self.stored],
-                [e + drop for e in self.weight_exponents])
+        codes, exponents = [], []
+        for layer, stored, exponent in zip(self.layers, self.stored, self.weight_exponents):
+            if layer.fixed:
+                codes.append(layer.fixed_weights())
+                exponents.append(exponent)
+            else:
+                codes.append(np.clip(shift(stored, drop), *symmetric_range(bits)))
+                exponents.append(exponent + drop)
+        return codes, exponents
 
     def gemms(self, batch=BATCH, bits=None):
         """The data-free GEMM shapes of a step at ``bits``."""
         codes = symmetric_range(self.mult_bits if bits is None else bits)
-        return training_gemms(self.sizes, batch, codes, codes, codes)
+        return training_gemms(self.layers, batch, codes, codes, codes)
 
     def encode(self, pixels, bits=None):
         bits = self.mult_bits if bits is None else bits
@@ -144,8 +161,7 @@ class DfpMLP:
     def _amounts(self, bits):
         """The right shift of every layer's accumulator at ``bits``."""
         _, exponents = self.weights(bits)
-        moved = self.mult_bits - bits
-        return [(after + moved) - (before + moved) - weight for before, after, weight
+        return [after - before - weight for before, after, weight
                 in zip(self.activation_exponents, self.activation_exponents[1:], exponents)]
 
     def forward(self, codes, trace=None, bits=None):
@@ -157,9 +173,10 @@ class DfpMLP:
         shapes = self.gemms(len(codes), bits)
         weights, _ = self.weights(bits)
         outs, values = [np.asarray(codes, dtype=np.int64)], []
-        for index, (w, amount) in enumerate(zip(weights, self._amounts(bits))):
-            out, v = layer_forward(shapes[f"layer {index} forward X W"], outs[-1], w, amount,
-                                   index < len(weights) - 1, high_code(bits), trace)
+        for index, (layer, w, amount) in enumerate(zip(self.layers, weights,
+                                                       self._amounts(bits))):
+            out, v = layer_forward(shapes[f"layer {index} forward X W"], layer, outs[-1], w,
+                                   amount, high_code(bits), trace)
             outs.append(out)
             values.append(v)
         return outs, values
@@ -169,12 +186,14 @@ class DfpMLP:
         weights, exponents = self.weights()
         shapes = self.gemms(len(codes))
         a = np.asarray(codes, dtype=np.int64)
-        for index, (w, exponent) in enumerate(zip(weights, exponents)):
-            acc = gemm(shapes[f"layer {index} forward X W"], a, w)
+        for index, (layer, w, exponent) in enumerate(zip(self.layers, weights, exponents)):
+            x = a if layer.window is None else layer.window.patches(a)
+            acc = gemm(shapes[f"layer {index} forward X W"], x, w).reshape(len(a), -1)
             amount = normalizing_shift(acc, self.mult_bits)
             self.activation_exponents[index + 1] = \
                 self.activation_exponents[index] + exponent + amount
-            a = np.maximum(shift(acc, amount), 0)
+            a = shift(acc, amount)
+            a = np.maximum(a, 0) if layer.relu else a
 
     def predict(self, codes, bits=None):
         return np.argmax(self.forward(codes, bits=bits)[0][-1], axis=1)
@@ -182,43 +201,39 @@ class DfpMLP:
     def step(self, codes, labels, epoch, rng, trace=None):
         """One training step on a batch of input codes; ``trace`` collects every GEMM."""
         bits, high = self.mult_bits, high_code(self.mult_bits)
-        outs, values = self.forward(codes, trace)
-        shapes = self.gemms(len(codes))
-        weights, exponents = self.weights()
-        last = len(weights) - 1
-        # The output activations' exponents follow their overflow rates.
-        for index, v in enumerate(values):
-            positive = np.maximum(v, 0) if index < last else v
-            self.activation_exponents[index + 1] = next_exponent(
-                self.activation_exponents[index + 1], _overflows(positive, bits),
-                _overflows(2 * positive, bits), v.size)
-        errors, _ = output_error(outs[-1], self.activation_exponents[-1], labels, bits)
-        errors = np.where(passes(values[-1], False, high), errors, 0)
         batch = len(codes)
         if batch & (batch - 1):
             raise ValueError(f"the batch must be a power of two (1 / batch is a shift), not "
                              f"{batch}")
+        outs, values = self.forward(codes, trace)
+        weights, exponents = self.weights()
+        # The output activations' exponents follow their overflow rates.
+        for index, (layer, v) in enumerate(zip(self.layers, values)):
+            counted = np.maximum(v, 0) if layer.relu else v
+            self.activation_exponents[index + 1] = next_exponent(
+                self.activation_exponents[index + 1], _overflows(counted, bits),
+                _overflows(2 * counted, bits), v.size)
+        errors, _ = output_error(outs[-1], self.activation_exponents[-1], labels, bits)
+        errors = np.where(passes(values[-1], False, high), errors, 0)
         learning = dfp_rate(epoch, self.epochs) + batch.bit_length() - 1
-        for index in range(last, -1, -1):
-            gradient = gemm(shapes[f"layer {index} gradient X^T E"], outs[index].T, errors,
-                            trace)
-            error_exponent = self.error_exponents[index + 1]
-            if index:
-                propagated = gemm(shapes[f"layer {index} error E W^T"], errors,
-                                  weights[index].T, trace)
-                propagated = np.where(passes(values[index - 1], True, high), propagated, 0)
-                exponent = error_exponent + exponents[index]
-                if self.error_exponents[index] is None:
-                    self.error_exponents[index] = exponent + normalizing_shift(propagated,
-                                                                               bits)
-                amount = self.error_exponents[index] - exponent
-                scaled = shift(propagated, amount)
-                self.error_exponents[index] = next_exponent(
-                    self.error_exponents[index], _overflows(scaled, bits),
-                    _overflows(shift(propagated, amount - 1), bits), scaled.size)
-                errors = np.clip(scaled, -high, high)
-            self._update(index, gradient, self.activation_exponents[index] + error_exponent
-                         - learning, rng)
+
+        def quantize_error(index, propagated):
+            exponent = self.error_exponents[index + 1] + exponents[index]
+            if self.error_exponents[index] is None:
+                self.error_exponents[index] = exponent + normalizing_shift(propagated, bits)
+            amount = self.error_exponents[index] - exponent
+            scaled = shift(propagated, amount)
+            self.error_exponents[index] = next_exponent(
+                self.error_exponents[index], _overflows(scaled, bits),
+                _overflows(shift(propagated, amount - 1), bits), scaled.size)
+            return np.clip(scaled, -high, high)
+
+        def update(index, gradient):
+            self._update(index, gradient, self.activation_exponents[index]
+                         + self.error_exponents[index + 1] - learning, rng)
+
+        backward(self.layers, self.gemms(batch), weights, outs, values, errors, high,
+                 quantize_error, update, trace)
 
     def _update(self, index, gradient, exponent, rng):
         """``u -= SR(gradient * 2^(exponent - e_w))`` in ``update_bits``, then the weights'
@@ -244,6 +259,6 @@ class DfpMLP:
         bits = self.export_bits()
         weights, _ = self.weights(bits)
         moved = self.mult_bits - bits
-        return export_program(weights, self._amounts(bits), bits, bits,
+        return export_program(self.layers, weights, self._amounts(bits), bits, bits,
                               pixel_quantizer(6 - bits, bits),
                               2.0 ** (self.activation_exponents[-1] + moved))

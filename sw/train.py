@@ -41,13 +41,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from systolix.config import check_int, code_range
+from systolix.layer import Window
 from systolix.sim.golden.array import accumulate, array_matmul, wrap
 from systolix.sim.golden.program import round_shift
 
 __all__ = ["GemmShape", "accumulator_bits", "gemm", "shift", "stochastic_shift",
            "normalizing_shift", "bit_length", "split_codes", "GemmTiles", "array_tiles",
-           "run_tiles", "assemble", "SIZES", "BATCH", "high_code", "symmetric_range",
-           "layer_forward", "passes", "encode_pixels", "pixel_quantizer", "output_error",
+           "run_tiles", "assemble", "SIZES", "BATCH", "Layer", "mlp", "digits_cnn", "NETWORKS",
+           "high_code", "symmetric_range",
+           "layer_forward", "passes", "backward", "encode_pixels", "pixel_quantizer", "output_error",
            "export_program", "array_config_for", "training_gemms", "describe_gemms", "FloatMLP",
            "History", "train"]
 
@@ -301,6 +303,104 @@ BATCH = 16
 batch of an epoch is left out (the shuffle differs every epoch)."""
 
 
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a network the schemes train: ``y = patches(x) @ W`` without bias.
+
+    Attributes
+    ----------
+    inputs : int
+        ``K``: the rows of the weight matrix (a convolution's patch).
+    outputs : int
+        Output channels.
+    window : Window or None
+        ``None`` for a dense layer; a convolution's :class:`~systolix.layer.Window` (pad code
+        0: the zero point of every code here).
+    relu : bool
+        ReLU after the layer (folded into the lower clamp).
+    fixed : bool
+        Weights not trained: an average pool, a depthwise convolution of ones whose shift
+        divides by the kernel area (a power of two).
+    """
+
+    inputs: int
+    outputs: int
+    window: Window = None
+    relu: bool = True
+    fixed: bool = False
+
+    @property
+    def positions(self):
+        """Output positions of one input (1 for a dense layer)."""
+        return 1 if self.window is None else self.window.positions
+
+    @property
+    def map_inputs(self):
+        """Codes of one input vector (the whole map of a convolution)."""
+        return self.inputs if self.window is None else self.window.inputs
+
+    def fixed_weights(self):
+        """The weights of an average pool: ones within each channel's group."""
+        return self.window.group_mask(self.outputs).astype(np.int64)
+
+    def pool_shift(self):
+        """``log2`` of an average pool's kernel area."""
+        area = self.window.kernel_height * self.window.kernel_width
+        if area & (area - 1):
+            raise ValueError(f"an average pool needs a power-of-two area, not {area}")
+        return area.bit_length() - 1
+
+    def _index(self):
+        """The input position + 1 of every patch entry (0: padding), ``(positions, K)``."""
+        return self.window.patches(np.arange(1, self.window.inputs + 1)[None, :])
+
+    def gather(self, x):
+        """The patches of ``x`` (``(n, map_inputs)``, any dtype; for integer codes the same as
+        :meth:`~systolix.layer.Window.patches`), shape ``(n * positions, K)``."""
+        if self.window is None:
+            return x
+        padded = np.concatenate([np.zeros((len(x), 1), dtype=x.dtype), x], axis=1)
+        return padded[:, self._index()].reshape(-1, self.inputs)
+
+    def scatter(self, patches, n):
+        """The adjoint of :meth:`gather` (col2im): each patch entry added back onto its input
+        position, padding dropped; ``(n, map_inputs)``. Additions only."""
+        if self.window is None:
+            return patches
+        w = self.window
+        taps = patches.reshape(n, w.output_height, w.output_width, w.kernel_height,
+                               w.kernel_width, w.channels)
+        padded = np.zeros((n, w.height + w.pad_top + w.pad_bottom,
+                           w.width + w.pad_left + w.pad_right, w.channels), dtype=patches.dtype)
+        for ky in range(w.kernel_height):
+            for kx in range(w.kernel_width):
+                padded[:, ky:ky + w.stride_height * w.output_height:w.stride_height,
+                       kx:kx + w.stride_width * w.output_width:w.stride_width] += taps[:, :, :, ky, kx]
+        return padded[:, w.pad_top:w.pad_top + w.height,
+                      w.pad_left:w.pad_left + w.width].reshape(n, -1)
+
+
+def mlp(sizes=SIZES):
+    """The layers of an MLP of ``sizes`` (ReLU between the dense layers)."""
+    return tuple(Layer(inputs, outputs, relu=index < len(sizes) - 2)
+                 for index, (inputs, outputs) in enumerate(zip(sizes, sizes[1:])))
+
+
+def digits_cnn():
+    """The layers of the digits CNN (:func:`systolix.sw.models.digits_cnn`'s architecture): conv
+    3x3 1->16 padding 1, conv 3x3 stride 2 16->32 padding 1 (ReLU after each), global average
+    pool (4x4), dense 32->10."""
+    conv1 = Window(8, 8, 1, 3, 3, pad_top=1, pad_left=1, pad_bottom=1, pad_right=1)
+    conv2 = Window(8, 8, 16, 3, 3, 2, 2, 1, 1, 1, 1)
+    pool = Window(4, 4, 32, 4, 4, groups=32)
+    return (Layer(conv1.patch, 16, conv1), Layer(conv2.patch, 32, conv2),
+            Layer(pool.patch, 32, pool, relu=False, fixed=True), Layer(32, 10, relu=False))
+
+
+NETWORKS = {"mlp": mlp, "cnn": digits_cnn}
+"""The networks the schemes train: ``mlp`` (64-64-32-10) and ``cnn``."""
+
+
 def high_code(bits):
     """The largest code of the narrow signed range ``-(2^(bits-1)-1) .. 2^(bits-1)-1``."""
     return (1 << (bits - 1)) - 1
@@ -311,18 +411,52 @@ def symmetric_range(bits):
     return -high_code(bits), high_code(bits)
 
 
-def layer_forward(gemm_shape, a, w, amount, relu, high, trace=None):
-    """One dense layer on codes: ``v = shift(a @ w, amount)``, ``out = clamp(v, 0 if relu else
-    -high, high)`` (what an :class:`~systolix.layer.IntegerLayer` with multiplier
-    ``2^-amount`` computes). Returns ``(out, v)``."""
-    v = shift(gemm(gemm_shape, a, w, trace), amount)
-    return np.clip(v, 0 if relu else -high, high), v
+def layer_forward(gemm_shape, layer, codes, w, amount, high, trace=None):
+    """One layer on codes: ``v = shift(patches(codes) @ w, amount)``, ``out = clamp(v, 0 if
+    relu else -high, high)`` (what an :class:`~systolix.layer.IntegerLayer` with multiplier
+    ``2^-amount`` computes; a convolution's patches are those of
+    :meth:`~systolix.layer.Window.patches`). Returns ``(out, v)``, both ``(n, positions *
+    outputs)`` (NHWC)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    patches = codes if layer.window is None else layer.window.patches(codes)
+    v = shift(gemm(gemm_shape, patches, w, trace), amount).reshape(len(codes), -1)
+    return np.clip(v, 0 if layer.relu else -high, high), v
 
 
 def passes(v, relu, high):
     """Where the gradient passes the clamp of :func:`layer_forward` (straight through where the
     value was not clamped; ReLU passes only positive values)."""
     return (v >= (1 if relu else -high)) & (v <= high)
+
+
+def backward(layers, shapes, weights, outs, values, errors, high, quantize_error, update,
+             trace=None):
+    """The backward pass the integer schemes share, from the error codes of the last layer's
+    output (already masked by its clamp).
+
+    For each layer, last first: the weight gradient ``gemm(patches(X)^T, E)`` (unless the
+    weights are fixed), the error propagation ``gemm(E, W^T)`` scattered back onto the input map
+    (:meth:`Layer.scatter`; not for the first layer) and masked where the previous layer's
+    clamp or ReLU passed nothing (:func:`passes`); ``quantize_error(index, propagated)`` turns
+    it into the error codes of layer ``index``'s input, ``update(index, gradient)`` applies the
+    gradient.
+    """
+    n = len(outs[0])
+    for index in reversed(range(len(layers))):
+        layer = layers[index]
+        flat = errors.reshape(-1, layer.outputs)
+        if not layer.fixed:
+            x = outs[index] if layer.window is None else layer.window.patches(outs[index])
+            gradient = gemm(shapes[f"layer {index} gradient X^T E"], x.T, flat, trace)
+        if index:
+            propagated = gemm(shapes[f"layer {index} error E W^T"], flat, weights[index].T,
+                              trace)
+            propagated = layer.scatter(propagated, n)
+            propagated = np.where(passes(values[index - 1], layers[index - 1].relu, high),
+                                  propagated, 0)
+            errors = quantize_error(index, propagated)
+        if not layer.fixed:
+            update(index, gradient)
 
 
 def encode_pixels(pixels, amount, bits):
@@ -370,36 +504,34 @@ def output_error(codes, exponent, labels, bits):
     return np.clip(errors, *symmetric_range(bits)), loss
 
 
-def export_program(weights, amounts, weight_bits, activation_bits, input_quantizer,
+def export_program(layers, weights, amounts, weight_bits, activation_bits, input_quantizer,
                    output_scale):
-    """An :class:`~systolix.sw.program.IntegerProgram` of trained integer dense layers.
+    """An :class:`~systolix.sw.program.IntegerProgram` of trained integer ``layers``.
 
     Layer ``l`` computes :func:`layer_forward` with ``weights[l]`` and ``amounts[l]``: no bias,
     the power-of-two multiplier ``2^-amounts[l]`` as ``(M0, shift)``
     (:func:`~systolix.sw.quant.fixed_point_multiplier`, exact for a power of two), ReLU folded
-    into the lower clamp of every layer but the last. Every layer gets the accumulator width of
-    the widest forward GEMM (data-free, :func:`accumulator_bits`), so one array runs them all.
+    into the lower clamp, a convolution's window. Every layer gets the accumulator width of the
+    widest forward GEMM (data-free, :func:`accumulator_bits`), so one array runs them all.
     """
     from .program import IntegerLayer, IntegerProgram
     from .quant import QuantParams, fixed_point_multiplier
 
     high = high_code(activation_bits)
     width = max(accumulator_bits(symmetric_range(activation_bits),
-                                 symmetric_range(weight_bits), w.shape[0]) for w in weights)
-    layers = []
-    for index, (w, amount) in enumerate(zip(weights, amounts)):
-        channels = w.shape[1]
-        multiplier, right = fixed_point_multiplier(np.full(channels, 2.0 ** -amount))
-        last = index == len(weights) - 1
-        layers.append(IntegerLayer(
-            weights=w, bias=np.zeros(channels, dtype=np.int64), multiplier=multiplier,
-            shift=right, output_zero_point=0, output_low=-high if last else 0,
+                                 symmetric_range(weight_bits), layer.inputs) for layer in layers)
+    program = []
+    for layer, w, amount in zip(layers, weights, amounts):
+        multiplier, right = fixed_point_multiplier(np.full(layer.outputs, 2.0 ** -amount))
+        program.append(IntegerLayer(
+            weights=w, bias=np.zeros(layer.outputs, dtype=np.int64), multiplier=multiplier,
+            shift=right, output_zero_point=0, output_low=0 if layer.relu else -high,
             output_high=high, input_bits=activation_bits, input_signed=True,
             weight_bits=weight_bits, weight_signed=True, output_bits=activation_bits,
-            output_signed=True, accumulator_bits=width, overflow="wrap"))
+            output_signed=True, accumulator_bits=width, overflow="wrap", window=layer.window))
     output = QuantParams(activation_bits, True, float(output_scale), 0,
                          *symmetric_range(activation_bits))
-    return IntegerProgram(tuple(layers), input_quantizer, output)
+    return IntegerProgram(tuple(program), input_quantizer, output)
 
 
 def array_config_for(program, rows=8, cols=8):
@@ -413,19 +545,22 @@ def array_config_for(program, rows=8, cols=8):
                        accumulator_bits=first.accumulator_bits, overflow="wrap")
 
 
-def training_gemms(sizes, batch, activation_range, weight_range, error_range):
-    """The data-free :class:`GemmShape` of every GEMM of one training step of an MLP of
-    ``sizes``: per layer the forward ``X W``, the error propagation ``E W^T`` (not for the first
-    layer: no error goes to the input) and the weight gradient ``X^T E``."""
+def training_gemms(layers, batch, activation_range, weight_range, error_range):
+    """The data-free :class:`GemmShape` of every GEMM of one training step of ``layers``: per
+    layer the forward ``X W`` (``K`` = its inputs, a convolution's patch), the error propagation
+    ``E W^T`` (``K`` = its outputs; not for the first layer: no error goes to the input) and the
+    weight gradient ``X^T E`` (``K`` = the batch times the output positions; not for fixed
+    weights)."""
     shapes = []
-    for index, (inputs, outputs) in enumerate(zip(sizes, sizes[1:])):
+    for index, layer in enumerate(layers):
         shapes.append(GemmShape(f"layer {index} forward X W", activation_range, weight_range,
-                                inputs))
+                                layer.inputs))
         if index:
             shapes.append(GemmShape(f"layer {index} error E W^T", error_range, weight_range,
-                                    outputs))
-        shapes.append(GemmShape(f"layer {index} gradient X^T E", activation_range,
-                                error_range, batch))
+                                    layer.outputs))
+        if not layer.fixed:
+            shapes.append(GemmShape(f"layer {index} gradient X^T E", activation_range,
+                                    error_range, batch * layer.positions))
     return {shape.name: shape for shape in shapes}
 
 
@@ -440,32 +575,36 @@ def describe_gemms(shapes):
 
 
 class FloatMLP:
-    """The float reference: the same network (:data:`SIZES`, no bias, ReLU), initialisation
-    range, loss, batches and plain SGD as the integer schemes, in float64 (inputs ``p / 16``).
+    """The float reference: the same network (``layers``, no bias), initialisation range, loss,
+    batches and plain SGD as the integer schemes, in float64 (inputs ``p / 16``).
 
     Parameters
     ----------
     rng : numpy.random.Generator
-        Draws the initial weights (uniform in ``+-sqrt(6 / inputs)``).
+        Draws the initial weights (uniform in ``+-sqrt(6 / K)``).
     learning_rate : callable
         ``learning_rate(epoch)``, a float.
+    layers : tuple of Layer
+        Default: the digits MLP (:func:`mlp`).
     """
 
     name = "float"
 
-    def __init__(self, rng, learning_rate, sizes=SIZES):
+    def __init__(self, rng, learning_rate, layers=None):
         self.learning_rate = learning_rate
-        self.weights = [rng.uniform(-1, 1, (inputs, outputs)) * np.sqrt(6.0 / inputs)
-                        for inputs, outputs in zip(sizes, sizes[1:])]
+        self.layers = mlp() if layers is None else tuple(layers)
+        self.weights = [layer.fixed_weights() / 2.0 ** layer.pool_shift() if layer.fixed else
+                        rng.uniform(-1, 1, (layer.inputs, layer.outputs))
+                        * np.sqrt(6.0 / layer.inputs) for layer in self.layers]
 
     def encode(self, pixels):
         return np.asarray(pixels, dtype=np.float64) / 16.0
 
     def _forward(self, x):
         values = [x]
-        for index, w in enumerate(self.weights):
-            y = values[-1] @ w
-            values.append(y if index == len(self.weights) - 1 else np.maximum(y, 0.0))
+        for layer, w in zip(self.layers, self.weights):
+            y = (layer.gather(values[-1]) @ w).reshape(len(x), -1)
+            values.append(np.maximum(y, 0.0) if layer.relu else y)
         return values
 
     def predict(self, x):
@@ -479,11 +618,16 @@ class FloatMLP:
         error[np.arange(len(labels)), labels] -= 1.0
         error /= len(labels)
         rate = self.learning_rate(epoch)
-        for index in reversed(range(len(self.weights))):
-            gradient = values[index].T @ error
+        for index in reversed(range(len(self.layers))):
+            layer = self.layers[index]
+            error = error.reshape(-1, layer.outputs)
+            gradient = layer.gather(values[index]).T @ error
             if index:
-                error = (error @ self.weights[index].T) * (values[index] > 0)
-            self.weights[index] -= rate * gradient
+                error = layer.scatter(error @ self.weights[index].T, len(x))
+                if self.layers[index - 1].relu:
+                    error = error * (values[index] > 0)
+            if not layer.fixed:
+                self.weights[index] -= rate * gradient
 
 
 @dataclass
@@ -504,7 +648,8 @@ def _bar(name, epoch, epochs, done, steps):
 
 def train(model, data, epochs, rng, progress=None, report=print):
     """Train ``model`` (a scheme: :class:`FloatMLP`, :class:`~systolix.sw.wage.WageMLP`,
-    :class:`~systolix.sw.dfp.DfpMLP`) on the digits training images for ``epochs`` epochs.
+    :class:`~systolix.sw.dfp.DfpMLP`, on any of :data:`NETWORKS`) on the digits training images
+    for ``epochs`` epochs.
 
     ``rng`` shuffles the images every epoch and draws the stochastic rounding: the same
     generator state gives the same weights. ``progress`` (a text stream, such as

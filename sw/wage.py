@@ -28,9 +28,9 @@ import numpy as np
 
 from systolix.config import check_int
 
-from .train import (BATCH, SIZES, bit_length, encode_pixels, export_program, gemm, high_code,
-                    layer_forward, normalizing_shift, output_error, passes, pixel_quantizer,
-                    shift, stochastic_shift, symmetric_range, training_gemms)
+from .train import (BATCH, backward, bit_length, encode_pixels, export_program, high_code,
+                    layer_forward, mlp, normalizing_shift, output_error, passes,
+                    pixel_quantizer, shift, stochastic_shift, symmetric_range, training_gemms)
 
 __all__ = ["DEFAULT_BITS", "parse_bits", "WageMLP", "wage_rate"]
 
@@ -59,7 +59,7 @@ def wage_rate(epoch, epochs):
 
 
 class WageMLP:
-    """The digits MLP trained with WAGE.
+    """A network (the digits MLP by default) trained with WAGE.
 
     Parameters
     ----------
@@ -69,41 +69,48 @@ class WageMLP:
         ``(W, A, G, E)``, each 2..8.
     epochs : int
         The length of the run (the learning rate schedule, :func:`wage_rate`).
-    sizes : tuple of int
-        Layer widths.
+    layers : tuple of Layer
+        Default: the digits MLP (:func:`~systolix.sw.train.mlp`); also
+        :func:`~systolix.sw.train.digits_cnn`. An average pool (a fixed layer) shifts by the log2
+        of its area instead.
     """
 
     name = "WAGE"
 
-    def __init__(self, rng, bits=DEFAULT_BITS, epochs=30, sizes=SIZES):
+    def __init__(self, rng, bits=DEFAULT_BITS, epochs=30, layers=None):
         for name, value in zip(_NAMES, bits):
             check_int(f"{name} bits", value, 2, 8)
         self.bits = tuple(bits)
         self.epochs = epochs
-        self.sizes = tuple(sizes)
+        self.layers = mlp() if layers is None else tuple(layers)
         w_bits, _, g_bits, _ = bits
         limit = 1.5 * 2.0 ** (1 - w_bits)     # WAGE's L_min = beta * sigma_W, beta = 1.5
         self.masters, self.amounts = [], []
-        for inputs, outputs in zip(sizes, sizes[1:]):
-            he = math.sqrt(6.0 / inputs)
+        for layer in self.layers:
+            if layer.fixed:
+                self.masters.append(None)
+                self.amounts.append(layer.pool_shift())
+                continue
+            he = math.sqrt(6.0 / layer.inputs)
             alpha = max(round(math.log2(limit / he)), 0)
-            span = int(max(he, limit) * 2 ** (g_bits - 1))
-            span = min(span, high_code(g_bits))
-            self.masters.append(rng.integers(-span, span, (inputs, outputs), endpoint=True))
+            span = min(int(max(he, limit) * 2 ** (g_bits - 1)), high_code(g_bits))
+            self.masters.append(rng.integers(-span, span, (layer.inputs, layer.outputs),
+                                             endpoint=True))
             self.amounts.append(w_bits - 1 + alpha)
 
     # The integer network.
 
     def weights(self):
-        """The forward weight codes ``Q(m, W)`` of every layer."""
+        """The forward weight codes ``Q(m, W)`` of every layer (an average pool's ones)."""
         w_bits, _, g_bits, _ = self.bits
-        return [np.clip(shift(m, g_bits - w_bits), *symmetric_range(w_bits))
-                for m in self.masters]
+        return [layer.fixed_weights() if layer.fixed else
+                np.clip(shift(m, g_bits - w_bits), *symmetric_range(w_bits))
+                for layer, m in zip(self.layers, self.masters)]
 
     def gemms(self, batch=BATCH):
         """The data-free GEMM shapes of a step (:func:`~systolix.sw.train.training_gemms`)."""
         w_bits, a_bits, _, e_bits = self.bits
-        return training_gemms(self.sizes, batch, symmetric_range(a_bits),
+        return training_gemms(self.layers, batch, symmetric_range(a_bits),
                               symmetric_range(w_bits), symmetric_range(e_bits))
 
     def encode(self, pixels):
@@ -114,10 +121,10 @@ class WageMLP:
         shapes = self.gemms(len(codes))
         high = high_code(self.bits[1])
         outs, values = [np.asarray(codes, dtype=np.int64)], []
-        for index, (w, amount) in enumerate(zip(self.weights(), self.amounts)):
-            shape = shapes[f"layer {index} forward X W"]
-            out, v = layer_forward(shape, outs[-1], w, amount, index < len(self.amounts) - 1,
-                                   high, trace)
+        for index, (layer, w, amount) in enumerate(zip(self.layers, self.weights(),
+                                                       self.amounts)):
+            out, v = layer_forward(shapes[f"layer {index} forward X W"], layer, outs[-1], w,
+                                   amount, high, trace)
             outs.append(out)
             values.append(v)
         return outs, values
@@ -128,33 +135,30 @@ class WageMLP:
     def step(self, codes, labels, epoch, rng, trace=None):
         """One training step on a batch of input codes; ``trace`` collects every GEMM."""
         w_bits, a_bits, g_bits, e_bits = self.bits
-        shapes = self.gemms(len(codes))
         high = high_code(a_bits)
-        weights = self.weights()
         outs, values = self.forward(codes, trace)
-        last = len(weights) - 1
         errors, _ = output_error(outs[-1], _LOGIT_BITS - a_bits + 1, labels, e_bits)
         errors = np.where(passes(values[-1], False, high), errors, 0)
         eta = wage_rate(epoch, self.epochs)
-        for index in range(last, -1, -1):
-            gradient = gemm(shapes[f"layer {index} gradient X^T E"], outs[index].T, errors,
-                            trace)
-            if index:
-                propagated = gemm(shapes[f"layer {index} error E W^T"], errors,
-                                  weights[index].T, trace)
-                propagated = np.where(passes(values[index - 1], True, high), propagated, 0)
-                errors = np.clip(shift(propagated, normalizing_shift(propagated, e_bits)),
-                                 *symmetric_range(e_bits))
+
+        def quantize_error(index, propagated):
+            return np.clip(shift(propagated, normalizing_shift(propagated, e_bits)),
+                           *symmetric_range(e_bits))
+
+        def update(index, gradient):
             largest = int(np.abs(gradient).max(initial=0))
             if largest:
-                update = stochastic_shift(eta * gradient, bit_length(largest) - 1, rng)
-                update = np.clip(update, *symmetric_range(g_bits))
-                self.masters[index] = np.clip(self.masters[index] - update,
+                change = stochastic_shift(eta * gradient, bit_length(largest) - 1, rng)
+                change = np.clip(change, *symmetric_range(g_bits))
+                self.masters[index] = np.clip(self.masters[index] - change,
                                               *symmetric_range(g_bits))
+
+        backward(self.layers, self.gemms(len(codes)), self.weights(), outs, values, errors,
+                 high, quantize_error, update, trace)
 
     def export(self):
         """The trained network as an :class:`~systolix.sw.program.IntegerProgram`: the same
         codes as :meth:`forward` for every input."""
         w_bits, a_bits, _, _ = self.bits
-        return export_program(self.weights(), self.amounts, w_bits, a_bits,
+        return export_program(self.layers, self.weights(), self.amounts, w_bits, a_bits,
                               pixel_quantizer(5 - a_bits, a_bits), 2.0 ** (1 - a_bits))

@@ -45,3 +45,6 @@ def test_training_figures():
     assert set(figures) == {"float", "wage", "dfp"}
     assert all(0 < accuracy <= 1 and seconds > 0 for accuracy, seconds in figures.values())
     assert "| " not in lines[1] and "wage" in lines[1] and "<= 3 points" in lines[1]
+    cnn = []
+    training_figures(cnn.append, epochs=1, seeds=(0,), network="cnn")
+    assert "digits CNN" in cnn[0] and "points" not in cnn[1].splitlines()[3]   # no target

@@ -41,3 +41,16 @@ def test_report_compares_float_wage_and_dfp(tmp_path, capsys):
     assert main(["train", "--scheme", "wage", "--epochs", "1", "--out", str(out)]) == 0
     assert sorted(path.name for path in out.iterdir() if not path.name.startswith(".")) == \
         ["program.npz"]
+
+
+def test_train_the_cnn(tmp_path, capsys):
+    """--model cnn: convolutions as GEMMs of their patches; the exported program has their
+    windows and the golden model gives the trainer's codes (the command checks it)."""
+    out = tmp_path / "out"
+    assert main(["train", "--scheme", "dfp", "--mult-bits", "8", "--model", "cnn",
+                 "--epochs", "1", "--out", str(out)]) == 0
+    captured = capsys.readouterr().out
+    assert "digits CNN" in captured and "layer 0 gradient X^T E: A -127..127, B -127..127, " \
+        "K = 1024" in captured
+    program = IntegerProgram.load(out / "program.npz")
+    assert [layer.window is not None for layer in program.layers] == [True, True, True, False]

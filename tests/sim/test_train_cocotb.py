@@ -2,7 +2,7 @@
 against the numpy trainer: the forward ``X W``, the error propagation ``E W^T`` (``W^T`` tiles)
 and the weight gradient ``X^T E`` (``X^T`` vectors) of WAGE 2-8-8-8 and of dynamic fixed point
 with 10-bit multiplications (each operand two digits of the array's 8-bit codes) and with
-8-bit ones."""
+8-bit ones, for an MLP and a CNN (convolutions as GEMMs of their patches)."""
 
 import os
 
@@ -12,7 +12,8 @@ import pytest
 from systolix.config import ArrayConfig
 from systolix.sim.testbench.suite import run_array_gemms
 from systolix.sw.dfp import DfpMLP
-from systolix.sw.train import array_tiles, assemble
+from systolix.layer import Window
+from systolix.sw.train import Layer, array_tiles, assemble, digits_cnn, mlp
 from systolix.sw.wage import WageMLP
 
 SIMULATOR = os.environ.get("SIM", "verilator")
@@ -20,14 +21,23 @@ SIMULATOR = os.environ.get("SIM", "verilator")
 pytestmark = pytest.mark.cocotb
 
 
-def _traced_step(model, inputs, batch, seed):
+def _traced_step(model, batch, seed):
     """The GEMMs of one training step of ``model`` on a random batch of input codes."""
     rng = np.random.default_rng(seed)
-    codes = rng.integers(0, 128, (batch, inputs))
-    labels = rng.integers(0, model.sizes[-1], batch)
+    codes = rng.integers(0, 128, (batch, model.layers[0].map_inputs))
+    labels = rng.integers(0, model.layers[-1].outputs, batch)
     trace = []
     model.step(codes, labels, 0, rng, trace)
+    # Every GEMM of the step, once.
+    assert [shape.name for shape, *_ in trace] == sorted(model.gemms(batch), key=_order)
     return trace
+
+
+def _order(name):
+    """The order of a step's GEMMs: the forwards, then per layer, last first, the gradient and
+    the error."""
+    layer = int(name.split()[1])
+    return (0, layer) if "forward" in name else (1, -layer, "error" in name)
 
 
 def _run_on_array(trace, rows, cols, build_root):
@@ -50,23 +60,31 @@ def _run_on_array(trace, rows, cols, build_root):
     return [assemble(tiles, [next(results) for _ in tiles.parts], width) for tiles in layouts]
 
 
-def _models(sizes):
-    return [WageMLP(np.random.default_rng(1), (2, 8, 8, 8), sizes=sizes),
-            DfpMLP(np.random.default_rng(2), 10, 12, sizes=sizes),
-            DfpMLP(np.random.default_rng(3), 8, 12, sizes=sizes)]
+def _models(layers):
+    return [WageMLP(np.random.default_rng(1), (2, 8, 8, 8), layers=layers),
+            DfpMLP(np.random.default_rng(2), 10, 12, layers=layers),
+            DfpMLP(np.random.default_rng(3), 8, 12, layers=layers)]
 
 
-@pytest.mark.parametrize("sizes, batch, rows, cols", [
-    pytest.param((12, 8, 5), 4, 4, 4, id="mlp-12-8-5"),
-    pytest.param((64, 64, 32, 10), 16, 8, 8, id="digits-mlp", marks=pytest.mark.slow),
+def _small_cnn():
+    """A CNN small enough for CI: conv 3x3 1->3 padding 1 on 4x4, conv 3x3 stride 2 3->4
+    padding 1, average pool 2x2, dense 4->3."""
+    conv1 = Window(4, 4, 1, 3, 3, pad_top=1, pad_left=1, pad_bottom=1, pad_right=1)
+    conv2 = Window(4, 4, 3, 3, 3, 2, 2, 1, 1, 1, 1)
+    pool = Window(2, 2, 4, 2, 2, groups=4)
+    return (Layer(conv1.patch, 3, conv1), Layer(conv2.patch, 4, conv2),
+            Layer(pool.patch, 4, pool, relu=False, fixed=True), Layer(4, 3, relu=False))
+
+
+@pytest.mark.parametrize("layers, batch, rows, cols", [
+    pytest.param(mlp((12, 8, 5)), 4, 4, 4, id="mlp-12-8-5"),
+    pytest.param(_small_cnn(), 2, 4, 4, id="cnn-4x4"),
+    pytest.param(mlp(), 16, 8, 8, id="digits-mlp", marks=pytest.mark.slow),
+    pytest.param(digits_cnn(), 16, 8, 8, id="digits-cnn", marks=pytest.mark.slow),
 ])
-def test_training_step_on_the_array(sizes, batch, rows, cols, tmp_path):
-    traces = [_traced_step(model, sizes[0], batch, seed) for seed, model
-              in enumerate(_models(sizes))]
-    trace = [entry for entries in traces for entry in entries]
-    # Every GEMM of the step: forward and weight gradient of every layer, the error of all but
-    # the first, for each scheme.
-    assert len(trace) == 3 * (3 * (len(sizes) - 1) - 1)
+def test_training_step_on_the_array(layers, batch, rows, cols, tmp_path):
+    trace = [entry for seed, model in enumerate(_models(layers))
+             for entry in _traced_step(model, batch, seed)]
     results = _run_on_array(trace, rows, cols, tmp_path)
     for (shape, a, b, expected), result in zip(trace, results):
         assert np.array_equal(result, expected), shape.name

@@ -7,7 +7,7 @@ import pytest
 from systolix.sim.golden import run_program
 from systolix.sw.dfp import DfpMLP, dfp_rate, next_exponent
 from systolix.sw.models import digits_split
-from systolix.sw.train import FloatMLP, train
+from systolix.sw.train import FloatMLP, mlp, train
 
 
 def _trained(seed, epochs=2, mult_bits=10, update_bits=12):
@@ -68,7 +68,7 @@ def test_widths_are_checked():
         DfpMLP(np.random.default_rng(0), 3, 12)
     with pytest.raises(ValueError, match="--mult-bits 13: the layer 0 forward X W GEMM would "
                                          "need a 33-bit accumulator"):
-        DfpMLP(np.random.default_rng(0), 13, 16, sizes=(256, 10))
+        DfpMLP(np.random.default_rng(0), 13, 16, layers=mlp((256, 10)))
     with pytest.raises(ValueError, match="--update-bits .* must be an integer in 10..24, not 8"):
         DfpMLP(np.random.default_rng(0), 10, 8)
 

@@ -11,7 +11,7 @@ from systolix.sim.golden.array import accumulate
 from systolix.sw.a2q import min_accumulator_bits
 from systolix.sw.train import (GemmShape, accumulator_bits, array_tiles, assemble, gemm,
                                normalizing_shift, output_error, run_tiles, shift, split_codes,
-                               stochastic_shift, training_gemms)
+                               stochastic_shift, training_gemms, digits_cnn, mlp)
 
 
 @pytest.mark.parametrize("a_range, b_range, k", [
@@ -129,10 +129,29 @@ def test_output_error_is_the_cross_entropy_gradient_in_codes():
 
 
 def test_training_gemms_list_every_gemm_of_a_step():
-    shapes = training_gemms((64, 64, 32, 10), 16, (-127, 127), (-1, 1), (-127, 127))
+    shapes = training_gemms(mlp(), 16, (-127, 127), (-1, 1), (-127, 127))
     assert list(shapes) == [
         "layer 0 forward X W", "layer 0 gradient X^T E",
         "layer 1 forward X W", "layer 1 error E W^T", "layer 1 gradient X^T E",
         "layer 2 forward X W", "layer 2 error E W^T", "layer 2 gradient X^T E"]
     assert shapes["layer 1 error E W^T"].k == 32
     assert shapes["layer 0 gradient X^T E"].accumulator_bits == 19    # 127 * 127 * 16
+    cnn = training_gemms(digits_cnn(), 16, (-127, 127), (-1, 1), (-127, 127))
+    assert cnn["layer 0 forward X W"].k == 9 and cnn["layer 1 forward X W"].k == 144
+    assert cnn["layer 0 gradient X^T E"].k == 16 * 64      # the batch times the positions
+    assert cnn["layer 1 gradient X^T E"].k == 16 * 16
+    assert "layer 2 gradient X^T E" not in cnn              # the average pool is fixed
+    assert cnn["layer 2 error E W^T"].k == 32
+
+
+def test_convolution_patches_and_their_adjoint():
+    """gather is the IR's im2col for codes; scatter (col2im) is its adjoint, so the error of a
+    convolution's input is E W^T scattered back."""
+    rng = np.random.default_rng(0)
+    for layer in digits_cnn():
+        x = rng.integers(-5, 6, (3, layer.map_inputs))
+        patches = layer.gather(x)
+        if layer.window is not None:
+            assert np.array_equal(patches, layer.window.patches(x))
+        d = rng.integers(-5, 6, patches.shape)
+        assert (patches * d).sum() == (x * layer.scatter(d, 3)).sum()

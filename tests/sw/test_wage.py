@@ -7,7 +7,7 @@ import pytest
 from systolix.sim.golden import run_program
 from systolix.sw.models import digits_split
 from systolix.sw.quant import wage_quantize
-from systolix.sw.train import FloatMLP, train
+from systolix.sw.train import FloatMLP, mlp, train
 from systolix.sw.wage import WageMLP, parse_bits
 from systolix.sw.dfp import dfp_rate
 
@@ -39,7 +39,7 @@ def test_weights_are_wage_quantized_master_codes():
 
 
 def test_every_gemm_is_declared_and_exact():
-    model = WageMLP(np.random.default_rng(0), (2, 8, 8, 8), sizes=(20, 12, 6))
+    model = WageMLP(np.random.default_rng(0), (2, 8, 8, 8), layers=mlp((20, 12, 6)))
     rng = np.random.default_rng(1)
     trace = []
     model.step(rng.integers(0, 128, (16, 20)), rng.integers(0, 6, 16), 0, rng, trace)

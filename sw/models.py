@@ -428,7 +428,7 @@ class FloatModel:
         by_name = {name: kind for kind, name in _LAYER_KINDS.items()}
 
         def kinds(header):
-            count = layer_count(path, header)
+            layer_count(path, header)
             result = []
             for index, entry in enumerate(header["layers"]):
                 name = field(path, f"layers[{index}].", entry, "kind", str)
@@ -436,7 +436,7 @@ class FloatModel:
                     raise ValueError(f"{path}: header field layers[{index}].kind: must be one "
                                      f"of {', '.join(by_name)}, not {name!r}")
                 result.append(by_name[name])
-            return result[:count]
+            return result
 
         def members(header):
             return {f"{item.name}{index}": ("float", 2 if kind is Dense and item.name == "weight"

@@ -566,6 +566,11 @@ CASES = (
     Case("train-mult-bits", "--mult-bits 20",
          ("train", "--scheme", "dfp", "--mult-bits", "20", "--out", "out"),
          "argument --mult-bits: must be an integer in 4..13, not '20'"),
+    Case("train-cnn-mult-bits", "--mult-bits 12 for the CNN (a 33-bit gradient accumulator)",
+         ("train", "--scheme", "dfp", "--model", "cnn", "--mult-bits", "12", "--update-bits",
+          "14", "--out", "out"),
+         "--mult-bits 12: the layer 0 gradient X^T E GEMM would need a 33-bit accumulator; the "
+         "array's has at most 32"),
     Case("train-update-below-mult", "--update-bits 8 below --mult-bits 10",
          ("train", "--scheme", "dfp", "--mult-bits", "10", "--update-bits", "8", "--out", "out"),
          "--update-bits 8: must be at least --mult-bits (10), up to 24"),

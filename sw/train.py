@@ -6,14 +6,15 @@ model of the array (:func:`systolix.sim.golden.array.accumulate`) with an accumu
 ``P`` that is declared before any data is seen: :func:`accumulator_bits` computes it from the
 operands' code ranges and the reduction length ``K`` alone, so no partial sum of any GEMM of any
 step can leave the accumulator, whatever the data (:func:`gemm` checks the operands against the
-declared ranges). The three GEMMs of a dense layer ``y = x @ W``:
+declared ranges). The three GEMMs of a layer ``y = x @ W`` (of a convolution: ``X`` is its
+patches, one row per output position):
 
 =====================  ==========================  =================  ==================
 GEMM                   ``A``                       ``B``              ``K``
 =====================  ==========================  =================  ==================
 forward                ``X`` (batch, inputs)       ``W``              inputs
 error propagation      ``E`` (batch, outputs)      ``W^T``            outputs
-weight gradient        ``X^T`` (inputs, batch)     ``E``              batch
+weight gradient        ``X^T`` (inputs, batch)     ``E``              batch x positions
 =====================  ==========================  =================  ==================
 
 Rescaling by a power of two is a shift: :func:`systolix.sim.golden.program.round_shift`
@@ -30,9 +31,10 @@ the tiles of one output block, in ``k`` order, and the digits' parts. No digit i
 magnitude than its operand, so the GEMM's declared ``P`` holds every part, nothing wraps and the
 result is the GEMM bit for bit.
 
-The rest of the module is what the schemes share: the network (:data:`SIZES`), the loss
-interface, the export to an :class:`~systolix.sw.program.IntegerProgram`, the float reference
-and the training loop.
+The rest of the module is what the schemes share: the networks (:data:`NETWORKS`: the digits
+MLP and CNN as :class:`Layer` s), the forward and backward passes on codes, the loss interface,
+the export to an :class:`~systolix.sw.program.IntegerProgram`, the float reference and the
+training loop.
 """
 
 import time
@@ -48,10 +50,10 @@ from systolix.sim.golden.program import round_shift
 __all__ = ["GemmShape", "accumulator_bits", "gemm", "shift", "stochastic_shift",
            "normalizing_shift", "bit_length", "split_codes", "GemmTiles", "array_tiles",
            "run_tiles", "assemble", "SIZES", "BATCH", "Layer", "mlp", "digits_cnn", "NETWORKS",
-           "high_code", "symmetric_range",
-           "layer_forward", "passes", "backward", "encode_pixels", "pixel_quantizer", "output_error",
-           "export_program", "array_config_for", "training_gemms", "describe_gemms", "FloatMLP",
-           "History", "train"]
+           "high_code", "symmetric_range", "layer_forward", "passes", "backward",
+           "encode_pixels", "pixel_quantizer", "output_error", "export_program",
+           "array_config_for", "training_gemms", "describe_gemms", "FloatMLP", "History",
+           "train"]
 
 
 @dataclass(frozen=True)
@@ -372,10 +374,11 @@ class Layer:
                                w.kernel_width, w.channels)
         padded = np.zeros((n, w.height + w.pad_top + w.pad_bottom,
                            w.width + w.pad_left + w.pad_right, w.channels), dtype=patches.dtype)
+        rows, cols = w.stride_height * w.output_height, w.stride_width * w.output_width
         for ky in range(w.kernel_height):
             for kx in range(w.kernel_width):
-                padded[:, ky:ky + w.stride_height * w.output_height:w.stride_height,
-                       kx:kx + w.stride_width * w.output_width:w.stride_width] += taps[:, :, :, ky, kx]
+                padded[:, ky:ky + rows:w.stride_height, kx:kx + cols:w.stride_width] += \
+                    taps[:, :, :, ky, kx]
         return padded[:, w.pad_top:w.pad_top + w.height,
                       w.pad_left:w.pad_left + w.width].reshape(n, -1)
 

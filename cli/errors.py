@@ -679,6 +679,10 @@ CASES = (
          ("bitstream", "--board", BOARD, "--workload", "digits-cnn", "--out", "out"),
          "--workload digits-cnn: does not fit the icebreaker's 8x4-W4s-A4u-P12-wrap accelerator: "
          "the model needs"),
+    Case("sim-workload-too-large", "the digits CNN on a 2x2 array (short of weight memory)",
+         ("sim", "--workload", "digits-cnn", "--config", "2x2-W4s-A4u-P12-wrap"),
+         "--workload digits-cnn: does not fit the 2x2-W4s-A4u-P12-wrap accelerator: the model "
+         "needs 10800 weight words"),
     Case("sim-model-float-weights", "float weights, through systolix sim",
          ("sim", "--model", "program.npz", "--images", "1"),
          "program.npz: array weights0: must be stored as integers, not float64",

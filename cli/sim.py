@@ -113,8 +113,9 @@ def run_sim(args):
     try:
         images = pack(program, config, memories)
     except ValueError as error:
-        raise ValueError(f"--model {name}: does not fit the {config.name} accelerator: "
-                         f"{error}") from None
+        option = f"--model {args.model}" if loaded is not None else f"--workload {workload}"
+        raise ValueError(f"{option}: does not fit the {config.name} accelerator: {error}") \
+            from None
     print(f"systolix sim: {name} on the {config.name} accelerator ({args.simulator}), "
           f"{len(codes)} images; the driver sends RUN frames through the host link with random "
           f"stalls; outputs checked bit-exactly against sim.golden, cycles against the cycle "

@@ -33,8 +33,8 @@ WORKLOAD_MEMORIES = {
     "digits-mlp": MemoryConfig(),
     # An 8x8 map is 64 output positions an image, and the first convolution's output 2 words a
     # pixel: 16 images a run fill 1024 accumulator vectors and 2048 activation words (the
-    # default depths hold 2 images).
-    "digits-cnn": MemoryConfig(activation_words=2048, batch=1024),
+    # default depths hold 2 images). 8192 weight words hold it on arrays down to 4x4.
+    "digits-cnn": MemoryConfig(weight_words=8192, activation_words=2048, batch=1024),
 }
 """The memory depths each workload is simulated with (``systolix sim``)."""
 

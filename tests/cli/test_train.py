@@ -54,3 +54,19 @@ def test_train_the_cnn(tmp_path, capsys):
         "K = 1024" in captured
     program = IntegerProgram.load(out / "program.npz")
     assert [layer.window is not None for layer in program.layers] == [True, True, True, False]
+
+
+@pytest.mark.slow
+@pytest.mark.cocotb
+@pytest.mark.parametrize("argv", [["--scheme", "wage"], ["--scheme", "dfp"],
+                                  ["--scheme", "wage", "--model", "cnn"]])
+def test_trained_programs_run_on_the_simulated_accelerator(argv, tmp_path, monkeypatch, capsys):
+    """What the issue asks from a fresh clone: train, export, simulate (the accelerator on
+    Verilator, through the host link: every output code against the golden model)."""
+    monkeypatch.chdir(tmp_path)             # the Verilator build goes into tmp_path/build
+    out = tmp_path / "out"
+    assert main(["train", *argv, "--epochs", "2", "--out", str(out)]) == 0
+    config = capsys.readouterr().out.split("CONFIG=")[1].split()[0]
+    assert main(["sim", "--model", str(out / "program.npz"), "--config", config,
+                 "--images", "16"]) == 0
+    assert "OK: 0 mismatches, 0 cycle mismatches" in capsys.readouterr().out

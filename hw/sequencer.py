@@ -60,6 +60,9 @@ class Sequencer(wiring.Component):
     memories : MemoryConfig
     program_width : int, optional
         Bits of a program word (:data:`~systolix.memory_map.PROGRAM_WORD_BITS`).
+    windows : bool, optional
+        Whether layers may have more than one output position (convolutions); without,
+        ``vectors_last`` is ``batch_last`` and needs no multiplier.
 
     Attributes
     ----------
@@ -81,7 +84,7 @@ class Sequencer(wiring.Component):
     cycles : Out(32)
     """
 
-    def __init__(self, config, memories, *, program_width=PROGRAM_WORD_BITS):
+    def __init__(self, config, memories, *, program_width=PROGRAM_WORD_BITS, windows=True):
         if not isinstance(config, ArrayConfig):
             raise TypeError(f"config must be an ArrayConfig, not {config!r}")
         if not isinstance(memories, MemoryConfig):
@@ -89,7 +92,7 @@ class Sequencer(wiring.Component):
         if program_width != PROGRAM_WORD_BITS:
             raise ValueError(f"program_width must be {PROGRAM_WORD_BITS} (memory map "
                              f"PROGRAM_WORD_BITS), not {program_width!r}")
-        self.config, self.memories = config, memories
+        self.config, self.memories, self.windows = config, memories, windows
         self.program_width = program_width
         self.bounds = bounds = Bounds(config, memories)
         super().__init__({
@@ -136,7 +139,8 @@ class Sequencer(wiring.Component):
         # the critical path: its operands hold for the whole layer).
         count = len(self.vectors_last) + 1
         m.d.sync += self.vectors_last.eq((self.batch_last + 1)[:count]
-                                         * layer.positions[:count] - 1)
+                                         * layer.positions[:count] - 1 if self.windows
+                                         else self.batch_last)
         with m.Switch(fetch_count):
             for index in range(RECORD_REGISTER_WORDS):
                 with m.Case(index + 1):

@@ -124,10 +124,11 @@ LAYER_LAYOUTS = (
     data.StructLayout({"row_step": _STEP, "image_step": _STEP}),
     data.StructLayout({"tap_step": _STEP, "pad_code": _CODE}),
     data.StructLayout({"origin": _STEP, "image_words": _COUNT}),
+    data.StructLayout({"x_back": _STEP, "y_back": _STEP}),
     data.StructLayout({"pad_bottom": _COUNT, "pad_right": _COUNT}),
     data.StructLayout({"groups": _COUNT}),
 )
-"""Program words ``4 + 17 l .. 4 + 17 l + 16``: the record of layer ``l`` (docs/memory-map.md).
+"""Program words ``4 + 18 l .. 4 + 18 l + 17``: the record of layer ``l`` (docs/memory-map.md).
 
 The window of the layer (:func:`layer_window`: the input map ``height x width x channels``,
 ``c_tiles = ceil(channels / rows)`` words a pixel, ``image_words`` a map, the kernel, strides,
@@ -136,7 +137,8 @@ of ``outputs`` channels), what the activation feeder adds to its address (``x_st
 next output column, ``row_step`` from a row's last column to the next row's first,
 ``image_step`` from a map's last position to the next map's first, ``tap_step`` from a kernel
 row's last K tile to the next row's first, ``origin`` the first address of a layer: see
-:func:`layer_window`);
+:func:`layer_window`; ``x_back`` and ``y_back`` take the input pixel's column and row from the
+last output column or row back to the first);
 ``windowed`` is 1 for a convolution (0 for a dense layer), ``rounding`` the index in
 :data:`~systolix.layer.ROUNDING_MODES`. The gateware reads every field but the last two words,
 which only :func:`packed_layers` needs (the sequencer writes the last word of a record in the
@@ -244,6 +246,8 @@ def layer_window(layer, shape, rows):
             "c_tiles": c_tiles, "image_words": image_words, "x_step": x_step,
             "row_step": y_step - row_end, "image_step": image_words - image_end,
             "tap_step": row_words - fields["kernel_width"] * c_tiles + 1,
+            "x_back": -(fields["output_width"] - 1) * fields["stride_width"],
+            "y_back": -(fields["output_height"] - 1) * fields["stride_height"],
             "origin": -(fields["pad_top"] * fields["width"] + fields["pad_left"]) * c_tiles}
 
 

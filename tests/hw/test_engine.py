@@ -72,10 +72,11 @@ def live_program(rng, config, sizes):
 
 
 def check_program(program, config, batch_sizes, rng, *, memories=MemoryConfig(), stall=0.0,
-                  requant_lanes=None, filler=None):
+                  requant_lanes=None, filler=None, windows=None):
     """Runs the batches through the engine; returns how many distinct codes it sent."""
     images = pack(program, config, memories)
-    engine = InferenceEngine(config, images, requant_lanes=requant_lanes, filler=filler)
+    engine = InferenceEngine(config, images, requant_lanes=requant_lanes, filler=filler,
+                             windows=windows)
     first, last = program.layers[0], program.layers[-1]
     low, high = code_range(first.input_bits, first.input_signed)
     batches = [rng.integers(low, high, (size, program.inputs), endpoint=True)
@@ -104,7 +105,8 @@ def test_random_programs(seed):
                          accumulator_bits=int(rng.integers(12, 33)))
     sizes = rng.integers(1, 3 * max(rows, cols), size=int(rng.integers(2, 5))).tolist()
     assert check_program(live_program(rng, config, sizes), config,
-                         [int(rng.integers(2, 7)), 1, 3], rng, stall=0.3) > 1
+                         [int(rng.integers(2, 7)), 1, 3], rng, stall=0.3,
+                         windows=bool(seed % 2)) > 1
 
 
 @pytest.mark.parametrize("rows, cols, lanes", [(2, 4, 2), (4, 4, 4), (8, 2, 2), (4, 4, 1)])
@@ -142,7 +144,7 @@ def test_as_many_k_tiles_as_the_weight_memory_holds():
         weight_signed=True, output_bits=3, output_signed=True, accumulator_bits=5,
         overflow="wrap")])
     assert len(set(run_program(program, np.arange(-4, 4)[:, None])[:, 1].tolist())) > 3
-    memories = MemoryConfig(weight_words=3, requant_words=2, program_words=21,
+    memories = MemoryConfig(weight_words=3, requant_words=2, program_words=22,
                             activation_words=6, batch=4, output_codes=10)
     check_program(program, config, [4, 3, 4], rng, memories=memories)
 
@@ -203,6 +205,13 @@ def test_refuses_bad_parameters():
         InferenceEngine(ArrayConfig(rows=4, cols=3), images)
     with pytest.raises(TypeError, match=r"^images must be MemoryImages"):
         InferenceEngine(config, [1, 2, 3])
+    rng = np.random.default_rng(1)
+    convolution = pack(random_conv_program(rng, config, (3, 3, 2), [("conv", 2)]), config)
+    with pytest.raises(ValueError, match=r"^windows must be True or False \(True for images "
+                                         r"with convolutions\), not False$"):
+        InferenceEngine(config, convolution, windows=False)
+    assert InferenceEngine(config, convolution).windows
+    assert not InferenceEngine(config, images).windows
 
 
 def test_start_with_no_vectors_rewinds_the_input():

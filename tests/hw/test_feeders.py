@@ -88,6 +88,7 @@ def feed_layers(m, feeder, memories, config, program, codes, rng, ready_rate):
                                                  for index, word in enumerate(fields)))
             ctx.set(feeder.input_buffer, number % 2)
             ctx.set(feeder.batch_last, len(codes) - 1)
+            ctx.set(feeder.k_last, record["k_tiles"] - 1)
             ctx.set(feeder.n_last, record["n_tiles"] - 1)
             received = []
             total = record["n_tiles"] * record["k_tiles"] * len(codes) * record["positions"]
@@ -153,6 +154,20 @@ def test_activation_feeder_streams_the_im2col_patches(seed):
         np.testing.assert_array_equal(patches_of(run, first, config, len(codes)), expected)
 
 
+@pytest.mark.parametrize("windows", [False, True])
+def test_dense_programs_with_and_without_windows(windows):
+    """A chain of dense layers (vectors of many K tiles, several output tiles)."""
+    rng = np.random.default_rng(11)
+    memories = MemoryConfig(weight_words=256, requant_words=32, program_words=64,
+                            activation_words=48, batch=8, output_codes=64)
+    program = random_program(rng, CONFIG, [10, 5, 4])
+    m = Module()
+    feeder = m.submodules.feeder = ActivationFeeder(CONFIG, memories, windows=windows)
+    codes = rng.integers(0, 8, (3, 10))
+    images, runs = feed_layers(m, feeder, memories, CONFIG, program, codes, rng, 0.5)
+    assert [len(run) for run in runs] == [3 * 4 * 3, 3 * 2 * 2]   # batch x K x output tiles
+
+
 @pytest.mark.parametrize("component", [WeightFeeder, ActivationFeeder])
 def test_refuses_bad_parameters(component):
     with pytest.raises(TypeError, match=r"^config must be an ArrayConfig, not 'x'$"):
@@ -161,16 +176,18 @@ def test_refuses_bad_parameters(component):
         component(CONFIG, 4)
 
 
+@pytest.mark.parametrize("windows", [False, True])
 @pytest.mark.parametrize("weight_words, sizes", [(3, [3, 1]), (12, [12, 2])])
-def test_activation_feeder_with_as_many_k_tiles_as_the_memories_hold(weight_words, sizes):
+def test_activation_feeder_with_as_many_k_tiles_as_the_memories_hold(weight_words, sizes,
+                                                                      windows):
     """A dense layer of the most K tiles the weight memory holds (a power of two): the words of
-    each vector in order, vector after vector."""
+    each vector in order, vector after vector, with and without the window addresses."""
     memories = MemoryConfig(weight_words=weight_words, requant_words=32, program_words=32,
                             activation_words=48, batch=8, output_codes=64)
     rng = np.random.default_rng(weight_words)
     program = random_program(rng, CONFIG, sizes)
     m = Module()
-    feeder = m.submodules.feeder = ActivationFeeder(CONFIG, memories)
+    feeder = m.submodules.feeder = ActivationFeeder(CONFIG, memories, windows=windows)
     codes = rng.integers(0, 8, (4, sizes[0]))
     images, runs = feed_layers(m, feeder, memories, CONFIG, program, codes, rng, 1.0)
     words = pack_vectors(codes, CONFIG, vector_words(images))

@@ -209,6 +209,7 @@ def test_fixed_layout():
         2 | 2 << 16,                                   # row and map steps
         1 | 0 << 16,                                   # K tile row step; pad code 0
         0 | 2 << 16,                                   # origin; 2 words a map
+        0,                                             # x and y back: one output position
         0,                                             # pad bottom, right
         1)                                             # groups
 
@@ -297,15 +298,15 @@ def test_too_many_inputs():
                      r"layer 2: 64\), the memory has 831$"),
     ("requant_words", r"^the model needs 112 requant words \(layer 0: 64, layer 1: 32, "
                       r"layer 2: 16\), the memory has 111$"),
-    ("program_words", r"^the model needs 55 program words \(4 \+ 17 per layer, 3 layers\), the "
-                      r"memory has 54$"),
+    ("program_words", r"^the model needs 58 program words \(4 \+ 18 per layer, 3 layers\), the "
+                      r"memory has 57$"),
     ("activation_words", r"^the model needs 8 activation words per input \(layer 0's input "
                          r"map\), each buffer has 7$"),
 ])
 def test_memories_too_small(digits, memory, message):
     program = digits[0]
     config = ArrayConfig(rows=8, cols=8, accumulator_bits=16)
-    needed = {"weight_words": 832, "requant_words": 112, "program_words": 55,
+    needed = {"weight_words": 832, "requant_words": 112, "program_words": 58,
               "activation_words": 8}
     pack(program, config, MemoryConfig(**needed))
     with pytest.raises(ValueError, match=message):
@@ -316,7 +317,7 @@ def test_every_memory_too_small_is_named(digits):
     config = ArrayConfig(rows=8, cols=8, accumulator_bits=16)
     with pytest.raises(ValueError, match=r"^the model needs 832 weight words .*, the memory has "
                                          r"1; the model needs 112 requant words .*; the model "
-                                         r"needs 55 program words .*; the model needs 8 "
+                                         r"needs 58 program words .*; the model needs 8 "
                                          r"activation words per input .*, each buffer has 1$"):
         check_fit(digits[0], config, MemoryConfig(1, 1, 1, 1))
 
@@ -330,7 +331,7 @@ def test_unpack_refuses_other_images(small):
     with pytest.raises(ValueError, match=r"^the images are not memory map version 4 \(they say "
                                          r"3 and 4\); this systolix reads version 4$"):
         unpack(dataclasses.replace(images, version=3), config)
-    with pytest.raises(ValueError, match=r"^the program image has 37 words, not the 38 of 2 "
+    with pytest.raises(ValueError, match=r"^the program image has 39 words, not the 40 of 2 "
                                          r"layers$"):
         unpack(dataclasses.replace(images, program=images.program[:-1]), config)
     with pytest.raises(ValueError, match=r"^the program points past the end of the weight or "

@@ -24,7 +24,8 @@ from systolix.timing import array_timing
 from systolix.hw.engine import InferenceEngine
 from systolix.sim.golden.engine import engine_cycles
 from systolix.files import atomic_write, png_figure
-from systolix.memory_map import HEADER_WORDS, LAYER_LAYOUTS, MemoryConfig, pack_vectors
+from systolix.memory_map import HEADER_WORDS, LAYER_LAYOUTS, MemoryConfig, input_channels, \
+    pack_vectors
 from systolix.sw.pack import layer_tiles, pack
 
 from .estimate import estimate_array
@@ -95,7 +96,7 @@ def engine_workload(engine, codes):
     if codes.ndim != 2 or not 1 <= len(codes) <= engine.max_batch:
         raise ValueError(f"codes must have shape (batch, inputs) with batch in "
                          f"1..{engine.max_batch}, not {codes.shape}")
-    words = pack_vectors(codes, engine.config, engine.vector_words)
+    words = pack_vectors(codes, engine.config, engine.vector_words, input_channels(engine.images))
 
     async def run(ctx):
         ctx.set(engine.inputs.valid, 1)
@@ -120,11 +121,11 @@ def _power_figures(estimate):
 
 
 def random_inputs(program, count, seed=0):
-    """``count`` random input vectors of ``program`` (codes in its first layer's range, seeded),
-    for the simulated runs of the power estimates."""
+    """``count`` random input vectors of ``program`` (codes in its first layer's range, seeded;
+    a convolution's whole input map), for the simulated runs of the power estimates."""
     first = program.layers[0]
     low, high = code_range(first.input_bits, first.input_signed)
-    return np.random.default_rng(seed).integers(low, high, (count, first.weights.shape[0]),
+    return np.random.default_rng(seed).integers(low, high, (count, program.inputs),
                                                 endpoint=True)
 
 

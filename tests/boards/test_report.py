@@ -112,3 +112,19 @@ def test_engine_command_refuses_cycles_per_inference(tmp_path, capsys):
                  "--out", str(tmp_path)]) == 2
     assert "--cycles-per-inference is for the array alone" in capsys.readouterr().err
     assert not (tmp_path / "report.json").exists()
+
+
+def test_engine_workload_of_a_convolutional_model():
+    """The power stimulus of a model whose first layer is a convolution: whole input maps, a
+    pixel's codes a word (the bitstream report of the digits CNN)."""
+    from systolix.boards.report import engine_workload, random_inputs
+    from systolix.config import DEFAULT_CONFIG
+    from systolix.hw.engine import InferenceEngine
+    from systolix.memory_map import MemoryConfig
+    from systolix.sw.default import default_program
+
+    program = default_program(DEFAULT_CONFIG, "digits-cnn")[0]
+    engine = InferenceEngine(DEFAULT_CONFIG, pack(program, DEFAULT_CONFIG, MemoryConfig()))
+    codes = random_inputs(program, 2)
+    assert codes.shape == (2, 64)
+    assert callable(engine_workload(engine, codes))

@@ -58,10 +58,9 @@ def _ceil_div(a, b):
 
 
 def _kind(layer):
-    if isinstance(layer, IntegerLayer):
-        return "convolution" if layer.window is not None else "dense"
-    return {"MaxPoolLayer": "max pooling", "AddLayer": "add"}.get(type(layer).__name__,
-                                                                 type(layer).__name__)
+    """``a max pooling``, ``an add`` (layer): what the engine does not run."""
+    return {"MaxPoolLayer": "a max pooling", "AddLayer": "an add"}.get(type(layer).__name__,
+                                                                      type(layer).__name__)
 
 
 def _windows(layers, sources, rows):
@@ -70,7 +69,7 @@ def _windows(layers, sources, rows):
     windows, shape = [], None
     for index, (layer, entry) in enumerate(zip(layers, sources)):
         if not isinstance(layer, IntegerLayer):
-            raise ValueError(f"layer {index} is a {_kind(layer)} layer; the engine runs chains "
+            raise ValueError(f"layer {index} is {_kind(layer)} layer; the engine runs chains "
                              f"of dense and convolution layers (IntegerLayer)")
         if tuple(entry) != (index - 1,):
             raise ValueError(f"layer {index} reads {list(entry)}; the engine runs chains, "

@@ -12,7 +12,11 @@ from systolix.boards.memory_files import write_images
 from systolix.memory_map import (FORMAT_VERSION, HEADER_WORDS, RECORD_WORDS, REQUANT_LAYOUT, MemoryConfig,
                                  MemoryImages, memory_contents)
 from systolix.sw.pack import LayerTiles, check_fit, ideal_cycles, layer_tiles, pack, unpack
-from systolix.sw.stimulus import program_of, random_layer, random_program
+from systolix.layer import AddLayer, MaxPoolLayer, Window
+from systolix.sim.golden.program import run_images as golden_run_images
+from systolix.sw.program import IntegerProgram
+from systolix.sw.quant import QuantParams
+from systolix.sw.stimulus import program_of, random_conv_program, random_layer, random_program
 
 LAYER_FIELDS = [field.name for field in dataclasses.fields(IntegerLayer)]
 BIG = MemoryConfig(weight_words=65536, requant_words=65536, program_words=65536,
@@ -429,3 +433,55 @@ def test_requant_words_are_whole_hex_digits_with_reserved_bits_zero(small):
                                          r"version 4: repacking the layers they hold gives "
                                          r"other words$"):
         unpack(dataclasses.replace(images, requant=tuple(words)), config)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_convolutions_round_trip(seed):
+    """Random convolution chains and a dense layer on their map: unpack gives the layers back
+    (windows, groups, pad codes, rounding), and the images compute what the program does."""
+    rng = np.random.default_rng(seed)
+    config = ArrayConfig(rows=int(rng.integers(1, 5)), cols=int(rng.integers(1, 5)),
+                         weight_bits=4, activation_bits=4, accumulator_bits=20)
+    program = random_conv_program(rng, config, (5, 4, 3), [("conv", 4), ("conv", 2),
+                                                            ("dense", 3)])
+    images = pack(program, config)
+    assert_same_layers(unpack(images, config), program.layers)
+    codes = rng.integers(0, 16, (3, program.inputs))
+    np.testing.assert_array_equal(golden_run_images(images, config, codes),
+                                  run_program(program, codes))
+    tiles = layer_tiles(program, config)
+    for layer, tile in zip(program.layers, tiles):
+        window = layer.window
+        taps = 1 if window is None else window.kernel_height * window.kernel_width
+        channels = layer.inputs if window is None else window.channels
+        if window is None and len(tiles) > 1:    # a dense layer reads the map before it
+            height, width, channels = program.layers[-2].output_shape
+            taps = height * width
+        assert tile.k_tiles == taps * ceil_div(channels, config.rows)
+        assert tile.positions == (1 if window is None else window.positions)
+    assert ideal_cycles(program, config) == sum(t.k_tiles * t.n_tiles * t.positions
+                                                for t in tiles)
+
+
+def test_refuses_what_the_engine_does_not_run():
+    config = ArrayConfig(rows=2, cols=2)
+    rng = np.random.default_rng(3)
+    conv = random_conv_program(rng, config, (4, 4, 2), [("conv", 2, {"largest_stride": 1}),
+                                                         ("dense", 2)])
+    layer = conv.layers[0]
+    codes = QuantParams(4, False, 1.0, 0, 0, 15)
+    height, width, channels = layer.output_shape
+    pool = MaxPoolLayer(Window(height, width, channels, 1, 1, groups=channels, pad_code=0),
+                        bits=4, signed=False)
+    with pytest.raises(ValueError, match=r"^layer 1 is a max pooling layer; the engine runs "
+                                         r"chains of dense and convolution layers "
+                                         r"\(IntegerLayer\)$"):
+        pack(IntegerProgram([layer, pool], conv.input, codes), config)
+    add = AddLayer(layer.output_shape, (0, 0), (1, 1), 0, 0, 0, 15, 4, False, 4, False)
+    with pytest.raises(ValueError, match=r"^layer 1 is an add layer; the engine runs chains "):
+        pack(IntegerProgram([layer, add], conv.input, codes, sources=((-1,), (0, 0))), config)
+    same = QuantParams(4, False, 1.0, layer.output_zero_point, 0, 15)
+    skip = IntegerProgram([layer, layer], conv.input, same, sources=((-1,), (-1,)))
+    with pytest.raises(ValueError, match=r"^layer 1 reads \[-1\]; the engine runs chains, each "
+                                         r"layer reading the one before it \(\[0\]\)$"):
+        pack(skip, config)

@@ -15,11 +15,11 @@ from systolix.memory_map import MemoryConfig, TOTALS_LAYOUT, layer_records
 from systolix.codec import decode
 from systolix.sim.golden import components
 from systolix.sw.pack import pack
-from systolix.sw.stimulus import random_program
+from systolix.sw.stimulus import random_conv_program, random_program
 
 CONFIG = ArrayConfig(rows=3, cols=2)
-MEMORIES = MemoryConfig(weight_words=256, requant_words=64, program_words=64,
-                        activation_words=128, batch=16, output_codes=256)
+MEMORIES = MemoryConfig(weight_words=1024, requant_words=64, program_words=64,
+                        activation_words=128, batch=64, output_codes=256)
 
 
 def harness(images):
@@ -31,10 +31,16 @@ def harness(images):
     return m, sequencer
 
 
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", range(5))
 def test_runs_the_program_as_modelled(seed):
+    """Dense programs, and convolutions (seeds 3 and 4: ``vectors_last`` is the batch times
+    the output positions)."""
     rng = np.random.default_rng(seed)
-    program = random_program(rng, CONFIG, rng.integers(1, 9, int(rng.integers(2, 5))).tolist())
+    if seed < 3:
+        program = random_program(rng, CONFIG,
+                                 rng.integers(1, 9, int(rng.integers(2, 5))).tolist())
+    else:
+        program = random_conv_program(rng, CONFIG, (3, 3, 2), [("conv", 3), ("dense", 2)])
     images = pack(program, CONFIG, MEMORIES)
     records = layer_records(images)
     total = decode(TOTALS_LAYOUT, images.program[2])["weight_words"]
@@ -69,9 +75,10 @@ def test_runs_the_program_as_modelled(seed):
                     layer = ctx.get(sequencer.layer)
                     assert {name: getattr(layer, name) for name in record} == record
                     assert [ctx.get(getattr(sequencer, name)) for name in
-                            ("batch_last", "k_last", "n_last", "outputs_last")] == \
-                        [batch - 1, record["k_tiles"] - 1, record["n_tiles"] - 1,
-                         record["outputs"] - 1]
+                            ("batch_last", "vectors_last", "k_last", "n_last",
+                             "outputs_last")] == \
+                        [batch - 1, batch * record["positions"] - 1, record["k_tiles"] - 1,
+                         record["n_tiles"] - 1, record["outputs"] - 1]
                     layer_cycles += 1
                     layer_done = layer_cycles > 1 and rng.random() < 0.2
                     layer_cycles = 0 if layer_done else layer_cycles

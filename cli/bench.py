@@ -25,10 +25,11 @@ from systolix.sw.default import WORKLOAD_MEMORIES, WORKLOAD_OPTIONS, default_pro
 from systolix.sw.lower import lower
 from systolix.sw.mixed import search
 from systolix.sw.models import accuracy, digits_cnn, digits_mlp, digits_split
-from systolix.sw.pack import layer_tiles, pack
+from systolix.sw.pack import pack
 from systolix.sw.qmodel import quantize
 from systolix.sw.report import program_accuracy, sweep
 
+from .sim import window_utilisation
 from .table import format_table
 from .train import DESCRIPTIONS, train_schemes
 
@@ -214,15 +215,13 @@ def cnn_figures(echo=print, config=DEFAULT_CONFIG, batch=16):
     cycles = engine_cycles(config, images, batch).layers
     figures["utilisation"] = {}
     rows = []
-    for index, (layer, tiles) in enumerate(zip(program.layers, layer_tiles(program, config))):
-        if layer.window is None:
-            continue
-        ideal = tiles.k_tiles * tiles.n_tiles * layer.window.positions * batch
-        figures["utilisation"][index] = ideal / cycles[index]
+    for index, ideal, measured in window_utilisation(program, config, [cycles], batch):
+        layer = program.layers[index]
+        figures["utilisation"][index] = ideal / measured
         rows.append([index, f"{layer.window.kernel_height}x{layer.window.kernel_width}/"
                             f"{layer.window.stride_height}", layer.window.positions,
-                     f"{layer.weights.shape[0]}x{layer.weights.shape[1]}", ideal, cycles[index],
-                     f"{100 * ideal / cycles[index]:.0f} %"])
+                     f"{layer.weights.shape[0]}x{layer.weights.shape[1]}", ideal, measured,
+                     f"{100 * ideal / measured:.0f} %"])
     echo(f"digits CNN on the {config.name} engine, {batch} images a run (target: 80 % or more "
          f"for each convolution):")
     echo(format_table(["layer", "window", "positions", "K x N", "ideal cycles", "cycles",

@@ -24,7 +24,7 @@ from systolix.sw.program import IntegerProgram
 from .options import integer, probability
 from .table import format_table
 
-__all__ = ["register"]
+__all__ = ["register", "window_utilisation"]
 
 
 def _suite_row(config, report):
@@ -68,16 +68,25 @@ def _describe_layers(program):
     return ", ".join(f"W{layer.weight_bits}A{layer.input_bits}" for layer in program.layers)
 
 
+def window_utilisation(program, config, layer_cycles, images):
+    """The MAC utilisation of each layer with a window (convolution or pooling) of ``program``
+    on an array of ``config``: ``(index, ideal, cycles)``, ``ideal`` the cycles of its tiles at
+    full rate (every K and N tile of every output position of ``images`` inputs), ``cycles``
+    the layer's cycles summed over ``layer_cycles`` (one tuple per run, as
+    :attr:`~systolix.sim.golden.engine.EngineCycles.layers`)."""
+    return [(index, tiles.k_tiles * tiles.n_tiles * tiles.positions * images,
+             sum(cycles[index] for cycles in layer_cycles))
+            for index, (layer, tiles) in enumerate(zip(program.layers,
+                                                       layer_tiles(program, config)))
+            if layer.window is not None]
+
+
 def _window_rows(program, config, layer_cycles, images):
-    """Per convolution or pooling layer: its MAC utilisation, the ideal cycles (its tiles at full
-    rate, each output position a vector) over the measured ones."""
+    """Per convolution or pooling layer: its MAC utilisation, ideal over measured cycles."""
     rows = []
-    for index, (layer, tiles) in enumerate(zip(program.layers, layer_tiles(program, config))):
-        if layer.window is None:
-            continue
+    for index, ideal, measured in window_utilisation(program, config, layer_cycles, images):
+        layer = program.layers[index]
         window = layer.window
-        ideal = tiles.k_tiles * tiles.n_tiles * window.positions * images
-        measured = sum(cycles[index] for cycles in layer_cycles)
         rows.append([f"layer {index} utilisation",
                      f"{100 * ideal / measured:.0f} % ({window.kernel_height}x"
                      f"{window.kernel_width}/{window.stride_height} window, "

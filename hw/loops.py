@@ -13,9 +13,9 @@ class Bounds:
     """Shapes of the engine's counters and addresses: as wide as its memories need.
 
     A program that packs into the memories (:func:`systolix.sw.pack.check_fit`) has at most
-    ``activation_words`` K tiles in a layer (one vector fills that many buffer words) and as
-    many as the weight memory holds (``rows`` words each); at most ``requant_words`` channels
-    and so ``requant_words // cols`` output tiles; every buffer word address and output memory
+    as many K tiles in a layer as the weight memory holds (``rows`` words each; a convolution's
+    K tiles may outnumber the words of its input map); at most ``requant_words`` channels and
+    so ``requant_words // cols`` output tiles; every buffer word address and output memory
     word address lies below the larger of the two depths.
 
     Parameters
@@ -27,8 +27,8 @@ class Bounds:
     ----------
     k_tiles, n_tiles, batch, channels : Shape
         Of a K tile, an output tile, a vector of the batch and a channel index.
-    k_tiles_end, channels_end : Shape
-        Of a count of K tiles and of channels (one more than the largest index).
+    channels_end : Shape
+        Of a count of channels (one more than the largest index).
     address : Shape
         Of an activation buffer or output memory word address, and one past the last.
     """
@@ -39,9 +39,7 @@ class Bounds:
         if not isinstance(memories, MemoryConfig):
             raise TypeError(f"memories must be a MemoryConfig, not {memories!r}")
         weight_tiles = max(1, memories.weight_words // config.rows)
-        k_tiles = min(memories.activation_words, weight_tiles)
-        self.k_tiles = Shape.cast(range(k_tiles))
-        self.k_tiles_end = Shape.cast(range(k_tiles + 1))
+        self.k_tiles = Shape.cast(range(weight_tiles))
         self.n_tiles = Shape.cast(range(max(1, min(memories.requant_words // config.cols,
                                                    weight_tiles))))
         self.batch = Shape.cast(range(memories.batch))

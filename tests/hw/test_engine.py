@@ -189,6 +189,20 @@ def test_depthwise_and_padding():
     assert check_program(program, config, [3, 2], rng, stall=0.2) > 1
 
 
+def test_more_k_tiles_than_activation_words():
+    """A 3x3 convolution with padding on a 1x1 map: 9 K tiles, more than the 4 words of each
+    activation buffer (the K tile counters are as wide as the weight memory needs)."""
+    rng = np.random.default_rng(4)
+    config = ArrayConfig(rows=2, cols=2, weight_bits=4, activation_bits=4, accumulator_bits=16)
+    window = Window(1, 1, 2, 3, 3, pad_top=1, pad_left=1, pad_bottom=1, pad_right=1,
+                    pad_code=3)
+    program = random_conv_program(rng, config, (1, 1, 2), [("window", 2, window)])
+    memories = MemoryConfig(weight_words=32, requant_words=8, program_words=32,
+                            activation_words=4, batch=4, output_codes=16)
+    assert pack(program, config, memories).max_batch == 4
+    assert check_program(program, config, [4, 1], rng, memories=memories) > 1
+
+
 def test_default_requant_lanes():
     assert default_requant_lanes(ArrayConfig(rows=8, cols=8)) == 2
     assert default_requant_lanes(ArrayConfig(rows=8, cols=3)) == 1

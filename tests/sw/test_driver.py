@@ -10,7 +10,7 @@ from systolix.config import ArrayConfig, code_range
 from systolix.protocol import CrcError, ErrorCode, FrameType, ProtocolError
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.golden.program import run_program
-from systolix.sw.stimulus import random_program
+from systolix.sw.stimulus import random_conv_program, random_program
 from systolix.sw.driver import (Device, DeviceError, DeviceMismatch, GoldenTransport,
                                 SerialTransport)
 from systolix.memory_map import MemoryConfig
@@ -175,3 +175,19 @@ def test_serial_transport_times_out():
     finally:
         os.close(slave)
         os.close(master)
+
+
+def test_convolutions_through_the_golden_transport():
+    """Input maps go pixel by pixel (``c_tiles`` words a pixel), outputs come back NHWC: a
+    convolution chain's codes and cycles, in batches of at most max_batch."""
+    config = ArrayConfig(rows=3, cols=2, weight_bits=4, activation_bits=4, accumulator_bits=20)
+    rng = np.random.default_rng(0)
+    program = random_conv_program(rng, config, (5, 4, 3), [("conv", 4), ("conv", 2)])
+    device = Device(GoldenTransport(program, config), program, config)
+    assert device.input_channels == 3
+    codes = rng.integers(0, 16, (device.max_batch + 3, program.inputs))
+    result = device.run(codes)
+    np.testing.assert_array_equal(result.outputs, run_program(program, codes))
+    images = pack(program, config)
+    assert result.cycles == (engine_cycles(config, images, device.max_batch).compute,
+                             engine_cycles(config, images, 3).compute)

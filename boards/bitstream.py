@@ -29,7 +29,7 @@ from pathlib import Path
 
 from systolix.files import atomic_write, output_folder
 from systolix.hw.engine import InferenceEngine
-from systolix.memory_map import MEMORY_WIDTHS
+from systolix.memory_map import MEMORY_WIDTHS, windowed
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sw.pack import ideal_cycles, pack
 
@@ -171,7 +171,7 @@ def _report(board, program, images, nextpnr_report, cells, seconds, seed):
         board=board.name, device=board.platform.device, package=board.platform.package,
         family=board.family, config=config.name, memories=asdict(images.memories),
         memory_widths={name: getattr(images, width) for name, width in MEMORY_WIDTHS},
-        resources=resources, cells=cells, clock_mhz=clock_mhz, fmax_mhz=fmax,
+        windows=windowed(images), resources=resources, cells=cells, clock_mhz=clock_mhz, fmax_mhz=fmax,
         macs_per_cycle=config.rows * config.cols,
         gops_at_clock=2 * config.rows * config.cols * clock_mhz / 1000,
         gops_at_fmax=2 * config.rows * config.cols * min(fmax.values()) / 1000,

@@ -43,7 +43,7 @@ import numpy as np
 
 from .memory_files import read_hex, write_hex, write_images, write_memory_files
 from systolix.files import atomic_write, output_folder, output_owner
-from systolix.memory_map import MEMORY_WIDTHS
+from systolix.memory_map import MEMORY_WIDTHS, windowed
 from systolix.sw.pack import pack
 
 from .bitstream import model_figures, plot_report, report_markdown
@@ -369,6 +369,10 @@ def patch_bitstream(build_dir, program, *, out=None):
     if widths != built_widths:
         raise PatchError(f"the model's memory word widths {widths} differ from the "
                          f"bitstream's {built_widths}: build a new bitstream")
+    if windowed(images) and not report.get("windows", False):
+        raise PatchError("the model has convolutions and the bitstream's engine was built "
+                         "without windows (for a model of dense layers only): build a new "
+                         "bitstream")
     _check_build(build_dir, report)
     out = Path(out) if out is not None else build_dir.with_name(build_dir.name + "-patched")
     with output_folder(out, "patch") as staging:

@@ -23,7 +23,7 @@ from systolix import protocol
 from systolix.config import DEFAULT_CONFIG, ArrayConfig
 from systolix.files import output_folder
 from systolix.hw.engine import InferenceEngine
-from systolix.memory_map import MemoryConfig, layer_records
+from systolix.memory_map import MemoryConfig, output_codes, vector_words
 from systolix.sim.formal import (INDUCTION_DEPTH, EngineHarness, LinkHarness, engine_depth,
                                  image_tiles, link_depth, link_for, prove_streams, prove_tiles)
 from systolix.sim.golden.engine import engine_cycles
@@ -66,7 +66,7 @@ def small_model(config=SMALL_CONFIG, batch=SMALL_BATCH):
     """``(config, images)`` of the small engine: one layer of 1 input and 2 outputs (2 output
     tiles on a 1x1 array), memories just large enough for runs of ``batch`` vectors."""
     program = random_program(np.random.default_rng(0), config, (1, 2))
-    memories = MemoryConfig(weight_words=4, requant_words=4, program_words=16,
+    memories = MemoryConfig(weight_words=4, requant_words=4, program_words=32,
                             activation_words=batch, batch=batch, output_codes=2 * batch)
     return config, pack(program, config, memories)
 
@@ -96,10 +96,9 @@ def prove_contracts(config, images, folder):
     returns the rows and whether all were proved."""
     folder = Path(folder)
     small_config, small_images = small_model()
-    records = layer_records(small_images)
     word_bits = small_config.rows * small_config.activation_bits
     run = engine_cycles(small_config, small_images, SMALL_BATCH)
-    request = 4 + protocol.run_length(SMALL_BATCH, records[0]["k_tiles"], word_bits) \
+    request = 4 + protocol.run_length(SMALL_BATCH, vector_words(small_images), word_bits) \
         + protocol.CRC_BYTES
     proofs = [
         (config.name, lambda: prove_streams(
@@ -112,8 +111,8 @@ def prove_contracts(config, images, folder):
             lambda count: EngineHarness(InferenceEngine(small_config, small_images),
                                         count=count),
             "engine", folder / "small-engine", rules=False, script=["memory_map", "opt -fast"],
-            count_depth=engine_depth(run.first_output, SMALL_BATCH, records[0]["k_tiles"],
-                                     records[-1]["outputs"]))),
+            count_depth=engine_depth(run.first_output, SMALL_BATCH, vector_words(small_images),
+                                     output_codes(small_images)))),
         (small_config.name, lambda: prove_streams(
             lambda count: LinkHarness(link_for(small_config, small_images, timeout_cycles=8),
                                       count=count), "link", folder / "small-link", rules=False,

@@ -7,8 +7,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from systolix.config import ArrayConfig
-from systolix.memory_map import (MemoryImages, layer_records, memory_contents, output_codes,
-                                 output_layout, vector_words)
+from systolix.memory_map import (MemoryImages, memory_contents, output_codes, output_layout,
+                                 vector_words, windowed)
 from systolix.numeric import CODE_BITS
 from systolix.timing import default_requant_lanes
 
@@ -98,7 +98,7 @@ class InferenceEngine(wiring.Component):
         if requant_lanes is None:
             requant_lanes = default_requant_lanes(config)
         check_lanes(config, requant_lanes)
-        needs_windows = any(record["windowed"] for record in layer_records(images))
+        needs_windows = windowed(images)
         if windows is None:
             windows = needs_windows
         if not isinstance(windows, bool) or needs_windows and not windows:

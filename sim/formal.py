@@ -50,7 +50,8 @@ from systolix.config import ArrayConfig
 from systolix.hw.array import SystolicArray
 from systolix.hw.link import FrameLink
 from systolix.hw.mac import ProcessingElement, activation_shape, product_shape, weight_shape
-from systolix.memory_map import MemoryImages, layer_records, weights_layout
+from systolix.memory_map import (MemoryImages, layer_records, output_codes, vector_words,
+                                 weights_layout)
 from systolix.sim.runner import run_cocotb
 
 __all__ = ["SbyResult", "run_sby", "OverflowHarness", "distinct_columns", "image_tiles",
@@ -651,9 +652,8 @@ def link_for(config, images, **options):
     """The :class:`~systolix.hw.link.FrameLink` of the engine of ``config`` and ``images``
     (what :meth:`~systolix.hw.link.FrameLink.for_engine` makes, without building the engine);
     ``options`` go to the constructor."""
-    records = layer_records(images)
-    return FrameLink(config, images, vector_words=records[0]["k_tiles"],
-                     output_codes=records[-1]["outputs"], max_batch=images.max_batch, **options)
+    return FrameLink(config, images, vector_words=vector_words(images),
+                     output_codes=output_codes(images), max_batch=images.max_batch, **options)
 
 
 def engine_depth(first_output, batch, vector_words, output_codes):

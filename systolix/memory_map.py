@@ -42,7 +42,7 @@ __all__ = [
     "HEADER_WORDS", "RECORD_WORDS", "MEMORY_WIDTHS", "MEMORY_DEPTHS", "code_shape",
     "weights_layout", "activation_word_layout", "output_layout", "config_fields",
     "feed_address_bits", "layer_window", "padded_rows", "MemoryConfig", "MemoryImages",
-    "layer_records", "vector_words", "input_channels", "output_codes", "packed_layers",
+    "layer_records", "windowed", "vector_words", "input_channels", "output_codes", "packed_layers",
     "save_images", "load_images", "pack_vectors", "unpack_vectors", "unpack_outputs",
     "memory_contents",
 ]
@@ -365,6 +365,12 @@ def vector_words(images):
     """Activation buffer words of one input map of the program in ``images``: the first
     layer's ``image_words``."""
     return layer_records(images)[0]["image_words"]
+
+
+def windowed(images):
+    """Whether the program in ``images`` has a convolution (a layer record with ``windowed``
+    set): only an engine built with windows runs it."""
+    return any(record["windowed"] for record in layer_records(images))
 
 
 def input_channels(images):

@@ -286,3 +286,14 @@ def test_tool_files_cut_the_bits_into_whole_hex_digits(tmp_path):
     assert all(len(line) == 1 for line in (tmp_path / runs[0][0]).read_text().split())
     assert len(patcher._tool_files("weights", [1, 2, 3, 4], source, target, "back", "ice40",
                                    tmp_path)) == 1
+
+
+def test_patch_refuses_convolutions_for_an_engine_without_windows(tmp_path):
+    """An engine built for dense layers only has no window address generation: a convolution
+    patched into its bitstream would run wrong, so the patch is refused before any tool runs."""
+    _report(tmp_path, memory_widths={"weights": 32, "requant": 56, "program": 32})
+    program = default_program(board("ulx3s-85f").config, "digits-cnn")[0]
+    with pytest.raises(PatchError, match=r"^the model has convolutions and the bitstream's "
+                                         r"engine was built without windows"):
+        patch_bitstream(tmp_path, program)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["report.json"]

@@ -53,8 +53,8 @@ class StandInEngine(wiring.Component):
         super().__init__(engine_signature(CONFIG.rows * CONFIG.activation_bits))
         self.config, self.images = CONFIG, IMAGES
         self.vector_words, self.output_codes, self.max_batch = VECTOR_WORDS, OUTPUT_CODES, MAX_BATCH
-        self.starts = Signal(8)
-        self.discards = Signal(8)
+        self.starts = Signal(16)
+        self.discards = Signal(16)
 
     def elaborate(self, platform):
         m = Module()

@@ -80,6 +80,23 @@ def _finite(name, array):
     return array
 
 
+def _set_weight_and_bias(layer, weight_shape, ndim=2):
+    """Check and freeze ``layer.weight`` (finite, ``ndim`` dimensions, none empty, described as
+    ``weight_shape``) and ``layer.bias`` (finite, one per output: the weight's last axis) and
+    the layer's activation; return the weight."""
+    weight = _finite("weight", frozen_array(layer.weight, np.float64))
+    bias = _finite("bias", frozen_array(layer.bias, np.float64))
+    if weight.ndim != ndim or 0 in weight.shape:
+        raise ValueError(f"weight must be {weight_shape}, not of shape {weight.shape}")
+    if bias.shape != (weight.shape[-1],):
+        raise ValueError(f"bias must have shape ({weight.shape[-1]},) to match weight of "
+                         f"shape {weight.shape}, not {bias.shape}")
+    _check_activation(layer)
+    object.__setattr__(layer, "weight", weight)
+    object.__setattr__(layer, "bias", bias)
+    return weight
+
+
 def _check_activation(layer):
     check_bool("relu", layer.relu)
     if layer.clip is not None:
@@ -117,17 +134,7 @@ class Dense:
     learned = True
 
     def __post_init__(self):
-        weight = _finite("weight", frozen_array(self.weight, np.float64))
-        bias = _finite("bias", frozen_array(self.bias, np.float64))
-        if weight.ndim != 2 or 0 in weight.shape:
-            raise ValueError(f"weight must be a matrix (inputs, outputs), not of shape "
-                             f"{weight.shape}")
-        if bias.shape != (weight.shape[1],):
-            raise ValueError(f"bias must have shape ({weight.shape[1]},) to match weight of "
-                             f"shape {weight.shape}, not {bias.shape}")
-        _check_activation(self)
-        object.__setattr__(self, "weight", weight)
-        object.__setattr__(self, "bias", bias)
+        _set_weight_and_bias(self, "a matrix (inputs, outputs)")
 
     def gemm(self, shape):
         """``(window, matrix, bias)`` on an input map of ``shape``: no window (the whole input
@@ -167,20 +174,11 @@ class Conv2d:
     learned = True
 
     def __post_init__(self):
-        weight = _finite("weight", frozen_array(self.weight, np.float64))
-        bias = _finite("bias", frozen_array(self.bias, np.float64))
-        if weight.ndim != 4 or 0 in weight.shape:
-            raise ValueError(f"weight must have shape (kernel_height, kernel_width, "
-                             f"channels // groups, outputs), not {weight.shape}")
-        if bias.shape != (weight.shape[3],):
-            raise ValueError(f"bias must have shape ({weight.shape[3]},) to match weight of "
-                             f"shape {weight.shape}, not {bias.shape}")
+        weight = _set_weight_and_bias(self, "of shape (kernel_height, kernel_width, "
+                                            "channels // groups, outputs)", 4)
         check_int("groups", self.groups, 1, MAX_MAP)
         if weight.shape[3] % self.groups:
             raise ValueError(f"groups ({self.groups}) must divide the {weight.shape[3]} outputs")
-        _check_activation(self)
-        object.__setattr__(self, "weight", weight)
-        object.__setattr__(self, "bias", bias)
         object.__setattr__(self, "stride", _pair("stride", self.stride))
         object.__setattr__(self, "padding", _padding(self.padding))
 

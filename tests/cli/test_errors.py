@@ -50,3 +50,9 @@ def test_summary_counts():
     assert summary(outcomes) == ("3 cases run (1 skipped): 1 tracebacks, 0 silent "
                                  "acceptances, 1 partial artifacts; 0 overwritten, 0 hung, 0 "
                                  "wrong messages or exit codes; 1 ok")
+
+
+def test_the_catalogue_page_counts_every_case():
+    """docs/errors.md shows the summary line of a whole run: its count is the catalogue's."""
+    counts = re.findall(r"^(\d+) cases run", (ROOT / "docs" / "errors.md").read_text(), re.M)
+    assert counts == [str(len(CASES))]

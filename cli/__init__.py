@@ -12,6 +12,7 @@ they were. docs/errors.md is the catalogue (``systolix errors`` runs it).
 """
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -76,6 +77,11 @@ def main(argv=None):
         print(f"{name}: interrupted by {which}; its unfinished output was removed and earlier "
               f"outputs are as they were", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of the output went away (``systolix ... | head``): stop quietly, as a
+        # command killed by SIGPIPE does, with nothing more written to the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (ValueError, OSError) as error:
         print(f"{name}: error: {_describe(error)}", file=sys.stderr)
         return 2

@@ -29,7 +29,7 @@ from systolix.boards.synth import FAMILIES, DesignDoesNotFit, SynthesisError
 from systolix.boards.tops import BOARDS, board as board_named
 from systolix.boards.sweep import GRIDS, SweepTarget, grid, run_sweep, sweep_rows, write_sweep
 
-from .options import integer, number
+from .options import add_model_source, integer, number
 
 __all__ = ["register"]
 
@@ -92,12 +92,7 @@ def register(subparsers):
                     "images and report.json / report.md into the output folder.")
     bitstream.add_argument("--board", required=True,
                            help=f"one of {', '.join(BOARDS)}")
-    source = bitstream.add_mutually_exclusive_group()
-    source.add_argument("--model", type=Path, help="an IntegerProgram file (default: the "
-                        "digits MLP, W4/A4, A2Q+ for the board's accumulator)")
-    source.add_argument("--workload", choices=WORKLOADS,
-                        help="an embedded model quantized (A2Q+) for the board's array: "
-                             "digits-mlp (the default) or digits-cnn")
+    add_model_source(bitstream, "the board's array", tuple(WORKLOADS))
     bitstream.add_argument("--seed", type=SEEDS, default=1,
                            help="nextpnr placer seed, 0..2^31-1 (default: 1)")
     bitstream.add_argument("--allow-timing-failure", action="store_true",

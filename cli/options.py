@@ -4,6 +4,7 @@ integer >= 1, not '0'``)."""
 
 import argparse
 import math
+from pathlib import Path
 
 __all__ = ["integer", "number", "probability"]
 
@@ -61,3 +62,15 @@ def probability(text):
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be a number in 0 <= p < 1, not {text!r}")
     return value
+
+
+def add_model_source(parser, quantized_for, workloads):
+    """The mutually exclusive ``--model`` (an IntegerProgram file) and ``--workload`` (one of
+    ``workloads``, embedded models quantized with A2Q+ for ``quantized_for``, such as "the
+    board's array") options of ``parser``."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", type=Path, help=f"an IntegerProgram file (default: the "
+                        f"digits MLP, W4/A4, A2Q+ for {quantized_for})")
+    source.add_argument("--workload", choices=workloads,
+                        help=f"an embedded model quantized (A2Q+) for {quantized_for}: "
+                             f"{' or '.join(workloads)} (the first is the default)")

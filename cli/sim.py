@@ -4,7 +4,6 @@ array testbenches."""
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
@@ -21,7 +20,7 @@ from systolix.sw.models import accuracy
 from systolix.sw.pack import ideal_cycles, layer_tiles, pack
 from systolix.sw.program import IntegerProgram
 
-from .options import integer, probability
+from .options import add_model_source, integer, probability
 from .table import format_table
 
 __all__ = ["register", "window_utilisation"]
@@ -182,12 +181,7 @@ def register(subparsers):
     jobs = min(2, os.cpu_count() or 1)
     sim = subparsers.add_parser("sim", help="run a model on the simulated accelerator")
     sim.add_argument("--simulator", choices=SIMULATORS, default="verilator")
-    source = sim.add_mutually_exclusive_group()
-    source.add_argument("--model", type=Path, help="an IntegerProgram file (default: the digits "
-                        "MLP, W4/A4, A2Q+ for the array's accumulator)")
-    source.add_argument("--workload", choices=WORKLOADS,
-                        help="an embedded model, quantized (A2Q+) for the array: digits-mlp (the "
-                             "default) or digits-cnn")
+    add_model_source(sim, "the array", tuple(WORKLOADS))
     sim.add_argument("--config", help="the array, for example 8x8-W4s-A4u-P12-wrap (default: "
                      f"{DEFAULT_CONFIG.name})")
     sim.add_argument("--images", type=integer(1),

@@ -45,13 +45,36 @@ __all__ = ["METHODS", "partial_sum_range", "min_accumulator_bits", "a2q_l1_limit
 METHODS = ("none", "a2q", "a2q+")
 
 
-def _sign_sums(codes):
-    """Per channel (column): the sum of the positive codes and the sum of |negative codes|."""
+def _matrix(codes):
+    """``codes`` as an int64 matrix (inputs, outputs); raises :class:`ValueError` otherwise."""
     codes = np.asarray(codes, dtype=np.int64)
     if codes.ndim != 2:
         raise ValueError(f"weight codes must be a matrix (inputs, outputs), not of shape "
                          f"{codes.shape}")
+    return codes
+
+
+def _sign_sums(codes):
+    """Per channel (column): the sum of the positive codes and the sum of |negative codes|."""
+    codes = _matrix(codes)
     return np.maximum(codes, 0).sum(axis=0), np.maximum(-codes, 0).sum(axis=0)
+
+
+def sum_range(weights, low, high):
+    """Per column: the smallest and largest partial sum of ``x @ weights`` over inputs in
+    ``low..high`` and every subset of the terms (so every order of accumulation); both ends
+    include the empty sum, so any range of input codes works (one clamped by ReLU, or shifted
+    by a zero point, ``low`` above 0)."""
+    weights = np.asarray(weights, dtype=np.int64)
+    a, b = weights * low, weights * high
+    return (np.minimum(0, np.minimum(a, b)).sum(axis=0),
+            np.maximum(0, np.maximum(a, b)).sum(axis=0))
+
+
+def signed_bits(low, high):
+    """The fewest bits of a two's complement integer holding ``low..high`` (at least 1)."""
+    return max(1, int(high).bit_length() + 1 if high > 0 else 1,
+               int(-low - 1).bit_length() + 1 if low < 0 else 1)
 
 
 def partial_sum_range(codes, input_bits, input_signed):
@@ -69,12 +92,11 @@ def partial_sum_range(codes, input_bits, input_signed):
     -------
     low, high : numpy.ndarray of int64, shape (channels,)
         Both are reached: ``high`` by the input that is largest where the weight is positive and
-        smallest where it is negative, ``low`` by the opposite one.
+        smallest where it is negative, ``low`` by the opposite one (:func:`sum_range` over the
+        input codes).
     """
     check_int("input_bits", input_bits, 1, 8)
-    lo, hi = code_range(input_bits, input_signed)
-    positive, negative = _sign_sums(codes)
-    return -(positive * -lo + negative * hi), positive * hi + negative * -lo
+    return sum_range(_matrix(codes), *code_range(input_bits, input_signed))
 
 
 def min_accumulator_bits(codes, input_bits, input_signed):
@@ -85,11 +107,7 @@ def min_accumulator_bits(codes, input_bits, input_signed):
     with the exact extremes of :func:`partial_sum_range`). All-zero weights need ``P = 1``.
     """
     low, high = partial_sum_range(codes, input_bits, input_signed)
-    low, high = int(low.min(initial=0)), int(high.max(initial=0))
-    bits = 1
-    while not -(1 << (bits - 1)) <= low <= high <= (1 << (bits - 1)) - 1:
-        bits += 1
-    return bits
+    return signed_bits(low.min(initial=0), high.max(initial=0))
 
 
 def a2q_l1_limit(accumulator_bits, input_bits, input_signed):

@@ -35,11 +35,12 @@ from systolix.config import code_range
 from systolix.layer import AddLayer, IntegerLayer, MaxPoolLayer, Window
 from systolix.numeric import BIAS_BITS, MAX_SHIFT, MULTIPLIER_BITS
 
+from .a2q import signed_bits, sum_range
 from .program import IntegerProgram
 from .quant import QuantParams, fixed_point_multiplier
 
 __all__ = ["Activation", "Linear", "OutputQuantizer", "LayerInfo", "Imported",
-           "ProgramBuilder", "map_order", "codes_bits", "sum_range", "accumulator_widths",
+           "ProgramBuilder", "map_order", "codes_bits", "accumulator_widths",
            "requantization_error", "check_accumulators", "report_text", "report_json"]
 
 
@@ -202,31 +203,12 @@ class Imported:
                                                            *self.output_order.shape)
 
 
-def sum_range(weights, low, high):
-    """Per column: the smallest and largest partial sum of ``x @ weights`` over inputs in
-    ``low..high`` and every subset of the terms (so every order of accumulation).
-
-    :func:`systolix.sw.a2q.partial_sum_range` for any range of input codes, such as a range
-    clamped by ReLU or a zero point (``low`` may be above 0): both ends include the empty sum.
-    """
-    weights = np.asarray(weights, dtype=np.int64)
-    a, b = weights * low, weights * high
-    return (np.minimum(0, np.minimum(a, b)).sum(axis=0),
-            np.maximum(0, np.maximum(a, b)).sum(axis=0))
-
-
-def _signed_bits(low, high):
-    """The fewest bits of a two's complement integer holding ``low..high`` (at least 1)."""
-    return max(1, int(high).bit_length() + 1 if high > 0 else 1,
-               int(-low - 1).bit_length() + 1 if low < 0 else 1)
-
-
 def accumulator_widths(weights, low, high):
     """The data-free minimal accumulator width of each channel (column) of integer
     ``weights`` for input codes in ``low..high``: the smallest ``P`` such that no partial sum,
     for any input and in any order, leaves the signed ``P``-bit range."""
     lows, highs = sum_range(weights, low, high)
-    return np.array([_signed_bits(lo, hi) for lo, hi in zip(lows, highs)], dtype=np.int64)
+    return np.array([signed_bits(lo, hi) for lo, hi in zip(lows, highs)], dtype=np.int64)
 
 
 def requantization_error(real, multiplier, shift, largest):

@@ -33,8 +33,9 @@ import numpy as np
 
 from systolix.config import code_range
 
+from .a2q import sum_range
 from .integerize import (Activation, Linear, OutputQuantizer, ProgramBuilder, codes_bits,
-                         map_order, sum_range)
+                         map_order)
 
 __all__ = ["SUPPORTED_OPS", "load_onnx", "import_onnx"]
 

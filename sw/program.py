@@ -2,8 +2,9 @@
 
 An :class:`IntegerProgram` is a graph of the layers of :mod:`systolix.layer` in execution
 order: dense and convolution layers (:class:`IntegerLayer`, an integer GEMM on raw codes into a
-``P``-bit accumulator followed by a per-channel fixed-point requantization), max pooling and
-residual adds. Each layer reads the outputs of earlier layers (``sources``), the last layer's
+``P``-bit accumulator followed by a per-channel fixed-point requantization), max pooling,
+residual adds, and the layers of a transformer: products of two activations
+(:class:`MatMulLayer`), softmax, LayerNorm and GELU. Each layer reads the outputs of earlier layers (``sources``), the last layer's
 output is the program's. :mod:`systolix.sim.golden.program` executes it bit-exactly and defines
 the exact arithmetic. The program also carries the two float quantizers of its interface to the
 host (how to turn real inputs into input codes and output codes back into real values); the
@@ -16,12 +17,14 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from systolix.config import code_range
-from systolix.layer import AddLayer, IntegerLayer, MaxPoolLayer, Window
+from systolix.layer import (AddLayer, GeluLayer, IntegerLayer, LayerNormLayer, MatMulLayer,
+                            MaxPoolLayer, SoftmaxLayer, Window)
 
 from .io import exact_keys, field, layer_count, load_arrays, save_arrays
 from .quant import QuantParams
 
-__all__ = ["IntegerLayer", "MaxPoolLayer", "AddLayer", "Window", "IntegerProgram",
+__all__ = ["IntegerLayer", "MaxPoolLayer", "AddLayer", "MatMulLayer", "SoftmaxLayer",
+           "LayerNormLayer", "GeluLayer", "Window", "IntegerProgram",
            "QUANTIZER_FIELDS", "check_quantizer", "chain_sources"]
 
 _FORMAT = "systolix.IntegerProgram"
@@ -36,7 +39,14 @@ _ADD_KINDS = {"shape": list, "zero_points": list, "multipliers": list, "shift": 
               "input_bits": int, "input_signed": bool, "output_bits": int,
               "output_signed": bool, "rounding": str}
 _WINDOW_FIELDS = tuple(item.name for item in fields(Window))
-_KINDS = {IntegerLayer: "integer", MaxPoolLayer: "maxpool", AddLayer: "add"}
+_KINDS = {IntegerLayer: "integer", MaxPoolLayer: "maxpool", AddLayer: "add",
+          MatMulLayer: "matmul", SoftmaxLayer: "softmax", LayerNormLayer: "layernorm",
+          GeluLayer: "gelu"}
+# The layers of a transformer are stored field by field: their annotations say each field's
+# JSON kind (a numpy array is an array of the file, ``{name}{index}``).
+_GENERIC = {kind: {item.name: item.type for item in fields(kind)}
+            for kind in (MatMulLayer, SoftmaxLayer, LayerNormLayer, GeluLayer)}
+_JSON_KINDS = {int: int, bool: bool, str: str, tuple: list}
 QUANTIZER_FIELDS = tuple(item.name for item in fields(QuantParams))
 
 
@@ -89,7 +99,8 @@ class IntegerProgram:
         How the last layer's output codes become real values (:meth:`decode_output`).
     sources : tuple of tuple of int, optional
         ``sources[l]``: the layers whose outputs layer ``l`` reads, each earlier than ``l``, or
-        -1 for the program's input; two for an add layer, one for the others. By default each
+        -1 for the program's input; two for an add layer and a matmul layer (operands ``a``,
+        ``b``), one for the others. By default each
         layer reads the one before (:func:`chain_sources`).
     """
 
@@ -104,8 +115,9 @@ class IntegerProgram:
             raise ValueError("an integer program needs at least one layer")
         for index, layer in enumerate(self.layers):
             if type(layer) not in _KINDS:
-                raise ValueError(f"layer {index} must be an IntegerLayer, MaxPoolLayer or "
-                                 f"AddLayer, not {type(layer).__name__}")
+                raise ValueError(f"layer {index} must be an IntegerLayer, MaxPoolLayer, "
+                                 f"AddLayer, MatMulLayer, SoftmaxLayer, LayerNormLayer or "
+                                 f"GeluLayer, not {type(layer).__name__}")
         sources = chain_sources(len(self.layers)) if self.sources is None else self.sources
         if not isinstance(sources, (tuple, list)) or len(sources) != len(self.layers):
             raise ValueError(f"sources must list the inputs of each of the {len(self.layers)} "
@@ -117,13 +129,14 @@ class IntegerProgram:
         first_inputs = {layer.inputs for layer, entry in zip(self.layers, sources)
                         if -1 in entry}
         for index, (layer, entry) in enumerate(zip(self.layers, sources)):
-            wanted = 2 if isinstance(layer, AddLayer) else 1
+            wanted = 2 if isinstance(layer, (AddLayer, MatMulLayer)) else 1
+            lengths = getattr(layer, "operand_inputs", (layer.inputs,) * wanted)
             if len(entry) != wanted or any(isinstance(source, bool) or
                                            not isinstance(source, int) or
                                            not -1 <= source < index for source in entry):
                 raise ValueError(f"sources[{index}] must list {wanted} earlier layer(s) "
                                  f"(-1..{index - 1}), not {list(entry)}")
-            for source in entry:
+            for source, wanted_length in zip(entry, lengths):
                 if source == -1:
                     producer, bits, signed, length = "the input", self.input.bits, \
                         self.input.signed, None
@@ -131,8 +144,8 @@ class IntegerProgram:
                     made = self.layers[source]
                     producer, bits, signed, length = f"layer {source}", made.output_bits, \
                         made.output_signed, made.outputs
-                if length is not None and length != layer.inputs:
-                    raise ValueError(f"layer {index} has {layer.inputs} inputs but {producer} "
+                if length is not None and length != wanted_length:
+                    raise ValueError(f"layer {index} has {wanted_length} inputs but {producer} "
                                      f"has {length} outputs")
                 if (bits, signed) != (layer.input_bits, layer.input_signed):
                     raise ValueError(f"the output codes of {producer} must be the input codes "
@@ -180,6 +193,13 @@ class IntegerProgram:
             elif isinstance(layer, MaxPoolLayer):
                 record.update(window=asdict(layer.window), bits=layer.bits,
                               signed=layer.signed)
+            elif type(layer) in _GENERIC:
+                for name, kind in _GENERIC[type(layer)].items():
+                    value = getattr(layer, name)
+                    if kind is np.ndarray:
+                        arrays[f"{name}{index}"] = value
+                    else:
+                        record[name] = list(value) if kind is tuple else value
             else:
                 record.update({name: (list(getattr(layer, name))
                                       if kind is list else getattr(layer, name))
@@ -205,10 +225,13 @@ class IntegerProgram:
         """
         def members(header):
             layer_count(path, header)
+            names = {"integer": _ARRAYS, **{
+                _KINDS[kind]: [name for name, annotation in specs.items()
+                               if annotation is np.ndarray]
+                for kind, specs in _GENERIC.items()}}
             return {f"{name}{index}": ("int", 2 if name == "weights" else 1)
-                    for index, entry in enumerate(header["layers"])
-                    if isinstance(entry, dict) and entry.get("kind") == "integer"
-                    for name in _ARRAYS}
+                    for index, entry in enumerate(header["layers"]) if isinstance(entry, dict)
+                    for name in names.get(entry.get("kind"), ())}
 
         header, arrays = load_arrays(path, _FORMAT, _VERSION, members)
         exact_keys(path, "", header, ("format", "version", "input", "output", "layers"))
@@ -261,6 +284,19 @@ def _load_layer(path, where, kind, entry, arrays, index):
         window = None if entry["window"] is None else _window(path, where, entry)
         return IntegerLayer(**{name: arrays[f"{name}{index}"] for name in _ARRAYS},
                             **{name: entry[name] for name in _SCALAR_KINDS}, window=window)
+    generic = {_KINDS[layer]: layer for layer in _GENERIC}
+    if kind in generic:
+        specs = _GENERIC[generic[kind]]
+        scalars = {name: _JSON_KINDS[annotation] for name, annotation in specs.items()
+                   if annotation is not np.ndarray}
+        exact_keys(path, where, entry, ("kind", "sources", *scalars))
+        values = {name: field(path, where, entry, name, scalar)
+                  for name, scalar in scalars.items()}
+        values = {name: tuple(value) if isinstance(value, list) else value
+                  for name, value in values.items()}
+        values.update({name: arrays[f"{name}{index}"] for name in specs
+                       if name not in scalars})
+        return generic[kind](**values)
     if kind == "maxpool":
         exact_keys(path, where, entry, ("kind", "sources", "window", "bits", "signed"))
         return MaxPoolLayer(_window(path, where, entry), field(path, where, entry, "bits", int),

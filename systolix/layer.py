@@ -5,7 +5,11 @@ An :class:`IntegerLayer` is an integer GEMM on raw codes into a ``P``-bit accumu
 by a per-channel fixed-point requantization: a dense layer, or with a :class:`Window` a 2-D
 convolution (its GEMM runs on the patches of the input map, im2col); average pooling is a
 convolution of ones. A :class:`MaxPoolLayer` takes the largest code of each window, an
-:class:`AddLayer` adds two tensors of codes each requantized to a common scale.
+:class:`AddLayer` adds two tensors of codes each requantized to a common scale. The layers of
+a transformer: a :class:`MatMulLayer` multiplies two tensors of codes (both activations: the
+``Q K^T`` and ``softmax(.) V`` of attention), with their zero points folded out of the raw code
+product; :class:`SoftmaxLayer`, :class:`LayerNormLayer` and :class:`GeluLayer` are the integer
+nonlinearities of :mod:`systolix.sim.golden.nonlinear`.
 :func:`systolix.sim.golden.run_layer` executes each bit-exactly, :func:`systolix.sw.pack.pack`
 packs them into the memory map and :func:`systolix.memory_map.packed_layers` reads them back.
 
@@ -22,7 +26,8 @@ from .config import OVERFLOW_MODES, check_bool, check_choice, check_int, code_ra
 from .numeric import BIAS_BITS, CODE_BITS, MAX_SHIFT, MULTIPLIER_BITS
 
 __all__ = ["ROUNDING_MODES", "MAX_MAP", "frozen_array", "integer_array", "Window",
-           "IntegerLayer", "MaxPoolLayer", "AddLayer"]
+           "IntegerLayer", "MaxPoolLayer", "AddLayer", "MatMulLayer", "SoftmaxLayer",
+           "LayerNormLayer", "GeluLayer", "GELU_CONSTANT_MAX"]
 
 ROUNDING_MODES = ("half_up", "half_even")
 """How a requantization rounds ``t / 2^shift``: halves toward +inf (one constant added before
@@ -420,3 +425,266 @@ class AddLayer:
     inputs = property(lambda self: self.shape[0] * self.shape[1] * self.shape[2])
     outputs = inputs
     output_shape = property(lambda self: self.shape)
+
+
+def _check_shape(shape):
+    if not isinstance(shape, (tuple, list)):
+        raise ValueError(f"shape must be a tuple, not {type(shape).__name__}")
+    shape = tuple(shape)
+    if len(shape) != 3:
+        raise ValueError(f"shape must be (height, width, channels), not {shape}")
+    for name, size in zip(("height", "width", "channels"), shape):
+        check_int(f"shape {name}", size, 1, MAX_MAP)
+    return shape
+
+
+def _check_output(layer):
+    """The output codes, zero point and clamp range, the rounding and the input codes of a
+    layer with these fields; its ``shape`` if it has one."""
+    _check_codes("input_", layer.input_bits, layer.input_signed)
+    _check_codes("output_", layer.output_bits, layer.output_signed)
+    low, high = code_range(layer.output_bits, layer.output_signed)
+    check_int("output_zero_point", layer.output_zero_point, low, high)
+    check_int("output_low", layer.output_low, low, high)
+    check_int("output_high", layer.output_high, layer.output_low, high)
+    check_choice("rounding", layer.rounding, ROUNDING_MODES)
+    if hasattr(layer, "shape"):
+        object.__setattr__(layer, "shape", _check_shape(layer.shape))
+
+
+class _Elementwise:
+    """A layer whose output map has its input's shape ``(height, width, channels)``."""
+
+    inputs = property(lambda self: self.shape[0] * self.shape[1] * self.shape[2])
+    outputs = inputs
+    output_shape = property(lambda self: self.shape)
+
+
+@dataclass(frozen=True)
+class MatMulLayer:
+    """The product of two tensors of codes, both computed by earlier layers, in ``groups``
+    independent products (the heads of attention), requantized.
+
+    Operand ``a`` is a ``(rows, groups, inner)`` tensor, operand ``b`` an ``(inner, groups,
+    cols)`` one, stored ``(cols, groups, inner)`` if ``transpose`` (``K`` for ``Q K^T``: both
+    operands in the layout of a sequence of tokens); the output is ``(rows, groups, cols)``,
+    all three C order (a map of height ``rows``, width ``groups``, ``cols`` channels)::
+
+        acc[i, g, n] = sum_k a[i, g, k] * b[g, k, n]                   raw codes, P bits
+        t = acc - zb * sum_k a[i, g, k] - za * sum_k b[g, k, n] + inner * za * zb + bias
+        out = clamp(round_shift(t * multiplier, shift) + output_zero_point, low, high)
+
+    that is ``sum_k (a - za)(b - zb)`` by operand reordering: the array computes only the raw
+    code product ``acc`` (wrapping or saturating to ``accumulator_bits`` like an
+    :class:`IntegerLayer`), the row sums of ``a`` and the column sums of ``b`` are exact
+    integers, and the scales ``s_a s_b / s_out = multiplier * 2^-shift`` are applied once after.
+
+    Parameters
+    ----------
+    rows, groups, inner, cols : int
+        1..:data:`MAX_MAP` each.
+    transpose : bool
+        ``b`` stored ``(cols, groups, inner)``.
+    zero_points : tuple of int
+        ``(za, zb)``, among the input codes.
+    bias : int
+        Signed, :data:`~systolix.numeric.BIAS_BITS` bits.
+    multiplier, shift : int
+        As an :class:`IntegerLayer`'s (one for the whole tensor).
+    output_zero_point, output_low, output_high : int
+    input_bits, output_bits : int
+        Code widths, 1..8 (both operands have the same codes).
+    input_signed, output_signed : bool
+    accumulator_bits : int
+        ``P``, 2..32, of the raw code product.
+    overflow, rounding : str
+    """
+
+    rows: int
+    groups: int
+    inner: int
+    cols: int
+    transpose: bool
+    zero_points: tuple
+    bias: int
+    multiplier: int
+    shift: int
+    output_zero_point: int
+    output_low: int
+    output_high: int
+    input_bits: int
+    input_signed: bool
+    output_bits: int
+    output_signed: bool
+    accumulator_bits: int
+    overflow: str
+    rounding: str = "half_up"
+
+    def __post_init__(self):
+        for name in ("rows", "groups", "inner", "cols"):
+            check_int(name, getattr(self, name), 1, MAX_MAP)
+        check_bool("transpose", self.transpose)
+        _check_output(self)
+        if not isinstance(self.zero_points, (tuple, list)) or len(self.zero_points) != 2:
+            raise ValueError(f"zero_points must be a tuple (za, zb), one per operand, not "
+                             f"{self.zero_points!r}")
+        object.__setattr__(self, "zero_points", tuple(self.zero_points))
+        for index in range(2):
+            check_int(f"zero_points[{index}]", self.zero_points[index],
+                      *code_range(self.input_bits, self.input_signed))
+        check_int("bias", self.bias, *code_range(BIAS_BITS, True))
+        check_int("multiplier", self.multiplier, 0, (1 << MULTIPLIER_BITS) - 1)
+        check_int("shift", self.shift, 0, MAX_SHIFT)
+        check_int("accumulator_bits", self.accumulator_bits, 2, 32)
+        check_choice("overflow", self.overflow, OVERFLOW_MODES)
+
+    @property
+    def operand_inputs(self):
+        """Codes of one vector of each operand: ``(rows * groups * inner, inner * groups *
+        cols)``."""
+        return self.rows * self.groups * self.inner, self.inner * self.groups * self.cols
+
+    inputs = property(lambda self: self.operand_inputs[0])
+    outputs = property(lambda self: self.rows * self.groups * self.cols)
+    output_shape = property(lambda self: (self.rows, self.groups, self.cols))
+
+
+@dataclass(frozen=True)
+class SoftmaxLayer(_Elementwise):
+    """The integer softmax over the channels of each position of a map
+    (:func:`systolix.sim.golden.nonlinear.integer_softmax`).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(height, width, channels)``.
+    fraction_bits : int
+        ``F``, 0..8: an input code step is ``2^-F`` in ``log2`` units.
+    multiplier, shift : int
+        The requantization of a probability times ``2^32`` (unsigned
+        :data:`~systolix.numeric.MULTIPLIER_BITS` bits; ``0..MAX_SHIFT``).
+    output_zero_point, output_low, output_high : int
+    input_bits, output_bits : int
+    input_signed, output_signed : bool
+    rounding : str
+    """
+
+    shape: tuple
+    fraction_bits: int
+    multiplier: int
+    shift: int
+    output_zero_point: int
+    output_low: int
+    output_high: int
+    input_bits: int
+    input_signed: bool
+    output_bits: int
+    output_signed: bool
+    rounding: str = "half_up"
+
+    def __post_init__(self):
+        _check_output(self)
+        check_int("fraction_bits", self.fraction_bits, 0, CODE_BITS)
+        check_int("multiplier", self.multiplier, 0, (1 << MULTIPLIER_BITS) - 1)
+        check_int("shift", self.shift, 0, MAX_SHIFT)
+
+
+@dataclass(frozen=True)
+class LayerNormLayer(_Elementwise):
+    """The integer LayerNorm over the channels of each position of a map, with its
+    per-channel affine map (:func:`systolix.sim.golden.nonlinear.integer_layernorm`).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(height, width, channels)``.
+    multiplier : numpy.ndarray of int64, shape (channels,)
+        Signed, ``|M| < 2^16``.
+    bias : numpy.ndarray of int64, shape (channels,)
+        Signed, :data:`~systolix.numeric.BIAS_BITS` bits.
+    shift : int
+        0..:data:`~systolix.numeric.MAX_SHIFT`.
+    output_zero_point, output_low, output_high : int
+    input_bits, output_bits : int
+    input_signed, output_signed : bool
+    rounding : str
+    """
+
+    shape: tuple
+    multiplier: np.ndarray
+    bias: np.ndarray
+    shift: int
+    output_zero_point: int
+    output_low: int
+    output_high: int
+    input_bits: int
+    input_signed: bool
+    output_bits: int
+    output_signed: bool
+    rounding: str = "half_up"
+
+    def __post_init__(self):
+        _check_output(self)
+        channels = self.shape[2]
+        for name, bits in (("multiplier", MULTIPLIER_BITS + 1), ("bias", BIAS_BITS)):
+            array = integer_array(name, getattr(self, name))
+            if array.shape != (channels,):
+                raise ValueError(f"{name} must have shape ({channels},), one per channel, not "
+                                 f"{array.shape}")
+            _check_range(name, array, *code_range(bits, True))
+            object.__setattr__(self, name, array)
+        check_int("shift", self.shift, 0, MAX_SHIFT)
+
+
+@dataclass(frozen=True)
+class GeluLayer(_Elementwise):
+    """The integer GELU of each code of a map
+    (:func:`systolix.sim.golden.nonlinear.integer_gelu`).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(height, width, channels)``.
+    input_zero_point : int
+        Among the input codes.
+    clip : int
+        ``round(1.769 sqrt 2 / s)``, 1..2^8.
+    constant : int
+        ``round(2 / (0.2888 s^2))``, 1..2^24.
+    multiplier, shift : int
+        The requantization of the product (unsigned
+        :data:`~systolix.numeric.MULTIPLIER_BITS` bits; ``0..MAX_SHIFT``).
+    output_zero_point, output_low, output_high : int
+    input_bits, output_bits : int
+    input_signed, output_signed : bool
+    rounding : str
+    """
+
+    shape: tuple
+    input_zero_point: int
+    clip: int
+    constant: int
+    multiplier: int
+    shift: int
+    output_zero_point: int
+    output_low: int
+    output_high: int
+    input_bits: int
+    input_signed: bool
+    output_bits: int
+    output_signed: bool
+    rounding: str = "half_up"
+
+    def __post_init__(self):
+        _check_output(self)
+        check_int("input_zero_point", self.input_zero_point,
+                  *code_range(self.input_bits, self.input_signed))
+        check_int("clip", self.clip, 1, 1 << CODE_BITS)
+        check_int("constant", self.constant, 1, GELU_CONSTANT_MAX)
+        check_int("multiplier", self.multiplier, 0, (1 << MULTIPLIER_BITS) - 1)
+        check_int("shift", self.shift, 0, MAX_SHIFT)
+
+
+GELU_CONSTANT_MAX = 1 << 24
+"""The largest ``constant`` of a :class:`GeluLayer`: its product ``P`` (``|x| < 2^8``) then
+fits 34 bits signed and ``P * M0`` the requantizer's 49."""

@@ -19,7 +19,10 @@ Each layer is what the hardware does for it:
 A convolution (a layer with a :class:`~systolix.layer.Window`) is the same on the patches of
 its input maps (:meth:`~systolix.layer.Window.patches`): one accumulator per output position and
 channel. A max pooling layer takes the largest code of each window; an add layer adds two
-tensors requantized to a common scale (:class:`~systolix.layer.AddLayer`).
+tensors requantized to a common scale (:class:`~systolix.layer.AddLayer`). A
+:class:`~systolix.layer.MatMulLayer` multiplies two tensors of codes (raw codes on the array, the
+zero points folded out after it); softmax, LayerNorm and GELU layers run the integer functions of
+:mod:`systolix.sim.golden.nonlinear`.
 
 Widths the requantization unit must provide (:mod:`systolix.numeric`): ``acc + bias`` is
 computed exactly in 33 bits (the accumulator has at most 32 bits, the bias is a signed
@@ -35,7 +38,8 @@ the program's input).
 import numpy as np
 
 from systolix.config import code_range
-from systolix.layer import AddLayer, MaxPoolLayer
+from systolix.layer import (AddLayer, GeluLayer, LayerNormLayer, MatMulLayer, MaxPoolLayer,
+                            SoftmaxLayer)
 from systolix.memory_map import packed_layers
 
 from .array import accumulate
@@ -79,11 +83,12 @@ def requantize(acc, bias, multiplier, shift, zero_point, low, high, rounding="ha
     return np.clip(round_shift(product, shift, rounding) + zero_point, low, high)
 
 
-def _check_input(layer, codes):
+def _check_input(layer, codes, length=None):
     codes = np.asarray(codes, dtype=np.int64)
     low, high = code_range(layer.input_bits, layer.input_signed)
-    if codes.ndim != 2 or codes.shape[1] != layer.inputs:
-        raise ValueError(f"input codes must have shape (n, {layer.inputs}), not {codes.shape}")
+    length = layer.inputs if length is None else length
+    if codes.ndim != 2 or codes.shape[1] != length:
+        raise ValueError(f"input codes must have shape (n, {length}), not {codes.shape}")
     if codes.size and (codes.min() < low or codes.max() > high):
         raise ValueError(f"input codes must lie in {low}..{high}, "
                          f"not {codes.min()}..{codes.max()}")
@@ -92,7 +97,11 @@ def _check_input(layer, codes):
 
 def run_layer(layer, *codes):
     """Output codes of one layer for its input ``codes`` (one array of shape ``(n, inputs)``,
-    two for an :class:`~systolix.layer.AddLayer`), shape ``(n, outputs)``."""
+    two for an :class:`~systolix.layer.AddLayer` and a :class:`~systolix.layer.MatMulLayer`),
+    shape ``(n, outputs)``."""
+    if isinstance(layer, MatMulLayer):
+        return _matmul(layer, *(_check_input(layer, part, length)
+                                for part, length in zip(codes, layer.operand_inputs)))
     codes = [_check_input(layer, part) for part in codes]
     if isinstance(layer, AddLayer):
         (a, b), (za, zb), (ma, mb) = codes, layer.zero_points, layer.multipliers
@@ -103,6 +112,8 @@ def run_layer(layer, *codes):
         return np.clip(round_shift(total, layer.shift, layer.rounding)
                        + layer.output_zero_point, layer.output_low, layer.output_high)
     (x,) = codes
+    if isinstance(layer, (SoftmaxLayer, LayerNormLayer, GeluLayer)):
+        return _nonlinear(layer, x)
     if isinstance(layer, MaxPoolLayer):
         window = layer.window
         patches = window.patches(x).reshape(-1, window.kernel_height * window.kernel_width,
@@ -114,6 +125,41 @@ def run_layer(layer, *codes):
     out = requantize(acc, layer.bias, layer.multiplier, layer.shift, layer.output_zero_point,
                      layer.output_low, layer.output_high, layer.rounding)
     return out.reshape(len(codes[0]), layer.outputs)
+
+
+def _matmul(layer, a, b):
+    """The output codes of a :class:`~systolix.layer.MatMulLayer` for operands ``a``, ``b``."""
+    n, groups, inner = len(a), layer.groups, layer.inner
+    a = a.reshape(n, layer.rows, groups, inner).transpose(0, 2, 1, 3)           # (n, g, i, k)
+    b = (b.reshape(n, layer.cols, groups, inner).transpose(0, 2, 3, 1) if layer.transpose
+         else b.reshape(n, inner, groups, layer.cols).transpose(0, 2, 1, 3))     # (n, g, k, j)
+    acc = np.stack([accumulate(a[index, group], b[index, group], layer.accumulator_bits,
+                               layer.overflow)
+                    for index in range(n) for group in range(groups)])
+    za, zb = layer.zero_points
+    total = (acc.reshape(n, groups, layer.rows, layer.cols)
+             - zb * a.sum(axis=3, keepdims=True) - za * b.sum(axis=2, keepdims=True)
+             + inner * za * zb + layer.bias)
+    out = requantize(total, 0, layer.multiplier, layer.shift, layer.output_zero_point,
+                     layer.output_low, layer.output_high, layer.rounding)
+    return out.transpose(0, 2, 1, 3).reshape(n, layer.outputs)
+
+
+def _nonlinear(layer, x):
+    """The output codes of a softmax, LayerNorm or GELU layer for input codes ``x``."""
+    from . import nonlinear
+
+    rows = x.reshape(-1, layer.shape[2])
+    out = (layer.output_zero_point, layer.output_low, layer.output_high, layer.rounding)
+    if isinstance(layer, SoftmaxLayer):
+        y = nonlinear.integer_softmax(rows, layer.fraction_bits, layer.multiplier, layer.shift,
+                                      *out)
+    elif isinstance(layer, LayerNormLayer):
+        y = nonlinear.integer_layernorm(rows, layer.multiplier, layer.bias, layer.shift, *out)
+    else:
+        y = nonlinear.integer_gelu(rows, layer.input_zero_point, layer.clip, layer.constant,
+                                   layer.multiplier, layer.shift, *out)
+    return y.reshape(len(x), layer.outputs)
 
 
 def run_layers(layers, codes, sources=None):

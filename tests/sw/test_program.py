@@ -152,3 +152,51 @@ def test_encode_decode():
 def test_quantizers_are_checked(quantizer, message):
     with pytest.raises(ValueError, match=message):
         IntegerProgram((layer(),), quantizer, QuantParams(4, False, 0.25, 0, 0, 15))
+
+
+def transformer_program():
+    """LayerNorm -> Q K^T (both operands its output) -> softmax -> (.) V -> GELU: every
+    transformer layer kind in one graph."""
+    from systolix.sw.program import GeluLayer, LayerNormLayer, MatMulLayer, SoftmaxLayer
+
+    wide = dict(output_zero_point=0, output_low=-128, output_high=127, output_bits=8,
+                output_signed=True)
+    narrow = dict(output_zero_point=0, output_low=0, output_high=15, output_bits=4,
+                  output_signed=False)
+    layers = (
+        LayerNormLayer((1, 5, 6), np.arange(-3, 3) << 10, np.arange(6) << 20, 30, input_bits=8,
+                       input_signed=True, **narrow),
+        MatMulLayer(5, 2, 3, 5, True, (7, 8), 0, 3, 2, input_bits=4, input_signed=False,
+                    accumulator_bits=12, overflow="wrap", **wide),
+        SoftmaxLayer((5, 2, 5), 4, 15, 32, input_bits=8, input_signed=True, **narrow),
+        MatMulLayer(5, 2, 5, 3, False, (0, 8), -5, 1, 4, input_bits=4, input_signed=False,
+                    accumulator_bits=12, overflow="saturate", rounding="half_even", **wide),
+        GeluLayer((1, 5, 6), -2, 25, 693, 40000, 20, input_bits=8, input_signed=True,
+                  **narrow))
+    return IntegerProgram(layers, QuantParams(8, True, 0.5, 0, -128, 127),
+                          QuantParams(4, False, 0.25, 0, 0, 15),
+                          ((-1,), (0, 0), (1,), (2, 0), (3,)))
+
+
+def test_transformer_layers_save_and_load(tmp_path):
+    record = transformer_program()
+    assert (record.inputs, record.outputs) == (30, 30)
+    record.save(tmp_path / "vit.npz")
+    loaded = IntegerProgram.load(tmp_path / "vit.npz")
+    assert loaded.sources == record.sources
+    for saved, read in zip(record.layers, loaded.layers):
+        assert type(saved) is type(read)
+        for name, value in saved.__dict__.items():
+            np.testing.assert_array_equal(getattr(read, name), value)
+    codes = np.random.default_rng(0).integers(-128, 128, size=(4, 30))
+    np.testing.assert_array_equal(run_program(loaded, codes), run_program(record, codes))
+
+
+def test_matmul_operands_must_connect():
+    record = transformer_program()
+    with pytest.raises(ValueError, match=r"layer 3 has 50 inputs but layer 0 has 30 outputs"):
+        IntegerProgram(record.layers, record.input, record.output,
+                       ((-1,), (0, 0), (1,), (0, 0), (3,)))
+    with pytest.raises(ValueError, match=r"sources\[1\] must list 2 earlier layer\(s\)"):
+        IntegerProgram(record.layers, record.input, record.output,
+                       ((-1,), (0,), (1,), (2, 0), (3,)))

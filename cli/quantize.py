@@ -17,7 +17,7 @@ from systolix.sw.lower import lower
 from systolix.sw.mixed import search
 from systolix.sw.models import Conv2d, Dense, FloatModel, MaxPool2d, accuracy, digits_mlp, \
     digits_split
-from systolix.sw.qmodel import quantize
+from systolix.sw.qmodel import WEIGHT_ROUNDINGS, quantize
 from systolix.sw.report import program_accuracy, sweep, write_report
 
 from .options import integer, number
@@ -47,6 +47,10 @@ def register(subparsers):
                         help="accumulator width P, 2..32 (default: 16)")
     parser.add_argument("--method", default="a2q+", choices=METHODS,
                         help="weight constraint for P (default: a2q+)")
+    parser.add_argument("--rounding", default="nearest", choices=WEIGHT_ROUNDINGS,
+                        help="how weights are rounded: nearest, zero (toward zero) or axe (row "
+                             "by row with error feedback from the training images, within the "
+                             "accumulator bound; default: nearest)")
     parser.add_argument("--overflow", default="wrap", choices=("wrap", "saturate"),
                         help="accumulator overflow mode (default: wrap)")
     parser.add_argument("--pow2", action="store_true",
@@ -84,6 +88,7 @@ def run_quantize(args):
                              f"allowed: {data.x_train.shape[1]} (the digits images)")
     options = dict(accumulator_bits=args.accumulator_bits, method=args.method,
                    overflow=args.overflow, output_bits=args.output_bits, pow2=args.pow2,
+                   rounding=args.rounding,
                    **WORKLOAD_OPTIONS.get(args.workload, {}))
     weight_bits, activation_bits, mixed = args.weight_bits, args.activation_bits, None
     if args.mixed_sqnr is not None or args.mixed_drop is not None:
@@ -143,4 +148,6 @@ def _print_figures(args, model, data, quantized, program):
     integer_accuracy = program_accuracy(program, data.x_test, data.y_test)
     print(f"digits test accuracy: float {100 * float_accuracy:.1f} %, quantized "
           f"{100 * reference:.1f} %, integer program ({args.method}, P = "
-          f"{args.accumulator_bits}, {args.overflow}) {100 * integer_accuracy:.1f} %")
+          f"{args.accumulator_bits}, {args.overflow}"
+          f"{'' if args.rounding == 'nearest' else f', {args.rounding} rounding'}) "
+          f"{100 * integer_accuracy:.1f} %")

@@ -38,8 +38,9 @@ from systolix.config import check_choice, check_int, code_range
 
 from .quant import pow2_ceil, round_values
 
-__all__ = ["METHODS", "partial_sum_range", "min_accumulator_bits", "a2q_l1_limit",
+__all__ = ["METHODS", "partial_sum_range", "adversarial_inputs", "min_accumulator_bits", "a2q_l1_limit",
            "a2q_plus_l1_limit", "weight_budget", "min_feasible_accumulator_bits",
+           "feasible_budget",
            "meets_bound", "project_l1_ball", "constrain_codes", "accumulator_aware_quantize"]
 
 METHODS = ("none", "a2q", "a2q+")
@@ -99,6 +100,22 @@ def partial_sum_range(codes, input_bits, input_signed):
     return sum_range(_matrix(codes), *code_range(input_bits, input_signed))
 
 
+def adversarial_inputs(codes, input_bits, input_signed):
+    """Per channel, the two inputs that reach the ends of :func:`partial_sum_range`.
+
+    Row ``c`` is the largest code where channel ``c``'s weight is positive and the smallest
+    elsewhere (every partial sum of channel ``c``, in any order, at most its ``high``); row
+    ``channels + c`` the opposite (its ``low``).
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (2 * channels, K)
+    """
+    codes = _matrix(codes)
+    low, high = code_range(input_bits, input_signed)
+    return np.concatenate([np.where(codes.T > 0, high, low), np.where(codes.T > 0, low, high)])
+
+
 def min_accumulator_bits(codes, input_bits, input_signed):
     """The data-free minimal safe accumulator width for integer weights.
 
@@ -147,6 +164,18 @@ def min_feasible_accumulator_bits(method, input_bits, input_signed):
     while weight_budget(method, bits, input_bits, input_signed) < 1:
         bits += 1
     return bits
+
+
+def feasible_budget(method, accumulator_bits, input_bits, input_signed):
+    """:func:`weight_budget`, refused (:class:`ValueError`) when it admits no nonzero weight."""
+    budget = weight_budget(method, accumulator_bits, input_bits, input_signed)
+    if budget < 1:
+        kind = "signed" if input_signed else "unsigned"
+        needed = min_feasible_accumulator_bits(method, input_bits, input_signed)
+        raise ValueError(f"accumulator_bits={accumulator_bits} is too small for any nonzero "
+                         f"weight with {input_bits}-bit {kind} inputs under {method}; it needs "
+                         f"at least {needed}")
+    return budget
 
 
 def meets_bound(codes, method, accumulator_bits, input_bits, input_signed):
@@ -208,13 +237,7 @@ def constrain_codes(real_codes, method, accumulator_bits, input_bits, input_sign
     -------
     numpy.ndarray of int64, shape (K, channels)
     """
-    budget = weight_budget(method, accumulator_bits, input_bits, input_signed)
-    if budget < 1:
-        kind = "signed" if input_signed else "unsigned"
-        needed = min_feasible_accumulator_bits(method, input_bits, input_signed)
-        raise ValueError(f"accumulator_bits={accumulator_bits} is too small for any nonzero "
-                         f"weight with {input_bits}-bit {kind} inputs under {method}; it needs "
-                         f"at least {needed}")
+    budget = feasible_budget(method, accumulator_bits, input_bits, input_signed)
     real_codes = np.asarray(real_codes, dtype=np.float64)
     codes = round_values(real_codes, rounding).astype(np.int64)
     over = ~meets_bound(codes, method, accumulator_bits, input_bits, input_signed)

@@ -45,13 +45,19 @@ from systolix.layer import Window, frozen_array
 from systolix.numeric import MAX_SHIFT, MULTIPLIER_BITS
 
 from .a2q import METHODS, accumulator_aware_quantize, min_accumulator_bits
+from .axe import axe_quantize
 from .io import exact_keys, field, layer_count, load_arrays, save_arrays
-from .models import FloatModel
+from .models import FloatModel, patches
 from .program import QUANTIZER_FIELDS, check_quantizer
 from .quant import CLIPPINGS, ROUNDINGS, QuantParams, activation_params, \
     fixed_point_multiplier, round_values, symmetric_params
 
-__all__ = ["QuantizedLayer", "QuantizedMaxPool", "QuantizedModel", "quantize", "per_layer"]
+__all__ = ["WEIGHT_ROUNDINGS", "QuantizedLayer", "QuantizedMaxPool", "QuantizedModel",
+           "quantize", "per_layer"]
+
+WEIGHT_ROUNDINGS = ROUNDINGS + ("axe",)
+"""How :func:`quantize` rounds weights: to nearest, toward zero, or with error feedback from
+the calibration data (:func:`~systolix.sw.axe.axe_quantize`)."""
 
 _FORMAT = "systolix.QuantizedModel"
 _VERSION = 2
@@ -388,7 +394,10 @@ def quantize(model, calibration, weight_bits=4, activation_bits=4, accumulator_b
     activation_scheme : str
         ``"affine"`` or ``"symmetric"``, for inputs that can be negative.
     rounding : str
-        ``"nearest"`` or ``"zero"``, for weights.
+        For weights: ``"nearest"`` or ``"zero"`` (each weight on its own), or ``"axe"`` (row by
+        row with error feedback from the calibration inputs of the layers quantized before,
+        :func:`~systolix.sw.axe.axe_quantize`, and each bias corrected for the mean error of its
+        channel on them).
 
     Returns
     -------
@@ -406,7 +415,7 @@ def quantize(model, calibration, weight_bits=4, activation_bits=4, accumulator_b
     check_choice("method", method, METHODS)
     check_choice("overflow", overflow, OVERFLOW_MODES)
     check_choice("weight_clipping", weight_clipping, CLIPPINGS)
-    check_choice("rounding", rounding, ROUNDINGS)
+    check_choice("rounding", rounding, WEIGHT_ROUNDINGS)
     values = model.layer_inputs(calibration)
     activations = []
     for index in range(len(model.layers)):
@@ -427,12 +436,15 @@ def quantize(model, calibration, weight_bits=4, activation_bits=4, accumulator_b
             # Max pooling: the maximum commutes with quantizing, the codes keep their quantizer.
             activations[index + 1] = activations[index]
     layers = []
+    # With "axe": the calibration codes at the input of the next layer of the quantized model.
+    codes_in = activations[0].quantize(values[0]) if rounding == "axe" else None
     for index, layer in enumerate(model.layers):
         window, weight, bias = model.gemm(index)
         source, target = activations[index], activations[index + 1]
         if weight is None:
             low, _ = code_range(source.bits, source.signed)
             layers.append(QuantizedMaxPool(dataclasses.replace(window, pad_code=low), source))
+            codes_in = None if codes_in is None else layers[-1].reference(codes_in)
             continue
         if window is not None:
             window = dataclasses.replace(window, pad_code=int(source.zero_point))
@@ -444,12 +456,24 @@ def quantize(model, calibration, weight_bits=4, activation_bits=4, accumulator_b
             finest = target.scale / source.scale * 2.0 ** (MULTIPLIER_BITS - 1 - MAX_SHIFT)
             scale = np.maximum(np.broadcast_to(params.scale, (weight.shape[1],)), finest)
             params = dataclasses.replace(params, scale=scale if per_channel else scale.max())
+            plain = "nearest" if rounding == "axe" else rounding
             if method == "none":
-                codes = params.quantize(weight, rounding)
+                codes = params.quantize(weight, plain)
             else:
                 codes, scale = accumulator_aware_quantize(
                     weight, scale, bits, method, accumulator_bits, source.bits, source.signed,
-                    rounding, per_channel, pow2)
+                    plain, per_channel, pow2)
+            if rounding == "axe":
+                float_inputs = patches(window, values[index])
+                centred = source.scale * (patches(window, codes_in.astype(np.float64),
+                                                  source.zero_point) - source.zero_point)
+                codes, scale = axe_quantize(
+                    weight, params.scale * np.ones(weight.shape[1]), bits, method,
+                    accumulator_bits, source.bits, source.signed, float_inputs, centred,
+                    None if window is None else window.group_mask(weight.shape[1]),
+                    per_channel, pow2, (codes, np.broadcast_to(scale, (weight.shape[1],))))
+                # Bias correction: the mean error of each channel on the calibration inputs.
+                bias = bias + np.mean(float_inputs @ weight - centred @ (codes * scale), axis=0)
         else:
             bits, codes, scale = 2, (weight != 0).astype(np.int64), weight.max(axis=0)
             needed = min_accumulator_bits(codes, source.bits, source.signed)
@@ -463,4 +487,5 @@ def quantize(model, calibration, weight_bits=4, activation_bits=4, accumulator_b
         bias_codes = round_values(bias / (source.scale * scale)).astype(np.int64)
         layers.append(QuantizedLayer(codes, scale, bits, bias_codes, source, target,
                                      layer.relu, window))
+        codes_in = None if codes_in is None else layers[-1].reference(codes_in)
     return QuantizedModel(tuple(layers), method, accumulator_bits, overflow)

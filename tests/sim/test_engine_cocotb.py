@@ -60,6 +60,17 @@ def test_digits_widths(digits, tmp_path, bits, accumulator_bits, array):
     assert hardware_accuracy > 0.6
 
 
+def test_digits_axe_rounding_narrow_accumulator(digits, tmp_path):
+    """AXE-style rounding (:mod:`systolix.sw.axe`) for a 9-bit accumulator: its integers meet
+    the data-free bound (tests/sw/test_axe.py), and the engine, wrapping at 9 bits, computes
+    them bit-exactly."""
+    config = ArrayConfig(rows=8, cols=8, weight_bits=4, activation_bits=4, accumulator_bits=9)
+    _, hardware_accuracy, _ = run_model(
+        digits, config, 64, [40, 24], tmp_path, weight_bits=4, activation_bits=4,
+        accumulator_bits=9, method="a2q+", rounding="axe")
+    assert hardware_accuracy > 0.9
+
+
 def test_digits_mixed_precision(digits, tmp_path):
     """Per-layer widths (weights 3, 5, 8 bits; inputs 6, 3, 4 bits) on a 5x3 array, whose odd
     shape requantizes one channel a cycle."""

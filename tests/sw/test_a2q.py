@@ -4,18 +4,10 @@ import pytest
 from systolix.config import code_range
 from systolix.sim.golden.array import accumulate
 from systolix.sw.a2q import a2q_l1_limit, a2q_plus_l1_limit, accumulator_aware_quantize, \
-    constrain_codes, meets_bound, min_accumulator_bits, min_feasible_accumulator_bits, \
+    adversarial_inputs, constrain_codes, meets_bound, min_accumulator_bits, min_feasible_accumulator_bits, \
     partial_sum_range, project_l1_ball
 
 RNG = np.random.default_rng(1)
-
-
-def adversarial_inputs(codes, input_bits, input_signed):
-    """Per channel, the inputs that maximise and minimise every partial sum: shape (2C, K)."""
-    lo, hi = code_range(input_bits, input_signed)
-    maximise = np.where(codes.T > 0, hi, lo)
-    minimise = np.where(codes.T > 0, lo, hi)
-    return np.concatenate([maximise, minimise])
 
 
 def prefix_sums(x, codes):

@@ -202,6 +202,7 @@ def estimate_array(config, family="ice40"):
     Parameters
     ----------
     config : ArrayConfig
+        With ``pe="lut"`` (the cells the coefficients were fitted to).
     family : str
         A key of :data:`COEFFICIENTS`: ``"ice40"``.
 
@@ -212,6 +213,7 @@ def estimate_array(config, family="ice40"):
     if not isinstance(config, ArrayConfig):
         raise ValueError(f"config must be an ArrayConfig, not {config!r}")
     check_choice("family", family, tuple(COEFFICIENTS))
+    check_choice("pe", config.pe, ("lut",))
     c = COEFFICIENTS[family]
     counts = _array_counts(c, config)
     structural, packable = _structural_flip_flops(config)

@@ -18,9 +18,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from systolix.config import ArrayConfig, code_range
+from systolix.config import ArrayConfig, check_choice, code_range
 from systolix.hw.array import SystolicArray
-from systolix.timing import array_timing
+from systolix.timing import array_timing, default_requant_lanes
 from systolix.hw.engine import InferenceEngine
 from systolix.sim.golden.engine import engine_cycles
 from systolix.files import atomic_write, png_figure
@@ -30,14 +30,20 @@ from systolix.sw.pack import layer_tiles, pack
 
 from .estimate import estimate_array
 from .power import power_of
-from .synth import FAMILIES, synthesize
+from .synth import FAMILIES, array_synth_options, choose_pe, synthesize
 
 __all__ = ["POWER_VECTORS", "array_workload", "engine_workload", "random_inputs",
-           "engine_power", "design_report", "array_report", "fitted_memories", "engine_report",
+           "engine_power", "design_report", "array_report", "fitted_memories", "REQUANT_DSPS",
+           "engine_pe", "engine_report",
            "layer_names", "format_figure", "plot_usage_and_power", "write_report"]
 
 POWER_VECTORS = 16
 """Input vectors of the simulated run whose toggle activity gives an engine's power."""
+
+REQUANT_DSPS = {"ice40": 2, "ecp5": 3}
+"""DSP multipliers one requantization lane of the engine takes where its multiplier goes into
+DSPs (measured: the iCEBreaker's engine with one lane uses 2 SB_MAC16, the ULX3S's 8x8 engine
+with two lanes 70 MULT18X18D, 64 of them the array's)."""
 
 _RESOURCES = ("logic_cells", "luts", "flip_flops", "carries", "dsps", "brams", "sprams")
 
@@ -237,7 +243,9 @@ def array_report(config, *, family="ice40", device=None, package=None, seed=1,
                  frequency_mhz=None, cycles_per_inference=None, build_dir=None, tiles=3,
                  vectors=16):
     """:func:`design_report` of ``SystolicArray(config)`` under :func:`array_workload`, with the
-    configuration and the analytic estimate (``"estimate"``, iCE40 only) added."""
+    configuration and the analytic estimate (``"estimate"``, iCE40 and ``pe="lut"`` only)
+    added; DSP cells (``pe="dsp"``) go into the DSPs (:func:`~systolix.boards.synth.choose_pe`
+    picks the kind for a device)."""
     if not isinstance(config, ArrayConfig):
         raise ValueError(f"config must be an ArrayConfig, not {config!r}")
     array = SystolicArray(config)
@@ -245,10 +253,12 @@ def array_report(config, *, family="ice40", device=None, package=None, seed=1,
         array, name="array", macs_per_cycle=config.rows * config.cols,
         stimulus=array_workload(array, tiles=tiles, vectors=vectors), family=family,
         device=device, package=package, seed=seed, frequency_mhz=frequency_mhz,
-        cycles_per_inference=cycles_per_inference, build_dir=build_dir)
+        cycles_per_inference=cycles_per_inference, build_dir=build_dir,
+        synth_options=array_synth_options(config, family))
     report["design"] = f"SystolicArray {config.name}"
     report["config"] = asdict(config)
-    report["estimate"] = asdict(estimate_array(config)) if family == "ice40" else None
+    report["estimate"] = (asdict(estimate_array(config))
+                          if family == "ice40" and config.pe == "lut" else None)
     return report
 
 
@@ -267,6 +277,17 @@ def fitted_memories(program, config, *, activation_words=256):
         program_words=_power_of_two(HEADER_WORDS + len(LAYER_LAYOUTS) * len(tiles)),
         activation_words=activation_words, batch=256,
         output_codes=_power_of_two(program.layers[-1].weights.shape[1]))
+
+
+def engine_pe(config, family="ice40", device=None, requant_lanes=None):
+    """:func:`~systolix.boards.synth.choose_pe` for an inference engine: the DSPs left by its
+    requantization lanes (:data:`REQUANT_DSPS` each; ``requant_lanes=None``: the engine's
+    default) may take DSP cells."""
+    lanes = default_requant_lanes(config) if requant_lanes is None else requant_lanes
+    spec = FAMILIES[check_choice("family", family, tuple(FAMILIES))]
+    device = spec.default_device if device is None else device
+    spare = spec.dsp_counts.get(device, 0) - REQUANT_DSPS[family] * lanes
+    return choose_pe(config, family, device, dsps=max(spare, 0))
 
 
 def engine_report(config, program, *, memories=None, requant_lanes=None,

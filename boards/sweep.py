@@ -34,7 +34,7 @@ from systolix.hw.array import SystolicArray
 from systolix.files import atomic_write, png_figure
 
 from .estimate import COEFFICIENTS, estimate_array
-from .synth import FAMILIES, DesignDoesNotFit, synthesize
+from .synth import FAMILIES, DesignDoesNotFit, array_synth_options, synthesize
 
 __all__ = ["BASE", "GRIDS", "grid", "SweepTarget", "cache_key", "measure", "run_sweep",
            "sweep_rows", "write_sweep"]
@@ -154,7 +154,8 @@ def measure(config, target, build_root):
     try:
         result = synthesize(SystolicArray(config), family=target.family, device=target.device,
                             package=target.package, seed=target.seed,
-                            target_mhz=target.target_mhz, build_dir=build_dir, name="array")
+                            target_mhz=target.target_mhz, build_dir=build_dir, name="array",
+                            synth_options=array_synth_options(config, target.family))
         overflow = None
     except DesignDoesNotFit as error:
         result, overflow = error.result, str(error)
@@ -279,8 +280,8 @@ def sweep_rows(records):
     """Measured records with the derived figures and the analytic estimate's errors added.
 
     Added keys: ``macs_per_cycle``, ``gops`` (at fmax), ``cells_per_mac``, ``estimate`` (the
-    :class:`~systolix.boards.estimate.ResourceEstimate` as a dict; ``None`` for a family the
-    estimator does not cover) and ``estimate_error`` (the relative error
+    :class:`~systolix.boards.estimate.ResourceEstimate` as a dict; ``None`` for a family or a
+    processing element the estimator does not cover) and ``estimate_error`` (the relative error
     ``(estimate - measured) / measured`` of each count, ``None`` where nothing was measured, the
     measurement is 0 or there is no estimate).
     """
@@ -290,7 +291,8 @@ def sweep_rows(records):
         macs = config.rows * config.cols
         fmax, cells = record["fmax_mhz"], record["logic_cells"]
         family = record["target"]["family"]
-        estimate = estimate_array(config, family) if family in COEFFICIENTS else None
+        estimate = (estimate_array(config, family)
+                    if family in COEFFICIENTS and config.pe == "lut" else None)
         rows.append({
             **record,
             "macs_per_cycle": macs,

@@ -49,7 +49,7 @@ from systolix.config import check_choice
 
 __all__ = ["FAMILIES", "SynthesisError", "DesignDoesNotFit", "SynthesisResult", "core_ports",
            "OutOfContextHarness", "synthesize", "not_fitting", "overflows_in_log", "cells_in_log",
-           "count_cells", "tool_path"]
+           "count_cells", "tool_path", "choose_pe", "array_synth_options"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,9 @@ class _Family:
     placed_cell: str          # nextpnr utilization entry counted as logic cells
     harness_placed_from: str  # harness resource that occupies exactly one placed_cell each
     placed: dict              # report resource name -> nextpnr utilization entry
+    dsp_operand_bits: int     # widest signed operand of one DSP multiplier
+    dsp_counts: dict          # device -> DSP multipliers (devices without any left out)
+    dsp_min_product_bits: int  # narrower products stay in logic (Yosys's DSP_Y_MINWIDTH)
 
 
 FAMILIES = {
@@ -92,6 +95,9 @@ FAMILIES = {
         placed={"logic_cells": "ICESTORM_LC", "brams": "ICESTORM_RAM",
                 "sprams": "ICESTORM_SPRAM", "dsps": "ICESTORM_DSP", "plls": "ICESTORM_PLL",
                 "ios": "SB_IO"},
+        dsp_operand_bits=16,
+        dsp_counts={"up3k": 4, "up5k": 8, "u4k": 4},
+        dsp_min_product_bits=11,
     ),
     "ecp5": _Family(
         synth_command="synth_ecp5",
@@ -111,9 +117,51 @@ FAMILIES = {
         harness_placed_from="luts",
         placed={"logic_cells": "TRELLIS_COMB", "flip_flops": "TRELLIS_FF", "brams": "DP16KD",
                 "dsps": "MULT18X18D", "plls": "EHXPLLL", "ios": "TRELLIS_IO"},
+        dsp_operand_bits=18,
+        dsp_counts={"12k": 28, "25k": 28, "45k": 72, "85k": 156, "um-25k": 28, "um-45k": 72,
+                    "um-85k": 156, "um5g-25k": 28, "um5g-45k": 72, "um5g-85k": 156},
+        dsp_min_product_bits=0,
     ),
 }
 """Supported families (the ``family`` argument of :func:`synthesize`)."""
+
+
+def choose_pe(config, family="ice40", device=None, dsps=None):
+    """``config`` with the processing element that suits ``family`` and ``device``: ``"dsp"``
+    where its packed operand (:attr:`~systolix.config.ArrayConfig.dsp_operand_bits`) and the
+    activation fit one DSP multiplier (16 bits on an iCE40 UltraPlus, 18 on an ECP5), the
+    packed product is wide enough for Yosys to map it to a DSP (on iCE40 11 bits: ``W + A`` of
+    at least 5), the array has at least two columns and its ``rows * (cols // 2)``
+    multipliers fit ``dsps`` (default: all of the device's); ``"lut"`` otherwise.
+
+    (On ECP5 ``synth_ecp5`` puts even a ``"lut"`` cell's multiplier into a MULT18X18D of its
+    own, so there ``"dsp"`` halves the DSPs an array takes.)
+
+    Parameters
+    ----------
+    config : ArrayConfig
+    family, device : str
+        As for :func:`synthesize` (``device=None``: the family's default).
+    dsps : int or None
+        DSP multipliers the array may take (a whole design's other multipliers need some).
+    """
+    check_choice("family", family, tuple(FAMILIES))
+    spec = FAMILIES[family]
+    device = spec.default_device if device is None else device
+    check_choice("device", device, spec.devices)
+    available = spec.dsp_counts.get(device, 0) if dsps is None else dsps
+    fits = (config.cols >= 2 and config.dsp_operand_bits <= spec.dsp_operand_bits
+            and config.activation_bits + 1 <= spec.dsp_operand_bits
+            and 2 * config.product_bits + 1 >= spec.dsp_min_product_bits
+            and config.rows * (config.cols // 2) <= available)
+    return replace(config, pe="dsp" if fits else "lut")
+
+
+def array_synth_options(config, family):
+    """The options of Yosys's ``synth_<family>`` an array of ``config`` is built with: ``-dsp``
+    for DSP cells on iCE40 (``synth_ice40`` maps multipliers to SB_MAC16 only when asked;
+    ``synth_ecp5`` maps them to MULT18X18D unless told ``-nodsp``)."""
+    return "-dsp" if family == "ice40" and config.pe == "dsp" else ""
 
 
 class SynthesisError(Exception):

@@ -14,18 +14,18 @@ configurations, in parallel and cached, and writes ``sweep.json``, ``sweep.md``,
 import re
 import sys
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
-from systolix.config import OVERFLOW_MODES, ArrayConfig
+from systolix.config import OVERFLOW_MODES, PE_KINDS, ArrayConfig
 from systolix.files import OutputError, check_output_folder, output_folder
 from systolix.sw.default import WORKLOADS
 from systolix.sw.pack import pack
 from systolix.sw.program import IntegerProgram
 from systolix.boards.bitstream import build_bitstream
 from systolix.boards.patch import PatchError, patch_bitstream, read_build
-from systolix.boards.report import array_report, engine_report, write_report
-from systolix.boards.synth import FAMILIES, DesignDoesNotFit, SynthesisError
+from systolix.boards.report import array_report, engine_pe, engine_report, write_report
+from systolix.boards.synth import FAMILIES, DesignDoesNotFit, SynthesisError, choose_pe
 from systolix.boards.tops import BOARDS, board as board_named
 from systolix.boards.sweep import GRIDS, SweepTarget, grid, run_sweep, sweep_rows, write_sweep
 
@@ -139,6 +139,9 @@ def register(subparsers):
                             help=f"unsigned {name} codes{'' if default else ' (the default)'}")
     report.add_argument("--overflow", choices=OVERFLOW_MODES, default=_DEFAULTS["overflow"],
                         help=f"(default: {_DEFAULTS['overflow']})")
+    report.add_argument("--pe", choices=("auto", *PE_KINDS), default="auto",
+                        help="processing element: lut, dsp (two columns share a DSP "
+                             "multiplier) or auto, what fits the device (default: auto)")
     _add_target(report)
     report.add_argument("--frequency", type=number(0), metavar="MHZ",
                         help="clock of the power and energy figures, above 0 (default: fmax)")
@@ -226,8 +229,15 @@ def run_patch(args):
 
 def run_report(args):
     """Carry out ``systolix report``; returns the exit status."""
-    config = ArrayConfig(**{field.name: getattr(args, field.name) for field in fields(ArrayConfig)})
+    config = ArrayConfig(**{field.name: getattr(args, field.name) for field in fields(ArrayConfig)
+                            if field.name != "pe"})
     engine = args.engine or args.model is not None
+    if args.pe != "auto":
+        config = replace(config, pe=args.pe)
+    elif engine:
+        config = engine_pe(config, args.family, args.device, args.requant_lanes)
+    else:
+        config = choose_pe(config, args.family, args.device)
     if engine and args.cycles_per_inference is not None:
         raise ValueError("--cycles-per-inference is for the array alone; the engine's come "
                          "from its model")

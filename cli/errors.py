@@ -537,6 +537,8 @@ CASES = (
          "argument --cycles-per-inference: must be an integer >= 1, not '0'"),
     Case("report-width-zero", "--weight-bits 0", ("report", "--weight-bits", "0", "--out", "out"),
          "weight_bits must be an integer in 1..8, not 0"),
+    Case("report-pe-unknown", "--pe that names no processing element",
+         ("report", "--pe", "bits", "--out", "out"), "argument --pe: invalid choice: 'bits'"),
     Case("quantize-mixed-drop", "--mixed-drop 2 (more than all the accuracy)",
          ("quantize", "--mixed-drop", "2", "--out", "out"),
          "argument --mixed-drop: must be a finite number at least 0 and at most 1, not '2'"),

@@ -12,7 +12,7 @@ from systolix.memory_map import MemoryConfig
 from systolix.sim.golden import run_program
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.runner import SIMULATORS, simulator_environment
-from systolix.sim.testbench.suite import ARRAY_CONFIGS, run_array_suite
+from systolix.sim.testbench.suite import ARRAY_CONFIGS, DSP_ARRAY_CONFIGS, run_array_suite
 from systolix.sim.transport import SimulationTransport
 from systolix.sw.default import WORKLOAD_MEMORIES, WORKLOADS, default_program
 from systolix.sw.driver import Device
@@ -48,13 +48,14 @@ def _run_suite(config, simulator):
 
 def run_sim_arrays(args):
     simulator_environment(args.simulator)
-    print(f"systolix sim: {len(ARRAY_CONFIGS)} array configurations on {args.simulator}, "
+    configs = ARRAY_CONFIGS + DSP_ARRAY_CONFIGS
+    print(f"systolix sim: {len(configs)} array configurations on {args.simulator}, "
           f"{args.jobs} at a time; every result is checked bit-exactly against the golden model "
           f"and every stream transfer against the cycle model", flush=True)
     started = time.perf_counter()
     with ProcessPoolExecutor(args.jobs) as pool:
-        reports = list(pool.map(_run_suite, ARRAY_CONFIGS, [args.simulator] * len(ARRAY_CONFIGS)))
-    rows = [_suite_row(config, report) for config, report in zip(ARRAY_CONFIGS, reports)]
+        reports = list(pool.map(_run_suite, configs, [args.simulator] * len(configs)))
+    rows = [_suite_row(config, report) for config, report in zip(configs, reports)]
     print(format_table(["config", "vectors", "overflows", "mismatches", "cycle mismatches",
                         "latency measured / modelled", "sim cycles/s"], rows))
     failed = sum(row[3] + row[4] for row in rows)

@@ -9,7 +9,7 @@ from systolix.config import ArrayConfig
 from systolix.memory_map import activation_word_layout, weights_layout
 from systolix.timing import array_timing
 
-from .mac import ProcessingElement, accumulator_shape, activation_shape
+from .mac import DSPProcessingPair, ProcessingElement, accumulator_shape, activation_shape
 
 __all__ = ["count_up_down", "activations_layout", "results_layout", "SystolicArray"]
 
@@ -145,8 +145,10 @@ class SystolicArray(wiring.Component):
         with m.If(swap):
             m.d.sync += [shadow_full.eq(0), tile_ready.eq(0), load_hold.eq(timing.load_hold)]
 
-        # The grid of cells; row r's activations enter r cycles late (input skew).
-        cells = [[ProcessingElement(self.config) for _ in range(cols)] for _ in range(rows)]
+        # The grid of cells; row r's activations enter r cycles late (input skew). With
+        # pe="dsp" a cell serves two columns (the last one alone if cols is odd).
+        width = 2 if self.config.pe == "dsp" else 1
+        psums = [[None] * cols for _ in range(rows)]    # psum_out of each (row, column)
         for r in range(rows):
             act, act_swap = self.activations.payload.data[r], swap
             for stage in range(r):
@@ -154,16 +156,26 @@ class SystolicArray(wiring.Component):
                 swap_next = Signal(name=f"skew_swap_{r}_{stage}")
                 m.d.sync += [act_next.eq(act), swap_next.eq(act_swap)]
                 act, act_swap = act_next, swap_next
-            for c in range(cols):
-                cell = cells[r][c]
+            for c in range(0, cols, width):
+                lanes = range(c, min(c + width, cols))
+                if len(lanes) == 1:
+                    cell = ProcessingElement(self.config)
+                    psum_in, psum_out, weight = [cell.psum_in], [cell.psum_out], [cell.weight]
+                else:
+                    cell = DSPProcessingPair(self.config)
+                    psum_in, psum_out, weight = cell.psum_in, cell.psum_out, cell.weight
                 m.submodules[f"pe_{r}_{c}"] = cell
                 m.d.comb += [
                     cell.act_in.eq(act),
                     cell.swap_in.eq(act_swap),
-                    cell.psum_in.eq(cells[r - 1][c].psum_out if r else 0),
-                    cell.weight.eq(row_data[c]),
                     cell.weight_write.eq(row_write[r]),
                 ]
+                for lane, column in enumerate(lanes):
+                    m.d.comb += [
+                        psum_in[lane].eq(psums[r - 1][column] if r else 0),
+                        weight[lane].eq(row_data[column]),
+                    ]
+                    psums[r][column] = psum_out[lane]
                 act, act_swap = cell.act_out, cell.swap_out
 
         # Result buffer: one memory per column, written as that column's sum leaves the bottom
@@ -187,7 +199,7 @@ class SystolicArray(wiring.Component):
             m.d.comb += [
                 write_port.en.eq(column_written),
                 write_port.addr.eq(write_addr),
-                write_port.data.eq(cells[rows - 1][c].psum_out),
+                write_port.data.eq(psums[rows - 1][c]),
                 read_port.en.eq(read),
                 read_port.addr.eq(read_addr),
                 self.results.payload.data[c].eq(read_port.data),

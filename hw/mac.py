@@ -1,13 +1,29 @@
-"""Low-bit multiply-accumulate processing element of the weight-stationary systolic array."""
+"""Low-bit multiply-accumulate processing elements of the weight-stationary systolic array.
 
-from amaranth.hdl import Elaboratable, Module, Mux, Shape, Signal, signed, unsigned
-from amaranth.lib import wiring
+:class:`ProcessingElement` is one cell with its own multiplier (``pe="lut"``).
+:class:`DSPProcessingPair` is two cells of neighbouring columns sharing one multiplier
+(``pe="dsp"``): both multiply the same activation, so one product with a packed operand gives
+both (the guard-field packing of FINN and of Xilinx's INT4 note, here with the activation
+shared instead of the weight)::
+
+    R = act * (w0 + w1 * 2**F),  F = W + A (the bits of one product)
+    p0 = R[0:F] (signed if products are)          = act * w0
+    p1 = R[F:] + R[F-1] (signed; 0 if unsigned)   = act * w1
+
+``R[F-1]`` is the borrow a negative ``p0`` takes from the upper field (exact because ``p0``
+fits ``F`` bits). The packed operand has :attr:`~systolix.config.ArrayConfig.dsp_operand_bits`
+bits; Yosys maps the multiplication to one SB_MAC16 (``synth_ice40 -dsp``) or MULT18X18D
+(``synth_ecp5``) when that and ``A`` fit the DSP's operands.
+"""
+
+from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from systolix.config import ArrayConfig
 
 __all__ = ["weight_shape", "activation_shape", "accumulator_shape", "product_shape",
-           "accumulate", "ProcessingElement"]
+           "accumulate", "ProcessingElement", "DSPProcessingPair"]
 
 
 def weight_shape(config):
@@ -27,10 +43,7 @@ def accumulator_shape(config):
 
 def product_shape(config):
     """Smallest shape that holds every product of a weight code and an activation code."""
-    width = config.weight_bits + config.activation_bits
-    if config.weight_signed or config.activation_signed:
-        return signed(width)
-    return unsigned(width)
+    return Shape(config.product_bits, config.product_signed)
 
 
 def accumulate(config, partial_sum, addend):
@@ -106,5 +119,86 @@ class ProcessingElement(wiring.Component):
             self.swap_out.eq(self.swap_in),
             product.eq(self.act_out * active),
             self.psum_out.eq(accumulate(config, self.psum_in, product)),
+        ]
+        return m
+
+
+class DSPProcessingPair(wiring.Component):
+    """Two multiply-accumulate cells of neighbouring columns ``c`` and ``c + 1`` of one row,
+    with one multiplier for both (see the module documentation for the packing).
+
+    Outside it behaves exactly as two :class:`ProcessingElement` cells in a row, lane 0 being
+    column ``c``: an activation on ``act_in`` in cycle ``t`` is on ``act_out`` in ``t + 2``;
+    lane 0's partial sum must be on ``psum_in[0]`` in ``t + 2`` and gives ``psum_out[0]`` in
+    ``t + 3``; lane 1's must be on ``psum_in[1]`` in ``t + 3`` and gives ``psum_out[1]`` in
+    ``t + 4``. Inside, both products are made in ``t + 1`` from the activation registered once
+    and registered in ``t + 2``; lane 1's upper field waits a cycle in a register. Both lanes'
+    active weights are swapped when ``swap_in`` is set (lane 1's one cycle earlier than a
+    :class:`ProcessingElement` would: the vector before the swapping one has already been
+    multiplied). The active register holds the packed operand, computed as it is swapped in.
+    Throughput: two multiply-accumulates per cycle.
+
+    Parameters
+    ----------
+    config : ArrayConfig
+
+    Attributes
+    ----------
+    act_in, act_out, swap_in, swap_out : as :class:`ProcessingElement`'s.
+    psum_in, psum_out : ``ArrayLayout(signed(P), 2)``, one partial sum per lane.
+    weight : ``ArrayLayout(weight_shape, 2)``, the loader's codes of both lanes.
+    weight_write : In(1)
+    """
+
+    def __init__(self, config):
+        if not isinstance(config, ArrayConfig):
+            raise TypeError(f"config must be an ArrayConfig, not {config!r}")
+        self.config = config
+        sums = data.ArrayLayout(accumulator_shape(config), 2)
+        super().__init__({
+            "act_in":       In(activation_shape(config)),
+            "swap_in":      In(1),
+            "act_out":      Out(activation_shape(config)),
+            "swap_out":     Out(1),
+            "psum_in":      In(sums),
+            "psum_out":     Out(sums),
+            "weight":       In(data.ArrayLayout(weight_shape(config), 2)),
+            "weight_write": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self.config
+        field = config.product_bits
+        shadow = Signal(data.ArrayLayout(weight_shape(config), 2))
+        active = Signal(Shape(config.dsp_operand_bits, config.product_signed))
+        act = Signal(activation_shape(config))          # act_in one cycle late
+        swap = Signal()
+        # The product (all its bits: act * active has 2F + 1), without reset: Yosys can then
+        # put this register into the DSP.
+        packed = Signal(2 * field + 1, reset_less=True)
+        upper = Signal(signed(field + 1))               # lane 1's field, a cycle late
+        borrow = Signal()
+
+        with m.If(self.weight_write):
+            m.d.sync += shadow.eq(self.weight)
+        with m.If(self.swap_in):
+            m.d.sync += active.eq(shadow[0] + (shadow[1] << field))
+        m.d.sync += [
+            act.eq(self.act_in),
+            swap.eq(self.swap_in),
+            self.act_out.eq(act),
+            self.swap_out.eq(swap),
+            packed.eq(act * active),
+            upper.eq(packed[field:].as_signed()),
+        ]
+        if config.product_signed:
+            lower = packed[:field].as_signed()
+            m.d.sync += borrow.eq(packed[field - 1])
+        else:
+            lower = packed[:field]
+        m.d.sync += [
+            self.psum_out[0].eq(accumulate(config, self.psum_in[0], lower)),
+            self.psum_out[1].eq(accumulate(config, self.psum_in[1], upper + borrow)),
         ]
         return m

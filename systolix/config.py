@@ -7,11 +7,14 @@ built, so an invalid configuration never reaches the hardware generator or the g
 import re
 from dataclasses import dataclass
 
-__all__ = ["OVERFLOW_MODES", "ArrayConfig", "DEFAULT_CONFIG", "check_int", "check_choice",
+__all__ = ["OVERFLOW_MODES", "PE_KINDS", "ArrayConfig", "DEFAULT_CONFIG", "check_int", "check_choice",
            "check_bool", "code_range"]
 
 
 OVERFLOW_MODES = ("wrap", "saturate")
+
+PE_KINDS = ("lut", "dsp")
+"""Kinds of processing element (the ``pe`` field of :class:`ArrayConfig`)."""
 
 
 def check_int(name, value, low, high):
@@ -70,6 +73,13 @@ class ArrayConfig:
     overflow : str
         ``"wrap"``: partial sums wrap around modulo ``2**P`` (what a plain adder does).
         ``"saturate"``: each partial sum is clamped to the ``P``-bit range after every addition.
+    pe : str
+        How the products are made; the results and the timing are the same either way.
+        ``"lut"``: one multiplier in logic per cell. ``"dsp"``: the cells of two neighbouring
+        columns share one multiplier, ``act * (w0 + w1 * 2**(W+A))``, which Yosys maps to one
+        DSP (iCE40 UltraPlus SB_MAC16, ECP5 MULT18X18D) while the packed operand has at most
+        :attr:`dsp_operand_bits` bits (see :mod:`systolix.hw.mac`).
+        ``systolix.boards.synth.choose_pe`` picks one for an FPGA.
     """
 
     rows: int = 8
@@ -80,6 +90,7 @@ class ArrayConfig:
     activation_signed: bool = False
     accumulator_bits: int = 16
     overflow: str = "wrap"
+    pe: str = "lut"
 
     def __post_init__(self):
         check_int("rows", self.rows, 1, 32)
@@ -90,6 +101,7 @@ class ArrayConfig:
         check_bool("weight_signed", self.weight_signed)
         check_bool("activation_signed", self.activation_signed)
         check_choice("overflow", self.overflow, OVERFLOW_MODES)
+        check_choice("pe", self.pe, PE_KINDS)
 
     @property
     def weight_range(self):
@@ -106,29 +118,50 @@ class ArrayConfig:
         """``(lowest, highest)`` partial sum."""
         return code_range(self.accumulator_bits, True)
 
+    @property
+    def product_bits(self):
+        """Bits of a product of a weight and an activation code: ``W + A``."""
+        return self.weight_bits + self.activation_bits
+
+    @property
+    def product_signed(self):
+        """Whether products are two's complement (either code is)."""
+        return self.weight_signed or self.activation_signed
+
+    @property
+    def dsp_operand_bits(self):
+        """Bits of the packed weight operand ``w0 + w1 * 2**(W+A)`` of a ``"dsp"`` cell pair:
+        ``2W + A``, one more where the products are signed (the upper field takes the borrow
+        of a negative lower weight)."""
+        return 2 * self.weight_bits + self.activation_bits + int(self.product_signed)
+
     @classmethod
     def from_name(cls, name):
         """The configuration whose :attr:`name` is ``name``, for example
-        ``"8x8-W4s-A4u-P16-wrap"``."""
-        match = re.fullmatch(r"(\d+)x(\d+)-W(\d+)([su])-A(\d+)([su])-P(\d+)-(\w+)", str(name))
+        ``"8x8-W4s-A4u-P16-wrap"`` or, with DSP cells, ``"8x8-W4s-A4u-P16-wrap-dsp"``."""
+        match = re.fullmatch(r"(\d+)x(\d+)-W(\d+)([su])-A(\d+)([su])-P(\d+)-([a-z]+)"
+                             r"(?:-([a-z]+))?", str(name))
         if match is None:
-            raise ValueError(f"config must be a name like 8x8-W4s-A4u-P16-wrap (rows x cols, "
-                             f"weight and activation bits with s or u, accumulator bits, "
-                             f"overflow), not {name!r}")
+            raise ValueError(f"config must be a name like 8x8-W4s-A4u-P16-wrap or "
+                             f"8x8-W4s-A4u-P16-wrap-dsp (rows x cols, weight and activation "
+                             f"bits with s or u, accumulator bits, overflow, processing "
+                             f"element if not lut), not {name!r}")
         rows, cols, weight_bits, weight_sign, activation_bits, activation_sign, \
-            accumulator_bits, overflow = match.groups()
+            accumulator_bits, overflow, pe = match.groups()
         return cls(rows=int(rows), cols=int(cols), weight_bits=int(weight_bits),
                    weight_signed=weight_sign == "s", activation_bits=int(activation_bits),
                    activation_signed=activation_sign == "s",
-                   accumulator_bits=int(accumulator_bits), overflow=overflow)
+                   accumulator_bits=int(accumulator_bits), overflow=overflow, pe=pe or "lut")
 
     @property
     def name(self):
-        """A short label such as ``8x8-W4s-A4u-P16-wrap``, used in tables and build folders."""
+        """A short label such as ``8x8-W4s-A4u-P16-wrap``, used in tables and build folders;
+        ``-dsp`` is appended for DSP cells."""
         sign = {True: "s", False: "u"}
         return (f"{self.rows}x{self.cols}-W{self.weight_bits}{sign[self.weight_signed]}"
                 f"-A{self.activation_bits}{sign[self.activation_signed]}"
-                f"-P{self.accumulator_bits}-{self.overflow}")
+                f"-P{self.accumulator_bits}-{self.overflow}"
+                + ("" if self.pe == "lut" else f"-{self.pe}"))
 
 
 DEFAULT_CONFIG = ArrayConfig(rows=8, cols=8, weight_bits=4, weight_signed=True,

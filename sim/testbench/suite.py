@@ -15,7 +15,7 @@ from systolix.sim.testbench.scenarios import scenario
 from systolix.sim.transport import design_folder
 from systolix.timing import array_timing
 
-__all__ = ["ARRAY_CONFIGS", "array_scenarios", "run_array_suite", "run_array_gemms", "run_engine"]
+__all__ = ["ARRAY_CONFIGS", "DSP_ARRAY_CONFIGS", "array_scenarios", "run_array_suite", "run_array_gemms", "run_engine"]
 
 
 #: Configurations spanning the generator's ranges: 1x1 to 32 rows or columns, square and not,
@@ -46,6 +46,19 @@ ARRAY_CONFIGS = (
     ArrayConfig(rows=1, cols=32, weight_bits=2, weight_signed=True, activation_bits=2,
                 activation_signed=False, accumulator_bits=4, overflow="saturate"),
 )
+
+
+#: Arrays of DSP cell pairs (``pe="dsp"``): either signedness of weights and activations, odd
+#: and even column counts (an odd last column is a plain cell), both overflow modes, and the
+#: 8x8 W4/A4 array of the default model. The first two run in the default test tier.
+DSP_ARRAY_CONFIGS = tuple(ArrayConfig.from_name(name) for name in (
+    "3x5-W2s-A3u-P6-saturate-dsp",
+    "5x3-W3u-A2s-P7-wrap-dsp",
+    "4x4-W4s-A4s-P8-saturate-dsp",
+    "2x4-W4u-A4u-P9-wrap-dsp",
+    "8x8-W4s-A4u-P12-wrap-dsp",
+    "6x10-W8s-A8u-P14-saturate-dsp",
+))
 
 
 def array_scenarios(config, seed=0):

@@ -12,7 +12,8 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from systolix.boards.synth import DesignDoesNotFit, SynthesisError, synthesize
+from systolix.boards.synth import (DesignDoesNotFit, SynthesisError, array_synth_options,
+                                  choose_pe, synthesize)
 from systolix.config import ArrayConfig
 from systolix.hw.array import SystolicArray
 
@@ -121,3 +122,21 @@ def test_bad_component(tmp_path):
     with pytest.raises(ValueError, match=r"^component must have at least one output port, "
                                          r"not <.*NoOutputs.*>$"):
         synthesize(NoOutputs(), build_dir=tmp_path)
+
+
+@pytest.mark.parametrize("family, options, pairs, lut_dsps", [
+    ("ice40", "-dsp", 2, 0),     # 4-bit products stay in logic on iCE40
+    ("ecp5", "", 2, 4),          # synth_ecp5 gives each of them a MULT18X18D
+])
+def test_dsp_cells_use_one_dsp_per_pair(tmp_path, family, options, pairs, lut_dsps):
+    """A 2x2 W4/A4 array of DSP cell pairs maps each pair's packed multiplier to one DSP
+    (SB_MAC16, MULT18X18D) and needs fewer LUT4s than the array of LUT cells."""
+    config = ArrayConfig(rows=2, cols=2, weight_bits=4, activation_bits=4, accumulator_bits=16)
+    lut = synthesize(SystolicArray(config), family=family, place=False,
+                     build_dir=tmp_path / "lut", name="array")
+    dsp = synthesize(SystolicArray(choose_pe(config, family)), family=family, place=False,
+                     build_dir=tmp_path / "dsp", name="array",
+                     synth_options=array_synth_options(choose_pe(config, family), family))
+    assert (lut.dsps, dsp.dsps) == (lut_dsps, pairs)
+    if family == "ice40":
+        assert dsp.luts < 0.7 * lut.luts

@@ -1,9 +1,10 @@
 # amaranth: UnusedElaboratable=no
-"""The processing element in Amaranth's simulator: every product and accumulate step against the
+"""The processing elements in Amaranth's simulator: every product and accumulate step against the
 golden model (:func:`systolix.sim.golden.array.accumulate`: wrap and saturate), over every pair of
 codes for 1- to 4-bit operands of either signedness and random codes for 8-bit ones, one step a
 cycle with a new weight every cycle, at the latency the class documents; and the double-buffered
-weight.
+weight. The DSP pair (two columns, one packed multiplier) likewise over every triple of two
+weights and an activation, each lane at its own latency.
 
 The components of the test of a bad argument are never elaborated; the first line tells Amaranth
 not to warn about that.
@@ -17,7 +18,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from systolix.config import ArrayConfig
-from systolix.hw.mac import ProcessingElement, product_shape
+from systolix.hw.mac import DSPProcessingPair, ProcessingElement, product_shape
 from systolix.sim.golden.array import accumulate
 
 
@@ -155,3 +156,80 @@ def test_golden_step_is_the_golden_accumulate():
     assert golden_step(config, 30, 7, 7) == 31 and golden_step(config, -30, -8, 7) == -32
     wrap = ArrayConfig.from_name("1x1-W4s-A4s-P6-wrap")
     assert golden_step(wrap, 30, 7, 7) == int(np.int64(30 + 49 + 32) % 64 - 32)
+
+
+def run_pair_steps(config, steps):
+    """Send ``steps`` (``(w0, w1, activation, psum0, psum1)``) through a
+    :class:`DSPProcessingPair`, one a cycle, each with its own weights; lane 0's partial sum on
+    ``psum_in[0]`` 2 cycles after the activation, lane 1's 3 cycles after; return each step's
+    ``(psum_out[0], psum_out[1])`` (3 and 4 cycles after). Checks that ``act_out`` and
+    ``swap_out`` follow ``act_in`` and ``swap_in`` 2 cycles later."""
+    pair = DSPProcessingPair(config)
+    lane0, lane1 = [], []
+
+    async def bench(ctx):
+        ctx.set(pair.weight, list(steps[0][:2]))
+        ctx.set(pair.weight_write, 1)
+        await ctx.tick()
+        passed = [(0, 0), (0, 0)]
+        for cycle in range(len(steps) + 4):
+            step = steps[cycle] if cycle < len(steps) else None
+            following = steps[cycle + 1] if cycle + 1 < len(steps) else None
+            ctx.set(pair.weight_write, following is not None)
+            if following is not None:
+                ctx.set(pair.weight, list(following[:2]))
+            ctx.set(pair.act_in, step[2] if step else 0)
+            ctx.set(pair.swap_in, step is not None)
+            ctx.set(pair.psum_in[0], steps[cycle - 2][3] if 2 <= cycle < len(steps) + 2 else 0)
+            ctx.set(pair.psum_in[1], steps[cycle - 3][4] if 3 <= cycle < len(steps) + 3 else 0)
+            _, _, act_out, swap_out, psum_out = await ctx.tick().sample(
+                pair.act_out, pair.swap_out, pair.psum_out)
+            assert (act_out, swap_out) == passed.pop(0)
+            passed.append((step[2], 1) if step else (0, 0))
+            if 3 <= cycle < len(steps) + 3:
+                lane0.append(psum_out[0])
+            if cycle >= 4:
+                lane1.append(psum_out[1])
+
+    sim = Simulator(pair)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return list(zip(lane0, lane1))
+
+
+@pytest.mark.parametrize("weight_bits, activation_bits", [(1, 1), (2, 3), (3, 2), (4, 4)])
+def test_dsp_pair_every_code_triple(weight_bits, activation_bits):
+    """Both products of the packed multiplier are exact for every pair of weights and every
+    activation, of either signedness (P wide enough to hold a product: the packing, not the
+    accumulator, is under test here; the array's cocotb tests saturate and wrap)."""
+    rng = random.Random(weight_bits * 10 + activation_bits)
+    for weight_signed, activation_signed in itertools.product((False, True), repeat=2):
+        config = ArrayConfig(rows=1, cols=2, weight_bits=weight_bits,
+                             weight_signed=weight_signed, activation_bits=activation_bits,
+                             activation_signed=activation_signed,
+                             accumulator_bits=weight_bits + activation_bits + 2, pe="dsp")
+        weights = range(config.weight_range[0], config.weight_range[1] + 1)
+        steps = [(w0, w1, x, rng.choice(partial_sums(config, rng)) // 4,
+                  rng.choice(partial_sums(config, rng)) // 4)
+                 for w0 in weights for w1 in weights
+                 for x in range(config.activation_range[0], config.activation_range[1] + 1)]
+        rng.shuffle(steps)
+        want = [(golden_step(config, s0, w0, x), golden_step(config, s1, w1, x))
+                for w0, w1, x, s0, s1 in steps]
+        assert run_pair_steps(config, steps) == want, config.name
+
+
+@pytest.mark.parametrize("name", ["1x2-W8s-A8s-P32-wrap-dsp", "1x2-W8s-A8u-P17-saturate-dsp",
+                                  "1x2-W8u-A8s-P20-wrap-dsp"])
+def test_dsp_pair_random_8_bit_codes(name):
+    config = ArrayConfig.from_name(name)
+    rng = random.Random(name)
+    codes = [config.weight_range, config.activation_range]
+    steps = [(rng.randint(*codes[0]), rng.randint(*codes[0]), rng.randint(*codes[1]),
+              rng.choice(partial_sums(config, rng)), rng.choice(partial_sums(config, rng)))
+             for _ in range(300)]
+    steps += [(w0, w1, x, 0, 0) for w0 in codes[0] for w1 in codes[0] for x in codes[1]]
+    want = [(golden_step(config, s0, w0, x), golden_step(config, s1, w1, x))
+            for w0, w1, x, s0, s1 in steps]
+    assert run_pair_steps(config, steps) == want

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from systolix.sim.testbench.suite import ARRAY_CONFIGS, run_array_suite
+from systolix.sim.testbench.suite import ARRAY_CONFIGS, DSP_ARRAY_CONFIGS, run_array_suite
 
 SIMULATOR = os.environ.get("SIM", "verilator")
 
@@ -19,7 +19,10 @@ def can_overflow(config):
     return config.rows * max(products) > high or config.rows * min(products) < low
 
 
-@pytest.mark.parametrize("config", ARRAY_CONFIGS, ids=lambda config: config.name)
+@pytest.mark.parametrize("config", [
+    *ARRAY_CONFIGS, *DSP_ARRAY_CONFIGS[:2],
+    *(pytest.param(config, marks=pytest.mark.slow) for config in DSP_ARRAY_CONFIGS[2:])],
+    ids=lambda config: config.name)
 def test_array_bit_exact_and_cycle_exact(config, tmp_path):
     report = run_array_suite(config, simulator=SIMULATOR, build_root=tmp_path)
     for entry in report["scenarios"]:

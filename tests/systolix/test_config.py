@@ -36,3 +36,23 @@ def test_config_is_frozen_and_named():
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.rows = 4
     assert config.name == "8x8-W4s-A4u-P16-wrap"
+
+
+@pytest.mark.parametrize("name", ["8x8-W4s-A4u-P12-wrap", "3x5-W2s-A3u-P6-saturate-dsp",
+                                  "1x32-W8u-A1s-P32-wrap"])
+def test_names_round_trip(name):
+    assert ArrayConfig.from_name(name).name == name
+
+
+def test_processing_element_field():
+    assert ArrayConfig.from_name("8x8-W4s-A4u-P12-wrap").pe == "lut"
+    assert ArrayConfig.from_name("8x8-W4s-A4u-P12-wrap-lut").name == "8x8-W4s-A4u-P12-wrap"
+    config = ArrayConfig.from_name("8x8-W4s-A4u-P12-wrap-dsp")
+    assert config.pe == "dsp" and config.product_bits == 8 and config.product_signed
+    assert config.dsp_operand_bits == 13
+    assert dataclasses.replace(config, weight_signed=False,
+                               activation_signed=False).dsp_operand_bits == 12
+    with pytest.raises(ValueError, match=r"^pe must be one of 'lut', 'dsp', not 'bits'$"):
+        ArrayConfig.from_name("8x8-W4s-A4u-P12-wrap-bits")
+    with pytest.raises(ValueError, match=r"^config must be a name like 8x8-W4s-A4u-P16-wrap"):
+        ArrayConfig.from_name("8x8-W4s-A4u-P12")

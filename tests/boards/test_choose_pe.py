@@ -1,0 +1,44 @@
+"""The processing element chosen for an FPGA (:func:`systolix.boards.synth.choose_pe`,
+:func:`systolix.boards.report.engine_pe`)."""
+
+from dataclasses import replace
+
+import pytest
+
+from systolix.boards.report import engine_pe
+from systolix.boards.synth import array_synth_options, choose_pe
+from systolix.config import DEFAULT_CONFIG, ArrayConfig
+
+
+@pytest.mark.parametrize("name, family, device, pe", [
+    ("4x4-W4s-A4u-P12-wrap", "ice40", "up5k", "dsp"),      # 8 pairs, 8 SB_MAC16
+    ("8x8-W4s-A4u-P12-wrap", "ice40", "up5k", "lut"),      # 32 pairs
+    ("2x2-W4s-A4u-P12-wrap", "ice40", "hx8k", "lut"),      # no DSPs
+    ("2x2-W2s-A2u-P8-wrap", "ice40", "up5k", "lut"),       # product too narrow for a DSP
+    ("2x2-W8s-A8u-P16-wrap", "ice40", "up5k", "lut"),      # packed operand 25 bits
+    ("2x2-W5s-A5u-P16-wrap", "ice40", "up5k", "dsp"),      # 16 bits
+    ("2x2-W6s-A5u-P16-wrap", "ice40", "up5k", "lut"),      # 18 bits
+    ("2x2-W6s-A5u-P16-wrap", "ecp5", "85k", "dsp"),
+    ("16x16-W4s-A4u-P12-wrap", "ecp5", "85k", "dsp"),      # 128 of 156 MULT18X18D
+    ("16x16-W4s-A4u-P12-wrap", "ecp5", "25k", "lut"),
+    ("8x1-W4s-A4u-P12-wrap", "ecp5", "85k", "lut"),        # no column to pair
+])
+def test_choose_pe(name, family, device, pe):
+    config = ArrayConfig.from_name(name)
+    assert choose_pe(replace(config, pe="dsp" if pe == "lut" else "lut"), family,
+                     device).pe == pe
+
+
+def test_engine_pe_leaves_the_requantizers_their_dsps():
+    # The iCEBreaker's 8x4 engine: 16 pairs do not fit; 2x4 (4 pairs) and 1 lane (2) do.
+    assert engine_pe(replace(DEFAULT_CONFIG, cols=4), requant_lanes=1).pe == "lut"
+    assert engine_pe(replace(DEFAULT_CONFIG, rows=3, cols=4), requant_lanes=1).pe == "dsp"
+    assert engine_pe(replace(DEFAULT_CONFIG, rows=4, cols=4), requant_lanes=1).pe == "lut"
+    assert engine_pe(replace(DEFAULT_CONFIG, rows=16, cols=16), "ecp5").pe == "dsp"
+
+
+def test_synth_options():
+    config = replace(DEFAULT_CONFIG, pe="dsp")
+    assert array_synth_options(config, "ice40") == "-dsp"
+    assert array_synth_options(config, "ecp5") == ""
+    assert array_synth_options(DEFAULT_CONFIG, "ice40") == ""

@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 SIM    ?= verilator
 BOARD  ?= icebreaker
 
-.PHONY: all sim sim-arrays test bench train bitstream patch report sweep formal clean distclean
+.PHONY: all sim sim-arrays test bench train bitstream patch prog run report sweep formal clean distclean
 
 all: test
 
@@ -52,6 +52,17 @@ bitstream: $(STAMP)
 patch: $(STAMP)
 	$(if $(MODEL),,$(error make patch needs MODEL=program.npz, an IntegerProgram file))
 	$(BIN)/systolix patch --build build/bitstream/$(BOARD) --model $(MODEL) $(PATCH_ARGS)
+
+# Program the board with the bitstream of `make bitstream BOARD=...` (openFPGALoader; PROG_ARGS:
+# options of `systolix prog`, such as --build DIR).
+prog: $(STAMP)
+	$(BIN)/systolix prog --board $(BOARD) $(PROG_ARGS)
+
+# The test set on the programmed board through its serial port (PORT, such as /dev/ttyUSB1;
+# MODEL or WORKLOAD as for make bitstream; RUN_ARGS: options of `systolix run`).
+run: $(STAMP)
+	$(if $(PORT),,$(error make run needs PORT=/dev/ttyUSB1, the board's serial device))
+	$(BIN)/systolix run --port $(PORT) --board $(BOARD) $(if $(MODEL),--model $(MODEL)) $(if $(WORKLOAD),--workload $(WORKLOAD)) $(RUN_ARGS)
 
 # Resources, fmax and power of one array configuration (REPORT_ARGS: options of
 # `systolix report`, such as --rows 8 --cols 8 --family ecp5).

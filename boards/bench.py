@@ -12,7 +12,9 @@ the 8x8 array's fmax should be at least 0.9 of the 2x2 array's.
 Largest array on the iCE40UP5K (issue 5): :func:`largest_array` builds the whole accelerator of the
 default model (W4/A4, 12-bit accumulator) for the iCEBreaker with arrays of several shapes, each
 with memories sized for the model, and prints which fit, their fmax, MACs per cycle and GOPS at
-fmax against the aim of 64 MACs per cycle at 40 MHz or more.
+fmax against the aim of 64 MACs per cycle at 40 MHz or more, and the inferences a second of the
+model: compute-bound (at the build's clock) and UART-bound (the RUN and RESULT frames of a full
+batch at the board's baud, :func:`systolix.protocol.uart_inferences_per_second`).
 
 Accumulator savings (issue 5): the 8x8 W4/A4 array with ``P = 14`` should use at most 0.75 of
 the logic cells of the same array with ``P = 32``. :func:`accumulator_savings` places both on an
@@ -226,7 +228,7 @@ def largest_array(*, seed=1, build_root="build/bench"):
           f"seed {seed}; aim: >= {LARGEST['macs_per_cycle']} MACs/cycle at >= "
           f"{LARGEST['fmax_mhz']:g} MHz")
     header = (f"{'array':<22}{'MACs/cycle':>11}{'LCs':>7}{'BRAM':>6}{'DSP':>5}{'fmax MHz':>10}"
-              f"{'GOPS':>7}  fits")
+              f"{'GOPS':>7}{'inf/s':>10}{'UART inf/s':>12}  fits")
     print(header)
     print("-" * len(header))
     largest = None
@@ -236,16 +238,17 @@ def largest_array(*, seed=1, build_root="build/bench"):
         if isinstance(result, DesignDoesNotFit):
             over = ", ".join(f"{name} {used}/{available}"
                              for name, (used, available) in result.overflows.items())
-            print(f"{config.name:<22}{macs:>11}{'':>35}  no: {over}")
+            print(f"{config.name:<22}{macs:>11}{'':>57}  no: {over}")
             continue
         if isinstance(result, (SynthesisError, ValueError)):
-            print(f"{config.name:<22}{macs:>11}{'':>35}  failed: {str(result).splitlines()[0]}")
+            print(f"{config.name:<22}{macs:>11}{'':>57}  failed: {str(result).splitlines()[0]}")
             continue
         resources = result["resources"]
         fmax = min(result["fmax_mhz"].values())
         print(f"{config.name:<22}{macs:>11}{resources['logic_cells']['used']:>7}"
               f"{resources['brams']['used']:>6}{resources['dsps']['used']:>5}{fmax:>10.1f}"
-              f"{result['gops_at_fmax']:>7.2f}  yes")
+              f"{result['gops_at_fmax']:>7.2f}{result['inferences_per_second']:>10,.0f}"
+              f"{result['uart_inferences_per_second']:>12,.0f}  yes")
         if largest is None or macs > largest[1]:
             largest = (config, macs, fmax, result["gops_at_fmax"])
     if largest is None:

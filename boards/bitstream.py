@@ -27,9 +27,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from systolix import protocol
 from systolix.files import atomic_write, output_folder
 from systolix.hw.engine import InferenceEngine
-from systolix.memory_map import MEMORY_WIDTHS, windowed
+from systolix.memory_map import MEMORY_WIDTHS, output_codes, vector_words, windowed
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sw.pack import ideal_cycles, pack
 
@@ -149,6 +150,10 @@ def model_figures(board, program, images, cells):
     power = model_power(board, program, images, cells)
     energy = None if power["total_mw"] is None else \
         power["total_mw"] * cycles_per_inference / board.clock_mhz / 1000
+    status = protocol.device_status(images, vector_words=vector_words(images),
+                                    word_bits=config.rows * config.activation_bits,
+                                    output_codes=output_codes(images),
+                                    max_batch=images.max_batch)
     return dict(
         model={"layers": layer_names(program),
                "macs_per_inference": sum(layer.weights.size for layer in program.layers)},
@@ -156,6 +161,9 @@ def model_figures(board, program, images, cells):
         ideal_cycles_per_inference=ideal_cycles(program, config),
         latency_us=cycles.compute / board.clock_mhz,
         inferences_per_second=board.clock_mhz * 1e6 / cycles_per_inference,
+        baud=board.baud, uart_batch=status.max_batch,
+        uart_bytes_per_batch=protocol.line_bytes(status, status.max_batch),
+        uart_inferences_per_second=protocol.uart_inferences_per_second(status, board.baud),
         power=power, energy_per_inference_uj=energy)
 
 
@@ -197,7 +205,11 @@ def report_markdown(report):
               f"| cycles per inference (batch {report['batch']}) | "
               f"{report['cycles_per_inference']:.1f} (ideal {report['ideal_cycles_per_inference']}) |",
               f"| latency of the batch | {report['latency_us']:.1f} us |",
-              f"| inferences per second | {report['inferences_per_second']:,.0f} |"]
+              f"| inferences per second, compute-bound | "
+              f"{report['inferences_per_second']:,.0f} |",
+              f"| inferences per second, UART-bound ({report['baud']} baud, "
+              f"{report['uart_bytes_per_batch']:,} bytes a batch of {report['uart_batch']}) | "
+              f"{report['uart_inferences_per_second']:,.0f} |"]
     power = report["power"]
     lines += [f"| power at {power['frequency_mhz']:g} MHz (toggle rate {power['toggle_rate']:.2f}) "
               f"| {format_figure(power['total_mw'], 2, ' mW')} "

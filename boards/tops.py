@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from amaranth.build import Attrs
 from amaranth.hdl import Cat, ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
-from amaranth.lib import io, wiring
+from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.vendor import LatticePlatform
 from amaranth_boards.ice40_hx8k_b_evn import ICE40HX8KBEVNPlatform
@@ -24,11 +24,12 @@ from amaranth_boards.resources import UARTResource
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from systolix.config import DEFAULT_CONFIG, ArrayConfig, check_choice
-from systolix.hw.accelerator import Accelerator
-from systolix.hw.uart import UARTReceiver, UARTTransmitter, uart_divisor
+from systolix.hw.accelerator import Accelerator, SerialAccelerator
+from systolix.hw.uart import uart_divisor
 from systolix.memory_map import MemoryConfig
 
-__all__ = ["Board", "BOARDS", "FILLER", "board", "BoardTop", "ice40_pll", "ecp5_pll"]
+__all__ = ["Board", "BOARDS", "FILLER", "board", "BoardTop", "ice40_pll", "ecp5_pll",
+           "ice40_pll_settings", "ecp5_pll_settings", "PLL_SETTINGS", "fastest_pll_clock"]
 
 FILLER = 0x5157
 """Seed of the pseudo-random words in the unused part of a board's weight, requantization and
@@ -81,6 +82,9 @@ class Board:
         iCE40: the oscillator's pin is a PLL's own input pad (``SB_PLL40_PAD``; the iCEBreaker's
         is, and the UP5K's one PLL can take its reference from no other pin there); otherwise
         the PLL takes the oscillator from its global buffer (``SB_PLL40_CORE``).
+    loader_board : str
+        openFPGALoader's name of the board (``openFPGALoader --list-boards``), which
+        ``systolix prog`` programs it with (:mod:`systolix.boards.loader`).
     """
     name: str
     platform: type
@@ -94,6 +98,7 @@ class Board:
     requant_lanes: int = None
     synth_options: str = ""
     oscillator_on_pll_pad: bool = False
+    loader_board: str = ""
 
     @property
     def oscillator_mhz(self):
@@ -119,15 +124,16 @@ _ECP5_MEMORIES = MemoryConfig()
 BOARDS = {board.name: board for board in (
     Board("icebreaker", ICEBreakerPlatform, "ice40", _ICE40_ARRAY, _ICE40_MEMORIES,
           clock_mhz=24.0, oscillator_on_pll_pad=True, requant_lanes=1, synth_options="-dsp",
+          loader_board="ice40_generic",
           leds=(("led_g", 0, None), ("led_r", 0, None), ("led_r", 0, None))),
     Board("ice40-hx8k-evn", ICE40HX8KBEVNPlatform, "ice40", _ICE40_ARRAY, _ICE40_MEMORIES,
-          clock_mhz=36.0, requant_lanes=1,
+          clock_mhz=36.0, requant_lanes=1, loader_board="ice40_generic",
           leds=(("led", 0, None), ("led", 1, None), ("led", 2, None))),
     Board("ulx3s-85f", ULX3S_85F_Platform, "ecp5", DEFAULT_CONFIG, _ECP5_MEMORIES,
           clock_mhz=50.0, leds=(("led", 0, None), ("led", 1, None), ("led", 2, None)),
-          extra_high=("uart_tx_enable",)),
+          extra_high=("uart_tx_enable",), loader_board="ulx3s"),
     Board("orangecrab", _OrangeCrabPlatform, "ecp5", DEFAULT_CONFIG, _ECP5_MEMORIES,
-          clock_mhz=48.0, synth_options="-nodsp",
+          clock_mhz=48.0, synth_options="-nodsp", loader_board="orangeCrab",
           leds=(("rgb_led", 0, "g"), ("rgb_led", 0, "b"), ("rgb_led", 0, "r"))),
 )}
 """The boards ``make bitstream`` builds for."""
@@ -159,25 +165,21 @@ class BoardTop(Elaboratable):
         m = Module()
         self._clock(m, platform)
         board = self.board
-        m.submodules.accelerator = accelerator = self.accelerator
-        divisor = uart_divisor(board.clock_mhz * 1e6, board.baud)
-        m.submodules.receiver = receiver = UARTReceiver(divisor)
-        m.submodules.transmitter = transmitter = UARTTransmitter(divisor)
+        m.submodules.serial = serial = SerialAccelerator(
+            self.accelerator, divisor=uart_divisor(board.clock_mhz * 1e6, board.baud))
         uart = _buffered(m, platform, "uart", 0)
-        m.d.comb += [receiver.rx.eq(uart["rx"].i), uart["tx"].o.eq(transmitter.tx)]
-        wiring.connect(m, receiver.data, accelerator.host_in)
-        wiring.connect(m, accelerator.host_out, transmitter.data)
+        m.d.comb += [serial.rx.eq(uart["rx"].i), uart["tx"].o.eq(serial.tx)]
         for name in board.extra_high:
             m.d.comb += _buffered(m, platform, name, 0).o.eq(1)
 
         heartbeat = Signal(25)
         error = Signal()
         m.d.sync += heartbeat.eq(heartbeat + 1)
-        with m.If(receiver.overrun | receiver.framing_error):
+        with m.If(serial.uart_error):
             m.d.sync += error.eq(1)
         driven = {}
         for (name, number, subsignal), value in zip(board.leds,
-                                                    (heartbeat[-1], accelerator.busy, error)):
+                                                    (heartbeat[-1], serial.busy, error)):
             driven.setdefault((name, number, subsignal), []).append(value)
         resources = {}
         for (name, number, subsignal), values in driven.items():
@@ -238,38 +240,85 @@ def _buffered(m, platform, name, number):
     return buffers(platform.request(name, number, dir="-"), f"{name}_{number}")
 
 
-def ice40_pll(input_mhz, output_mhz):
-    """``(DIVR, DIVF, DIVQ, FILTER_RANGE)`` of an iCE40 PLL in simple feedback mode making
-    exactly ``output_mhz`` from ``input_mhz`` (iCE40 sysCLOCK PLL Design and Usage Guide,
-    FPGA-TN-02052: PFD 10..133 MHz, VCO 533..1066 MHz, output 16..275 MHz)."""
+def _ice40_filter_range(pfd):
+    """The loop filter setting of an iCE40 PLL for a phase detector at ``pfd`` MHz."""
+    return next((index + 1 for index, limit in enumerate((17, 26, 44, 66, 101)) if pfd < limit),
+                6)
+
+
+def ice40_pll_settings(input_mhz):
+    """Every ``(output_mhz, (DIVR, DIVF, DIVQ, FILTER_RANGE))`` an iCE40 PLL in simple feedback
+    mode makes from ``input_mhz`` (iCE40 sysCLOCK PLL Design and Usage Guide, FPGA-TN-02052:
+    PFD 10..133 MHz, VCO 533..1066 MHz, output 16..275 MHz; what ``icepll`` searches), in the
+    order of DIVR, DIVF, DIVQ."""
     for divr in range(16):
         pfd = input_mhz / (divr + 1)
         if not 10 <= pfd <= 133:
             continue
-        for divq in range(1, 7):
-            divf = output_mhz * (1 << divq) / pfd - 1
-            if abs(divf - round(divf)) < 1e-9 and 0 <= round(divf) <= 127 \
-                    and 533 <= pfd * (round(divf) + 1) <= 1066:
-                filter_range = next(index + 1 for index, limit in enumerate((17, 26, 44, 66, 101))
-                                    if pfd < limit) if pfd < 101 else 6
-                return divr, round(divf), divq, filter_range
-    raise ValueError(f"clock_mhz must be a frequency an iCE40 PLL makes exactly from "
-                     f"{input_mhz:g} MHz, not {output_mhz:g}")
+        for divf in range(128):
+            vco = pfd * (divf + 1)
+            if not 533 <= vco <= 1066:
+                continue
+            for divq in range(1, 7):
+                output = vco / (1 << divq)
+                if 16 <= output <= 275:
+                    yield output, (divr, divf, divq, _ice40_filter_range(pfd))
 
 
-def ecp5_pll(input_mhz, output_mhz):
-    """``(CLKI_DIV, CLKFB_DIV, CLKOP_DIV)`` of an ECP5 PLL with CLKOP feedback making exactly
-    ``output_mhz`` from ``input_mhz`` (ECP5 sysCLOCK PLL/DLL Design and Usage Guide, TN1263:
-    PFD 3.125..400 MHz, VCO 400..800 MHz)."""
+def ecp5_pll_settings(input_mhz):
+    """Every ``(output_mhz, (CLKI_DIV, CLKFB_DIV, CLKOP_DIV))`` of an ECP5 PLL with CLKOP
+    feedback from ``input_mhz`` (ECP5 sysCLOCK PLL/DLL Design and Usage Guide, TN1263: PFD
+    3.125..400 MHz, VCO 400..800 MHz, output 3.125..400 MHz; what ``ecppll`` searches), the
+    smallest CLKOP_DIV whose VCO is in range, in the order of CLKI_DIV and CLKFB_DIV."""
     for clki_div in range(1, 129):
         pfd = input_mhz / clki_div
         if not 3.125 <= pfd <= 400:
             continue
-        clkfb_div = output_mhz / pfd
-        if abs(clkfb_div - round(clkfb_div)) > 1e-9 or not 1 <= round(clkfb_div) <= 128:
-            continue
-        for clkop_div in range(1, 129):
-            if 400 <= output_mhz * clkop_div <= 800:
-                return clki_div, round(clkfb_div), clkop_div
-    raise ValueError(f"clock_mhz must be a frequency an ECP5 PLL makes exactly from "
+        for clkfb_div in range(1, 129):
+            output = pfd * clkfb_div
+            if not 3.125 <= output <= 400:
+                continue
+            clkop_div = max(1, -(-400 // output))
+            if clkop_div <= 128 and output * clkop_div <= 800:
+                yield output, (clki_div, clkfb_div, int(clkop_div))
+
+
+PLL_SETTINGS = {"ice40": ice40_pll_settings, "ecp5": ecp5_pll_settings}
+"""Each family's enumeration of PLL settings."""
+
+
+def _exact(family, input_mhz, output_mhz):
+    for output, settings in PLL_SETTINGS[family](input_mhz):
+        if abs(output - output_mhz) < 1e-9:
+            return settings
+    name = "an iCE40" if family == "ice40" else "an ECP5"
+    raise ValueError(f"clock_mhz must be a frequency {name} PLL makes exactly from "
                      f"{input_mhz:g} MHz, not {output_mhz:g}")
+
+
+def ice40_pll(input_mhz, output_mhz):
+    """``(DIVR, DIVF, DIVQ, FILTER_RANGE)`` of an iCE40 PLL in simple feedback mode making
+    exactly ``output_mhz`` from ``input_mhz`` (the first of :func:`ice40_pll_settings`)."""
+    return _exact("ice40", input_mhz, output_mhz)
+
+
+def ecp5_pll(input_mhz, output_mhz):
+    """``(CLKI_DIV, CLKFB_DIV, CLKOP_DIV)`` of an ECP5 PLL with CLKOP feedback making exactly
+    ``output_mhz`` from ``input_mhz`` (the first of :func:`ecp5_pll_settings`)."""
+    return _exact("ecp5", input_mhz, output_mhz)
+
+
+def fastest_pll_clock(board, at_most_mhz):
+    """The highest clock at most ``at_most_mhz`` that ``board``'s PLL makes from its oscillator
+    and from which its UART's rate divides within 2 % (:func:`~systolix.hw.uart.uart_divisor`),
+    with the PLL's settings: ``(clock_mhz, settings)``, or ``None`` if there is none."""
+    best = None
+    for output, settings in PLL_SETTINGS[board.family](board.oscillator_mhz):
+        if output > at_most_mhz + 1e-9 or (best is not None and output <= best[0]):
+            continue
+        try:
+            uart_divisor(output * 1e6, board.baud)
+        except ValueError:
+            continue
+        best = output, settings
+    return best

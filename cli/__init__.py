@@ -17,10 +17,11 @@ import signal
 import sys
 import threading
 
+from systolix.boards.loader import LoaderError
 from systolix.boards.synth import SynthesisError
 from systolix.sw.driver import DeviceError, DeviceMismatch
 
-from . import bench, boards, errors, formal, importer, quantize, sim, train
+from . import bench, boards, device, errors, formal, importer, quantize, sim, train
 
 __all__ = ["main", "Interrupted"]
 
@@ -58,7 +59,7 @@ def main(argv=None):
     """Run the ``systolix`` command line on ``argv``; return the exit status."""
     parser = _Parser(prog="systolix", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (sim, quantize, importer, boards, bench, errors, formal, train):
+    for module in (sim, quantize, importer, boards, device, bench, errors, formal, train):
         module.register(subparsers)
     try:
         args = parser.parse_args(argv)
@@ -85,7 +86,7 @@ def main(argv=None):
     except (ValueError, OSError) as error:
         print(f"{name}: error: {_describe(error)}", file=sys.stderr)
         return 2
-    except (SynthesisError, DeviceError, DeviceMismatch) as error:
+    except (SynthesisError, LoaderError, DeviceError, DeviceMismatch) as error:
         print(f"{name}: error: {_describe(error)}", file=sys.stderr)
         return 1
     finally:

@@ -829,6 +829,19 @@ CASES = (
          setup=_copy_resource("build", "build"), needs=("build",), code=130,
          interrupt=(signal.SIGTERM, _build_log_appears("build"))),
 
+    # A board on the desk (systolix prog, systolix run).
+    Case("prog-no-bitstream", "prog --build a folder without a bitstream",
+         ("prog", "--board", BOARD, "--build", "nowhere"),
+         "nowhere/top.bin: does not exist; build it with make bitstream BOARD=icebreaker"),
+    Case("run-port-missing", "run --port a device that does not exist",
+         ("run", "--port", "ttyNONE"),
+         "--port ttyNONE: cannot be opened (No such file or directory)"),
+    Case("run-port-not-serial", "run --port a file that is not a serial device",
+         ("run", "--port", "notes.txt"), "--port notes.txt: cannot be opened",
+         setup=_setter(lambda folder: (folder / "notes.txt").write_text("notes\n"))),
+    Case("run-baud-zero", "run --baud 0", ("run", "--port", "ttyNONE", "--baud", "0"),
+         "argument --baud: must be an integer in 1..100000000, not '0'"),
+
     # The host link and the driver (library calls).
     Case("link-babbling-uart", "a UART that babbles bytes without SYNC (hung the host)",
          phrase="bytes without SYNC 0xA5; at most 65541 are skipped",

@@ -23,7 +23,7 @@ from systolix.sw.program import IntegerProgram
 from .options import add_model_source, integer, probability
 from .table import format_table
 
-__all__ = ["register", "window_utilisation"]
+__all__ = ["register", "window_utilisation", "test_codes"]
 
 
 def _suite_row(config, report):
@@ -97,6 +97,24 @@ def _window_rows(program, config, layer_cycles, images):
     return rows
 
 
+def test_codes(program, data, images=None):
+    """The input codes a model runs on and their labels: the digits test set (``data``) when
+    ``program`` takes a digits image and gives 10 scores, else 128 random input codes (seeded)
+    and no labels (``None``); the first ``images`` of them when given."""
+    if program.inputs == data.x_test.shape[1] and program.outputs == 10:
+        codes, labels = program.encode_input(data.x_test), data.y_test
+    else:
+        first = program.layers[0]
+        low, high = code_range(first.input_bits, first.input_signed)
+        codes = np.random.default_rng(0).integers(low, high, (images or 128, program.inputs),
+                                                  endpoint=True)
+        labels = None
+    if images:
+        codes = codes[:images]
+        labels = None if labels is None else labels[:images]
+    return codes, labels
+
+
 def run_sim(args):
     """``systolix sim``: a model on the simulated accelerator, end to end through the driver."""
     workload = args.workload or "digits-mlp"
@@ -110,15 +128,7 @@ def run_sim(args):
     else:
         program, name, float_accuracy = loaded, str(args.model), None
         memories = MemoryConfig()
-    layers = program.layers
-    digits = program.inputs == data.x_test.shape[1] and program.outputs == 10
-    if digits:
-        codes = program.encode_input(data.x_test)
-    else:
-        low, high = code_range(layers[0].input_bits, layers[0].input_signed)
-        codes = np.random.default_rng(0).integers(low, high, (args.images or 128,
-                                                              program.inputs), endpoint=True)
-    codes = codes[:args.images] if args.images else codes
+    codes, labels = test_codes(program, data, args.images)
     try:
         images = pack(program, config, memories)
     except ValueError as error:
@@ -153,8 +163,7 @@ def run_sim(args):
         ["images", f"{len(codes)} in {len(batches)} RUN frames of at most {device.max_batch}"],
         ["mismatches", f"{mismatches} codes, {cycle_mismatches} cycle counts"],
     ]
-    if digits:
-        labels = data.y_test[:len(codes)]
+    if labels is not None:
         accuracies = [f"float {100 * float_accuracy:.1f} %" if float_accuracy else None,
                       f"golden {100 * accuracy(golden.argmax(1), labels):.1f} %",
                       f"hardware {100 * accuracy(result.outputs.argmax(1), labels):.1f} %"]

@@ -37,7 +37,7 @@ __all__ = [
     "FrameType", "ErrorCode", "FRAME_HEADER_LAYOUT", "RUN_HEADER_LAYOUT", "RESULT_TAIL_LAYOUT",
     "STATUS_LAYOUT", "ERROR_LAYOUT", "ProtocolError", "CrcError", "crc16", "word_bytes",
     "words_to_bytes", "bytes_to_words", "run_length", "result_length", "frame_max_batch",
-    "image_checksum", "Frame", "encode_frame", "decode_frame", "read_frame", "encode_run",
+    "UART_BITS_PER_BYTE", "line_bytes", "uart_inferences_per_second", "image_checksum", "Frame", "encode_frame", "decode_frame", "read_frame", "encode_run",
     "decode_run", "Result", "encode_result", "decode_result", "Status", "device_status",
     "encode_error", "decode_error", "ReferenceDevice",
 ]
@@ -180,6 +180,26 @@ def frame_max_batch(vector_words, word_bits, output_codes):
         vector_words * word_bytes(word_bits))
     result = (MAX_PAYLOAD - result_length(0, output_codes)) // output_codes
     return min(run, result)
+
+
+UART_BITS_PER_BYTE = 10
+"""Bits of a byte on an 8N1 line: a start bit, eight data bits, a stop bit."""
+
+
+def line_bytes(status, batch):
+    """Bytes on the line, both ways, of a RUN of ``batch`` vectors and its RESULT, whole
+    frames, for a device that reports ``status`` (:class:`Status`)."""
+    frame = FRAME_HEADER_LAYOUT.size // 8 + CRC_BYTES
+    return (2 * frame + run_length(batch, status.vector_words, status.word_bits)
+            + result_length(batch, status.output_codes))
+
+
+def uart_inferences_per_second(status, baud):
+    """The most inferences a second that an 8N1 line at ``baud`` carries to and from a device
+    that reports ``status``, in RUN frames of ``status.max_batch`` vectors: the request and
+    then its reply (the device reads no request while it answers), however fast the engine."""
+    check_int("baud", baud, 1, 1 << 32)
+    return status.max_batch * baud / (UART_BITS_PER_BYTE * line_bytes(status, status.max_batch))
 
 
 def image_checksum(images):

@@ -91,7 +91,7 @@ def test_build_is_reproducible_and_reports(builds, tmp_path):
     # The memories holding the model are in block RAM, where the patcher can reach them.
     log = (folder / "top.rpt").read_text()
     for memory in ("weight", "requant", "program"):
-        assert f"found attribute 'ram_style = block' on memory top.accelerator.engine." \
+        assert f"found attribute 'ram_style = block' on memory top.serial.accelerator.engine." \
                f"{memory}_memory, forced mapping to block RAM" in log
 
 
@@ -113,6 +113,11 @@ def test_patch_puts_another_model_in_and_reads_it_back(name, builds, tmp_path):
         assert report["energy_per_inference_uj"] == pytest.approx(
             power["total_mw"] * report["cycles_per_inference"] / chosen.clock_mhz / 1000)
     assert (folder / "report.png").read_bytes()[:4] == b"\x89PNG"
+    # The UART carries far fewer inferences a second than the engine computes.
+    assert report["baud"] == chosen.baud
+    assert 0 < report["uart_inferences_per_second"] < report["inferences_per_second"]
+    assert "| inferences per second, UART-bound (115200 baud, " in \
+        (folder / "report.md").read_text()
     other = other_program(name)
     summary = patch_bitstream(folder, other, out=tmp_path / "patched")
     assert summary["read_back"] == "ok"

@@ -53,3 +53,41 @@ def test_top_elaborates_on_the_board(name, tmp_path):
     constraints = (files / ("top.pcf" if chosen.family == "ice40" else "top.lpf")).read_text()
     assert "uart_0__rx" in constraints and "uart_0__tx" in constraints
     assert (files / "top.il").stat().st_size > 0
+
+
+@pytest.mark.parametrize("family, input_mhz", [("ice40", 12), ("ecp5", 25), ("ecp5", 48)])
+def test_pll_settings_make_their_output(family, input_mhz):
+    """Every setting the search offers is within the PLL's ranges and makes its frequency."""
+    from systolix.boards.tops import PLL_SETTINGS
+    settings = list(PLL_SETTINGS[family](input_mhz))
+    assert len(settings) > 50
+    for output, values in settings:
+        if family == "ice40":
+            divr, divf, divq, _ = values
+            vco = input_mhz / (divr + 1) * (divf + 1)
+            assert 533 <= vco <= 1066 and output == pytest.approx(vco / 2 ** divq)
+        else:
+            clki_div, clkfb_div, clkop_div = values
+            assert output == pytest.approx(input_mhz / clki_div * clkfb_div)
+            assert 400 <= output * clkop_div <= 800
+
+
+@pytest.mark.parametrize("name, at_most, expected", [
+    ("icebreaker", 37.6 / 1.1, 33.75),        # 12 MHz * 45 / 16
+    ("icebreaker", 24.0, 24.0),
+    ("ulx3s-85f", 71.8 / 1.1, 65.0),          # 25 MHz * 13 / 5
+    ("orangecrab", 50.0, 48.0),               # 48 * 25 / 24 needs a 2 MHz PFD (< 3.125)
+])
+def test_fastest_pll_clock_is_the_highest_at_most_the_target(name, at_most, expected):
+    from systolix.boards.tops import PLL_SETTINGS, fastest_pll_clock
+    chosen = board(name)
+    clock, settings = fastest_pll_clock(chosen, at_most)
+    assert clock == pytest.approx(expected) and clock <= at_most
+    assert (clock, settings) in list(PLL_SETTINGS[chosen.family](chosen.oscillator_mhz))
+    assert not any(clock < output <= at_most
+                   for output, _ in PLL_SETTINGS[chosen.family](chosen.oscillator_mhz))
+
+
+def test_no_pll_clock_below_the_pll_range():
+    from systolix.boards.tops import fastest_pll_clock
+    assert fastest_pll_clock(board("icebreaker"), 15.9) is None     # iCE40 PLLs make >= 16 MHz

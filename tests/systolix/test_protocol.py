@@ -212,3 +212,18 @@ def test_device_status_limits_the_batch_to_the_frame_length():
                                          r"bytes$"):
         protocol.device_status(images, vector_words=40000, word_bits=16, output_codes=5,
                                max_batch=1)
+
+
+def test_line_bytes_count_both_frames_of_a_batch():
+    """STATUS: 3 words of 12 bits (2 bytes each) a vector, 4 codes out, at most 5 a RUN."""
+    run = encode_frame(FrameType.RUN, encode_run(5, [1] * 15, 12))
+    result = encode_frame(FrameType.RESULT, encode_result([0] * 20, 99))
+    assert protocol.line_bytes(STATUS, 5) == len(run) + len(result) == 38 + 30
+
+
+def test_uart_bound_is_the_line_time_of_a_full_batch():
+    # 68 bytes of 10 bits at 115200 baud carry 5 inferences.
+    assert protocol.uart_inferences_per_second(STATUS, 115200) == pytest.approx(
+        5 / (68 * 10 / 115200))
+    with pytest.raises(ValueError, match="baud must be an integer"):
+        protocol.uart_inferences_per_second(STATUS, 0)

@@ -3,8 +3,11 @@
 Writes ``model.npz`` (the :class:`~systolix.sw.qmodel.QuantizedModel`) and ``program.npz`` (the
 :class:`~systolix.sw.program.IntegerProgram`) into ``--out``, which other commands take as
 ``MODEL=path``, and prints each layer's widths and data-free minimal accumulator width and the
-digits test accuracy of the float model, the quantized model and the integer program. With
-``--report`` it also writes ``report.md`` and ``accuracy.png`` (:mod:`systolix.sw.report`).
+digits test accuracy of the float model, the quantized model and the integer program. The
+weights are rounded after training (``--rounding``: each on its own, or ``axe``, with error
+feedback, :mod:`systolix.sw.axe`) or fine-tuned for the accumulator bound (``--finetune``,
+:mod:`systolix.sw.finetune`). With ``--report`` it also writes ``report.md`` and
+``accuracy.png`` (:mod:`systolix.sw.report`).
 """
 
 from pathlib import Path
@@ -14,6 +17,7 @@ from systolix.files import check_output_folder, output_folder
 from systolix.sw.a2q import METHODS, min_accumulator_bits
 from systolix.sw.default import WORKLOAD_OPTIONS, WORKLOADS, workload_model
 from systolix.sw.lower import lower
+from systolix.sw.finetune import EPOCHS, finetune
 from systolix.sw.mixed import search
 from systolix.sw.models import Conv2d, Dense, FloatModel, MaxPool2d, accuracy, digits_mlp, \
     digits_split
@@ -51,6 +55,11 @@ def register(subparsers):
                         help="how weights are rounded: nearest, zero (toward zero) or axe (row "
                              "by row with error feedback from the training images, within the "
                              "accumulator bound; default: nearest)")
+    parser.add_argument("--finetune", type=integer(1, 1000), metavar="EPOCHS",
+                        const=EPOCHS, nargs="?",
+                        help=f"A2Q+ quantization-aware fine-tuning of a dense model for "
+                             f"EPOCHS epochs, 1..1000 (default when given without a value: "
+                             f"{EPOCHS}), seeded by --seed; needs --method a2q+")
     parser.add_argument("--overflow", default="wrap", choices=("wrap", "saturate"),
                         help="accumulator overflow mode (default: wrap)")
     parser.add_argument("--pow2", action="store_true",
@@ -86,6 +95,8 @@ def run_quantize(args):
         if model.inputs != data.x_train.shape[1]:
             raise ValueError(f"--float-model {args.float_model}: has {model.inputs} inputs; "
                              f"allowed: {data.x_train.shape[1]} (the digits images)")
+    if args.finetune is not None:
+        _check_finetune(args, model)
     options = dict(accumulator_bits=args.accumulator_bits, method=args.method,
                    overflow=args.overflow, output_bits=args.output_bits, pow2=args.pow2,
                    rounding=args.rounding,
@@ -98,7 +109,12 @@ def run_quantize(args):
         print(mixed.table())
     elif args.budget is not None:
         raise ValueError("--budget needs a mixed-precision target: --mixed-sqnr or --mixed-drop")
-    quantized = quantize(model, data.x_train, weight_bits, activation_bits, **options)
+    if args.finetune is None:
+        quantized = quantize(model, data.x_train, weight_bits, activation_bits, **options)
+    else:
+        options = {name: options[name] for name in options if name not in ("method", "rounding")}
+        quantized = finetune(model, data.x_train, data.y_train, weight_bits, activation_bits,
+                             epochs=args.finetune, seed=args.seed, **options)
     program = lower(quantized)
     with output_folder(args.out, "quantize") as folder:
         quantized.save(folder / "model.npz")
@@ -112,6 +128,23 @@ def run_quantize(args):
           + (f", {args.out / 'report.md'} and {args.out / 'accuracy.png'}" if args.report
              else ""))
     return 0
+
+
+def _check_finetune(args, model):
+    """Refuse the options that ``--finetune`` cannot honour, naming them."""
+    if args.method != "a2q+":
+        raise ValueError(f"--finetune: trains A2Q+ weights; allowed with --method a2q+ (the "
+                         f"default), not {args.method}")
+    if args.rounding != "nearest":
+        raise ValueError(f"--finetune: trains the weights; --rounding {args.rounding} is a "
+                         f"post-training rounding (leave it out)")
+    if args.pow2:
+        raise ValueError("--finetune: learns one scale per channel; --pow2 is a post-training "
+                         "option (leave it out)")
+    for index, layer in enumerate(model.layers):
+        if not isinstance(layer, Dense):
+            raise ValueError(f"--finetune: takes dense models (the digits MLP); layer {index} of "
+                             f"this model is a {type(layer).__name__}")
 
 
 def _describe(float_layer, layer):
@@ -149,5 +182,6 @@ def _print_figures(args, model, data, quantized, program):
     print(f"digits test accuracy: float {100 * float_accuracy:.1f} %, quantized "
           f"{100 * reference:.1f} %, integer program ({args.method}, P = "
           f"{args.accumulator_bits}, {args.overflow}"
-          f"{'' if args.rounding == 'nearest' else f', {args.rounding} rounding'}) "
+          f"{'' if args.rounding == 'nearest' else f', {args.rounding} rounding'}"
+          f"{'' if args.finetune is None else f', fine-tuned {args.finetune} epochs'}) "
           f"{100 * integer_accuracy:.1f} %")

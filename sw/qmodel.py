@@ -53,7 +53,7 @@ from .quant import CLIPPINGS, ROUNDINGS, QuantParams, activation_params, \
     fixed_point_multiplier, round_values, symmetric_params
 
 __all__ = ["WEIGHT_ROUNDINGS", "QuantizedLayer", "QuantizedMaxPool", "QuantizedModel",
-           "quantize", "per_layer"]
+           "quantize", "fold_clip", "layer_from_codes", "per_layer"]
 
 WEIGHT_ROUNDINGS = ROUNDINGS + ("axe",)
 """How :func:`quantize` rounds weights: to nearest, toward zero, or with error feedback from
@@ -346,6 +346,25 @@ class QuantizedModel:
             raise ValueError(f"{path}: {error}") from None
 
 
+def fold_clip(params, clip):
+    """The quantizer ``params`` of a ReLU's output with the ReLU's upper bound ``clip`` (or
+    None) folded into its highest code: quantizing is monotone."""
+    if clip is None:
+        return params
+    return dataclasses.replace(params, high=min(params.high, int(params.quantize(clip))))
+
+
+def layer_from_codes(codes, scale, bits, bias, source, target, relu, window=None):
+    """The :class:`QuantizedLayer` of weight ``codes`` at per-channel ``scale`` and the real
+    ``bias``: the scales nudged (by a relative ``2^-16`` at most) so that every requantization
+    multiplier ``s_x s_w[c] / s_y`` is a fixed-point number of the hardware, the bias rounded
+    in units of ``s_x s_w[c]``."""
+    multiplier, shift = fixed_point_multiplier(source.scale * scale / target.scale)
+    scale = np.ldexp(multiplier.astype(np.float64), -shift) * target.scale / source.scale
+    bias_codes = round_values(bias / (source.scale * scale)).astype(np.int64)
+    return QuantizedLayer(codes, scale, bits, bias_codes, source, target, relu, window)
+
+
 def per_layer(name, value, layers, low, high):
     """``value`` (an int or a sequence of ints) as a checked tuple with one entry per (learned)
     layer."""
@@ -426,11 +445,7 @@ def quantize(model, calibration, weight_bits=4, activation_bits=4, accumulator_b
     activations.append(activation_params(values[-1], output_bits, "symmetric", pow2, "max",
                                          name="output"))
     for index, layer in enumerate(model.layers):
-        if layer.clip is not None:
-            # The clip of a ReLU folds into the highest code: quantizing is monotone.
-            target = activations[index + 1]
-            activations[index + 1] = dataclasses.replace(
-                target, high=min(target.high, int(target.quantize(layer.clip))))
+        activations[index + 1] = fold_clip(activations[index + 1], layer.clip)
     for index in range(len(model.layers)):
         if model.gemm(index)[1] is None:
             # Max pooling: the maximum commutes with quantizing, the codes keep their quantizer.
@@ -482,10 +497,7 @@ def quantize(model, calibration, weight_bits=4, activation_bits=4, accumulator_b
                                  f"{int(codes[:, 0].sum())} codes of {source.bits} bits and "
                                  f"needs an accumulator of {needed} bits, not "
                                  f"accumulator_bits={accumulator_bits}")
-        multiplier, shift = fixed_point_multiplier(source.scale * scale / target.scale)
-        scale = np.ldexp(multiplier.astype(np.float64), -shift) * target.scale / source.scale
-        bias_codes = round_values(bias / (source.scale * scale)).astype(np.int64)
-        layers.append(QuantizedLayer(codes, scale, bits, bias_codes, source, target,
-                                     layer.relu, window))
+        layers.append(layer_from_codes(codes, scale, bits, bias, source, target, layer.relu,
+                                       window))
         codes_in = None if codes_in is None else layers[-1].reference(codes_in)
     return QuantizedModel(tuple(layers), method, accumulator_bits, overflow)

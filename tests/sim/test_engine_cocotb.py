@@ -8,6 +8,7 @@ from systolix.config import ArrayConfig
 from systolix.sim.golden.program import run_program
 from systolix.sim.testbench.suite import run_engine
 from systolix.sw import digits_mlp, lower, quantize
+from systolix.sw.finetune import finetune
 from systolix.sw.models import accuracy
 from systolix.sw.pack import ideal_cycles, pack
 from systolix.sw.stimulus import random_conv_program
@@ -20,9 +21,11 @@ def digits():
     return digits_mlp()
 
 
-def run_model(digits, config, images, batches, tmp_path, **options):
+def run_model(digits, config, images, batches, tmp_path, quantized=None, **options):
+    """Run ``quantized`` (by default the digits MLP quantized with ``options``) on the engine
+    of ``config``."""
     model, data = digits
-    program = lower(quantize(model, data.x_train, **options))
+    program = lower(quantize(model, data.x_train, **options) if quantized is None else quantized)
     codes = program.encode_input(data.x_test[:images])
     report = run_engine(pack(program, config), config, codes, batches, input_stall=0.3,
                         output_stall=0.3,
@@ -60,14 +63,18 @@ def test_digits_widths(digits, tmp_path, bits, accumulator_bits, array):
     assert hardware_accuracy > 0.6
 
 
-def test_digits_axe_rounding_narrow_accumulator(digits, tmp_path):
-    """AXE-style rounding (:mod:`systolix.sw.axe`) for a 9-bit accumulator: its integers meet
-    the data-free bound (tests/sw/test_axe.py), and the engine, wrapping at 9 bits, computes
+@pytest.mark.parametrize("method", ["axe", "finetune"])
+def test_digits_narrow_accumulator(digits, tmp_path, method):
+    """A 9-bit accumulator, W4/A4: AXE-style rounding (:mod:`systolix.sw.axe`) and A2Q+
+    fine-tuning (:mod:`systolix.sw.finetune`, a few epochs). Their integers meet the data-free
+    bound (tests/sw/test_axe.py, test_finetune.py); the engine, wrapping at 9 bits, computes
     them bit-exactly."""
+    model, data = digits
     config = ArrayConfig(rows=8, cols=8, weight_bits=4, activation_bits=4, accumulator_bits=9)
-    _, hardware_accuracy, _ = run_model(
-        digits, config, 64, [40, 24], tmp_path, weight_bits=4, activation_bits=4,
-        accumulator_bits=9, method="a2q+", rounding="axe")
+    quantized = (quantize(model, data.x_train, 4, 4, 9, "a2q+", rounding="axe")
+                 if method == "axe" else
+                 finetune(model, data.x_train, data.y_train, 4, 4, 9, epochs=5))
+    _, hardware_accuracy, _ = run_model(digits, config, 64, [40, 24], tmp_path, quantized)
     assert hardware_accuracy > 0.9
 
 

@@ -3,7 +3,8 @@ run as its reference.
 
 The golden model's MAC/s against a float64 numpy matmul, the cocotb testbench's simulated cycles
 per second, the board figures of :func:`systolix.boards.bench.run`, the compiler's timings
-and accuracies (:func:`compiler_figures`) and the digits CNN's (:func:`cnn_figures`).
+and accuracies (:func:`compiler_figures`), the digits CNN's (:func:`cnn_figures`) and the digits
+ViT's (:func:`vit_figures`: integer-only against float and dequantize-first).
 """
 
 import dataclasses
@@ -24,17 +25,19 @@ from systolix.sw.a2q import min_accumulator_bits, min_feasible_accumulator_bits
 from systolix.sw.default import WORKLOAD_MEMORIES, WORKLOAD_OPTIONS, default_program
 from systolix.sw.lower import lower
 from systolix.sw.mixed import search
-from systolix.sw.models import accuracy, digits_cnn, digits_mlp, digits_split
+from systolix.sim.golden.nonlinear import error_table
+from systolix.sw.models import accuracy, digits_cnn, digits_mlp, digits_split, digits_vit
 from systolix.sw.pack import pack
 from systolix.sw.qmodel import quantize
 from systolix.sw.report import program_accuracy, sweep
+from systolix.sw.vit import vit_accuracies
 
 from .sim import window_utilisation
 from .table import format_table
 from .train import DESCRIPTIONS, train_schemes
 
 __all__ = ["best_time", "golden_speed", "cocotb_speed", "compiler_figures", "cnn_figures",
-           "qcdq_mlp", "import_figures", "training_figures", "register"]
+           "qcdq_mlp", "import_figures", "training_figures", "vit_figures", "register"]
 
 
 def best_time(function, repeats=3):
@@ -260,6 +263,35 @@ def training_figures(echo=print, epochs=30, seeds=(0, 1, 2), network="mlp"):
     return figures
 
 
+def vit_figures(echo=print, settings=((4, 4), (3, 3), (2, 4), (8, 8))):
+    """The digits ViT's test accuracies at each ``(weight bits, activation bits)`` of
+    ``settings`` (float, dequantize before every matmul, integer-only golden model) and the
+    errors of the integer nonlinearities; print them with ``echo`` and return the accuracies
+    ``{(w, a): {"float": ..., "fake_quantized": ..., "integer": ...}}``."""
+    model, data = digits_vit()
+    results, rows = {}, []
+    for weight_bits, activation_bits in settings:
+        start = time.perf_counter()
+        result = vit_accuracies(model, data, weight_bits, activation_bits)
+        results[weight_bits, activation_bits] = result
+        rows.append([f"W{weight_bits}/A{activation_bits}",
+                     *(f"{100 * result[name]:.2f} %" for name in
+                       ("float", "fake_quantized", "integer")),
+                     f"{100 * (result['integer'] - result['float']):+.2f}",
+                     f"{100 * (result['integer'] - result['fake_quantized']):+.2f}",
+                     f"{time.perf_counter() - start:.1f} s"])
+    echo(f"digits ViT ({len(data.y_test)} test images): float, dequantize before every matmul "
+         f"(fake-quantized), integer-only golden model (operand reordering, integer softmax, "
+         f"LayerNorm, GELU):")
+    echo(format_table(["bits", "float", "dequantize-first", "integer-only", "int - float",
+                       "int - dequantize-first", "quantize + lower + run"], rows))
+    echo("integer nonlinearities against their float functions over the whole input code range:")
+    echo(format_table(["function", "inputs", "max error", "mean error"],
+                      [[name, inputs, f"{largest:.2e}", f"{mean:.2e}"]
+                       for name, inputs, largest, mean in error_table()]))
+    return results
+
+
 def golden_speed(n=1024, k=1024, cols=1024, seed=0):
     """MAC/s of the golden model and of a float64 numpy matmul of the same shape."""
     rng = np.random.default_rng(seed)
@@ -318,6 +350,8 @@ def run_bench(args):
     training_figures()
     print()
     training_figures(seeds=(0,), network="cnn")
+    print()
+    vit_figures()
     return 0
 
 

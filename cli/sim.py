@@ -14,7 +14,8 @@ from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.runner import SIMULATORS, simulator_environment
 from systolix.sim.testbench.suite import ARRAY_CONFIGS, DSP_ARRAY_CONFIGS, run_array_suite
 from systolix.sim.transport import SimulationTransport
-from systolix.sw.default import WORKLOAD_MEMORIES, WORKLOADS, default_program
+from systolix.sw.default import (GOLDEN_WORKLOADS, WORKLOAD_MEMORIES, WORKLOADS,
+                                 default_program, golden_only)
 from systolix.sw.driver import Device
 from systolix.sw.models import accuracy
 from systolix.sw.pack import ideal_cycles, layer_tiles, pack
@@ -118,6 +119,7 @@ def test_codes(program, data, images=None):
 def run_sim(args):
     """``systolix sim``: a model on the simulated accelerator, end to end through the driver."""
     workload = args.workload or "digits-mlp"
+    golden_only(workload)
     config = ArrayConfig.from_name(args.config) if args.config else DEFAULT_CONFIG
     loaded = None if args.model is None else IntegerProgram.load(args.model)
     simulator_environment(args.simulator)
@@ -191,7 +193,7 @@ def register(subparsers):
     jobs = min(2, os.cpu_count() or 1)
     sim = subparsers.add_parser("sim", help="run a model on the simulated accelerator")
     sim.add_argument("--simulator", choices=SIMULATORS, default="verilator")
-    add_model_source(sim, "the array", tuple(WORKLOADS))
+    add_model_source(sim, "the array", tuple(WORKLOADS) + tuple(GOLDEN_WORKLOADS))
     sim.add_argument("--config", help="the array, for example 8x8-W4s-A4u-P12-wrap (default: "
                      f"{DEFAULT_CONFIG.name})")
     sim.add_argument("--images", type=integer(1),

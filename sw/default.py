@@ -12,8 +12,8 @@ from .lower import lower
 from .models import accuracy, digits_cnn, digits_mlp
 from .qmodel import quantize
 
-__all__ = ["WORKLOADS", "WORKLOAD_OPTIONS", "WORKLOAD_MEMORIES", "workload_model",
-           "default_program"]
+__all__ = ["WORKLOADS", "WORKLOAD_OPTIONS", "WORKLOAD_MEMORIES", "GOLDEN_WORKLOADS",
+           "workload_model", "default_program", "golden_only"]
 
 WORKLOADS = {
     "digits-mlp": "digits MLP 64-64-32-10",
@@ -39,6 +39,24 @@ WORKLOAD_MEMORIES = {
 """The memory depths each workload is simulated with (``systolix sim``)."""
 
 
+GOLDEN_WORKLOADS = {
+    "digits-vit": "digits ViT: 16 patches of 2x2, width 32, 2 heads, 2 pre-LN blocks "
+                  "(integer-only golden model: systolix.sw.vit)",
+}
+"""The embedded workloads the golden model runs but the engine does not yet (attention:
+products of two activations, softmax, LayerNorm, GELU), by name."""
+
+
+def golden_only(workload, option="--workload"):
+    """Raise :class:`ValueError` (one line naming ``option``) if ``workload`` is one of
+    :data:`GOLDEN_WORKLOADS`, which no accelerator runs yet."""
+    if workload in GOLDEN_WORKLOADS:
+        raise ValueError(f"{option} {workload}: the engine does not run attention yet "
+                         f"(products of two activations, softmax, LayerNorm, GELU); allowed: "
+                         f"{', '.join(WORKLOADS)} (the integer-only golden model of {workload} "
+                         f"runs in systolix bench)")
+
+
 def workload_model(workload="digits-mlp"):
     """The float model of a workload of :data:`WORKLOADS` and its digits split."""
     if workload not in WORKLOADS:
@@ -50,6 +68,7 @@ def default_program(config=DEFAULT_CONFIG, workload="digits-mlp"):
     """An embedded model (by default the digits MLP), W/A of ``config``, A2Q+ for the
     accumulator of ``config``, with the workload's :data:`WORKLOAD_OPTIONS`; returns
     ``(program, data, float accuracy)``."""
+    golden_only(workload, "workload")
     model, data = workload_model(workload)
     quantized = quantize(model, data.x_train, config.weight_bits, config.activation_bits,
                          accumulator_bits=config.accumulator_bits, method="a2q+",

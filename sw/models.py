@@ -25,7 +25,9 @@ Workloads: the default MLP 64-64-32-10 trained with scikit-learn's ``MLPClassifi
 bundled ``load_digits`` data set (8x8 images, pixel values 0..16, no download), with a fixed
 seed and a stratified train/test split (:func:`digits_mlp`); and the digits CNN
 (:func:`digits_cnn`), trained once by ``scripts/train_digits_cnn.py`` (PyTorch, the ``torch``
-extra) and shipped as float weights, so that using it needs no PyTorch.
+extra) and shipped as float weights, so that using it needs no PyTorch; the same for the tiny
+vision transformer (:class:`VisionTransformer`, :func:`digits_vit`, ``scripts/train_digits_vit.py``),
+a graph rather than a sequence of GEMMs, with its own float forward pass.
 """
 
 import dataclasses
@@ -42,13 +44,17 @@ from .io import exact_keys, field, layer_count, load_arrays, save_arrays
 
 __all__ = ["Dense", "Conv2d", "AvgPool2d", "GlobalAvgPool", "MaxPool2d", "FloatModel",
            "DigitsSplit",
-           "digits_split", "digits_mlp", "digits_cnn", "DIGITS_CNN_FILE", "accuracy"]
+           "digits_split", "digits_mlp", "digits_cnn", "DIGITS_CNN_FILE", "accuracy",
+           "VisionTransformer", "digits_vit", "DIGITS_VIT_FILE"]
 
 _FORMAT = "systolix.FloatModel"
 _VERSION = 2
 
 DIGITS_CNN_FILE = "digits_cnn.npz"
 """The shipped float weights of the digits CNN, a file of the package ``systolix.sw``."""
+
+DIGITS_VIT_FILE = "digits_vit.npz"
+"""The shipped float weights of the digits vision transformer (:func:`digits_vit`)."""
 
 
 def _pair(name, value):
@@ -559,3 +565,205 @@ def digits_cnn():
     """
     with resources.as_file(resources.files(__package__) / DIGITS_CNN_FILE) as path:
         return FloatModel.load(path), digits_split()
+
+
+@dataclass(frozen=True)
+class VisionTransformer:
+    """A tiny vision transformer on single-channel square images: patches, pre-LayerNorm
+    encoder blocks, mean pooling, a linear head.
+
+    ``x`` (raw pixels, ``(n, side * side)``) is cut into ``(side / patch)^2`` tokens of
+    ``patch * patch`` pixels (row-major, pixels ``(dy, dx)`` within a patch); then::
+
+        h = tokens @ embed_weight + embed_bias + position
+        for each block:
+            y = LayerNorm(h) (norm1); q, k, v = y @ W + b (query, key, value)
+            h = h + concat_heads(softmax(q k^T / sqrt(d_head)) v) @ out_weight + out_bias
+            y = LayerNorm(h) (norm2)
+            h = h + GELU(y @ fc1_weight + fc1_bias) @ fc2_weight + fc2_bias
+        logits = mean_tokens(LayerNorm(h) (norm)) @ head_weight + head_bias
+
+    LayerNorm with ``eps`` :data:`LAYERNORM_EPS`, the exact (erf) GELU. Head ``h`` of ``heads``
+    reads channels ``h * d_head .. (h + 1) * d_head`` of ``q``, ``k``, ``v``.
+
+    Parameters
+    ----------
+    params : dict of str to numpy.ndarray
+        The arrays of :meth:`names` (float64; shapes checked).
+    heads : int
+    patch : int
+        The side of a patch; divides ``side``.
+    side : int
+        The side of an image.
+    """
+
+    params: dict
+    heads: int
+    patch: int = 2
+    side: int = 8
+
+    LAYERNORM_EPS = 1e-5
+
+    def __post_init__(self):
+        check_int("heads", self.heads, 1, MAX_MAP)
+        check_int("side", self.side, 1, MAX_MAP)
+        check_int("patch", self.patch, 1, self.side)
+        if self.side % self.patch:
+            raise ValueError(f"patch must divide side ({self.side}), not {self.patch}")
+        params = dict(self.params)
+        if "embed_weight" not in params or np.ndim(params["embed_weight"]) != 2:
+            raise ValueError("params must hold embed_weight, a matrix (patch pixels, width)")
+        width = np.shape(params["embed_weight"])[1]
+        if width % self.heads:
+            raise ValueError(f"heads must divide the width ({width}), not {self.heads}")
+        depth = sum(1 for name in params if name.endswith("_query_weight"))
+        hidden = np.shape(params.get("block0_fc1_weight", np.zeros((0, 0))))[-1]
+        classes = np.shape(params.get("head_weight", np.zeros((0, 0))))[-1]
+        shapes = self.shapes(self.tokens, self.patch, width, depth, hidden, classes)
+        if set(params) != set(shapes):
+            missing = sorted(set(shapes) - set(params)) or sorted(set(params) - set(shapes))
+            raise ValueError(f"params must hold exactly the arrays of {depth} blocks: "
+                             f"{missing[0]} is {'missing' if missing[0] in shapes else 'unknown'}")
+        for name, shape in shapes.items():
+            array = _finite(name, frozen_array(params[name], np.float64))
+            if array.shape != shape:
+                raise ValueError(f"{name} must have shape {shape}, not {array.shape}")
+            params[name] = array
+        object.__setattr__(self, "params", params)
+
+    @staticmethod
+    def shapes(tokens, patch, width, depth, hidden, classes):
+        """The name and shape of every array of a model of these sizes."""
+        shapes = {"embed_weight": (patch * patch, width), "embed_bias": (width,),
+                  "position": (tokens, width)}
+        for block in range(depth):
+            prefix = f"block{block}_"
+            for name in ("norm1", "norm2"):
+                shapes.update({f"{prefix}{name}_weight": (width,), f"{prefix}{name}_bias": (width,)})
+            for name in ("query", "key", "value", "out"):
+                shapes.update({f"{prefix}{name}_weight": (width, width),
+                               f"{prefix}{name}_bias": (width,)})
+            shapes.update({f"{prefix}fc1_weight": (width, hidden), f"{prefix}fc1_bias": (hidden,),
+                           f"{prefix}fc2_weight": (hidden, width), f"{prefix}fc2_bias": (width,)})
+        shapes.update({"norm_weight": (width,), "norm_bias": (width,),
+                       "head_weight": (width, classes), "head_bias": (classes,)})
+        return shapes
+
+    tokens = property(lambda self: (self.side // self.patch) ** 2)
+    width = property(lambda self: self.params["embed_weight"].shape[1])
+    depth = property(lambda self: sum(1 for name in self.params if name.endswith("_query_weight")))
+    inputs = property(lambda self: self.side * self.side)
+
+    def patches(self, x):
+        """The tokens' pixels of images ``x`` (n, side * side): ``(n, tokens, patch^2)``."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.inputs:
+            raise ValueError(f"x must have shape (n, {self.inputs}), not {x.shape}")
+        grid, p = self.side // self.patch, self.patch
+        return x.reshape(len(x), grid, p, grid, p).transpose(0, 1, 3, 2, 4) \
+            .reshape(len(x), grid * grid, p * p)
+
+    def forward(self, x, matmul_input=lambda name, value: value, observe=None):
+        """The logits of images ``x`` (n, side * side).
+
+        ``matmul_input(name, value)`` sees (and may replace: a fake quantizer) every operand of
+        a matrix product on activations before the product, by name: ``input`` (the patches),
+        per block ``block{b}_``: ``norm1``, ``query``, ``key``, ``value``, ``attention``
+        (the softmax), ``context``, ``norm2``, ``gelu``; then ``norm`` (the head's input,
+        before pooling, which is a mean). ``observe(name, value)``, if given, sees the other
+        tensors: ``embed`` (the tokens after the embedding), per block ``scores`` (``q k^T /
+        sqrt(d_head)``), ``out`` (the attention's output projection), ``residual1``, ``fc1``
+        (before the GELU), ``fc2``, ``residual2``; then ``logits``.
+        """
+        def seen(name, value):
+            if observe is not None:
+                observe(name, value)
+            return value
+
+        from systolix.sim.golden.nonlinear import float_gelu, float_layernorm, float_softmax
+
+        p = self.params
+        h = seen("embed", matmul_input("input", self.patches(x)) @ p["embed_weight"]
+                 + p["embed_bias"] + p["position"])
+        n, tokens, width = h.shape
+        heads = self.heads
+        split = (n, tokens, heads, width // heads)
+        for block in range(self.depth):
+            b = f"block{block}_"
+
+            def norm(name, value):
+                return matmul_input(b + name, float_layernorm(value, p[f"{b}{name}_weight"],
+                                                               p[f"{b}{name}_bias"],
+                                                               self.LAYERNORM_EPS))
+
+            y = norm("norm1", h)
+            q, k, v = (matmul_input(b + name, y @ p[f"{b}{name}_weight"] + p[f"{b}{name}_bias"])
+                       .reshape(split) for name in ("query", "key", "value"))
+            scores = seen(b + "scores", np.einsum("nihd,njhd->nhij", q, k) / np.sqrt(split[3]))
+            attention = matmul_input(b + "attention", float_softmax(scores))
+            context = np.einsum("nhij,njhd->nihd", attention, v).reshape(n, tokens, width)
+            out = seen(b + "out", matmul_input(b + "context", context) @ p[f"{b}out_weight"]
+                       + p[f"{b}out_bias"])
+            h = seen(b + "residual1", h + out)
+            y = norm("norm2", h)
+            u = seen(b + "fc1", y @ p[f"{b}fc1_weight"] + p[f"{b}fc1_bias"])
+            u = seen(b + "fc2", matmul_input(b + "gelu", float_gelu(u)) @ p[f"{b}fc2_weight"]
+                     + p[f"{b}fc2_bias"])
+            h = seen(b + "residual2", h + u)
+        y = matmul_input("norm", float_layernorm(h, p["norm_weight"], p["norm_bias"],
+                                                  self.LAYERNORM_EPS))
+        return seen("logits", y.mean(axis=1) @ p["head_weight"] + p["head_bias"])
+
+    def predict(self, x):
+        """Predicted classes: the first largest logit of each row."""
+        return np.argmax(self.forward(x), axis=1)
+
+    def save(self, path):
+        """Write the model to one ``.npz`` file (atomically, with a format version)."""
+        save_arrays(path, _VIT_FORMAT, _VIT_VERSION,
+                    {"heads": self.heads, "patch": self.patch, "side": self.side,
+                     "arrays": sorted(self.params)},
+                    dict(self.params))
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save` (strictly, like :meth:`FloatModel.load`)."""
+        def members(header):
+            names = header.get("arrays")
+            if not isinstance(names, list) or not all(isinstance(name, str) for name in names) \
+                    or len(names) > _VIT_MAX_ARRAYS:
+                raise ValueError(f"{path}: header field arrays: must list the names of the "
+                                 f"arrays, not {names!r}")
+            return {name: ("float", 2 if name.endswith(("_weight", "position")) and not
+                           name.endswith(("norm1_weight", "norm2_weight", "norm_weight"))
+                           else 1) for name in names}
+
+        header, arrays = load_arrays(path, _VIT_FORMAT, _VIT_VERSION, members)
+        exact_keys(path, "", header, ("format", "version", "heads", "patch", "side", "arrays"))
+        sizes = {name: field(path, "", header, name, int, 1, MAX_MAP)
+                 for name in ("heads", "patch", "side")}
+        try:
+            return cls(arrays, **sizes)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+
+
+_VIT_FORMAT = "systolix.VisionTransformer"
+_VIT_VERSION = 1
+_VIT_MAX_ARRAYS = 1024
+
+
+@functools.lru_cache(maxsize=1)
+def digits_vit():
+    """The digits vision transformer: 16 patches of 2x2 pixels, width 32, 2 heads, 2 pre-LN
+    encoder blocks (MLP 64 wide, GELU), mean pooling, a linear head, on raw pixel values
+    0..16; trained on :func:`digits_split` by ``scripts/train_digits_vit.py`` and shipped as
+    float weights (:data:`DIGITS_VIT_FILE`).
+
+    Returns
+    -------
+    model : VisionTransformer
+    data : DigitsSplit
+    """
+    with resources.as_file(resources.files(__package__) / DIGITS_VIT_FILE) as path:
+        return VisionTransformer.load(path), digits_split()

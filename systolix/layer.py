@@ -27,7 +27,9 @@ from .numeric import BIAS_BITS, CODE_BITS, MAX_SHIFT, MULTIPLIER_BITS
 
 __all__ = ["ROUNDING_MODES", "MAX_MAP", "frozen_array", "integer_array", "Window",
            "IntegerLayer", "MaxPoolLayer", "AddLayer", "MatMulLayer", "SoftmaxLayer",
-           "LayerNormLayer", "GeluLayer", "GELU_CONSTANT_MAX"]
+           "LayerNormLayer", "GeluLayer", "GELU_CONSTANT_MAX", "GELU_CLIP_MAX",
+           "LAYERNORM_BIAS_BITS", "EXP_BITS", "EXP_COEFFICIENTS", "RECIPROCAL_BITS", "NORM_BITS",
+           "ROOT_BITS"]
 
 ROUNDING_MODES = ("half_up", "half_even")
 """How a requantization rounds ``t / 2^shift``: halves toward +inf (one constant added before
@@ -561,7 +563,7 @@ class SoftmaxLayer(_Elementwise):
     fraction_bits : int
         ``F``, 0..8: an input code step is ``2^-F`` in ``log2`` units.
     multiplier, shift : int
-        The requantization of a probability times ``2^32`` (unsigned
+        The requantization of a probability times ``2^30`` (unsigned
         :data:`~systolix.numeric.MULTIPLIER_BITS` bits; ``0..MAX_SHIFT``).
     output_zero_point, output_low, output_high : int
     input_bits, output_bits : int
@@ -601,7 +603,7 @@ class LayerNormLayer(_Elementwise):
     multiplier : numpy.ndarray of int64, shape (channels,)
         Signed, ``|M| < 2^16``.
     bias : numpy.ndarray of int64, shape (channels,)
-        Signed, :data:`~systolix.numeric.BIAS_BITS` bits.
+        Signed, :data:`LAYERNORM_BIAS_BITS` bits.
     shift : int
         0..:data:`~systolix.numeric.MAX_SHIFT`.
     output_zero_point, output_low, output_high : int
@@ -626,7 +628,7 @@ class LayerNormLayer(_Elementwise):
     def __post_init__(self):
         _check_output(self)
         channels = self.shape[2]
-        for name, bits in (("multiplier", MULTIPLIER_BITS + 1), ("bias", BIAS_BITS)):
+        for name, bits in (("multiplier", MULTIPLIER_BITS + 1), ("bias", LAYERNORM_BIAS_BITS)):
             array = integer_array(name, getattr(self, name))
             if array.shape != (channels,):
                 raise ValueError(f"{name} must have shape ({channels},), one per channel, not "
@@ -648,9 +650,9 @@ class GeluLayer(_Elementwise):
     input_zero_point : int
         Among the input codes.
     clip : int
-        ``round(1.769 sqrt 2 / s)``, 1..2^8.
+        ``round(1.769 sqrt 2 / s)``, 1..:data:`GELU_CLIP_MAX`.
     constant : int
-        ``round(2 / (0.2888 s^2))``, 1..2^24.
+        ``round(2 / (0.2888 s^2))``, 1..:data:`GELU_CONSTANT_MAX`.
     multiplier, shift : int
         The requantization of the product (unsigned
         :data:`~systolix.numeric.MULTIPLIER_BITS` bits; ``0..MAX_SHIFT``).
@@ -679,12 +681,36 @@ class GeluLayer(_Elementwise):
         _check_output(self)
         check_int("input_zero_point", self.input_zero_point,
                   *code_range(self.input_bits, self.input_signed))
-        check_int("clip", self.clip, 1, 1 << CODE_BITS)
+        check_int("clip", self.clip, 1, GELU_CLIP_MAX)
         check_int("constant", self.constant, 1, GELU_CONSTANT_MAX)
         check_int("multiplier", self.multiplier, 0, (1 << MULTIPLIER_BITS) - 1)
         check_int("shift", self.shift, 0, MAX_SHIFT)
 
 
-GELU_CONSTANT_MAX = 1 << 24
-"""The largest ``constant`` of a :class:`GeluLayer`: its product ``P`` (``|x| < 2^8``) then
-fits 34 bits signed and ``P * M0`` the requantizer's 49."""
+GELU_CONSTANT_MAX = 1 << 22
+GELU_CLIP_MAX = 1 << 11
+"""The largest ``constant`` and ``clip`` of a :class:`GeluLayer`: its product ``P`` (``|x| <
+2^8``, ``t^2 <= 2^22``) then fits 32 bits signed, a requantizer's accumulator."""
+
+LAYERNORM_BIAS_BITS = 48
+"""Bits of the bias of a :class:`LayerNormLayer` (signed): it is added to ``d * factor * M``,
+the normalised value times ``2^30`` times the multiplier."""
+
+# The fixed-point formats of the integer nonlinearities (systolix.sim.golden.nonlinear), shared
+# by the golden model and the gateware units.
+
+EXP_BITS = 15
+"""Fraction bits of :func:`~systolix.sim.golden.nonlinear.integer_exp2`: ``2^0`` is ``2^15``."""
+
+EXP_COEFFICIENTS = (1 << EXP_BITS, 22141, 5841)
+"""``C0, C1, C2``: ``2^-u ~ 1 - 0.67568 u + 0.17825 u^2`` on ``0 <= u < 1`` (least squares
+with ``P(0) = 1``; at most 0.26 % off), times ``2^15``."""
+
+RECIPROCAL_BITS = 30
+"""``reciprocal = floor(2^30 / sum(e))``: ``e * reciprocal`` is a probability times ``2^30``."""
+
+NORM_BITS = 30
+"""``d * factor`` is the normalised value times ``2^30``."""
+
+ROOT_BITS = 8
+"""Fraction bits of the integer square root of LayerNorm."""

@@ -15,8 +15,10 @@ it has folded ``log2 e`` into its multiplier). Per row, with ``d = max(q) - q >=
     z = d >> F,  r = d & (2^F - 1)                       integer and fraction of d / 2^F
     p = C0 + ((r * (((C2 * r) >> F) - C1)) >> F)        2^(-r / 2^F) * 2^15, a quadratic
     e = p >> z                                           2^(-d / 2^F) * 2^15
-    reciprocal = floor(2^32 / sum(e))                    one integer division a row
-    out = requantize(e * reciprocal, 0, M0, shift, ...)  e * reciprocal ~ softmax * 2^32
+    reciprocal = floor(2^30 / sum(e))                    one integer division a row
+    out = requantize(e * reciprocal, 0, M0, shift, ...)  e * reciprocal ~ softmax * 2^30
+
+(``e * reciprocal <= 2^30``: the requantizer of a 32-bit accumulator takes it.)
 
 LayerNorm (:func:`integer_layernorm`), after I-BERT: per row of ``C`` codes ``q``, ``s = sum q``,
 ``d = C q - s`` (``C`` times the centred value), ``S = C sum q^2 - s^2`` (``d / sqrt(S)`` is the
@@ -41,29 +43,15 @@ import math
 
 import numpy as np
 
+from systolix.layer import EXP_BITS, EXP_COEFFICIENTS, NORM_BITS, RECIPROCAL_BITS, ROOT_BITS
+
 from .program import requantize, round_shift
 
 __all__ = ["EXP_BITS", "EXP_COEFFICIENTS", "RECIPROCAL_BITS", "NORM_BITS", "ROOT_BITS",
            "GELU_A", "GELU_B", "exp2_fraction", "integer_exp2", "integer_softmax", "isqrt",
            "layernorm_factor", "integer_layernorm", "gelu_constants", "gelu_product", "integer_gelu",
            "float_softmax", "float_layernorm", "float_gelu", "exp2_error", "gelu_error",
-           "softmax_error", "layernorm_error"]
-
-EXP_BITS = 15
-"""Fraction bits of :func:`integer_exp2`: ``2^0`` is ``2^15``."""
-
-EXP_COEFFICIENTS = (1 << EXP_BITS, 22141, 5841)
-"""``C0, C1, C2``: ``2^-u ~ 1 - 0.67568 u + 0.17825 u^2`` on ``0 <= u < 1`` (least squares
-with ``P(0) = 1``; at most 0.26 % off), times ``2^15``."""
-
-RECIPROCAL_BITS = 32
-"""``reciprocal = floor(2^32 / sum(e))``: ``e * reciprocal`` is a probability times ``2^32``."""
-
-NORM_BITS = 30
-"""``d * factor`` is the normalised value times ``2^30``."""
-
-ROOT_BITS = 8
-"""Fraction bits of the integer square root of LayerNorm."""
+           "softmax_error", "layernorm_error", "error_table"]
 
 GELU_A = 0.2888
 GELU_B = 1.769
@@ -97,7 +85,7 @@ def integer_softmax(codes, fraction_bits, multiplier, shift, zero_point, low, hi
     fraction_bits : int
         ``F``.
     multiplier, shift, zero_point, low, high : int
-        The requantization of ``e * reciprocal`` (a probability times ``2^32``) to output codes.
+        The requantization of ``e * reciprocal`` (a probability times ``2^30``) to output codes.
     rounding : str
 
     Returns
@@ -207,7 +195,7 @@ def exp2_error(fraction_bits):
 
 
 def softmax_error(codes, fraction_bits):
-    """``(max, mean)`` absolute error of the probabilities ``e * reciprocal / 2^32`` of
+    """``(max, mean)`` absolute error of the probabilities ``e * reciprocal / 2^30`` of
     :func:`integer_softmax` (before the output requantization) against the float softmax of
     the real scores ``codes * ln 2 / 2^F``, over the rows of ``codes``."""
     codes = np.asarray(codes, dtype=np.int64)
@@ -240,3 +228,29 @@ def gelu_error(scale, bits=8, signed=True, zero_point=0):
 def gelu_constants(scale):
     """``(clip, constant)`` of :func:`gelu_product` for input scale ``scale``."""
     return max(1, round(GELU_B * math.sqrt(2) / scale)), round(2 / (GELU_A * scale ** 2))
+
+
+def error_table(seed=0):
+    """``(function, inputs, max error, mean error)`` rows: each integer nonlinearity against
+    its float function over the whole range of its input codes (what ``docs/vit.md``
+    tabulates)."""
+    rng = np.random.default_rng(seed)
+    codes = np.arange(-128, 128)
+    pairs = np.stack(np.meshgrid(codes, codes), axis=-1).reshape(-1, 2)
+    rows = []
+    for fraction_bits in (0, 3, 6):
+        rows.append((f"exp2, F={fraction_bits}", "every code difference 0..255",
+                     *exp2_error(fraction_bits)))
+    for fraction_bits in (3, 6):
+        rows.append((f"softmax, F={fraction_bits}", "every pair of 8-bit codes",
+                     *softmax_error(pairs, fraction_bits)))
+        rows.append((f"softmax, F={fraction_bits}", "20,000 rows of 17 random 8-bit codes",
+                     *softmax_error(rng.integers(-128, 128, (20000, 17)), fraction_bits)))
+    for bits, channels in ((8, 32), (4, 32), (8, 2)):
+        sample = rng.integers(0, 1 << bits, (20000, channels))
+        sample = sample[sample.min(axis=1) < sample.max(axis=1)]
+        rows.append((f"LayerNorm, {channels} channels", f"{len(sample):,} rows of random "
+                     f"{bits}-bit codes", *layernorm_error(sample)))
+    for scale in (0.01, 0.03, 0.1, 0.3):
+        rows.append((f"GELU, scale {scale}", "every 8-bit code", *gelu_error(scale)))
+    return rows

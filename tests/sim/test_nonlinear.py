@@ -37,8 +37,8 @@ def test_softmax_over_every_pair_of_codes_and_random_rows():
             print(f"\nsoftmax F={fraction_bits} {name}: max error {largest:.2e}, "
                   f"mean {mean:.2e}")
             assert largest < 2e-3 and mean < 5e-4
-    # Output codes: probability / 15 rounded (M0 / 2^shift = 15 / 2^32).
-    out = integer_softmax(rows, 4, 15, 32, 0, 0, 15)
+    # Output codes: probability * 15 rounded (M0 / 2^shift = 15 / 2^30).
+    out = integer_softmax(rows, 4, 15, 30, 0, 0, 15)
     expected = np.round(15 * np.exp((rows - rows.max(axis=1, keepdims=True)) * math.log(2)
                                     / 16) / np.exp((rows - rows.max(axis=1, keepdims=True))
                                                    * math.log(2) / 16).sum(1, keepdims=True))
@@ -105,7 +105,7 @@ def transformer_layers():
         "scores": MatMulLayer(5, 2, 3, 5, True, (7, 8), 0, 3, 2, input_bits=4,
                               input_signed=False, accumulator_bits=12, overflow="wrap",
                               **common),
-        "softmax": SoftmaxLayer((5, 2, 5), 4, 15, 32, 0, 0, 15, 8, True, 4, False),
+        "softmax": SoftmaxLayer((5, 2, 5), 4, 15, 30, 0, 0, 15, 8, True, 4, False),
         "context": MatMulLayer(5, 2, 5, 3, False, (0, 8), 0, 1, 4, input_bits=4,
                                input_signed=False, accumulator_bits=12, overflow="wrap",
                                **common),
@@ -148,7 +148,7 @@ def test_nonlinear_layers_run_their_functions():
     rows = x.reshape(-1, 5)
     softmax = layers["softmax"]
     np.testing.assert_array_equal(run_layer(softmax, x).reshape(-1, 5),
-                                  integer_softmax(rows, 4, 15, 32, 0, 0, 15))
+                                  integer_softmax(rows, 4, 15, 30, 0, 0, 15))
     x = rng.integers(-128, 128, size=(3, 30))
     norm = layers["layernorm"]
     np.testing.assert_array_equal(
@@ -167,5 +167,5 @@ def test_transformer_layers_check_their_fields():
         SoftmaxLayer((1, 1, 4), 9, 15, 32, 0, 0, 15, 8, True, 4, False)
     with pytest.raises(ValueError, match=r"multiplier must have shape \(6,\)"):
         LayerNormLayer((1, 5, 6), [1, 2], [0] * 6, 30, 8, 0, 15, 8, True, 4, False)
-    with pytest.raises(ValueError, match=r"constant must be an integer in 1..16777216"):
+    with pytest.raises(ValueError, match=r"constant must be an integer in 1..4194304"):
         GeluLayer((1, 5, 6), 0, 25, 0, 1, 20, 3, 0, 15, 8, True, 4, False)

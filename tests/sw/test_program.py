@@ -168,7 +168,7 @@ def transformer_program():
                        input_signed=True, **narrow),
         MatMulLayer(5, 2, 3, 5, True, (7, 8), 0, 3, 2, input_bits=4, input_signed=False,
                     accumulator_bits=12, overflow="wrap", **wide),
-        SoftmaxLayer((5, 2, 5), 4, 15, 32, input_bits=8, input_signed=True, **narrow),
+        SoftmaxLayer((5, 2, 5), 4, 15, 30, input_bits=8, input_signed=True, **narrow),
         MatMulLayer(5, 2, 5, 3, False, (0, 8), -5, 1, 4, input_bits=4, input_signed=False,
                     accumulator_bits=12, overflow="saturate", rounding="half_even", **wide),
         GeluLayer((1, 5, 6), -2, 25, 693, 40000, 20, input_bits=8, input_signed=True,

@@ -1,0 +1,122 @@
+"""Integer GELU unit: one code a cycle, I-BERT's clipped quadratic, then the requantizer."""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from systolix.layer import GELU_CLIP_MAX, GELU_CONSTANT_MAX
+from systolix.numeric import MULTIPLIER_BITS, SHIFT_BITS
+from systolix.timing import REQUANT_LATENCY
+
+from .requant import CODE_SHAPE, Requantizer, requant_output_layout
+
+__all__ = ["GELU_LATENCY", "gelu_input_layout", "GeluUnit"]
+
+GELU_LATENCY = 4 + REQUANT_LATENCY
+"""Cycles from a code on :attr:`GeluUnit.input` to its result on :attr:`GeluUnit.output`."""
+
+_PRODUCT = signed(32)           # |x| < 2^8, |f| <= 2 * constant <= 2^23: |P| < 2^31
+
+
+def gelu_input_layout(tag_shape):
+    """Payload of :attr:`GeluUnit.input`: a code and a tag."""
+    return data.StructLayout({"code": CODE_SHAPE, "tag": tag_shape})
+
+
+class GeluUnit(wiring.Component):
+    """The integer GELU of one code a cycle, bit-exact with
+    :func:`systolix.sim.golden.nonlinear.integer_gelu`::
+
+        x = code - input_zero_point
+        t = min(|x|, clip) - clip
+        P = x * (constant + sign(x) * (constant - t^2))
+        out = requantize(P, 0, multiplier, shift, zero_point, low, high, rounding)
+
+    Pipeline (one register after each step): 1. ``x``; 2. ``t``; 3. ``t^2``; 4. ``P`` (``f =
+    2 constant - t^2`` for ``x > 0``, ``t^2`` for ``x < 0``, times ``x``); then the
+    :class:`~systolix.hw.requant.Requantizer` (32-bit accumulator ``P``, bias 0).
+
+    Latency: :data:`GELU_LATENCY` cycles. Throughput: one code a cycle. The streams are always
+    ready and carry a ``tag`` through unchanged. The constants are those of one
+    :class:`~systolix.layer.GeluLayer` and must hold while a code is in flight; the input codes
+    and ``input_zero_point`` must be codes of the layer's input (``|x| < 2^8``).
+
+    Resources: two multipliers of at most 13 x 13 and 10 x 25 bits besides the requantizer's.
+
+    Parameters
+    ----------
+    tag_shape : shape-castable
+
+    Attributes
+    ----------
+    input : In(stream.Signature(gelu_input_layout(tag_shape), always_ready=True))
+    output : Out(stream.Signature(requant_output_layout(tag_shape), always_ready=True))
+    input_zero_point, zero_point, low, high : In(CODE_SHAPE)
+    clip : In(unsigned(12))
+    constant : In(unsigned(23))
+    multiplier : In(unsigned(MULTIPLIER_BITS))
+    shift : In(unsigned(SHIFT_BITS))
+    rounding : In(1)
+        0 halves up, 1 halves to even.
+    """
+
+    def __init__(self, tag_shape):
+        self.tag_shape = tag_shape
+        self._requant = Requantizer(_PRODUCT.width, tag_shape)
+        super().__init__({
+            "input": In(stream.Signature(gelu_input_layout(tag_shape), always_ready=True)),
+            "output": Out(stream.Signature(requant_output_layout(tag_shape),
+                                           always_ready=True)),
+            "input_zero_point": In(CODE_SHAPE),
+            "clip": In(unsigned(GELU_CLIP_MAX.bit_length())),
+            "constant": In(unsigned(GELU_CONSTANT_MAX.bit_length())),
+            "multiplier": In(unsigned(MULTIPLIER_BITS)),
+            "shift": In(unsigned(SHIFT_BITS)),
+            "zero_point": In(CODE_SHAPE),
+            "low": In(CODE_SHAPE),
+            "high": In(CODE_SHAPE),
+            "rounding": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.requant = requant = self._requant
+
+        def stage(name, fields, values):
+            registers = Signal(data.StructLayout({"valid": 1, "tag": self.tag_shape, **fields}),
+                               name=name)
+            m.d.sync += [registers[key].eq(value) for key, value in values.items()]
+            return registers
+
+        given = self.input.payload
+        clip_shape = signed(GELU_CLIP_MAX.bit_length() + 1)
+        centred = stage("gelu_x", {"x": signed(10)},
+                        {"valid": self.input.valid, "tag": given.tag,
+                         "x": given.code - self.input_zero_point})
+        magnitude = Mux(centred.x < 0, -centred.x, centred.x)
+        clipped = stage("gelu_t", {"x": signed(10), "t": clip_shape},
+                        {"valid": centred.valid, "tag": centred.tag, "x": centred.x,
+                         "t": Mux(magnitude < self.clip, magnitude, self.clip) - self.clip})
+        squared = stage("gelu_square", {"x": signed(10),
+                                        "square": unsigned(2 * GELU_CLIP_MAX.bit_length())},
+                        {"valid": clipped.valid, "tag": clipped.tag, "x": clipped.x,
+                         "square": clipped.t * clipped.t})
+        factor = Mux(squared.x > 0, (self.constant << 1) - squared.square,
+                     Mux(squared.x < 0, squared.square, self.constant))
+        product = stage("gelu_product", {"value": _PRODUCT},
+                        {"valid": squared.valid, "tag": squared.tag,
+                         "value": squared.x * factor})
+        m.d.comb += [
+            requant.input.valid.eq(product.valid),
+            requant.input.payload.acc.eq(product.value),
+            requant.input.payload.bias.eq(0),
+            requant.input.payload.multiplier.eq(self.multiplier),
+            requant.input.payload.shift.eq(self.shift),
+            requant.input.payload.tag.eq(product.tag),
+            requant.zero_point.eq(self.zero_point),
+            requant.low.eq(self.low),
+            requant.high.eq(self.high),
+            requant.rounding.eq(self.rounding),
+        ]
+        wiring.connect(m, requant.output, wiring.flipped(self.output))
+        return m

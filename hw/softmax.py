@@ -1,0 +1,189 @@
+"""Integer softmax unit: rows of codes in, rows of probability codes out."""
+
+from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from systolix.layer import EXP_BITS, EXP_COEFFICIENTS, RECIPROCAL_BITS
+from systolix.numeric import MULTIPLIER_BITS, SHIFT_BITS
+
+from .requant import CODE_SHAPE, Requantizer, requant_output_layout
+
+__all__ = ["softmax_row_cycles", "SoftmaxUnit"]
+
+_EXP_STAGES = 5                 # read, d, Horner inner, Horner outer, shift
+_RECIPROCAL = unsigned(EXP_BITS + 1)      # floor(2^30 / sum) <= 2^30 / 2^15
+
+
+def softmax_row_cycles(length):
+    """Cycles :class:`SoftmaxUnit` is busy with a row of ``length`` codes, from its first input
+    transfer (without stalls) to the cycle it accepts the next row's first code: ``length``
+    to load, ``length + 5`` to sum, ``16`` to divide, ``length + 5`` to normalise."""
+    return 3 * length + 2 * _EXP_STAGES + _RECIPROCAL.width
+
+
+class SoftmaxUnit(wiring.Component):
+    """The integer softmax of rows of codes, bit-exact with
+    :func:`systolix.sim.golden.nonlinear.integer_softmax` (see there)::
+
+        d = max(row) - q;  e = exp2(d)  (shift and quadratic)
+        reciprocal = floor(2^30 / sum(e))
+        out = requantize(e * reciprocal, 0, multiplier, shift, zero_point, low, high)
+
+    A row of ``length`` codes is taken on :attr:`input` into a row buffer while its maximum is
+    tracked (``length`` cycles, ``input.ready`` high); then the buffer is read once to sum the
+    exponentials (a 5-stage pipeline: read, ``d``, the two Horner steps of the quadratic, the
+    shift), ``sum(e)`` is divided into ``2^30`` one quotient bit a cycle (restoring division, 16
+    cycles: ``sum(e) >= 2^15``), and the buffer is read again, each ``e`` recomputed, multiplied
+    by the reciprocal and requantized by a :class:`~systolix.hw.requant.Requantizer` onto
+    :attr:`output`, one code a cycle; the next row loads while the last codes leave the
+    requantizer.
+
+    Latency and throughput: a row occupies the unit for :func:`softmax_row_cycles` cycles
+    (``3 length + 26``, without input stalls); its first output code leaves ``2 length + 26 +
+    REQUANT_LATENCY`` cycles or so after its first input. ``output`` is always ready (like the requantizer's); its tag is
+    the code's position in the row. The constants are those of one
+    :class:`~systolix.layer.SoftmaxLayer` and must hold while a row is in the unit.
+
+    Parameters
+    ----------
+    max_length : int
+        The longest row (the buffer's depth).
+
+    Attributes
+    ----------
+    input : In(stream.Signature(CODE_SHAPE))
+    output : Out(stream.Signature(requant_output_layout(unsigned(range(max_length))),
+        always_ready=True))
+    length : In(range(1, max_length + 1))
+    fraction_bits : In(range(9))
+    multiplier : In(unsigned(MULTIPLIER_BITS))
+    shift : In(unsigned(SHIFT_BITS))
+    zero_point, low, high : In(CODE_SHAPE)
+    rounding : In(1)
+    """
+
+    def __init__(self, max_length):
+        self.max_length = max_length
+        self._position = Shape.cast(range(max(max_length, 2)))
+        self._requant = Requantizer(32, self._position)
+        super().__init__({
+            "input": In(stream.Signature(CODE_SHAPE)),
+            "output": Out(stream.Signature(requant_output_layout(self._position),
+                                           always_ready=True)),
+            "length": In(range(1, max_length + 1)),
+            "fraction_bits": In(range(9)),
+            "multiplier": In(unsigned(MULTIPLIER_BITS)),
+            "shift": In(unsigned(SHIFT_BITS)),
+            "zero_point": In(CODE_SHAPE),
+            "low": In(CODE_SHAPE),
+            "high": In(CODE_SHAPE),
+            "rounding": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.requant = requant = self._requant
+        m.submodules.buffer = buffer = Memory(shape=CODE_SHAPE, depth=self.max_length, init=[])
+        write = buffer.write_port()
+        read = buffer.read_port()
+        c0, c1, c2 = EXP_COEFFICIENTS
+        fraction = self.fraction_bits
+
+        count = Signal(self._position)
+        largest = Signal(CODE_SHAPE)
+        total = Signal(EXP_BITS + 1 + self._position.width)
+        reciprocal = Signal(_RECIPROCAL)
+        remainder = Signal(RECIPROCAL_BITS + 1)
+        bit = Signal(range(_RECIPROCAL.width))
+        normalising = Signal()
+
+        # The exponential pipeline, fed by `issue` (a buffer address this cycle).
+        issue = Signal()
+        last_issue = Signal()
+        stages = [Signal(data.StructLayout({"valid": 1, "last": 1, "position": self._position}),
+                         name=f"exp_stage{index}") for index in range(_EXP_STAGES)]
+        m.d.sync += [stages[0].valid.eq(issue), stages[0].last.eq(last_issue),
+                     stages[0].position.eq(read.addr)]
+        m.d.sync += [later.eq(earlier) for earlier, later in zip(stages, stages[1:])]
+        difference = Signal(unsigned(CODE_SHAPE.width + 1))
+        whole = Signal(range(EXP_BITS + 2))
+        whole_delayed = Signal.like(whole)
+        rest = Signal(8)
+        inner = Signal(signed(18))
+        power = Signal(EXP_BITS + 1)
+        exp = Signal(EXP_BITS + 1)
+        shifted = Signal(unsigned(CODE_SHAPE.width + 1))
+        fraction_part = Signal(8)
+        m.d.comb += [shifted.eq(difference >> fraction),
+                     fraction_part.eq(difference & ((1 << fraction) - 1))]
+        m.d.sync += [
+            difference.eq(largest - read.data),                          # stage 1: d
+            whole.eq(Mux(shifted > EXP_BITS + 1, EXP_BITS + 1, shifted)),  # stage 2: z, r and
+            rest.eq(fraction_part),                                      # ((C2 r) >> F) - C1
+            inner.eq(((c2 * fraction_part) >> fraction) - c1),
+            power.eq(c0 + ((rest * inner) >> fraction)),                 # stage 3: p
+            whole_delayed.eq(whole),
+            exp.eq(power >> whole_delayed),                              # stage 4: p >> z
+        ]
+        exp_valid, exp_last, exp_position = (stages[-1].valid, stages[-1].last,
+                                             stages[-1].position)
+
+        with m.FSM():
+            with m.State("LOAD"):
+                m.d.comb += [self.input.ready.eq(1), write.addr.eq(count),
+                             write.data.eq(self.input.payload),
+                             write.en.eq(self.input.valid)]
+                with m.If(self.input.valid):
+                    with m.If((count == 0) | (self.input.payload.as_signed() > largest)):
+                        m.d.sync += largest.eq(self.input.payload)
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count == self.length - 1):
+                        m.d.sync += [count.eq(0), total.eq(0), normalising.eq(0)]
+                        m.next = "READ"
+            with m.State("READ"):
+                m.d.comb += [read.addr.eq(count), issue.eq(1),
+                             last_issue.eq(count == self.length - 1)]
+                m.d.sync += count.eq(count + 1)
+                with m.If(count == self.length - 1):
+                    m.d.sync += count.eq(0)
+                    m.next = "WAIT"
+            with m.State("WAIT"):
+                with m.If(exp_valid & exp_last & ~normalising):
+                    m.d.sync += [remainder.eq(1 << RECIPROCAL_BITS), reciprocal.eq(0),
+                                 bit.eq(_RECIPROCAL.width - 1)]
+                    m.next = "DIVIDE"
+                with m.If(exp_valid & exp_last & normalising):
+                    m.next = "LOAD"
+            with m.State("DIVIDE"):
+                step = Signal(RECIPROCAL_BITS + 1 + _RECIPROCAL.width)
+                m.d.comb += step.eq(total << bit)
+                with m.If(remainder >= step):
+                    m.d.sync += [remainder.eq(remainder - step),
+                                 reciprocal.eq(reciprocal | (1 << bit))]
+                m.d.sync += bit.eq(bit - 1)
+                with m.If(bit == 0):
+                    m.d.sync += normalising.eq(1)
+                    m.next = "READ"
+        with m.If(exp_valid & ~normalising):
+            m.d.sync += total.eq(total + exp)
+
+        product = Signal(data.StructLayout({"valid": 1, "position": self._position,
+                                            "value": unsigned(32)}))
+        m.d.sync += [product.valid.eq(exp_valid & normalising),
+                     product.position.eq(exp_position), product.value.eq(exp * reciprocal)]
+        m.d.comb += [
+            requant.input.valid.eq(product.valid),
+            requant.input.payload.acc.eq(product.value),
+            requant.input.payload.bias.eq(0),
+            requant.input.payload.multiplier.eq(self.multiplier),
+            requant.input.payload.shift.eq(self.shift),
+            requant.input.payload.tag.eq(product.position),
+            requant.zero_point.eq(self.zero_point),
+            requant.low.eq(self.low),
+            requant.high.eq(self.high),
+            requant.rounding.eq(self.rounding),
+        ]
+        wiring.connect(m, requant.output, wiring.flipped(self.output))
+        return m

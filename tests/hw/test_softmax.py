@@ -1,0 +1,79 @@
+"""The softmax unit in Amaranth's simulator against the golden integer softmax."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from systolix.hw.softmax import SoftmaxUnit, softmax_row_cycles
+from systolix.layer import ROUNDING_MODES
+from systolix.sim.golden.nonlinear import integer_softmax
+
+
+def simulate(rows, constants, max_length, gaps=(False,)):
+    """The unit's output rows for ``rows`` (one length) and the cycles between the first input
+    transfers of consecutive rows."""
+    dut = SoftmaxUnit(max_length)
+    length = len(rows[0])
+    outputs, starts = [], []
+
+    async def bench(ctx):
+        ctx.set(dut.length, length)
+        for name, value in constants.items():
+            ctx.set(getattr(dut, name), value)
+        flat = [int(code) for row in rows for code in row]
+        sent, cycle, row = 0, 0, []
+        while len(outputs) < len(rows):
+            offer = sent < len(flat) and not gaps[cycle % len(gaps)]
+            ctx.set(dut.input.valid, offer)
+            if offer:
+                ctx.set(dut.input.payload, flat[sent])
+            _, _, ready = await ctx.tick().sample(dut.input.ready)
+            if offer and ready:
+                if sent % length == 0:
+                    starts.append(cycle)
+                sent += 1
+            cycle += 1
+            if ctx.get(dut.output.valid):
+                assert ctx.get(dut.output.payload.tag) == len(row)
+                row.append(ctx.get(dut.output.payload.code))
+                if len(row) == length:
+                    outputs.append(row)
+                    row = []
+            assert cycle < 10 * len(flat) + 100 * len(rows) + 100
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return np.array(outputs), np.diff(starts)
+
+
+@pytest.mark.parametrize("length, fraction_bits, low, high, multiplier, shift, rounding", [
+    (17, 3, 0, 15, 15, 30, "half_up"),            # a ViT's attention row to 4-bit codes
+    (5, 0, -128, 127, 255, 30, "half_even"),
+    (1, 8, 0, 255, 65535, 38, "half_up"),
+    (32, 6, 0, 255, 40000, 37, "half_up"),
+])
+def test_rows_bit_exact(length, fraction_bits, low, high, multiplier, shift, rounding):
+    rng = np.random.default_rng(length)
+    rows = rng.integers(-128, 128, size=(6, length))
+    rows[1] = 127                                     # equal codes
+    rows[2, :] = -128
+    rows[2, 0] = 127                                  # one dominant code
+    constants = dict(fraction_bits=fraction_bits, multiplier=multiplier, shift=shift,
+                     zero_point=low, low=low, high=high,
+                     rounding=ROUNDING_MODES.index(rounding))
+    expected = integer_softmax(rows, fraction_bits, multiplier, shift, low, low, high,
+                               rounding)
+    outputs, spacing = simulate(rows, constants, 32, gaps=(False, True, False))
+    np.testing.assert_array_equal(outputs, expected)
+    steady, _ = simulate(rows[:3], constants, 32)
+    np.testing.assert_array_equal(steady, expected[:3])
+
+
+def test_row_cycles():
+    rows = np.random.default_rng(0).integers(-128, 128, size=(4, 17))
+    constants = dict(fraction_bits=3, multiplier=15, shift=30, zero_point=0, low=0, high=15,
+                     rounding=0)
+    _, spacing = simulate(rows, constants, 17)
+    assert set(spacing) == {softmax_row_cycles(17)}

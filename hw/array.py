@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from systolix.config import ArrayConfig
 from systolix.memory_map import activation_word_layout, weights_layout
-from systolix.timing import array_timing
+from systolix.timing import array_timing, column_delay
 
 from .mac import DSPProcessingPair, ProcessingElement, accumulator_shape, activation_shape
 
@@ -72,8 +72,10 @@ class SystolicArray(wiring.Component):
     ready; a new tile costs no cycles if it has been loaded while the previous one computed,
     i.e. if the previous tile is used for at least ``load_hold + rows + 2`` vectors.
 
-    Latency: ``rows + cols + 3`` cycles from the cycle a vector is accepted to the first cycle
-    its result is valid. A vector that starts a tile is accepted no earlier than 2 cycles after
+    Latency: ``rows + skew + 4`` cycles from the cycle a vector is accepted to the first cycle
+    its result is valid, ``skew`` being ``cols - 1`` with LUT cells and ``(cols - 1) // 2`` with
+    DSP cells, whose pairs of columns work in the same cycle
+    (:func:`~systolix.timing.array_timing`). A vector that starts a tile is accepted no earlier than 2 cycles after
     the tile's last row.
 
     Parameters
@@ -180,7 +182,7 @@ class SystolicArray(wiring.Component):
 
         # Result buffer: one memory per column, written as that column's sum leaves the bottom
         # row. `accepted[k]` is set in the k-th cycle after a vector was accepted.
-        accepted = Signal(timing.column_write + cols - 1)
+        accepted = Signal(timing.column_write + timing.skew)
         m.d.sync += accepted.eq(Cat(accept, accepted))
         level     = Signal(range(depth + 1))  # results fully written and not yet read
         has_result = Signal()                 # level != 0, registered
@@ -195,7 +197,7 @@ class SystolicArray(wiring.Component):
             write_port = column.write_port()
             read_port = column.read_port()
             write_addr = Signal(range(depth), name=f"result_write_addr_{c}")
-            column_written = accepted[timing.column_write - 1 + c]
+            column_written = accepted[timing.column_write - 1 + column_delay(self.config, c)]
             m.d.comb += [
                 write_port.en.eq(column_written),
                 write_port.addr.eq(write_addr),
@@ -227,7 +229,7 @@ class SystolicArray(wiring.Component):
         with m.If(accepted[0]):
             m.d.sync += accept_addr.eq(accept_addr + 1)
 
-        result_complete = accepted[timing.column_write - 1 + cols - 1]
+        result_complete = accepted[timing.column_write - 1 + timing.skew]
         sent = Signal()
         m.d.comb += sent.eq(self.results.valid & self.results.ready)
         count_up_down(m, level, has_result, up=result_complete, down=read)

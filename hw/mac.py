@@ -127,15 +127,12 @@ class DSPProcessingPair(wiring.Component):
     """Two multiply-accumulate cells of neighbouring columns ``c`` and ``c + 1`` of one row,
     with one multiplier for both (see the module documentation for the packing).
 
-    Outside it behaves exactly as two :class:`ProcessingElement` cells in a row, lane 0 being
-    column ``c``: an activation on ``act_in`` in cycle ``t`` is on ``act_out`` in ``t + 2``;
-    lane 0's partial sum must be on ``psum_in[0]`` in ``t + 2`` and gives ``psum_out[0]`` in
-    ``t + 3``; lane 1's must be on ``psum_in[1]`` in ``t + 3`` and gives ``psum_out[1]`` in
-    ``t + 4``. Inside, both products are made in ``t + 1`` from the activation registered once
-    and registered in ``t + 2``; lane 1's upper field waits a cycle in a register. Both lanes'
-    active weights are swapped when ``swap_in`` is set (lane 1's one cycle earlier than a
-    :class:`ProcessingElement` would: the vector before the swapping one has already been
-    multiplied). The active register holds the packed operand, computed as it is swapped in.
+    Both lanes work in the same cycle, with the latency of a :class:`ProcessingElement`: an
+    activation on ``act_in`` in cycle ``t`` is on ``act_out`` in ``t + 1``; both products are
+    made in ``t + 1`` and registered (in the DSP) in ``t + 2``, when both partial sums must be
+    on ``psum_in``, to give ``psum_out`` in ``t + 3``. So in an array the two columns of a pair
+    are not skewed against each other (:func:`~systolix.timing.column_delay`). Both lanes'
+    active weights are swapped in the cycle an activation arrives with ``swap_in``.
     Throughput: two multiply-accumulates per cycle.
 
     Parameters
@@ -172,33 +169,27 @@ class DSPProcessingPair(wiring.Component):
         field = config.product_bits
         shadow = Signal(data.ArrayLayout(weight_shape(config), 2))
         active = Signal(Shape(config.dsp_operand_bits, config.product_signed))
-        act = Signal(activation_shape(config))          # act_in one cycle late
-        swap = Signal()
         # The product (all its bits: act * active has 2F + 1), without reset: Yosys can then
         # put this register into the DSP.
         packed = Signal(2 * field + 1, reset_less=True)
-        upper = Signal(signed(field + 1))               # lane 1's field, a cycle late
-        borrow = Signal()
 
         with m.If(self.weight_write):
             m.d.sync += shadow.eq(self.weight)
         with m.If(self.swap_in):
             m.d.sync += active.eq(shadow[0] + (shadow[1] << field))
         m.d.sync += [
-            act.eq(self.act_in),
-            swap.eq(self.swap_in),
-            self.act_out.eq(act),
-            self.swap_out.eq(swap),
-            packed.eq(act * active),
-            upper.eq(packed[field:].as_signed()),
+            self.act_out.eq(self.act_in),
+            self.swap_out.eq(self.swap_in),
+            packed.eq(self.act_out * active),
         ]
+        upper = packed[field:].as_signed()
         if config.product_signed:
             lower = packed[:field].as_signed()
-            m.d.sync += borrow.eq(packed[field - 1])
+            upper = upper + packed[field - 1]
         else:
             lower = packed[:field]
         m.d.sync += [
             self.psum_out[0].eq(accumulate(config, self.psum_in[0], lower)),
-            self.psum_out[1].eq(accumulate(config, self.psum_in[1], upper + borrow)),
+            self.psum_out[1].eq(accumulate(config, self.psum_in[1], upper)),
         ]
         return m

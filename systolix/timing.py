@@ -7,7 +7,7 @@ with are defined here, once.
 
 from typing import NamedTuple
 
-__all__ = ["ArrayTiming", "array_timing", "REQUANT_LATENCY", "default_requant_lanes"]
+__all__ = ["ArrayTiming", "column_delay", "array_timing", "REQUANT_LATENCY", "default_requant_lanes"]
 
 
 class ArrayTiming(NamedTuple):
@@ -18,33 +18,46 @@ class ArrayTiming(NamedTuple):
     ----------
     latency : int
         Cycles from the cycle an activation vector is accepted to the first cycle its result is
-        offered on ``results``: ``rows + cols + 3``.
+        offered on ``results``: ``rows + skew + 4``.
     column_write : int
         Cycles from acceptance to the cycle column 0 writes the result into the result buffer;
-        column ``c`` writes ``c`` cycles later.
+        column ``c`` writes :func:`column_delay` ``(config, c)`` cycles later.
     result_depth : int
         Entries of the result buffer, a power of two of at least ``latency + 1``: enough credits
         to accept a vector every cycle while ``results`` is always ready.
     load_hold : int
         Cycles the weight loader waits, after the first vector of a tile is accepted, before it
         takes the first row of the next tile (so the shadow registers are not overwritten before
-        the new tile's wavefront has copied them).
+        the new tile's wavefront has copied them): ``max(skew - 2, 0)``.
+    skew : int
+        Cycles between the first and the last column: the last column's
+        :func:`column_delay`.
     """
     latency: int
     column_write: int
     result_depth: int
     load_hold: int
+    skew: int
+
+
+def column_delay(config, column):
+    """Cycles after column 0 that column ``column`` of an array of ``config`` gets an activation
+    and writes a result: one a column with LUT cells, one a pair of columns with DSP cells
+    (``pe="dsp"``: both columns of a pair work in the same cycle)."""
+    return column // 2 if config.pe == "dsp" else column
 
 
 def array_timing(config):
     """The :class:`ArrayTiming` of an array built from ``config`` (an
     :class:`~systolix.config.ArrayConfig`)."""
-    latency = config.rows + config.cols + 3
+    skew = column_delay(config, config.cols - 1)
+    latency = config.rows + skew + 4
     return ArrayTiming(
         latency=latency,
         column_write=config.rows + 2,
         result_depth=1 << latency.bit_length(),
-        load_hold=max(config.cols - 3, 0),
+        load_hold=max(skew - 2, 0),
+        skew=skew,
     )
 
 

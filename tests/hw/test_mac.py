@@ -4,7 +4,7 @@ golden model (:func:`systolix.sim.golden.array.accumulate`: wrap and saturate), 
 codes for 1- to 4-bit operands of either signedness and random codes for 8-bit ones, one step a
 cycle with a new weight every cycle, at the latency the class documents; and the double-buffered
 weight. The DSP pair (two columns, one packed multiplier) likewise over every triple of two
-weights and an activation, each lane at its own latency.
+weights and an activation.
 
 The components of the test of a bad argument are never elaborated; the first line tells Amaranth
 not to warn about that.
@@ -160,19 +160,19 @@ def test_golden_step_is_the_golden_accumulate():
 
 def run_pair_steps(config, steps):
     """Send ``steps`` (``(w0, w1, activation, psum0, psum1)``) through a
-    :class:`DSPProcessingPair`, one a cycle, each with its own weights; lane 0's partial sum on
-    ``psum_in[0]`` 2 cycles after the activation, lane 1's 3 cycles after; return each step's
-    ``(psum_out[0], psum_out[1])`` (3 and 4 cycles after). Checks that ``act_out`` and
-    ``swap_out`` follow ``act_in`` and ``swap_in`` 2 cycles later."""
+    :class:`DSPProcessingPair`, one a cycle, each with its own weights and both partial sums on
+    ``psum_in`` 2 cycles after the activation; return each step's ``(psum_out[0],
+    psum_out[1])`` 3 cycles after. Checks that ``act_out`` and ``swap_out`` follow ``act_in``
+    and ``swap_in`` 1 cycle later."""
     pair = DSPProcessingPair(config)
-    lane0, lane1 = [], []
+    outputs = []
 
     async def bench(ctx):
         ctx.set(pair.weight, list(steps[0][:2]))
         ctx.set(pair.weight_write, 1)
         await ctx.tick()
-        passed = [(0, 0), (0, 0)]
-        for cycle in range(len(steps) + 4):
+        previous = (0, 0)
+        for cycle in range(len(steps) + 3):
             step = steps[cycle] if cycle < len(steps) else None
             following = steps[cycle + 1] if cycle + 1 < len(steps) else None
             ctx.set(pair.weight_write, following is not None)
@@ -180,22 +180,20 @@ def run_pair_steps(config, steps):
                 ctx.set(pair.weight, list(following[:2]))
             ctx.set(pair.act_in, step[2] if step else 0)
             ctx.set(pair.swap_in, step is not None)
-            ctx.set(pair.psum_in[0], steps[cycle - 2][3] if 2 <= cycle < len(steps) + 2 else 0)
-            ctx.set(pair.psum_in[1], steps[cycle - 3][4] if 3 <= cycle < len(steps) + 3 else 0)
+            ctx.set(pair.psum_in, list(steps[cycle - 2][3:]) if 2 <= cycle < len(steps) + 2
+                    else [0, 0])
             _, _, act_out, swap_out, psum_out = await ctx.tick().sample(
                 pair.act_out, pair.swap_out, pair.psum_out)
-            assert (act_out, swap_out) == passed.pop(0)
-            passed.append((step[2], 1) if step else (0, 0))
-            if 3 <= cycle < len(steps) + 3:
-                lane0.append(psum_out[0])
-            if cycle >= 4:
-                lane1.append(psum_out[1])
+            assert (act_out, swap_out) == previous
+            previous = (step[2], 1) if step else (0, 0)
+            if cycle >= 3:
+                outputs.append((psum_out[0], psum_out[1]))
 
     sim = Simulator(pair)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    return list(zip(lane0, lane1))
+    return outputs
 
 
 @pytest.mark.parametrize("weight_bits, activation_bits", [(1, 1), (2, 3), (3, 2), (4, 4)])

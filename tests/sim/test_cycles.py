@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from systolix.config import ArrayConfig
 from systolix.timing import array_timing
@@ -18,8 +19,20 @@ def test_one_vector_per_cycle_and_documented_latency():
                for a, r in zip(cycles.activations, cycles.results))
 
 
-def test_next_tile_loads_while_the_current_one_computes():
-    config = ArrayConfig(rows=6, cols=9)
+def test_dsp_cells_shorten_the_latency():
+    """Both columns of a DSP pair work in the same cycle: the skew and the latency are those of
+    half as many columns (an odd last column is a group of its own)."""
+    for cols, skew in ((8, 3), (9, 4), (1, 0)):
+        config = ArrayConfig(rows=8, cols=cols, pe="dsp")
+        timing = array_timing(config)
+        assert timing.skew == skew and timing.latency == config.rows + skew + 4
+        cycles = simulate_array_cycles(config, [40])
+        assert all(r - a == timing.latency for a, r in zip(cycles.activations, cycles.results))
+
+
+@pytest.mark.parametrize("pe", ["lut", "dsp"])
+def test_next_tile_loads_while_the_current_one_computes(pe):
+    config = ArrayConfig(rows=6, cols=9, pe=pe)
     timing = array_timing(config)
     long = timing.load_hold + config.rows + 2
     cycles = simulate_array_cycles(config, [long, long, long])

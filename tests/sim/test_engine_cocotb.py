@@ -49,6 +49,17 @@ def test_digits_w4a4_default_array(digits, tmp_path):
     assert cycles <= 1.25 * ideal_cycles(program, config)
 
 
+@pytest.mark.slow
+def test_digits_w4a4_dsp_cells(digits, tmp_path):
+    """The default model on the 8x8 array of DSP cell pairs (``pe="dsp"``): the whole engine
+    bit-exact and cycle-exact as with LUT cells."""
+    config = ArrayConfig.from_name("8x8-W4s-A4u-P12-wrap-dsp")
+    _, hardware_accuracy, _ = run_model(
+        digits, config, 100, [64, 36], tmp_path, weight_bits=4, activation_bits=4,
+        accumulator_bits=12, method="a2q+")
+    assert hardware_accuracy > 0.9
+
+
 @pytest.mark.parametrize("bits, accumulator_bits, array", [
     (2, 10, (4, 4)),     # a 2-bit model on an array smaller than every layer in both dimensions
     (8, 24, (8, 4)),     # an 8-bit model

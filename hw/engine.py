@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from systolix.config import ArrayConfig
 from systolix.memory_map import (MemoryImages, memory_contents, output_codes, output_layout,
-                                 vector_words, windowed)
+                                 vector_words, weight_write_layout, windowed)
 from systolix.numeric import CODE_BITS
 from systolix.timing import default_requant_lanes
 
@@ -19,6 +19,7 @@ from .issuer import RequantIssuer, check_lanes
 from .output_streamer import OutputStreamer
 from .requant import Requantizer
 from .sequencer import Sequencer
+from .spram import SinglePortMemory
 from .writeback import Writeback, input_word_layout
 
 __all__ = ["input_word_layout", "InferenceEngine"]
@@ -39,6 +40,11 @@ class InferenceEngine(wiring.Component):
     The memories are initialised from ``images`` (so the model is in the bitstream): weights,
     requantization constants and the program. The sequencer reads the program at run time, so
     images with the same memory shapes can replace these without changing the logic.
+
+    With ``images.memories.upload_weights`` the weight memory is a
+    :class:`~systolix.hw.spram.SinglePortMemory` (the SPRAM of an iCE40 UltraPlus) that starts
+    with undefined contents: the host writes the weight image into it on ``load`` (one word a
+    cycle while the engine is idle: ``load.ready`` is ``~busy``) before the first run.
 
     The engine only joins its components (docs/engine.md)::
 
@@ -83,6 +89,9 @@ class InferenceEngine(wiring.Component):
     outputs : Out(stream.Signature(output_layout()))
     busy : Out(1)
     cycles : Out(32)
+    load : In(stream.Signature(weight_write_layout(images.weight_width)))
+        Only with ``images.memories.upload_weights``: weight memory words to write (address,
+        word).
     vector_words, output_codes, max_batch, word_bits : int
         Words of an input vector (layer 0's K tiles), codes of an output vector, the most
         vectors a run may take, and bits of an input word.
@@ -113,13 +122,17 @@ class InferenceEngine(wiring.Component):
         self.output_codes = output_codes(images)
         self.max_batch = images.max_batch
         self.word_bits = config.rows * config.activation_bits
-        super().__init__({
+        self.upload_weights = images.memories.upload_weights
+        members = {
             "inputs": In(stream.Signature(input_word_layout(config))),
             "start": In(stream.Signature(unsigned(16))),
             "outputs": Out(stream.Signature(output_layout())),
             "busy": Out(1),
             "cycles": Out(32),
-        })
+        }
+        if self.upload_weights:
+            members["load"] = In(stream.Signature(weight_write_layout(images.weight_width)))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -145,10 +158,20 @@ class InferenceEngine(wiring.Component):
         m.submodules.writeback = writeback = Writeback(config, memories, lanes)
         m.submodules.output_streamer = output_streamer = OutputStreamer(config, memories, lanes)
 
-        # The memories: the model's baked in, the buffers and the output memory empty.
-        weight_memory = m.submodules.weight_memory = Memory(
-            shape=images.weight_width, depth=memories.weight_words,
-            init=memory_contents(images, "weights", self.filler))
+        # The memories: the model's baked in (or the weights written by the host), the buffers
+        # and the output memory empty.
+        if self.upload_weights:
+            weight_memory = m.submodules.weight_memory = SinglePortMemory(
+                images.weight_width, memories.weight_words)
+            load, write = self.load, weight_memory.write
+            m.d.comb += [load.ready.eq(~sequencer.busy), write.addr.eq(load.payload.addr),
+                         write.data.eq(load.payload.data), write.en.eq(load.valid & load.ready)]
+            weight_read = weight_memory.read
+        else:
+            weight_memory = m.submodules.weight_memory = Memory(
+                shape=images.weight_width, depth=memories.weight_words,
+                init=memory_contents(images, "weights", self.filler))
+            weight_read = weight_memory.read_port()
         requant_memory = m.submodules.requant_memory = Memory(
             shape=images.requant_width, depth=memories.requant_words,
             init=memory_contents(images, "requant", self.filler))
@@ -176,7 +199,7 @@ class InferenceEngine(wiring.Component):
 
         # Memory ports.
         wiring.connect(m, sequencer.program, program_memory.read_port())
-        wiring.connect(m, weight_feeder.read, weight_memory.read_port())
+        wiring.connect(m, weight_feeder.read, weight_read)
         for index, buffer in enumerate(buffers):
             wiring.connect(m, writeback.buffers[index],
                            buffer.write_port(granularity=config.activation_bits))

@@ -171,13 +171,15 @@ def _check_fit(layers, windows, config, memories):
     tiles and the most inputs a run may take."""
     tiles = [_tiles(layer, window, config) for layer, window in zip(layers, windows)]
     problems = []
+    loaded = " (loaded at run time)" if memories.upload_weights else ""
     for kind, needs, have in (
             ("weight", [t.weight_words for t in tiles], memories.weight_words),
             ("requant", [t.requant_words for t in tiles], memories.requant_words)):
         if sum(needs) > have:
             per_layer = ", ".join(f"layer {index}: {words}" for index, words in enumerate(needs))
             problems.append(f"the model needs {sum(needs)} {kind} words ({per_layer}), the "
-                            f"memory has {have}")
+                            f"{kind} memory{loaded if kind == 'weight' else ''} has {have}: "
+                            f"{sum(needs) - have} words short")
     program_words = HEADER_WORDS + RECORD_WORDS * len(layers)
     if program_words > memories.program_words:
         problems.append(f"the model needs {program_words} program words ({HEADER_WORDS} + "
@@ -238,7 +240,9 @@ def check_fit(program, config, memories):
     weight and input codes and accumulate as every layer does (``accumulator_bits`` and
     ``overflow``); the layers must have ``1..65535`` inputs and outputs; each memory must hold
     what the model needs (the message gives, for each memory too small, the words needed, per
-    layer, and the words the memory has).
+    layer, the words the memory has and how many it is short). A weight memory loaded at run
+    time (``memories.upload_weights``, the iCEBreaker's SPRAM) is checked the same way: its
+    depth is what the board's SPRAM holds of the array's weight words.
 
     Returns
     -------

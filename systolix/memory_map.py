@@ -5,7 +5,8 @@ The packer (:func:`systolix.sw.pack.pack`) writes the memory images, the gatewar
 the testbenches read them, all through the layouts defined here and the one codec
 (:mod:`systolix.codec`).
 
-Four memories have an image baked into the bitstream:
+Three memories have an image (the weight memory's may be loaded at run time instead of baked
+into the bitstream: :attr:`MemoryConfig.upload_weights`):
 
 * the weight memory: every weight tile in the order the sequencer sends it to the array (per
   layer, per output tile, per K tile, ``rows`` words), a word one row of a tile
@@ -32,7 +33,7 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from .codec import decode, encode
-from .config import OVERFLOW_MODES, ArrayConfig, check_choice, check_int
+from .config import OVERFLOW_MODES, ArrayConfig, check_bool, check_choice, check_int
 from .layer import ROUNDING_MODES, IntegerLayer, Window
 from .numeric import BIAS_BITS, CODE_BITS, MULTIPLIER_BITS, SHIFT_BITS
 
@@ -44,7 +45,8 @@ __all__ = [
     "feed_address_bits", "layer_window", "padded_rows", "MemoryConfig", "MemoryImages",
     "layer_records", "windowed", "vector_words", "input_channels", "output_codes", "packed_layers",
     "save_images", "load_images", "pack_vectors", "unpack_vectors", "unpack_outputs",
-    "memory_contents",
+    "memory_contents", "baked_memories", "weight_write_layout", "SPRAM_WORDS", "SPRAM_BITS",
+    "spram_blocks", "spram_weight_words",
 ]
 
 FORMAT_VERSION = 4
@@ -154,6 +156,26 @@ MEMORY_WIDTHS = (("weights", "weight_width"), ("requant", "requant_width"),
 MEMORY_DEPTHS = {"weights": "weight_words", "requant": "requant_words",
                  "program": "program_words"}
 """The memories with an image, each with the :class:`MemoryConfig` field of its depth."""
+
+SPRAM_WORDS = 16384
+"""Words of one iCE40 UltraPlus single-port RAM (``SB_SPRAM256KA``, 256 Kbit)."""
+
+SPRAM_BITS = 16
+"""Bits of an ``SB_SPRAM256KA`` word."""
+
+
+def spram_blocks(width, depth):
+    """``SB_SPRAM256KA`` blocks of a memory of ``depth`` words of ``width`` bits:
+    ``ceil(width / 16)`` side by side, times ``ceil(depth / 16384)`` banks."""
+    return _ceil_div(width, SPRAM_BITS) * _ceil_div(depth, SPRAM_WORDS)
+
+
+def spram_weight_words(config, blocks):
+    """The deepest weight memory of an array of ``config`` in ``blocks`` ``SB_SPRAM256KA``s
+    (whole banks of ``ceil(cols * weight_bits / 16)`` blocks), at most :data:`MAX_WORDS`: 65536
+    words of 16 bits (262,144 4-bit weights) for a 4-column array in the UP5K's 4 blocks."""
+    per_bank = _ceil_div(config.cols * config.weight_bits, SPRAM_BITS)
+    return min(MAX_WORDS, blocks // per_bank * SPRAM_WORDS)
 
 
 def code_shape(bits, signed_codes):
@@ -282,8 +304,13 @@ class MemoryConfig:
     output_codes : int
         The output memory, one code of the last layer (8 bits) a word. Limits the batch:
         ``output_codes // outputs``.
+    upload_weights : bool
+        The weight memory is written at run time by the host (LOAD frames, docs/protocol.md),
+        not initialised by the bitstream: a single-port memory (the iCE40 UltraPlus's SPRAM,
+        which a bitstream cannot initialise) that the engine reads while it runs and the host
+        link writes while it is idle. ``False``: the image is baked into block RAM.
 
-    Each is an integer in ``1..``:data:`MAX_WORDS`.
+    Each depth is an integer in ``1..``:data:`MAX_WORDS`.
     """
 
     weight_words: int = 4096
@@ -292,11 +319,13 @@ class MemoryConfig:
     activation_words: int = 1024
     batch: int = 128
     output_codes: int = 2048
+    upload_weights: bool = False
 
     def __post_init__(self):
         for name in ("weight_words", "requant_words", "program_words", "activation_words",
                      "batch", "output_codes"):
             check_int(name, getattr(self, name), 1, MAX_WORDS)
+        check_bool("upload_weights", self.upload_weights)
 
 
 @dataclass(frozen=True)
@@ -533,6 +562,21 @@ def unpack_outputs(raw, bits, signed_codes):
     bits, zero-extended), as a list of int."""
     code = data.ArrayLayout(code_shape(bits, signed_codes), 1)
     return [decode(code, int(word) & ((1 << bits) - 1))[0] for word in raw]
+
+
+def baked_memories(memories):
+    """The names of the memories of :data:`MEMORY_WIDTHS` whose image the bitstream holds
+    (block RAM initial contents, what a bitstream patcher rewrites): all three, or without
+    ``"weights"`` when ``memories`` (a :class:`MemoryConfig`) has ``upload_weights``."""
+    return tuple(name for name, _ in MEMORY_WIDTHS
+                 if not (name == "weights" and memories.upload_weights))
+
+
+def weight_write_layout(width):
+    """A write of one weight memory word of ``width`` bits (``MemoryImages.weight_width``,
+    with ``upload_weights``): its ``addr`` (16 bits) and ``data``, the payload of the stream
+    from the host link into the engine."""
+    return data.StructLayout({"addr": unsigned(16), "data": unsigned(width)})
 
 
 def memory_contents(images, name, filler=None):

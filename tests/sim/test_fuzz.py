@@ -180,10 +180,12 @@ def expected_refusal(case):
                         rf"accumulator \(it needs {bits} bits\) and its {inputs} inputs span "
                         rf"{ceil_div(inputs, config.rows)} K tiles: ")
     need, memories = needs(case), case.memories
-    problems = [rf"the model needs {need['weight']} weight words \(.*\), the memory has "
-                rf"{memories.weight_words}" * (need["weight"] > memories.weight_words),
-                rf"the model needs {need['requant']} requant words \(.*\), the memory has "
-                rf"{memories.requant_words}" * (need["requant"] > memories.requant_words),
+    problems = [rf"the model needs {need['weight']} weight words \(.*\), the weight memory "
+                rf"has {memories.weight_words}: {need['weight'] - memories.weight_words} words "
+                rf"short" * (need["weight"] > memories.weight_words),
+                rf"the model needs {need['requant']} requant words \(.*\), the requant memory "
+                rf"has {memories.requant_words}: {need['requant'] - memories.requant_words} "
+                rf"words short" * (need["requant"] > memories.requant_words),
                 rf"the model needs {need['program']} program words \(.*\), the memory has "
                 rf"{memories.program_words}" * (need["program"] > memories.program_words),
                 rf"the model needs {need['activation']} activation words per input \(.*\), each "

@@ -299,9 +299,9 @@ def test_too_many_inputs():
 
 @pytest.mark.parametrize("memory, message", [
     ("weight_words", r"^the model needs 832 weight words \(layer 0: 512, layer 1: 256, "
-                     r"layer 2: 64\), the memory has 831$"),
+                     r"layer 2: 64\), the weight memory has 831: 1 words short$"),
     ("requant_words", r"^the model needs 112 requant words \(layer 0: 64, layer 1: 32, "
-                      r"layer 2: 16\), the memory has 111$"),
+                      r"layer 2: 16\), the requant memory has 111: 1 words short$"),
     ("program_words", r"^the model needs 58 program words \(4 \+ 18 per layer, 3 layers\), the "
                       r"memory has 57$"),
     ("activation_words", r"^the model needs 8 activation words per input \(layer 0's input "
@@ -319,8 +319,9 @@ def test_memories_too_small(digits, memory, message):
 
 def test_every_memory_too_small_is_named(digits):
     config = ArrayConfig(rows=8, cols=8, accumulator_bits=16)
-    with pytest.raises(ValueError, match=r"^the model needs 832 weight words .*, the memory has "
-                                         r"1; the model needs 112 requant words .*; the model "
+    with pytest.raises(ValueError, match=r"^the model needs 832 weight words .*, the weight "
+                                         r"memory has 1: 831 words short; the model needs 112 "
+                                         r"requant words .*; the model "
                                          r"needs 58 program words .*; the model needs 8 "
                                          r"activation words per input .*, each buffer has 1$"):
         check_fit(digits[0], config, MemoryConfig(1, 1, 1, 1))

@@ -1,12 +1,13 @@
 """The receiving half of the host link: request frames in, the engine's input words and
 ``start`` and a reply request out (docs/protocol.md)."""
 
-from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from systolix import protocol
 from systolix.config import check_int
+from systolix.memory_map import MAX_WORDS, weight_write_layout
 from systolix.protocol import ErrorCode, FrameType
 
 from .frame_crc import crc_signature
@@ -16,6 +17,7 @@ __all__ = ["FrameReceiver"]
 
 
 _BATCH_BYTES = protocol.RUN_HEADER_LAYOUT.size // 8
+_LOAD_HEADER_BYTES = protocol.LOAD_HEADER_LAYOUT.size // 8
 _STATUS_BYTES = protocol.STATUS_LAYOUT.size // 8
 _ERROR_BYTES = protocol.ERROR_LAYOUT.size // 8
 _TAIL_BYTES = protocol.RESULT_TAIL_LAYOUT.size // 8
@@ -38,6 +40,12 @@ class FrameReceiver(wiring.Component):
     batch 0 if words of it went out. The reply is offered on ``reply`` until it is taken, which
     tells the receiver that the reply has been sent: then it hunts for the next ``SYNC``.
 
+    With ``weight_bits`` the receiver also takes LOAD frames: their address and word count
+    are checked as a RUN's batch is (``BAD_ADDRESS`` unless the words lie in the
+    ``weight_words`` of the weight memory), their words go out on ``load`` with consecutive
+    addresses as their last byte arrives, and a good LOAD is answered with LOADED. A refused
+    LOAD may have written some of its words (the host sends it again).
+
     Latency: ``start``, or the ``reply`` of a STATUS request, is offered 2 cycles after the last
     CRC byte is taken (later if an input word is still waiting to be taken); the reply to a
     RUN 1 cycle after ``start`` is taken.
@@ -57,6 +65,9 @@ class FrameReceiver(wiring.Component):
     timeout_cycles : int or None
         Cycles without a byte offered in the middle of a frame after which it is refused,
         1..2**32; ``None`` waits forever.
+    weight_bits, weight_words : int or None
+        Bits and words of the weight memory the host loads (LOAD frames); ``None`` (the
+        default): LOAD is an unknown type.
 
     Attributes
     ----------
@@ -68,9 +79,12 @@ class FrameReceiver(wiring.Component):
     reply : Out(stream.Signature(reply_layout()))
         The reply's type and payload length; for an ERROR its code and the request's type.
     crc : Out(crc_signature())
+    load : Out(stream.Signature(weight_write_layout(weight_bits)))
+        Only with ``weight_bits``: the LOAD's words and their addresses, for the engine.
     """
 
-    def __init__(self, *, word_bits, vector_words, output_codes, max_batch, timeout_cycles):
+    def __init__(self, *, word_bits, vector_words, output_codes, max_batch, timeout_cycles,
+                 weight_bits=None, weight_words=None):
         self.word_bits = check_int("word_bits", word_bits, 1, protocol.MAX_PAYLOAD)
         self.vector_words = check_int("vector_words", vector_words, 1, protocol.MAX_PAYLOAD)
         self.output_codes = check_int("output_codes", output_codes, 1, protocol.MAX_PAYLOAD)
@@ -79,19 +93,30 @@ class FrameReceiver(wiring.Component):
         if timeout_cycles is not None:
             check_int("timeout_cycles", timeout_cycles, 1, 1 << 32)
         self.timeout_cycles = timeout_cycles
-        super().__init__({
+        if (weight_bits is None) != (weight_words is None):
+            raise ValueError("weight_bits and weight_words go together")
+        members = {
             "host_in": In(stream.Signature(8)),
             "inputs": Out(stream.Signature(word_bits)),
             "start": Out(stream.Signature(unsigned(16))),
             "reply": Out(stream.Signature(reply_layout())),
             "crc": Out(crc_signature()),
-        })
+        }
+        if weight_bits is not None:
+            check_int("weight_bits", weight_bits, 1, 1024)
+            check_int("weight_words", weight_words, 1, MAX_WORDS)
+            members["load"] = Out(stream.Signature(weight_write_layout(weight_bits)))
+        self.weight_bits, self.weight_words = weight_bits, weight_words
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         host_in, crc = self.host_in, self.crc
         word_bytes = protocol.word_bytes(self.word_bits)
         batch_bits = self.max_batch.bit_length()
+        loads = self.weight_bits is not None
+        load_bytes = protocol.word_bytes(self.weight_bits) if loads else word_bytes
+        register_bytes = max(word_bytes, load_bytes)
 
         received = Signal()              # a host_in byte is taken this cycle
         m.d.comb += received.eq(host_in.valid & host_in.ready)
@@ -99,6 +124,9 @@ class FrameReceiver(wiring.Component):
         rx_type = Signal(8)
         is_run = Signal()
         is_status = Signal()
+        is_load = Signal()               # a LOAD frame (only with weight_bits)
+        writing = Signal()               # the LOAD's words go to the weight memory
+        address = Signal(16)             # the LOAD's address of the next word
         length_low = Signal(8)
         remaining = Signal(16)           # payload bytes still to come
         payload_done = Signal()          # remaining == 0, registered
@@ -108,18 +136,34 @@ class FrameReceiver(wiring.Component):
         error = Signal(8)                # ErrorCode of the frame, 0 while it is acceptable
         loaded = Signal()                # the frame's words go to the engine
         bad_word = Signal()              # a word had a bit set above word_bits
-        word = Signal(word_bytes * 8)    # input word, assembled least significant byte first
+        word = Signal(register_bytes * 8)  # input word, least significant byte first, at the top
         word_valid = Signal()
-        byte_index = Signal(range(word_bytes))
+        byte_index = Signal(range(register_bytes))
+
+        # The words of a RUN and of a LOAD: which, their bytes and their bits.
+        word_kinds = [(~is_load, word_bytes, self.word_bits)]
+        if loads:
+            word_kinds.append((is_load, load_bytes, self.weight_bits))
 
         def count_payload(value):
             """``remaining <= value``, keeping ``payload_done`` in step."""
             m.d.sync += [remaining.eq(value), payload_done.eq(value == 0)]
 
-        m.d.comb += [self.inputs.valid.eq(word_valid),
-                     self.inputs.payload.eq(word[:self.word_bits]),
+        m.d.comb += [self.inputs.valid.eq(word_valid & ~is_load),
+                     self.inputs.payload.eq(word[(register_bytes - word_bytes) * 8:]
+                                            [:self.word_bits]),
                      self.start.payload.eq(batch)]
-        with m.If(self.inputs.valid & self.inputs.ready):
+        word_ready = Signal()            # the word waiting goes out in this cycle
+        m.d.comb += word_ready.eq(self.inputs.ready)
+        if loads:
+            load = self.load
+            m.d.comb += [load.valid.eq(word_valid & is_load), load.payload.addr.eq(address),
+                         load.payload.data.eq(word[(register_bytes - load_bytes) * 8:]
+                                              [:self.weight_bits]),
+                         word_ready.eq(Mux(is_load, load.ready, self.inputs.ready))]
+            with m.If(load.valid & load.ready):
+                m.d.sync += address.eq(address + 1)
+        with m.If(word_valid & word_ready):
             m.d.sync += word_valid.eq(0)
 
         # The reply's registers; its ERROR payload is the frame's error and type.
@@ -167,7 +211,8 @@ class FrameReceiver(wiring.Component):
                 m.d.comb += [hunting.eq(1), host_in.ready.eq(1)]
                 with m.If(received & (host_in.payload == protocol.SYNC)):
                     m.d.comb += crc.start.eq(1)
-                    m.d.sync += [rx_type.eq(0), error.eq(0), loaded.eq(0), bad_word.eq(0)]
+                    m.d.sync += [rx_type.eq(0), error.eq(0), loaded.eq(0), bad_word.eq(0),
+                                 writing.eq(0)]
                     m.next = "TYPE"
 
             with m.State("TYPE"):
@@ -175,7 +220,8 @@ class FrameReceiver(wiring.Component):
                 with m.If(received):
                     m.d.sync += [rx_type.eq(host_in.payload),
                                  is_run.eq(host_in.payload == FrameType.RUN),
-                                 is_status.eq(host_in.payload == FrameType.STATUS)]
+                                 is_status.eq(host_in.payload == FrameType.STATUS),
+                                 is_load.eq(loads & (host_in.payload == FrameType.LOAD))]
                     m.next = "LENGTH_LOW"
                 receive()
 
@@ -197,6 +243,12 @@ class FrameReceiver(wiring.Component):
                             m.d.sync += error.eq(ErrorCode.BAD_LENGTH)
                         with m.Else():
                             m.next = "BATCH_LOW"
+                    if loads:
+                        with m.Elif(is_load):
+                            with m.If(length < _LOAD_HEADER_BYTES):
+                                m.d.sync += error.eq(ErrorCode.BAD_LENGTH)
+                            with m.Else():
+                                m.next = "ADDRESS_LOW"
                     with m.Elif(is_status):
                         with m.If(length != 0):
                             m.d.sync += error.eq(ErrorCode.BAD_LENGTH)
@@ -204,12 +256,15 @@ class FrameReceiver(wiring.Component):
                         m.d.sync += error.eq(ErrorCode.UNKNOWN_TYPE)
                 receive()
 
-            for index, (state, following) in enumerate((("BATCH_LOW", "BATCH_HIGH"),
-                                                        ("BATCH_HIGH", "CHECK"))):
+            # A LOAD's address, then its words (as a RUN's batch, into `batch`).
+            header = [(address, 0, "ADDRESS_LOW", "ADDRESS_HIGH"),
+                      (address, 1, "ADDRESS_HIGH", "BATCH_LOW"),
+                      (batch, 0, "BATCH_LOW", "BATCH_HIGH"), (batch, 1, "BATCH_HIGH", "CHECK")]
+            for field, index, state, following in header[0 if loads else 2:]:
                 with m.State(state):
                     m.d.comb += host_in.ready.eq(1)
                     with m.If(received):
-                        m.d.sync += batch.word_select(index, 8).eq(host_in.payload)
+                        m.d.sync += field.word_select(index, 8).eq(host_in.payload)
                         count_payload(remaining - 1)
                         m.next = following
                     receive()
@@ -222,32 +277,44 @@ class FrameReceiver(wiring.Component):
                                                                      * word_bytes)),
                     byte_index.eq(0),
                 ]
+                if loads:
+                    with m.If(is_load):
+                        m.d.sync += [
+                            bad_batch.eq((batch == 0)
+                                         | (address + batch > self.weight_words)),
+                            bad_length.eq(remaining != batch * load_bytes),
+                        ]
                 m.next = "DECIDE"
 
             with m.State("DECIDE"):
                 with m.If(bad_batch):
-                    m.d.sync += error.eq(ErrorCode.BAD_BATCH)
+                    m.d.sync += error.eq(Mux(is_load, ErrorCode.BAD_ADDRESS,
+                                             ErrorCode.BAD_BATCH))
                 with m.Elif(bad_length):
                     m.d.sync += error.eq(ErrorCode.BAD_LENGTH)
+                with m.Elif(is_load):
+                    m.d.sync += writing.eq(1)
                 with m.Else():
                     m.d.sync += loaded.eq(1)
                 m.next = "PAYLOAD"
 
             with m.State("PAYLOAD"):
-                # A RUN's input words, or the payload of a frame that is refused.
-                m.d.comb += host_in.ready.eq(~payload_done & (~word_valid | self.inputs.ready))
+                # A RUN's input words or a LOAD's weight words, or the payload of a frame that
+                # is refused.
+                m.d.comb += host_in.ready.eq(~payload_done & (~word_valid | word_ready))
                 with m.If(received):
                     count_payload(remaining - 1)
                     m.d.sync += [word.eq(Cat(word[8:], host_in.payload)),
                                  byte_index.eq(byte_index + 1)]
-                    with m.If(byte_index == word_bytes - 1):
-                        m.d.sync += [byte_index.eq(0), word_valid.eq(loaded)]
-                        if self.word_bits % 8:
-                            # The last byte's bits above word_bits must be 0. Noted here, the
-                            # error set in VERDICT: off the paths into error, and a frame that
-                            # is not a loaded RUN has its error already.
-                            with m.If(host_in.payload[self.word_bits % 8:].any()):
-                                m.d.sync += bad_word.eq(1)
+                    for kind, size, bits in word_kinds:
+                        with m.If(kind & (byte_index == size - 1)):
+                            m.d.sync += [byte_index.eq(0), word_valid.eq(loaded | writing)]
+                            if bits % 8:
+                                # The last byte's bits above the word's must be 0. Noted here,
+                                # the error set in VERDICT: off the paths into error, and a
+                                # frame whose words do not go out has its error already.
+                                with m.If(host_in.payload[bits % 8:].any()):
+                                    m.d.sync += bad_word.eq(1)
                 with m.If(payload_done):
                     m.next = "CRC_HIGH"
                 receive()
@@ -273,6 +340,8 @@ class FrameReceiver(wiring.Component):
                         refuse()
                     with m.Elif(is_run):
                         m.next = "START"
+                    with m.Elif(is_load):
+                        reply(FrameType.LOADED, 0)
                     with m.Else():
                         reply(FrameType.STATUS_REPLY, _STATUS_BYTES)
 

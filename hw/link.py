@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from systolix import protocol
 from systolix.config import ArrayConfig, check_int
-from systolix.memory_map import MemoryImages, output_layout
+from systolix.memory_map import MemoryImages, output_layout, weight_write_layout
 
 from .frame_crc import SharedCrc
 from .frame_receiver import FrameReceiver
@@ -16,9 +16,10 @@ from .reply_transmitter import ReplyTransmitter
 __all__ = ["engine_signature", "FrameLink"]
 
 
-def engine_signature(word_bits):
+def engine_signature(word_bits, weight_bits=None):
     """The ports of the inference engine, seen from the engine, with ``word_bits``-bit input
-    words.
+    words (and, for an engine whose weights the host loads, ``weight_bits``-bit weight memory
+    words).
 
     The engine views an input word with :func:`systolix.hw.engine.input_word_layout`; here it
     is plain bits, which :func:`amaranth.lib.wiring.connect` accepts as the same port (it
@@ -38,14 +39,19 @@ def engine_signature(word_bits):
     busy : Out(1)
     cycles : Out(32)
         Compute cycles of the last completed run.
+    load : In(stream.Signature(weight_write_layout(weight_bits)))
+        Only with ``weight_bits``: weight memory words to write, with their addresses.
     """
-    return wiring.Signature({
+    members = {
         "inputs": In(stream.Signature(word_bits)),
         "start": In(stream.Signature(unsigned(16))),
         "outputs": Out(stream.Signature(output_layout())),
         "busy": Out(1),
         "cycles": Out(32),
-    })
+    }
+    if weight_bits is not None:
+        members["load"] = In(stream.Signature(weight_write_layout(weight_bits)))
+    return wiring.Signature(members)
 
 
 class FrameLink(wiring.Component):
@@ -59,7 +65,10 @@ class FrameLink(wiring.Component):
     for the reply; a :class:`~systolix.hw.reply_transmitter.ReplyTransmitter` sends it: the
     RESULT frame's header (its length is known from the batch) while the engine computes, then
     the engine's output codes as they come, then the run's cycles and the CRC; a STATUS request
-    is answered at once from constants and the engine's ``busy`` and ``cycles``. Every reply
+    is answered at once from constants and the engine's ``busy`` and ``cycles``. For images
+    whose weights the host loads (``images.memories.upload_weights``) a LOAD's words go to the
+    engine's ``load`` as their last byte arrives, and a good LOAD is answered with LOADED (see
+    :class:`~systolix.hw.frame_receiver.FrameReceiver`). Every reply
     byte leaves through an output register. Both compute the CRC
     (:data:`~systolix.protocol.CRC_PARAMETERS`) with one
     :class:`~systolix.hw.frame_crc.SharedCrc`, the receiver's until it asks for the reply.
@@ -110,7 +119,7 @@ class FrameLink(wiring.Component):
         Bytes from the host.
     host_out : Out(stream.Signature(8))
         Bytes to the host.
-    engine : In(engine_signature(word_bits))
+    engine : In(engine_signature(word_bits, weight_bits))
         The engine's ports, flipped: ``wiring.connect(m, link.engine, engine)``.
     status : protocol.Status
         What STATUS reports while the engine is idle before its first run.
@@ -118,6 +127,8 @@ class FrameLink(wiring.Component):
         The most vectors a RUN may carry, ``status.max_batch``.
     word_bits : int
         Bits of an input word, ``rows * activation_bits``.
+    weight_bits : int or None
+        Bits of a weight memory word that LOAD writes, or ``None``: the weights are baked in.
     """
 
     def __init__(self, config, images, *, vector_words, output_codes, max_batch,
@@ -142,10 +153,11 @@ class FrameLink(wiring.Component):
                                              word_bits=self.word_bits,
                                              output_codes=output_codes, max_batch=max_batch)
         self.max_batch = self.status.max_batch
+        self.weight_bits = images.weight_width if images.memories.upload_weights else None
         super().__init__({
             "host_in": In(stream.Signature(8)),
             "host_out": Out(stream.Signature(8)),
-            "engine": In(engine_signature(self.word_bits)),
+            "engine": In(engine_signature(self.word_bits, self.weight_bits)),
         })
 
     @classmethod
@@ -161,13 +173,16 @@ class FrameLink(wiring.Component):
         m.submodules.receiver = receiver = FrameReceiver(
             word_bits=self.word_bits, vector_words=self.vector_words,
             output_codes=self.output_codes, max_batch=self.max_batch,
-            timeout_cycles=self.timeout_cycles)
+            timeout_cycles=self.timeout_cycles, weight_bits=self.weight_bits,
+            weight_words=None if self.weight_bits is None else self.images.memories.weight_words)
         m.submodules.transmitter = transmitter = ReplyTransmitter(self.status)
         m.submodules.crc = crc = SharedCrc()
 
         wiring.connect(m, wiring.flipped(self.host_in), receiver.host_in)
         wiring.connect(m, receiver.inputs, wiring.flipped(engine.inputs))
         wiring.connect(m, receiver.start, wiring.flipped(engine.start))
+        if self.weight_bits is not None:
+            wiring.connect(m, receiver.load, wiring.flipped(engine.load))
         wiring.connect(m, receiver.reply, transmitter.request)
         wiring.connect(m, wiring.flipped(engine.outputs), transmitter.codes)
         wiring.connect(m, transmitter.host_out, wiring.flipped(self.host_out))

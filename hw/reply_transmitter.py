@@ -42,7 +42,8 @@ class ReplyTransmitter(wiring.Component):
     the CRC of everything after ``SYNC`` (fed to the CRC unit on ``crc`` as the bytes leave). A
     STATUS_REPLY's payload is :attr:`status` with the engine's ``busy`` and ``cycles``; an
     ERROR's is the request's ``error``; a RESULT's is the codes on ``codes``, up to the one
-    with ``last``, then ``cycles`` once ``busy`` is low. The request's payload must stay as it
+    with ``last``, then ``cycles`` once ``busy`` is low; a reply of length 0 (LOADED) has
+    none. The request's payload must stay as it
     is until the request is taken, in the cycle the last CRC byte goes into the output register.
     Every byte but the codes and the CRC comes from one table of bytes (header, status, error),
     every byte leaves through an output register (a
@@ -138,6 +139,8 @@ class ReplyTransmitter(wiring.Component):
                         with m.Elif(request.payload.type == FrameType.ERROR):
                             m.d.sync += tx_index.eq(_ERROR_START)
                             m.next = "BODY"
+                        with m.Elif(request.payload.length == 0):
+                            m.next = "CRC_HIGH"     # LOADED: no payload
                         with m.Else():
                             m.next = "BODY"
 

@@ -11,11 +11,13 @@ frame and returns the bytes of the one reply frame:
 ::
 
     device = Device(SerialTransport("/dev/ttyUSB1"), program, config, memories)
+    # (with memories.upload_weights, Device has just sent the weights in LOAD frames)
     outputs, cycles = device.run(codes)   # output codes (n, N); cycles of each run
     scores = device.infer(x)              # real inputs in, real outputs out
 """
 
 import time
+from dataclasses import replace
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -27,7 +29,7 @@ from systolix.protocol import FrameType, ProtocolError, ReferenceDevice
 from systolix.memory_map import (MemoryConfig, input_channels, output_codes, pack_vectors,
                                  unpack_outputs, unpack_vectors, vector_words)
 from systolix.sim.golden.engine import engine_cycles
-from systolix.sim.golden.program import run_program
+from systolix.sim.golden.program import run_images, run_program
 
 from .pack import pack
 from .program import IntegerProgram
@@ -139,6 +141,9 @@ class GoldenTransport:
     Replies are :class:`~systolix.protocol.ReferenceDevice`'s; a RUN's outputs come from
     :func:`~systolix.sim.golden.program.run_program` and its cycles from
     :func:`~systolix.sim.golden.engine.engine_cycles`, so they are what the hardware sends.
+    With ``memories.upload_weights`` the device's weight memory starts as zeros and LOAD frames
+    write it; a RUN computes with the weights it holds
+    (:func:`~systolix.sim.golden.program.run_images`), as the hardware does.
 
     Parameters
     ----------
@@ -152,12 +157,19 @@ class GoldenTransport:
         _check_types(program, config, memories)
         self.program, self.config = program, config
         self.images = pack(program, config, memories)
-        self.device = ReferenceDevice(_expected_status(self.images, config), self._compute)
+        weights = [0] * memories.weight_words if memories.upload_weights else None
+        self.device = ReferenceDevice(
+            _expected_status(self.images, config), self._compute, weights=weights,
+            weight_bits=self.images.weight_width if memories.upload_weights else None)
 
     def _compute(self, batch, words):
-        config, status = self.config, self.device.status
-        codes = unpack_vectors(words, config, status.vector_words, input_channels(self.images))
-        outputs = run_program(self.program, codes)
+        config, status, images = self.config, self.device.status, self.images
+        codes = unpack_vectors(words, config, status.vector_words, input_channels(images))
+        if self.device.weights is None:
+            outputs = run_program(self.program, codes)
+        else:
+            held = tuple(self.device.weights[:len(images.weights)])
+            outputs = run_images(replace(images, weights=held), config, codes)
         raw = outputs & ((1 << self.program.layers[-1].output_bits) - 1)
         return raw.ravel().tolist(), engine_cycles(config, self.images, batch).compute
 
@@ -181,7 +193,8 @@ class DeviceError(RuntimeError):
         protocol.ErrorCode.BAD_LENGTH: "bad length",
         protocol.ErrorCode.BAD_BATCH: "batch out of range",
         protocol.ErrorCode.TIMEOUT: "the frame stopped arriving",
-        protocol.ErrorCode.BAD_WORD: "an input word has bits set above its width",
+        protocol.ErrorCode.BAD_WORD: "a word has bits set above its width",
+        protocol.ErrorCode.BAD_ADDRESS: "its words do not lie in the weight memory",
     }
 
     def __init__(self, code, frame_type):
@@ -215,7 +228,10 @@ class Device:
     On creation the device is asked for its STATUS, which must match the images
     :func:`~systolix.sw.pack.pack` makes of ``program`` for ``config`` and ``memories``
     (protocol version, program header and config words, image checksum, vector and word sizes,
-    output codes, max batch); otherwise :class:`DeviceMismatch` names the differences.
+    output codes, max batch); otherwise :class:`DeviceMismatch` names the differences. Then,
+    if ``memories.upload_weights`` (a weight memory that the bitstream does not initialise,
+    such as the iCEBreaker's SPRAM), the weight image is sent in LOAD frames
+    (:meth:`load_weights`) before any run.
 
     Parameters
     ----------
@@ -233,6 +249,10 @@ class Device:
         Codes of a pixel of the input map (:func:`~systolix.memory_map.pack_vectors`).
     max_batch : int
         The most vectors of one RUN; :meth:`run` splits larger batches.
+    weight_bits : int
+        Bits of a weight memory word.
+    load_frames : int
+        LOAD frames sent (0 for weights baked into the bitstream).
     """
 
     def __init__(self, transport, program, config, memories=MemoryConfig()):
@@ -253,6 +273,29 @@ class Device:
         self.vector_words = status.vector_words
         self.input_channels = input_channels(images)
         self.max_batch = status.max_batch
+        self.weight_bits = images.weight_width
+        self.load_frames = 0
+        if memories.upload_weights:
+            self.load_weights(images.weights)
+
+    def load_weights(self, words, address=0):
+        """Write ``words`` (weight memory words) into the device's weight memory from
+        ``address``, in LOAD frames of at most :func:`~systolix.protocol.load_max_words`
+        words, each answered with LOADED; :attr:`load_frames` counts them.
+
+        Raises
+        ------
+        DeviceError
+            If the device refuses a LOAD (it may have written some of its words: load them
+            again), for example one that does not take LOAD frames (``UNKNOWN_TYPE``).
+        """
+        words = list(words)
+        step = protocol.load_max_words(self.weight_bits)
+        for start in range(0, len(words), step):
+            self._request(FrameType.LOAD, protocol.encode_load(
+                address + start, words[start:start + step], self.weight_bits),
+                FrameType.LOADED)
+            self.load_frames += 1
 
     def _request(self, frame_type, payload, reply_type):
         reply = protocol.decode_frame(self.transport.exchange(

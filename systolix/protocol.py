@@ -34,16 +34,20 @@ from .config import check_int
 __all__ = [
     "PROTOCOL_VERSION", "SYNC", "MAX_PAYLOAD", "MAX_FRAME_BYTES", "MAX_SKIPPED_BYTES",
     "CRC_ALGORITHM", "CRC_PARAMETERS", "CRC_BYTES",
-    "FrameType", "ErrorCode", "FRAME_HEADER_LAYOUT", "RUN_HEADER_LAYOUT", "RESULT_TAIL_LAYOUT",
+    "FrameType", "ErrorCode", "FRAME_HEADER_LAYOUT", "RUN_HEADER_LAYOUT", "LOAD_HEADER_LAYOUT",
+    "RESULT_TAIL_LAYOUT",
     "STATUS_LAYOUT", "ERROR_LAYOUT", "ProtocolError", "CrcError", "crc16", "word_bytes",
     "words_to_bytes", "bytes_to_words", "run_length", "result_length", "frame_max_batch",
-    "UART_BITS_PER_BYTE", "line_bytes", "uart_inferences_per_second", "image_checksum", "Frame", "encode_frame", "decode_frame", "read_frame", "encode_run",
-    "decode_run", "Result", "encode_result", "decode_result", "Status", "device_status",
+    "UART_BITS_PER_BYTE", "line_bytes", "uart_inferences_per_second", "image_checksum",
+    "Frame", "encode_frame", "decode_frame", "read_frame", "encode_run", "decode_run",
+    "load_length", "load_max_words", "encode_load", "decode_load", "Result", "encode_result",
+    "decode_result", "Status", "device_status",
     "encode_error", "decode_error", "ReferenceDevice",
 ]
 
-PROTOCOL_VERSION = 1
-"""Version of this protocol, sent in every STATUS reply; any change to a frame changes it."""
+PROTOCOL_VERSION = 2
+"""Version of this protocol, sent in every STATUS reply; any change to a frame changes it
+(version 2: LOAD and LOADED frames, the ``BAD_ADDRESS`` error)."""
 
 SYNC = 0xA5
 """First byte of every frame."""
@@ -73,8 +77,10 @@ class FrameType(enum.IntEnum):
     """The type byte of a frame. Replies have bit 7 set."""
     RUN = 0x01             #: host to device: a batch of input vectors to run
     STATUS = 0x02          #: host to device: ask for a STATUS_REPLY
+    LOAD = 0x03            #: host to device: weight memory words to write (run-time weights)
     RESULT = 0x81          #: device to host: the output codes and cycles of a RUN
     STATUS_REPLY = 0x82    #: device to host: :class:`Status`
+    LOADED = 0x83          #: device to host: a LOAD's words are written (empty payload)
     ERROR = 0xFF           #: device to host: a frame was refused (:data:`ERROR_LAYOUT`)
 
 
@@ -85,7 +91,8 @@ class ErrorCode(enum.IntEnum):
     BAD_LENGTH = 3         #: the length does not fit the type (and batch)
     BAD_BATCH = 4          #: a RUN's batch is not in 1..max_batch
     TIMEOUT = 5            #: the frame stopped arriving in the middle
-    BAD_WORD = 6           #: a RUN's input word has bits set above ``word_bits``
+    BAD_WORD = 6           #: a RUN's or LOAD's word has bits set above its width
+    BAD_ADDRESS = 7        #: a LOAD's words do not lie in the weight memory (or are none)
 
 
 FRAME_HEADER_LAYOUT = data.StructLayout({"sync": 8, "type": 8, "length": 16})
@@ -93,6 +100,10 @@ FRAME_HEADER_LAYOUT = data.StructLayout({"sync": 8, "type": 8, "length": 16})
 
 RUN_HEADER_LAYOUT = data.StructLayout({"batch": 16})
 """The first bytes of a RUN payload; the input words follow."""
+
+LOAD_HEADER_LAYOUT = data.StructLayout({"address": 16, "words": 16})
+"""The first bytes of a LOAD payload: the weight memory address of the first word and the
+number of words; the words follow."""
 
 RESULT_TAIL_LAYOUT = data.StructLayout({"cycles": 32})
 """The last bytes of a RESULT payload, after the output codes."""
@@ -330,6 +341,46 @@ def decode_run(payload, vector_words, word_bits):
     return batch, bytes_to_words(payload[header_bytes:], word_bits)
 
 
+def load_length(words, weight_bits):
+    """Payload bytes of a LOAD of ``words`` weight memory words of ``weight_bits`` bits."""
+    return LOAD_HEADER_LAYOUT.size // 8 + words * word_bytes(weight_bits)
+
+
+def load_max_words(weight_bits):
+    """The most words of ``weight_bits`` bits one LOAD carries (its payload at most
+    :data:`MAX_PAYLOAD` bytes)."""
+    return (MAX_PAYLOAD - load_length(0, weight_bits)) // word_bytes(weight_bits)
+
+
+def encode_load(address, words, weight_bits):
+    """LOAD payload: weight memory ``words`` of ``weight_bits`` bits, the first at
+    ``address``."""
+    check_int("address", address, 0, MAX_PAYLOAD)
+    check_int("the words of a LOAD", len(words), 1, load_max_words(weight_bits))
+    return (to_bytes(LOAD_HEADER_LAYOUT, {"address": address, "words": len(words)})
+            + words_to_bytes(words, weight_bits))
+
+
+def decode_load(payload, weight_bits):
+    """``(address, words)`` of a LOAD payload of words of ``weight_bits`` bits.
+
+    Raises
+    ------
+    ProtocolError
+        If the payload's length is not :func:`load_length` of its header's words.
+    """
+    header_bytes = LOAD_HEADER_LAYOUT.size // 8
+    if len(payload) < header_bytes:
+        raise ProtocolError(f"a LOAD payload has at least {header_bytes} bytes, not "
+                            f"{len(payload)}")
+    header = _unpack(LOAD_HEADER_LAYOUT, payload[:header_bytes])
+    if len(payload) != load_length(header["words"], weight_bits):
+        raise ProtocolError(f"a LOAD payload of {header['words']} words has "
+                            f"{load_length(header['words'], weight_bits)} bytes, not "
+                            f"{len(payload)}")
+    return header["address"], bytes_to_words(payload[header_bytes:], weight_bits)
+
+
 class Result(NamedTuple):
     """A decoded RESULT payload: output codes (raw bytes, vector by vector) and cycles."""
     codes: bytes
@@ -417,7 +468,10 @@ class ReferenceDevice:
     does; the tests compare the two byte for byte. Checks are made in this order, the first that
     fails is answered with an ERROR: the CRC; the type; a RUN's length (at least the batch
     field), its batch (``1..max_batch``), its length for that batch and its input words (no bit
-    set above ``word_bits``: ``BAD_WORD``); a STATUS's length (0).
+    set above ``word_bits``: ``BAD_WORD``); a LOAD's length (at least its header), its words
+    (``1..len(weights) - address``: ``BAD_ADDRESS``), its length for them and its words (no bit
+    set above ``weight_bits``); a STATUS's length (0). A device without ``weights`` answers a
+    LOAD with ``UNKNOWN_TYPE``.
 
     Parameters
     ----------
@@ -426,11 +480,19 @@ class ReferenceDevice:
     compute : callable
         ``compute(batch, words) -> (codes, cycles)``: the engine; ``words`` are the RUN's input
         words, ``codes`` the ``batch * status.output_codes`` output code bytes.
+    weights : list of int, optional
+        The weight memory of a device whose weights are loaded at run time (its length the
+        memory's depth): a good LOAD writes its words into it, answered with LOADED.
+    weight_bits : int, optional
+        Bits of a weight memory word (with ``weights``).
     """
 
-    def __init__(self, status, compute):
+    def __init__(self, status, compute, *, weights=None, weight_bits=None):
+        if (weights is None) != (weight_bits is None):
+            raise ValueError("weights and weight_bits go together")
         self.status = status
         self._compute = compute
+        self.weights, self.weight_bits = weights, weight_bits
 
     def respond(self, request):
         """The bytes of the reply to ``request``, the bytes of exactly one frame."""
@@ -443,6 +505,10 @@ class ReferenceDevice:
             return encode_frame(FrameType.ERROR, encode_error(error, frame.type))
         if frame.type == FrameType.STATUS:
             return encode_frame(FrameType.STATUS_REPLY, self.status.encode())
+        if frame.type == FrameType.LOAD:
+            address, words = decode_load(frame.payload, self.weight_bits)
+            self.weights[address:address + len(words)] = words
+            return encode_frame(FrameType.LOADED)
         status = self.status
         batch, words = decode_run(frame.payload, status.vector_words, status.word_bits)
         codes, cycles = self._compute(batch, words)
@@ -468,6 +534,21 @@ class ReferenceDevice:
             if any(int.from_bytes(frame.payload[start:start + size], "little")
                    >> status.word_bits
                    for start in range(batch_bytes, len(frame.payload), size)):
+                return ErrorCode.BAD_WORD
+            return None
+        if frame.type == FrameType.LOAD and self.weights is not None:
+            header_bytes = LOAD_HEADER_LAYOUT.size // 8
+            if len(frame.payload) < header_bytes:
+                return ErrorCode.BAD_LENGTH
+            header = _unpack(LOAD_HEADER_LAYOUT, frame.payload[:header_bytes])
+            if not 1 <= header["words"] <= len(self.weights) - header["address"]:
+                return ErrorCode.BAD_ADDRESS
+            if len(frame.payload) != load_length(header["words"], self.weight_bits):
+                return ErrorCode.BAD_LENGTH
+            size = word_bytes(self.weight_bits)
+            if any(int.from_bytes(frame.payload[start:start + size], "little")
+                   >> self.weight_bits
+                   for start in range(header_bytes, len(frame.payload), size)):
                 return ErrorCode.BAD_WORD
             return None
         if frame.type == FrameType.STATUS:

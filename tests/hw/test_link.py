@@ -26,7 +26,8 @@ from systolix.hw.link import FrameLink, engine_signature
 from systolix.protocol import ErrorCode, FrameType, ReferenceDevice, Status
 from systolix.sw.stimulus import random_program
 from systolix.sw.driver import GoldenTransport
-from systolix.memory_map import MemoryConfig, pack_vectors
+from systolix.memory_map import MemoryConfig, pack_vectors, unpack_outputs
+from systolix.sim.golden.program import run_program
 from systolix.sw.pack import pack
 
 # 3 rows of 3-bit codes: 9-bit words, two bytes each on the link.
@@ -258,6 +259,8 @@ REFUSED = {
     "unknown type": (protocol.encode_frame(0x33, b"abc"), ErrorCode.UNKNOWN_TYPE),
     "status with payload": (protocol.encode_frame(FrameType.STATUS, b"\0"),
                             ErrorCode.BAD_LENGTH),
+    "load into baked weights": (protocol.encode_frame(
+        FrameType.LOAD, protocol.encode_load(0, [1], 4)), ErrorCode.UNKNOWN_TYPE),
     "run without batch": (protocol.encode_frame(FrameType.RUN, b"\1"), ErrorCode.BAD_LENGTH),
     "batch 0": (protocol.encode_frame(FrameType.RUN, b"\0\0"), ErrorCode.BAD_BATCH),
     "batch too large": (protocol.encode_frame(
@@ -477,6 +480,89 @@ def test_link_with_the_real_engine_answers_like_the_golden_models():
     sim.run()
     golden = GoldenTransport(program, config, memories)
     assert bytes(received) == b"".join(golden.exchange(request) for request in requests)
+
+
+# -- Weights loaded at run time: LOAD frames into the real engine's weight memory. ---------------
+
+def load_frame(address, words, bits):
+    return protocol.encode_frame(FrameType.LOAD, protocol.encode_load(address, words, bits))
+
+
+def test_load_and_run_with_the_real_engine_answer_like_the_golden_models():
+    """An engine whose weight memory the host loads (a single-port memory, zeros at first in
+    simulation, as in the golden device): refused LOADs of every kind, a RUN before the
+    weights, the weights in two LOADs, runs, STATUS; byte for byte as the golden transport,
+    which computes with the weights it was sent."""
+    config = ArrayConfig(rows=4, cols=3, weight_bits=3, activation_bits=3,
+                         activation_signed=True)   # 9-bit weight words: two bytes each
+    memories = MemoryConfig(weight_words=60, requant_words=64, program_words=64,
+                            activation_words=64, batch=4, output_codes=64, upload_weights=True)
+    program = random_program(np.random.default_rng(6), config, [10, 7, 6])
+    images = pack(program, config, memories)
+    engine = InferenceEngine(config, images)
+    link = FrameLink.for_engine(engine)
+    assert link.engine.signature == engine_signature(engine.word_bits, 9).flip()
+    weights, bits = list(images.weights), images.weight_width
+    rng = np.random.default_rng(2)
+    codes = []
+
+    def run():
+        codes.append(rng.integers(-4, 4, size=(3, 10)))
+        words = pack_vectors(codes[-1], config, engine.vector_words)
+        return protocol.encode_frame(FrameType.RUN, protocol.encode_run(3, words, 12))
+    requests = [
+        load_frame(59, [1, 2], bits),                                    # past the memory
+        protocol.encode_frame(FrameType.LOAD, b"\0\0\0\0"),              # no words
+        protocol.encode_frame(FrameType.LOAD, b"\0\0"),                    # no header
+        protocol.encode_frame(FrameType.LOAD, protocol.encode_load(0, [3], bits) + b"\0"),
+        protocol.encode_frame(FrameType.LOAD, protocol.encode_load(0, [5, 6], bits)[:-1]
+                              + b"\x02"),                                 # bit 9 set
+        corrupt(load_frame(0, weights[:4], bits), 6),                     # bad CRC
+        run(),                                                            # zero weights
+        load_frame(0, weights[:len(weights) // 2], bits),
+        load_frame(len(weights) // 2, weights[len(weights) // 2:], bits),
+        run(), STATUS_FRAME, run(),
+    ]
+    received = bytearray()
+
+    async def host_in(ctx):
+        ctx.set(link.host_in.valid, 1)
+        for byte in b"".join(requests):
+            ctx.set(link.host_in.payload, byte)
+            await ctx.tick().until(link.host_in.ready)
+        ctx.set(link.host_in.valid, 0)
+
+    async def host_out(ctx):
+        ctx.set(link.host_out.ready, 1)
+        while len(whole_frames(bytes(received))) < len(requests):
+            _, _, valid, byte = await ctx.tick().sample(link.host_out.valid,
+                                                         link.host_out.payload)
+            if valid:
+                received.append(byte)
+
+    m = Module()
+    m.submodules.engine, m.submodules.link = engine, link
+    wiring.connect(m, link.engine, engine)
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(host_in)
+    sim.add_testbench(host_out)
+    sim.run()
+    golden = GoldenTransport(program, config, memories)
+    replies = [golden.exchange(request) for request in requests]
+    assert bytes(received) == b"".join(replies)
+    kinds = [protocol.decode_frame(reply) for reply in replies]
+    assert [protocol.decode_error(frame.payload)[0] for frame in kinds[:6]] == [
+        ErrorCode.BAD_ADDRESS, ErrorCode.BAD_ADDRESS, ErrorCode.BAD_LENGTH,
+        ErrorCode.BAD_LENGTH, ErrorCode.BAD_WORD, ErrorCode.BAD_CRC]
+    assert [frame.type for frame in kinds[7:9]] == [FrameType.LOADED] * 2
+    # The runs after the LOADs compute the program.
+    assert golden.device.weights[:len(weights)] == weights
+    last = program.layers[-1]
+    for index, vectors in zip((9, 11), codes[1:]):
+        outputs = unpack_outputs(protocol.decode_result(kinds[index].payload).codes,
+                                 last.output_bits, last.output_signed)
+        assert outputs == run_program(program, vectors).ravel().tolist()
 
 
 # -- The link and the reference device answer the same byte stream alike. -----------------------

@@ -8,9 +8,9 @@ from systolix import protocol
 from systolix.config import ArrayConfig
 from systolix.protocol import (CRC_PARAMETERS, SYNC, CrcError, ErrorCode, Frame, FrameType,
                                ProtocolError, ReferenceDevice, Result, Status, crc16,
-                               decode_error, decode_frame, decode_result, decode_run,
-                               encode_error, encode_frame, encode_result, encode_run,
-                               read_frame)
+                               decode_error, decode_frame, decode_load, decode_result,
+                               decode_run, encode_error, encode_frame, encode_load,
+                               encode_result, encode_run, read_frame)
 from systolix.sw.stimulus import random_program
 from systolix.boards.memory_files import write_images
 from systolix.sw.pack import pack
@@ -184,7 +184,7 @@ def test_reference_device_checks_the_crc_first_and_keeps_the_cycles():
 def test_error_codes_are_numbered_once():
     assert [(code.name, code.value) for code in ErrorCode] == [
         ("BAD_CRC", 1), ("UNKNOWN_TYPE", 2), ("BAD_LENGTH", 3), ("BAD_BATCH", 4),
-        ("TIMEOUT", 5), ("BAD_WORD", 6)]
+        ("TIMEOUT", 5), ("BAD_WORD", 6), ("BAD_ADDRESS", 7)]
 
 
 @pytest.mark.parametrize("frame, text", [
@@ -195,7 +195,10 @@ def test_error_codes_are_numbered_once():
      "a5 81 07 00 03 fa 07 d2 04 00 00 ea a0"),
     (encode_frame(FrameType.ERROR, encode_error(ErrorCode.BAD_CRC, FrameType.RUN)),
      "a5 ff 02 00 01 01 85 db"),
-], ids=["status", "run", "result", "error"])
+    (encode_frame(FrameType.LOAD, encode_load(0x10, [0x1234, 0x0056], 16)),
+     "a5 03 08 00 10 00 02 00 34 12 56 00 3f 48"),
+    (encode_frame(FrameType.LOADED), "a5 83 00 00 ae 96"),
+], ids=["status", "run", "result", "error", "load", "loaded"])
 def test_examples_of_docs_protocol_md(frame, text):
     assert frame.hex(" ") == text
 
@@ -227,3 +230,34 @@ def test_uart_bound_is_the_line_time_of_a_full_batch():
         5 / (68 * 10 / 115200))
     with pytest.raises(ValueError, match="baud must be an integer"):
         protocol.uart_inferences_per_second(STATUS, 0)
+
+
+def test_load_round_trips_and_is_checked_like_a_run():
+    payload = encode_load(7, [0x1FF, 0, 3], 9)
+    assert payload == bytes([7, 0, 3, 0, 0xFF, 1, 0, 0, 3, 0])
+    assert decode_load(payload, 9) == (7, [0x1FF, 0, 3])
+    assert protocol.load_max_words(16) == 32765 and protocol.load_length(2, 16) == 8
+    with pytest.raises(ProtocolError, match=r"^a LOAD payload of 3 words has 10 bytes, not 9$"):
+        decode_load(payload[:-1], 9)
+    with pytest.raises(ValueError, match=r"^the words of a LOAD must be an integer in "
+                                         r"1..32765, not 0$"):
+        encode_load(0, [], 16)
+    weights = [0] * 8
+    device = ReferenceDevice(STATUS, lambda batch, words: ([], 0), weights=weights,
+                             weight_bits=9)
+    for request, code in (
+            (encode_frame(FrameType.LOAD, encode_load(6, [1, 2, 3], 9)), ErrorCode.BAD_ADDRESS),
+            (encode_frame(FrameType.LOAD, encode_load(0, [1], 9)[:-1]), ErrorCode.BAD_LENGTH),
+            (encode_frame(FrameType.LOAD, b"\0\0\1"), ErrorCode.BAD_LENGTH),
+            (encode_frame(FrameType.LOAD, encode_load(0, [1], 9)[:-1] + b"\2"),
+             ErrorCode.BAD_WORD)):
+        assert decode_error(decode_frame(device.respond(request)).payload) == (
+            code, FrameType.LOAD)
+    assert weights == [0] * 8
+    reply = device.respond(encode_frame(FrameType.LOAD, encode_load(5, [1, 2, 3], 9)))
+    assert decode_frame(reply) == Frame(FrameType.LOADED, b"")
+    assert weights == [0, 0, 0, 0, 0, 1, 2, 3]
+    without = ReferenceDevice(STATUS, lambda batch, words: ([], 0))
+    assert decode_error(decode_frame(without.respond(encode_frame(
+        FrameType.LOAD, encode_load(0, [1], 9)))).payload) == (ErrorCode.UNKNOWN_TYPE,
+                                                               FrameType.LOAD)

@@ -218,6 +218,13 @@ def report_markdown(report):
               f"| energy per inference | "
               f"{format_figure(report['energy_per_inference_uj'], 3, ' uJ')} |",
               f"| build time | {report['build_seconds']:.0f} s |"]
+    memories = report["memories"]
+    if memories.get("upload_weights"):
+        sprams = report["resources"].get("sprams", {}).get("used", 0)
+        lines += ["", f"The weight memory ({memories['weight_words']:,} words, "
+                      f"{sprams} SPRAM blocks) is not in the bitstream: the driver uploads the "
+                      f"model's weights over the link (LOAD frames) before it runs, and "
+                      f"`systolix patch` rewrites only the requantization and program memories."]
     if "patched_from" in report:
         lines += ["", f"The model was patched into the bitstream of {report['patched_from']} "
                       f"(systolix patch)."]

@@ -31,7 +31,7 @@ import numpy as np
 from amaranth.back import rtlil
 from amaranth.hdl import Elaboratable
 
-from systolix.memory_map import MEMORY_WIDTHS, memory_contents
+from systolix.memory_map import MEMORY_WIDTHS, baked_memories, memory_contents
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.golden.program import run_program
 from systolix.sim.runner import run_cocotb, run_cocotb_sources
@@ -164,7 +164,9 @@ def synthesize_netlist(board, images, build_dir):
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    design = rtlil.convert(board_accelerator(board, images), name=TOPLEVEL)
+    # On the board's platform: the iCE40 UltraPlus's weight memory is its SPRAM cells.
+    design = rtlil.convert(board_accelerator(board, images), name=TOPLEVEL,
+                           platform=board.platform())
     options = f" {board.synth_options}" if board.synth_options else ""
     script = (f"read_rtlil {TOPLEVEL}.il\n"
               f"{IMAGE_MEMORIES_IN_BLOCK_RAM}\n"
@@ -183,8 +185,9 @@ def synthesize_netlist(board, images, build_dir):
     blocks = netlist_block_rams(text, board.family)
     present = _block_ram_slices(blocks, board.family)
     memories = {}
-    for name, width_field in MEMORY_WIDTHS:
-        width = getattr(images, width_field)
+    widths = dict(MEMORY_WIDTHS)
+    for name in baked_memories(images.memories):
+        width = getattr(images, widths[name])
         words = tool_words(memory_contents(images, name, FILLER), board.family)
         slices = memory_slices(words, width, board.family)
         found = [[pattern in present for pattern in slices[bit::width]] for bit in range(width)]

@@ -8,7 +8,7 @@ temporary file renamed onto it).
 
 from pathlib import Path
 
-from systolix.memory_map import MEMORY_WIDTHS, MemoryImages, memory_contents
+from systolix.memory_map import MEMORY_WIDTHS, MemoryImages, baked_memories, memory_contents
 from systolix.protocol import words_to_bytes
 from systolix.sw.io import atomic_write
 
@@ -56,9 +56,11 @@ def write_images(images, folder):
 
 
 def write_memory_files(images, folder, filler):
-    """Write the whole contents of each memory with an image, ``filler`` included
-    (:func:`systolix.memory_map.memory_contents`), as ``<folder>/<name>.hex``: what the
-    bitstream's block RAMs hold."""
-    for name, width in MEMORY_WIDTHS:
+    """Write the whole contents of each memory whose image the bitstream holds
+    (:func:`~systolix.memory_map.baked_memories`: not a weight memory loaded at run time),
+    ``filler`` included (:func:`systolix.memory_map.memory_contents`), as
+    ``<folder>/<name>.hex``: what the bitstream's block RAMs hold."""
+    widths = dict(MEMORY_WIDTHS)
+    for name in baked_memories(images.memories):
         write_hex(Path(folder) / f"{name}.hex", memory_contents(images, name, filler),
-                  getattr(images, width))
+                  getattr(images, widths[name]))

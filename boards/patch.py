@@ -4,7 +4,10 @@ The model lives only in the initial contents of the weight, requantization and p
 (block RAMs). When a new model packs into memories of the same shapes, :func:`patch_bitstream`
 rewrites those block RAMs in the placed design of a :func:`~systolix.boards.bitstream.build_bitstream`
 folder with the YoWASP tools (``icebram`` on ``top.asc`` for iCE40, ``ecpbram`` on ``top.config``
-for ECP5) and packs a new bitstream, in seconds.
+for ECP5) and packs a new bitstream, in seconds. A board whose weights live in SPRAM (the
+iCEBreaker: ``MemoryConfig.upload_weights``) has only the requantization and program memories
+in its bitstream: those are patched, and the new model's weights are uploaded by the driver at
+run time (LOAD frames), not patched.
 
 Both tools find a block RAM by its contents, one bit column at a time: they cut the old hex file
 into slices of one bit column by :data:`SLICE_WORDS` consecutive words (256 on iCE40, 512 on
@@ -43,7 +46,7 @@ import numpy as np
 
 from .memory_files import read_hex, write_hex, write_images, write_memory_files
 from systolix.files import atomic_write, output_folder, output_owner
-from systolix.memory_map import MEMORY_WIDTHS, windowed
+from systolix.memory_map import MEMORY_WIDTHS, baked_memories, windowed
 from systolix.sw.pack import pack
 
 from .bitstream import model_figures, plot_report, report_markdown
@@ -319,9 +322,10 @@ def _check_build(build_dir, report):
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
         raise _bad_build(build_dir, f"report.json: is not a bitstream report (field "
                                     f"{error!s} is missing or of the wrong type)") from None
-    tools = _TOOLS[board_named(report["board"]).family]
+    board = board_named(report["board"])
+    tools = _TOOLS[board.family]
     for name in (tools["placed"], tools["bitstream"],
-                 *(f"memories/{memory}.hex" for memory, _ in MEMORY_WIDTHS)):
+                 *(f"memories/{memory}.hex" for memory in baked_memories(board.memories))):
         if not (build_dir / name).is_file():
             raise _bad_build(build_dir, f"has no {name}")
 
@@ -399,7 +403,7 @@ def _patch(build_dir, program, board, images, report, widths, staging):
     # Per memory that changes, the bits its block RAMs hold, the contents with the zero words
     # past its depth, and the tools' hex files forward (old to new) and back.
     changed, contents, forward, back = {}, {}, [], []
-    for name, _ in MEMORY_WIDTHS:
+    for name in baked_memories(board.memories):
         old = _hex_words(build_dir, name, build_dir / "memories" / f"{name}.hex")
         new = read_hex(staging / "memories" / f"{name}.hex")
         if len(old) != len(new):

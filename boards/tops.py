@@ -26,7 +26,7 @@ from amaranth_boards.ulx3s import ULX3S_85F_Platform
 from systolix.config import DEFAULT_CONFIG, ArrayConfig, check_choice
 from systolix.hw.accelerator import Accelerator, SerialAccelerator
 from systolix.hw.uart import uart_divisor
-from systolix.memory_map import MemoryConfig
+from systolix.memory_map import MemoryConfig, spram_weight_words
 
 __all__ = ["Board", "BOARDS", "FILLER", "board", "BoardTop", "ice40_pll", "ecp5_pll",
            "ice40_pll_settings", "ecp5_pll_settings", "PLL_SETTINGS", "fastest_pll_clock"]
@@ -119,10 +119,21 @@ _ICE40_ARRAY = replace(DEFAULT_CONFIG, cols=4)
 # same two block RAMs as 64. 29 of the UP5K's 30 block RAMs.
 _ICE40_MEMORIES = MemoryConfig(weight_words=2048, requant_words=128, program_words=128,
                                activation_words=256, batch=256, output_codes=256)
+
+
+def _spram_memories(config, memories, blocks=4):
+    """``memories`` with the weight memory in the ``blocks`` SPRAMs of an iCE40 UltraPlus
+    (the UP5K's 4: 128 KB, not initialised by the bitstream, so the host loads the weights at
+    run time): as many weight words of ``config``'s array as they hold, 65,536 16-bit words
+    (262,144 4-bit weights) for 4 columns. The 56-bit requantization words take 4 block RAMs
+    for 128 words or 256, so the UltraPlus gets 256 (a model of up to 256 output channels)."""
+    return replace(memories, weight_words=spram_weight_words(config, blocks), requant_words=256,
+                   upload_weights=True)
 _ECP5_MEMORIES = MemoryConfig()
 
 BOARDS = {board.name: board for board in (
-    Board("icebreaker", ICEBreakerPlatform, "ice40", _ICE40_ARRAY, _ICE40_MEMORIES,
+    Board("icebreaker", ICEBreakerPlatform, "ice40", _ICE40_ARRAY,
+          _spram_memories(_ICE40_ARRAY, _ICE40_MEMORIES),
           clock_mhz=24.0, oscillator_on_pll_pad=True, requant_lanes=1, synth_options="-dsp",
           loader_board="ice40_generic",
           leds=(("led_g", 0, None), ("led_r", 0, None), ("led_r", 0, None))),

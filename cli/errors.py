@@ -686,10 +686,10 @@ CASES = (
     Case("model-too-large", "a model larger than the board's memories", _bitstream(),
          "--model program.npz: does not fit the icebreaker's 8x4-W4s-A4u-P12-wrap accelerator: "
          "the model needs 89512 weight words", setup=_setter(_too_large)),
-    Case("workload-too-large", "the digits CNN for the iCEBreaker (short of weight memory)",
-         ("bitstream", "--board", BOARD, "--workload", "digits-cnn", "--out", "out"),
-         "--workload digits-cnn: does not fit the icebreaker's 8x4-W4s-A4u-P12-wrap accelerator: "
-         "the model needs"),
+    Case("workload-too-large", "the digits CNN for the iCE40-HX8K (short of weight memory)",
+         ("bitstream", "--board", "ice40-hx8k-evn", "--workload", "digits-cnn", "--out", "out"),
+         "--workload digits-cnn: does not fit the ice40-hx8k-evn's 8x4-W4s-A4u-P12-wrap "
+         "accelerator: the model needs"),
     Case("sim-workload-too-large", "the digits CNN on a 2x2 array (short of weight memory)",
          ("sim", "--workload", "digits-cnn", "--config", "2x2-W4s-A4u-P12-wrap"),
          "--workload digits-cnn: does not fit the 2x2-W4s-A4u-P12-wrap accelerator: the model "

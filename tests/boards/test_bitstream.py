@@ -22,11 +22,15 @@ from systolix.boards.patch import (SLICE_WORDS, PatchError, block_ram_slices, ch
                                    lane_words, memory_slices, patch_bitstream, read_hex,
                                    stored_lanes, tool_words)
 from systolix.boards.tops import BOARDS, board
+from systolix.memory_map import baked_memories
 from systolix.sw.stimulus import random_program
 from systolix.sw.default import default_program
 
 PATCH_BOARD = "icebreaker"
 """The board most patch tests use: the quickest build (about 50 s)."""
+
+BLOCK_RAM_WEIGHTS_BOARD = "ice40-hx8k-evn"
+"""An iCE40 board whose weight memory is block RAM (the iCEBreaker's is SPRAM)."""
 
 ECP5_PATCH_BOARD = "ulx3s-85f"
 """The ECP5 board whose bitstream is patched too (``ecpbram``, about 3 minutes to build)."""
@@ -51,8 +55,9 @@ def test_unknown_board_is_refused_before_any_tool_runs(tmp_path):
 def test_model_too_large_for_the_board_is_refused(tmp_path):
     chosen = board("icebreaker")
     program = random_program(np.random.default_rng(1), chosen.config, [700, 500, 10])
-    with pytest.raises(ValueError, match=r"^the model needs \d+ weight words .*, the memory "
-                                         r"has \d+; "):
+    with pytest.raises(ValueError, match=r"^the model needs \d+ weight words .*, the weight "
+                                         r"memory \(loaded at run time\) has 65536: \d+ words "
+                                         r"short; "):
         build_bitstream("icebreaker", program, out=tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
 
@@ -86,13 +91,18 @@ def test_build_is_reproducible_and_reports(builds, tmp_path):
     assert min(report["fmax_mhz"].values()) >= report["clock_mhz"]
     assert json.loads((folder / "report.json").read_text()) == report
     for name in ("top.debug.v", "build.log", "report.md", "images/weights.hex",
-                 "memories/weights.hex"):
+                 "memories/requant.hex"):
         assert (folder / name).is_file()
-    # The memories holding the model are in block RAM, where the patcher can reach them.
+    # The memories holding the model are in block RAM, where the patcher can reach them; the
+    # iCEBreaker's weights are in SPRAM, uploaded at run time.
     log = (folder / "top.rpt").read_text()
-    for memory in ("weight", "requant", "program"):
+    for memory in ("requant", "program"):
         assert f"found attribute 'ram_style = block' on memory top.serial.accelerator.engine." \
                f"{memory}_memory, forced mapping to block RAM" in log
+    assert not (folder / "memories" / "weights.hex").exists()
+    assert report["resources"]["sprams"] == {"used": 4, "available": 4}
+    assert report["memories"]["upload_weights"] and "uploads the model's weights" in \
+        (folder / "report.md").read_text()
 
 
 @pytest.mark.toolchain
@@ -121,12 +131,15 @@ def test_patch_puts_another_model_in_and_reads_it_back(name, builds, tmp_path):
     other = other_program(name)
     summary = patch_bitstream(folder, other, out=tmp_path / "patched")
     assert summary["read_back"] == "ok"
-    assert set(summary["changed_words"]) == {"weights", "requant", "program"}
+    # The iCEBreaker's weights are in SPRAM: uploaded at run time, not patched.
+    assert set(summary["changed_words"]) == set(baked_memories(chosen.memories))
     assert json.loads((tmp_path / "patched" / "patch.json").read_text()) == summary
     # The block RAMs hold every bit the gateware reads (the reserved requantization bits, which
     # it does not read, may be left out by synthesis).
     bits = {memory: figures["bits"] for memory, figures in summary["block_ram_bits"].items()}
-    assert bits["weights"] == report["memory_widths"]["weights"] and bits["program"] == 32
+    assert bits.get("weights", 0) == (0 if chosen.memories.upload_weights else
+                                      report["memory_widths"]["weights"])
+    assert bits["program"] == 32
     assert bits["requant"] in (54, 56)
     suffix = chosen.bitstream_suffix
     patched = (tmp_path / "patched" / f"top{suffix}").read_bytes()
@@ -149,7 +162,7 @@ def test_patch_puts_another_model_in_and_reads_it_back(name, builds, tmp_path):
 @pytest.mark.toolchain
 @pytest.mark.slow
 def test_patch_refuses_contents_its_bitstream_does_not_hold(builds, tmp_path):
-    folder, _ = builds(PATCH_BOARD)
+    folder, _ = builds(BLOCK_RAM_WEIGHTS_BOARD)
     shutil.copytree(folder, tmp_path / "build")
     path = tmp_path / "build" / "memories" / "weights.hex"
     lines = path.read_text().split()
@@ -158,7 +171,8 @@ def test_patch_refuses_contents_its_bitstream_does_not_hold(builds, tmp_path):
     with pytest.raises(PatchError, match=r"^bits \[0\] of the weights memory's contents in the "
                                          r"build folder are only in part in the bitstream's "
                                          r"block RAMs"):
-        patch_bitstream(tmp_path / "build", other_program(PATCH_BOARD), out=tmp_path / "out")
+        patch_bitstream(tmp_path / "build", other_program(BLOCK_RAM_WEIGHTS_BOARD),
+                        out=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -187,7 +201,8 @@ def test_block_ram_slices_of_a_build_hold_its_memories(builds):
     folder, report = builds(PATCH_BOARD)
     family = board(PATCH_BOARD).family
     present = block_ram_slices(family, folder / "top.asc")
-    for name, width in report["memory_widths"].items():
+    for name in baked_memories(board(PATCH_BOARD).memories):
+        width = report["memory_widths"][name]
         words = tool_words(read_hex(folder / "memories" / f"{name}.hex"), family)
         lanes = stored_lanes(name, words, width, family, present)
         assert lanes == list(range(width))

@@ -812,9 +812,9 @@ CASES = (
                                             lambda path: (path / "top.asc").unlink())),
          needs=("build",)),
     Case("patch-corrupt-hex", "a build folder whose memory file is not hexadecimal", _patch(),
-         "the build folder build: memories/weights.hex: is not one hexadecimal word a line",
+         "the build folder build: memories/requant.hex: is not one hexadecimal word a line",
          setup=_with_program(_copy_resource(
-             "build", "build", lambda path: (path / "memories" / "weights.hex").write_text(
+             "build", "build", lambda path: (path / "memories" / "requant.hex").write_text(
                  "zz\n"))), needs=("build",)),
     Case("patch-build-of-report", "--build the output of systolix report", _patch(),
          "the build folder build: holds the output of systolix report",

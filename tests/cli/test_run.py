@@ -46,18 +46,23 @@ def test_run_through_a_pseudo_terminal(tmp_path, capsys, monkeypatch):
         assert err.count("\n") == 1 and "the board does not hold --model" in err \
             and "image_checksum" in err
     report = simulation.report
-    # Every byte crossed the pins: three STATUS requests and the RUN frames of the images in
-    # batches of max_batch, and their replies.
+    # Every byte crossed the pins: three STATUS requests, the LOAD frame of the weights (in
+    # the iCEBreaker's SPRAM, uploaded by the driver after the first STATUS) and the RUN
+    # frames of the images in batches of max_batch, and their replies.
+    weights = len(images.weights)
+    assert icebreaker.memories.upload_weights
+    assert weights <= protocol.load_max_words(images.weight_width)
     word_bits = icebreaker.config.rows * icebreaker.config.activation_bits
     status = protocol.device_status(images, vector_words=vector_words(images),
                                     word_bits=word_bits, output_codes=output_codes(images),
                                     max_batch=images.max_batch)
     batches = [min(status.max_batch, IMAGES - start)
                for start in range(0, IMAGES, status.max_batch)]
-    requests = 3 * _frame_bytes(0) + sum(_frame_bytes(protocol.run_length(
-        batch, status.vector_words, word_bits)) for batch in batches)
-    replies = 3 * _frame_bytes(protocol.STATUS_LAYOUT.size // 8) + sum(_frame_bytes(
-        protocol.result_length(batch, status.output_codes)) for batch in batches)
+    requests = 3 * _frame_bytes(0) + _frame_bytes(protocol.load_length(
+        weights, images.weight_width)) + sum(_frame_bytes(protocol.run_length(
+            batch, status.vector_words, word_bits)) for batch in batches)
+    replies = 3 * _frame_bytes(protocol.STATUS_LAYOUT.size // 8) + _frame_bytes(0) + sum(
+        _frame_bytes(protocol.result_length(batch, status.output_codes)) for batch in batches)
     assert report["bytes_to_device"] == requests
     assert report["bytes_to_host"] == replies
     assert report["uart_errors"] == 0 and report["framing_errors_on_tx"] == 0

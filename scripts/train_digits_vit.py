@@ -12,9 +12,10 @@ Training: float, AdamW, cosine schedule, images shifted by up to one pixel; then
 quantization-aware fine-tuning at W4/A4 with the quantizers of :mod:`systolix.sw.vit` (every
 operand of every matrix product fake-quantized: weights per output channel, activations with
 the ranges :func:`systolix.sw.vit.calibrate` finds on the float model, recalibrated at the start
-of every epoch; straight-through rounding) and with the integer GELU's approximation of ``erf``
-in place of the exact one (the integer-only model's GELU, as I-ViT fine-tunes with its integer
-approximations), so that the float weights keep their accuracy when the compiler
+of every epoch; straight-through rounding), and with what else the integer-only program of
+:func:`systolix.sw.vit.lower_vit` changes: the tensors no product reads in 8-bit codes
+(:func:`systolix.sw.vit.calibrate_wide`) and the integer GELU's approximation of ``erf`` in place
+of the exact one (as I-ViT fine-tunes with its integer approximations), so that the float weights keep their accuracy when the compiler
 quantizes them. Deterministic on the CPU (one thread, a fixed seed). Prints the test accuracy
 of the float and the fake-quantized module and of the written model.
 """
@@ -30,10 +31,11 @@ from torch import nn
 
 from systolix.sim.golden.nonlinear import GELU_A, GELU_B
 from systolix.sw.models import VisionTransformer, accuracy, digits_split
-from systolix.sw.vit import calibrate, weight_quantizer
+from systolix.sw.vit import calibrate, calibrate_wide, weight_quantizer
 
 WIDTH, HEADS, DEPTH, HIDDEN, PATCH, SIDE, CLASSES = 32, 2, 2, 64, 2, 8, 10
 BITS = 4
+LOG2E = math.log2(math.e)
 
 
 def straight_through(x, rounded):
@@ -84,6 +86,7 @@ class Network(nn.Module):
                                                                     else 1)
             self.params[name] = nn.Parameter(value)
         self.quantizers = None          # {name: QuantParams} when fake-quantizing
+        self.wide = None                # the same for the tensors no product reads
 
     def weight(self, name):
         weight = self.params[name]
@@ -101,12 +104,19 @@ class Network(nn.Module):
                 return value
             return fake_quantize(value, self.quantizers[name])
 
+        def seen(name, value):
+            if self.wide is None:
+                return value
+            if name.endswith("scores"):
+                return fake_quantize(value * LOG2E, self.wide[name]) / LOG2E
+            return fake_quantize(value, self.wide[name])
+
         def norm(name, value):
             return nn.functional.layer_norm(value, (WIDTH,), p[f"{name}_weight"],
                                             p[f"{name}_bias"], VisionTransformer.LAYERNORM_EPS)
 
-        h = operand("input", patches) @ self.weight("embed_weight") + p["embed_bias"] \
-            + p["position"]
+        h = seen("embed", operand("input", patches) @ self.weight("embed_weight")
+                 + p["embed_bias"] + p["position"])
         n, tokens, _ = h.shape
         split = (n, tokens, HEADS, WIDTH // HEADS)
         for block in range(DEPTH):
@@ -115,17 +125,21 @@ class Network(nn.Module):
             q, k, v = (operand(b + name, y @ self.weight(f"{b}{name}_weight")
                                + p[f"{b}{name}_bias"]).reshape(split)
                        for name in ("query", "key", "value"))
-            scores = torch.einsum("nihd,njhd->nhij", q, k) / math.sqrt(split[3])
+            scores = seen(b + "scores", torch.einsum("nihd,njhd->nhij", q, k)
+                          / math.sqrt(split[3]))
             attention = operand(b + "attention", torch.softmax(scores, dim=-1))
             context = torch.einsum("nhij,njhd->nihd", attention, v).reshape(n, tokens, WIDTH)
-            h = h + operand(b + "context", context) @ self.weight(f"{b}out_weight") \
-                + p[f"{b}out_bias"]
+            out = seen(b + "out", operand(b + "context", context)
+                       @ self.weight(f"{b}out_weight") + p[f"{b}out_bias"])
+            h = seen(b + "residual1", h + out)
             y = operand(b + "norm2", norm(b + "norm2", h))
             gelu = nn.functional.gelu if self.quantizers is None else integer_gelu
-            u = gelu(y @ self.weight(f"{b}fc1_weight") + p[f"{b}fc1_bias"])
-            h = h + operand(b + "gelu", u) @ self.weight(f"{b}fc2_weight") + p[f"{b}fc2_bias"]
+            u = seen(b + "fc1", y @ self.weight(f"{b}fc1_weight") + p[f"{b}fc1_bias"])
+            u = seen(b + "fc2", operand(b + "gelu", gelu(u)) @ self.weight(f"{b}fc2_weight")
+                     + p[f"{b}fc2_bias"])
+            h = seen(b + "residual2", h + u)
         y = operand("norm", norm("norm", h))
-        return y.mean(dim=1) @ self.weight("head_weight") + p["head_bias"]
+        return seen("logits", y.mean(dim=1) @ self.weight("head_weight") + p["head_bias"])
 
 
 def to_model(network):
@@ -168,7 +182,9 @@ def main():
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
         for _ in range(epochs):
             if quantizing:
-                network.quantizers = calibrate(to_model(network), data.x_train, BITS)
+                model = to_model(network)
+                network.quantizers = calibrate(model, data.x_train, BITS)
+                network.wide = calibrate_wide(model, data.x_train)
             for batch in torch.randperm(len(images), generator=generator).split(64):
                 optimizer.zero_grad()
                 nn.functional.cross_entropy(network(shifted(batch)), y[batch]).backward()
@@ -186,7 +202,7 @@ def main():
     if args.qat_epochs:
         train(args.qat_epochs, 5e-4, quantizing=True)
         fake_quantized = test_accuracy()
-        network.quantizers = None
+        network.quantizers = network.wide = None
     seconds = time.perf_counter() - started
     model = to_model(network)
     model.save(args.out)

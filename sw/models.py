@@ -670,15 +670,13 @@ class VisionTransformer:
         a matrix product on activations before the product, by name: ``input`` (the patches),
         per block ``block{b}_``: ``norm1``, ``query``, ``key``, ``value``, ``attention``
         (the softmax), ``context``, ``norm2``, ``gelu``; then ``norm`` (the head's input,
-        before pooling, which is a mean). ``observe(name, value)``, if given, sees the other
-        tensors: ``embed`` (the tokens after the embedding), per block ``scores`` (``q k^T /
+        before pooling, which is a mean). ``observe(name, value)``, if given, sees (and may
+        replace, returning another value) the other tensors: ``embed`` (the tokens after the embedding), per block ``scores`` (``q k^T /
         sqrt(d_head)``), ``out`` (the attention's output projection), ``residual1``, ``fc1``
         (before the GELU), ``fc2``, ``residual2``; then ``logits``.
         """
         def seen(name, value):
-            if observe is not None:
-                observe(name, value)
-            return value
+            return value if observe is None else observe(name, value)
 
         from systolix.sim.golden.nonlinear import float_gelu, float_layernorm, float_softmax
 

@@ -33,15 +33,17 @@ import numpy as np
 from systolix.layer import (AddLayer, GeluLayer, IntegerLayer, LayerNormLayer, MatMulLayer,
                             SoftmaxLayer, Window)
 from systolix.numeric import MULTIPLIER_BITS
+from systolix.sim.golden import run_program
 from systolix.sim.golden.nonlinear import GELU_A, NORM_BITS, RECIPROCAL_BITS, gelu_constants
 
 from .a2q import signed_bits
 from .integerize import accumulator_widths
+from .models import accuracy
 from .program import IntegerProgram
 from .quant import QuantParams, activation_params, fixed_point_multiplier, symmetric_params
 
-__all__ = ["calibrate", "weight_quantizer", "fake_quantized_forward", "lower_vit",
-           "vit_accuracies"]
+__all__ = ["calibrate", "calibrate_wide", "weight_quantizer", "fake_quantized_forward",
+           "lower_vit", "vit_accuracies"]
 
 
 def weight_quantizer(weight, bits):
@@ -77,15 +79,37 @@ def fake_quantized_forward(model, images, weight_bits, quantizers):
     return fake.forward(images, lambda name, value: quantizers[name].fake_quantize(value))
 
 
-def _wide(values, bits):
-    """A symmetric signed per-tensor quantizer of ``bits`` for ``values`` (its maximum)."""
-    return activation_params(values, bits, "symmetric", clipping="max")
+def calibrate_wide(model, images, bits=8):
+    """The quantizers of the tensors of ``model`` that no matrix product reads (the
+    ``observe`` points of :meth:`~systolix.sw.models.VisionTransformer.forward`), by name, from
+    the float activations of ``images``: signed symmetric ``bits``-bit codes scaled to the
+    largest magnitude; the scores (``scores``) in ``log2`` units, ``scale`` ``2^-F`` with the
+    largest ``F`` (0..8) at which the largest ``|score| log2 e`` fits ``2^(bits - 1) - 1``
+    codes (their quantizer's real value is ``score log2 e``)."""
+    seen = {}
+
+    def record(name, value):
+        seen[name] = value
+        return value
+
+    model.forward(images, observe=record)
+    high = (1 << (bits - 1)) - 1
+    result = {}
+    for name, value in seen.items():
+        if name.endswith("scores"):
+            largest = float(np.abs(value).max()) * math.log2(math.e)
+            fraction = int(np.clip(math.floor(math.log2(high / largest)), 0, 8))
+            result[name] = QuantParams(bits, True, 2.0 ** -fraction, 0, -high - 1, high)
+        else:
+            result[name] = activation_params(value, bits, "symmetric", clipping="max")
+    return result
 
 
 def _shift_for(largest, bits=MULTIPLIER_BITS):
-    """The shift that puts the largest magnitude ``largest`` of real multipliers just below
-    ``2^(bits - 1)`` ... ``2^bits``."""
-    return bits - 1 - math.floor(math.log2(largest))
+    """The shift ``s`` at which the largest magnitude ``largest`` of real multipliers becomes
+    an integer of ``bits - 1`` bits, ``2^(bits - 2) <= largest 2^s < 2^(bits - 1)``: rounded,
+    it still fits ``bits`` bits unsigned or signed."""
+    return bits - 2 - math.floor(math.log2(largest))
 
 
 def lower_vit(model, calibration, weight_bits=4, activation_bits=4, residual_bits=8):
@@ -100,18 +124,7 @@ def lower_vit(model, calibration, weight_bits=4, activation_bits=4, residual_bit
         codes the logits (:meth:`~IntegerProgram.decode_output`).
     """
     quantizers = calibrate(model, calibration, activation_bits)
-    wide = {}
-    scores_range = {}
-
-    def observe(name, value):
-        wide[name] = value
-
-    model.forward(calibration, observe=observe)
-    for name in list(wide):
-        if name.endswith("scores"):
-            scores_range[name] = float(np.abs(wide.pop(name)).max()) * math.log2(math.e)
-        else:
-            wide[name] = _wide(wide[name], residual_bits)
+    wide = calibrate_wide(model, calibration, residual_bits)
     grid = model.side // model.patch
     tokens, width, heads = model.tokens, model.width, model.heads
     head_width = width // heads
@@ -161,8 +174,8 @@ def lower_vit(model, calibration, weight_bits=4, activation_bits=4, residual_bit
         qkv = {name: linear(n1, n1_params, p[f"{b}{name}_weight"], p[f"{b}{name}_bias"],
                             quantizers[b + name], window)
                for name in ("query", "key", "value")}
-        fraction = int(np.clip(math.floor(math.log2(127 / scores_range[b + "scores"])), 0, 8))
-        scores_params = QuantParams(8, True, 2.0 ** -fraction, 0, -128, 127)
+        scores_params = wide[b + "scores"]
+        fraction = round(-math.log2(scores_params.scale))
         q_params, k_params, v_params = (quantizers[b + name] for name in
                                         ("query", "key", "value"))
         scores = _matmul(add, qkv["query"], qkv["key"], q_params, k_params, tokens, heads,
@@ -244,7 +257,7 @@ def _matmul(add, a, b, a_params, b_params, rows, groups, inner, cols, transpose,
 def _layernorm(add, source, source_params, shape, gamma, beta, target):
     """Add the :class:`LayerNormLayer` of ``gamma``, ``beta`` to output quantizer ``target``."""
     real = gamma / (target.scale * 2.0 ** NORM_BITS)
-    shift = _shift_for(float(np.abs(real).max()))
+    shift = _shift_for(float(np.abs(real).max()), MULTIPLIER_BITS + 1)
     return add(LayerNormLayer(
         shape, np.floor(real * 2.0 ** shift + 0.5).astype(np.int64),
         np.floor(beta / target.scale * 2.0 ** shift + 0.5).astype(np.int64), shift,
@@ -266,10 +279,6 @@ def vit_accuracies(model, data, weight_bits=4, activation_bits=4):
     """Test accuracies of ``model`` on ``data`` (a :class:`~systolix.sw.models.DigitsSplit`):
     ``float``, ``fake_quantized`` (dequantize before every matmul) and ``integer`` (the
     golden model of :func:`lower_vit`'s program), calibrated on the training images."""
-    from systolix.sim.golden import run_program
-
-    from .models import accuracy
-
     quantizers = calibrate(model, data.x_train, activation_bits)
     program = lower_vit(model, data.x_train, weight_bits, activation_bits)
     codes = run_program(program, program.encode_input(data.x_test))

@@ -9,12 +9,19 @@ compared with a naive output-stationary 4x4 W4/A4 array measured with the same t
 cells at 38.9 MHz: 0.62 MMAC/s per cell). A systolic array should also keep its clock as it grows:
 the 8x8 array's fmax should be at least 0.9 of the 2x2 array's.
 
-Largest array on the iCE40UP5K (issue 5): :func:`largest_array` builds the whole accelerator of the
-default model (W4/A4, 12-bit accumulator) for the iCEBreaker with arrays of several shapes, each
-with memories sized for the model, and prints which fit, their fmax, MACs per cycle and GOPS at
-fmax against the aim of 64 MACs per cycle at 40 MHz or more, and the inferences a second of the
-model: compute-bound (at the build's clock) and UART-bound (the RUN and RESULT frames of a full
-batch at the board's baud, :func:`systolix.protocol.uart_inferences_per_second`).
+DSP cells (issue 16): the same table for arrays of DSP cell pairs (``pe="dsp"``, two products
+per SB_MAC16) of :data:`DSP_SIZES`, the largest that the UP5K's 8 DSPs hold, against the same
+reference (target: 2x its MMAC/s per logic cell).
+
+Largest array (issues 5 and 16): :func:`largest_array` builds the whole accelerator of the
+default model (W4/A4, 12-bit accumulator) for a board with arrays of several shapes, each with
+memories sized for the model and the processing element that fits the board's DSPs
+(:func:`~systolix.boards.report.engine_pe`), and prints which fit, their fmax, MACs per cycle,
+GOPS at fmax and the inferences a second of the model: compute-bound (at the build's clock) and
+UART-bound (the RUN and RESULT frames of a full batch at the board's baud,
+:func:`systolix.protocol.uart_inferences_per_second`), against an aim: :data:`LARGEST` for the
+iCEBreaker (64 MACs per cycle at 40 MHz or more), :data:`LARGEST_ECP5` for the ULX3S (256 MACs
+per cycle).
 
 Accumulator savings (issue 5): the 8x8 W4/A4 array with ``P = 14`` should use at most 0.75 of
 the logic cells of the same array with ``P = 32``. :func:`accumulator_savings` places both on an
@@ -35,13 +42,13 @@ from systolix.hw.array import SystolicArray
 from systolix.sw.default import default_program
 
 from .bitstream import build_bitstream
-from .report import fitted_memories
+from .report import engine_pe, fitted_memories
 from .tops import board as board_named
 
-from .synth import DesignDoesNotFit, SynthesisError, synthesize
+from .synth import DesignDoesNotFit, SynthesisError, array_synth_options, synthesize
 
-__all__ = ["REFERENCE", "SIZES", "SAVINGS", "LARGEST", "run", "accumulator_savings",
-           "largest_array"]
+__all__ = ["REFERENCE", "SIZES", "DSP_SIZES", "SAVINGS", "LARGEST", "LARGEST_ECP5", "run",
+           "accumulator_savings", "largest_array"]
 
 REFERENCE = {"macs": 4 * 4, "logic_cells": 1005, "fmax_mhz": 38.9}
 """The reference design: a naive output-stationary 4x4 array of 4-bit MACs on an iCE40UP5K,
@@ -50,13 +57,22 @@ REFERENCE = {"macs": 4 * 4, "logic_cells": 1005, "fmax_mhz": 38.9}
 SIZES = ((2, 2), (8, 8))
 """``(rows, cols)`` of the arrays measured; the fmax ratio is last over first."""
 
+DSP_SIZES = ((2, 2), (4, 4))
+"""``(rows, cols)`` of the arrays of DSP cells measured (4x4: the UP5K's 8 SB_MAC16)."""
+
 _BASE = ArrayConfig(weight_bits=4, activation_bits=4, accumulator_bits=16)
 _FMAX_RATIO_TARGET = 0.9
+_DENSITY_TARGET = 2.0
 
 LARGEST = {"board": "icebreaker", "shapes": ((8, 8), (8, 6), (6, 8), (8, 4), (4, 8), (4, 4)),
            "macs_per_cycle": 64, "fmax_mhz": 40.0}
 """The largest-array benchmark: the board, the array shapes tried (most MACs first) and the aim
 for the largest that fits."""
+
+LARGEST_ECP5 = {"board": "ulx3s-85f", "shapes": ((16, 16), (16, 8)), "macs_per_cycle": 256,
+                "fmax_mhz": None}
+"""The largest-array benchmark on the ULX3S (ECP5-85F): 16x16 takes 128 of its 156 MULT18X18D
+as DSP cell pairs. ``fmax_mhz=None``: no speed aim."""
 
 SAVINGS = {"narrow": 14, "wide": 32, "target": 0.75, "device": "hx8k", "package": "ct256"}
 """The accumulator-savings benchmark: ``P`` of the two 8x8 W4/A4 arrays, the most the narrow one
@@ -67,11 +83,12 @@ def _mmacs_per_cell(macs, fmax_mhz, logic_cells):
     return macs * fmax_mhz / logic_cells
 
 
-def run(*, seeds=(1, 2, 3), build_root="build/bench"):
-    """Synthesize, place and route the arrays of :data:`SIZES` and print one table.
+def run(*, seeds=(1, 2, 3), build_root="build/bench", largest=(LARGEST, LARGEST_ECP5)):
+    """Synthesize, place and route the arrays of :data:`SIZES` (LUT cells) and
+    :data:`DSP_SIZES` (DSP cells) and print one table each.
 
-    The builds run in parallel, one per CPU core. The table of :func:`accumulator_savings`
-    follows.
+    The builds run in parallel, one per CPU core. The tables of :func:`accumulator_savings`
+    and of :func:`largest_array` for each of ``largest`` follow.
 
     Parameters
     ----------
@@ -79,53 +96,67 @@ def run(*, seeds=(1, 2, 3), build_root="build/bench"):
         nextpnr placer seeds; each array is placed once per seed.
     build_root : str or pathlib.Path
         Each build is in ``<build_root>/<config name>/seed<seed>``.
+    largest : tuple of dict
+        The largest-array benchmarks to run (:data:`LARGEST`, :data:`LARGEST_ECP5`).
 
     Returns
     -------
     list of (ArrayConfig, list of SynthesisResult)
-        The measured arrays, in the order of :data:`SIZES`, with one result per seed.
+        The measured arrays, those of :data:`SIZES` then of :data:`DSP_SIZES`, with one result
+        per seed.
     """
-    configs = [replace(_BASE, rows=rows, cols=cols) for rows, cols in SIZES]
+    tables = ([replace(_BASE, rows=rows, cols=cols) for rows, cols in SIZES],
+              [replace(_BASE, rows=rows, cols=cols, pe="dsp") for rows, cols in DSP_SIZES])
 
     def build(config, seed):
         return synthesize(SystolicArray(config), seed=seed, name="array",
-                          build_dir=Path(build_root) / config.name / f"seed{seed}")
+                          build_dir=Path(build_root) / config.name / f"seed{seed}",
+                          synth_options=array_synth_options(config, "ice40"))
 
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
-        futures = [[pool.submit(build, config, seed) for seed in seeds] for config in configs]
-        measured = [(config, [future.result() for future in row])
-                    for config, row in zip(configs, futures)]
+        futures = [[[pool.submit(build, config, seed) for seed in seeds] for config in configs]
+                   for configs in tables]
+        measured = [[(config, [future.result() for future in row])
+                     for config, row in zip(configs, rows)]
+                    for configs, rows in zip(tables, futures)]
 
     reference = _mmacs_per_cell(**REFERENCE)
-    print(f"iCE40UP5K-SG48, synth_ice40 + nextpnr-ice40, out of context (logic cells exclude "
-          f"the pin harness); fmax: median over seeds {', '.join(map(str, seeds))}")
-    header = (f"{'array':<22}{'LCs':>6}{'harness':>9}{'LUT4':>6}{'FF':>6}{'carry':>7}"
-              f"{'BRAM':>6}{'fmax MHz':>10}{'range':>13}{'MMAC/s/LC':>11}{'vs ref':>8}")
-    print(header)
-    print("-" * len(header))
-    medians = []
-    for config, results in measured:
-        first = results[0]      # the cell counts do not depend on the seed
-        fmaxes = [result.fmax_mhz for result in results]
-        fmax = statistics.median(fmaxes)
-        medians.append(fmax)
-        mmacs = _mmacs_per_cell(config.rows * config.cols, fmax, first.logic_cells)
-        spread = f"{min(fmaxes):.1f}-{max(fmaxes):.1f}"
-        print(f"{config.name:<22}{first.logic_cells:>6}{first.harness_cells:>9}"
-              f"{first.luts:>6}{first.flip_flops:>6}{first.carries:>7}{first.brams:>6}"
-              f"{fmax:>10.1f}{spread:>13}{mmacs:>11.3f}{mmacs / reference:>7.2f}x")
-    print(f"{'reference naive 4x4':<22}{REFERENCE['logic_cells']:>6}{'':>34}"
-          f"{REFERENCE['fmax_mhz']:>10.1f}{'':>13}{reference:>11.3f}{1:>7.2f}x")
-    ratio = medians[-1] / medians[0]
-    verdict = "met" if ratio >= _FMAX_RATIO_TARGET else "MISSED"
-    (small_rows, small_cols), (large_rows, large_cols) = SIZES[0], SIZES[-1]
-    print(f"fmax {large_rows}x{large_cols} / {small_rows}x{small_cols}: {ratio:.2f} "
-          f"(target >= {_FMAX_RATIO_TARGET}: {verdict})")
-    print()
+    print(f"iCE40UP5K-SG48, synth_ice40 (-dsp for DSP cells) + nextpnr-ice40, out of context "
+          f"(logic cells exclude the pin harness); fmax: median over seeds "
+          f"{', '.join(map(str, seeds))}")
+    header = (f"{'array':<26}{'LCs':>6}{'harness':>9}{'LUT4':>6}{'FF':>6}{'carry':>7}"
+              f"{'BRAM':>6}{'DSP':>5}{'fmax MHz':>10}{'range':>13}{'MMAC/s/LC':>11}{'vs ref':>8}")
+    for kind, table in zip(("LUT cells", "DSP cells"), measured):
+        print(header)
+        print("-" * len(header))
+        medians, density = [], []
+        for config, results in table:
+            first = results[0]      # the cell counts do not depend on the seed
+            fmaxes = [result.fmax_mhz for result in results]
+            fmax = statistics.median(fmaxes)
+            medians.append(fmax)
+            mmacs = _mmacs_per_cell(config.rows * config.cols, fmax, first.logic_cells)
+            density.append(mmacs / reference)
+            spread = f"{min(fmaxes):.1f}-{max(fmaxes):.1f}"
+            print(f"{config.name:<26}{first.logic_cells:>6}{first.harness_cells:>9}"
+                  f"{first.luts:>6}{first.flip_flops:>6}{first.carries:>7}{first.brams:>6}"
+                  f"{first.dsps:>5}{fmax:>10.1f}{spread:>13}{mmacs:>11.3f}"
+                  f"{mmacs / reference:>7.2f}x")
+        print(f"{'reference naive 4x4':<26}{REFERENCE['logic_cells']:>6}{'':>39}"
+              f"{REFERENCE['fmax_mhz']:>10.1f}{'':>13}{reference:>11.3f}{1:>7.2f}x")
+        ratio = medians[-1] / medians[0]
+        (small, _), (large, _) = table[0], table[-1]
+        verdict = "met" if ratio >= _FMAX_RATIO_TARGET else "MISSED"
+        print(f"{kind}: fmax {large.rows}x{large.cols} / {small.rows}x{small.cols}: "
+              f"{ratio:.2f} (target >= {_FMAX_RATIO_TARGET}: {verdict}); MMAC/s per logic cell "
+              f"of the {large.rows}x{large.cols}: {density[-1]:.2f}x the reference (target >= "
+              f"{_DENSITY_TARGET}: {'met' if density[-1] >= _DENSITY_TARGET else 'MISSED'})")
+        print()
     accumulator_savings(seed=seeds[0], build_root=build_root)
-    print()
-    largest_array(seed=seeds[0], build_root=build_root)
-    return measured
+    for spec in largest:
+        print()
+        largest_array(spec, seed=seeds[0], build_root=build_root)
+    return measured[0] + measured[1]
 
 
 def accumulator_savings(*, seed=1, build_root="build/bench"):
@@ -182,9 +213,23 @@ def accumulator_savings(*, seed=1, build_root="build/bench"):
     return savings
 
 
-def largest_array(*, seed=1, build_root="build/bench"):
-    """Build the accelerator of the default model for :data:`LARGEST`'s board with each array
-    shape of :data:`LARGEST` and print which fit, with their resources and speed.
+def _nextpnr_device(board):
+    """The nextpnr device option of a board's FPGA (``iCE40UP5K``: ``up5k``; ``LFE5U-85F``:
+    ``85k``, ``LFE5UM-45F``: ``um-45k``)."""
+    device = board.platform.device
+    if board.family == "ice40":
+        return device.lower().removeprefix("ice40")
+    kind, size = device.split("-")
+    return {"LFE5U": "", "LFE5UM": "um-", "LFE5UM5G": "um5g-"}[kind] + size.lower()[:-1] + "k"
+
+
+def largest_array(spec=LARGEST, *, seed=1, build_root="build/bench"):
+    """Build the accelerator of the default model for ``spec``'s board with each array shape of
+    ``spec`` and print which fit, with their resources and speed.
+
+    Each array has the processing element that the board's DSPs hold
+    (:func:`~systolix.boards.report.engine_pe`: DSP cells where they fit with the
+    requantization lanes, LUT cells otherwise).
 
     Every build is a whole board build (:func:`~systolix.boards.bitstream.build_bitstream`:
     UART, link, engine, memories), with the board's clock and timing failures allowed, so that
@@ -192,10 +237,13 @@ def largest_array(*, seed=1, build_root="build/bench"):
 
     Parameters
     ----------
+    spec : dict
+        ``board``, ``shapes`` (most MACs first), ``macs_per_cycle`` and ``fmax_mhz`` (or
+        ``None``) of the aim: :data:`LARGEST` or :data:`LARGEST_ECP5`.
     seed : int
         nextpnr placer seed.
     build_root : str or pathlib.Path
-        Each build is in ``<build_root>/largest/<config name>``.
+        Each build is in ``<build_root>/largest/<board>-<config name>``.
 
     Returns
     -------
@@ -203,10 +251,11 @@ def largest_array(*, seed=1, build_root="build/bench"):
         Per shape, the build's report (``report.json``), or the error naming what overflowed
         (:class:`~systolix.boards.synth.DesignDoesNotFit`) or why the build failed.
     """
-    base = board_named(LARGEST["board"])
+    base = board_named(spec["board"])
     boards = []
-    for rows, cols in LARGEST["shapes"]:
-        config = replace(base.config, rows=rows, cols=cols)
+    for rows, cols in spec["shapes"]:
+        config = engine_pe(replace(base.config, rows=rows, cols=cols), base.family,
+                           _nextpnr_device(base), base.requant_lanes)
         program = default_program(config)[0]
         boards.append((replace(base, config=config, memories=fitted_memories(program, config)),
                        program))
@@ -217,17 +266,17 @@ def largest_array(*, seed=1, build_root="build/bench"):
         try:
             return build_bitstream(chosen, program, seed=seed, allow_timing_failure=True,
                                    out=Path(build_root).absolute() / "largest" /
-                                   chosen.config.name)
+                                   f"{chosen.name}-{chosen.config.name}")
         except (SynthesisError, ValueError) as error:    # ValueError: an out not the build's
             return error
 
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
         results = list(pool.map(lambda pair: build(*pair), boards))
     device = f"{base.platform.device}-{base.platform.package}"
+    speed = "" if spec["fmax_mhz"] is None else f" at >= {spec['fmax_mhz']:g} MHz"
     print(f"Largest array of the default model's accelerator on the {base.name} ({device}), "
-          f"seed {seed}; aim: >= {LARGEST['macs_per_cycle']} MACs/cycle at >= "
-          f"{LARGEST['fmax_mhz']:g} MHz")
-    header = (f"{'array':<22}{'MACs/cycle':>11}{'LCs':>7}{'BRAM':>6}{'DSP':>5}{'fmax MHz':>10}"
+          f"seed {seed}; aim: >= {spec['macs_per_cycle']} MACs/cycle{speed}")
+    header = (f"{'array':<26}{'MACs/cycle':>11}{'LCs':>7}{'BRAM':>6}{'DSP':>5}{'fmax MHz':>10}"
               f"{'GOPS':>7}{'inf/s':>10}{'UART inf/s':>12}  fits")
     print(header)
     print("-" * len(header))
@@ -238,14 +287,14 @@ def largest_array(*, seed=1, build_root="build/bench"):
         if isinstance(result, DesignDoesNotFit):
             over = ", ".join(f"{name} {used}/{available}"
                              for name, (used, available) in result.overflows.items())
-            print(f"{config.name:<22}{macs:>11}{'':>57}  no: {over}")
+            print(f"{config.name:<26}{macs:>11}{'':>57}  no: {over}")
             continue
         if isinstance(result, (SynthesisError, ValueError)):
-            print(f"{config.name:<22}{macs:>11}{'':>57}  failed: {str(result).splitlines()[0]}")
+            print(f"{config.name:<26}{macs:>11}{'':>57}  failed: {str(result).splitlines()[0]}")
             continue
         resources = result["resources"]
         fmax = min(result["fmax_mhz"].values())
-        print(f"{config.name:<22}{macs:>11}{resources['logic_cells']['used']:>7}"
+        print(f"{config.name:<26}{macs:>11}{resources['logic_cells']['used']:>7}"
               f"{resources['brams']['used']:>6}{resources['dsps']['used']:>5}{fmax:>10.1f}"
               f"{result['gops_at_fmax']:>7.2f}{result['inferences_per_second']:>10,.0f}"
               f"{result['uart_inferences_per_second']:>12,.0f}  yes")
@@ -255,7 +304,8 @@ def largest_array(*, seed=1, build_root="build/bench"):
         print("no shape fits")
     else:
         config, macs, fmax, gops = largest
-        met = macs >= LARGEST["macs_per_cycle"] and fmax >= LARGEST["fmax_mhz"]
+        met = macs >= spec["macs_per_cycle"] and (spec["fmax_mhz"] is None
+                                                  or fmax >= spec["fmax_mhz"])
         print(f"largest that fits: {config.name}, {macs} MACs/cycle, fmax {fmax:.1f} MHz, "
               f"{gops:.2f} GOPS at fmax (aim: {'met' if met else 'MISSED'})")
     return [(chosen.config, result) for (chosen, _), result in zip(boards, results)]

@@ -66,7 +66,8 @@ class SystolicArray(wiring.Component):
     The array never stalls internally: vectors enter the skewed pipeline only when the result
     buffer has room for them (credit counting), and results leave through a buffer of
     ``result_depth`` entries per column, written by each column as its sum leaves the bottom row,
-    which also removes the output skew.
+    which also removes the output skew (one memory per column, or per pair of DSP cell columns,
+    which finish together).
 
     Throughput: one vector per cycle while both input streams are valid and ``results`` is
     ready; a new tile costs no cycles if it has been loaded while the previous one computed,
@@ -180,8 +181,9 @@ class SystolicArray(wiring.Component):
                     psums[r][column] = psum_out[lane]
                 act, act_swap = cell.act_out, cell.swap_out
 
-        # Result buffer: one memory per column, written as that column's sum leaves the bottom
-        # row. `accepted[k]` is set in the k-th cycle after a vector was accepted.
+        # Result buffer: one memory per group of columns that finish in the same cycle (a column
+        # with LUT cells, a pair of columns with DSP cells), written as their sums leave the
+        # bottom row. `accepted[k]` is set in the k-th cycle after a vector was accepted.
         accepted = Signal(timing.column_write + timing.skew)
         m.d.sync += accepted.eq(Cat(accept, accepted))
         level     = Signal(range(depth + 1))  # results fully written and not yet read
@@ -191,22 +193,29 @@ class SystolicArray(wiring.Component):
         out_valid = Signal()
         m.d.comb += read.eq(has_result & (~out_valid | self.results.ready))
 
+        groups = {}
         for c in range(cols):
-            column = Memory(shape=accumulator_shape(self.config), depth=depth, init=[])
-            m.submodules[f"result_column_{c}"] = column
-            write_port = column.write_port()
-            read_port = column.read_port()
-            write_addr = Signal(range(depth), name=f"result_write_addr_{c}")
-            column_written = accepted[timing.column_write - 1 + column_delay(self.config, c)]
+            groups.setdefault(column_delay(self.config, c), []).append(c)
+        for delay, columns in groups.items():
+            memory = Memory(shape=data.ArrayLayout(accumulator_shape(self.config), len(columns)),
+                            depth=depth, init=[])
+            m.submodules[f"result_column_{columns[0]}"] = memory
+            write_port = memory.write_port()
+            read_port = memory.read_port()
+            write_addr = Signal(range(depth), name=f"result_write_addr_{columns[0]}")
+            written = accepted[timing.column_write - 1 + delay]
             m.d.comb += [
-                write_port.en.eq(column_written),
+                write_port.en.eq(written),
                 write_port.addr.eq(write_addr),
-                write_port.data.eq(psums[rows - 1][c]),
                 read_port.en.eq(read),
                 read_port.addr.eq(read_addr),
-                self.results.payload.data[c].eq(read_port.data),
             ]
-            with m.If(column_written):
+            for lane, c in enumerate(columns):
+                m.d.comb += [
+                    write_port.data[lane].eq(psums[rows - 1][c]),
+                    self.results.payload.data[c].eq(read_port.data[lane]),
+                ]
+            with m.If(written):
                 m.d.sync += write_addr.eq(write_addr + 1)
 
         # The `last` flags are stored in the cycle after their vector is accepted, in order.

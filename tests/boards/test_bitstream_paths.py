@@ -62,8 +62,8 @@ def test_a_folder_not_the_builds_is_refused_before_any_tool_runs(tmp_path):
 @pytest.mark.toolchain
 @pytest.mark.slow
 def test_largest_array_prints_a_shape_that_does_not_fit(tmp_path, monkeypatch, capsys):
-    """Two whole-accelerator builds in threads, relative build root: 8x8 does not fit the
-    iCEBreaker, 2x2 does; both are rows of the table."""
+    """Two whole-accelerator builds in threads, relative build root: 8x8 (LUT cells) does not
+    fit the iCEBreaker, 2x2 (DSP cells) does; both are rows of the table."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(bench.LARGEST, "shapes", ((8, 8), (2, 2)))
     results = bench.largest_array(build_root="bench")
@@ -71,5 +71,6 @@ def test_largest_array_prints_a_shape_that_does_not_fit(tmp_path, monkeypatch, c
     assert "no: " in output.splitlines()[3] and output.splitlines()[4].endswith("yes")
     assert "largest that fits: 2x2" in output
     assert [config.name.split("-")[0] for config, _ in results] == ["8x8", "2x2"]
+    assert [config.pe for config, _ in results] == ["lut", "dsp"]
     assert sorted(path.name for path in (tmp_path / "bench" / "largest").iterdir()) == [
-        "2x2-W4s-A4u-P12-wrap"]
+        "icebreaker-2x2-W4s-A4u-P12-wrap-dsp"]

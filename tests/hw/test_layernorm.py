@@ -88,3 +88,14 @@ def test_row_cycles():
     np.testing.assert_array_equal(outputs, integer_layernorm(rows, [256] * 32, [8 << 34] * 32,
                                                              34, 0, 0, 15))
     assert set(spacing) == {layernorm_row_cycles(32, 32)}
+
+
+def test_every_code_in_one_row():
+    rng = np.random.default_rng(1)
+    rows = np.stack([rng.permutation(np.arange(-128, 128)), rng.permutation(np.arange(256)) - 1])
+    multiplier, bias = np.full(256, 1 << 10), np.zeros(256, dtype=np.int64)
+    constants = dict(shift=36, zero_point=0, low=-256, high=255, rounding=0)
+    expected = integer_layernorm(rows, multiplier, bias, 36, 0, -256, 255)
+    assert len(set(expected.ravel())) > 40
+    outputs, _ = simulate(rows, multiplier, bias, constants, 256)
+    np.testing.assert_array_equal(outputs, expected)

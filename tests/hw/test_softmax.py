@@ -77,3 +77,17 @@ def test_row_cycles():
                      rounding=0)
     _, spacing = simulate(rows, constants, 17)
     assert set(spacing) == {softmax_row_cycles(17)}
+
+
+@pytest.mark.parametrize("fraction_bits, multiplier, shift", [(0, 65535, 24), (3, 65535, 24),
+                                                               (8, 30000, 29)])
+def test_every_code_difference(fraction_bits, multiplier, shift):
+    """Rows holding every 8-bit code: every difference 0..255 through the exponential."""
+    rng = np.random.default_rng(fraction_bits)
+    rows = np.stack([rng.permutation(np.arange(-128, 128)) for _ in range(2)])
+    constants = dict(fraction_bits=fraction_bits, multiplier=multiplier, shift=shift,
+                     zero_point=-128, low=-128, high=255, rounding=0)
+    expected = integer_softmax(rows, fraction_bits, multiplier, shift, -128, -128, 255)
+    assert len(set(expected.ravel())) > 4
+    outputs, _ = simulate(rows, constants, 256)
+    np.testing.assert_array_equal(outputs, expected)

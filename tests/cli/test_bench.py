@@ -48,3 +48,17 @@ def test_training_figures():
     cnn = []
     training_figures(cnn.append, epochs=1, seeds=(0,), network="cnn")
     assert "digits CNN" in cnn[0] and "points" not in cnn[1].splitlines()[3]   # no target
+
+
+def test_vit_figures():
+    """The ViT benchmark prints its accuracy row and the nonlinearities' errors (its targets
+    are the benchmark's, docs/vit.md)."""
+    from systolix.cli.bench import vit_figures
+
+    lines = []
+    figures = vit_figures(lines.append, settings=((4, 4),))
+    text = "\n".join(lines)
+    assert "W4/A4" in text and "GELU, scale 0.1" in text and "softmax, F=3" in text
+    result = figures[4, 4]
+    assert set(result) == {"float", "fake_quantized", "integer"}
+    assert all(0.9 < value <= 1 for value in result.values())

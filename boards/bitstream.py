@@ -21,10 +21,11 @@ Same inputs give byte-identical bitstreams (fixed placer seed, deterministic too
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from systolix import protocol
@@ -38,9 +39,11 @@ from .memory_files import write_images, write_memory_files
 from .report import (POWER_VECTORS, engine_power, format_figure, layer_names,
                      plot_usage_and_power, random_inputs)
 from .synth import FAMILIES, SynthesisError, cells_in_log, count_cells, not_fitting, tool_path
-from .tops import FILLER, Board, BoardTop, board as board_named
+from .tops import (FILLER, PLL_PARAMETERS, Board, BoardTop, board as board_named,
+                   fastest_pll_clock)
 
-__all__ = ["TimingFailure", "BitstreamResult", "build_bitstream",
+__all__ = ["TimingFailure", "BitstreamResult", "CLOCKS", "CLOCK_MARGIN", "build_bitstream",
+           "clock_from_timing", "clock_line",
            "model_power", "model_figures", "report_markdown", "plot_report", "TOOLS",
            "IMAGE_MEMORIES_IN_BLOCK_RAM"]
 
@@ -167,8 +170,8 @@ def model_figures(board, program, images, cells):
         power=power, energy_per_inference_uj=energy)
 
 
-def _report(board, program, images, nextpnr_report, cells, seconds, seed):
-    """The figures of ``report.json``."""
+def _report(board, program, images, nextpnr_report, cells, seconds, seed, clock):
+    """The figures of ``report.json``; ``clock`` says how the clock was chosen."""
     utilisation = nextpnr_report["utilization"]
     resources = {name: {"used": utilisation[cell]["used"], "available": utilisation[cell]["available"]}
                  for name, cell in FAMILIES[board.family].placed.items() if cell in utilisation}
@@ -179,7 +182,8 @@ def _report(board, program, images, nextpnr_report, cells, seconds, seed):
         board=board.name, device=board.platform.device, package=board.platform.package,
         family=board.family, config=config.name, memories=asdict(images.memories),
         memory_widths={name: getattr(images, width) for name, width in MEMORY_WIDTHS},
-        windows=windowed(images), resources=resources, cells=cells, clock_mhz=clock_mhz, fmax_mhz=fmax,
+        windows=windowed(images), resources=resources, cells=cells, clock_mhz=clock_mhz,
+        clock={**clock, "margin_at_clock": min(fmax.values()) / clock_mhz - 1}, fmax_mhz=fmax,
         macs_per_cycle=config.rows * config.cols,
         gops_at_clock=2 * config.rows * config.cols * clock_mhz / 1000,
         gops_at_fmax=2 * config.rows * config.cols * min(fmax.values()) / 1000,
@@ -192,6 +196,7 @@ def report_markdown(report):
     lines = [f"# Bitstream: {report['board']} ({report['device']}-{report['package']})", "",
              f"Array {report['config']}, model {', '.join(report['model']['layers'])}, "
              f"clock {report['clock_mhz']:g} MHz, placer seed {report['seed']}.", "",
+             clock_line(report), "",
              "| resource | used | available | share |", "| --- | ---: | ---: | ---: |"]
     for name, figures in report["resources"].items():
         share = 100 * figures["used"] / figures["available"] if figures["available"] else 0
@@ -231,6 +236,23 @@ def report_markdown(report):
     return "\n".join(lines) + "\n"
 
 
+def clock_line(report):
+    """One line on how the clock of the bitstream ``report`` was chosen, with its fmax and
+    margin."""
+    clock = report["clock"]
+    fmax = min(report["fmax_mhz"].values())
+    at_clock = (f"fmax {fmax:.1f} MHz at {report['clock_mhz']:g} MHz, margin "
+                f"{100 * clock['margin_at_clock']:.1f} %")
+    if clock["mode"] == "timing":
+        settings = ", ".join(f"{name} {value}" for name, value in clock["pll"].items())
+        return (f"Clock from timing: the first place and route at {clock['first_clock_mhz']:g} "
+                f"MHz reached {clock['first_fmax_mhz']:.1f} MHz; less a "
+                f"{100 * clock['margin']:g} % margin, {clock['target_mhz']:.1f} MHz; the PLL's "
+                f"fastest clock below, {report['clock_mhz']:g} MHz ({settings}); {at_clock}.")
+    fallback = f" (fallback: {clock['fallback']})" if clock["fallback"] else ""
+    return f"Clock fixed{fallback}: {at_clock}."
+
+
 def plot_report(report, path):
     """``report.png``: the share of each of the FPGA's resources the design uses, and its power
     by part."""
@@ -240,7 +262,17 @@ def plot_report(report, path):
                          f"({report['device']})", shares, report["power"], path)
 
 
-def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failure=False):
+CLOCKS = ("timing", "fixed")
+"""How :func:`build_bitstream` sets the board's clock: ``"timing"``, from a first place and route
+(:func:`clock_from_timing`); ``"fixed"``, the board's ``clock_mhz``."""
+
+CLOCK_MARGIN = 0.1
+"""The margin of a clock from timing: the first place and route's fmax is at least
+``1 + CLOCK_MARGIN`` times the clock chosen."""
+
+
+def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failure=False,
+                    clock="fixed", margin=CLOCK_MARGIN):
     """Build the bitstream of ``program``'s accelerator for the board ``board_name``.
 
     Parameters
@@ -260,10 +292,19 @@ def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failu
         nextpnr's placer seed.
     allow_timing_failure : bool
         Keep a design slower than the board's clock instead of failing.
+    clock : str
+        ``"fixed"``: the board's ``clock_mhz``. ``"timing"``: the highest clock the board's PLL
+        makes that the design meets with ``margin`` (:func:`clock_from_timing`: a first place
+        and route at the board's clock finds fmax, the build is placed again at the clock
+        chosen); if no PLL clock is found, or the build at it fails, the build is made at the
+        board's clock and ``report["clock"]["fallback"]`` says why.
+    margin : float
+        See :data:`CLOCK_MARGIN`.
 
     Returns
     -------
     BitstreamResult
+        ``clock`` holds how the clock was chosen (:func:`clock_from_timing`).
 
     Raises
     ------
@@ -278,32 +319,96 @@ def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failu
         When a tool is missing or fails otherwise.
     """
     board = board_name if isinstance(board_name, Board) else board_named(board_name)
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {', '.join(map(repr, CLOCKS))}, not {clock!r}")
+    if not 0 <= margin <= 1:
+        raise ValueError(f"margin must be a number in 0..1, not {margin!r}")
     images = pack(program, board.config, board.memories)
     out = Path(out) if out is not None else Path("build/bitstream") / board.name
     with output_folder(out, "bitstream") as staging:
-        report = _build(board, program, images, staging, seed, allow_timing_failure)
+        started = time.perf_counter()
+        chosen = {"mode": "fixed", "fallback": None}
+        if clock == "timing":
+            chosen = clock_from_timing(board, images, staging / "first-pass", seed=seed,
+                                       margin=margin)
+        if chosen["mode"] == "timing":
+            try:
+                report = _build(replace(board, clock_mhz=chosen["clock_mhz"]), program,
+                                images, staging, seed, allow_timing_failure, chosen, started)
+            except SynthesisError as error:
+                first = str(error).splitlines()[0]
+                chosen = {**chosen, "mode": "fixed",
+                          "fallback": f"the build at {chosen['clock_mhz']:g} MHz failed "
+                                      f"({first})"}
+        if chosen["mode"] == "fixed":
+            report = _build(board, program, images, staging, seed, allow_timing_failure,
+                            chosen, started)
     return report
 
 
-def _build(board, program, images, staging, seed, allow_timing_failure):
-    """The bitstream build of :func:`build_bitstream` in the folder ``staging``."""
+def clock_from_timing(board, images, folder, *, seed=1, margin=CLOCK_MARGIN):
+    """Place and route ``board``'s accelerator for ``images`` at the board's clock in
+    ``folder`` (timing failures allowed) and choose the highest clock its PLL makes at most
+    ``fmax / (1 + margin)`` (:func:`~systolix.boards.tops.fastest_pll_clock`: the PLL's
+    dividers searched as icepll and ecppll do, the UART's divisor within 2 %).
+
+    ``folder`` keeps nextpnr's report and timing log (``nextpnr.json``, ``top.tim``) of the first
+    place and route and nothing else.
+
+    Returns
+    -------
+    dict
+        ``mode`` (``"timing"``, or ``"fixed"`` when no PLL clock is at most the target: then
+        ``fallback`` says so), ``first_clock_mhz`` and ``first_fmax_mhz`` (the first place and
+        route's), ``margin``, ``target_mhz``, ``clock_mhz`` and ``pll`` (the PLL's parameters
+        by name).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    report = _place_and_route(board, images, folder, seed, allow_timing_failure=True)
+    for path in folder.iterdir():
+        if path.name not in ("nextpnr.json", "top.tim"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    fmax = min(figures["achieved"] for figures in report["fmax"].values())
+    target = fmax / (1 + margin)
+    chosen = dict(mode="timing", fallback=None, first_clock_mhz=board.clock_mhz,
+                  first_fmax_mhz=fmax, margin=margin, target_mhz=target)
+    found = fastest_pll_clock(board, target)
+    if found is None:
+        return {**chosen, "mode": "fixed", "fallback":
+                f"the {board.name}'s PLL makes no clock of at most {target:.1f} MHz (fmax "
+                f"{fmax:.1f} MHz less the {100 * margin:g} % margin) with its UART's "
+                f"{board.baud} baud"}
+    clock_mhz, settings = found
+    return {**chosen, "clock_mhz": clock_mhz,
+            "pll": dict(zip(PLL_PARAMETERS[board.family], settings))}
+
+
+def _place_and_route(board, images, folder, seed, allow_timing_failure):
+    """Synthesize, place and route ``board``'s top for ``images`` in ``folder`` (the platform's
+    build script with the YoWASP tools); return nextpnr's report (``nextpnr.json``)."""
     options = ["--seed", str(seed), "--report", "nextpnr.json"]
     if allow_timing_failure:
         options.append("--timing-allow-fail")
-    started = time.perf_counter()
     plan = board.platform().prepare(BoardTop(board, images), name="top",
                                     debug_verilog=True, nextpnr_opts=" ".join(options),
                                     synth_opts=board.synth_options,
                                     script_after_read=IMAGE_MEMORIES_IN_BLOCK_RAM)
-    status = _run_build(plan, staging)
+    status = _run_build(plan, folder)
     if status != 0:
-        raise _failure(board, staging, status)
+        raise _failure(board, folder, status)
+    return json.loads((folder / "nextpnr.json").read_text())
+
+
+def _build(board, program, images, staging, seed, allow_timing_failure, clock, started):
+    """The bitstream build of :func:`build_bitstream` in the folder ``staging``, at
+    ``board.clock_mhz``; ``clock`` says how that clock was chosen."""
+    nextpnr_report = _place_and_route(board, images, staging, seed, allow_timing_failure)
     write_images(images, staging / "images")
     write_memory_files(images, staging / "memories", FILLER)
     cells = count_cells(FAMILIES[board.family],
                         cells_in_log((staging / "top.rpt").read_text(errors="replace")))
-    report = _report(board, program, images, json.loads((staging / "nextpnr.json").read_text()),
-                     cells, time.perf_counter() - started, seed)
+    report = _report(board, program, images, nextpnr_report, cells,
+                     time.perf_counter() - started, seed, clock)
     atomic_write(staging / "report.json",
                  lambda file: file.write(json.dumps(report, indent=2).encode() + b"\n"))
     atomic_write(staging / "report.md", lambda file: file.write(report_markdown(report).encode()))

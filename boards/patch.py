@@ -40,6 +40,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -378,6 +379,7 @@ def patch_bitstream(build_dir, program, *, out=None):
                          "without windows (for a model of dense layers only): build a new "
                          "bitstream")
     _check_build(build_dir, report)
+    board = replace(board, clock_mhz=report["clock_mhz"])     # a clock from timing, maybe
     out = Path(out) if out is not None else build_dir.with_name(build_dir.name + "-patched")
     with output_folder(out, "patch") as staging:
         summary = _patch(build_dir, program, board, images, report, widths, staging)

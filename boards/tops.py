@@ -29,7 +29,8 @@ from systolix.hw.uart import uart_divisor
 from systolix.memory_map import MemoryConfig, spram_weight_words
 
 __all__ = ["Board", "BOARDS", "FILLER", "board", "BoardTop", "ice40_pll", "ecp5_pll",
-           "ice40_pll_settings", "ecp5_pll_settings", "PLL_SETTINGS", "fastest_pll_clock"]
+           "ice40_pll_settings", "ecp5_pll_settings", "PLL_SETTINGS", "PLL_PARAMETERS",
+           "fastest_pll_clock"]
 
 FILLER = 0x5157
 """Seed of the pseudo-random words in the unused part of a board's weight, requantization and
@@ -164,6 +165,12 @@ class BoardTop(Elaboratable):
     board : Board
     images : MemoryImages
         Packed for ``board.config`` and ``board.memories``.
+
+    Attributes
+    ----------
+    accelerator : Accelerator
+    divisor : int
+        Clock cycles of a UART bit at ``board.clock_mhz`` and ``board.baud``.
     """
 
     def __init__(self, board, images):
@@ -171,13 +178,13 @@ class BoardTop(Elaboratable):
         self.images = images
         self.accelerator = Accelerator(board.config, images, requant_lanes=board.requant_lanes,
                                        filler=FILLER)
+        self.divisor = uart_divisor(board.clock_mhz * 1e6, board.baud)
 
     def elaborate(self, platform):
         m = Module()
         self._clock(m, platform)
         board = self.board
-        m.submodules.serial = serial = SerialAccelerator(
-            self.accelerator, divisor=uart_divisor(board.clock_mhz * 1e6, board.baud))
+        m.submodules.serial = serial = SerialAccelerator(self.accelerator, divisor=self.divisor)
         uart = _buffered(m, platform, "uart", 0)
         m.d.comb += [serial.rx.eq(uart["rx"].i), uart["tx"].o.eq(serial.tx)]
         for name in board.extra_high:
@@ -296,6 +303,10 @@ def ecp5_pll_settings(input_mhz):
 
 PLL_SETTINGS = {"ice40": ice40_pll_settings, "ecp5": ecp5_pll_settings}
 """Each family's enumeration of PLL settings."""
+
+PLL_PARAMETERS = {"ice40": ("DIVR", "DIVF", "DIVQ", "FILTER_RANGE"),
+                  "ecp5": ("CLKI_DIV", "CLKFB_DIV", "CLKOP_DIV")}
+"""The names of the PLL parameters of each family's settings."""
 
 
 def _exact(family, input_mhz, output_mhz):

@@ -22,7 +22,7 @@ from systolix.files import OutputError, check_output_folder, output_folder
 from systolix.sw.default import WORKLOADS
 from systolix.sw.pack import pack
 from systolix.sw.program import IntegerProgram
-from systolix.boards.bitstream import build_bitstream
+from systolix.boards.bitstream import CLOCK_MARGIN, CLOCKS, build_bitstream
 from systolix.boards.patch import PatchError, patch_bitstream, read_build
 from systolix.boards.report import array_report, engine_pe, engine_report, write_report
 from systolix.boards.synth import FAMILIES, DesignDoesNotFit, SynthesisError, choose_pe
@@ -97,6 +97,15 @@ def register(subparsers):
                            help="nextpnr placer seed, 0..2^31-1 (default: 1)")
     bitstream.add_argument("--allow-timing-failure", action="store_true",
                            help="keep a design slower than the board's clock")
+    bitstream.add_argument("--clock", choices=CLOCKS, default="timing",
+                           help="timing (the default): the fastest clock the board's PLL makes "
+                                "that a first place and route meets with --clock-margin; "
+                                "fixed: the board's clock (also the fallback when no PLL "
+                                "clock is found or its build fails)")
+    bitstream.add_argument("--clock-margin", type=number(0, 1, low_open=False),
+                           default=CLOCK_MARGIN, metavar="FRACTION",
+                           help=f"fmax over the clock from timing, less 1 (default: "
+                                f"{CLOCK_MARGIN:g}, that is 10 %%)")
     bitstream.add_argument("--out", type=Path,
                            help="output folder: new, empty or an earlier bitstream build's "
                                 "(default: build/bitstream/BOARD)")
@@ -190,14 +199,21 @@ def run_bitstream(args):
     else:
         program = IntegerProgram.load(args.model)
     _check_fits(args, program, board)
+    clock = (f"a clock from timing (a first place and route at {board.clock_mhz:g} MHz finds "
+             f"fmax, then the PLL's fastest clock at most fmax / {1 + args.clock_margin:g})"
+             if args.clock == "timing" else f"{board.clock_mhz:g} MHz")
     print(f"systolix bitstream: {board.config.name} accelerator for the {board.name} "
-          f"({board.platform.device}) at {board.clock_mhz:g} MHz into {out}", flush=True)
+          f"({board.platform.device}) at {clock} into {out}", flush=True)
     try:
         report = build_bitstream(board.name, program, out=out, seed=args.seed,
-                                 allow_timing_failure=args.allow_timing_failure)
+                                 allow_timing_failure=args.allow_timing_failure,
+                                 clock=args.clock, margin=args.clock_margin)
     except SynthesisError as error:
         print(f"systolix bitstream: error: {error}", file=sys.stderr)
         return 1
+    if report["clock"]["fallback"]:
+        print(f"systolix bitstream: the fixed {report['clock_mhz']:g} MHz clock: "
+              f"{report['clock']['fallback']}")
     print((out / "report.md").read_text(), end="")
     print(f"wrote {out / ('top' + board.bitstream_suffix)} in {report['build_seconds']:.0f} s")
     return 0

@@ -390,7 +390,7 @@ def _staging_appears(name, then=0.0):
 def _build_log_appears(name):
     """``ready``: the bitstream build in the staging folder of ``name`` has started its tools."""
     def ready(folder):
-        return any((path / "build.log").exists() for path in
+        return any(any(path.rglob("build.log")) for path in
                    folder.glob(f".{name}.*.partial"))
     return ready
 
@@ -1025,14 +1025,16 @@ def run_case(case, folder, resources=None):
 def make_resource(name, folder):
     """Make the shared resource ``name`` in ``folder`` (which must not exist) and return its
     path: ``"build"``, the default model's bitstream build for the iCEBreaker (``systolix
-    bitstream``, about a minute); ``"quantize"``, an output of ``systolix quantize`` for that
-    board's 12-bit accumulator (its ``program.npz`` patches into the build)."""
+    bitstream --clock fixed``, one place and route, about a minute); ``"quantize"``, an output
+    of ``systolix quantize`` for that board's 12-bit accumulator (its ``program.npz`` patches
+    into the build)."""
     from . import main
     folder = Path(folder)
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink):
         if name == "build":
-            code = main(["bitstream", "--board", BOARD, "--out", str(folder)])
+            code = main(["bitstream", "--board", BOARD, "--clock", "fixed", "--out",
+                         str(folder)])
         elif name == "quantize":
             code = main(["quantize", "--accumulator-bits", "12", "--out", str(folder)])
         else:

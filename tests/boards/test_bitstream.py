@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from systolix.boards import patch as patcher
-from systolix.boards.bitstream import build_bitstream
+from systolix.boards.bitstream import build_bitstream, clock_line
 from systolix.boards.patch import (SLICE_WORDS, PatchError, block_ram_slices, check_slices,
                                    lane_words, memory_slices, patch_bitstream, read_hex,
                                    stored_lanes, tool_words)
@@ -317,3 +317,41 @@ def test_patch_refuses_convolutions_for_an_engine_without_windows(tmp_path):
                                          r"engine was built without windows"):
         patch_bitstream(tmp_path, program)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["report.json"]
+
+
+def test_the_report_says_how_the_clock_was_chosen():
+    timing = {"mode": "timing", "fallback": None, "first_clock_mhz": 24.0,
+              "first_fmax_mhz": 37.6, "margin": 0.1, "target_mhz": 37.6 / 1.1,
+              "clock_mhz": 33.75, "pll": {"DIVR": 0, "DIVF": 44, "DIVQ": 4, "FILTER_RANGE": 1},
+              "margin_at_clock": 36.9 / 33.75 - 1}
+    assert clock_line({"clock_mhz": 33.75, "fmax_mhz": {"pll_clock": 36.9}, "clock": timing}) \
+        == ("Clock from timing: the first place and route at 24 MHz reached 37.6 MHz; less a "
+            "10 % margin, 34.2 MHz; the PLL's fastest clock below, 33.75 MHz (DIVR 0, DIVF 44, "
+            "DIVQ 4, FILTER_RANGE 1); fmax 36.9 MHz at 33.75 MHz, margin 9.3 %.")
+    fallback = {"mode": "fixed", "fallback": "the icebreaker's PLL makes no clock of at most "
+                "14.0 MHz", "margin_at_clock": 0.5}
+    assert clock_line({"clock_mhz": 24.0, "fmax_mhz": {"clk": 36.0}, "clock": fallback}) == (
+        "Clock fixed (fallback: the icebreaker's PLL makes no clock of at most 14.0 MHz): "
+        "fmax 36.0 MHz at 24 MHz, margin 50.0 %.")
+
+
+@pytest.mark.toolchain
+@pytest.mark.slow
+def test_clock_from_timing(tmp_path):
+    """The iCEBreaker at the fastest PLL clock 10 % below the fmax of a first place and route
+    at its fixed 24 MHz: two builds, about two minutes."""
+    chosen = board(PATCH_BOARD)
+    report = build_bitstream(PATCH_BOARD, default_program(chosen.config)[0],
+                             out=tmp_path / "timing", clock="timing")
+    clock = report["clock"]
+    assert clock["mode"] == "timing" and clock["fallback"] is None
+    assert clock["first_clock_mhz"] == chosen.clock_mhz
+    assert report["clock_mhz"] == clock["clock_mhz"] <= clock["first_fmax_mhz"] / 1.1
+    assert report["clock_mhz"] > chosen.clock_mhz
+    assert min(report["fmax_mhz"].values()) >= report["clock_mhz"]      # met at that clock
+    assert report["inferences_per_second"] == pytest.approx(
+        report["clock_mhz"] * 1e6 / report["cycles_per_inference"])
+    assert sorted(path.name for path in (tmp_path / "timing" / "first-pass").iterdir()) == \
+        ["nextpnr.json", "top.tim"]
+    assert "Clock from timing: the first place and route at 24 MHz" in \
+        (tmp_path / "timing" / "report.md").read_text()

@@ -91,3 +91,27 @@ def test_fastest_pll_clock_is_the_highest_at_most_the_target(name, at_most, expe
 def test_no_pll_clock_below_the_pll_range():
     from systolix.boards.tops import fastest_pll_clock
     assert fastest_pll_clock(board("icebreaker"), 15.9) is None     # iCE40 PLLs make >= 16 MHz
+
+
+@pytest.mark.parametrize("name, clock_mhz, parameters", [
+    ("icebreaker", 33.75, {"DIVR": 0, "DIVF": 44, "DIVQ": 4}),
+    ("ulx3s-85f", 65.0, {"CLKI_DIV": 5, "CLKFB_DIV": 13, "CLKOP_DIV": 7}),
+])
+def test_a_clock_from_timing_sets_the_pll_and_the_uart(name, clock_mhz, parameters, tmp_path):
+    """The top of a board at another clock (what a build with its clock from timing makes):
+    the PLL's parameters are those of the search, the UART's divisor follows the clock."""
+    from dataclasses import replace
+    chosen = replace(board(name), clock_mhz=clock_mhz)
+    images = pack(random_program(np.random.default_rng(0), chosen.config, [12, 9, 5]),
+                  chosen.config, chosen.memories)
+    top = BoardTop(chosen, images)
+    assert top.divisor == round(clock_mhz * 1e6 / 115200)
+    files = chosen.platform().prepare(top, name="top").extract(tmp_path)
+    rtlil = (files / "top.il").read_text()
+    for parameter, value in parameters.items():
+        assert f"parameter \\{parameter} {value}\n" in rtlil
+    # The UART transmitter's bit timer reloads with divisor - 1.
+    transmitter = rtlil[rtlil.index("module \\top.serial.transmitter\n"):]
+    transmitter = transmitter[:transmitter.index("\nend\n")]
+    reload = top.divisor - 1
+    assert f"{reload.bit_length()}'{reload:b}" in transmitter

@@ -690,6 +690,11 @@ CASES = (
          ("bitstream", "--board", "ice40-hx8k-evn", "--workload", "digits-cnn", "--out", "out"),
          "--workload digits-cnn: does not fit the ice40-hx8k-evn's 8x4-W4s-A4u-P12-wrap "
          "accelerator: the model needs"),
+    Case("sim-unknown-board", "--board de10, through systolix sim", ("sim", "--board", "de10"),
+         "BOARD must be one of 'icebreaker'"),
+    Case("sim-board-and-config", "--board and --config (the board fixes the array)",
+         ("sim", "--board", "icebreaker", "--config", "2x2-W4s-A4u-P12-wrap"),
+         "argument --config: not allowed with argument --board"),
     Case("sim-workload-too-large", "the digits CNN on a 2x2 array (short of weight memory)",
          ("sim", "--workload", "digits-cnn", "--config", "2x2-W4s-A4u-P12-wrap"),
          "--workload digits-cnn: does not fit the 2x2-W4s-A4u-P12-wrap accelerator: the model "

@@ -21,6 +21,8 @@ from systolix.sw.models import accuracy
 from systolix.sw.pack import ideal_cycles, layer_tiles, pack
 from systolix.sw.program import IntegerProgram
 
+from systolix.boards.tops import board as board_named
+
 from .options import add_model_source, integer, probability
 from .table import format_table
 
@@ -120,7 +122,9 @@ def run_sim(args):
     """``systolix sim``: a model on the simulated accelerator, end to end through the driver."""
     workload = args.workload or "digits-mlp"
     golden_only(workload)
-    config = ArrayConfig.from_name(args.config) if args.config else DEFAULT_CONFIG
+    board = board_named(args.board) if args.board else None
+    config = board.config if board else (ArrayConfig.from_name(args.config) if args.config
+                                         else DEFAULT_CONFIG)
     loaded = None if args.model is None else IntegerProgram.load(args.model)
     simulator_environment(args.simulator)
     default, data, float_accuracy = default_program(config, workload)
@@ -130,17 +134,20 @@ def run_sim(args):
     else:
         program, name, float_accuracy = loaded, str(args.model), None
         memories = MemoryConfig()
+    memories = board.memories if board else memories
+    accelerator = f"the {board.name}'s {config.name}" if board else f"the {config.name}"
     codes, labels = test_codes(program, data, args.images)
     try:
         images = pack(program, config, memories)
     except ValueError as error:
         option = f"--model {args.model}" if loaded is not None else f"--workload {workload}"
-        raise ValueError(f"{option}: does not fit the {config.name} accelerator: {error}") \
+        raise ValueError(f"{option}: does not fit {accelerator} accelerator: {error}") \
             from None
-    print(f"systolix sim: {name} on the {config.name} accelerator ({args.simulator}), "
-          f"{len(codes)} images; the driver sends RUN frames through the host link with random "
-          f"stalls; outputs checked bit-exactly against sim.golden, cycles against the cycle "
-          f"model", flush=True)
+    upload = "uploads the weights in LOAD frames, then " if memories.upload_weights else ""
+    print(f"systolix sim: {name} on {accelerator} accelerator ({args.simulator}), "
+          f"{len(codes)} images; the driver {upload}sends RUN frames through the host link with "
+          f"random stalls; outputs checked bit-exactly against sim.golden, cycles against the "
+          f"cycle model", flush=True)
     started = time.perf_counter()
     with SimulationTransport(config, images, simulator=args.simulator, stall=args.stall) \
             as transport:
@@ -165,6 +172,10 @@ def run_sim(args):
         ["images", f"{len(codes)} in {len(batches)} RUN frames of at most {device.max_batch}"],
         ["mismatches", f"{mismatches} codes, {cycle_mismatches} cycle counts"],
     ]
+    if memories.upload_weights:
+        frames = f"{device.load_frames} LOAD frame{'s' if device.load_frames > 1 else ''}"
+        rows.insert(4, ["weights", f"{len(images.weights):,} words uploaded in {frames} (the "
+                                   f"weight memory is loaded at run time)"])
     if labels is not None:
         accuracies = [f"float {100 * float_accuracy:.1f} %" if float_accuracy else None,
                       f"golden {100 * accuracy(golden.argmax(1), labels):.1f} %",
@@ -194,8 +205,11 @@ def register(subparsers):
     sim = subparsers.add_parser("sim", help="run a model on the simulated accelerator")
     sim.add_argument("--simulator", choices=SIMULATORS, default="verilator")
     add_model_source(sim, "the array", tuple(WORKLOADS) + tuple(GOLDEN_WORKLOADS))
-    sim.add_argument("--config", help="the array, for example 8x8-W4s-A4u-P12-wrap (default: "
-                     f"{DEFAULT_CONFIG.name})")
+    array = sim.add_mutually_exclusive_group()
+    array.add_argument("--config", help="the array, for example 8x8-W4s-A4u-P12-wrap "
+                       f"(default: {DEFAULT_CONFIG.name})")
+    array.add_argument("--board", help="the array and memories of this board's accelerator, "
+                       "for example icebreaker (weights in SPRAM: uploaded before the runs)")
     sim.add_argument("--images", type=integer(1),
                      help="run only the first IMAGES test images (1 or more)")
     sim.add_argument("--stall", type=probability, default=0.2,

@@ -39,6 +39,8 @@ def test_netlist_computes_as_the_rtl(family, tmp_path):
     assert figures["link_cycles"] == figures["rtl_link_cycles"]
     assert figures["cycle_mismatches"] == 0
     assert figures["block_rams"] == figures["cells"]["brams"] > 0
+    # The iCEBreaker's weights are in its 4 SPRAMs (Yosys's SB_SPRAM256KA model), uploaded.
+    assert figures["cells"]["sprams"] == (4 if board.memories.upload_weights else 0)
     assert figures["initialised"] > 0
     for name, (stored, width) in figures["memories"].items():
         # ECP5: the two reserved bits of the requantization word are left out.

@@ -1,9 +1,17 @@
 """``systolix sim --workload digits-cnn`` end to end: the digits CNN through the driver, the host
 link with random stalls and the engine's Verilog under Verilator."""
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
 
+from systolix.boards.tops import BOARDS
 from systolix.cli import main
+from systolix.config import code_range
+from systolix.sim.golden.program import run_images, run_program
+from systolix.sw.pack import pack
+from systolix.sw.stimulus import random_conv_program
 
 
 @pytest.mark.cocotb
@@ -23,3 +31,34 @@ def test_digits_cnn_on_the_simulated_accelerator(tmp_path, monkeypatch, capsys):
 def test_workload_and_model_exclude_each_other(capsys):
     assert main(["sim", "--workload", "digits-cnn", "--model", "program.npz"]) == 2
     assert "argument --model: not allowed with argument --workload" in capsys.readouterr().err
+
+
+@pytest.mark.cocotb
+def test_board_with_weights_in_spram_uploads_them(tmp_path, monkeypatch, capsys):
+    """``--board icebreaker``: its weight memory is SPRAM, which the bitstream does not
+    initialise; the driver uploads a model of 4,320 4-bit weights over the link before it runs
+    it through the Verilog of the iCEBreaker's accelerator."""
+    monkeypatch.chdir(tmp_path)
+    board = BOARDS["icebreaker"]
+    program = random_conv_program(np.random.default_rng(7), board.config, (1, 1, 96),
+                                  [("dense", 40), ("dense", 12)])
+    program.save(tmp_path / "model.npz")
+    # The weights matter: with zero weights the model computes other codes.
+    images = pack(program, board.config, board.memories)
+    codes = np.random.default_rng(0).integers(*code_range(4, False), (5, 96), endpoint=True)
+    zeros = replace(images, weights=(0,) * len(images.weights))
+    assert (run_images(zeros, board.config, codes) != run_program(program, codes)).any()
+    assert main(["sim", "--board", "icebreaker", "--model", "model.npz", "--images", "5",
+                 "--stall", "0.1"]) == 0
+    output = capsys.readouterr().out
+    assert "on the icebreaker's 8x4-W4s-A4u-P12-wrap accelerator" in output
+    assert "weights  1,080 words uploaded in 1 LOAD frame (the weight memory is loaded at " \
+           "run time)" in output
+    assert "host link  3 frames" in output                  # STATUS, LOAD, RUN
+    assert "mismatches  0 codes, 0 cycle counts" in output
+    assert output.rstrip().endswith("OK: 0 mismatches, 0 cycle mismatches")
+
+
+def test_board_and_config_exclude_each_other(capsys):
+    assert main(["sim", "--board", "icebreaker", "--config", "2x2-W4s-A4u-P12-wrap"]) == 2
+    assert "argument --config: not allowed with argument --board" in capsys.readouterr().err

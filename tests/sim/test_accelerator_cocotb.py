@@ -95,16 +95,6 @@ def check_uploaded_model(program, board, images_count, tmp_path):
             "link": transport.report}
 
 
-def test_icebreaker_weights_are_uploaded_into_spram(tmp_path):
-    """A model of 4,320 4-bit weights on the iCEBreaker's accelerator: its weight memory is
-    SPRAM (not in the bitstream), loaded by the driver over the link before the runs."""
-    board = BOARDS["icebreaker"]
-    report = check_uploaded_model(dense_model(7, board.config, [96, 40, 12]), board, 5,
-                                  tmp_path)
-    assert report["weights"] == 96 * 40 + 40 * 12
-    assert report["mismatches"] == 0 and report["cycles"] == report["modelled"]
-
-
 @pytest.mark.slow
 def test_a_model_of_200k_weights_runs_on_the_icebreaker(tmp_path):
     """A model of 203,072 4-bit weights (50,784 words of the iCEBreaker's 65,536 in SPRAM)

@@ -29,15 +29,17 @@ from systolix.sim.golden.nonlinear import error_table
 from systolix.sw.models import accuracy, digits_cnn, digits_mlp, digits_split, digits_vit
 from systolix.sw.pack import pack
 from systolix.sw.qmodel import quantize
-from systolix.sw.report import program_accuracy, sweep
+from systolix.sw.finetune import finetune
+from systolix.sw.report import BREVITAS, BREVITAS_BITS, TRAINING_SEEDS, program_accuracy, sweep
 from systolix.sw.vit import vit_accuracies
 
 from .sim import window_utilisation
 from .table import format_table
 from .train import DESCRIPTIONS, train_schemes
 
-__all__ = ["best_time", "golden_speed", "cocotb_speed", "compiler_figures", "cnn_figures",
-           "qcdq_mlp", "import_figures", "training_figures", "vit_figures", "register"]
+__all__ = ["best_time", "golden_speed", "cocotb_speed", "compiler_figures",
+           "accumulator_aware_figures", "cnn_figures", "qcdq_mlp", "import_figures",
+           "training_figures", "vit_figures", "register"]
 
 
 def best_time(function, repeats=3):
@@ -87,6 +89,69 @@ def compiler_figures(echo=print):
     echo(f"W4/A4 A2Q+ at P=12: {100 * figures['a2q_plus_p12_accuracy']:.1f} % "
          f"(float {100 * result.float_accuracy:.1f} %)")
     echo(result.markdown())
+    return figures
+
+
+def accumulator_aware_figures(echo=print, seeds=TRAINING_SEEDS, epochs=None):
+    """The digits MLP at W4/A4 and ``P = 8..12`` against Brevitas' trainings (issue 17,
+    :data:`~systolix.sw.report.BREVITAS`): A2Q+ fine-tuning (the mean of ``seeds``) against the
+    best Brevitas figure at every ``P`` (target: at or above), the best post-training method
+    (projection or AXE-style rounding) against it from ``P = 9`` (target: within 1 point), and
+    the post-training quantization time of each (target: under 10 s); printed with ``echo``.
+
+    Returns
+    -------
+    dict
+        ``brevitas``, ``training``, ``projection``, ``axe`` (``P`` to accuracy), ``best_ptq``
+        (``P`` to ``(method, accuracy)``), ``ptq_s`` (method to seconds), ``training_s`` (seconds
+        of one fine-tuning run).
+    """
+    model, data = digits_mlp()
+    options = {} if epochs is None else {"epochs": epochs}
+    figures = {"brevitas": {}, "training": {}, "projection": {}, "axe": {}, "best_ptq": {},
+               "ptq_s": {}}
+    for rounding, name in (("nearest", "projection"), ("axe", "axe")):
+        figures["ptq_s"][name] = best_time(lambda: lower(quantize(
+            model, data.x_train, 4, 4, 9, "a2q+", rounding=rounding)))
+    training_s = []
+
+    def tuned(bits, seed):
+        start = time.perf_counter()
+        quantized = finetune(model, data.x_train, data.y_train, 4, 4, bits, seed=seed, **options)
+        training_s.append(time.perf_counter() - start)
+        return quantized
+
+    for index, bits in enumerate(BREVITAS_BITS):
+        figures["brevitas"][bits] = max(row[index] for row in BREVITAS.values())
+        for rounding, name in (("nearest", "projection"), ("axe", "axe")):
+            figures[name][bits] = program_accuracy(lower(quantize(
+                model, data.x_train, 4, 4, bits, "a2q+", rounding=rounding)), data.x_test,
+                data.y_test)
+        figures["best_ptq"][bits] = max((figures[name][bits], name)
+                                        for name in ("projection", "axe"))[::-1]
+        figures["training"][bits] = float(np.mean([program_accuracy(
+            lower(tuned(bits, seed)), data.x_test, data.y_test) for seed in seeds]))
+    figures["training_s"] = float(np.mean(training_s))
+
+    def percent(value):
+        return f"{100 * value:.1f}"
+
+    rows = []
+    for bits in BREVITAS_BITS:
+        best, training = figures["brevitas"][bits], figures["training"][bits]
+        method, ptq = figures["best_ptq"][bits]
+        ptq_gap = 100 * (ptq - best)
+        rows.append([bits, percent(best), percent(training), f"{100 * (training - best):+.1f}",
+                     "met" if training >= best else "MISSED",
+                     f"{percent(ptq)} ({method})", f"{ptq_gap:+.1f}",
+                     "-" if bits < 9 else "met" if ptq_gap >= -1 else "MISSED"])
+    echo(f"Digits MLP, W4/A4, A2Q+ against Brevitas' best training (training: mean of seeds "
+         f"{', '.join(map(str, seeds))}, {figures['training_s']:.1f} s a run):")
+    echo(format_table(["P", "Brevitas best %", "training %", "gap", ">= Brevitas",
+                       "best post-training %", "gap", "within 1 point (P >= 9)"], rows))
+    echo(f"post-training quantization + lowering of the MLP (W4/A4, P = 9): projection "
+         f"{figures['ptq_s']['projection']:.3f} s, AXE-style {figures['ptq_s']['axe']:.3f} s "
+         f"(target: < 10 s)")
     return figures
 
 
@@ -341,6 +406,8 @@ def run_bench(args):
     boards_bench.run()
     print()
     compiler_figures()
+    print()
+    accumulator_aware_figures()
     print()
     print("systolix import of a quantized ONNX model:")
     import_figures()

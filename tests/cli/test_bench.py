@@ -62,3 +62,15 @@ def test_vit_figures():
     result = figures[4, 4]
     assert set(result) == {"float", "fake_quantized", "integer"}
     assert all(0.9 < value <= 1 for value in result.values())
+
+
+def test_accumulator_aware_figures():
+    """The rows against Brevitas are printed (the accuracy targets are the benchmark's and the
+    slow test's, tests/sw/test_report.py::test_full_sweep; the time target the benchmark's)."""
+    from systolix.cli.bench import accumulator_aware_figures
+    lines = []
+    figures = accumulator_aware_figures(lines.append, seeds=(0,), epochs=1)
+    assert sorted(figures["training"]) == [8, 9, 10, 11, 12]
+    assert figures["brevitas"][10] == 0.971 and figures["ptq_s"]["axe"] > 0
+    assert "Brevitas best %" in lines[1] and "AXE-style" in lines[2]
+    assert all(figures["axe"][bits] >= figures["projection"][bits] - 0.01 for bits in (8, 9, 10))

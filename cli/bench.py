@@ -23,13 +23,13 @@ from systolix.sim.runner import SIMULATORS, run_cocotb, simulator_environment
 from systolix.sim.testbench.scenarios import scenario
 from systolix.sw.a2q import min_accumulator_bits, min_feasible_accumulator_bits
 from systolix.sw.default import WORKLOAD_MEMORIES, WORKLOAD_OPTIONS, default_program
+from systolix.sw.finetune import finetune
 from systolix.sw.lower import lower
 from systolix.sw.mixed import search
 from systolix.sim.golden.nonlinear import error_table
 from systolix.sw.models import accuracy, digits_cnn, digits_mlp, digits_split, digits_vit
 from systolix.sw.pack import pack
 from systolix.sw.qmodel import quantize
-from systolix.sw.finetune import finetune
 from systolix.sw.report import BREVITAS, BREVITAS_BITS, TRAINING_SEEDS, program_accuracy, sweep
 from systolix.sw.vit import vit_accuracies
 

@@ -76,8 +76,8 @@ class SystolicArray(wiring.Component):
     Latency: ``rows + skew + 4`` cycles from the cycle a vector is accepted to the first cycle
     its result is valid, ``skew`` being ``cols - 1`` with LUT cells and ``(cols - 1) // 2`` with
     DSP cells, whose pairs of columns work in the same cycle
-    (:func:`~systolix.timing.array_timing`). A vector that starts a tile is accepted no earlier than 2 cycles after
-    the tile's last row.
+    (:func:`~systolix.timing.array_timing`). A vector that starts a tile is accepted no earlier
+    than 2 cycles after the tile's last row.
 
     Parameters
     ----------

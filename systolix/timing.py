@@ -7,7 +7,8 @@ with are defined here, once.
 
 from typing import NamedTuple
 
-__all__ = ["ArrayTiming", "column_delay", "array_timing", "REQUANT_LATENCY", "default_requant_lanes"]
+__all__ = ["ArrayTiming", "column_delay", "array_timing", "REQUANT_LATENCY",
+           "default_requant_lanes"]
 
 
 class ArrayTiming(NamedTuple):

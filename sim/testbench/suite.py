@@ -15,7 +15,8 @@ from systolix.sim.testbench.scenarios import scenario
 from systolix.sim.transport import design_folder
 from systolix.timing import array_timing
 
-__all__ = ["ARRAY_CONFIGS", "DSP_ARRAY_CONFIGS", "array_scenarios", "run_array_suite", "run_array_gemms", "run_engine"]
+__all__ = ["ARRAY_CONFIGS", "DSP_ARRAY_CONFIGS", "array_scenarios", "run_array_suite",
+           "run_array_gemms", "run_engine"]
 
 
 #: Configurations spanning the generator's ranges: 1x1 to 32 rows or columns, square and not,

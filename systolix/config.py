@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 __all__ = ["OVERFLOW_MODES", "PE_KINDS", "ArrayConfig", "DEFAULT_CONFIG", "check_int",
-           "check_choice",           "check_bool", "code_range"]
+           "check_choice", "check_bool", "code_range"]
 
 
 OVERFLOW_MODES = ("wrap", "saturate")

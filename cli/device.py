@@ -81,7 +81,7 @@ def _device(transport, program, board, args):
     try:
         return Device(transport, program, board.config, board.memories)
     except TimeoutError:
-        raise ValueError(f"--port {args.port}: no reply to a STATUS request within "
+        raise ValueError(f"--port {args.port}: no reply to a STATUS (or LOAD) request within "
                          f"{args.timeout:g} s at {transport.serial.baudrate} baud; allowed: "
                          f"the serial port of a board that holds the accelerator ({hint})") \
             from None
@@ -111,7 +111,9 @@ def run_run(args):
     images = pack(program, board.config, board.memories)
     codes, labels = test_codes(program, data, args.images)
     with _open(args.port, baud, args.timeout) as transport:
+        started = time.perf_counter()
         device = _device(transport, program, board, args)
+        loading = time.perf_counter() - started
         print(f"systolix run: {name} on the {board.name} at {args.port}, {baud} baud, "
               f"{len(codes)} images; outputs checked against the golden model", flush=True)
         started = time.perf_counter()
@@ -130,6 +132,8 @@ def run_run(args):
     rows = [["model", name], ["array", f"{board.config.name} on the {board.name}"],
             ["images", f"{len(codes)} in {len(batches)} RUN frames of at most "
                        f"{device.max_batch}"],
+            ["weights", f"uploaded in {device.load_frames} LOAD frames ({loading:.2f} s)"
+                        if device.load_frames else "in the bitstream"],
             ["mismatches", f"{mismatches} codes against the golden model, {cycle_mismatches} "
                            f"cycle counts against the cycle model"]]
     if labels is not None:

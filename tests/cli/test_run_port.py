@@ -34,7 +34,7 @@ def test_a_port_that_does_not_answer(terminal, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     port, _ = terminal
     assert main(["run", "--port", port, "--timeout", "0.2"]) == 2
-    assert f"--port {port}: no reply to a STATUS request within 0.2 s at 115200 baud" in \
+    assert f"--port {port}: no reply to a STATUS (or LOAD) request within 0.2 s at 115200 baud" in \
         _one_line(capsys)
 
 

@@ -26,7 +26,8 @@ class Accelerator(wiring.Component):
     ----------
     config : ArrayConfig
     images : MemoryImages
-        From :func:`systolix.sw.pack.pack`; baked into the memories.
+        From :func:`systolix.sw.pack.pack`; baked into the memories (but for weights loaded
+        at run time, ``images.memories.upload_weights``: the host sends them in LOAD frames).
     requant_lanes, filler : int, optional
         See :class:`~systolix.hw.engine.InferenceEngine`.
     timeout_cycles : int or None

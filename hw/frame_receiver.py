@@ -51,8 +51,9 @@ class FrameReceiver(wiring.Component):
     RUN 1 cycle after ``start`` is taken.
 
     Throughput: ``host_in`` takes a byte a cycle from ``SYNC`` to the CRC, except 2 cycles
-    after a RUN's batch field, 1 cycle after the payload and cycles in which an input word is
-    not taken; it is not ready from the last CRC byte until the reply has been taken.
+    after a RUN's batch field (a LOAD's word count), 1 cycle after the payload and cycles in
+    which an input (or weight) word is not taken; it is not ready from the last CRC byte until
+    the reply has been taken.
 
     Parameters
     ----------

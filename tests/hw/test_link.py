@@ -488,20 +488,20 @@ def load_frame(address, words, bits):
     return protocol.encode_frame(FrameType.LOAD, protocol.encode_load(address, words, bits))
 
 
-def test_load_and_run_with_the_real_engine_answer_like_the_golden_models():
+@pytest.mark.parametrize("gaps, ready", [(0.0, 1.0), (0.3, 0.6)])
+def test_load_and_run_with_the_real_engine_answer_like_the_golden_models(gaps, ready):
     """An engine whose weight memory the host loads (a single-port memory, zeros at first in
     simulation, as in the golden device): refused LOADs of every kind, a RUN before the
     weights, the weights in two LOADs, runs, STATUS; byte for byte as the golden transport,
-    which computes with the weights it was sent."""
+    which computes with the weights it was sent; at full rate, and with gaps on ``host_in``
+    and back-pressure on ``host_out``."""
     config = ArrayConfig(rows=4, cols=3, weight_bits=3, activation_bits=3,
                          activation_signed=True)   # 9-bit weight words: two bytes each
     memories = MemoryConfig(weight_words=60, requant_words=64, program_words=64,
                             activation_words=64, batch=4, output_codes=64, upload_weights=True)
     program = random_program(np.random.default_rng(6), config, [10, 7, 6])
     images = pack(program, config, memories)
-    engine = InferenceEngine(config, images)
-    link = FrameLink.for_engine(engine)
-    assert link.engine.signature == engine_signature(engine.word_bits, 9).flip()
+    engine = InferenceEngine(config, images)         # its `load` port, the link's LOAD path
     weights, bits = list(images.weights), images.weight_width
     rng = np.random.default_rng(2)
     codes = []
@@ -510,47 +510,25 @@ def test_load_and_run_with_the_real_engine_answer_like_the_golden_models():
         codes.append(rng.integers(-4, 4, size=(3, 10)))
         words = pack_vectors(codes[-1], config, engine.vector_words)
         return protocol.encode_frame(FrameType.RUN, protocol.encode_run(3, words, 12))
+
     requests = [
-        load_frame(59, [1, 2], bits),                                    # past the memory
-        protocol.encode_frame(FrameType.LOAD, b"\0\0\0\0"),              # no words
-        protocol.encode_frame(FrameType.LOAD, b"\0\0"),                    # no header
+        load_frame(59, [1, 2], bits),                                   # past the memory
+        protocol.encode_frame(FrameType.LOAD, b"\0\0\0\0"),             # no words
+        protocol.encode_frame(FrameType.LOAD, b"\0\0"),                   # no header
         protocol.encode_frame(FrameType.LOAD, protocol.encode_load(0, [3], bits) + b"\0"),
         protocol.encode_frame(FrameType.LOAD, protocol.encode_load(0, [5, 6], bits)[:-1]
-                              + b"\x02"),                                 # bit 9 set
-        corrupt(load_frame(0, weights[:4], bits), 6),                     # bad CRC
-        run(),                                                            # zero weights
+                              + b"\x02"),                                # bit 9 set
+        corrupt(load_frame(0, weights[:4], bits), 6),                    # bad CRC
+        run(),                                                           # zero weights
         load_frame(0, weights[:len(weights) // 2], bits),
         load_frame(len(weights) // 2, weights[len(weights) // 2:], bits),
         run(), STATUS_FRAME, run(),
     ]
-    received = bytearray()
-
-    async def host_in(ctx):
-        ctx.set(link.host_in.valid, 1)
-        for byte in b"".join(requests):
-            ctx.set(link.host_in.payload, byte)
-            await ctx.tick().until(link.host_in.ready)
-        ctx.set(link.host_in.valid, 0)
-
-    async def host_out(ctx):
-        ctx.set(link.host_out.ready, 1)
-        while len(whole_frames(bytes(received))) < len(requests):
-            _, _, valid, byte = await ctx.tick().sample(link.host_out.valid,
-                                                         link.host_out.payload)
-            if valid:
-                received.append(byte)
-
-    m = Module()
-    m.submodules.engine, m.submodules.link = engine, link
-    wiring.connect(m, link.engine, engine)
-    sim = Simulator(m)
-    sim.add_clock(1e-6)
-    sim.add_testbench(host_in)
-    sim.add_testbench(host_out)
-    sim.run()
+    received, _, _ = rtl_exchange(requests, len(requests), gaps=gaps, ready=ready,
+                                  engine=engine)
     golden = GoldenTransport(program, config, memories)
     replies = [golden.exchange(request) for request in requests]
-    assert bytes(received) == b"".join(replies)
+    assert received == b"".join(replies)
     kinds = [protocol.decode_frame(reply) for reply in replies]
     assert [protocol.decode_error(frame.payload)[0] for frame in kinds[:6]] == [
         ErrorCode.BAD_ADDRESS, ErrorCode.BAD_ADDRESS, ErrorCode.BAD_LENGTH,

@@ -39,13 +39,15 @@ def _always_ready(member):
 
 
 class NonlinearUnits(wiring.Component):
-    """A GELU, a softmax and a LayerNorm unit side by side; rows of up to ``max_length``.
-    An always-ready stream becomes its ``__valid`` and ``__payload`` ports (a top-level port
-    cannot be the constant ``ready``)."""
+    """A GELU, a softmax and a LayerNorm unit side by side (or those of ``units``); rows of up
+    to ``max_length``. An always-ready stream becomes its ``__valid`` and ``__payload`` ports (a
+    top-level port cannot be the constant ``ready``)."""
 
-    def __init__(self, max_length):
-        self.units = {"gelu": GeluUnit(unsigned(16)), "softmax": SoftmaxUnit(max_length),
-                      "layernorm": LayerNormUnit(max_length)}
+    def __init__(self, max_length, units=("gelu", "softmax", "layernorm")):
+        makers = {"gelu": lambda: GeluUnit(unsigned(16)),
+                  "softmax": lambda: SoftmaxUnit(max_length),
+                  "layernorm": lambda: LayerNormUnit(max_length)}
+        self.units = {name: makers[name]() for name in units}
         members = {}
         for prefix, unit in self.units.items():
             for name, member in unit.signature.members.items():

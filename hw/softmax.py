@@ -46,6 +46,10 @@ class SoftmaxUnit(wiring.Component):
     the code's position in the row. The constants are those of one
     :class:`~systolix.layer.SoftmaxLayer` and must hold while a row is in the unit.
 
+    Resources (``max_length`` 32, out of context, docs/vit.md): 1,316 logic cells, 6 SB_MAC16
+    and a block RAM at 29 MHz on an iCE40UP5K (``synth_ice40 -dsp``); 1,190 and 5 MULT18X18D at
+    56 MHz on an ECP5-85F.
+
     Parameters
     ----------
     max_length : int

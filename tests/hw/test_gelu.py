@@ -72,3 +72,27 @@ def test_every_code_bit_exact(codes, constants):
     np.testing.assert_array_equal(outputs, expected)
     assert set(latencies) == {GELU_LATENCY}
     assert len(set(expected)) > 3           # the cases reach more than the clamp bounds
+
+
+def test_random_layers_every_code():
+    """Random layers (input codes and zero point, scale, requantization, output codes): every
+    input code, back to back."""
+    from systolix.config import code_range
+
+    rng = np.random.default_rng(7)
+    for _ in range(4):
+        bits, signed = int(rng.integers(2, 9)), bool(rng.integers(2))
+        low, high = code_range(bits, signed)
+        codes = np.arange(low, high + 1)
+        out_low, out_high = code_range(int(rng.integers(2, 9)), bool(rng.integers(2)))
+        constants = layer_constants(float(rng.uniform(0.01, 0.5)),
+                                    int(rng.integers(low, high + 1)),
+                                    int(rng.integers(1, 1 << 16)), int(rng.integers(10, 30)),
+                                    int(rng.integers(out_low, out_high + 1)), out_low, out_high,
+                                    ("half_up", "half_even")[int(rng.integers(2))])
+        expected = integer_gelu(codes, constants["input_zero_point"], constants["clip"],
+                                constants["constant"], constants["multiplier"],
+                                constants["shift"], constants["zero_point"], out_low, out_high,
+                                ROUNDING_MODES[constants["rounding"]])
+        outputs, _ = simulate(codes, constants)
+        np.testing.assert_array_equal(outputs, expected)

@@ -169,3 +169,37 @@ def test_transformer_layers_check_their_fields():
         LayerNormLayer((1, 5, 6), [1, 2], [0] * 6, 30, 8, 0, 15, 8, True, 4, False)
     with pytest.raises(ValueError, match=r"constant must be an integer in 1..4194304"):
         GeluLayer((1, 5, 6), 0, 25, 0, 1, 20, 3, 0, 15, 8, True, 4, False)
+
+
+def test_matmul_layer_random_shapes_and_codes():
+    """Random shapes, widths, signedness, zero points, transposition and requantizations: the
+    layer is ``sum (a - za)(b - zb)`` requantized, whenever the raw product fits ``P``."""
+    from fractions import Fraction
+
+    from systolix.config import code_range
+
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        rows, groups, inner, cols = (int(v) for v in rng.integers(1, 6, 4))
+        bits, signed = int(rng.integers(1, 9)), bool(rng.integers(2))
+        low, high = code_range(bits, signed)
+        za, zb = (int(v) for v in rng.integers(low, high + 1, 2))
+        transpose = bool(rng.integers(2))
+        layer = MatMulLayer(rows, groups, inner, cols, transpose, (za, zb),
+                            int(rng.integers(-100, 100)), int(rng.integers(1, 1 << 16)),
+                            int(rng.integers(0, 30)), 0, -128, 127, bits, signed, 8, True, 32,
+                            "wrap", ("half_up", "half_even")[int(rng.integers(2))])
+        a, b = (rng.integers(low, high + 1, size=(3, size)) for size in layer.operand_inputs)
+        ta = (a - za).reshape(3, rows, groups, inner)
+        tb = (b - zb).reshape((3, cols, groups, inner) if transpose else (3, inner, groups, cols))
+        exact = (np.einsum("nigk,njgk->nigj", ta, tb) if transpose
+                 else np.einsum("nigk,nkgj->nigj", ta, tb)) + layer.bias
+        expected = []
+        for value in exact.ravel():
+            real = Fraction(int(value) * layer.multiplier, 1 << layer.shift)
+            down = real.numerator // real.denominator
+            rest = real - down
+            up = rest > Fraction(1, 2) or (rest == Fraction(1, 2) and (
+                layer.rounding == "half_up" or down % 2))
+            expected.append(min(max(down + up, -128), 127))
+        np.testing.assert_array_equal(run_layer(layer, a, b).ravel(), expected)

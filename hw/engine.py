@@ -1,7 +1,7 @@
 """The inference engine: memories baked from packed images and the components that run a whole
 integer program on a batch of input vectors, joined by their streams."""
 
-from amaranth.hdl import Module, unsigned
+from amaranth.hdl import Module, Mux, unsigned
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -17,6 +17,7 @@ from .array import SystolicArray
 from .feeders import ActivationFeeder, WeightFeeder
 from .issuer import RequantIssuer, check_lanes
 from .output_streamer import OutputStreamer
+from .postops import SUM_BITS, PostOps
 from .requant import Requantizer
 from .sequencer import Sequencer
 from .spram import SinglePortMemory
@@ -51,10 +52,13 @@ class InferenceEngine(wiring.Component):
         weight memory --> WeightFeeder ------------> weights
         buffers ------> ActivationFeeder ----------> activations   SystolicArray
         results --> KTileAccumulator --> queue --> RequantIssuer --> Requantizer x lanes
+        buffers ------> PostOps (max pooling, add) ------------------^
             --> Writeback --> buffers, output memory --> OutputStreamer --> outputs
 
     with the :class:`~systolix.hw.sequencer.Sequencer` driving the strobes, the layer's fields
-    and its loop bounds; ``inputs`` goes through the
+    and its loop bounds; the record's ``kind`` gives the buffers' read ports and the
+    requantization units to the activation feeder (dense and convolution layers) or the
+    :class:`~systolix.hw.postops.PostOps` unit (max pooling and add layers, with ``windows``); ``inputs`` goes through the
     :class:`~systolix.hw.writeback.Writeback` into buffer 0, ``start`` to the sequencer. The
     queue (:class:`amaranth.lib.fifo.SyncFIFOBuffered`, ``batch + 1`` entries) holds the
     finished sums of up to a batch.
@@ -72,11 +76,12 @@ class InferenceEngine(wiring.Component):
     requant_lanes : int, optional
         Channels requantized a cycle (default :func:`default_requant_lanes`).
     windows : bool, optional
-        Whether the engine runs convolutions (the activation feeder's window addresses and
-        padding, the sequencer's multiplier of the batch by the output positions); by default
-        whether the images hold one. An engine without runs dense layers only, in about 400
-        logic cells fewer on iCE40: images with the same memory shapes but convolutions do not
-        run on it.
+        Whether the engine runs convolutions, max pooling, add layers and graphs (the activation
+        feeder's window addresses and padding, the sequencer's multiplier of the batch by the
+        output positions, the writeback's output base, the post-op unit); by default whether
+        the images need them (:func:`~systolix.memory_map.windowed`). An engine without runs
+        chains of dense layers only, in about 400 logic cells fewer on iCE40: images with the
+        same memory shapes that need windows do not run on it.
     filler : int, optional
         Seed of the pseudo-random words in the unused part of the weight, requantization and
         program memories (:func:`systolix.sw.pack.memory_contents`; zeros without it). Board
@@ -151,11 +156,13 @@ class InferenceEngine(wiring.Component):
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=sums_layout(config).size,
                                                            depth=memories.batch + 1)
         m.submodules.issuer = issuer = RequantIssuer(config, memories, lanes)
-        requantizers = [Requantizer(config.accumulator_bits, issuer.tag_layout)
-                        for _ in range(lanes)]
+        acc_bits = max(config.accumulator_bits, SUM_BITS) if self.windows else \
+            config.accumulator_bits
+        requantizers = [Requantizer(acc_bits, issuer.tag_layout) for _ in range(lanes)]
         for index, requantizer in enumerate(requantizers):
             m.submodules[f"requantizer_{index}"] = requantizer
-        m.submodules.writeback = writeback = Writeback(config, memories, lanes)
+        m.submodules.writeback = writeback = Writeback(config, memories, lanes,
+                                                       bases=self.windows)
         m.submodules.output_streamer = output_streamer = OutputStreamer(config, memories, lanes)
 
         # The memories: the model's baked in (or the weights written by the host), the buffers
@@ -193,7 +200,8 @@ class InferenceEngine(wiring.Component):
         wiring.connect(m, accumulator.sums, queue.w_stream)
         wiring.connect(m, queue.r_stream, issuer.vectors)
         for index, requantizer in enumerate(requantizers):
-            wiring.connect(m, issuer.channels[index], requantizer.input)
+            if not self.windows:
+                wiring.connect(m, issuer.channels[index], requantizer.input)
             wiring.connect(m, requantizer.output, writeback.codes[index])
         wiring.connect(m, output_streamer.outputs, wiring.flipped(self.outputs))
 
@@ -203,7 +211,8 @@ class InferenceEngine(wiring.Component):
         for index, buffer in enumerate(buffers):
             wiring.connect(m, writeback.buffers[index],
                            buffer.write_port(granularity=config.activation_bits))
-            wiring.connect(m, activation_feeder.buffers[index], buffer.read_port())
+            if not self.windows:
+                wiring.connect(m, activation_feeder.buffers[index], buffer.read_port())
         for port in issuer.constants:
             wiring.connect(m, port, requant_memory.read_port())
         wiring.connect(m, writeback.output, output_memory.write_port(granularity=CODE_BITS))
@@ -219,7 +228,8 @@ class InferenceEngine(wiring.Component):
 
         drive(sequencer, layer_done=writeback.layer_done, outputs_sent=output_streamer.done)
         drive(weight_feeder, start=sequencer.header_done, total=sequencer.weight_words)
-        drive(activation_feeder, start=sequencer.layer_start, running=sequencer.running,
+        gemm = layer.kind == 0 if self.windows else 1
+        drive(activation_feeder, start=sequencer.layer_start & gemm, running=sequencer.running,
               batch_last=sequencer.batch_last, k_last=sequencer.k_last,
               n_last=sequencer.n_last, layer=layer,
               input_buffer=layer.input_buffer)
@@ -230,9 +240,39 @@ class InferenceEngine(wiring.Component):
         for requantizer in requantizers:
             drive(requantizer, zero_point=layer.output_zero_point, low=layer.output_low,
                   high=layer.output_high, rounding=layer.rounding)
-        drive(writeback, last=layer.last, input_buffer=layer.input_buffer,
-              output_bits=layer.output_bits, idle=sequencer.idle, rewind=sequencer.started)
+        drive(writeback, last=layer.last, output_buffer=layer.output_buffer,
+              output_base=layer.output_base, output_bits=layer.output_bits,
+              idle=sequencer.idle, rewind=sequencer.started)
+        if self.windows:
+            self._post_ops(m, sequencer, activation_feeder, issuer, requantizers, buffers)
         drive(output_streamer, start=writeback.layer_done & layer.last,
               batch_last=sequencer.vectors_last, outputs_last=sequencer.outputs_last)
         drive(self, busy=sequencer.busy, cycles=sequencer.cycles)
         return m
+
+    def _post_ops(self, m, sequencer, activation_feeder, issuer, requantizers, buffers):
+        """The post-op unit of an engine with windows: max pooling and add layers share the
+        buffers' read ports with the activation feeder and the requantization units with the
+        issuer, each in the layers of its kind."""
+        layer = sequencer.layer
+        m.submodules.postops = postops = PostOps(self.config, self.images.memories,
+                                                 self.requant_lanes,
+                                                 program_width=self.images.program_width)
+        post = layer.kind != 0
+        m.d.comb += [postops.start.eq(sequencer.layer_start & post),
+                     postops.running.eq(sequencer.running),
+                     postops.batch_last.eq(sequencer.batch_last), postops.layer.eq(layer)]
+        for buffer, feeder_port, postops_port in zip(buffers, activation_feeder.buffers,
+                                                     postops.buffers):
+            port = buffer.read_port()
+            m.d.comb += [port.addr.eq(Mux(post, postops_port.addr, feeder_port.addr)),
+                         port.en.eq(Mux(post, postops_port.en, feeder_port.en)),
+                         feeder_port.data.eq(port.data), postops_port.data.eq(port.data)]
+        for requantizer, issued, sent in zip(requantizers, issuer.channels, postops.channels):
+            source = requantizer.input
+            m.d.comb += source.valid.eq(Mux(post, sent.valid, issued.valid))
+            m.d.comb += [source.payload[name].eq(Mux(post, sent.payload[name],
+                                                     issued.payload[name]))
+                         for name in ("acc", "bias", "multiplier", "shift")]
+            m.d.comb += source.payload.tag.eq(Mux(post, sent.payload.tag.as_value(),
+                                                  issued.payload.tag.as_value()))

@@ -33,7 +33,8 @@ class Writeback(wiring.Component):
     :func:`~systolix.hw.issuer.tag_layout` tag speak for all): each code whose ``write`` bit is
     set goes, in the ``last`` layer, to its lane of output memory word ``tag.addr`` (masked to
     ``output_bits``, zero-extended to 8 bits); otherwise its low ``activation_bits`` go to lane
-    ``tag.lane + l`` of word ``tag.addr`` of the buffer that ``input_buffer`` does not select.
+    ``tag.lane + l`` of word ``tag.addr`` (plus ``output_base`` with ``bases``) of the buffer
+    that ``output_buffer`` selects.
     ``layer_done`` is set with the tag's ``final`` (the layer's last codes).
 
     Latency: 0 cycles (the write ports and ``layer_done`` follow the inputs combinationally;
@@ -46,12 +47,16 @@ class Writeback(wiring.Component):
     memories : MemoryConfig
     lanes : int
         Requantization lanes (:func:`~systolix.hw.issuer.check_lanes`).
+    bases : bool, optional
+        Whether layer outputs start at ``output_base`` (an adder on the buffer address; an
+        engine with windows has it), or always at word 0.
 
     Attributes
     ----------
     codes : In(stream.Signature(requant_output_layout(tag_layout(...)),
                                 always_ready=True)).array(lanes)
-    last, input_buffer : In(1)
+    last, output_buffer : In(1)
+    output_base : In(16)
     output_bits : In(4)
     idle, rewind : In(1)
     inputs : In(stream.Signature(input_word_layout(config)))
@@ -63,20 +68,21 @@ class Writeback(wiring.Component):
     layer_done : Out(1)
     """
 
-    def __init__(self, config, memories, lanes):
+    def __init__(self, config, memories, lanes, *, bases=False):
         if not isinstance(config, ArrayConfig):
             raise TypeError(f"config must be an ArrayConfig, not {config!r}")
         if not isinstance(memories, MemoryConfig):
             raise TypeError(f"memories must be a MemoryConfig, not {memories!r}")
         check_lanes(config, lanes)
         self.tag_layout = tag_layout(config, memories, lanes)
-        self.config, self.memories, self.lanes = config, memories, lanes
+        self.config, self.memories, self.lanes, self.bases = config, memories, lanes, bases
         word_bits = activation_word_layout(config).size
         super().__init__({
             "codes": In(stream.Signature(requant_output_layout(self.tag_layout),
                                          always_ready=True)).array(lanes),
             "last": In(1),
-            "input_buffer": In(1),
+            "output_buffer": In(1),
+            "output_base": In(16),
             "output_bits": In(4),
             "idle": In(1),
             "rewind": In(1),
@@ -114,10 +120,11 @@ class Writeback(wiring.Component):
             self.output.data.eq(Cat((code & code_mask)[:CODE_BITS] for code in codes)),
             self.output.en.eq(Mux(self.last, write, 0)),
         ]
+        addr = tag.addr + self.output_base if self.bases else tag.addr
         for index, port in enumerate(self.buffers):
-            hidden = ~self.last & (self.input_buffer != index)
+            hidden = ~self.last & (self.output_buffer == index)
             m.d.comb += [
-                port.addr.eq(tag.addr),
+                port.addr.eq(addr),
                 port.data.eq(Cat(code[:config.activation_bits] for code in codes)
                              .replicate(rows // lanes)),
                 port.en.eq(Mux(hidden, write << tag.lane, 0)),

@@ -14,12 +14,12 @@ import numpy as np
 
 from systolix.codec import encode
 from systolix.config import ArrayConfig, check_int, code_range
-from systolix.layer import IntegerLayer
+from systolix.layer import AddLayer, IntegerLayer, MaxPoolLayer
 from systolix.memory_map import (BATCH_LAYOUT, CONFIG_LAYOUT, FORMAT_VERSION, HEADER_LAYOUT,
                                  HEADER_WORDS, LAYER_LAYOUTS, MAX_WORDS, PROGRAM_WORD_BITS,
                                  RECORD_WORDS, REQUANT_LAYOUT, TOTALS_LAYOUT, MemoryConfig,
                                  MemoryImages, config_fields, feed_address_bits, layer_window,
-                                 packed_layers, padded_rows, weights_layout)
+                                 packed_layers, packed_sources, padded_rows, weights_layout)
 
 from .a2q import min_accumulator_bits
 from .program import IntegerProgram
@@ -57,43 +57,82 @@ def _ceil_div(a, b):
     return -(-a // b)
 
 
-def _kind(layer):
-    """``a max pooling``, ``an add`` (layer): what the engine does not run."""
-    return {"MaxPoolLayer": "a max pooling", "AddLayer": "an add"}.get(type(layer).__name__,
-                                                                      type(layer).__name__)
-
-
 def _windows(layers, sources, rows):
-    """The record window fields (:func:`~systolix.memory_map.layer_window`) of each layer of a
-    chain; raise :class:`ValueError` with one line for anything the engine does not run."""
-    windows, shape = [], None
+    """The record window fields (:func:`~systolix.memory_map.layer_window`, input base 0) of
+    each layer; raise :class:`ValueError` with one line for a layer the engine does not run or
+    that reads a map of another shape than its source writes."""
+    shapes, windows = {}, []     # the (height, width, channels) of each tensor once known
     for index, (layer, entry) in enumerate(zip(layers, sources)):
-        if not isinstance(layer, IntegerLayer):
-            raise ValueError(f"layer {index} is {_kind(layer)} layer; the engine runs chains "
-                             f"of dense and convolution layers (IntegerLayer)")
-        if tuple(entry) != (index - 1,):
-            raise ValueError(f"layer {index} reads {list(entry)}; the engine runs chains, "
-                             f"each layer reading the one before it ([{index - 1}])")
-        window = layer.window
-        if shape is None:
-            shape = (1, 1, layer.inputs) if window is None else None
-        if window is not None:
+        if not isinstance(layer, (IntegerLayer, MaxPoolLayer, AddLayer)):
+            raise ValueError(f"layer {index} is a {type(layer).__name__}; the engine runs "
+                             f"dense, convolution, max pooling and add layers")
+        if isinstance(layer, IntegerLayer) and layer.window is None:
+            reads = shapes.get(entry[0], (1, 1, layer.inputs))
+        elif isinstance(layer, AddLayer):
+            reads = tuple(layer.shape)
+        else:
+            window = layer.window
             reads = (window.height, window.width, window.channels)
-            if shape is not None and shape != reads:
+        for source in entry:
+            shape = shapes.setdefault(source, reads)
+            if shape != reads:
+                writer = "the input is" if source == -1 else f"layer {source} writes"
                 raise ValueError(f"layer {index} reads a {'x'.join(map(str, reads))} map; "
-                                 f"layer {index - 1} writes a {'x'.join(map(str, shape))} map")
-            shape = reads
-        windows.append(layer_window(layer, shape, rows))
-        shape = layer.output_shape
+                                 f"{writer} a {'x'.join(map(str, shape))} map")
+        windows.append(layer_window(layer, reads, rows))
+        shapes[index] = tuple(layer.output_shape)
     return windows
 
 
 def _tiles(layer, window, config):
+    if not isinstance(layer, IntegerLayer):
+        return LayerTiles(0, 0, 0, 0, window["positions"])
     outputs = layer.weights.shape[1]
     k_tiles = window["kernel_height"] * window["kernel_width"] * window["c_tiles"]
     n_tiles = _ceil_div(outputs, config.cols)
     return LayerTiles(k_tiles, n_tiles, k_tiles * n_tiles * config.rows, n_tiles * config.cols,
                       window["positions"])
+
+
+def _tensor(index):
+    """The name of tensor ``index`` (-1 the program's input, else a layer's output)."""
+    return "the input" if index == -1 else f"layer {index}'s output"
+
+
+def _placement(layers, windows, sources, rows):
+    """Where each tensor lies in the activation buffers, in words per input: ``{tensor:
+    (buffer, offset)}`` (tensor -1 is the program's input, ``l`` layer ``l``'s output; the last
+    layer's goes to the output memory) and the words each tensor takes per input.
+
+    The input lies in buffer 0 from word 0. Each layer's output goes, in the order the layers
+    run, to the lowest offset at which it overlaps no tensor alive at the same time (from the
+    layer that writes it to the last that reads it; a layer's inputs are alive while it runs),
+    in the buffer other than its first input's unless the same buffer's offset ends lower: a
+    chain alternates between the two buffers at offset 0, as ping-pong buffers."""
+    count = len(windows)
+    words = {-1: windows[min(index for index, entry in enumerate(sources) if -1 in entry)]
+             ["image_words"] if any(-1 in entry for entry in sources) else 0}
+    for index, (layer, window) in enumerate(zip(layers, windows)):
+        words[index] = window["positions"] * _ceil_div(
+            layer.outputs // window["positions"], rows)
+    alive = {tensor: max([tensor] + [index for index, entry in enumerate(sources)
+                                     if tensor in entry]) for tensor in range(-1, count)}
+    place = {-1: (0, 0)}
+    for index in range(count - 1):
+        first = place[sources[index][0]][0]
+        best = None
+        for buffer in (1 - first, first):
+            busy = sorted((place[t][1], place[t][1] + words[t]) for t in place
+                          if place[t][0] == buffer and alive[t] >= index)
+            offset = 0
+            for start, end in busy:
+                if start >= offset + words[index]:
+                    break
+                offset = max(offset, end)
+            if best is None or offset + words[index] < best[1] + words[index]:
+                best = (buffer, offset)
+        place[index] = best
+    return place, words
 
 
 def _check_type(name, value, kind):
@@ -131,24 +170,32 @@ def _describe(bits, signed):
     return f"{bits}-bit {'signed' if signed else 'unsigned'} ({low}..{high})"
 
 
+def _check_codes(index, kind, codes, config):
+    """Raise :class:`ValueError` unless the array takes layer ``index``'s ``codes`` (bits,
+    signed) as its ``kind`` (``"weights"`` or ``"inputs"``)."""
+    array_codes = ((config.weight_bits, config.weight_signed) if kind == "weights" else
+                   (config.activation_bits, config.activation_signed))
+    (low, high), (array_low, array_high) = code_range(*codes), code_range(*array_codes)
+    if low < array_low or high > array_high:
+        raise ValueError(f"layer {index} has {_describe(*codes)} {kind}; the array "
+                         f"takes {_describe(*array_codes)} codes")
+
+
 def _check_layers(layers, sources, config):
     """Raise :class:`ValueError` if an array of ``config`` cannot run ``layers`` bit-exactly;
     return their window fields."""
     windows = _windows(layers, sources, config.rows)
     array = (config.accumulator_bits, config.overflow)
     for index, (layer, window) in enumerate(zip(layers, windows)):
+        if not isinstance(layer, IntegerLayer):
+            check_int(f"the channels of layer {index}", window["channels"], 1, MAX_WORDS - 1)
+            _check_codes(index, "inputs", (layer.input_bits, layer.input_signed), config)
+            continue
         inputs, outputs = layer.weights.shape
         check_int(f"the inputs of layer {index}", inputs, 1, MAX_WORDS - 1)
         check_int(f"the outputs of layer {index}", outputs, 1, MAX_WORDS - 1)
-        for kind, codes, array_codes in (
-                ("weights", (layer.weight_bits, layer.weight_signed),
-                 (config.weight_bits, config.weight_signed)),
-                ("inputs", (layer.input_bits, layer.input_signed),
-                 (config.activation_bits, config.activation_signed))):
-            (low, high), (array_low, array_high) = code_range(*codes), code_range(*array_codes)
-            if low < array_low or high > array_high:
-                raise ValueError(f"layer {index} has {_describe(*codes)} {kind}; the array "
-                                 f"takes {_describe(*array_codes)} codes")
+        _check_codes(index, "weights", (layer.weight_bits, layer.weight_signed), config)
+        _check_codes(index, "inputs", (layer.input_bits, layer.input_signed), config)
         if (layer.accumulator_bits, layer.overflow) != array:
             raise ValueError(f"layer {index} accumulates in {layer.accumulator_bits} bits "
                              f"({layer.overflow}); the array in {config.accumulator_bits} bits "
@@ -166,9 +213,10 @@ def _check_layers(layers, sources, config):
     return windows
 
 
-def _check_fit(layers, windows, config, memories):
+def _check_fit(layers, sources, windows, config, memories):
     """Raise :class:`ValueError` naming every memory too small for ``layers``; return their
-    tiles and the most inputs a run may take."""
+    tiles, the most inputs a run may take and where each tensor lies (:func:`_placement`, in
+    words for that batch)."""
     tiles = [_tiles(layer, window, config) for layer, window in zip(layers, windows)]
     problems = []
     loaded = " (loaded at run time)" if memories.upload_weights else ""
@@ -185,11 +233,17 @@ def _check_fit(layers, windows, config, memories):
         problems.append(f"the model needs {program_words} program words ({HEADER_WORDS} + "
                         f"{RECORD_WORDS} per layer, {len(layers)} layers), the memory "
                         f"has {memories.program_words}")
-    maps = [window["image_words"] for window in windows]
-    widest = max(range(len(layers)), key=maps.__getitem__)
-    if maps[widest] > memories.activation_words:
-        problems.append(f"the model needs {maps[widest]} activation words per input (layer "
-                        f"{widest}'s input map), each buffer has {memories.activation_words}")
+    place, words = _placement(layers, windows, sources, config.rows)
+    extents = [max([0] + [offset + words[t] for t, (b, offset) in place.items() if b == buffer])
+               for buffer in (0, 1)]
+    fullest = extents.index(max(extents))
+    if extents[fullest] > memories.activation_words:
+        tensors = ", ".join(f"{_tensor(t)} at {offset}..{offset + words[t] - 1}"
+                            for t, (b, offset) in sorted(place.items()) if b == fullest)
+        problems.append(f"the model needs {extents[fullest]} activation words per input "
+                        f"(buffer {fullest}: {tensors}), each buffer has "
+                        f"{memories.activation_words}: "
+                        f"{extents[fullest] - memories.activation_words} words short")
     positions = [tile.positions for tile in tiles]
     most = max(range(len(layers)), key=positions.__getitem__)
     if positions[most] > memories.batch:
@@ -203,10 +257,14 @@ def _check_fit(layers, windows, config, memories):
     if problems:
         raise ValueError("; ".join(problems))
     max_batch = min(memories.batch // positions[most],
-                    memories.activation_words // maps[widest],
+                    memories.activation_words // max(extents),
                     memories.output_codes // outputs)
+    place = {tensor: (buffer, offset * max_batch) for tensor, (buffer, offset) in place.items()}
+    windows = [layer_window(layer, (w["height"], w["width"], w["channels"]), config.rows,
+                            place[entry[0]][1])
+               for layer, w, entry in zip(layers, windows, sources)]
     _check_addresses(windows, memories, max_batch)
-    return tiles, max_batch
+    return tiles, max_batch, place, windows
 
 
 def _check_addresses(windows, memories, batch):
@@ -236,13 +294,14 @@ def _check_addresses(windows, memories, batch):
 def check_fit(program, config, memories):
     """Raise :class:`ValueError` unless ``program`` runs on ``config`` with ``memories``.
 
-    The engine runs chains of dense and convolution layers; the array must take every layer's
-    weight and input codes and accumulate as every layer does (``accumulator_bits`` and
+    The engine runs graphs of dense, convolution, max pooling and add layers; the array must
+    take every layer's weight and input codes (and every tensor kept in the activation buffers
+    is of input codes) and accumulate as every layer does (``accumulator_bits`` and
     ``overflow``); the layers must have ``1..65535`` inputs and outputs; each memory must hold
     what the model needs (the message gives, for each memory too small, the words needed, per
-    layer, the words the memory has and how many it is short). A weight memory loaded at run
-    time (``memories.upload_weights``, the iCEBreaker's SPRAM) is checked the same way: its
-    depth is what the board's SPRAM holds of the array's weight words.
+    layer or tensor, the words the memory has and how many it is short). A weight memory
+    loaded at run time (``memories.upload_weights``, the iCEBreaker's SPRAM) is checked the same
+    way: its depth is what the board's SPRAM holds of the array's weight words.
 
     Returns
     -------
@@ -250,14 +309,47 @@ def check_fit(program, config, memories):
     """
     _check_types(program, config, memories)
     windows = _check_layers(program.layers, program.sources, config)
-    return tuple(_check_fit(program.layers, windows, config, memories)[0])
+    return tuple(_check_fit(program.layers, program.sources, windows, config, memories)[0])
+
+
+def _layer_record(layer, window, place, entry, index, last, rows):
+    """The fields of layer ``index``'s record but its tiles and bases in the weight and
+    requantization images."""
+    output_buffer, output_base = (0, 0) if last else place[index]
+    fields = {"second_buffer": 0, "second_base": 0, "zero_point_a": 0, "zero_point_b": 0,
+              "multiplier_a": 0, "multiplier_b": 0, "add_shift": 0, "weight_bits": 0,
+              "weight_signed": 0}
+    if isinstance(layer, IntegerLayer):
+        channels = layer.weights.shape[1]
+        fields.update(weight_bits=layer.weight_bits, weight_signed=layer.weight_signed)
+    else:
+        channels = window["channels"]
+    if isinstance(layer, AddLayer):
+        fields.update(second_buffer=place[entry[1]][0], second_base=place[entry[1]][1],
+                      zero_point_a=layer.zero_points[0], zero_point_b=layer.zero_points[1],
+                      multiplier_a=layer.multipliers[0], multiplier_b=layer.multipliers[1],
+                      add_shift=layer.shift)
+    if isinstance(layer, MaxPoolLayer):
+        low, high = code_range(layer.bits, layer.signed)
+        output = {"output_zero_point": 0, "output_low": low, "output_high": high}
+    else:
+        output = {name: getattr(layer, name) for name in ("output_zero_point", "output_low",
+                                                         "output_high")}
+    return {
+        **window, **fields, **output,
+        "input_bits": layer.input_bits, "input_signed": layer.input_signed,
+        "output_bits": layer.output_bits, "output_signed": layer.output_signed,
+        "input_buffer": place[entry[0]][0], "output_buffer": output_buffer,
+        "output_base": output_base, "last": last,
+        "outputs": channels, "output_words": 0 if last else _ceil_div(channels, rows),
+    }
 
 
 def _pack_layers(layers, sources, config, memories):
     """The :class:`MemoryImages` of ``layers`` (checked with :func:`_check_layers` and
     :func:`_check_fit`)."""
     windows = _check_layers(layers, sources, config)
-    tiles, max_batch = _check_fit(layers, windows, config, memories)
+    tiles, max_batch, place, windows = _check_fit(layers, sources, windows, config, memories)
     rows, cols = config.rows, config.cols
     beat = weights_layout(config)
     weights, requant = [], []
@@ -266,22 +358,15 @@ def _pack_layers(layers, sources, config, memories):
                encode(TOTALS_LAYOUT, {"weight_words": sum(t.weight_words for t in tiles)}),
                encode(BATCH_LAYOUT, {"max_batch": max_batch})]
     for index, (layer, window, tile) in enumerate(zip(layers, windows, tiles)):
-        last = index == len(layers) - 1
-        outputs = layer.weights.shape[1]
-        record = {
-            **window,
-            "k_tiles": tile.k_tiles, "n_tiles": tile.n_tiles,
-            "weight_base": len(weights), "requant_base": len(requant),
-            "input_bits": layer.input_bits, "input_signed": layer.input_signed,
-            "weight_bits": layer.weight_bits, "weight_signed": layer.weight_signed,
-            "output_bits": layer.output_bits, "output_signed": layer.output_signed,
-            "input_buffer": index % 2, "last": last,
-            "output_zero_point": layer.output_zero_point, "output_low": layer.output_low,
-            "output_high": layer.output_high,
-            "outputs": outputs, "output_words": 0 if last else _ceil_div(outputs, rows),
-        }
+        record = {**_layer_record(layer, window, place, sources[index], index,
+                                  index == len(layers) - 1, rows),
+                  "k_tiles": tile.k_tiles, "n_tiles": tile.n_tiles,
+                  "weight_base": len(weights), "requant_base": len(requant)}
         program.extend(encode(layout, record, prefix=f"layer {index} ")
                        for layout in LAYER_LAYOUTS)
+        if not isinstance(layer, IntegerLayer):
+            continue
+        outputs = layer.weights.shape[1]
         matrix = np.zeros((tile.k_tiles * rows, tile.n_tiles * cols), dtype=np.int64)
         taps = window["kernel_height"] * window["kernel_width"]
         matrix[padded_rows(taps, window["channels"], rows), :outputs] = layer.weights
@@ -332,9 +417,10 @@ def unpack(images, config):
 
     Returns
     -------
-    tuple of IntegerLayer
+    tuple of IntegerLayer, MaxPoolLayer and AddLayer
         Equal, field by field, to the layers of the program given to :func:`pack` (the host
-        quantizers of an :class:`IntegerProgram` are not in the images).
+        quantizers of an :class:`IntegerProgram` are not in the images; its sources are
+        :func:`~systolix.memory_map.packed_sources`).
 
     Raises
     ------
@@ -343,8 +429,7 @@ def unpack(images, config):
         not exactly what :func:`pack` makes of the layers they hold.
     """
     layers = packed_layers(images, config)
-    chain = tuple((index - 1,) for index in range(len(layers)))
-    if _pack_layers(layers, chain, config, images.memories) != images:
+    if _pack_layers(layers, packed_sources(images), config, images.memories) != images:
         raise ValueError(f"the images are not in the layout of memory map version "
                          f"{FORMAT_VERSION}: repacking the layers they hold gives other words")
     return tuple(layers)

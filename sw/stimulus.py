@@ -8,21 +8,25 @@ import numpy as np
 from systolix.config import code_range
 from systolix.layer import ROUNDING_MODES, Window
 
-from .program import IntegerLayer, IntegerProgram
+from .program import AddLayer, IntegerLayer, IntegerProgram, MaxPoolLayer
 from .quant import QuantParams
 
 __all__ = ["program_of", "random_codes", "random_layer", "random_program", "live_constants",
            "random_window", "random_conv_program"]
 
 
-def program_of(layers):
-    """An :class:`IntegerProgram` of ``layers`` with identity host quantizers."""
+def program_of(layers, sources=None):
+    """An :class:`IntegerProgram` of ``layers`` (and ``sources``, a chain by default) with
+    identity host quantizers."""
     first, last = layers[0], layers[-1]
     low, high = code_range(first.input_bits, first.input_signed)
+    out_low, out_high = code_range(last.output_bits, last.output_signed)
+    output = (getattr(last, "output_zero_point", 0), getattr(last, "output_low", out_low),
+              getattr(last, "output_high", out_high))
     return IntegerProgram(layers, QuantParams(first.input_bits, first.input_signed, 1.0, 0,
                                               low, high),
-                          QuantParams(last.output_bits, last.output_signed, 1.0,
-                                      last.output_zero_point, last.output_low, last.output_high))
+                          QuantParams(last.output_bits, last.output_signed, 1.0, *output),
+                          sources)
 
 
 def random_codes(rng, shape, bits, signed):
@@ -97,33 +101,61 @@ def random_window(rng, shape, outputs, pad_code, *, largest_kernel=3, largest_st
 
 
 def random_conv_program(rng, config, shape, layers, *, rounding=None):
-    """A chain of random convolution and dense layers for an array of ``config`` on input maps
-    of ``shape``, with live requantization constants (:func:`live_constants`).
+    """A graph of random convolution, dense, max pooling and add layers for an array of
+    ``config`` on input maps of ``shape``, with live requantization constants
+    (:func:`live_constants`).
 
     ``layers`` lists, per layer, ``("conv", outputs)``, ``("conv", outputs, window options)``
-    (a dict for :func:`random_window`), ``("window", outputs, Window)`` or ``("dense",
-    outputs)``. Hidden codes are the array's activation codes; the last layer's output codes
-    have a random width. ``rounding`` is each layer's, or random.
+    (a dict for :func:`random_window`), ``("window", outputs, Window)``, ``("dense",
+    outputs)``, ``("max_pool", window options)`` (a max pooling layer on the map before it,
+    its pad code the smallest code) or ``("add", source)`` (the sum of the layer before it and
+    layer ``source``, -1 for the program's input, whose maps must have the same shape). Every
+    other layer reads the one before it. Hidden codes are the array's activation codes; the
+    last layer's output codes have a random width. ``rounding`` is each layer's, or random.
     """
-    result = []
-    for index, (kind, outputs, *options) in enumerate(layers):
+    result, sources, shapes = [], [], {-1: tuple(shape)}
+    activations = (config.activation_bits, config.activation_signed)
+    for index, (kind, *options) in enumerate(layers):
         last = index == len(layers) - 1
-        output = ((int(rng.integers(1, 9)), bool(rng.integers(2))) if last else
-                  (config.activation_bits, config.activation_signed))
-        layer = random_layer(rng, int(np.prod(shape)), outputs, config, *output)
-        pad_code = int(rng.integers(*code_range(config.activation_bits,
-                                                config.activation_signed), endpoint=True))
-        window = None
-        if kind == "conv":
-            window = random_window(rng, shape, outputs, pad_code, **(options[0] if options
-                                                                      else {}))
-        elif kind == "window":
-            window = options[0]
-        if window is not None:
-            weights = random_codes(rng, (window.patch, outputs), config.weight_bits,
-                                   config.weight_signed) * window.group_mask(outputs)
-            layer = dataclasses.replace(layer, weights=weights, window=window)
-        layer = dataclasses.replace(layer, rounding=rounding or str(rng.choice(ROUNDING_MODES)))
-        result.append(live_constants(rng, layer, config.accumulator_bits))
-        shape = layer.output_shape
-    return program_of(result)
+        output = ((int(rng.integers(1, 9)), bool(rng.integers(2))) if last else activations)
+        sources.append((index - 1,))
+        if kind == "max_pool":
+            low, _ = code_range(*activations)
+            window = random_window(rng, shape, shape[2], low, **(options[0] if options else {}))
+            window = dataclasses.replace(window, groups=shape[2])
+            layer = MaxPoolLayer(window, *activations)
+        elif kind == "add":
+            sources[-1] = (index - 1, options[0])
+            if shapes[options[0]] != tuple(shape):
+                raise ValueError(f"layer {index} adds maps of {shape} and "
+                                 f"{shapes[options[0]]}")
+            low, high = code_range(*output)
+            layer = AddLayer(
+                shape=tuple(shape),
+                zero_points=tuple(int(z) for z in rng.integers(*code_range(*activations),
+                                                               size=2, endpoint=True)),
+                multipliers=tuple(int(m) for m in rng.integers(1 << 13, 1 << 16, size=2)),
+                shift=int(rng.integers(14, 17)) + config.activation_bits - output[0],
+                output_zero_point=(low + high) // 2, output_low=low, output_high=high,
+                input_bits=activations[0], input_signed=activations[1], output_bits=output[0],
+                output_signed=output[1], rounding=rounding or str(rng.choice(ROUNDING_MODES)))
+        else:
+            outputs = options[0]
+            layer = random_layer(rng, int(np.prod(shape)), outputs, config, *output)
+            pad_code = int(rng.integers(*code_range(*activations), endpoint=True))
+            window = None
+            if kind == "conv":
+                window = random_window(rng, shape, outputs, pad_code,
+                                       **(options[1] if len(options) > 1 else {}))
+            elif kind == "window":
+                window = options[1]
+            if window is not None:
+                weights = random_codes(rng, (window.patch, outputs), config.weight_bits,
+                                       config.weight_signed) * window.group_mask(outputs)
+                layer = dataclasses.replace(layer, weights=weights, window=window)
+            layer = dataclasses.replace(layer,
+                                        rounding=rounding or str(rng.choice(ROUNDING_MODES)))
+            layer = live_constants(rng, layer, config.accumulator_bits)
+        result.append(layer)
+        shape = shapes[index] = tuple(layer.output_shape)
+    return program_of(result, sources)

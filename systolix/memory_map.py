@@ -34,7 +34,7 @@ from amaranth.lib import data
 
 from .codec import decode, encode
 from .config import OVERFLOW_MODES, ArrayConfig, check_bool, check_choice, check_int
-from .layer import ROUNDING_MODES, IntegerLayer, Window
+from .layer import ROUNDING_MODES, AddLayer, IntegerLayer, MaxPoolLayer, Window
 from .numeric import BIAS_BITS, CODE_BITS, MULTIPLIER_BITS, SHIFT_BITS
 
 __all__ = [
@@ -42,14 +42,15 @@ __all__ = [
     "HEADER_LAYOUT", "CONFIG_LAYOUT", "TOTALS_LAYOUT", "BATCH_LAYOUT", "LAYER_LAYOUTS",
     "HEADER_WORDS", "RECORD_WORDS", "MEMORY_WIDTHS", "MEMORY_DEPTHS", "code_shape",
     "weights_layout", "activation_word_layout", "output_layout", "config_fields",
-    "feed_address_bits", "layer_window", "padded_rows", "MemoryConfig", "MemoryImages",
-    "layer_records", "windowed", "vector_words", "input_channels", "output_codes", "packed_layers",
+    "LAYER_KINDS", "feed_address_bits", "layer_window", "padded_rows", "MemoryConfig",
+    "MemoryImages", "layer_records", "windowed", "packed_sources", "vector_words",
+    "input_channels", "output_codes", "packed_layers",
     "save_images", "load_images", "pack_vectors", "unpack_vectors", "unpack_outputs",
     "memory_contents", "baked_memories", "weight_write_layout", "SPRAM_WORDS", "SPRAM_BITS",
     "spram_blocks", "spram_weight_words",
 ]
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 """Version of the memory map: the layouts below and the order of the words."""
 
 PROGRAM_WORD_BITS = 32
@@ -104,6 +105,12 @@ BATCH_LAYOUT = data.StructLayout({"max_batch": unsigned(PROGRAM_WORD_BITS)})
 HEADER_WORDS = 4
 """Program words before the first layer record."""
 
+LAYER_KINDS = ("gemm", "max_pool", "add")
+"""What a layer record runs (its ``kind`` field is the index): a dense or convolution layer on
+the array (:class:`~systolix.layer.IntegerLayer`), a max pooling layer
+(:class:`~systolix.layer.MaxPoolLayer`) or an add layer (:class:`~systolix.layer.AddLayer`), the
+last two on the engine's post-op unit (:class:`systolix.hw.postops.PostOps`)."""
+
 LAYER_LAYOUTS = (
     data.StructLayout({"k_tiles": _COUNT, "n_tiles": _COUNT}),
     data.StructLayout({"weight_base": _COUNT, "requant_base": _COUNT}),
@@ -127,10 +134,17 @@ LAYER_LAYOUTS = (
     data.StructLayout({"tap_step": _STEP, "pad_code": _CODE}),
     data.StructLayout({"origin": _STEP, "image_words": _COUNT}),
     data.StructLayout({"x_back": _STEP, "y_back": _STEP}),
+    data.StructLayout({"kind": unsigned(2), "output_buffer": _FLAG, "second_buffer": _FLAG,
+                       "add_shift": unsigned(SHIFT_BITS), "zero_point_a": _CODE,
+                       "zero_point_b": _CODE}),
+    data.StructLayout({"input_base": _COUNT, "output_base": _COUNT}),
+    data.StructLayout({"second_base": _COUNT, "window_row_step": _STEP}),
+    data.StructLayout({"multiplier_a": unsigned(MULTIPLIER_BITS),
+                       "multiplier_b": unsigned(MULTIPLIER_BITS)}),
     data.StructLayout({"pad_bottom": _COUNT, "pad_right": _COUNT}),
     data.StructLayout({"groups": _COUNT}),
 )
-"""Program words ``4 + 18 l .. 4 + 18 l + 17``: the record of layer ``l`` (docs/memory-map.md).
+"""Program words ``4 + 22 l .. 4 + 22 l + 21``: the record of layer ``l`` (docs/memory-map.md).
 
 The window of the layer (:func:`layer_window`: the input map ``height x width x channels``,
 ``c_tiles = ceil(channels / rows)`` words a pixel, ``image_words`` a map, the kernel, strides,
@@ -141,8 +155,16 @@ next output column, ``row_step`` from a row's last column to the next row's firs
 row's last K tile to the next row's first, ``origin`` the first address of a layer: see
 :func:`layer_window`; ``x_back`` and ``y_back`` take the input pixel's column and row from the
 last output column or row back to the first);
-``windowed`` is 1 for a convolution (0 for a dense layer), ``rounding`` the index in
-:data:`~systolix.layer.ROUNDING_MODES`. The gateware reads every field but the last two words,
+``windowed`` is 1 for a convolution or a max pooling layer (0 for a dense or an add layer),
+``rounding`` the index in :data:`~systolix.layer.ROUNDING_MODES`; ``kind`` the index in
+:data:`LAYER_KINDS`. Where the layer's tensors lie: its input in buffer ``input_buffer`` from
+word ``input_base`` (``origin`` includes it), an add layer's second input in
+``second_buffer`` from ``second_base``, its output in ``output_buffer`` from ``output_base``
+(or, in the ``last`` layer, in the output memory from word 0); ``window_row_step`` is what a
+max pooling window's address adds from its last column to its next row's first (the same
+channel tile). An add layer's ``zero_point_a``, ``zero_point_b``, ``multiplier_a``,
+``multiplier_b`` and ``add_shift`` are its zero points, multipliers and shift (0 in other
+records). The gateware reads every field but the last two words,
 which only :func:`packed_layers` needs (the sequencer writes the last word of a record in the
 cycle that starts the layer)."""
 
@@ -220,29 +242,35 @@ def _ceil_div(a, b):
     return -(-a // b)
 
 
-def layer_window(layer, shape, rows):
+def layer_window(layer, shape, rows, input_base=0):
     """The window fields of a layer's record (:data:`LAYER_LAYOUTS`) for an array of ``rows``
     rows.
 
     Parameters
     ----------
-    layer : IntegerLayer
+    layer : IntegerLayer, MaxPoolLayer or AddLayer
     shape : tuple of int
         ``(height, width, channels)`` of the layer's input map: its source's ``output_shape``
-        (``(1, 1, K)`` for the program's input). A convolution takes its window's; a dense layer
-        runs as a window that covers the whole map (kernel ``height x width``, no padding,
-        one output position), its weight rows already in the map's ``(y, x, c)`` order.
+        (``(1, 1, K)`` for the program's input). A convolution and a max pooling layer take
+        their window's; a dense layer runs as a window that covers the whole map (kernel
+        ``height x width``, no padding, one output position), its weight rows already in the
+        map's ``(y, x, c)`` order; an add layer as a 1x1 window on its shape.
+    input_base : int, optional
+        The buffer word where the layer's input map starts (``origin`` includes it).
 
     Returns
     -------
     dict
-        Every window field of the record, ``windowed`` and ``rounding`` included. The
+        Every window field of the record, ``windowed``, ``rounding`` and ``kind`` included. The
         address of K tile ``(ky, kx, ct)`` of output ``(oy, ox)`` of input ``b`` is ``origin +
         b * image_words + oy * stride_height * width * c_tiles + ox * x_step + (ky * width + kx)
         * c_tiles + ct``; the steps are its differences between consecutive vectors and K
         tiles.
     """
-    window = layer.window
+    if isinstance(layer, AddLayer):
+        window = Window(*layer.shape, 1, 1)
+    else:
+        window = layer.window
     if window is None:
         height, width, channels = shape
         fields = {"height": height, "width": width, "channels": channels,
@@ -255,6 +283,7 @@ def layer_window(layer, shape, rows):
             "height", "width", "channels", "kernel_height", "kernel_width", "stride_height",
             "stride_width", "pad_top", "pad_left", "pad_bottom", "pad_right", "groups",
             "pad_code", "output_height", "output_width")}
+    kind = {IntegerLayer: 0, MaxPoolLayer: 1, AddLayer: 2}[type(layer)]
     c_tiles = _ceil_div(fields["channels"], rows)
     row_words = fields["width"] * c_tiles
     image_words = fields["height"] * row_words
@@ -262,15 +291,19 @@ def layer_window(layer, shape, rows):
     y_step = fields["stride_height"] * row_words               # to the next output row
     row_end = (fields["output_width"] - 1) * x_step            # a row's last column
     image_end = (fields["output_height"] - 1) * y_step + row_end
-    return {**fields, "windowed": int(window is not None),
-            "rounding": ROUNDING_MODES.index(layer.rounding),
+    return {**fields, "windowed": int(kind == 1 or kind == 0 and window is not None),
+            "kind": kind, "rounding": ROUNDING_MODES.index(getattr(layer, "rounding",
+                                                                   "half_up")),
             "positions": fields["output_height"] * fields["output_width"],
             "c_tiles": c_tiles, "image_words": image_words, "x_step": x_step,
             "row_step": y_step - row_end, "image_step": image_words - image_end,
             "tap_step": row_words - fields["kernel_width"] * c_tiles + 1,
+            "window_row_step": row_words - (fields["kernel_width"] - 1) * c_tiles,
             "x_back": -(fields["output_width"] - 1) * fields["stride_width"],
             "y_back": -(fields["output_height"] - 1) * fields["stride_height"],
-            "origin": -(fields["pad_top"] * fields["width"] + fields["pad_left"]) * c_tiles}
+            "input_base": input_base,
+            "origin": input_base - (fields["pad_top"] * fields["width"]
+                                    + fields["pad_left"]) * c_tiles}
 
 
 def padded_rows(taps, channels, rows):
@@ -397,9 +430,38 @@ def vector_words(images):
 
 
 def windowed(images):
-    """Whether the program in ``images`` has a convolution (a layer record with ``windowed``
-    set): only an engine built with windows runs it."""
-    return any(record["windowed"] for record in layer_records(images))
+    """Whether the program in ``images`` needs an engine built with windows: it has a
+    convolution (a layer record with ``windowed`` set), a max pooling or an add layer, or a
+    tensor that does not start at word 0 of its buffer (a graph that is not a chain)."""
+    return any(record["windowed"] or record["kind"] or record["input_base"]
+               or record["output_base"] for record in layer_records(images))
+
+
+def packed_sources(images):
+    """``sources`` of the program in ``images`` (as :class:`~systolix.sw.program.IntegerProgram`
+    has them): each layer reads the latest earlier layer whose output region (buffer and base)
+    is its input's (and an add layer's second input's), or -1, the program's input in buffer 0
+    from word 0. The packer never places a tensor over one that is still to be read, so this
+    is the graph it packed."""
+    records, sources = layer_records(images), []
+
+    def producer(index, buffer, base):
+        for earlier in range(index - 1, -1, -1):
+            record = records[earlier]
+            if not record["last"] and (record["output_buffer"], record["output_base"]) == (
+                    buffer, base):
+                return earlier
+        if (buffer, base) != (0, 0):
+            raise ValueError(f"layer {index} reads buffer {buffer} from word {base}, which no "
+                             f"earlier layer writes")
+        return -1
+
+    for index, record in enumerate(records):
+        entry = [producer(index, record["input_buffer"], record["input_base"])]
+        if record["kind"] == LAYER_KINDS.index("add"):
+            entry.append(producer(index, record["second_buffer"], record["second_base"]))
+        sources.append(tuple(entry))
+    return tuple(sources)
 
 
 def input_channels(images):
@@ -419,8 +481,27 @@ _WINDOW_FIELDS = ("height", "width", "channels", "kernel_height", "kernel_width"
 
 
 def _packed_layer(images, config, record):
-    """The :class:`~systolix.layer.IntegerLayer` described by the program ``record`` (decoded
-    fields)."""
+    """The layer described by the program ``record`` (decoded fields): an
+    :class:`~systolix.layer.IntegerLayer`, :class:`~systolix.layer.MaxPoolLayer` or
+    :class:`~systolix.layer.AddLayer`."""
+    kind = LAYER_KINDS[record["kind"]] if record["kind"] < len(LAYER_KINDS) else None
+    if kind == "max_pool":
+        return MaxPoolLayer(Window(**{name: record[name] for name in _WINDOW_FIELDS}),
+                            bits=record["input_bits"], signed=bool(record["input_signed"]))
+    if kind == "add":
+        return AddLayer(
+            shape=(record["height"], record["width"], record["channels"]),
+            zero_points=(record["zero_point_a"], record["zero_point_b"]),
+            multipliers=(record["multiplier_a"], record["multiplier_b"]),
+            shift=record["add_shift"],
+            **{name: record[name] for name in ("output_zero_point", "output_low",
+                                               "output_high", "input_bits", "output_bits")},
+            input_signed=bool(record["input_signed"]),
+            output_signed=bool(record["output_signed"]),
+            rounding=ROUNDING_MODES[record["rounding"]])
+    if kind is None:
+        raise ValueError(f"a layer record has kind {record['kind']}; memory map version "
+                         f"{FORMAT_VERSION} knows {len(LAYER_KINDS)} ({', '.join(LAYER_KINDS)})")
     beat = weights_layout(config)
     taps = record["kernel_height"] * record["kernel_width"]
     channels, outputs = record["channels"], record["outputs"]
@@ -462,8 +543,9 @@ def _packed_layer(images, config, record):
 
 
 def packed_layers(images, config):
-    """Every layer the images of an array of ``config`` hold, as
-    :class:`~systolix.layer.IntegerLayer`\\ s.
+    """Every layer the images of an array of ``config`` hold (:class:`~systolix.layer.IntegerLayer`,
+    :class:`~systolix.layer.MaxPoolLayer` and :class:`~systolix.layer.AddLayer` records; their
+    graph is :func:`packed_sources`).
 
     Raises
     ------

@@ -13,12 +13,12 @@ Loop bounds are passed as :class:`Bounds` (sizes, not the gateware's "last" valu
 from collections import deque
 from typing import NamedTuple
 
-from systolix.memory_map import HEADER_WORDS, RECORD_WORDS
+from systolix.memory_map import HEADER_WORDS, LAYER_KINDS, RECORD_WORDS
 from systolix.timing import REQUANT_LATENCY
 
 __all__ = ["Bounds", "Loop", "feed_order", "MemoryToStream", "Sequencer", "WeightFeeder", "ActivationFeeder",
-           "KTileAccumulator", "SyncFIFOBuffered", "RequantIssuer", "Requantizer", "Writeback",
-           "OutputStreamer"]
+           "KTileAccumulator", "SyncFIFOBuffered", "RequantIssuer", "PostOps", "Requantizer",
+           "Writeback", "OutputStreamer"]
 
 
 class Bounds(NamedTuple):
@@ -291,6 +291,28 @@ class RequantIssuer:
                 self.channel += self.lanes
         if not running:
             self.loop.reset()
+
+
+class PostOps:
+    """:class:`systolix.hw.postops.PostOps` of an array of ``rows`` rows and ``lanes`` lanes:
+    ``final`` is its registered tag's ``final`` bit (with ``valid``). A word takes ``taps + 1 +
+    rows / lanes`` cycles (``taps`` = the window's kernel positions, 2 for an add)."""
+
+    def __init__(self, rows, lanes):
+        self.groups = rows // lanes
+        self.remaining, self.final = 0, False
+
+    def step(self, start, record, batch):
+        """A cycle; ``start`` (the strobe) samples the layer's ``record`` and ``batch``."""
+        self.final = False
+        if self.remaining:
+            self.remaining -= 1
+            self.final = self.remaining == 0
+        if start:
+            taps = (2 if record["kind"] == LAYER_KINDS.index("add")
+                    else record["kernel_height"] * record["kernel_width"])
+            self.remaining = (batch * record["positions"] * record["c_tiles"]
+                              * (taps + 1 + self.groups))
 
 
 class Requantizer:

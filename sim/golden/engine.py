@@ -3,8 +3,8 @@
 :func:`engine_cycles` joins the cycle models of the engine's components
 (:mod:`systolix.sim.golden.components`: sequencer, weight and activation feeders, the array's
 handshakes through :class:`~systolix.sim.golden.cycles.ArrayModel`, the K-tile accumulator, the
-result queue, the requantization issuer, the requantization units, the writeback and the output
-streamer) as the gateware joins the components, and steps them one cycle at a time; the data
+result queue, the requantization issuer, the post-op unit, the requantization units, the
+writeback and the output streamer) as the gateware joins the components, and steps them one cycle at a time; the data
 itself is the business of :func:`systolix.sim.golden.program.run_program`. A run does not depend
 on the host once it has started, so its cycle count depends only on the program, the array, the
 memory depths and the batch size.
@@ -15,8 +15,9 @@ from typing import NamedTuple
 from systolix.memory_map import layer_records
 from systolix.timing import default_requant_lanes
 
-from .components import (ActivationFeeder, KTileAccumulator, OutputStreamer, Requantizer,
-                         RequantIssuer, Sequencer, SyncFIFOBuffered, WeightFeeder, Writeback)
+from .components import (ActivationFeeder, KTileAccumulator, OutputStreamer, PostOps,
+                         Requantizer, RequantIssuer, Sequencer, SyncFIFOBuffered, WeightFeeder,
+                         Writeback)
 from .cycles import ArrayModel
 
 __all__ = ["EngineCycles", "engine_cycles"]
@@ -54,12 +55,16 @@ def engine_cycles(config, images, batch, requant_lanes=None):
     accumulator = KTileAccumulator()
     queue = SyncFIFOBuffered(images.memories.batch + 1)
     issuer = RequantIssuer(config.cols, lanes)
+    postops = PostOps(config.rows, lanes)
     requantizer, writeback = Requantizer(), Writeback()
     output_streamer = OutputStreamer(lanes)
     total = len(images.weights)
     # More than any run takes: every result a cycle per channel, and the pipelines' fill.
     limit = 1000 * len(records) + 4 * total + sum(
-        record["k_tiles"] * record["n_tiles"] * batch * record["positions"] * config.cols
+        batch * record["positions"] * (record["k_tiles"] * record["n_tiles"] * config.cols
+                                       + record["c_tiles"] * (record["kernel_height"]
+                                                              * record["kernel_width"]
+                                                              + 2 + config.rows))
         for record in records)
 
     # The cycle of the start transfer (cycle -1), then cycle 0, the first of the header, on.
@@ -84,16 +89,18 @@ def engine_cycles(config, images, batch, requant_lanes=None):
         layer_done = writeback.layer_done(requantizer.output)
         if layer_done:
             layer_ends.append(cycle + 1)
-        issued_final = issuer.issued and issuer.final
+        issued_final = issuer.issued and issuer.final or postops.final
+        gemm = record["kind"] == 0
 
         # Registers.
         weight_feeder.step(sequencer.header_done, total, weights_ready)
-        activation_feeder.step(sequencer.layer_start, running, activations_ready,
+        activation_feeder.step(sequencer.layer_start and gemm, running, activations_ready,
                                record, batch)
         array.step(take_weight, accept, accept_last, results_ready)
         accumulator.step(sink_take, running, bounds)
         queue.step(sums_valid, vectors_ready)
         issuer.step(take_vector, running, bounds)
+        postops.step(sequencer.layer_start and not gemm, record, batch)
         requantizer.step(issued_final)
         writeback.step(sequencer.idle, False, cycle == -1)
         output_streamer.step(layer_done and record["last"], True,

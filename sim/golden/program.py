@@ -40,7 +40,7 @@ import numpy as np
 from systolix.config import code_range
 from systolix.layer import (AddLayer, GeluLayer, LayerNormLayer, MatMulLayer, MaxPoolLayer,
                             SoftmaxLayer)
-from systolix.memory_map import packed_layers
+from systolix.memory_map import packed_layers, packed_sources
 
 from .array import accumulate
 
@@ -184,4 +184,4 @@ def run_images(images, config, codes):
     """Output codes of the model packed into ``images`` (:class:`~systolix.memory_map.MemoryImages`
     for an array of ``config``) for input ``codes`` of its first layer: what the accelerator
     built from those images computes."""
-    return run_layers(packed_layers(images, config), codes)
+    return run_layers(packed_layers(images, config), codes, packed_sources(images))

@@ -144,7 +144,7 @@ def test_as_many_k_tiles_as_the_weight_memory_holds():
         weight_signed=True, output_bits=3, output_signed=True, accumulator_bits=5,
         overflow="wrap")])
     assert len(set(run_program(program, np.arange(-4, 4)[:, None])[:, 1].tolist())) > 3
-    memories = MemoryConfig(weight_words=3, requant_words=2, program_words=22,
+    memories = MemoryConfig(weight_words=3, requant_words=2, program_words=26,
                             activation_words=6, batch=4, output_codes=10)
     check_program(program, config, [4, 3, 4], rng, memories=memories)
 
@@ -175,6 +175,23 @@ def test_convolutions(seed, rows, cols, overflow):
     assert any(layer.window.stride_height > 1 or layer.window.stride_width > 1
                for layer in program.layers[:2]) or seed
     assert check_program(program, config, [2, 1], rng, stall=0.3) > 1
+
+
+@pytest.mark.parametrize("seed, rows, cols", [(0, 2, 2), (3, 4, 2)])
+def test_pooling_and_residual_adds(seed, rows, cols):
+    """Graphs: a max pooling layer between convolutions, a residual add whose skip spans two
+    layers, and an add of the program's input as the last layer (to the output memory)."""
+    rng = np.random.default_rng(seed)
+    config = ArrayConfig(rows=rows, cols=cols, weight_bits=4, activation_bits=4,
+                         activation_signed=bool(seed), accumulator_bits=16)
+    program = random_conv_program(rng, config, (4, 4, 3), [
+        ("conv", 3, {"largest_stride": 1}), ("max_pool", {"largest_stride": 1}),
+        ("conv", 3, {"largest_kernel": 1, "largest_stride": 1}),
+        ("conv", 3, {"largest_kernel": 1, "largest_stride": 1}), ("add", 1)])
+    assert check_program(program, config, [2, 1], rng, stall=0.3) > 1
+    program = random_conv_program(rng, config, (2, 3, 3), [
+        ("conv", 3, {"largest_kernel": 1, "largest_stride": 1}), ("add", -1)])
+    assert check_program(program, config, [3], rng, stall=0.3) > 1
 
 
 def test_depthwise_and_padding():

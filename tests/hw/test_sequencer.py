@@ -18,7 +18,7 @@ from systolix.sw.pack import pack
 from systolix.sw.stimulus import random_conv_program, random_program
 
 CONFIG = ArrayConfig(rows=3, cols=2)
-MEMORIES = MemoryConfig(weight_words=1024, requant_words=64, program_words=64,
+MEMORIES = MemoryConfig(weight_words=1024, requant_words=64, program_words=128,
                         activation_words=128, batch=64, output_codes=256)
 
 

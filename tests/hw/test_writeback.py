@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """The writeback in Amaranth's simulator: the host's words into buffer 0 from address 0, the
-requantized codes into the other buffer's lanes or the output memory, masked to their widths, and
-``layer_done`` with the final codes."""
+requantized codes into the lanes of the output buffer (from its output base, with bases) or the
+output memory, masked to their widths, and ``layer_done`` with the final codes."""
 
 import numpy as np
 import pytest
@@ -20,9 +20,9 @@ MEMORIES = MemoryConfig(weight_words=64, requant_words=32, program_words=32,
                         activation_words=16, batch=8, output_codes=16)
 
 
-def harness(config, lanes):
+def harness(config, lanes, bases=False):
     m = Module()
-    writeback = m.submodules.writeback = Writeback(config, MEMORIES, lanes)
+    writeback = m.submodules.writeback = Writeback(config, MEMORIES, lanes, bases=bases)
     word_bits = config.rows * config.activation_bits
     buffers = [Memory(shape=word_bits, depth=MEMORIES.activation_words, init=[])
                for _ in range(2)]
@@ -36,12 +36,13 @@ def harness(config, lanes):
     return m, writeback, buffers, output
 
 
-@pytest.mark.parametrize("rows, lanes", [(4, 1), (4, 2), (6, 2), (8, 4)])
-def test_writes(rows, lanes):
+@pytest.mark.parametrize("rows, lanes, bases", [(4, 1, False), (4, 2, True), (6, 2, False),
+                                               (8, 4, True)])
+def test_writes(rows, lanes, bases):
     rng = np.random.default_rng(rows + lanes)
     config = ArrayConfig(rows=rows, cols=lanes * 2, activation_bits=3)
     bits = config.activation_bits
-    m, writeback, buffers, output = harness(config, lanes)
+    m, writeback, buffers, output = harness(config, lanes, bases)
     model = components.Writeback()
     depth = MEMORIES.activation_words
     expected = {"buffers": [[[0] * rows for _ in range(depth)] for _ in range(2)],
@@ -69,9 +70,10 @@ def test_writes(rows, lanes):
         assert not ctx.get(writeback.inputs.ready)
 
         # Codes of four layers: the last one to the output memory.
-        for last, input_buffer, output_bits in ((0, 0, 3), (0, 1, 2), (1, 0, 5), (1, 1, 8)):
-            for name, value in (("last", last), ("input_buffer", input_buffer),
-                                ("output_bits", output_bits)):
+        for last, output_buffer, base, output_bits in ((0, 1, 0, 3), (0, 0, 5, 2), (0, 0, 0, 4),
+                                                       (1, 0, 7, 5), (1, 1, 0, 8)):
+            for name, value in (("last", last), ("output_buffer", output_buffer),
+                                ("output_base", base), ("output_bits", output_bits)):
                 ctx.set(getattr(writeback, name), value)
             for number in range(30):
                 valid = bool(rng.random() < 0.7)
@@ -91,7 +93,8 @@ def test_writes(rows, lanes):
                         expected["output"][tag["addr"]][lane] = \
                             code & ((1 << output_bits) - 1) & 0xff
                     else:
-                        expected["buffers"][1 - input_buffer][tag["addr"]][tag["lane"] + lane] = \
+                        addr = (tag["addr"] + base * bases) % depth
+                        expected["buffers"][output_buffer][addr][tag["lane"] + lane] = \
                             code & ((1 << bits) - 1)
                 await ctx.tick()
         for stream in writeback.codes:

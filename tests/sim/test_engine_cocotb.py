@@ -125,3 +125,50 @@ def test_random_convolutions(tmp_path, seed, rows, cols, overflow):
     assert len(set(outputs.ravel().tolist())) > 1
     ideal = ideal_cycles(program, config) * images.max_batch
     assert 0 < ideal <= runs[0]["cycles_measured"]
+
+
+GRAPHS = {
+    # Overlapping, padded max pooling between convolutions; a residual add whose skip spans
+    # two layers; max pooling as the last layer.
+    "pool-residual-pool": [
+        ("conv", 4, {"largest_stride": 1}),
+        ("max_pool", {"largest_kernel": 3, "largest_stride": 2}),
+        ("conv", 4, {"largest_kernel": 1, "largest_stride": 1}),
+        ("conv", 4, {"largest_kernel": 1, "largest_stride": 1}), ("add", 1), ("max_pool", {})],
+    # A max pooling first layer, an add of the program's input map, a dense layer on the sum.
+    "pool-input-add-dense": [
+        ("max_pool", {}), ("conv", 3, {"largest_kernel": 1, "largest_stride": 1}),
+        ("add", 0), ("dense", 3)],
+    # An add as the last layer.
+    "residual-last": [
+        ("conv", 3, {"largest_stride": 1}), ("conv", 3, {"largest_kernel": 1,
+                                                        "largest_stride": 1}),
+        ("add", 0)],
+}
+
+
+@pytest.mark.parametrize("graph, seed, rows, cols", [
+    ("pool-residual-pool", 0, 4, 2),
+    pytest.param("pool-input-add-dense", 1, 3, 2, marks=pytest.mark.slow),
+    pytest.param("residual-last", 2, 4, 4, marks=pytest.mark.slow),
+    pytest.param("pool-residual-pool", 3, 8, 4, marks=pytest.mark.slow),
+])
+def test_random_graphs(tmp_path, graph, seed, rows, cols):
+    """Random programs with max pooling (overlapping and padded windows), residual adds (a
+    skip over two layers, the program's input) and a max pooling or add last layer, on the
+    post-op unit: 0 mismatches and measured = modelled cycles."""
+    rng = np.random.default_rng(seed)
+    config = ArrayConfig(rows=rows, cols=cols, weight_bits=4, activation_bits=4,
+                         activation_signed=bool(seed % 2), accumulator_bits=16)
+    program = random_conv_program(rng, config, (5, 6, 3), GRAPHS[graph])
+    images = pack(program, config)
+    codes = rng.integers(*config.activation_range, (images.max_batch + 2, program.inputs),
+                         endpoint=True)
+    report = run_engine(images, config, codes, [images.max_batch, 2], input_stall=0.3,
+                        output_stall=0.3, build_root=tmp_path)
+    runs = report["runs"]
+    assert [run["mismatches"] for run in runs] == [0] * len(runs)
+    assert [run["cycle_mismatches"] for run in runs] == [0] * len(runs)
+    outputs = np.concatenate([np.reshape(run["outputs"], (run["batch"], -1)) for run in runs])
+    np.testing.assert_array_equal(outputs, run_program(program, codes[:len(outputs)]))
+    assert len(set(outputs.ravel().tolist())) > 1

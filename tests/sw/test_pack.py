@@ -10,6 +10,7 @@ from systolix.sim.golden.program import requantize, run_program
 from systolix.sw import IntegerLayer, digits_mlp, lower, quantize
 from systolix.boards.memory_files import write_images
 from systolix.memory_map import (FORMAT_VERSION, HEADER_WORDS, RECORD_WORDS, REQUANT_LAYOUT, MemoryConfig,
+                                 layer_records, packed_sources, windowed,
                                  MemoryImages, memory_contents)
 from systolix.sw.pack import LayerTiles, check_fit, ideal_cycles, layer_tiles, pack, unpack
 from systolix.layer import AddLayer, MaxPoolLayer, Window
@@ -26,6 +27,9 @@ BIG = MemoryConfig(weight_words=65536, requant_words=65536, program_words=65536,
 def assert_same_layers(layers, originals):
     assert len(layers) == len(originals)
     for layer, original in zip(layers, originals):
+        if not isinstance(original, IntegerLayer):
+            assert layer == original
+            continue
         for name in LAYER_FIELDS:
             value, expected = getattr(layer, name), getattr(original, name)
             if isinstance(expected, np.ndarray):
@@ -193,7 +197,7 @@ def test_fixed_layout():
     assert images.requant == (0x0014_9C40_FFFF_FFFF, 0x0000_0001_0000_0002,
                               0x003F_FFFF_0000_0003, 0)
     assert images.program == (
-        0x0001_0004,                                   # version 4, 1 layer
+        0x0001_0005,                                   # version 5, 1 layer
         2 | 2 << 6 | 4 << 12 | 1 << 16 | 4 << 17 | 0 << 21 | 16 << 22 | 1 << 28,
         8,                                             # weight words
         128,                                           # max batch: MemoryConfig().batch
@@ -214,6 +218,10 @@ def test_fixed_layout():
         1 | 0 << 16,                                   # K tile row step; pad code 0
         0 | 2 << 16,                                   # origin; 2 words a map
         0,                                             # x and y back: one output position
+        0,                                             # a GEMM; output buffer 0
+        0,                                             # input and output bases
+        0 | 2 << 16,                                   # (no second input); window row step
+        0,                                             # (no add multipliers)
         0,                                             # pad bottom, right
         1)                                             # groups
 
@@ -302,15 +310,16 @@ def test_too_many_inputs():
                      r"layer 2: 64\), the weight memory has 831: 1 words short$"),
     ("requant_words", r"^the model needs 112 requant words \(layer 0: 64, layer 1: 32, "
                       r"layer 2: 16\), the requant memory has 111: 1 words short$"),
-    ("program_words", r"^the model needs 58 program words \(4 \+ 18 per layer, 3 layers\), the "
-                      r"memory has 57$"),
-    ("activation_words", r"^the model needs 8 activation words per input \(layer 0's input "
-                         r"map\), each buffer has 7$"),
+    ("program_words", r"^the model needs 70 program words \(4 \+ 22 per layer, 3 layers\), the "
+                      r"memory has 69$"),
+    ("activation_words", r"^the model needs 8 activation words per input \(buffer 0: the input "
+                         r"at 0\.\.7, layer 1's output at 0\.\.3\), each buffer has 7: 1 words "
+                         r"short$"),
 ])
 def test_memories_too_small(digits, memory, message):
     program = digits[0]
     config = ArrayConfig(rows=8, cols=8, accumulator_bits=16)
-    needed = {"weight_words": 832, "requant_words": 112, "program_words": 58,
+    needed = {"weight_words": 832, "requant_words": 112, "program_words": 70,
               "activation_words": 8}
     pack(program, config, MemoryConfig(**needed))
     with pytest.raises(ValueError, match=message):
@@ -322,8 +331,9 @@ def test_every_memory_too_small_is_named(digits):
     with pytest.raises(ValueError, match=r"^the model needs 832 weight words .*, the weight "
                                          r"memory has 1: 831 words short; the model needs 112 "
                                          r"requant words .*; the model "
-                                         r"needs 58 program words .*; the model needs 8 "
-                                         r"activation words per input .*, each buffer has 1$"):
+                                         r"needs 70 program words .*; the model needs 8 "
+                                         r"activation words per input .*, each buffer has 1: 7 "
+                                         r"words short$"):
         check_fit(digits[0], config, MemoryConfig(1, 1, 1, 1))
 
 
@@ -333,10 +343,10 @@ def test_unpack_refuses_other_images(small):
     with pytest.raises(ValueError, match=r"^the images were packed for another array than "
                                          r"4x8-W4s-A4u-P16-wrap: cols 4 \(not 8\)$"):
         unpack(images, dataclasses.replace(config, cols=8))
-    with pytest.raises(ValueError, match=r"^the images are not memory map version 4 \(they say "
-                                         r"3 and 4\); this systolix reads version 4$"):
-        unpack(dataclasses.replace(images, version=3), config)
-    with pytest.raises(ValueError, match=r"^the program image has 39 words, not the 40 of 2 "
+    with pytest.raises(ValueError, match=r"^the images are not memory map version 5 \(they say "
+                                         r"4 and 5\); this systolix reads version 5$"):
+        unpack(dataclasses.replace(images, version=4), config)
+    with pytest.raises(ValueError, match=r"^the program image has 47 words, not the 48 of 2 "
                                          r"layers$"):
         unpack(dataclasses.replace(images, program=images.program[:-1]), config)
     with pytest.raises(ValueError, match=r"^the program points past the end of the weight or "
@@ -352,7 +362,7 @@ def test_unpack_refuses_other_images(small):
     weights = list(images.weights)
     weights[3 * 4] |= 1 << 12
     with pytest.raises(ValueError, match=r"^the images are not in the layout of memory map "
-                                         r"version 4: repacking the layers they hold gives "
+                                         r"version 5: repacking the layers they hold gives "
                                          r"other words$"):
         unpack(dataclasses.replace(images, weights=tuple(weights)), config)
 
@@ -418,7 +428,7 @@ def test_requant_words_are_whole_hex_digits_with_reserved_bits_zero(small):
     bits, 0 in the images and pseudo-random in the filler, so that every bit column of the
     memory's hex file varies (what icebram and ecpbram need to tell block RAMs apart)."""
     program, config = small
-    assert FORMAT_VERSION == 4
+    assert FORMAT_VERSION == 5
     assert [(name, field.offset, field.width) for name, field in REQUANT_LAYOUT] == [
         ("bias", 0, 32), ("multiplier", 32, 16), ("shift", 48, 6), ("reserved", 54, 2)]
     assert REQUANT_LAYOUT.size % 4 == 0
@@ -431,7 +441,7 @@ def test_requant_words_are_whole_hex_digits_with_reserved_bits_zero(small):
     words = list(images.requant)
     words[0] |= 1 << 55
     with pytest.raises(ValueError, match=r"^the images are not in the layout of memory map "
-                                         r"version 4: repacking the layers they hold gives "
+                                         r"version 5: repacking the layers they hold gives "
                                          r"other words$"):
         unpack(dataclasses.replace(images, requant=tuple(words)), config)
 
@@ -464,7 +474,65 @@ def test_convolutions_round_trip(seed):
                                                 for t in tiles)
 
 
-def test_refuses_what_the_engine_does_not_run():
+GRAPHS = [
+    # Overlapping, padded pooling (3x3, stride 2, pad 1); a residual add over two layers.
+    [("conv", 4, {"largest_stride": 1}),
+     ("max_pool", {"largest_kernel": 3, "largest_stride": 2}),
+     ("conv", 4, {"largest_stride": 1, "largest_kernel": 1}),
+     ("conv", 4, {"largest_stride": 1, "largest_kernel": 1}), ("add", 1)],
+    # An add of the program's input; max pooling as the last layer.
+    [("conv", 3, {"largest_stride": 1, "largest_kernel": 1}), ("add", -1), ("max_pool", {})],
+]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_graphs_round_trip(seed):
+    """Max pooling, add layers and skips pack and unpack exactly (their sources from where
+    their tensors lie), and the images compute what the program does."""
+    rng = np.random.default_rng(seed)
+    config = ArrayConfig(rows=int(rng.integers(1, 5)), cols=int(rng.integers(1, 5)),
+                         weight_bits=4, activation_bits=4, activation_signed=bool(seed % 2),
+                         accumulator_bits=20)
+    program = random_conv_program(rng, config, (5, 4, 3), GRAPHS[seed % 2])
+    images = pack(program, config)
+    assert_same_layers(unpack(images, config), program.layers)
+    assert packed_sources(images) == program.sources
+    codes = rng.integers(*config.activation_range, (images.max_batch, program.inputs),
+                         endpoint=True)
+    np.testing.assert_array_equal(golden_run_images(images, config, codes),
+                                  run_program(program, codes))
+    assert windowed(images)
+    assert [tiles.k_tiles for tiles, layer in zip(layer_tiles(program, config), program.layers)
+            if not isinstance(layer, IntegerLayer)] == [0, 0]
+
+
+def test_placement_of_a_skip():
+    """The skip tensor of a residual add survives the two layers between: the add reads it
+    from where layer 1 wrote it, and no tensor written while it is alive overlaps it; a chain
+    stays in ping-pong buffers at word 0 and runs on an engine without windows."""
+    config = ArrayConfig(rows=2, cols=2, accumulator_bits=20)
+    rng = np.random.default_rng(1)
+    program = random_conv_program(rng, config, (4, 4, 2), GRAPHS[0])
+    images = pack(program, config)
+    records = layer_records(images)
+    regions = [(r["input_buffer"], r["input_base"], r["output_buffer"], r["output_base"])
+               for r in records]
+    skip = images.max_batch * records[1]["positions"] * records[1]["output_words"]
+    # Layer 1 (the pooled map) in buffer 0 from word 0; layer 2 into buffer 1; layer 3 beside
+    # the skip in buffer 0; the add reads both.
+    assert regions[:4] == [(0, 0, 1, 0), (1, 0, 0, 0), (0, 0, 1, 0), (1, 0, 0, skip)]
+    assert (records[4]["input_buffer"], records[4]["input_base"], records[4]["second_buffer"],
+            records[4]["second_base"]) == (0, skip, 0, 0)
+    chain = random_conv_program(rng, config, (4, 4, 2), [("conv", 2), ("conv", 3),
+                                                         ("dense", 2)])
+    chained = pack(chain, config)
+    assert [(r["input_buffer"], r["input_base"], r["output_buffer"], r["output_base"])
+            for r in layer_records(chained)] == [(0, 0, 1, 0), (1, 0, 0, 0), (0, 0, 0, 0)]
+    flat = pack(random_program(rng, config, [5, 4, 3]), config)
+    assert not windowed(flat)
+
+
+def test_graph_refusals():
     config = ArrayConfig(rows=2, cols=2)
     rng = np.random.default_rng(3)
     conv = random_conv_program(rng, config, (4, 4, 2), [("conv", 2, {"largest_stride": 1}),
@@ -472,17 +540,26 @@ def test_refuses_what_the_engine_does_not_run():
     layer = conv.layers[0]
     codes = QuantParams(4, False, 1.0, 0, 0, 15)
     height, width, channels = layer.output_shape
-    pool = MaxPoolLayer(Window(height, width, channels, 1, 1, groups=channels, pad_code=0),
+    pool = MaxPoolLayer(Window(height * width, 1, channels, 1, 1, groups=channels, pad_code=0),
                         bits=4, signed=False)
-    with pytest.raises(ValueError, match=r"^layer 1 is a max pooling layer; the engine runs "
-                                         r"chains of dense and convolution layers "
-                                         r"\(IntegerLayer\)$"):
+    with pytest.raises(ValueError, match=rf"^layer 1 reads a {height * width}x1x{channels} "
+                                         rf"map; layer 0 writes a {height}x{width}x{channels} "
+                                         r"map$"):
         pack(IntegerProgram([layer, pool], conv.input, codes), config)
-    add = AddLayer(layer.output_shape, (0, 0), (1, 1), 0, 0, 0, 15, 4, False, 4, False)
-    with pytest.raises(ValueError, match=r"^layer 1 is an add layer; the engine runs chains "):
-        pack(IntegerProgram([layer, add], conv.input, codes, sources=((-1,), (0, 0))), config)
-    same = QuantParams(4, False, 1.0, layer.output_zero_point, 0, 15)
-    skip = IntegerProgram([layer, layer], conv.input, same, sources=((-1,), (-1,)))
-    with pytest.raises(ValueError, match=r"^layer 1 reads \[-1\]; the engine runs chains, each "
-                                         r"layer reading the one before it \(\[0\]\)$"):
-        pack(skip, config)
+    wide = AddLayer(layer.output_shape, (0, 0), (1, 1), 0, 0, -8, 7, 4, True, 4, True)
+    signed_config = dataclasses.replace(config, activation_bits=3, activation_signed=True)
+    with pytest.raises(ValueError, match=r"^layer 0 has 4-bit signed \(-8..7\) inputs; the "
+                                         r"array takes 3-bit signed \(-4..3\) codes$"):
+        check_fit(program_of([wide], ((-1, -1),)), signed_config, MemoryConfig())
+    # The skip of a residual needs room beside the layers between: one input's maps.
+    program = random_conv_program(rng, config, (4, 4, 2), GRAPHS[0])
+    with pytest.raises(ValueError, match=r"^the model needs (\d+) activation words per input "
+                                         r"\(buffer 0: the input at 0\.\.15, layer 1's output "
+                                         r"at 0\.\.(\d+), layer 3's output at \d+\.\.\d+\), "
+                                         r"each buffer has 1: \d+ words short$") as refused:
+        check_fit(program, config, MemoryConfig(activation_words=1))
+    needed = int(refused.value.args[0].split()[3])
+    check_fit(program, config, MemoryConfig(activation_words=needed))
+    with pytest.raises(ValueError, match=rf"activation words per input .*, each buffer has "
+                                         rf"{needed - 1}: 1 words short$"):
+        check_fit(program, config, MemoryConfig(activation_words=needed - 1))

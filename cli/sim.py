@@ -19,7 +19,7 @@ from systolix.sw.default import (GOLDEN_WORKLOADS, WORKLOAD_MEMORIES, WORKLOADS,
 from systolix.sw.driver import Device
 from systolix.sw.models import accuracy
 from systolix.sw.pack import ideal_cycles, layer_tiles, pack
-from systolix.sw.program import IntegerProgram
+from systolix.sw.program import AddLayer, IntegerLayer, IntegerProgram, MaxPoolLayer
 
 from systolix.boards.tops import board as board_named
 
@@ -68,12 +68,14 @@ def run_sim_arrays(args):
 
 
 def _describe_layers(program):
-    return ", ".join(f"W{layer.weight_bits}A{layer.input_bits}" for layer in program.layers)
+    kinds = {MaxPoolLayer: "maxpool ", AddLayer: "add "}
+    return ", ".join(f"{kinds[type(layer)]}A{layer.input_bits}" if type(layer) in kinds
+                     else f"W{layer.weight_bits}A{layer.input_bits}" for layer in program.layers)
 
 
 def window_utilisation(program, config, layer_cycles, images):
-    """The MAC utilisation of each layer with a window (convolution or pooling) of ``program``
-    on an array of ``config``: ``(index, ideal, cycles)``, ``ideal`` the cycles of its tiles at
+    """The MAC utilisation of each array layer with a window (convolution or average pooling) of
+    ``program`` on an array of ``config``: ``(index, ideal, cycles)``, ``ideal`` the cycles of its tiles at
     full rate (every K and N tile of every output position of ``images`` inputs), ``cycles``
     the layer's cycles summed over ``layer_cycles`` (one tuple per run, as
     :attr:`~systolix.sim.golden.engine.EngineCycles.layers`)."""
@@ -81,7 +83,7 @@ def window_utilisation(program, config, layer_cycles, images):
              sum(cycles[index] for cycles in layer_cycles))
             for index, (layer, tiles) in enumerate(zip(program.layers,
                                                        layer_tiles(program, config)))
-            if layer.window is not None]
+            if isinstance(layer, IntegerLayer) and layer.window is not None]
 
 
 def _window_rows(program, config, layer_cycles, images):

@@ -132,8 +132,8 @@ def random_conv_program(rng, config, shape, layers, *, rounding=None):
             low, high = code_range(*output)
             layer = AddLayer(
                 shape=tuple(shape),
-                zero_points=tuple(int(z) for z in rng.integers(*code_range(*activations),
-                                                               size=2, endpoint=True)),
+                zero_points=tuple(int(z) for z in (sum(code_range(*activations)) // 2
+                                                   + rng.integers(-1, 2, size=2))),
                 multipliers=tuple(int(m) for m in rng.integers(1 << 13, 1 << 16, size=2)),
                 shift=int(rng.integers(14, 17)) + config.activation_bits - output[0],
                 output_zero_point=(low + high) // 2, output_low=low, output_high=high,

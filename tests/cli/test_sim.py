@@ -62,3 +62,27 @@ def test_board_with_weights_in_spram_uploads_them(tmp_path, monkeypatch, capsys)
 def test_board_and_config_exclude_each_other(capsys):
     assert main(["sim", "--board", "icebreaker", "--config", "2x2-W4s-A4u-P12-wrap"]) == 2
     assert "argument --config: not allowed with argument --board" in capsys.readouterr().err
+
+
+@pytest.mark.cocotb
+@pytest.mark.slow
+def test_imported_pool_and_residual_model(tmp_path, monkeypatch, capsys):
+    """An ONNX (QCDQ) CNN with an overlapping, padded max pool and a residual add, imported and
+    run through ``systolix sim --model``: the post-op unit on the engine's Verilog, 0 mismatches
+    and measured = modelled cycles."""
+    import onnx
+
+    from ..sw.onnx_models import pooled_residual_cnn
+
+    monkeypatch.chdir(tmp_path)
+    onnx.save(pooled_residual_cnn("qcdq").model(), "model.onnx")
+    assert main(["import", "model.onnx", "--accumulator-bits", "16", "--widen",
+                 "--out", "imported"]) == 0
+    assert main(["sim", "--model", "imported/program.npz", "--config", "8x8-W4s-A4u-P16-wrap",
+                 "--images", "12", "--stall", "0.3"]) == 0
+    output = capsys.readouterr().out
+    assert "bits per layer  W4A4, maxpool A4, W4A4, W4A4, W4A4, add A4, W4A4" in output
+    assert "mismatches  0 codes, 0 cycle counts" in output
+    measured, modelled = output.split("cycles per inference  ")[1].split(" measured, ")
+    assert float(measured) == float(modelled.split(" modelled")[0])
+    assert output.rstrip().endswith("OK: 0 mismatches, 0 cycle mismatches")

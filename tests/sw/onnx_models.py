@@ -239,3 +239,20 @@ def run_reference(model, x):
     session = onnxruntime.InferenceSession(model.SerializeToString(),
                                            providers=["CPUExecutionProvider"])
     return session.run(None, {"x": x})[0]
+
+
+def pooled_residual_cnn(style, seed=5):
+    """A digits-shaped (1x8x8 input, 10 outputs) CNN with an overlapping, padded max pool (3x3,
+    stride 2, pad 1) and a residual add whose skip spans two convolutions, for the accelerator:
+    4-bit unsigned activations, 4-bit signed weights."""
+    net = Net(style, (1, 8, 8), scale=1.0, seed=seed)
+    net.conv(4, 3, pad=1, out=(2.0 ** -1, 0, 4, False))
+    net.max_pool(3, 2, pad=1)
+    net.conv(4, 1, out=(2.0 ** -1, 0, 4, False))
+    skip = net.x
+    net.conv(4, 3, pad=1, out=(2.0 ** -1, 0, 4, False))
+    net.conv(4, 3, pad=1, relu=False, out=(2.0 ** -1, 0, 4, False))
+    net.residual(skip, relu=True, out=(2.0 ** -1, 0, 4, False))
+    net.flatten()
+    net.dense(10, relu=False, out=(2.0 ** -2, 0, 8, True))
+    return net

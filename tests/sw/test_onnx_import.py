@@ -15,7 +15,7 @@ from systolix.sw.integerize import (accumulator_widths, check_accumulators,
 from systolix.sw.onnx_import import SUPPORTED_OPS, import_onnx
 from systolix.sw.program import IntegerProgram
 
-from .onnx_models import Net, run_reference
+from .onnx_models import Net, pooled_residual_cnn, run_reference
 
 STYLES = ("qcdq", "qonnx")
 OUT8 = (2.0 ** -3, 0, 8, True)
@@ -416,6 +416,30 @@ def test_imported_cnn_packs_for_the_accelerator(tmp_path):
     flat = imported.to_program(codes)
     assert np.array_equal(run_images(pack(program, config), config, flat),
                           run_program(program, flat))
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_imported_pool_and_residual_pack_for_the_accelerator(style, tmp_path):
+    """An imported CNN with an overlapping, padded max pool and a residual add over two
+    convolutions packs as a graph (the add reads its skip where layer 2 left it) and the packed
+    model equals the program and the source."""
+    from systolix.config import ArrayConfig
+    from systolix.memory_map import packed_sources
+    from systolix.sim.golden.program import run_images
+    from systolix.sw.pack import pack
+
+    net = pooled_residual_cnn(style)
+    imported = compare(net, tmp_path)
+    assert [info.kind for info in imported.layers] == ["conv", "maxpool", "conv", "conv",
+                                                       "conv", "add", "dense"]
+    program = check_accumulators(imported, 16, widen=True).program
+    config = ArrayConfig(rows=8, cols=8, weight_bits=4, activation_bits=4, accumulator_bits=16)
+    images = pack(program, config)
+    assert packed_sources(images) == program.sources
+    assert sorted(program.sources[5]) == [2, 4]
+    codes, _ = net.random_codes(8)
+    flat = imported.to_program(codes)
+    assert np.array_equal(run_images(images, config, flat), run_program(program, flat))
 
 
 def test_onnxruntime_quantize_static_model(tmp_path):

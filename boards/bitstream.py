@@ -120,7 +120,7 @@ def _failure(board, build_dir, status):
         clock, achieved, wanted = timing.groups()
         return TimingFailure(f"the accelerator on the {board.name} reaches {achieved} MHz, "
                              f"below the {wanted} MHz of clock {clock} (allow it with "
-                             f"--allow-timing-failure, or lower clock_mhz)")
+                             f"--allow-timing-failure, or --clock timing)")
     build_log = build_dir / "build.log"
     text = build_log.read_text(errors="replace") if build_log.exists() else "(no build.log)"
     tail = "\n".join(text.splitlines()[-30:])

@@ -1,4 +1,5 @@
-"""The accumulator-savings benchmark of issue 5 (four 8x8 arrays placed on an iCE40HX8K)."""
+"""The accumulator-savings benchmark of issue 5 (four 8x8 arrays placed on an iCE40HX8K) and the
+largest-array table's inferences a second."""
 
 import pytest
 
@@ -16,3 +17,18 @@ def test_accumulator_savings(tmp_path, capsys):
     # Wrapping partial sums are narrowed by synthesis whatever P is; saturating ones are not.
     assert savings["saturate"][2] < ratio
     assert savings["saturate"][2] <= SAVINGS["target"]
+
+
+@pytest.mark.slow
+def test_largest_array_prints_compute_and_uart_bound_rates(tmp_path, capsys, monkeypatch):
+    """One shape of the largest-array table (a whole iCEBreaker build): its inferences a
+    second at the board's clock and over its UART."""
+    from systolix.boards import bench
+    monkeypatch.setitem(bench.LARGEST, "shapes", ((4, 4),))
+    [(config, result)] = bench.largest_array(build_root=tmp_path)
+    out = capsys.readouterr().out
+    assert "inf/s  UART inf/s  fits" in out
+    row = next(line for line in out.splitlines() if line.startswith(config.name))
+    assert row.endswith(f"{result['inferences_per_second']:>10,.0f}"
+                        f"{result['uart_inferences_per_second']:>12,.0f}  yes")
+    assert result["uart_inferences_per_second"] < result["inferences_per_second"]

@@ -240,6 +240,9 @@ def run_patch(args):
     print(f"patched {changed} of the {summary['board']} bitstream in "
           f"{time.perf_counter() - started:.1f} s; read back from the new bitstream: "
           f"{summary['read_back']}")
+    if board_named(summary["board"]).memories.upload_weights:
+        print(f"the {summary['board']}'s weights are in SPRAM, not in the bitstream: the "
+              f"driver uploads the model's weights when it opens the board (systolix run)")
     return 0
 
 

@@ -32,6 +32,9 @@ def _copy_build(shared, tmp_path):
 def _check(tmp_path, before, result):
     assert result.returncode == 0, result.stderr
     assert result.stderr == "" and "read back from the new bitstream: ok" in result.stdout
+    # The iCEBreaker's weights are in SPRAM: uploaded by the driver, not patched.
+    assert "the icebreaker's weights are in SPRAM, not in the bitstream" in result.stdout
+    assert "patched weights" not in result.stdout
     patched = tmp_path / "build" / "bitstream" / "icebreaker-patched"
     assert json.loads((patched / MARKER).read_text())["command"] == "patch"
     assert (patched / "top.bin").exists() and not (patched / "work").exists()

@@ -563,3 +563,13 @@ def test_graph_refusals():
     with pytest.raises(ValueError, match=rf"activation words per input .*, each buffer has "
                                          rf"{needed - 1}: 1 words short$"):
         check_fit(program, config, MemoryConfig(activation_words=needed - 1))
+
+
+def test_refuses_layers_the_engine_does_not_run():
+    """A transformer's layers (products of two activations, softmax, LayerNorm, GELU) are
+    refused in one line naming the first."""
+    from .test_program import transformer_program
+
+    with pytest.raises(ValueError, match=r"^layer 0 is a LayerNormLayer; the engine runs "
+                                         r"dense, convolution, max pooling and add layers$"):
+        check_fit(transformer_program(), ArrayConfig(rows=2, cols=2), MemoryConfig())

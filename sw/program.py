@@ -243,8 +243,9 @@ class IntegerProgram:
                 raise ValueError(f"{path}: header field {where}kind: must be one of "
                                  f"{', '.join(_KINDS.values())}, not {kind!r}")
             sources.append(tuple(field(path, where, entry, "sources", list)))
+            layer, values = _layer_fields(path, where, kind, entry, arrays, index)
             try:
-                layers.append(_load_layer(path, where, kind, entry, arrays, index))
+                layers.append(layer(**values))
             except (ValueError, TypeError) as error:
                 raise ValueError(f"{path}: layer {index}: {error}") from None
         quantizers = {}
@@ -273,17 +274,23 @@ def _window(path, where, entry):
     exact_keys(path, f"{where}window.", value, _WINDOW_FIELDS)
     for name in _WINDOW_FIELDS:
         field(path, f"{where}window.", value, name, int)
-    return Window(**value)
+    try:
+        return Window(**value)
+    except ValueError as error:
+        raise ValueError(f"{path}: header field {where}window: {error}") from None
 
 
-def _load_layer(path, where, kind, entry, arrays, index):
+def _layer_fields(path, where, kind, entry, arrays, index):
+    """The class of layer ``index`` and its checked fields (header fields and arrays): the
+    header's own errors name the file and the field; the layer's checks of the values come
+    when the caller builds it."""
     if kind == "integer":
         exact_keys(path, where, entry, ("kind", "sources", "window", *_SCALAR_KINDS))
         for name, scalar in _SCALAR_KINDS.items():
             field(path, where, entry, name, scalar)
         window = None if entry["window"] is None else _window(path, where, entry)
-        return IntegerLayer(**{name: arrays[f"{name}{index}"] for name in _ARRAYS},
-                            **{name: entry[name] for name in _SCALAR_KINDS}, window=window)
+        return IntegerLayer, {**{name: arrays[f"{name}{index}"] for name in _ARRAYS},
+                              **{name: entry[name] for name in _SCALAR_KINDS}, "window": window}
     generic = {_KINDS[layer]: layer for layer in _GENERIC}
     if kind in generic:
         specs = _GENERIC[generic[kind]]
@@ -296,13 +303,14 @@ def _load_layer(path, where, kind, entry, arrays, index):
                   for name, value in values.items()}
         values.update({name: arrays[f"{name}{index}"] for name in specs
                        if name not in scalars})
-        return generic[kind](**values)
+        return generic[kind], values
     if kind == "maxpool":
         exact_keys(path, where, entry, ("kind", "sources", "window", "bits", "signed"))
-        return MaxPoolLayer(_window(path, where, entry), field(path, where, entry, "bits", int),
-                            field(path, where, entry, "signed", bool))
+        return MaxPoolLayer, {"window": _window(path, where, entry),
+                              "bits": field(path, where, entry, "bits", int),
+                              "signed": field(path, where, entry, "signed", bool)}
     exact_keys(path, where, entry, ("kind", "sources", *_ADD_KINDS))
     for name, scalar in _ADD_KINDS.items():
         field(path, where, entry, name, scalar)
-    return AddLayer(**{name: tuple(entry[name]) if scalar is list else entry[name]
-                       for name, scalar in _ADD_KINDS.items()})
+    return AddLayer, {name: tuple(entry[name]) if scalar is list else entry[name]
+                      for name, scalar in _ADD_KINDS.items()}

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -200,3 +202,22 @@ def test_matmul_operands_must_connect():
     with pytest.raises(ValueError, match=r"sources\[1\] must list 2 earlier layer\(s\)"):
         IntegerProgram(record.layers, record.input, record.output,
                        ((-1,), (0,), (1,), (2, 0), (3,)))
+
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda entry: entry.update(bits="4"), r"header field layers\[1\]\.bits"),
+    (lambda entry: entry["window"].update(stride_height=0), r"header field layers\[1\]\.window"),
+    (lambda entry: entry.update(bits=9), r"layer 1: "),
+])
+def test_layer_errors_name_the_file_once(tmp_path, edit, message):
+    graph().save(tmp_path / "graph.npz")
+    with np.load(tmp_path / "graph.npz") as stored:
+        arrays = {name: stored[name] for name in stored.files if name != "header"}
+        header = json.loads(str(stored["header"]))
+    edit(header["layers"][1])
+    save_arrays(tmp_path / "bad.npz", header.pop("format"), header.pop("version"), header,
+                arrays)
+    with pytest.raises(ValueError, match=message) as error:
+        IntegerProgram.load(tmp_path / "bad.npz")
+    assert str(error.value).count("bad.npz") == 1

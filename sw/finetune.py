@@ -23,8 +23,9 @@ weights, as a projection at a fine scale truncates to zero.
 
 Training: the forward pass of the quantized model (weights and every layer's input codes
 fake-quantized; straight-through estimators, zero gradient where a code is clipped), softmax
-cross-entropy on the training split, Adam (learning rate 0.003, cosine decay, batches of 64,
-seeded shuffles). Before every epoch each hidden layer's input quantizer is calibrated on the
+cross-entropy on the training split against half the label and half the float model's
+softmax (distillation from the model being quantized), Adam (learning rate 0.003, cosine
+decay, batches of 64, seeded shuffles). Before every epoch each hidden layer's input quantizer is calibrated on the
 fake-quantized model's own activations (as :func:`~systolix.sw.qmodel.quantize` calibrates on the
 float model's): a tight bound shrinks the weights, and the activations with them. The output
 quantizer is calibrated at the end. The result is a :class:`~systolix.sw.qmodel.QuantizedModel`
@@ -44,13 +45,16 @@ from .models import Dense, FloatModel
 from .qmodel import QuantizedModel, fold_clip, layer_from_codes, quantize
 from .quant import activation_params
 
-__all__ = ["EPOCHS", "finetune"]
+__all__ = ["EPOCHS", "DISTILLATION", "finetune"]
 
 EPOCHS = 100
 """Epochs of :func:`finetune` by default."""
 
 _BATCH = 64
 _RATE = 3e-3
+
+DISTILLATION = 0.5
+"""The weight of the float model's softmax in the training target of :func:`finetune`."""
 
 
 def _weights(v, r, log_s, limit, high):
@@ -113,7 +117,7 @@ def _initial(weights, scale, limit, high):
 
 def finetune(model, x, labels, weight_bits=4, activation_bits=4, accumulator_bits=12,
              epochs=EPOCHS, seed=0, overflow="wrap", output_bits=8, activation_clipping="mse",
-             activation_scheme="affine", **options):
+             activation_scheme="affine", distillation=DISTILLATION, **options):
     """A2Q+ quantization-aware fine-tuning of a dense float model for accumulator width ``P``.
 
     Parameters
@@ -131,6 +135,10 @@ activation_clipping, activation_scheme, **options
         1..1000.
     seed : int
         Seeds the shuffles: the same seed gives the same model.
+    distillation : float
+        0..1: the target of the cross-entropy is ``(1 - distillation)`` times the one-hot
+        label plus ``distillation`` times the float model's softmax (knowledge distillation
+        from the model being quantized).
 
     Returns
     -------
@@ -144,6 +152,8 @@ activation_clipping, activation_scheme, **options
             raise ValueError(f"fine-tuning takes dense layers only; layer {index} is a "
                              f"{type(layer).__name__}")
     check_int("epochs", epochs, 1, 1000)
+    if not 0 <= distillation <= 1:
+        raise ValueError(f"distillation must be a number in 0..1, not {distillation!r}")
     if options.get("pow2") or not options.get("per_channel", True):
         raise ValueError("fine-tuning learns one scale per channel; power-of-two scales "
                          "(pow2) and per-tensor scales (per_channel=False) are post-training "
@@ -185,6 +195,9 @@ activation_clipping, activation_scheme, **options
             values = np.maximum(out, 0.0) if model.layers[index].relu else out
         return values
 
+    teacher = model.forward(x)
+    teacher = np.exp(teacher - teacher.max(axis=1, keepdims=True))
+    teacher = distillation * teacher / teacher.sum(axis=1, keepdims=True)
     states = [[np.zeros((2,) + p.shape) for p in layer] for layer in params]
     rng = np.random.default_rng(seed)
     steps = epochs * (len(x) // _BATCH)
@@ -201,7 +214,8 @@ activation_clipping, activation_scheme, **options
             logits = logits - logits.max(axis=1, keepdims=True)
             error = np.exp(logits)
             error /= error.sum(axis=1, keepdims=True)
-            error[np.arange(len(chosen)), labels[chosen]] -= 1.0
+            error -= teacher[chosen]
+            error[np.arange(len(chosen)), labels[chosen]] -= 1.0 - distillation
             error /= len(chosen)
             for index in reversed(range(len(params))):
                 inputs, mask, wq, cache, out = caches[index]

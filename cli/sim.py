@@ -75,9 +75,9 @@ def _describe_layers(program):
 
 def window_utilisation(program, config, layer_cycles, images):
     """The MAC utilisation of each array layer with a window (convolution or average pooling) of
-    ``program`` on an array of ``config``: ``(index, ideal, cycles)``, ``ideal`` the cycles of its tiles at
-    full rate (every K and N tile of every output position of ``images`` inputs), ``cycles``
-    the layer's cycles summed over ``layer_cycles`` (one tuple per run, as
+    ``program`` on an array of ``config``: ``(index, ideal, cycles)``, ``ideal`` the cycles of
+    its tiles at full rate (every K and N tile of every output position of ``images`` inputs),
+    ``cycles`` the layer's cycles summed over ``layer_cycles`` (one tuple per run, as
     :attr:`~systolix.sim.golden.engine.EngineCycles.layers`)."""
     return [(index, tiles.k_tiles * tiles.n_tiles * tiles.positions * images,
              sum(cycles[index] for cycles in layer_cycles))

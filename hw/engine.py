@@ -58,10 +58,10 @@ class InferenceEngine(wiring.Component):
     with the :class:`~systolix.hw.sequencer.Sequencer` driving the strobes, the layer's fields
     and its loop bounds; the record's ``kind`` gives the buffers' read ports and the
     requantization units to the activation feeder (dense and convolution layers) or the
-    :class:`~systolix.hw.postops.PostOps` unit (max pooling and add layers, with ``windows``); ``inputs`` goes through the
-    :class:`~systolix.hw.writeback.Writeback` into buffer 0, ``start`` to the sequencer. The
-    queue (:class:`amaranth.lib.fifo.SyncFIFOBuffered`, ``batch + 1`` entries) holds the
-    finished sums of up to a batch.
+    :class:`~systolix.hw.postops.PostOps` unit (max pooling and add layers, with ``windows``);
+    ``inputs`` goes through the :class:`~systolix.hw.writeback.Writeback` into buffer 0,
+    ``start`` to the sequencer. The queue (:class:`amaranth.lib.fifo.SyncFIFOBuffered`,
+    ``batch + 1`` entries) holds the finished sums of up to a batch.
 
     Throughput: one array tile-vector a cycle while the requantization units keep up, i.e. in
     layers with at least ``cols / requant_lanes`` K tiles; otherwise ``cols / requant_lanes``

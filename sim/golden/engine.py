@@ -5,9 +5,10 @@
 handshakes through :class:`~systolix.sim.golden.cycles.ArrayModel`, the K-tile accumulator, the
 result queue, the requantization issuer, the post-op unit, the requantization units, the
 writeback and the output streamer) as the gateware joins the components, and steps them one
-cycle at a time; the data itself is the business of :func:`systolix.sim.golden.program.run_program`. A run does not depend
-on the host once it has started, so its cycle count depends only on the program, the array, the
-memory depths and the batch size.
+cycle at a time; the data itself is the business of
+:func:`systolix.sim.golden.program.run_program`. A run does not depend on the host once it has
+started, so its cycle count depends only on the program, the array, the memory depths and the
+batch size.
 """
 
 from typing import NamedTuple

@@ -189,7 +189,8 @@ def expected_refusal(case):
                 rf"the model needs {need['program']} program words \(.*\), the memory has "
                 rf"{memories.program_words}" * (need["program"] > memories.program_words),
                 rf"the model needs {need['activation']} activation words per input \(.*\), each "
-                rf"buffer has {memories.activation_words}"
+                rf"buffer has {memories.activation_words}: "
+                rf"{need['activation'] - memories.activation_words} words short"
                 * (need["activation"] > memories.activation_words),
                 rf"the model needs {need['output']} output codes per input \(.*\), the output "
                 rf"memory has {memories.output_codes}" * (need["output"] > memories.output_codes)]

@@ -69,10 +69,14 @@ def simulator_environment(simulator):
 
 
 def write_verilog(component, path, name):
-    """Write ``component`` as Verilog module ``name`` to ``path`` (atomically)."""
+    """Write ``component`` as Verilog module ``name`` to ``path`` (atomically); a file that
+    already holds that Verilog is left as it is, so that its time stamp does not make the
+    simulator's build run again."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = verilog.convert(component, name=name, emit_src=False)
+    if path.is_file() and path.read_text() == text:
+        return path
     temporary = path.with_suffix(".tmp")
     temporary.write_text(text)
     temporary.replace(path)

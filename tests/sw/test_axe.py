@@ -79,3 +79,11 @@ def test_convolutions_keep_their_groups_and_run_bit_exactly():
     assert not np.any(grouped.weights[~grouped.window.group_mask(8)])
     np.testing.assert_array_equal(run_program(program, program.encode_input(x)),
                                   quantized.reference(x))
+
+
+@pytest.mark.parametrize("bits, accumulator_bits, method", [
+    (4, 8, "a2q+"), (4, 12, "a2q+"), (8, 11, "a2q+"), (2, 8, "a2q+"), (4, 10, "a2q")])
+def test_bound_at_every_width(digits, bits, accumulator_bits, method):
+    model, data = digits
+    assert_within_bound(lower(quantize(model, data.x_train, bits, bits, accumulator_bits,
+                                       method, rounding="axe")))

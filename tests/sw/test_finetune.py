@@ -92,3 +92,10 @@ def test_targets_at_w4a4(digits):
             model, data.x_train, data.y_train, 4, 4, bits, seed=seed)), data.x_test,
             data.y_test) for seed in TRAINING_SEEDS])
         assert reached >= max(figures), (bits, reached)
+
+
+@pytest.mark.parametrize("bits, accumulator_bits", [(4, 8), (4, 12), (8, 11), (2, 8)])
+def test_bound_at_every_width(digits, bits, accumulator_bits):
+    model, data = digits
+    assert_within_bound(lower(finetune(model, data.x_train, data.y_train, bits, bits,
+                                       accumulator_bits, epochs=1)))

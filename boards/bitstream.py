@@ -43,7 +43,7 @@ from .tops import (FILLER, PLL_PARAMETERS, Board, BoardTop, board as board_named
                    fastest_pll_clock)
 
 __all__ = ["TimingFailure", "BitstreamResult", "CLOCKS", "CLOCK_MARGIN", "build_bitstream",
-           "clock_from_timing", "clock_line",
+           "clock_from_timing", "choose_clock", "clock_line",
            "model_power", "model_figures", "report_markdown", "plot_report", "TOOLS",
            "IMAGE_MEMORIES_IN_BLOCK_RAM"]
 
@@ -368,7 +368,13 @@ def clock_from_timing(board, images, folder, *, seed=1, margin=CLOCK_MARGIN):
     for path in folder.iterdir():
         if path.name not in ("nextpnr.json", "top.tim"):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-    fmax = min(figures["achieved"] for figures in report["fmax"].values())
+    return choose_clock(board, min(figures["achieved"] for figures in report["fmax"].values()),
+                        margin)
+
+
+def choose_clock(board, fmax, margin=CLOCK_MARGIN):
+    """The clock of ``board`` from the ``fmax`` (MHz) of a place and route at its
+    ``clock_mhz``: the dictionary :func:`clock_from_timing` returns."""
     target = fmax / (1 + margin)
     chosen = dict(mode="timing", fallback=None, first_clock_mhz=board.clock_mhz,
                   first_fmax_mhz=fmax, margin=margin, target_mhz=target)

@@ -355,3 +355,19 @@ def test_clock_from_timing(tmp_path):
         ["nextpnr.json", "top.tim"]
     assert "Clock from timing: the first place and route at 24 MHz" in \
         (tmp_path / "timing" / "report.md").read_text()
+
+
+def test_the_clock_chosen_from_fmax():
+    """The iCEBreaker's first place and route reached 32.2 MHz: 29.25 MHz from its PLL; one at
+    17 MHz leaves no iCE40 PLL clock (16 MHz at least) at most 17 / 1.1 MHz: the fixed clock."""
+    from systolix.boards.bitstream import choose_clock
+    chosen = choose_clock(board("icebreaker"), 32.2)
+    assert chosen["mode"] == "timing" and chosen["clock_mhz"] == 29.25
+    assert chosen["pll"] == {"DIVR": 0, "DIVF": 77, "DIVQ": 5, "FILTER_RANGE": 1}
+    assert chosen["target_mhz"] == pytest.approx(32.2 / 1.1)
+    assert choose_clock(board("ulx3s-85f"), 80.9)["clock_mhz"] == 71.875
+    fallback = choose_clock(board("icebreaker"), 17.0)
+    assert fallback["mode"] == "fixed" and "clock_mhz" not in fallback
+    assert fallback["fallback"] == ("the icebreaker's PLL makes no clock of at most 15.5 MHz "
+                                    "(fmax 17.0 MHz less the 10 % margin) with its UART's "
+                                    "115200 baud")

@@ -28,7 +28,8 @@ Here, per layer (:func:`axe_quantize`):
    from weights that fit instead of spending the whole budget on the first rows.
 4. Scales: as in :func:`~systolix.sw.a2q.accumulator_aware_quantize`, candidates from the
    plain scale up to the one at which the unrounded channel meets its bound (geometric steps);
-   each channel keeps the scale of least output error ``(w* - s q)^T H (w* - s q)``.
+   with the codes of rounding each weight on its own (``candidate``, which meet the bound too),
+   each channel keeps the candidate of least output error ``(w* - s q)^T H (w* - s q)``.
 
 Channels are independent (one ``H`` per group of input rows: a grouped convolution's rows
 outside a channel's group stay zero), so every step is one vectorised operation over the

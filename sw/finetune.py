@@ -25,10 +25,11 @@ Training: the forward pass of the quantized model (weights and every layer's inp
 fake-quantized; straight-through estimators, zero gradient where a code is clipped), softmax
 cross-entropy on the training split against half the label and half the float model's
 softmax (distillation from the model being quantized), Adam (learning rate 0.003, cosine
-decay, batches of 64, seeded shuffles). Before every epoch each hidden layer's input quantizer is calibrated on the
-fake-quantized model's own activations (as :func:`~systolix.sw.qmodel.quantize` calibrates on the
-float model's): a tight bound shrinks the weights, and the activations with them. The output
-quantizer is calibrated at the end. The result is a :class:`~systolix.sw.qmodel.QuantizedModel`
+decay, batches of 64, seeded shuffles). Before every epoch each hidden layer's input quantizer
+is calibrated on the fake-quantized model's own activations (as
+:func:`~systolix.sw.qmodel.quantize` calibrates on the float model's): a tight bound shrinks the
+weights, and the activations with them. The output quantizer is calibrated at the end.
+The result is a :class:`~systolix.sw.qmodel.QuantizedModel`
 with those codes and quantizers, which :func:`~systolix.sw.lower.lower` turns into an
 :class:`~systolix.sw.program.IntegerProgram` like any other.
 

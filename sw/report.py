@@ -29,8 +29,8 @@ from .lower import lower
 from .models import Dense, accuracy
 from .qmodel import quantize
 
-__all__ = ["METHOD_LABELS", "BREVITAS", "BREVITAS_BITS", "TRAINING_SEEDS", "program_accuracy", "Sweep", "sweep",
-           "write_report"]
+__all__ = ["METHOD_LABELS", "BREVITAS", "BREVITAS_BITS", "TRAINING_SEEDS", "program_accuracy",
+           "Sweep", "sweep", "write_report"]
 
 # The rows of the table: how the weights of each are quantized, and its label.
 METHOD_LABELS = {"none": "naive (wrap)", "a2q": "A2Q", "a2q+": "A2Q+ (projection)",
@@ -213,7 +213,8 @@ def write_report(folder, result, mixed=None):
             "bits. A2Q, A2Q+: weights constrained so that no partial sum can leave P bits "
             "(projection: each channel projected onto the bound; AXE-style: rounded input by "
             "input with error feedback; training: A2Q+ fine-tuning, the mean of "
-            f"{len(result.seeds)} seeds); '-': P admits no nonzero weight.", "", result.markdown(), "",
+            f"{len(result.seeds)} seeds); '-': P admits no nonzero weight.", "",
+            result.markdown(), "",
             "![accuracy against accumulator width](accuracy.png)", ""]
     if mixed is not None:
         text += ["## Mixed precision", "", mixed.table(), ""]

@@ -134,9 +134,12 @@ def model_power(board, program, images, cells, *, seed=0):
     ``max_batch``) random input vectors (seeded) applied to ``cells``, the whole design's cells
     after synthesis
     (:func:`~systolix.boards.synth.count_cells`). The host link and UART, which idle during a
-    run, are counted at the engine's toggle rate, so the figure errs high."""
+    run, are counted at the engine's toggle rate, so the figure errs high. Weights loaded at
+    run time (the iCEBreaker's SPRAM) are simulated as held from the start, so that the figure
+    is that of inference, not of the upload, which happens once."""
     codes = random_inputs(program, min(POWER_VECTORS, images.max_batch), seed)
-    engine = InferenceEngine(board.config, images, requant_lanes=board.requant_lanes,
+    held = replace(images, memories=replace(images.memories, upload_weights=False))
+    engine = InferenceEngine(board.config, held, requant_lanes=board.requant_lanes,
                              filler=FILLER)
     return engine_power(engine, codes, cells, family=board.family,
                         frequency_mhz=board.clock_mhz)

@@ -89,9 +89,9 @@ def array_workload(array, *, tiles=3, vectors=16, seed=0):
 
 
 def engine_workload(engine, codes):
-    """A stimulus for ``engine`` (an :class:`~systolix.hw.engine.InferenceEngine`): its weight
-    image written into its weight memory if the host loads it (``upload_weights``), then one
-    run of the model on ``codes`` (input codes of shape ``(batch, inputs)``, ``batch`` at most
+    """A stimulus for ``engine`` (an :class:`~systolix.hw.engine.InferenceEngine` whose memories
+    hold the model: not one whose weights the host loads, ``upload_weights``): one run of the
+    loaded model on ``codes`` (input codes of shape ``(batch, inputs)``, ``batch`` at most
     ``engine.max_batch``), written at full rate, outputs always accepted, to the last output.
 
     Returns
@@ -99,20 +99,16 @@ def engine_workload(engine, codes):
     async function
         A testbench for :func:`~systolix.boards.power.record_activity`.
     """
+    if engine.upload_weights:
+        raise ValueError("the engine's weights are loaded at run time: simulate it with the "
+                         "weights held (images whose memories have upload_weights=False)")
     codes = np.asarray(codes)
     if codes.ndim != 2 or not 1 <= len(codes) <= engine.max_batch:
         raise ValueError(f"codes must have shape (batch, inputs) with batch in "
                          f"1..{engine.max_batch}, not {codes.shape}")
     words = pack_vectors(codes, engine.config, engine.vector_words, input_channels(engine.images))
-    weights = engine.images.weights if engine.upload_weights else ()
 
     async def run(ctx):
-        if weights:     # an engine whose weights the host loads gets them first
-            ctx.set(engine.load.valid, 1)
-            for address, word in enumerate(weights):
-                ctx.set(engine.load.payload, {"addr": address, "data": word})
-                await ctx.tick()
-            ctx.set(engine.load.valid, 0)
         ctx.set(engine.inputs.valid, 1)
         for word in words:
             ctx.set(engine.inputs.payload, word)

@@ -128,3 +128,20 @@ def test_engine_workload_of_a_convolutional_model():
     codes = random_inputs(program, 2)
     assert codes.shape == (2, 64)
     assert callable(engine_workload(engine, codes))
+
+
+def test_engine_workload_refuses_weights_loaded_at_run_time():
+    """An engine whose weights the host loads holds none of its own: the power stimulus of
+    such a board (the iCEBreaker) runs the engine with the weights held instead
+    (boards.bitstream.model_power)."""
+    from systolix.boards.report import engine_workload, random_inputs
+    from systolix.boards.tops import BOARDS
+    from systolix.hw.engine import InferenceEngine
+    from systolix.sw.default import default_program
+
+    board = BOARDS["icebreaker"]
+    program = default_program(board.config)[0]
+    engine = InferenceEngine(board.config, pack(program, board.config, board.memories))
+    engine._MustUse__silence = True
+    with pytest.raises(ValueError, match=r"^the engine's weights are loaded at run time: "):
+        engine_workload(engine, random_inputs(program, 2))

@@ -116,7 +116,7 @@ _ICE40_ARRAY = replace(DEFAULT_CONFIG, cols=4)
 (``systolix bench``: 8x8 needs more logic cells, 4x8 more block RAM)."""
 # batch 256 so that the accumulator buffer and the queue of finished sums go to block RAM
 # (smaller memories become flip-flops); the activation buffers limit a run of the default
-# model to 32 vectors; 128 program words (5 layer records of memory map version 5) take the
+# model to 32 vectors; 128 program words (5 layer records of memory map version 6) take the
 # same two block RAMs as 64. 29 of the UP5K's 30 block RAMs.
 _ICE40_MEMORIES = MemoryConfig(weight_words=2048, requant_words=128, program_words=128,
                                activation_words=256, batch=256, output_codes=256)

@@ -19,7 +19,7 @@ from systolix.sw.default import (GOLDEN_WORKLOADS, WORKLOAD_MEMORIES, WORKLOADS,
 from systolix.sw.driver import Device
 from systolix.sw.models import accuracy
 from systolix.sw.pack import ideal_cycles, layer_tiles, pack
-from systolix.sw.program import AddLayer, IntegerLayer, IntegerProgram, MaxPoolLayer
+from systolix.sw.program import AddLayer, GeluLayer, IntegerLayer, IntegerProgram, MaxPoolLayer
 
 from systolix.boards.tops import board as board_named
 
@@ -68,7 +68,7 @@ def run_sim_arrays(args):
 
 
 def _describe_layers(program):
-    kinds = {MaxPoolLayer: "maxpool ", AddLayer: "add "}
+    kinds = {MaxPoolLayer: "maxpool ", AddLayer: "add ", GeluLayer: "gelu "}
     return ", ".join(f"{kinds[type(layer)]}A{layer.input_bits}" if type(layer) in kinds
                      else f"W{layer.weight_bits}A{layer.input_bits}" for layer in program.layers)
 

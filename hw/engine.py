@@ -7,8 +7,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from systolix.config import ArrayConfig
-from systolix.memory_map import (MemoryImages, memory_contents, output_codes, output_layout,
-                                 vector_words, weight_write_layout, windowed)
+from systolix.memory_map import (LAYER_KINDS, MemoryImages, layer_records, memory_contents,
+                                 output_codes, output_layout, vector_words,
+                                 weight_write_layout, windowed)
 from systolix.numeric import CODE_BITS
 from systolix.timing import default_requant_lanes
 
@@ -17,7 +18,7 @@ from .array import SystolicArray
 from .feeders import ActivationFeeder, WeightFeeder
 from .issuer import RequantIssuer, check_lanes
 from .output_streamer import OutputStreamer
-from .postops import SUM_BITS, PostOps
+from .postops import PostOps
 from .requant import Requantizer
 from .sequencer import Sequencer
 from .spram import SinglePortMemory
@@ -52,16 +53,17 @@ class InferenceEngine(wiring.Component):
         weight memory --> WeightFeeder ------------> weights
         buffers ------> ActivationFeeder ----------> activations   SystolicArray
         results --> KTileAccumulator --> queue --> RequantIssuer --> Requantizer x lanes
-        buffers ------> PostOps (max pooling, add) ------------------^
+        buffers ------> PostOps (max pooling, add, GELU) ------------^
             --> Writeback --> buffers, output memory --> OutputStreamer --> outputs
 
     with the :class:`~systolix.hw.sequencer.Sequencer` driving the strobes, the layer's fields
     and its loop bounds; the record's ``kind`` gives the buffers' read ports and the
     requantization units to the activation feeder (dense and convolution layers) or the
-    :class:`~systolix.hw.postops.PostOps` unit (max pooling and add layers, with ``windows``);
-    ``inputs`` goes through the :class:`~systolix.hw.writeback.Writeback` into buffer 0,
-    ``start`` to the sequencer. The queue (:class:`amaranth.lib.fifo.SyncFIFOBuffered`,
-    ``batch + 1`` entries) holds the finished sums of up to a batch.
+    :class:`~systolix.hw.postops.PostOps` unit (max pooling, add and GELU layers, with
+    ``windows``; its GELU lanes only for images with a GELU layer); ``inputs`` goes through
+    the :class:`~systolix.hw.writeback.Writeback` into buffer 0, ``start`` to the sequencer. The
+    queue (:class:`amaranth.lib.fifo.SyncFIFOBuffered`, ``batch + 1`` entries) holds the
+    finished sums of up to a batch.
 
     Throughput: one array tile-vector a cycle while the requantization units keep up, i.e. in
     layers with at least ``cols / requant_lanes`` K tiles; otherwise ``cols / requant_lanes``
@@ -119,6 +121,9 @@ class InferenceEngine(wiring.Component):
             raise ValueError(f"windows must be True or False (True for images with "
                              f"convolutions), not {windows!r}")
         self.windows = windows
+        # The post-op unit's GELU lanes only where a GELU layer needs them.
+        self.gelu = any(record["kind"] == LAYER_KINDS.index("gelu")
+                        for record in layer_records(images))
         self.config = config
         self.images = images
         self.requant_lanes = requant_lanes
@@ -156,8 +161,12 @@ class InferenceEngine(wiring.Component):
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=sums_layout(config).size,
                                                            depth=memories.batch + 1)
         m.submodules.issuer = issuer = RequantIssuer(config, memories, lanes)
-        acc_bits = max(config.accumulator_bits, SUM_BITS) if self.windows else \
-            config.accumulator_bits
+        acc_bits = config.accumulator_bits
+        if self.windows:
+            m.submodules.postops = postops = PostOps(config, memories, lanes,
+                                                     program_width=images.program_width,
+                                                     gelu=self.gelu)
+            acc_bits = max(acc_bits, postops.sum_bits)
         requantizers = [Requantizer(acc_bits, issuer.tag_layout) for _ in range(lanes)]
         for index, requantizer in enumerate(requantizers):
             m.submodules[f"requantizer_{index}"] = requantizer
@@ -244,20 +253,19 @@ class InferenceEngine(wiring.Component):
               output_base=layer.output_base, output_bits=layer.output_bits,
               idle=sequencer.idle, rewind=sequencer.started)
         if self.windows:
-            self._post_ops(m, sequencer, activation_feeder, issuer, requantizers, buffers)
+            self._post_ops(m, postops, sequencer, activation_feeder, issuer, requantizers,
+                           buffers)
         drive(output_streamer, start=writeback.layer_done & layer.last,
               batch_last=sequencer.vectors_last, outputs_last=sequencer.outputs_last)
         drive(self, busy=sequencer.busy, cycles=sequencer.cycles)
         return m
 
-    def _post_ops(self, m, sequencer, activation_feeder, issuer, requantizers, buffers):
-        """The post-op unit of an engine with windows: max pooling and add layers share the
-        buffers' read ports with the activation feeder and the requantization units with the
-        issuer, each in the layers of its kind."""
+    @staticmethod
+    def _post_ops(m, postops, sequencer, activation_feeder, issuer, requantizers, buffers):
+        """The post-op unit of an engine with windows: max pooling, add and GELU layers share
+        the buffers' read ports with the activation feeder and the requantization units with
+        the issuer, each in the layers of its kind."""
         layer = sequencer.layer
-        m.submodules.postops = postops = PostOps(self.config, self.images.memories,
-                                                 self.requant_lanes,
-                                                 program_width=self.images.program_width)
         post = layer.kind != 0
         m.d.comb += [postops.start.eq(sequencer.layer_start & post),
                      postops.running.eq(sequencer.running),

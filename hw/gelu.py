@@ -10,12 +10,26 @@ from systolix.timing import REQUANT_LATENCY
 
 from .requant import CODE_SHAPE, Requantizer, requant_output_layout
 
-__all__ = ["GELU_LATENCY", "gelu_input_layout", "GeluUnit"]
+__all__ = ["GELU_LATENCY", "GELU_PRODUCT", "gelu_input_layout", "gelu_clipped", "gelu_factor",
+           "GeluUnit"]
 
 GELU_LATENCY = 4 + REQUANT_LATENCY
 """Cycles from a code on :attr:`GeluUnit.input` to its result on :attr:`GeluUnit.output`."""
 
-_PRODUCT = signed(32)           # |x| < 2^8, |f| <= 2 * constant <= 2^23: |P| < 2^31
+GELU_PRODUCT = signed(32)
+"""Shape of the product ``P``: ``|x| < 2^9``, ``|factor| <= 2 * constant <= 2^23``, and
+``GeluLayer`` keeps ``|P| < 2^31``."""
+
+
+def gelu_clipped(x, clip):
+    """``t = min(|x|, clip) - clip`` of a centred code ``x`` (a value), ``-clip .. 0``."""
+    magnitude = Mux(x < 0, -x, x)
+    return Mux(magnitude < clip, magnitude, clip) - clip
+
+
+def gelu_factor(x, square, constant):
+    """``constant + sign(x) * (constant - square)``, ``square = t^2``: ``P = x * factor``."""
+    return Mux(x > 0, (constant << 1) - square, Mux(x < 0, square, constant))
 
 
 def gelu_input_layout(tag_shape):
@@ -64,7 +78,7 @@ class GeluUnit(wiring.Component):
 
     def __init__(self, tag_shape):
         self.tag_shape = tag_shape
-        self._requant = Requantizer(_PRODUCT.width, tag_shape)
+        self._requant = Requantizer(GELU_PRODUCT.width, tag_shape)
         super().__init__({
             "input": In(stream.Signature(gelu_input_layout(tag_shape), always_ready=True)),
             "output": Out(stream.Signature(requant_output_layout(tag_shape),
@@ -95,19 +109,17 @@ class GeluUnit(wiring.Component):
         centred = stage("gelu_x", {"x": signed(10)},
                         {"valid": self.input.valid, "tag": given.tag,
                          "x": given.code - self.input_zero_point})
-        magnitude = Mux(centred.x < 0, -centred.x, centred.x)
         clipped = stage("gelu_t", {"x": signed(10), "t": clip_shape},
                         {"valid": centred.valid, "tag": centred.tag, "x": centred.x,
-                         "t": Mux(magnitude < self.clip, magnitude, self.clip) - self.clip})
+                         "t": gelu_clipped(centred.x, self.clip)})
         squared = stage("gelu_square", {"x": signed(10),
                                         "square": unsigned(2 * GELU_CLIP_MAX.bit_length())},
                         {"valid": clipped.valid, "tag": clipped.tag, "x": clipped.x,
                          "square": clipped.t * clipped.t})
-        factor = Mux(squared.x > 0, (self.constant << 1) - squared.square,
-                     Mux(squared.x < 0, squared.square, self.constant))
-        product = stage("gelu_product", {"value": _PRODUCT},
+        product = stage("gelu_product", {"value": GELU_PRODUCT},
                         {"valid": squared.valid, "tag": squared.tag,
-                         "value": squared.x * factor})
+                         "value": squared.x * gelu_factor(squared.x, squared.square,
+                                                          self.constant)})
         m.d.comb += [
             requant.input.valid.eq(product.valid),
             requant.input.payload.acc.eq(product.value),

@@ -1,5 +1,5 @@
-"""The engine's post-op unit: max pooling and add layers, from the activation buffers into the
-requantization units."""
+"""The engine's post-op unit: max pooling, add and GELU layers, from the activation buffers into
+the requantization units."""
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
@@ -12,6 +12,7 @@ from systolix.memory_map import (LAYER_KINDS, PROGRAM_WORD_BITS, MemoryConfig,
                                  activation_word_layout, feed_address_bits)
 from systolix.numeric import CODE_BITS, MULTIPLIER_BITS
 
+from .gelu import GELU_PRODUCT, gelu_clipped, gelu_factor
 from .issuer import check_lanes, tag_layout
 from .loops import Bounds
 from .requant import requant_input_layout
@@ -24,12 +25,14 @@ SUM_BITS = CODE_BITS + 2 + MULTIPLIER_BITS + 1
 most 8 bits, signed or unsigned; 16-bit multipliers), the ``acc`` the unit sends."""
 
 _ADD = LAYER_KINDS.index("add")
+_GELU = LAYER_KINDS.index("gelu")
 
 
 class PostOps(wiring.Component):
-    """Runs a max pooling or an add layer (a record of ``kind`` ``max_pool`` or ``add``): reads
-    its input words from the activation buffers and sends ``lanes`` codes a cycle, with the
-    constants that make the requantization units compute the layer, to the units.
+    """Runs a max pooling, an add or (with ``gelu``) a GELU layer (a record of ``kind``
+    ``max_pool``, ``add`` or ``gelu``): reads its input words from the activation buffers and
+    sends ``lanes`` codes a cycle, with the constants that make the requantization units
+    compute the layer, to the units.
 
     From the cycle after the ``start`` strobe it computes the layer's output words in order,
     per input ``b < batch_last + 1``, output position ``(oy, ox)`` and channel tile ``ct``
@@ -43,11 +46,15 @@ class PostOps(wiring.Component):
       ``rows`` copies of ``pad_code`` outside the map, and keeps the largest code of each lane;
     * add: word ``input_base + w`` of buffer ``input_buffer`` and word ``second_base + w`` of
       buffer ``second_buffer``;
+    * GELU: word ``input_base + w`` (a 1x1 window);
 
     then, in ``rows / lanes`` cycles, sends the word's codes ``lanes`` at a time on
     ``channels``: ``acc`` the largest code (shift 0), or ``(a - zero_point_a) * multiplier_a +
-    (b - zero_point_b) * multiplier_b`` (shift ``add_shift``), with bias 0 and multiplier 1, so
-    that a :class:`~systolix.hw.requant.Requantizer` with the layer's ``output_zero_point``,
+    (b - zero_point_b) * multiplier_b`` (shift ``add_shift``), with bias 0 and multiplier 1, or
+    GELU's product ``P = x * (gelu_constant + sign(x) * (gelu_constant - t^2))``, ``x = a -
+    zero_point_a``, ``t = min(|x|, gelu_clip) - gelu_clip`` (bias 0, multiplier
+    ``multiplier_a``, shift ``add_shift``), so that a
+    :class:`~systolix.hw.requant.Requantizer` with the layer's ``output_zero_point``,
     ``output_low``, ``output_high`` and ``rounding`` gives the layer's code
     (:func:`systolix.sim.golden.program.run_layer`, bit-exact), and a
     :func:`~systolix.hw.issuer.tag_layout` tag as the :class:`~systolix.hw.issuer.RequantIssuer`
@@ -59,10 +66,10 @@ class PostOps(wiring.Component):
     layer; ``start`` comes while it is low, and the layer's fields must hold from then on.
 
     Latency: the first codes are valid on ``channels`` ``taps + 2`` cycles after ``start``
-    (``taps`` = ``kernel_height * kernel_width``, or 2 for an add). Throughput: one output
-    word every ``taps + 1 + rows / lanes`` cycles (reads, the last read's data, the codes), so
-    ``lanes`` codes a cycle while sending; :class:`systolix.sim.golden.components.PostOps`
-    counts the same.
+    (``taps`` = ``kernel_height * kernel_width``, 2 for an add, 1 for a GELU). Throughput: one
+    output word every ``taps + 1 + rows / lanes`` cycles (reads, the last read's data, the
+    codes), so ``lanes`` codes a cycle while sending;
+    :class:`systolix.sim.golden.components.PostOps` counts the same.
 
     Parameters
     ----------
@@ -72,6 +79,9 @@ class PostOps(wiring.Component):
         Requantization lanes (:func:`~systolix.hw.issuer.check_lanes`).
     program_width : int, optional
         Bits of a program word.
+    gelu : bool, optional
+        Whether it runs GELU layers (lanes of the GELU product: a 12-bit square and a 10 x
+        24-bit product each); ``sum_bits`` is then 32.
 
     Attributes
     ----------
@@ -83,18 +93,21 @@ class PostOps(wiring.Component):
     buffers : In(ReadPort.Signature(addr_width=ceil_log2(activation_words),
                                     shape=rows * activation_bits)).array(2)
         The two activation buffers (synchronous read ports): both read, one chosen.
-    channels : Out(stream.Signature(requant_input_layout(SUM_BITS, tag_layout(...)),
+    channels : Out(stream.Signature(requant_input_layout(sum_bits, tag_layout(...)),
                                     always_ready=True)).array(lanes)
         To the requantization units; every lane carries the same tag.
     """
 
-    def __init__(self, config, memories, lanes, program_width=PROGRAM_WORD_BITS):
+    def __init__(self, config, memories, lanes, program_width=PROGRAM_WORD_BITS, gelu=False):
         if not isinstance(config, ArrayConfig):
             raise TypeError(f"config must be an ArrayConfig, not {config!r}")
         if not isinstance(memories, MemoryConfig):
             raise TypeError(f"memories must be a MemoryConfig, not {memories!r}")
         check_lanes(config, lanes)
-        self.config, self.memories, self.lanes = config, memories, lanes
+        if not isinstance(gelu, bool):
+            raise TypeError(f"gelu must be True or False, not {gelu!r}")
+        self.config, self.memories, self.lanes, self.gelu = config, memories, lanes, gelu
+        self.sum_bits = max(SUM_BITS, GELU_PRODUCT.width) if gelu else SUM_BITS
         self.bounds = bounds = Bounds(config, memories)
         self.tag_layout = tag_layout(config, memories, lanes)
         self.addr_width = ceil_log2(memories.activation_words)
@@ -106,7 +119,8 @@ class PostOps(wiring.Component):
             "buffers": In(ReadPort.Signature(addr_width=self.addr_width,
                                              shape=activation_word_layout(config).size)
                           ).array(2),
-            "channels": Out(stream.Signature(requant_input_layout(SUM_BITS, self.tag_layout),
+            "channels": Out(stream.Signature(requant_input_layout(self.sum_bits,
+                                                                  self.tag_layout),
                                              always_ready=True)).array(lanes),
         })
 
@@ -116,6 +130,7 @@ class PostOps(wiring.Component):
         rows, groups = config.rows, config.rows // lanes
         word = activation_word_layout(config)
         adding = layer.kind == _ADD
+        gelu = layer.kind == _GELU if self.gelu else 0
 
         # -- The words read: the window's loops, each counter from 1 to its span. -------------
         width = bounds.address.width
@@ -178,12 +193,17 @@ class PostOps(wiring.Component):
         m.d.sync += stride.eq((layer.outputs + lanes - 1) >> lane_shift)
         issued = Signal(data.StructLayout({
             "valid": 1, "tag": self.tag_layout,
-            "acc": data.ArrayLayout(signed(SUM_BITS), lanes)}))
+            "acc": data.ArrayLayout(signed(self.sum_bits), lanes)}))
         sums = []
         for index in range(lanes):
             a, b_code = kept[index], other[index]
-            sums.append(Mux(adding, (a - layer.zero_point_a) * layer.multiplier_a
-                            + (b_code - layer.zero_point_b) * layer.multiplier_b, a))
+            value = Mux(adding, (a - layer.zero_point_a) * layer.multiplier_a
+                        + (b_code - layer.zero_point_b) * layer.multiplier_b, a)
+            if self.gelu:
+                x = a - layer.zero_point_a
+                t = gelu_clipped(x, layer.gelu_clip)
+                value = Mux(gelu, x * gelu_factor(x, t * t, layer.gelu_constant), value)
+            sums.append(value)
         m.d.sync += [
             issued.valid.eq(sending),
             issued.tag.addr.eq(Mux(layer.last, out_word, written)),
@@ -197,8 +217,8 @@ class PostOps(wiring.Component):
                 out.valid.eq(issued.valid),
                 out.payload.acc.eq(value),
                 out.payload.bias.eq(0),
-                out.payload.multiplier.eq(1),
-                out.payload.shift.eq(Mux(adding, layer.add_shift, 0)),
+                out.payload.multiplier.eq(Mux(gelu, layer.multiplier_a, 1)),
+                out.payload.shift.eq(Mux(adding | gelu, layer.add_shift, 0)),
                 out.payload.tag.eq(issued.tag),
             ]
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from systolix.codec import encode
 from systolix.config import ArrayConfig, check_int, code_range
-from systolix.layer import AddLayer, IntegerLayer, MaxPoolLayer
+from systolix.layer import AddLayer, GeluLayer, IntegerLayer, MaxPoolLayer
 from systolix.memory_map import (BATCH_LAYOUT, CONFIG_LAYOUT, FORMAT_VERSION, HEADER_LAYOUT,
                                  HEADER_WORDS, LAYER_LAYOUTS, MAX_WORDS, PROGRAM_WORD_BITS,
                                  RECORD_WORDS, REQUANT_LAYOUT, TOTALS_LAYOUT, MemoryConfig,
@@ -63,12 +63,12 @@ def _windows(layers, sources, rows):
     that reads a map of another shape than its source writes."""
     shapes, windows = {}, []     # the (height, width, channels) of each tensor once known
     for index, (layer, entry) in enumerate(zip(layers, sources)):
-        if not isinstance(layer, (IntegerLayer, MaxPoolLayer, AddLayer)):
+        if not isinstance(layer, (IntegerLayer, MaxPoolLayer, AddLayer, GeluLayer)):
             raise ValueError(f"layer {index} is a {type(layer).__name__}; the engine runs "
-                             f"dense, convolution, max pooling and add layers")
+                             f"dense, convolution, max pooling, add and GELU layers")
         if isinstance(layer, IntegerLayer) and layer.window is None:
             reads = shapes.get(entry[0], (1, 1, layer.inputs))
-        elif isinstance(layer, AddLayer):
+        elif isinstance(layer, (AddLayer, GeluLayer)):
             reads = tuple(layer.shape)
         else:
             window = layer.window
@@ -294,8 +294,8 @@ def _check_addresses(windows, memories, batch):
 def check_fit(program, config, memories):
     """Raise :class:`ValueError` unless ``program`` runs on ``config`` with ``memories``.
 
-    The engine runs graphs of dense, convolution, max pooling and add layers; the array must
-    take every layer's weight and input codes (and every tensor kept in the activation buffers
+    The engine runs graphs of dense, convolution, max pooling, add and GELU layers; the array
+    must take every layer's weight and input codes (and every tensor kept in the activation buffers
     is of input codes) and accumulate as every layer does (``accumulator_bits`` and
     ``overflow``); the layers must have ``1..65535`` inputs and outputs; each memory must hold
     what the model needs (the message gives, for each memory too small, the words needed, per
@@ -318,7 +318,7 @@ def _layer_record(layer, window, place, entry, index, last, rows):
     output_buffer, output_base = (0, 0) if last else place[index]
     fields = {"second_buffer": 0, "second_base": 0, "zero_point_a": 0, "zero_point_b": 0,
               "multiplier_a": 0, "multiplier_b": 0, "add_shift": 0, "weight_bits": 0,
-              "weight_signed": 0}
+              "weight_signed": 0, "gelu_clip": 0, "gelu_constant": 0}
     if isinstance(layer, IntegerLayer):
         channels = layer.weights.shape[1]
         fields.update(weight_bits=layer.weight_bits, weight_signed=layer.weight_signed)
@@ -329,6 +329,10 @@ def _layer_record(layer, window, place, entry, index, last, rows):
                       zero_point_a=layer.zero_points[0], zero_point_b=layer.zero_points[1],
                       multiplier_a=layer.multipliers[0], multiplier_b=layer.multipliers[1],
                       add_shift=layer.shift)
+    if isinstance(layer, GeluLayer):
+        fields.update(zero_point_a=layer.input_zero_point, multiplier_a=layer.multiplier,
+                      add_shift=layer.shift, gelu_clip=layer.clip,
+                      gelu_constant=layer.constant)
     if isinstance(layer, MaxPoolLayer):
         low, high = code_range(layer.bits, layer.signed)
         output = {"output_zero_point": 0, "output_low": low, "output_high": high}

@@ -8,8 +8,10 @@ import numpy as np
 from systolix.config import code_range
 from systolix.layer import ROUNDING_MODES, Window
 
-from .program import AddLayer, IntegerLayer, IntegerProgram, MaxPoolLayer
-from .quant import QuantParams
+from systolix.sim.golden.nonlinear import GELU_A, gelu_constants
+
+from .program import AddLayer, GeluLayer, IntegerLayer, IntegerProgram, MaxPoolLayer
+from .quant import QuantParams, fixed_point_multiplier
 
 __all__ = ["program_of", "random_codes", "random_layer", "random_program", "live_constants",
            "random_window", "random_conv_program"]
@@ -101,7 +103,7 @@ def random_window(rng, shape, outputs, pad_code, *, largest_kernel=3, largest_st
 
 
 def random_conv_program(rng, config, shape, layers, *, rounding=None):
-    """A graph of random convolution, dense, max pooling and add layers for an array of
+    """A graph of random convolution, dense, max pooling, add and GELU layers for an array of
     ``config`` on input maps of ``shape``, with live requantization constants
     (:func:`live_constants`).
 
@@ -109,7 +111,8 @@ def random_conv_program(rng, config, shape, layers, *, rounding=None):
     (a dict for :func:`random_window`), ``("window", outputs, Window)``, ``("dense",
     outputs)``, ``("max_pool", window options)`` (a max pooling layer on the map before it,
     its pad code the smallest code) or ``("add", source)`` (the sum of the layer before it and
-    layer ``source``, -1 for the program's input, whose maps must have the same shape). Every
+    layer ``source``, -1 for the program's input, whose maps must have the same shape) or
+    ``("gelu",)`` (the integer GELU of the map before it, at a random input scale). Every
     other layer reads the one before it. Hidden codes are the array's activation codes; the
     last layer's output codes have a random width. ``rounding`` is each layer's, or random.
     """
@@ -137,6 +140,23 @@ def random_conv_program(rng, config, shape, layers, *, rounding=None):
                 multipliers=tuple(int(m) for m in rng.integers(1 << 13, 1 << 16, size=2)),
                 shift=int(rng.integers(14, 17)) + config.activation_bits - output[0],
                 output_zero_point=(low + high) // 2, output_low=low, output_high=high,
+                input_bits=activations[0], input_signed=activations[1], output_bits=output[0],
+                output_signed=output[1], rounding=rounding or str(rng.choice(ROUNDING_MODES)))
+        elif kind == "gelu":
+            low, high = code_range(*activations)
+            zero_point = (low + high) // 2 + int(rng.integers(-2, 3))
+            scale = float(rng.uniform(0.15, 0.5))
+            clip, constant = gelu_constants(scale)
+            out_low, out_high = code_range(*output)
+            output_zero_point = out_low + (out_high - out_low) // 4
+            # Output codes of step s * (largest |x|) / (codes above the zero point).
+            largest = max(high - zero_point, zero_point - low)
+            step = scale * largest / (out_high - output_zero_point)
+            multiplier, shift = fixed_point_multiplier(GELU_A * scale ** 3 / 4 / step)
+            layer = GeluLayer(
+                shape=tuple(shape), input_zero_point=zero_point, clip=clip, constant=constant,
+                multiplier=int(multiplier), shift=int(shift),
+                output_zero_point=output_zero_point, output_low=out_low, output_high=out_high,
                 input_bits=activations[0], input_signed=activations[1], output_bits=output[0],
                 output_signed=output[1], rounding=rounding or str(rng.choice(ROUNDING_MODES)))
         else:

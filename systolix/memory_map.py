@@ -34,7 +34,8 @@ from amaranth.lib import data
 
 from .codec import decode, encode
 from .config import OVERFLOW_MODES, ArrayConfig, check_bool, check_choice, check_int
-from .layer import ROUNDING_MODES, AddLayer, IntegerLayer, MaxPoolLayer, Window
+from .layer import (GELU_CLIP_MAX, GELU_CONSTANT_MAX, ROUNDING_MODES, AddLayer, GeluLayer,
+                    IntegerLayer, MaxPoolLayer, Window)
 from .numeric import BIAS_BITS, CODE_BITS, MULTIPLIER_BITS, SHIFT_BITS
 
 __all__ = [
@@ -50,7 +51,7 @@ __all__ = [
     "spram_blocks", "spram_weight_words",
 ]
 
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 """Version of the memory map: the layouts below and the order of the words."""
 
 PROGRAM_WORD_BITS = 32
@@ -105,11 +106,12 @@ BATCH_LAYOUT = data.StructLayout({"max_batch": unsigned(PROGRAM_WORD_BITS)})
 HEADER_WORDS = 4
 """Program words before the first layer record."""
 
-LAYER_KINDS = ("gemm", "max_pool", "add")
+LAYER_KINDS = ("gemm", "max_pool", "add", "gelu")
 """What a layer record runs (its ``kind`` field is the index): a dense or convolution layer on
 the array (:class:`~systolix.layer.IntegerLayer`), a max pooling layer
-(:class:`~systolix.layer.MaxPoolLayer`) or an add layer (:class:`~systolix.layer.AddLayer`), the
-last two on the engine's post-op unit (:class:`systolix.hw.postops.PostOps`)."""
+(:class:`~systolix.layer.MaxPoolLayer`), an add layer (:class:`~systolix.layer.AddLayer`) or a
+GELU layer (:class:`~systolix.layer.GeluLayer`), the last three on the engine's post-op unit
+(:class:`systolix.hw.postops.PostOps`)."""
 
 LAYER_LAYOUTS = (
     data.StructLayout({"k_tiles": _COUNT, "n_tiles": _COUNT}),
@@ -142,9 +144,11 @@ LAYER_LAYOUTS = (
     data.StructLayout({"multiplier_a": unsigned(MULTIPLIER_BITS),
                        "multiplier_b": unsigned(MULTIPLIER_BITS)}),
     data.StructLayout({"pad_bottom": _COUNT, "pad_right": _COUNT}),
-    data.StructLayout({"groups": _COUNT}),
+    data.StructLayout({"groups": _COUNT,
+                       "gelu_clip": unsigned(GELU_CLIP_MAX.bit_length())}),
+    data.StructLayout({"gelu_constant": unsigned(GELU_CONSTANT_MAX.bit_length())}),
 )
-"""Program words ``4 + 22 l .. 4 + 22 l + 21``: the record of layer ``l`` (docs/memory-map.md).
+"""Program words ``4 + 23 l .. 4 + 23 l + 22``: the record of layer ``l`` (docs/memory-map.md).
 
 The window of the layer (:func:`layer_window`: the input map ``height x width x channels``,
 ``c_tiles = ceil(channels / rows)`` words a pixel, ``image_words`` a map, the kernel, strides,
@@ -163,10 +167,12 @@ word ``input_base`` (``origin`` includes it), an add layer's second input in
 (or, in the ``last`` layer, in the output memory from word 0); ``window_row_step`` is what a
 max pooling window's address adds from its last column to its next row's first (the same
 channel tile). An add layer's ``zero_point_a``, ``zero_point_b``, ``multiplier_a``,
-``multiplier_b`` and ``add_shift`` are its zero points, multipliers and shift (0 in other
-records). The gateware reads every field but the last two words,
-which only :func:`packed_layers` needs (the sequencer writes the last word of a record in the
-cycle that starts the layer)."""
+``multiplier_b`` and ``add_shift`` are its zero points, multipliers and shift; a GELU layer's
+input zero point, multiplier and shift are ``zero_point_a``, ``multiplier_a`` and
+``add_shift``, its ``clip`` and ``constant`` ``gelu_clip`` and ``gelu_constant`` (all 0 in other
+records). The gateware reads every field but those of words 20 and 21 but ``gelu_clip``, which
+only :func:`packed_layers` needs (the sequencer writes the last word of a record in the cycle
+that starts the layer; the post-op unit reads ``gelu_constant`` from the cycle after)."""
 
 RECORD_WORDS = len(LAYER_LAYOUTS)
 """Program words of one layer record."""
@@ -248,13 +254,13 @@ def layer_window(layer, shape, rows, input_base=0):
 
     Parameters
     ----------
-    layer : IntegerLayer, MaxPoolLayer or AddLayer
+    layer : IntegerLayer, MaxPoolLayer, AddLayer or GeluLayer
     shape : tuple of int
         ``(height, width, channels)`` of the layer's input map: its source's ``output_shape``
         (``(1, 1, K)`` for the program's input). A convolution and a max pooling layer take
         their window's; a dense layer runs as a window that covers the whole map (kernel
         ``height x width``, no padding, one output position), its weight rows already in the
-        map's ``(y, x, c)`` order; an add layer as a 1x1 window on its shape.
+        map's ``(y, x, c)`` order; an add or GELU layer as a 1x1 window on its shape.
     input_base : int, optional
         The buffer word where the layer's input map starts (``origin`` includes it).
 
@@ -267,7 +273,7 @@ def layer_window(layer, shape, rows, input_base=0):
         * c_tiles + ct``; the steps are its differences between consecutive vectors and K
         tiles.
     """
-    if isinstance(layer, AddLayer):
+    if isinstance(layer, (AddLayer, GeluLayer)):
         window = Window(*layer.shape, 1, 1)
     else:
         window = layer.window
@@ -283,7 +289,7 @@ def layer_window(layer, shape, rows, input_base=0):
             "height", "width", "channels", "kernel_height", "kernel_width", "stride_height",
             "stride_width", "pad_top", "pad_left", "pad_bottom", "pad_right", "groups",
             "pad_code", "output_height", "output_width")}
-    kind = {IntegerLayer: 0, MaxPoolLayer: 1, AddLayer: 2}[type(layer)]
+    kind = {IntegerLayer: 0, MaxPoolLayer: 1, AddLayer: 2, GeluLayer: 3}[type(layer)]
     c_tiles = _ceil_div(fields["channels"], rows)
     row_words = fields["width"] * c_tiles
     image_words = fields["height"] * row_words
@@ -431,7 +437,7 @@ def vector_words(images):
 
 def windowed(images):
     """Whether the program in ``images`` needs an engine built with windows: it has a
-    convolution (a layer record with ``windowed`` set), a max pooling or an add layer, or a
+    convolution (a layer record with ``windowed`` set), a max pooling, add or GELU layer, or a
     tensor that does not start at word 0 of its buffer (a graph that is not a chain)."""
     return any(record["windowed"] or record["kind"] or record["input_base"]
                or record["output_base"] for record in layer_records(images))
@@ -482,26 +488,28 @@ _WINDOW_FIELDS = ("height", "width", "channels", "kernel_height", "kernel_width"
 
 def _packed_layer(images, config, record):
     """The layer described by the program ``record`` (decoded fields): an
-    :class:`~systolix.layer.IntegerLayer`, :class:`~systolix.layer.MaxPoolLayer` or
-    :class:`~systolix.layer.AddLayer`."""
-    kind = LAYER_KINDS[record["kind"]] if record["kind"] < len(LAYER_KINDS) else None
+    :class:`~systolix.layer.IntegerLayer`, :class:`~systolix.layer.MaxPoolLayer`,
+    :class:`~systolix.layer.AddLayer` or :class:`~systolix.layer.GeluLayer` (the 2-bit
+    ``kind`` holds no other)."""
+    kind = LAYER_KINDS[record["kind"]]
     if kind == "max_pool":
         return MaxPoolLayer(Window(**{name: record[name] for name in _WINDOW_FIELDS}),
                             bits=record["input_bits"], signed=bool(record["input_signed"]))
+    elementwise = {
+        "shape": (record["height"], record["width"], record["channels"]),
+        **{name: record[name] for name in ("output_zero_point", "output_low", "output_high",
+                                           "input_bits", "output_bits")},
+        "input_signed": bool(record["input_signed"]),
+        "output_signed": bool(record["output_signed"]),
+        "rounding": ROUNDING_MODES[record["rounding"]]}
     if kind == "add":
-        return AddLayer(
-            shape=(record["height"], record["width"], record["channels"]),
-            zero_points=(record["zero_point_a"], record["zero_point_b"]),
-            multipliers=(record["multiplier_a"], record["multiplier_b"]),
-            shift=record["add_shift"],
-            **{name: record[name] for name in ("output_zero_point", "output_low",
-                                               "output_high", "input_bits", "output_bits")},
-            input_signed=bool(record["input_signed"]),
-            output_signed=bool(record["output_signed"]),
-            rounding=ROUNDING_MODES[record["rounding"]])
-    if kind is None:
-        raise ValueError(f"a layer record has kind {record['kind']}; memory map version "
-                         f"{FORMAT_VERSION} knows {len(LAYER_KINDS)} ({', '.join(LAYER_KINDS)})")
+        return AddLayer(zero_points=(record["zero_point_a"], record["zero_point_b"]),
+                        multipliers=(record["multiplier_a"], record["multiplier_b"]),
+                        shift=record["add_shift"], **elementwise)
+    if kind == "gelu":
+        return GeluLayer(input_zero_point=record["zero_point_a"], clip=record["gelu_clip"],
+                         constant=record["gelu_constant"], multiplier=record["multiplier_a"],
+                         shift=record["add_shift"], **elementwise)
     beat = weights_layout(config)
     taps = record["kernel_height"] * record["kernel_width"]
     channels, outputs = record["channels"], record["outputs"]
@@ -544,8 +552,8 @@ def _packed_layer(images, config, record):
 
 def packed_layers(images, config):
     """Every layer the images of an array of ``config`` hold (:class:`~systolix.layer.IntegerLayer`,
-    :class:`~systolix.layer.MaxPoolLayer` and :class:`~systolix.layer.AddLayer` records; their
-    graph is :func:`packed_sources`).
+    :class:`~systolix.layer.MaxPoolLayer`, :class:`~systolix.layer.AddLayer` and
+    :class:`~systolix.layer.GeluLayer` records; their graph is :func:`packed_sources`).
 
     Raises
     ------

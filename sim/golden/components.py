@@ -296,7 +296,8 @@ class RequantIssuer:
 class PostOps:
     """:class:`systolix.hw.postops.PostOps` of an array of ``rows`` rows and ``lanes`` lanes:
     ``final`` is its registered tag's ``final`` bit (with ``valid``). A word takes ``taps + 1 +
-    rows / lanes`` cycles (``taps`` = the window's kernel positions, 2 for an add)."""
+    rows / lanes`` cycles (``taps`` = the window's kernel positions, 2 for an add, 1 for a
+    GELU)."""
 
     def __init__(self, rows, lanes):
         self.groups = rows // lanes
@@ -309,6 +310,7 @@ class PostOps:
             self.remaining -= 1
             self.final = self.remaining == 0
         if start:
+            # A GELU layer's window is 1x1.
             taps = (2 if record["kind"] == LAYER_KINDS.index("add")
                     else record["kernel_height"] * record["kernel_width"])
             self.remaining = (batch * record["positions"] * record["c_tiles"]

@@ -144,7 +144,7 @@ def test_as_many_k_tiles_as_the_weight_memory_holds():
         weight_signed=True, output_bits=3, output_signed=True, accumulator_bits=5,
         overflow="wrap")])
     assert len(set(run_program(program, np.arange(-4, 4)[:, None])[:, 1].tolist())) > 3
-    memories = MemoryConfig(weight_words=3, requant_words=2, program_words=26,
+    memories = MemoryConfig(weight_words=3, requant_words=2, program_words=27,
                             activation_words=6, batch=4, output_codes=10)
     check_program(program, config, [4, 3, 4], rng, memories=memories)
 

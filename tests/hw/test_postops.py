@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""The post-op unit in Amaranth's simulator: max pooling (overlapping and padded windows) and add
-layers from their records and buffer regions, every code through the requantization units'
+"""The post-op unit in Amaranth's simulator: max pooling (overlapping and padded windows), add and
+GELU layers from their records and buffer regions, every code through the requantization units'
 arithmetic against the golden model, the tags against the buffer and output memory layouts, and
 the cycle of the final codes against the cycle model."""
 
@@ -14,8 +14,8 @@ from amaranth.sim import Simulator
 from systolix.config import ArrayConfig
 from systolix.hw.postops import PostOps
 from systolix.layer import MaxPoolLayer, Window
-from systolix.memory_map import (HEADER_WORDS, RECORD_WORDS, MemoryConfig, layer_records,
-                                 pack_vectors, unpack_vectors)
+from systolix.memory_map import (HEADER_WORDS, LAYER_KINDS, RECORD_WORDS, MemoryConfig,
+                                 layer_records, pack_vectors, unpack_vectors)
 from systolix.sim.golden import components
 from systolix.sim.golden.program import requantize, run_layer
 from systolix.sw.pack import pack
@@ -41,7 +41,8 @@ def run_post_op(config, lanes, images, index, tensors, batch):
         words = pack_vectors(codes, config, record["image_words"], record["channels"])
         contents[buffer][base:base + len(words)] = words
     m = Module()
-    unit = m.submodules.unit = PostOps(config, MEMORIES, lanes)
+    unit = m.submodules.unit = PostOps(config, MEMORIES, lanes,
+                                       gelu=record["kind"] == LAYER_KINDS.index("gelu"))
     for number, words in enumerate(contents):
         memory = m.submodules[f"buffer_{number}"] = Memory(
             shape=config.rows * config.activation_bits, depth=depth, init=words)
@@ -63,9 +64,9 @@ def run_post_op(config, lanes, images, index, tensors, batch):
                 assert model.final == bool(tag.final)
                 for lane, channel in enumerate(unit.channels):
                     payload = ctx.get(channel.payload)
-                    assert (payload.bias, payload.multiplier) == (0, 1)
+                    assert payload.bias == 0
                     if tag.write >> lane & 1:
-                        code = int(requantize(payload.acc, 0, 1, payload.shift,
+                        code = int(requantize(payload.acc, 0, payload.multiplier, payload.shift,
                                               record["output_zero_point"], record["output_low"],
                                               record["output_high"],
                                               ("half_up", "half_even")[record["rounding"]]))
@@ -109,6 +110,8 @@ CASES = [
                   ("add", 0), ("dense", 2)], 2),
     (4, 4, True, [("conv", 6, {"largest_stride": 1, "largest_kernel": 1}), ("add", -1)], 1),
     (2, 2, False, [("conv", 3, {"largest_stride": 1}), ("max_pool", {})], 1),
+    (4, 2, False, [("conv", 5, {"largest_stride": 1}), ("gelu",), ("dense", 2)], 1),
+    (3, 1, True, [("conv", 4, {"largest_stride": 1}), ("gelu",)], 1),
 ]
 
 

@@ -139,6 +139,11 @@ GRAPHS = {
     "pool-input-add-dense": [
         ("max_pool", {}), ("conv", 3, {"largest_kernel": 1, "largest_stride": 1}),
         ("add", 0), ("dense", 3)],
+    # GELU layers (post-op kind gelu) after a convolution, on a residual's branch and last.
+    "gelu": [
+        ("conv", 4, {"largest_stride": 1}), ("gelu",),
+        ("conv", 4, {"largest_kernel": 1, "largest_stride": 1}), ("gelu",), ("add", 1),
+        ("gelu",)],
     # An add as the last layer.
     "residual-last": [
         ("conv", 3, {"largest_stride": 1}), ("conv", 3, {"largest_kernel": 1,
@@ -152,11 +157,13 @@ GRAPHS = {
     pytest.param("pool-input-add-dense", 1, 3, 2, marks=pytest.mark.slow),
     pytest.param("residual-last", 2, 4, 4, marks=pytest.mark.slow),
     pytest.param("pool-residual-pool", 3, 8, 4, marks=pytest.mark.slow),
+    ("gelu", 4, 4, 2),
+    pytest.param("gelu", 5, 3, 3, marks=pytest.mark.slow),
 ])
 def test_random_graphs(tmp_path, graph, seed, rows, cols):
     """Random programs with max pooling (overlapping and padded windows), residual adds (a
-    skip over two layers, the program's input) and a max pooling or add last layer, on the
-    post-op unit: 0 mismatches and measured = modelled cycles."""
+    skip over two layers, the program's input), GELU layers and a max pooling, add or GELU
+    last layer, on the post-op unit: 0 mismatches and measured = modelled cycles."""
     rng = np.random.default_rng(seed)
     config = ArrayConfig(rows=rows, cols=cols, weight_bits=4, activation_bits=4,
                          activation_signed=bool(seed % 2), accumulator_bits=16)

@@ -197,7 +197,7 @@ def test_fixed_layout():
     assert images.requant == (0x0014_9C40_FFFF_FFFF, 0x0000_0001_0000_0002,
                               0x003F_FFFF_0000_0003, 0)
     assert images.program == (
-        0x0001_0005,                                   # version 5, 1 layer
+        0x0001_0006,                                   # version 6, 1 layer
         2 | 2 << 6 | 4 << 12 | 1 << 16 | 4 << 17 | 0 << 21 | 16 << 22 | 1 << 28,
         8,                                             # weight words
         128,                                           # max batch: MemoryConfig().batch
@@ -223,7 +223,8 @@ def test_fixed_layout():
         0 | 2 << 16,                                   # (no second input); window row step
         0,                                             # (no add multipliers)
         0,                                             # pad bottom, right
-        1)                                             # groups
+        1,                                             # groups; (no GELU clip)
+        0)                                             # (no GELU constant)
 
 
 def test_files_read_back(tmp_path):
@@ -310,8 +311,8 @@ def test_too_many_inputs():
                      r"layer 2: 64\), the weight memory has 831: 1 words short$"),
     ("requant_words", r"^the model needs 112 requant words \(layer 0: 64, layer 1: 32, "
                       r"layer 2: 16\), the requant memory has 111: 1 words short$"),
-    ("program_words", r"^the model needs 70 program words \(4 \+ 22 per layer, 3 layers\), the "
-                      r"memory has 69$"),
+    ("program_words", r"^the model needs 73 program words \(4 \+ 23 per layer, 3 layers\), the "
+                      r"memory has 72$"),
     ("activation_words", r"^the model needs 8 activation words per input \(buffer 0: the input "
                          r"at 0\.\.7, layer 1's output at 0\.\.3\), each buffer has 7: 1 words "
                          r"short$"),
@@ -319,7 +320,7 @@ def test_too_many_inputs():
 def test_memories_too_small(digits, memory, message):
     program = digits[0]
     config = ArrayConfig(rows=8, cols=8, accumulator_bits=16)
-    needed = {"weight_words": 832, "requant_words": 112, "program_words": 70,
+    needed = {"weight_words": 832, "requant_words": 112, "program_words": 73,
               "activation_words": 8}
     pack(program, config, MemoryConfig(**needed))
     with pytest.raises(ValueError, match=message):
@@ -331,7 +332,7 @@ def test_every_memory_too_small_is_named(digits):
     with pytest.raises(ValueError, match=r"^the model needs 832 weight words .*, the weight "
                                          r"memory has 1: 831 words short; the model needs 112 "
                                          r"requant words .*; the model "
-                                         r"needs 70 program words .*; the model needs 8 "
+                                         r"needs 73 program words .*; the model needs 8 "
                                          r"activation words per input .*, each buffer has 1: 7 "
                                          r"words short$"):
         check_fit(digits[0], config, MemoryConfig(1, 1, 1, 1))
@@ -343,10 +344,10 @@ def test_unpack_refuses_other_images(small):
     with pytest.raises(ValueError, match=r"^the images were packed for another array than "
                                          r"4x8-W4s-A4u-P16-wrap: cols 4 \(not 8\)$"):
         unpack(images, dataclasses.replace(config, cols=8))
-    with pytest.raises(ValueError, match=r"^the images are not memory map version 5 \(they say "
-                                         r"4 and 5\); this systolix reads version 5$"):
+    with pytest.raises(ValueError, match=r"^the images are not memory map version 6 \(they say "
+                                         r"4 and 6\); this systolix reads version 6$"):
         unpack(dataclasses.replace(images, version=4), config)
-    with pytest.raises(ValueError, match=r"^the program image has 47 words, not the 48 of 2 "
+    with pytest.raises(ValueError, match=r"^the program image has 49 words, not the 50 of 2 "
                                          r"layers$"):
         unpack(dataclasses.replace(images, program=images.program[:-1]), config)
     with pytest.raises(ValueError, match=r"^the program points past the end of the weight or "
@@ -362,7 +363,7 @@ def test_unpack_refuses_other_images(small):
     weights = list(images.weights)
     weights[3 * 4] |= 1 << 12
     with pytest.raises(ValueError, match=r"^the images are not in the layout of memory map "
-                                         r"version 5: repacking the layers they hold gives "
+                                         r"version 6: repacking the layers they hold gives "
                                          r"other words$"):
         unpack(dataclasses.replace(images, weights=tuple(weights)), config)
 
@@ -428,7 +429,7 @@ def test_requant_words_are_whole_hex_digits_with_reserved_bits_zero(small):
     bits, 0 in the images and pseudo-random in the filler, so that every bit column of the
     memory's hex file varies (what icebram and ecpbram need to tell block RAMs apart)."""
     program, config = small
-    assert FORMAT_VERSION == 5
+    assert FORMAT_VERSION == 6
     assert [(name, field.offset, field.width) for name, field in REQUANT_LAYOUT] == [
         ("bias", 0, 32), ("multiplier", 32, 16), ("shift", 48, 6), ("reserved", 54, 2)]
     assert REQUANT_LAYOUT.size % 4 == 0
@@ -441,7 +442,7 @@ def test_requant_words_are_whole_hex_digits_with_reserved_bits_zero(small):
     words = list(images.requant)
     words[0] |= 1 << 55
     with pytest.raises(ValueError, match=r"^the images are not in the layout of memory map "
-                                         r"version 5: repacking the layers they hold gives "
+                                         r"version 6: repacking the layers they hold gives "
                                          r"other words$"):
         unpack(dataclasses.replace(images, requant=tuple(words)), config)
 
@@ -504,6 +505,29 @@ def test_graphs_round_trip(seed):
     assert windowed(images)
     assert [tiles.k_tiles for tiles, layer in zip(layer_tiles(program, config), program.layers)
             if not isinstance(layer, IntegerLayer)] == [0, 0]
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_gelu_round_trip(signed):
+    """A GELU layer between convolutions and on a residual's skip packs and unpacks exactly
+    (its constants in the record, no weight or requant words) and the images compute what the
+    program does."""
+    rng = np.random.default_rng(7 + signed)
+    config = ArrayConfig(rows=3, cols=2, weight_bits=4, activation_bits=4,
+                         activation_signed=signed, accumulator_bits=20)
+    program = random_conv_program(rng, config, (3, 4, 5), [
+        ("conv", 4, {"largest_stride": 1}), ("gelu",), ("conv", 4, {"largest_kernel": 1}),
+        ("gelu",), ("conv", 3, {"largest_kernel": 1})])
+    images = pack(program, config)
+    assert_same_layers(unpack(images, config), program.layers)
+    assert [r["kind"] for r in layer_records(images)] == [0, 3, 0, 3, 0]
+    assert [(t.k_tiles, t.weight_words) for t in layer_tiles(program, config)][1:4:2] == \
+        [(0, 0), (0, 0)]
+    codes = rng.integers(*config.activation_range, (images.max_batch, program.inputs),
+                         endpoint=True)
+    outputs = golden_run_images(images, config, codes)
+    np.testing.assert_array_equal(outputs, run_program(program, codes))
+    assert len(set(outputs.ravel().tolist())) > 1
 
 
 def test_placement_of_a_skip():

@@ -4,6 +4,8 @@ GELU layers from their records and buffer regions, every code through the requan
 arithmetic against the golden model, the tags against the buffer and output memory layouts, and
 the cycle of the final codes against the cycle model."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from amaranth.hdl import Module
@@ -13,13 +15,15 @@ from amaranth.sim import Simulator
 
 from systolix.config import ArrayConfig
 from systolix.hw.postops import PostOps
-from systolix.layer import MaxPoolLayer, Window
+from systolix.layer import GELU_CLIP_MAX, GELU_CONSTANT_MAX, GeluLayer, MaxPoolLayer, Window
 from systolix.memory_map import (HEADER_WORDS, LAYER_KINDS, RECORD_WORDS, MemoryConfig,
                                  layer_records, pack_vectors, unpack_vectors)
 from systolix.sim.golden import components
 from systolix.sim.golden.program import requantize, run_layer
 from systolix.sw.pack import pack
+from systolix.sw.models import digits_vit
 from systolix.sw.stimulus import program_of, random_conv_program
+from systolix.sw.vit import lower_vit
 
 MEMORIES = MemoryConfig(weight_words=512, requant_words=64, program_words=256,
                         activation_words=512, batch=64, output_codes=512)
@@ -149,3 +153,28 @@ def test_overlapping_padded_pool():
     tensor = rng.integers(low, 0, (3, pool.inputs), endpoint=True)   # padding never wins
     codes, _ = run_post_op(config, 2, images, 2, [tensor], 3)
     np.testing.assert_array_equal(codes, run_layer(pool, tensor))
+
+
+def test_gelu_over_every_code():
+    """GELU layers on the unit over every 8-bit input code: the digits ViT's two (signed codes,
+    its calibrated constants) and one with the largest constant and clip, whose products reach
+    the 32 bits of ``P``."""
+    model, data = digits_vit()
+    vit = lower_vit(model, data.x_train[:200], weight_bits=4, activation_bits=4)
+    layers = [layer for layer in vit.layers if isinstance(layer, GeluLayer)]
+    assert len(layers) == 2
+    layers.append(dataclasses.replace(layers[0], input_zero_point=-128, clip=GELU_CLIP_MAX,
+                                      constant=GELU_CONSTANT_MAX, multiplier=65535, shift=40,
+                                      output_bits=8, output_signed=True, output_zero_point=-100,
+                                      output_low=-128, output_high=127))
+    config = ArrayConfig(rows=4, cols=2, weight_bits=4, activation_bits=8,
+                         activation_signed=True, accumulator_bits=20)
+    codes = np.arange(-128, 128).reshape(1, -1)
+    for layer in layers:
+        layer = dataclasses.replace(layer, shape=(4, 4, 16))
+        images = pack(program_of([layer]), config, MEMORIES)
+        result, finish = run_post_op(config, 2, images, 0, [codes], 1)
+        expected = run_layer(layer, codes)
+        np.testing.assert_array_equal(result, expected)
+        assert len(set(expected.ravel().tolist())) > 8
+        assert finish

@@ -8,11 +8,18 @@ temporary file renamed onto it).
 
 from pathlib import Path
 
+from systolix.hw.reply_transmitter import status_memory_contents
 from systolix.memory_map import MEMORY_WIDTHS, MemoryImages, baked_memories, memory_contents
-from systolix.protocol import words_to_bytes
+from systolix.protocol import model_status, words_to_bytes
 from systolix.sw.io import atomic_write
 
-__all__ = ["write_hex", "read_hex", "write_images", "write_memory_files"]
+__all__ = ["STATUS_MEMORY", "write_hex", "read_hex", "write_images", "bitstream_memories",
+           "write_memory_files"]
+
+STATUS_MEMORY = "status"
+"""The name of the host link's status memory (8-bit words: the model's fields of a
+STATUS_REPLY, :func:`~systolix.hw.reply_transmitter.status_memory_contents`) among the
+memories of :func:`bitstream_memories`."""
 
 
 def _hex_lines(words, width):
@@ -55,12 +62,22 @@ def write_images(images, folder):
     return tuple(paths)
 
 
+def bitstream_memories(memories):
+    """The names of the memories whose contents the bitstream of an engine with ``memories``
+    (a :class:`~systolix.memory_map.MemoryConfig`) holds and a model changes: those of
+    :func:`~systolix.memory_map.baked_memories` and the link's :data:`STATUS_MEMORY`."""
+    return (*baked_memories(memories), STATUS_MEMORY)
+
+
 def write_memory_files(images, folder, filler):
-    """Write the whole contents of each memory whose image the bitstream holds
-    (:func:`~systolix.memory_map.baked_memories`: not a weight memory loaded at run time),
-    ``filler`` included (:func:`systolix.memory_map.memory_contents`), as
+    """Write the whole contents of each memory of :func:`bitstream_memories` (not a weight
+    memory loaded at run time), ``filler`` included
+    (:func:`systolix.memory_map.memory_contents`,
+    :func:`~systolix.hw.reply_transmitter.status_memory_contents`), as
     ``<folder>/<name>.hex``: what the bitstream's block RAMs hold."""
     widths = dict(MEMORY_WIDTHS)
     for name in baked_memories(images.memories):
         write_hex(Path(folder) / f"{name}.hex", memory_contents(images, name, filler),
                   getattr(images, widths[name]))
+    write_hex(Path(folder) / f"{STATUS_MEMORY}.hex",
+              status_memory_contents(model_status(images), filler), 8)

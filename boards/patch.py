@@ -1,13 +1,15 @@
 """Another model into an existing bitstream, without synthesis or place and route.
 
 The model lives only in the initial contents of the weight, requantization and program memories
-(block RAMs). When a new model packs into memories of the same shapes, :func:`patch_bitstream`
+and of the host link's status memory, which holds the model's fields of the STATUS reply
+(block RAMs; :func:`~systolix.boards.memory_files.bitstream_memories`). When a new model packs into memories of the same shapes, :func:`patch_bitstream`
 rewrites those block RAMs in the placed design of a :func:`~systolix.boards.bitstream.build_bitstream`
 folder with the YoWASP tools (``icebram`` on ``top.asc`` for iCE40, ``ecpbram`` on ``top.config``
 for ECP5) and packs a new bitstream, in seconds. A board whose weights live in SPRAM (the
 iCEBreaker: ``MemoryConfig.upload_weights``) has only the requantization and program memories
 in its bitstream: those are patched, and the new model's weights are uploaded by the driver at
-run time (LOAD frames), not patched.
+run time (LOAD frames), not patched. The numbers of input words and output codes of a vector
+are in the link's logic: a model whose numbers differ is refused.
 
 Both tools find a block RAM by its contents, one bit column at a time: they cut the old hex file
 into slices of one bit column by :data:`SLICE_WORDS` consecutive words (256 on iCE40, 512 on
@@ -45,9 +47,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .memory_files import read_hex, write_hex, write_images, write_memory_files
+from .memory_files import (STATUS_MEMORY, bitstream_memories, read_hex, write_hex, write_images,
+                           write_memory_files)
 from systolix.files import atomic_write, output_folder, output_owner
-from systolix.memory_map import MEMORY_WIDTHS, baked_memories, windowed
+from systolix.memory_map import MEMORY_WIDTHS, output_codes, vector_words, windowed
 from systolix.sw.pack import pack
 
 from .bitstream import model_figures, plot_report, report_markdown
@@ -326,7 +329,7 @@ def _check_build(build_dir, report):
     board = board_named(report["board"])
     tools = _TOOLS[board.family]
     for name in (tools["placed"], tools["bitstream"],
-                 *(f"memories/{memory}.hex" for memory in baked_memories(board.memories))):
+                 *(f"memories/{memory}.hex" for memory in bitstream_memories(board.memories))):
         if not (build_dir / name).is_file():
             raise _bad_build(build_dir, f"has no {name}")
 
@@ -379,10 +382,20 @@ def patch_bitstream(build_dir, program, *, out=None):
                          "without windows (for a model of dense layers only): build a new "
                          "bitstream")
     _check_build(build_dir, report)
+    # The link checks a RUN's length and sends a RESULT's with these numbers, in its logic.
+    built = replace(images, program=tuple(_hex_words(build_dir, "program",
+                                                     build_dir / "memories" / "program.hex")))
+    for name, figure in (("input words of a vector", vector_words),
+                         ("output codes of a vector", output_codes)):
+        if figure(images) != figure(built):
+            raise PatchError(f"the model's {name}, {figure(images)}, differ from the "
+                             f"bitstream's {figure(built)} (its host link's logic holds them): "
+                             f"build a new bitstream")
     board = replace(board, clock_mhz=report["clock_mhz"])     # a clock from timing, maybe
     out = Path(out) if out is not None else build_dir.with_name(build_dir.name + "-patched")
     with output_folder(out, "patch") as staging:
-        summary = _patch(build_dir, program, board, images, report, widths, staging)
+        summary = _patch(build_dir, program, board, images, report,
+                         {**widths, STATUS_MEMORY: 8}, staging)
     return summary
 
 
@@ -405,7 +418,7 @@ def _patch(build_dir, program, board, images, report, widths, staging):
     # Per memory that changes, the bits its block RAMs hold, the contents with the zero words
     # past its depth, and the tools' hex files forward (old to new) and back.
     changed, contents, forward, back = {}, {}, [], []
-    for name in baked_memories(board.memories):
+    for name in bitstream_memories(board.memories):
         old = _hex_words(build_dir, name, build_dir / "memories" / f"{name}.hex")
         new = read_hex(staging / "memories" / f"{name}.hex")
         if len(old) != len(new):

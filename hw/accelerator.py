@@ -29,7 +29,8 @@ class Accelerator(wiring.Component):
         From :func:`systolix.sw.pack.pack`; baked into the memories (but for weights loaded
         at run time, ``images.memories.upload_weights``: the host sends them in LOAD frames).
     requant_lanes, filler : int, optional
-        See :class:`~systolix.hw.engine.InferenceEngine`.
+        See :class:`~systolix.hw.engine.InferenceEngine`; ``filler`` seeds the link's status
+        memory too (:class:`~systolix.hw.link.FrameLink`).
     timeout_cycles : int or None
         Cycles the link waits for the rest of a frame before it answers ERROR (see
         :class:`~systolix.hw.link.FrameLink`).
@@ -47,7 +48,8 @@ class Accelerator(wiring.Component):
     def __init__(self, config, images, *, requant_lanes=None, filler=None,
                  timeout_cycles=1 << 24):
         self.engine = InferenceEngine(config, images, requant_lanes=requant_lanes, filler=filler)
-        self.link = FrameLink.for_engine(self.engine, timeout_cycles=timeout_cycles)
+        self.link = FrameLink.for_engine(self.engine, timeout_cycles=timeout_cycles,
+                                         filler=filler)
         self.config, self.images = config, images
         super().__init__({
             "host_in": In(stream.Signature(8)),

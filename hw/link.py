@@ -10,7 +10,7 @@ from systolix.memory_map import MemoryImages, output_layout, weight_write_layout
 
 from .frame_crc import SharedCrc
 from .frame_receiver import FrameReceiver
-from .reply_transmitter import ReplyTransmitter
+from .reply_transmitter import ReplyTransmitter, status_memory_data
 
 
 __all__ = ["engine_signature", "FrameLink"]
@@ -65,7 +65,10 @@ class FrameLink(wiring.Component):
     for the reply; a :class:`~systolix.hw.reply_transmitter.ReplyTransmitter` sends it: the
     RESULT frame's header (its length is known from the batch) while the engine computes, then
     the engine's output codes as they come, then the run's cycles and the CRC; a STATUS request
-    is answered at once from constants and the engine's ``busy`` and ``cycles``. For images
+    is answered at once from constants, the transmitter's status memory (the fields that
+    describe the model, :data:`~systolix.hw.reply_transmitter.MODEL_FIELDS`: a block RAM that a
+    bitstream patcher rewrites with the engine's memories) and the engine's ``busy`` and
+    ``cycles``. For images
     whose weights the host loads (``images.memories.upload_weights``) a LOAD's words go to the
     engine's ``load`` as their last byte arrives, and a good LOAD is answered with LOADED (see
     :class:`~systolix.hw.frame_receiver.FrameReceiver`). Every reply
@@ -90,8 +93,8 @@ class FrameLink(wiring.Component):
     and cycles in which the engine does not take an input word; it is not ready from the end of
     a request to the end of its reply. ``host_out`` may be stalled at any time.
 
-    Resources (``systolix.boards.synth``, 32-bit input words): about 550 iCE40UP5K logic cells
-    with the timeout, 500 without, 43..46 MHz; about 580 ECP5 logic cells, 100 MHz. The largest
+    Resources (``systolix.boards.synth``, 32-bit input words): about 530 iCE40UP5K logic cells
+    and a block RAM (the status memory) with the timeout, 500 without, 40..46 MHz; about 580 ECP5 logic cells, 100 MHz. The largest
     parts are the transmitter's table of reply bytes (about 100 LUTs), the timeout counter
     (about 55 cells) and the CRC unit.
 
@@ -112,6 +115,9 @@ class FrameLink(wiring.Component):
     timeout_cycles : int or None
         Cycles without a byte offered in the middle of a frame after which the frame is
         dropped, 1..2**32 (the default, 2**24, is 1.4 s at 12 MHz); ``None`` waits forever.
+    filler : int, optional
+        Seed of the unused bytes of the transmitter's status memory
+        (:func:`~systolix.hw.reply_transmitter.status_memory_contents`).
 
     Attributes
     ----------
@@ -129,10 +135,14 @@ class FrameLink(wiring.Component):
         Bits of an input word, ``rows * activation_bits``.
     weight_bits : int or None
         Bits of a weight memory word that LOAD writes, or ``None``: the weights are baked in.
+    status_memory : amaranth.lib.memory.MemoryData
+        The reply transmitter's status memory
+        (:func:`~systolix.hw.reply_transmitter.status_memory_data`): what a bitstream patcher
+        rewrites, and a test may too before the link is elaborated.
     """
 
     def __init__(self, config, images, *, vector_words, output_codes, max_batch,
-                 timeout_cycles=1 << 24):
+                 timeout_cycles=1 << 24, filler=None):
         if not isinstance(config, ArrayConfig):
             raise TypeError(f"config must be an ArrayConfig, not {config!r}")
         if not isinstance(images, MemoryImages):
@@ -154,6 +164,7 @@ class FrameLink(wiring.Component):
                                              output_codes=output_codes, max_batch=max_batch)
         self.max_batch = self.status.max_batch
         self.weight_bits = images.weight_width if images.memories.upload_weights else None
+        self.status_memory = status_memory_data(self.status, filler)
         super().__init__({
             "host_in": In(stream.Signature(8)),
             "host_out": Out(stream.Signature(8)),
@@ -175,7 +186,8 @@ class FrameLink(wiring.Component):
             output_codes=self.output_codes, max_batch=self.max_batch,
             timeout_cycles=self.timeout_cycles, weight_bits=self.weight_bits,
             weight_words=None if self.weight_bits is None else self.images.memories.weight_words)
-        m.submodules.transmitter = transmitter = ReplyTransmitter(self.status)
+        m.submodules.transmitter = transmitter = ReplyTransmitter(
+            self.status, status_memory=self.status_memory)
         m.submodules.crc = crc = SharedCrc()
 
         wiring.connect(m, wiring.flipped(self.host_in), receiver.host_in)

@@ -2,18 +2,23 @@
 
 from dataclasses import asdict
 
-from amaranth.hdl import Cat, Module, Signal
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
 from systolix import protocol
+from systolix.codec import to_bytes
+from systolix.config import check_int
 from systolix.memory_map import output_layout
 from systolix.protocol import FrameType
 
 from .frame_crc import crc_signature
 from .memory_stream import MemoryToStream
 
-__all__ = ["reply_layout", "ReplyTransmitter"]
+__all__ = ["reply_layout", "MODEL_FIELDS", "status_memory_contents", "status_memory_data",
+           "ReplyTransmitter"]
 
 
 _HEADER_BYTES = protocol.FRAME_HEADER_LAYOUT.size // 8
@@ -26,6 +31,45 @@ _CYCLES_START = _STATUS_START + protocol.STATUS_LAYOUT["cycles"].offset // 8
 _ERROR_START = _STATUS_START + _STATUS_BYTES
 _TABLE_BYTES = _ERROR_START + _ERROR_BYTES
 _SOURCE_BYTES = _TABLE_BYTES + 3     # and a code, the CRC's high and low bytes
+
+MODEL_FIELDS = ("header_word", "config_word", "image_checksum")
+"""The fields of a STATUS_REPLY that describe the model, one run of bytes of
+:data:`~systolix.protocol.STATUS_LAYOUT`: the transmitter reads them from its status memory
+(:func:`status_memory_contents`), which a bitstream patcher rewrites with the memory images."""
+
+_MODEL_START = _STATUS_START + protocol.STATUS_LAYOUT[MODEL_FIELDS[0]].offset // 8
+_MODEL_END = _STATUS_START + (protocol.STATUS_LAYOUT[MODEL_FIELDS[-1]].offset
+                              + protocol.STATUS_LAYOUT[MODEL_FIELDS[-1]].width) // 8
+_STATUS_MEMORY_DEPTH = 1 << (_TABLE_BYTES - 1).bit_length()
+
+
+def status_memory_contents(model, filler=None):
+    """Every byte of the reply transmitter's status memory: at the offset of each byte of a
+    reply's table (frame header, status, error) its byte of the fields :data:`MODEL_FIELDS`,
+    given by ``model`` (a dict, :func:`systolix.protocol.model_status`), elsewhere 0 or, with
+    ``filler`` (an integer seed), a pseudo-random byte, as
+    :func:`systolix.memory_map.memory_contents` fills the unused words of the engine's memories
+    so that a bitstream patcher finds the block RAM by its contents."""
+    if not isinstance(model, dict) or sorted(model) != sorted(MODEL_FIELDS):
+        raise TypeError(f"model must be a dict of {', '.join(MODEL_FIELDS)}, not {model!r}")
+    if filler is None:
+        words = [0] * _STATUS_MEMORY_DEPTH
+    else:
+        rng = np.random.default_rng([check_int("filler", filler, 0, 2**32 - 1), 8,
+                                     _STATUS_MEMORY_DEPTH])
+        words = list(rng.bytes(_STATUS_MEMORY_DEPTH))
+    encoded = to_bytes(protocol.STATUS_LAYOUT, {name: model.get(name, 0)
+                                                for name, _ in protocol.STATUS_LAYOUT})
+    start = _MODEL_START - _STATUS_START
+    words[_MODEL_START:_MODEL_END] = encoded[start:start + _MODEL_END - _MODEL_START]
+    return tuple(words)
+
+
+def status_memory_data(status, filler=None):
+    """The status memory of a :class:`ReplyTransmitter` for ``status`` (a
+    :class:`~systolix.protocol.Status`), with its contents (:func:`status_memory_contents`)."""
+    return MemoryData(shape=8, depth=_STATUS_MEMORY_DEPTH, init=status_memory_contents(
+        {name: getattr(status, name) for name in MODEL_FIELDS}, filler))
 
 
 def reply_layout():
@@ -46,7 +90,9 @@ class ReplyTransmitter(wiring.Component):
     none. The request's payload must stay as it
     is until the request is taken, in the cycle the last CRC byte goes into the output register.
     Every byte but the codes and the CRC comes from one table of bytes (header, status, error),
-    every byte leaves through an output register (a
+    those of the model (:data:`MODEL_FIELDS`) from a status memory (a block RAM of
+    :func:`status_memory_contents`, which a bitstream patcher rewrites); every byte leaves
+    through an output register (a
     :class:`~systolix.hw.memory_stream.MemoryToStream` stage).
 
     Latency: ``SYNC`` is offered 2 cycles after a request is first offered; a code 1 cycle after
@@ -57,6 +103,10 @@ class ReplyTransmitter(wiring.Component):
     ----------
     status : protocol.Status
         The constant fields of a STATUS_REPLY (``busy`` and ``cycles`` are not used).
+    filler : int, optional
+        Seed of the unused bytes of the status memory (:func:`status_memory_contents`).
+    status_memory : amaranth.lib.memory.MemoryData, optional
+        The status memory (by default :func:`status_memory_data` of ``status`` and ``filler``).
 
     Attributes
     ----------
@@ -68,11 +118,17 @@ class ReplyTransmitter(wiring.Component):
         The engine's state, for STATUS and the RESULT's tail.
     host_out : Out(stream.Signature(8))
     crc : Out(crc_signature())
+    status_memory : amaranth.lib.memory.MemoryData
+        The status memory (:func:`status_memory_contents`, 8-bit words): what a bitstream
+        patcher rewrites.
     """
 
-    def __init__(self, status):
+    def __init__(self, status, *, filler=None, status_memory=None):
         if not isinstance(status, protocol.Status):
             raise TypeError(f"status must be a protocol.Status, not {status!r}")
+        if status_memory is None:
+            status_memory = status_memory_data(status, filler)
+        self.status_memory = status_memory
         self.status = status
         super().__init__({
             "request": In(stream.Signature(reply_layout())),
@@ -87,7 +143,22 @@ class ReplyTransmitter(wiring.Component):
         m = Module()
         request, codes, host_out, crc = self.request, self.codes, self.host_out, self.crc
 
+        # tx_index is the table offset of the byte to send; the status memory's read port (its
+        # data a cycle after its address) is addressed with the offset tx_index takes next, so
+        # that its data is always the byte at tx_index.
         tx_index = Signal(range(_TABLE_BYTES))
+        tx_next = Signal.like(tx_index)
+        m.d.sync += tx_index.eq(tx_next)
+        m.d.comb += tx_next.eq(tx_index)
+        # A block RAM, where a bitstream patcher finds it (Yosys makes a memory this small
+        # logic unless told otherwise).
+        m.submodules.status_memory = status_memory = Memory(
+            self.status_memory, attrs={"ram_style": "block"})
+        model = status_memory.read_port()
+        m.d.comb += model.addr.eq(tx_next)
+        # Whether tx_index is a byte of the model: a function of its 5 bits (no comparators).
+        in_model = Const(sum(1 << index for index in range(_MODEL_START, _MODEL_END)),
+                         _STATUS_MEMORY_DEPTH).bit_select(tx_index, 1)
         header = Signal(protocol.FRAME_HEADER_LAYOUT)
         status = Signal(protocol.STATUS_LAYOUT)
         table = Cat(header.as_value(), status.as_value(), request.payload.error.as_value())
@@ -98,7 +169,7 @@ class ReplyTransmitter(wiring.Component):
             status.busy.eq(self.busy),
             status.cycles.eq(self.cycles),
             *(status[name].eq(value) for name, value in asdict(self.status).items()
-              if name not in ("busy", "cycles")),
+              if name not in ("busy", "cycles", *MODEL_FIELDS)),
         ]
 
         # Every byte leaves through one register stage, with its flags for the CRC unit: `crc`
@@ -120,24 +191,25 @@ class ReplyTransmitter(wiring.Component):
             byte.payload.crc.eq(1),
         ]
         taken = byte.valid & byte.ready
+        table_byte = Mux(in_model, model.data, table.word_select(tx_index, 8))
 
         with m.FSM(name="transmitter"):
             with m.State("IDLE"):
-                m.d.sync += tx_index.eq(0)
+                m.d.comb += tx_next.eq(0)
                 with m.If(request.valid):
                     m.next = "HEADER"
 
             with m.State("HEADER"):
-                m.d.comb += [byte.valid.eq(1), next_byte.eq(table.word_select(tx_index, 8)),
+                m.d.comb += [byte.valid.eq(1), next_byte.eq(table_byte),
                              byte.payload.crc.eq(tx_index != 0),
                              byte.payload.sync.eq(tx_index == 0)]
                 with m.If(taken):
-                    m.d.sync += tx_index.eq(tx_index + 1)
+                    m.d.comb += tx_next.eq(tx_index + 1)
                     with m.If(tx_index == _HEADER_BYTES - 1):
                         with m.If(request.payload.type == FrameType.RESULT):
                             m.next = "CODES"
                         with m.Elif(request.payload.type == FrameType.ERROR):
-                            m.d.sync += tx_index.eq(_ERROR_START)
+                            m.d.comb += tx_next.eq(_ERROR_START)
                             m.next = "BODY"
                         with m.Elif(request.payload.length == 0):
                             m.next = "CRC_HIGH"     # LOADED: no payload
@@ -152,14 +224,14 @@ class ReplyTransmitter(wiring.Component):
 
             with m.State("CYCLES"):
                 # The run's cycles are final once the engine is idle.
-                m.d.sync += tx_index.eq(_CYCLES_START)
+                m.d.comb += tx_next.eq(_CYCLES_START)
                 with m.If(~self.busy):
                     m.next = "BODY"
 
             with m.State("BODY"):
-                m.d.comb += [byte.valid.eq(1), next_byte.eq(table.word_select(tx_index, 8))]
+                m.d.comb += [byte.valid.eq(1), next_byte.eq(table_byte)]
                 with m.If(taken):
-                    m.d.sync += tx_index.eq(tx_index + 1)
+                    m.d.comb += tx_next.eq(tx_index + 1)
                     # The status (or the cycles) end at _ERROR_START - 1, the error at the end.
                     with m.If((tx_index == _ERROR_START - 1) | (tx_index == _TABLE_BYTES - 1)):
                         m.next = "CRC_HIGH"

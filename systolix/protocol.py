@@ -39,6 +39,7 @@ __all__ = [
     "STATUS_LAYOUT", "ERROR_LAYOUT", "ProtocolError", "CrcError", "crc16", "word_bytes",
     "words_to_bytes", "bytes_to_words", "run_length", "result_length", "frame_max_batch",
     "UART_BITS_PER_BYTE", "line_bytes", "uart_inferences_per_second", "image_checksum",
+    "model_status",
     "Frame", "encode_frame", "decode_frame", "read_frame", "encode_run", "decode_run",
     "load_length", "load_max_words", "encode_load", "decode_load", "Result", "encode_result",
     "decode_result", "Status", "device_status",
@@ -427,6 +428,13 @@ class Status:
         return cls(**_unpack(STATUS_LAYOUT, payload))
 
 
+def model_status(images):
+    """The fields of a STATUS_REPLY that describe the model of ``images`` (the memory images of
+    :mod:`systolix.memory_map`): ``header_word``, ``config_word`` and ``image_checksum``."""
+    return {"header_word": images.program[0], "config_word": images.program[1],
+            "image_checksum": image_checksum(images)}
+
+
 def device_status(images, *, vector_words, word_bits, output_codes, max_batch):
     """The :class:`Status` of an idle device that holds ``images`` and runs vectors of
     ``vector_words`` words of ``word_bits`` bits into ``output_codes`` codes, at most
@@ -442,8 +450,7 @@ def device_status(images, *, vector_words, word_bits, output_codes, max_batch):
         raise ValueError(f"a vector of {vector_words} words of {word_bits} bits and "
                          f"{output_codes} output codes does not fit in a frame of "
                          f"{MAX_PAYLOAD} payload bytes")
-    return Status(protocol=PROTOCOL_VERSION, busy=0, header_word=images.program[0],
-                  config_word=images.program[1], image_checksum=image_checksum(images),
+    return Status(protocol=PROTOCOL_VERSION, busy=0, **model_status(images),
                   vector_words=vector_words, word_bits=word_bits, output_codes=output_codes,
                   max_batch=min(max_batch, frame_max_batch(vector_words, word_bits,
                                                            output_codes)),

@@ -23,6 +23,7 @@ from systolix.boards.patch import (SLICE_WORDS, PatchError, block_ram_slices, ch
                                    stored_lanes, tool_words)
 from systolix.boards.tops import BOARDS, board
 from systolix.memory_map import baked_memories
+from systolix.protocol import model_status
 from systolix.sw.stimulus import random_program
 from systolix.sw.default import default_program
 
@@ -99,6 +100,8 @@ def test_build_is_reproducible_and_reports(builds, tmp_path):
     for memory in ("requant", "program"):
         assert f"found attribute 'ram_style = block' on memory top.serial.accelerator.engine." \
                f"{memory}_memory, forced mapping to block RAM" in log
+    assert "found attribute 'ram_style = block' on memory top.serial.accelerator.link." \
+           "transmitter.status_memory, forced mapping to block RAM" in log
     assert not (folder / "memories" / "weights.hex").exists()
     assert report["resources"]["sprams"] == {"used": 4, "available": 4}
     assert report["memories"]["upload_weights"] and "uploads the model's weights" in \
@@ -131,15 +134,16 @@ def test_patch_puts_another_model_in_and_reads_it_back(name, builds, tmp_path):
     other = other_program(name)
     summary = patch_bitstream(folder, other, out=tmp_path / "patched")
     assert summary["read_back"] == "ok"
-    # The iCEBreaker's weights are in SPRAM: uploaded at run time, not patched.
-    assert set(summary["changed_words"]) == set(baked_memories(chosen.memories))
+    # The iCEBreaker's weights are in SPRAM: uploaded at run time, not patched. The link's
+    # status memory holds the model's STATUS fields.
+    assert set(summary["changed_words"]) == {*baked_memories(chosen.memories), "status"}
     assert json.loads((tmp_path / "patched" / "patch.json").read_text()) == summary
     # The block RAMs hold every bit the gateware reads (the reserved requantization bits, which
     # it does not read, may be left out by synthesis).
     bits = {memory: figures["bits"] for memory, figures in summary["block_ram_bits"].items()}
     assert bits.get("weights", 0) == (0 if chosen.memories.upload_weights else
                                       report["memory_widths"]["weights"])
-    assert bits["program"] == 32
+    assert bits["program"] == 32 and bits["status"] == 8
     assert bits["requant"] in (54, 56)
     suffix = chosen.bitstream_suffix
     patched = (tmp_path / "patched" / f"top{suffix}").read_bytes()
@@ -148,6 +152,18 @@ def test_patch_puts_another_model_in_and_reads_it_back(name, builds, tmp_path):
     assert [int(line, 16) for line in
             (tmp_path / "patched" / "images" / "requant.hex").read_text().split()] == \
         list(patcher.pack(other, chosen.config, chosen.memories).requant)
+    # The patched bitstream's STATUS reports the new model: its checksum, header and config
+    # words are in the status memory's block RAM, not the old model's.
+    other_images = patcher.pack(other, chosen.config, chosen.memories)
+    status_bytes = {which: bytes(read_hex(where / "memories" / "status.hex"))
+                    for which, where in (("old", folder), ("new", tmp_path / "patched"))}
+    for model, which in ((model_status(other_images), "new"),
+                         (model_status(patcher.pack(default_program(chosen.config)[0],
+                                                    chosen.config, chosen.memories)), "old")):
+        encoded = b"".join(model[name].to_bytes(4, "little") for name in
+                           ("header_word", "config_word", "image_checksum"))
+        assert encoded in status_bytes[which]
+        assert encoded not in status_bytes["old" if which == "new" else "new"]
     patched_report = json.loads((tmp_path / "patched" / "report.json").read_text())
     assert patched_report["model"]["layers"] == ["64x40 W4A4", "40x10 W4A4"]
     assert patched_report["patched_from"] == str(folder)
@@ -157,6 +173,19 @@ def test_patch_puts_another_model_in_and_reads_it_back(name, builds, tmp_path):
                                out=tmp_path / "restored")
     assert restored["changed_words"] == summary["changed_words"]
     assert (tmp_path / "restored" / f"top{suffix}").read_bytes() == original
+
+
+@pytest.mark.toolchain
+def test_patch_refuses_a_model_of_other_vector_sizes(builds, tmp_path):
+    """The host link checks a RUN's input words and sends a RESULT's codes by numbers in its
+    logic, which a patch cannot change."""
+    folder, _ = builds(PATCH_BOARD)
+    program = random_program(np.random.default_rng(3), board(PATCH_BOARD).config, [32, 40, 10])
+    with pytest.raises(PatchError, match=r"^the model's input words of a vector, \d+, differ "
+                                         r"from the bitstream's \d+ \(its host link's logic "
+                                         r"holds them\): build a new bitstream$"):
+        patch_bitstream(folder, program, out=tmp_path / "patched")
+    assert not (tmp_path / "patched").exists()
 
 
 @pytest.mark.toolchain

@@ -10,6 +10,7 @@ not to warn about that.
 """
 
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,6 +20,8 @@ from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 from systolix import protocol
+from systolix.boards.memory_files import STATUS_MEMORY, read_hex, write_memory_files
+from systolix.boards.tops import FILLER
 from systolix.boards.synth import synthesize
 from systolix.config import ArrayConfig
 from systolix.hw.engine import InferenceEngine
@@ -146,14 +149,18 @@ def run_frame(rng, batch, word_bits=9):
 STATUS_FRAME = protocol.encode_frame(FrameType.STATUS)
 
 
-def rtl_exchange(chunks, replies, *, gaps=0.0, ready=1.0, seed=0, quiet=50, engine=None):
+def rtl_exchange(chunks, replies, *, gaps=0.0, ready=1.0, seed=0, quiet=50, engine=None,
+                 filler=None, status_memory=None):
     """Send ``chunks`` (bytes, or an int: that many idle cycles) to a link with ``engine`` (a
     stand-in engine by default) and take its bytes until ``replies`` frames and then ``quiet``
     cycles without a byte have passed; return the bytes, and the stand-in engine's start and
-    discard counts (``None`` with another engine)."""
+    discard counts (``None`` with another engine). ``status_memory``: contents that replace
+    those of the link's status memory (as a bitstream patcher does)."""
     rng = random.Random(seed)
     engine = StandInEngine() if engine is None else engine
-    link = FrameLink.for_engine(engine, timeout_cycles=TIMEOUT)
+    link = FrameLink.for_engine(engine, timeout_cycles=TIMEOUT, filler=filler)
+    if status_memory is not None:
+        link.status_memory.init = status_memory
     m = Module()
     m.submodules.link, m.submodules.engine = link, engine
     wiring.connect(m, link.engine, engine)
@@ -251,6 +258,24 @@ def test_status_reports_constants_and_last_cycles():
         vector_words=VECTOR_WORDS, word_bits=9, output_codes=OUTPUT_CODES,
         max_batch=MAX_BATCH, cycles=0)
     assert Status.decode(last.payload).cycles == 3 * DELAY
+
+
+def test_patched_status_memory_reports_the_patched_model(tmp_path):
+    """A link built for images A whose status memory is rewritten as ``systolix patch`` rewrites
+    it for images B (the memory file the bitstream build and the patcher write) reports B's
+    model: header, config and checksum, the rest as before."""
+    other = pack(random_program(np.random.default_rng(1), CONFIG, [5, OUTPUT_CODES]), CONFIG,
+                 MemoryConfig(batch=MAX_BATCH))
+    assert protocol.image_checksum(other) != protocol.image_checksum(IMAGES)
+    write_memory_files(other, tmp_path, FILLER)
+    output, _, _ = rtl_exchange([STATUS_FRAME], 1, filler=FILLER,
+                                status_memory=read_hex(tmp_path / f"{STATUS_MEMORY}.hex"))
+    (reply,) = split_frames(output)
+    assert Status.decode(reply.payload) == replace(
+        make_link().status, **protocol.model_status(other))
+    # Unpatched, the same link with the filler reports A.
+    output, _, _ = rtl_exchange([STATUS_FRAME], 1, filler=FILLER)
+    assert Status.decode(split_frames(output)[0].payload) == make_link().status
 
 
 REFUSED = {
@@ -435,7 +460,7 @@ def test_bad_config_and_images_are_refused():
 def test_link_synthesizes_for_ice40(tmp_path):
     result = synthesize(make_link(timeout_cycles=1 << 24), place=False, build_dir=tmp_path,
                         name="link")
-    assert 0 < result.luts < 600 and result.brams == 0
+    assert 0 < result.luts < 600 and result.brams == 1     # the status memory
 
 
 def test_link_with_the_real_engine_answers_like_the_golden_models():

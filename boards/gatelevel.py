@@ -7,7 +7,8 @@ images).accelerator``: the board's array, memories, requantization lanes and fil
 Yosys script (the model's memories forced into block RAM, ``synth_ice40`` / ``synth_ecp5`` with
 the board's options; no place and route) and writes the netlist as Verilog (``write_verilog
 -noattr``). It checks that the block RAMs hold the model: every bit slice of the weight,
-requantization and program memories' contents, cut as the bitstream patcher cuts them
+requantization and program memories' and the link's status memory's contents, cut as the
+bitstream patcher cuts them
 (:mod:`systolix.boards.patch`), is in the ``INIT_*`` (``SB_RAM40_4K``) or ``INITVAL_*``
 (``DP16KD``) parameters of some block RAM, and no bit column is there only in part.
 
@@ -31,7 +32,6 @@ import numpy as np
 from amaranth.back import rtlil
 from amaranth.hdl import Elaboratable
 
-from systolix.memory_map import MEMORY_WIDTHS, baked_memories, memory_contents
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.golden.program import run_program
 from systolix.sim.runner import run_cocotb, run_cocotb_sources
@@ -41,6 +41,7 @@ from systolix.sw.pack import pack
 
 from .bitstream import IMAGE_MEMORIES_IN_BLOCK_RAM
 from .cell_models import cell_models
+from .memory_files import bitstream_memories, bitstream_memory_contents
 from .patch import _slice_positions, memory_slices, tool_words
 from .synth import FAMILIES, SynthesisError, _run_tool, count_cells
 from .tops import FILLER, BoardTop, board as board_named
@@ -185,10 +186,9 @@ def synthesize_netlist(board, images, build_dir):
     blocks = netlist_block_rams(text, board.family)
     present = _block_ram_slices(blocks, board.family)
     memories = {}
-    widths = dict(MEMORY_WIDTHS)
-    for name in baked_memories(images.memories):
-        width = getattr(images, widths[name])
-        words = tool_words(memory_contents(images, name, FILLER), board.family)
+    for name in bitstream_memories(images.memories):
+        words, width = bitstream_memory_contents(images, name, FILLER)
+        words = tool_words(words, board.family)
         slices = memory_slices(words, width, board.family)
         found = [[pattern in present for pattern in slices[bit::width]] for bit in range(width)]
         partly = [bit for bit, column in enumerate(found) if any(column) and not all(column)]

@@ -14,7 +14,7 @@ from systolix.protocol import model_status, words_to_bytes
 from systolix.sw.io import atomic_write
 
 __all__ = ["STATUS_MEMORY", "write_hex", "read_hex", "write_images", "bitstream_memories",
-           "write_memory_files"]
+           "bitstream_memory_contents", "write_memory_files"]
 
 STATUS_MEMORY = "status"
 """The name of the host link's status memory (8-bit words: the model's fields of a
@@ -69,15 +69,19 @@ def bitstream_memories(memories):
     return (*baked_memories(memories), STATUS_MEMORY)
 
 
+def bitstream_memory_contents(images, name, filler):
+    """The whole contents of the memory ``name`` of :func:`bitstream_memories` for ``images``,
+    ``filler`` included (:func:`systolix.memory_map.memory_contents`,
+    :func:`~systolix.hw.reply_transmitter.status_memory_contents`), and its word width: a tuple
+    ``(words, width)``."""
+    if name == STATUS_MEMORY:
+        return status_memory_contents(model_status(images), filler), 8
+    return memory_contents(images, name, filler), getattr(images, dict(MEMORY_WIDTHS)[name])
+
+
 def write_memory_files(images, folder, filler):
     """Write the whole contents of each memory of :func:`bitstream_memories` (not a weight
-    memory loaded at run time), ``filler`` included
-    (:func:`systolix.memory_map.memory_contents`,
-    :func:`~systolix.hw.reply_transmitter.status_memory_contents`), as
+    memory loaded at run time), ``filler`` included (:func:`bitstream_memory_contents`), as
     ``<folder>/<name>.hex``: what the bitstream's block RAMs hold."""
-    widths = dict(MEMORY_WIDTHS)
-    for name in baked_memories(images.memories):
-        write_hex(Path(folder) / f"{name}.hex", memory_contents(images, name, filler),
-                  getattr(images, widths[name]))
-    write_hex(Path(folder) / f"{STATUS_MEMORY}.hex",
-              status_memory_contents(model_status(images), filler), 8)
+    for name in bitstream_memories(images.memories):
+        write_hex(Path(folder) / f"{name}.hex", *bitstream_memory_contents(images, name, filler))

@@ -232,7 +232,8 @@ def report_markdown(report):
         lines += ["", f"The weight memory ({memories['weight_words']:,} words, "
                       f"{sprams} SPRAM blocks) is not in the bitstream: the driver uploads the "
                       f"model's weights over the link (LOAD frames) before it runs, and "
-                      f"`systolix patch` rewrites only the requantization and program memories."]
+                      f"`systolix patch` rewrites only the requantization and program memories "
+                      f"(and the link's status memory of the model's STATUS fields)."]
     if "patched_from" in report:
         lines += ["", f"The model was patched into the bitstream of {report['patched_from']} "
                       f"(systolix patch)."]

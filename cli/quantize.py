@@ -57,7 +57,7 @@ def register(subparsers):
                              "accumulator bound; default: nearest)")
     parser.add_argument("--finetune", type=integer(1, 1000), metavar="EPOCHS",
                         const=EPOCHS, nargs="?",
-                        help=f"A2Q+ quantization-aware fine-tuning of a dense model for "
+                        help=f"A2Q+ quantization-aware fine-tuning of the model for "
                              f"EPOCHS epochs, 1..1000 (default when given without a value: "
                              f"{EPOCHS}), seeded by --seed; needs --method a2q+")
     parser.add_argument("--overflow", default="wrap", choices=("wrap", "saturate"),
@@ -96,7 +96,7 @@ def run_quantize(args):
             raise ValueError(f"--float-model {args.float_model}: has {model.inputs} inputs; "
                              f"allowed: {data.x_train.shape[1]} (the digits images)")
     if args.finetune is not None:
-        _check_finetune(args, model)
+        _check_finetune(args)
     options = dict(accumulator_bits=args.accumulator_bits, method=args.method,
                    overflow=args.overflow, output_bits=args.output_bits, pow2=args.pow2,
                    rounding=args.rounding,
@@ -130,7 +130,7 @@ def run_quantize(args):
     return 0
 
 
-def _check_finetune(args, model):
+def _check_finetune(args):
     """Refuse the options that ``--finetune`` cannot honour, naming them."""
     if args.method != "a2q+":
         raise ValueError(f"--finetune: trains A2Q+ weights; allowed with --method a2q+ (the "
@@ -141,10 +141,6 @@ def _check_finetune(args, model):
     if args.pow2:
         raise ValueError("--finetune: learns one scale per channel; --pow2 is a post-training "
                          "option (leave it out)")
-    for index, layer in enumerate(model.layers):
-        if not isinstance(layer, Dense):
-            raise ValueError(f"--finetune: takes dense models (the digits MLP); layer {index} of "
-                             f"this model is a {type(layer).__name__}")
 
 
 def _describe(float_layer, layer):

@@ -486,6 +486,19 @@ def patches(window, x, pad=0.0):
     return padded[:, index].reshape(len(x) * window.positions, window.patch)
 
 
+def unpatch(window, values, count):
+    """The transpose of :func:`patches`: each entry of ``values`` (``count * positions``,
+    patch) added into the input it reads (padding dropped), shape ``(count, inputs)``; the
+    backward pass of im2col. ``values`` itself without a window."""
+    if window is None:
+        return values
+    # Padding (index -1) reads the extra last input, dropped at the end.
+    index = _patch_index(window).reshape(1, -1) % (window.inputs + 1)
+    flat = np.arange(count)[:, None] * (window.inputs + 1) + index
+    sums = np.bincount(flat.ravel(), values.ravel(), count * (window.inputs + 1))
+    return sums.reshape(count, window.inputs + 1)[:, :-1]
+
+
 @functools.lru_cache(maxsize=64)
 def _patch_index(window):
     """Per patch entry, the input index it reads, -1 for padding."""

@@ -26,7 +26,7 @@ from systolix.sim.golden.program import run_program
 from .a2q import min_accumulator_bits, min_feasible_accumulator_bits
 from .finetune import EPOCHS, finetune
 from .lower import lower
-from .models import Dense, accuracy
+from .models import accuracy
 from .qmodel import quantize
 
 __all__ = ["METHOD_LABELS", "BREVITAS", "BREVITAS_BITS", "TRAINING_SEEDS", "program_accuracy",
@@ -156,9 +156,7 @@ def sweep(model, data, widths=(4, 2, 8), accumulator_bits=range(8, 21), overflow
         What the accumulators do: ``"wrap"`` or ``"saturate"`` (it matters to the naive
         programs only).
     methods : sequence of str, optional
-        Keys of :data:`METHOD_LABELS`; by default all of them (without the training for a
-        model with other layers than dense ones, which :func:`~systolix.sw.finetune.finetune`
-        does not take).
+        Keys of :data:`METHOD_LABELS`; by default all of them.
     seeds : sequence of int
         Fine-tuning seeds: the training row is the mean of their accuracies.
     epochs : int
@@ -170,8 +168,7 @@ def sweep(model, data, widths=(4, 2, 8), accumulator_bits=range(8, 21), overflow
     """
     widths, accumulator_bits, seeds = tuple(widths), tuple(accumulator_bits), tuple(seeds)
     if methods is None:
-        dense = all(isinstance(layer, Dense) for layer in model.layers)
-        methods = [method for method in METHOD_LABELS if dense or "training" not in method]
+        methods = list(METHOD_LABELS)
     float_accuracy = accuracy(model.predict(data.x_test), data.y_test)
     unlimited, accuracies = {}, {}
     for bits in widths:

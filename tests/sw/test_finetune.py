@@ -2,9 +2,12 @@ import numpy as np
 import pytest
 
 from systolix.sim.golden.program import run_program
-from systolix.sw.finetune import _weight_gradients, _weights, finetune
+from systolix.sw.default import WORKLOAD_OPTIONS
+from systolix.sw.finetune import _input_gradient, _max_pool, _weight_gradients, _weights, \
+    finetune
 from systolix.sw.lower import lower
-from systolix.sw.models import digits_cnn, digits_mlp
+from systolix.sw.models import AvgPool2d, Conv2d, FloatModel, MaxPool2d, digits_cnn, \
+    digits_mlp, patches
 from systolix.sw.report import BREVITAS, BREVITAS_BITS, TRAINING_SEEDS, program_accuracy
 
 from .bound import assert_within_bound
@@ -49,11 +52,13 @@ def test_gradients_of_the_weight_parameterisation():
     upstream = rng.normal(size=(6, 3))
     limit, high = 6.0, 100
 
+    mask = np.ones(v.shape, dtype=bool)
+
     def loss(v, r):
-        _, _, (s, _, _, u, _, gain, _, _) = _weights(v, r, log_s, limit, high)
+        _, _, (s, _, _, u, _, gain, _, _, _) = _weights(v, r, log_s, limit, high, mask)
         return np.sum(upstream * s * gain * u)
 
-    _, _, cache = _weights(v, r, log_s, limit, high)
+    _, _, cache = _weights(v, r, log_s, limit, high, mask)
     grad_v, grad_r, _ = _weight_gradients(upstream, cache)
     step = 1e-6
     for index in np.ndindex(v.shape):
@@ -70,9 +75,6 @@ def test_gradients_of_the_weight_parameterisation():
 
 def test_refusals(digits):
     model, data = digits
-    with pytest.raises(ValueError, match="fine-tuning takes dense layers only; layer 0 is a "
-                                         "Conv2d"):
-        finetune(digits_cnn()[0], data.x_train, data.y_train, epochs=1)
     with pytest.raises(ValueError, match="power-of-two scales"):
         finetune(model, data.x_train, data.y_train, epochs=1, pow2=True)
     with pytest.raises(ValueError, match="distillation must be a number in 0..1, not 2"):
@@ -80,6 +82,55 @@ def test_refusals(digits):
     with pytest.raises(ValueError, match="needs unsigned inputs"):
         finetune(model, data.x_train - 8, data.y_train, epochs=1,
                  activation_scheme="symmetric")
+
+
+def _numeric_gradient(loss, value, step=1e-6):
+    gradient = np.zeros_like(value)
+    for index in np.ndindex(value.shape):
+        moved = value.copy()
+        moved[index] += step
+        gradient[index] = (loss(moved) - loss(value)) / step
+    return gradient
+
+
+@pytest.mark.parametrize("layer", [
+    Conv2d(np.random.default_rng(1).normal(size=(3, 2, 2, 4)), np.zeros(4), stride=(2, 1),
+           padding=(1, 0, 0, 1), groups=2),
+    AvgPool2d(2, 1, 1), MaxPool2d(2, 1, 1)], ids=["conv", "avg_pool", "max_pool"])
+def test_gradients_of_windowed_layers(layer):
+    """The backward pass of a strided, padded, grouped convolution (to its input through the
+    patches' transpose, to its weights as patches^T @ grad) and of average and max pooling,
+    against finite differences of the float model."""
+    rng = np.random.default_rng(0)
+    model = FloatModel((layer,), (5, 4, 4))
+    window, matrix, _ = model.gemm(0)
+    x = rng.normal(size=(2, model.inputs))
+    upstream = rng.normal(size=(2, int(np.prod(model.shapes[-1]))))
+    error = upstream.reshape(2 * window.positions, -1)
+    chosen = _max_pool(window, x)[1] if matrix is None else None
+    np.testing.assert_allclose(
+        _input_gradient(window, matrix, chosen, error, 2),
+        _numeric_gradient(lambda x: np.sum(upstream * model.forward(x)), x), atol=1e-5)
+    if isinstance(layer, Conv2d):
+        # The weights as the (patch, outputs) matrix: rows (ky, kx, c), zero outside a group.
+        grad = (patches(window, x).T @ error).reshape(3, 2, 4, 4)
+        compact = np.concatenate([grad[:, :, :2, :2], grad[:, :, 2:, 2:]], axis=3)
+        np.testing.assert_allclose(compact, _numeric_gradient(lambda w: np.sum(
+            upstream * FloatModel((Conv2d(w, layer.bias, layer.stride, layer.padding, 2),),
+                                  (5, 4, 4)).forward(x)), layer.weight), atol=1e-5)
+
+
+def test_cnn_program_meets_the_bound_and_runs_bit_exactly():
+    """The digits CNN (convolutions, global average pooling) fine-tuned for P = 10, a few
+    epochs: every layer within the data-free bound, the golden model equal to the reference."""
+    model, data = digits_cnn()
+    tuned = finetune(model, data.x_train, data.y_train, 4, 4, 10, epochs=3, seed=0,
+                     **WORKLOAD_OPTIONS["digits-cnn"])
+    program = lower(tuned)
+    assert_within_bound(program)
+    assert program.layers[0].window is not None and program.layers[1].accumulator_bits == 10
+    np.testing.assert_array_equal(run_program(program, program.encode_input(data.x_test)),
+                                  tuned.reference(data.x_test))
 
 
 @pytest.mark.slow

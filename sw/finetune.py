@@ -43,7 +43,7 @@ mean and norm over the rows of its group, the others zero). Backward: to the wei
 fixed matrix, max pooling to the largest entry of each window.
 
 The digits MLP (64-64-32-10, 1437 training images) fine-tunes for 100 epochs in a few seconds,
-the digits CNN in about 30 s on an idle core.
+the digits CNN in about 90 s of CPU time.
 """
 
 import dataclasses

@@ -5,10 +5,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from systolix.layer import GELU_CLIP_MAX, GELU_CONSTANT_MAX
-from systolix.numeric import MULTIPLIER_BITS, SHIFT_BITS
 from systolix.timing import REQUANT_LATENCY
 
-from .requant import CODE_SHAPE, Requantizer, requant_output_layout
+from .requant import (CODE_SHAPE, Requantizer, feed_requantizer, requant_output_layout,
+                      scale_ports)
 
 __all__ = ["GELU_LATENCY", "GELU_PRODUCT", "gelu_input_layout", "gelu_clipped", "gelu_factor",
            "GeluUnit"]
@@ -86,12 +86,7 @@ class GeluUnit(wiring.Component):
             "input_zero_point": In(CODE_SHAPE),
             "clip": In(unsigned(GELU_CLIP_MAX.bit_length())),
             "constant": In(unsigned(GELU_CONSTANT_MAX.bit_length())),
-            "multiplier": In(unsigned(MULTIPLIER_BITS)),
-            "shift": In(unsigned(SHIFT_BITS)),
-            "zero_point": In(CODE_SHAPE),
-            "low": In(CODE_SHAPE),
-            "high": In(CODE_SHAPE),
-            "rounding": In(1),
+            **scale_ports(),
         })
 
     def elaborate(self, platform):
@@ -120,17 +115,6 @@ class GeluUnit(wiring.Component):
                         {"valid": squared.valid, "tag": squared.tag,
                          "value": squared.x * gelu_factor(squared.x, squared.square,
                                                           self.constant)})
-        m.d.comb += [
-            requant.input.valid.eq(product.valid),
-            requant.input.payload.acc.eq(product.value),
-            requant.input.payload.bias.eq(0),
-            requant.input.payload.multiplier.eq(self.multiplier),
-            requant.input.payload.shift.eq(self.shift),
-            requant.input.payload.tag.eq(product.tag),
-            requant.zero_point.eq(self.zero_point),
-            requant.low.eq(self.low),
-            requant.high.eq(self.high),
-            requant.rounding.eq(self.rounding),
-        ]
+        feed_requantizer(m, requant, self, valid=product.valid, acc=product.value, tag=product.tag)
         wiring.connect(m, requant.output, wiring.flipped(self.output))
         return m

@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from systolix.layer import LAYERNORM_BIAS_BITS, NORM_BITS, ROOT_BITS
 from systolix.numeric import MULTIPLIER_BITS, SHIFT_BITS
 
-from .requant import CODE_SHAPE
+from .requant import CODE_SHAPE, code_ports
 
 __all__ = ["layernorm_constants_layout", "layernorm_row_cycles", "LayerNormUnit"]
 
@@ -88,10 +88,7 @@ class LayerNormUnit(wiring.Component):
                                            always_ready=True)),
             "channels": In(range(1, max_channels + 1)),
             "shift": In(unsigned(SHIFT_BITS)),
-            "zero_point": In(CODE_SHAPE),
-            "low": In(CODE_SHAPE),
-            "high": In(CODE_SHAPE),
-            "rounding": In(1),
+            **code_ports(),
         })
 
     def elaborate(self, platform):

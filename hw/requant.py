@@ -6,7 +6,8 @@ from amaranth.lib.wiring import In, Out
 
 from systolix.numeric import BIAS_BITS, MULTIPLIER_BITS, SHIFT_BITS
 
-__all__ = ["CODE_SHAPE", "requant_input_layout", "requant_output_layout", "Requantizer"]
+__all__ = ["CODE_SHAPE", "requant_input_layout", "requant_output_layout", "code_ports",
+           "scale_ports", "feed_requantizer", "Requantizer"]
 
 CODE_SHAPE = signed(9)
 """Shape of a code, a zero point and a clamp bound: holds every 8-bit signed or unsigned code."""
@@ -33,6 +34,31 @@ def requant_input_layout(accumulator_bits, tag_shape):
 def requant_output_layout(tag_shape):
     """Payload of :attr:`Requantizer.output`: the code and the tag it came with."""
     return data.StructLayout({"code": CODE_SHAPE, "tag": tag_shape})
+
+
+def code_ports():
+    """The ports of a layer's output codes, constants of a whole layer: the zero point, the
+    clamp bounds and the index of the rounding in :data:`systolix.layer.ROUNDING_MODES` (a
+    :class:`Requantizer`'s)."""
+    return {"zero_point": In(CODE_SHAPE), "low": In(CODE_SHAPE), "high": In(CODE_SHAPE),
+            "rounding": In(1)}
+
+
+def scale_ports():
+    """:func:`code_ports` and a layer's one multiplier and shift: the ports of a unit that ends
+    in a :class:`Requantizer` with constants for the whole layer."""
+    return {"multiplier": In(unsigned(MULTIPLIER_BITS)), "shift": In(unsigned(SHIFT_BITS)),
+            **code_ports()}
+
+
+def feed_requantizer(m, requant, unit, *, valid, acc, tag):
+    """Drive ``requant``'s input with ``valid``, ``acc`` (bias 0) and ``tag`` and the scale of
+    ``unit``'s :func:`scale_ports`, and its layer constants with ``unit``'s :func:`code_ports`."""
+    payload = requant.input.payload
+    m.d.comb += [requant.input.valid.eq(valid), payload.acc.eq(acc), payload.bias.eq(0),
+                 payload.multiplier.eq(unit.multiplier), payload.shift.eq(unit.shift),
+                 payload.tag.eq(tag)]
+    m.d.comb += [getattr(requant, name).eq(getattr(unit, name)) for name in code_ports()]
 
 
 def _saturate(value, width):
@@ -103,10 +129,7 @@ class Requantizer(wiring.Component):
                                          always_ready=True)),
             "output": Out(stream.Signature(requant_output_layout(tag_shape),
                                            always_ready=True)),
-            "zero_point": In(CODE_SHAPE),
-            "low": In(CODE_SHAPE),
-            "high": In(CODE_SHAPE),
-            "rounding": In(1),
+            **code_ports(),
         })
 
     def elaborate(self, platform):

@@ -6,9 +6,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from systolix.layer import EXP_BITS, EXP_COEFFICIENTS, RECIPROCAL_BITS
-from systolix.numeric import MULTIPLIER_BITS, SHIFT_BITS
 
-from .requant import CODE_SHAPE, Requantizer, requant_output_layout
+from .requant import (CODE_SHAPE, Requantizer, feed_requantizer, requant_output_layout,
+                      scale_ports)
 
 __all__ = ["softmax_row_cycles", "SoftmaxUnit"]
 
@@ -78,12 +78,7 @@ class SoftmaxUnit(wiring.Component):
                                            always_ready=True)),
             "length": In(range(1, max_length + 1)),
             "fraction_bits": In(range(9)),
-            "multiplier": In(unsigned(MULTIPLIER_BITS)),
-            "shift": In(unsigned(SHIFT_BITS)),
-            "zero_point": In(CODE_SHAPE),
-            "low": In(CODE_SHAPE),
-            "high": In(CODE_SHAPE),
-            "rounding": In(1),
+            **scale_ports(),
         })
 
     def elaborate(self, platform):
@@ -177,17 +172,6 @@ class SoftmaxUnit(wiring.Component):
                                             "value": unsigned(32)}))
         m.d.sync += [product.valid.eq(exp_valid & normalising),
                      product.position.eq(exp_position), product.value.eq(exp * reciprocal)]
-        m.d.comb += [
-            requant.input.valid.eq(product.valid),
-            requant.input.payload.acc.eq(product.value),
-            requant.input.payload.bias.eq(0),
-            requant.input.payload.multiplier.eq(self.multiplier),
-            requant.input.payload.shift.eq(self.shift),
-            requant.input.payload.tag.eq(product.position),
-            requant.zero_point.eq(self.zero_point),
-            requant.low.eq(self.low),
-            requant.high.eq(self.high),
-            requant.rounding.eq(self.rounding),
-        ]
+        feed_requantizer(m, requant, self, valid=product.valid, acc=product.value, tag=product.position)
         wiring.connect(m, requant.output, wiring.flipped(self.output))
         return m

@@ -26,7 +26,7 @@ from systolix.sw.pack import pack
 from systolix.sw.program import IntegerProgram
 
 from .boards import _check_fits
-from .options import add_model_source, integer, number
+from .options import add_model_source, integer, number, print_verdict
 from .sim import test_codes
 
 __all__ = ["register"]
@@ -146,12 +146,7 @@ def run_run(args):
              ["UART-bound", f"{uart_bound:,.0f} a second at {baud} baud "
                             f"({protocol.line_bytes(status, status.max_batch)} bytes a batch "
                             f"of {status.max_batch}, both ways)"]]
-    width = max(len(key) for key, _ in rows)
-    print("\n".join(f"{key:>{width}}  {value}" for key, value in rows))
-    failed = mismatches + cycle_mismatches
-    print(f"{'FAIL' if failed else 'OK'}: {mismatches} mismatches, {cycle_mismatches} cycle "
-          f"mismatches")
-    return 1 if failed else 0
+    return print_verdict(rows, mismatches, cycle_mismatches)
 
 
 def register(subparsers):

@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-__all__ = ["integer", "number", "probability"]
+__all__ = ["integer", "number", "probability", "add_model_source", "print_verdict"]
 
 
 def integer(low=None, high=None):
@@ -74,3 +74,15 @@ def add_model_source(parser, quantized_for, workloads):
     source.add_argument("--workload", choices=workloads,
                         help=f"an embedded model quantized (A2Q+) for {quantized_for}: "
                              f"{' or '.join(workloads)} (the first is the default)")
+
+
+def print_verdict(rows, mismatches, cycle_mismatches):
+    """Print ``rows`` (pairs of a name and a value) as a table, then the verdict of a run
+    checked against the golden and cycle models; return the command's exit status (1 on any
+    mismatch)."""
+    width = max(len(key) for key, _ in rows)
+    print("\n".join(f"{key:>{width}}  {value}" for key, value in rows))
+    failed = mismatches + cycle_mismatches
+    print(f"{'FAIL' if failed else 'OK'}: {mismatches} mismatches, {cycle_mismatches} cycle "
+          f"mismatches")
+    return 1 if failed else 0

@@ -23,7 +23,7 @@ from systolix.sw.program import AddLayer, GeluLayer, IntegerLayer, IntegerProgra
 
 from systolix.boards.tops import board as board_named
 
-from .options import add_model_source, integer, probability
+from .options import add_model_source, integer, print_verdict, probability
 from .table import format_table
 
 __all__ = ["register", "window_utilisation", "test_codes"]
@@ -194,12 +194,7 @@ def run_sim(args):
         ["wall time", f"{wall:.0f} s ({report['build_seconds']:.0f} s Verilog and simulator "
                       f"build, {report['run_seconds']:.0f} s simulation)"],
     ]
-    width = max(len(key) for key, _ in rows)
-    print("\n".join(f"{key:>{width}}  {value}" for key, value in rows))
-    failed = mismatches + cycle_mismatches
-    print(f"{'FAIL' if failed else 'OK'}: {mismatches} mismatches, {cycle_mismatches} cycle "
-          f"mismatches")
-    return 1 if failed else 0
+    return print_verdict(rows, mismatches, cycle_mismatches)
 
 
 def register(subparsers):

@@ -314,7 +314,7 @@ def _read_report(build_dir):
 
 def _check_build(build_dir, report):
     """The rest of what the patcher reads: the cell counts, the figures ``report.md`` shows and
-    the files."""
+    the files (each memory file one hexadecimal word a line)."""
     cells = report.get("cells")
     if not isinstance(cells, dict) or not all(
             isinstance(value, int) and not isinstance(value, bool) and value >= 0
@@ -332,6 +332,8 @@ def _check_build(build_dir, report):
                  *(f"memories/{memory}.hex" for memory in bitstream_memories(board.memories))):
         if not (build_dir / name).is_file():
             raise _bad_build(build_dir, f"has no {name}")
+    for memory in bitstream_memories(board.memories):
+        _hex_words(build_dir, memory, build_dir / "memories" / f"{memory}.hex")
 
 
 def patch_bitstream(build_dir, program, *, out=None):

@@ -41,7 +41,8 @@ from .quant import pow2_ceil, round_values
 __all__ = ["METHODS", "partial_sum_range", "adversarial_inputs", "min_accumulator_bits", "a2q_l1_limit",
            "a2q_plus_l1_limit", "weight_budget", "min_feasible_accumulator_bits",
            "feasible_budget",
-           "meets_bound", "project_l1_ball", "constrain_codes", "accumulator_aware_quantize"]
+           "meets_bound", "project_l1_ball", "constrain_codes", "least_error",
+           "accumulator_aware_quantize"]
 
 METHODS = ("none", "a2q", "a2q+")
 
@@ -291,18 +292,28 @@ def accumulator_aware_quantize(weights, scale, bits, method, accumulator_bits, i
     negative = np.maximum(-weights, 0.0).sum(axis=0) / scale
     needed = positive + negative if method == "a2q" else np.maximum(positive, negative)
     axis = 0 if per_channel else None
-    best_codes, best_scale, best_error = None, None, None
-    for factor in np.geomspace(1.0, max(1.0, float(needed.max()) / budget), 25):
+
+    def trial(factor):
         candidate = pow2_ceil(scale * factor) if pow2 else scale * factor
         codes = constrain_codes(np.clip(weights / candidate, -high, high), method,
                                 accumulator_bits, input_bits, input_signed, rounding)
         error = np.broadcast_to(np.sum((weights - candidate * codes) ** 2, axis=axis),
                                 scale.shape)
-        if best_codes is None:
-            best_codes, best_scale, best_error = codes, candidate, error
+        return codes, candidate, error
+
+    return least_error(trial(factor) for factor in
+                       np.geomspace(1.0, max(1.0, float(needed.max()) / budget), 25))
+
+
+def least_error(trials):
+    """Per channel, the trial of least error: ``trials`` yields ``(values, scale, error)``
+    (``values`` of shape (K, channels), ``scale`` and ``error`` of shape (channels,)); returns
+    the ``values`` and ``scale`` of each channel's best trial (the first of equal errors)."""
+    best = None
+    for trial in trials:
+        if best is None:
+            best = trial
         else:
-            better = error < best_error
-            best_codes = np.where(better, codes, best_codes)
-            best_scale = np.where(better, candidate, best_scale)
-            best_error = np.where(better, error, best_error)
-    return best_codes, best_scale
+            better = trial[2] < best[2]
+            best = tuple(np.where(better, new, old) for new, old in zip(trial, best))
+    return best[0], best[1]

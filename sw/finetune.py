@@ -52,7 +52,7 @@ import numpy as np
 
 from systolix.config import check_int
 
-from .a2q import a2q_plus_l1_limit, meets_bound, project_l1_ball
+from .a2q import a2q_plus_l1_limit, least_error, meets_bound, project_l1_ball
 from .models import FloatModel, patches, unpatch
 from .qmodel import QuantizedMaxPool, QuantizedModel, fold_clip, layer_from_codes, quantize
 from .quant import activation_params
@@ -118,20 +118,14 @@ def _initial(weights, scale, limit, high, mask):
     projection at a fine scale truncates to zero); the mean over each channel's rows of
     ``mask``."""
     centred = _centre(weights, mask)
-    best_v, best_scale, best_error = None, None, None
-    for factor in np.geomspace(0.25, 4.0, 17):
+
+    def trial(factor):
         candidate = scale * factor
         v = project_l1_ball(centred / candidate, limit)
         codes = np.clip(np.trunc(v), -high, high)
-        error = np.sum((weights - candidate * codes) ** 2, axis=0)
-        if best_v is None:
-            best_v, best_scale, best_error = v, candidate, error
-        else:
-            better = error < best_error
-            best_v = np.where(better, v, best_v)
-            best_scale = np.where(better, candidate, best_scale)
-            best_error = np.where(better, error, best_error)
-    return best_v, best_scale
+        return v, candidate, np.sum((weights - candidate * codes) ** 2, axis=0)
+
+    return least_error(trial(factor) for factor in np.geomspace(0.25, 4.0, 17))
 
 
 def _max_pool(window, inputs):

@@ -1,6 +1,6 @@
 """Weight-stationary systolic array with double-buffered weights and stream interfaces."""
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -9,7 +9,8 @@ from systolix.config import ArrayConfig
 from systolix.memory_map import activation_word_layout, weights_layout
 from systolix.timing import array_timing, column_delay
 
-from .mac import DSPProcessingPair, ProcessingElement, accumulator_shape, activation_shape
+from .mac import (DSPProcessingPair, ProcessingElement, SerialProcessingElement,
+                  accumulator_shape, activation_shape)
 
 __all__ = ["count_up_down", "activations_layout", "results_layout", "SystolicArray"]
 
@@ -33,11 +34,13 @@ def count_up_down(m, counter, nonzero, up, down):
 
 def activations_layout(config):
     """Payload of the ``activations`` stream: ``rows`` codes and ``last``, set on the last
-    vector that uses the current weight tile."""
-    return data.StructLayout({
-        "data": activation_word_layout(config),
-        "last": 1,
-    })
+    vector that uses the current weight tile; with bit-serial cells (``pe="serial"``) also
+    ``planes``, the bits of the vector's codes (``1..activation_bits``: its low ``planes`` bits
+    are the code, the top one the sign for signed codes)."""
+    fields = {"data": activation_word_layout(config), "last": 1}
+    if config.pe == "serial":
+        fields["planes"] = range(1, config.activation_bits + 1)
+    return data.StructLayout(fields)
 
 
 def results_layout(config):
@@ -67,17 +70,20 @@ class SystolicArray(wiring.Component):
     buffer has room for them (credit counting), and results leave through a buffer of
     ``result_depth`` entries per column, written by each column as its sum leaves the bottom row,
     which also removes the output skew (one memory per column, or per pair of DSP cell columns,
-    which finish together).
+    which finish together; one memory for all columns with bit-serial cells, which finish
+    together).
 
     Throughput: one vector per cycle while both input streams are valid and ``results`` is
-    ready; a new tile costs no cycles if it has been loaded while the previous one computed,
-    i.e. if the previous tile is used for at least ``load_hold + rows + 2`` vectors.
+    ready (one per ``planes`` cycles with bit-serial cells, ``planes`` being the vector's
+    activation bits, from its payload); a new tile costs no cycles if it has been loaded while
+    the previous one computed, i.e. if the previous tile is used for at least
+    ``load_hold + rows + 2`` cycles.
 
     Latency: ``rows + skew + 4`` cycles from the cycle a vector is accepted to the first cycle
     its result is valid, ``skew`` being ``cols - 1`` with LUT cells and ``(cols - 1) // 2`` with
-    DSP cells, whose pairs of columns work in the same cycle
-    (:func:`~systolix.timing.array_timing`). A vector that starts a tile is accepted no earlier
-    than 2 cycles after the tile's last row.
+    DSP cells, whose pairs of columns work in the same cycle; ``rows + planes + 3`` with
+    bit-serial cells (:func:`~systolix.timing.array_timing`). A vector that starts a tile is
+    accepted no earlier than 2 cycles after the tile's last row.
 
     Parameters
     ----------
@@ -121,13 +127,15 @@ class SystolicArray(wiring.Component):
         need_swap    = Signal(init=1)  # the next vector starts a new tile
         accept       = Signal()
         swap         = Signal()
+        # Bit-serial cells: the serializer takes the vector (set in its last plane's cycle).
+        free         = Signal(init=1) if self.config.pe == "serial" else Const(1)
 
         m.d.comb += [
             self.weights.ready.eq(~shadow_full & (load_hold == 0)),
-            self.activations.ready.eq(has_credit & (~need_swap | tile_ready)),
+            self.activations.ready.eq(has_credit & free & (~need_swap | tile_ready)),
             accept.eq(self.activations.valid & self.activations.ready),
             # The same as accept & need_swap, written flat: this is the intake's longest path.
-            swap.eq(self.activations.valid & has_credit & need_swap & tile_ready),
+            swap.eq(self.activations.valid & has_credit & free & need_swap & tile_ready),
         ]
 
         # The payload is captured every cycle (no enable to fan out); it is written into the
@@ -148,44 +156,21 @@ class SystolicArray(wiring.Component):
         with m.If(swap):
             m.d.sync += [shadow_full.eq(0), tile_ready.eq(0), load_hold.eq(timing.load_hold)]
 
-        # The grid of cells; row r's activations enter r cycles late (input skew). With
-        # pe="dsp" a cell serves two columns (the last one alone if cols is odd).
-        width = 2 if self.config.pe == "dsp" else 1
-        psums = [[None] * cols for _ in range(rows)]    # psum_out of each (row, column)
-        for r in range(rows):
-            act, act_swap = self.activations.payload.data[r], swap
-            for stage in range(r):
-                act_next = Signal(activation_shape(self.config), name=f"skew_act_{r}_{stage}")
-                swap_next = Signal(name=f"skew_swap_{r}_{stage}")
-                m.d.sync += [act_next.eq(act), swap_next.eq(act_swap)]
-                act, act_swap = act_next, swap_next
-            for c in range(0, cols, width):
-                lanes = range(c, min(c + width, cols))
-                if len(lanes) == 1:
-                    cell = ProcessingElement(self.config)
-                    psum_in, psum_out, weight = [cell.psum_in], [cell.psum_out], [cell.weight]
-                else:
-                    cell = DSPProcessingPair(self.config)
-                    psum_in, psum_out, weight = cell.psum_in, cell.psum_out, cell.weight
-                m.submodules[f"pe_{r}_{c}"] = cell
-                m.d.comb += [
-                    cell.act_in.eq(act),
-                    cell.swap_in.eq(act_swap),
-                    cell.weight_write.eq(row_write[r]),
-                ]
-                for lane, column in enumerate(lanes):
-                    m.d.comb += [
-                        psum_in[lane].eq(psums[r - 1][column] if r else 0),
-                        weight[lane].eq(row_data[column]),
-                    ]
-                    psums[r][column] = psum_out[lane]
-                act, act_swap = cell.act_out, cell.swap_out
+        # accepted[k]: a vector was accepted k + 1 cycles ago.
+        accepted = Signal(1 if self.config.pe == "serial" else timing.column_write + timing.skew)
+        m.d.sync += accepted.eq(Cat(accept, accepted))
+        if self.config.pe == "serial":
+            sums, complete = self._serial_grid(m, accept, swap, free, row_write, row_data)
+            writes = [complete] * cols
+        else:
+            sums = self._grid(m, swap, row_write, row_data)
+            writes = [accepted[timing.column_write - 1 + column_delay(self.config, c)]
+                      for c in range(cols)]
+            complete = writes[-1]
 
         # Result buffer: one memory per group of columns that finish in the same cycle (a column
-        # with LUT cells, a pair of columns with DSP cells), written as their sums leave the
-        # bottom row. `accepted[k]` is set in the k-th cycle after a vector was accepted.
-        accepted = Signal(timing.column_write + timing.skew)
-        m.d.sync += accepted.eq(Cat(accept, accepted))
+        # with LUT cells, a pair of columns with DSP cells, all columns with bit-serial cells),
+        # written as their sums leave the bottom row.
         level     = Signal(range(depth + 1))  # results fully written and not yet read
         has_result = Signal()                 # level != 0, registered
         read_addr = Signal(range(depth))
@@ -196,14 +181,14 @@ class SystolicArray(wiring.Component):
         groups = {}
         for c in range(cols):
             groups.setdefault(column_delay(self.config, c), []).append(c)
-        for delay, columns in groups.items():
+        for columns in groups.values():
             memory = Memory(shape=data.ArrayLayout(accumulator_shape(self.config), len(columns)),
                             depth=depth, init=[])
             m.submodules[f"result_column_{columns[0]}"] = memory
             write_port = memory.write_port()
             read_port = memory.read_port()
             write_addr = Signal(range(depth), name=f"result_write_addr_{columns[0]}")
-            written = accepted[timing.column_write - 1 + delay]
+            written = writes[columns[0]]
             m.d.comb += [
                 write_port.en.eq(written),
                 write_port.addr.eq(write_addr),
@@ -212,7 +197,7 @@ class SystolicArray(wiring.Component):
             ]
             for lane, c in enumerate(columns):
                 m.d.comb += [
-                    write_port.data[lane].eq(psums[rows - 1][c]),
+                    write_port.data[lane].eq(sums[c]),
                     self.results.payload.data[c].eq(read_port.data[lane]),
                 ]
             with m.If(written):
@@ -238,13 +223,118 @@ class SystolicArray(wiring.Component):
         with m.If(accepted[0]):
             m.d.sync += accept_addr.eq(accept_addr + 1)
 
-        result_complete = accepted[timing.column_write - 1 + timing.skew]
         sent = Signal()
         m.d.comb += sent.eq(self.results.valid & self.results.ready)
-        count_up_down(m, level, has_result, up=result_complete, down=read)
+        count_up_down(m, level, has_result, up=complete, down=read)
         count_up_down(m, credits, has_credit, up=sent, down=accept)
         with m.If(read):
             m.d.sync += [read_addr.eq(read_addr + 1), out_valid.eq(1)]
         with m.Elif(sent):
             m.d.sync += out_valid.eq(0)
         return m
+
+    def _grid(self, m, swap, row_write, row_data):
+        """The grid of LUT or DSP cells; row r's activations enter r cycles late (input skew)
+        and move one cell (a pair with DSP cells) to the right a cycle. Returns the bottom
+        row's sums, one per column."""
+        config = self.config
+        rows, cols = config.rows, config.cols
+        width = 2 if config.pe == "dsp" else 1
+        psums = [[None] * cols for _ in range(rows)]    # psum_out of each (row, column)
+        for r in range(rows):
+            act, act_swap = self.activations.payload.data[r], swap
+            for stage in range(r):
+                act_next = Signal(activation_shape(config), name=f"skew_act_{r}_{stage}")
+                swap_next = Signal(name=f"skew_swap_{r}_{stage}")
+                m.d.sync += [act_next.eq(act), swap_next.eq(act_swap)]
+                act, act_swap = act_next, swap_next
+            for c in range(0, cols, width):
+                lanes = range(c, min(c + width, cols))
+                if len(lanes) == 1:
+                    cell = ProcessingElement(config)
+                    psum_in, psum_out, weight = [cell.psum_in], [cell.psum_out], [cell.weight]
+                else:
+                    cell = DSPProcessingPair(config)
+                    psum_in, psum_out, weight = cell.psum_in, cell.psum_out, cell.weight
+                m.submodules[f"pe_{r}_{c}"] = cell
+                m.d.comb += [
+                    cell.act_in.eq(act),
+                    cell.swap_in.eq(act_swap),
+                    cell.weight_write.eq(row_write[r]),
+                ]
+                for lane, column in enumerate(lanes):
+                    m.d.comb += [
+                        psum_in[lane].eq(psums[r - 1][column] if r else 0),
+                        weight[lane].eq(row_data[column]),
+                    ]
+                    psums[r][column] = psum_out[lane]
+                act, act_swap = cell.act_out, cell.swap_out
+        return psums[rows - 1]
+
+    def _serial_grid(self, m, accept, swap, free, row_write, row_data):
+        """The grid of bit-serial cells, what feeds it and what ends it.
+
+        A serializer holds the accepted vector and sends one bit-plane a cycle, most
+        significant first, from the cycle after the vector was accepted (``planes`` cycles;
+        ``free`` lets the next vector in during the last one). Row r's bits reach its cells
+        ``r + 1`` cycles after the serializer sends them, the tile swap one cycle ahead of
+        them; each row gives its bit to all its cells. At the bottom of each column a ``P``-bit
+        register combines the plane sums (``acc = 2 acc + s``, the first plane negated for
+        signed codes), and the sum of the final plane goes straight into the result buffer:
+        in cycle ``rows + planes + 1`` after the vector was accepted. Returns the sums written
+        and the strobe that writes them."""
+        config = self.config
+        rows, cols = config.rows, config.cols
+        payload = self.activations.payload
+        hold = Signal(activation_word_layout(config))
+        plane = Signal(range(config.activation_bits))      # the bit sent this cycle
+        sending = Signal()
+        first = Signal()                                   # ... is the vector's first one
+        final = Signal()                                   # ... is the vector's last one
+        tile_swap = Signal()                               # the vector starts a new tile
+        m.d.comb += final.eq(sending & (plane == 0))
+        m.d.sync += [first.eq(accept), tile_swap.eq(swap)]
+        with m.If(accept):
+            m.d.sync += [hold.eq(payload.data), plane.eq(payload.planes - 1), sending.eq(1),
+                         free.eq(payload.planes == 1)]
+        with m.Elif(sending):
+            m.d.sync += [plane.eq(plane - 1), sending.eq(plane != 0), free.eq(plane <= 1)]
+
+        bits = Signal(rows)
+        codes = hold.as_value()
+        m.d.sync += bits.eq(Cat(codes.word_select(r, config.activation_bits).bit_select(plane, 1)
+                                for r in range(rows)))
+        column = [0] * cols
+        for r in range(rows):
+            row_bit, row_swap = bits[r], tile_swap
+            for stage in range(r):
+                bit_next = Signal(name=f"skew_bit_{r}_{stage}")
+                swap_next = Signal(name=f"skew_swap_{r}_{stage}")
+                m.d.sync += [bit_next.eq(row_bit), swap_next.eq(row_swap)]
+                row_bit, row_swap = bit_next, swap_next
+            for c in range(cols):
+                cell = SerialProcessingElement(config, r)
+                m.submodules[f"pe_{r}_{c}"] = cell
+                m.d.comb += [
+                    cell.bit.eq(row_bit),
+                    cell.swap_in.eq(row_swap),
+                    cell.weight_write.eq(row_write[r]),
+                    cell.weight.eq(row_data[c]),
+                    cell.psum_in.eq(column[c]),
+                ]
+                column[c] = cell.psum_out
+
+        # The first and final flags reach the bottom with the plane's sums.
+        for stage in range(rows + 1):
+            first_next, final_next = Signal(name=f"first_{stage}"), Signal(name=f"final_{stage}")
+            m.d.sync += [first_next.eq(first), final_next.eq(final)]
+            first, final = first_next, final_next
+        sums = []
+        for c in range(cols):
+            acc = Signal(accumulator_shape(config), name=f"plane_acc_{c}")
+            total = Signal(accumulator_shape(config), name=f"plane_total_{c}")
+            addend = Mux(first, -column[c], column[c]) if config.activation_signed else column[c]
+            m.d.comb += total.eq(Mux(first, 0, acc << 1) + addend)
+            m.d.sync += acc.eq(total)
+            sums.append(total)
+        return sums, final

@@ -14,6 +14,16 @@ shared instead of the weight)::
 fits ``F`` bits). The packed operand has :attr:`~systolix.config.ArrayConfig.dsp_operand_bits`
 bits; Yosys maps the multiplication to one SB_MAC16 (``synth_ice40 -dsp``) or MULT18X18D
 (``synth_ecp5``) when that and ``A`` fit the DSP's operands.
+
+:class:`SerialProcessingElement` (``pe="serial"``) has no multiplier: it adds its weight or 0
+to the partial sum of the cell above, as one bit of its activation (one bit-plane of the vector)
+says; the array combines the column's plane sums ``s_b = sum_k x_k[b] w_k`` at the column's
+bottom, most significant plane first, in a ``P``-bit register::
+
+    acc = s_{b-1} (or -s_{b-1}: the sign plane of signed codes);  acc = 2 acc + s_i, i = b-2..0
+
+which wraps modulo ``2**P`` exactly as the sum of the products does (wrap-around only: clamping
+after every product has no equivalent here).
 """
 
 from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
@@ -23,7 +33,8 @@ from amaranth.lib.wiring import In, Out
 from systolix.config import ArrayConfig
 
 __all__ = ["weight_shape", "activation_shape", "accumulator_shape", "product_shape",
-           "accumulate", "ProcessingElement", "DSPProcessingPair"]
+           "plane_sum_shape", "accumulate", "ProcessingElement", "DSPProcessingPair",
+           "SerialProcessingElement"]
 
 
 def weight_shape(config):
@@ -44,6 +55,15 @@ def accumulator_shape(config):
 def product_shape(config):
     """Smallest shape that holds every product of a weight code and an activation code."""
     return Shape(config.product_bits, config.product_signed)
+
+
+def plane_sum_shape(config, terms):
+    """Smallest shape that holds every sum of up to ``terms`` weight codes (a partial sum of
+    one bit-plane after ``terms`` rows of bit-serial cells), or ``signed(P)`` if that is
+    narrower: the plane sums are only needed modulo ``2**P``."""
+    low, high = config.weight_range
+    shape = Shape.cast(range(terms * min(low, 0), terms * max(high, 0) + 1))
+    return shape if shape.width < config.accumulator_bits else accumulator_shape(config)
 
 
 def accumulate(config, partial_sum, addend):
@@ -192,4 +212,55 @@ class DSPProcessingPair(wiring.Component):
             self.psum_out[0].eq(accumulate(config, self.psum_in[0], lower)),
             self.psum_out[1].eq(accumulate(config, self.psum_in[1], upper)),
         ]
+        return m
+
+
+class SerialProcessingElement(wiring.Component):
+    """One bit-serial cell of the weight-stationary array (``pe="serial"``): adds its weight to
+    the partial sum of the cell above where its activation bit is set.
+
+    The weights are double-buffered as in :class:`ProcessingElement`: ``swap_in`` copies the
+    shadow register into the active one at the end of the cycle, so it must come one cycle
+    before the first bit that uses the new weight. The activation bit and ``swap_in`` are not
+    passed on: the array gives all cells of a row the same ones.
+
+    Latency: ``psum_out`` is ``psum_in + (bit ? weight : 0)``, registered: one cycle, wrapped
+    to the width of ``psum_out``. Throughput: one bit-plane a cycle.
+
+    Parameters
+    ----------
+    config : ArrayConfig
+    row : int
+        The cell's row: ``psum_in`` is :func:`plane_sum_shape` ``(config, row)``, ``psum_out``
+        ``plane_sum_shape(config, row + 1)``.
+
+    Attributes
+    ----------
+    bit, swap_in : In(1)
+    psum_in, psum_out : the plane's partial sums from the cell above and to the cell below.
+    weight, weight_write : the loader's write port into the shadow register.
+    """
+
+    def __init__(self, config, row):
+        if not isinstance(config, ArrayConfig):
+            raise TypeError(f"config must be an ArrayConfig, not {config!r}")
+        self.config = config
+        super().__init__({
+            "bit":          In(1),
+            "swap_in":      In(1),
+            "psum_in":      In(plane_sum_shape(config, row)),
+            "psum_out":     Out(plane_sum_shape(config, row + 1)),
+            "weight":       In(weight_shape(config)),
+            "weight_write": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        shadow = Signal(weight_shape(self.config))
+        active = Signal(weight_shape(self.config))
+        with m.If(self.weight_write):
+            m.d.sync += shadow.eq(self.weight)
+        with m.If(self.swap_in):
+            m.d.sync += active.eq(shadow)
+        m.d.sync += self.psum_out.eq(self.psum_in + Mux(self.bit, active, 0))
         return m

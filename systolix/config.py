@@ -13,7 +13,7 @@ __all__ = ["OVERFLOW_MODES", "PE_KINDS", "ArrayConfig", "DEFAULT_CONFIG", "check
 
 OVERFLOW_MODES = ("wrap", "saturate")
 
-PE_KINDS = ("lut", "dsp")
+PE_KINDS = ("lut", "dsp", "serial")
 """Kinds of processing element (the ``pe`` field of :class:`ArrayConfig`)."""
 
 
@@ -79,7 +79,10 @@ class ArrayConfig:
         columns share one multiplier, ``act * (w0 + w1 * 2**(W+A))``, which Yosys maps to one
         DSP (iCE40 UltraPlus SB_MAC16, ECP5 MULT18X18D) while the packed operand has at most
         :attr:`dsp_operand_bits` bits (see :mod:`systolix.hw.mac`).
-        ``systolix.boards.synth.choose_pe`` picks one for an FPGA.
+        ``"serial"``: bit-serial cells without a multiplier, one activation bit-plane a cycle,
+        so a vector of ``b``-bit codes takes ``b`` cycles (the layer's input bits, not
+        ``activation_bits``); wrap-around only (:mod:`systolix.hw.mac`).
+        ``systolix.boards.synth.choose_pe`` picks ``"lut"`` or ``"dsp"`` for an FPGA.
     """
 
     rows: int = 8
@@ -102,6 +105,10 @@ class ArrayConfig:
         check_bool("activation_signed", self.activation_signed)
         check_choice("overflow", self.overflow, OVERFLOW_MODES)
         check_choice("pe", self.pe, PE_KINDS)
+        if self.pe == "serial" and self.overflow != "wrap":
+            raise ValueError(f"pe 'serial' needs overflow 'wrap' (a bit-serial sum is built "
+                             f"plane by plane, so clamping after every addition cannot be "
+                             f"exact), not {self.overflow!r}")
 
     @property
     def weight_range(self):
@@ -156,7 +163,7 @@ class ArrayConfig:
     @property
     def name(self):
         """A short label such as ``8x8-W4s-A4u-P16-wrap``, used in tables and build folders;
-        ``-dsp`` is appended for DSP cells."""
+        ``-dsp`` or ``-serial`` is appended for DSP or bit-serial cells."""
         sign = {True: "s", False: "u"}
         return (f"{self.rows}x{self.cols}-W{self.weight_bits}{sign[self.weight_signed]}"
                 f"-A{self.activation_bits}{sign[self.activation_signed]}"

@@ -19,13 +19,15 @@ class ArrayTiming(NamedTuple):
     ----------
     latency : int
         Cycles from the cycle an activation vector is accepted to the first cycle its result is
-        offered on ``results``: ``rows + skew + 4``.
+        offered on ``results``: ``rows + skew + 4``; ``rows + planes + 3`` with bit-serial cells
+        (``pe="serial"``), ``planes`` being the vector's activation bits.
     column_write : int
         Cycles from acceptance to the cycle column 0 writes the result into the result buffer;
         column ``c`` writes :func:`column_delay` ``(config, c)`` cycles later.
     result_depth : int
         Entries of the result buffer, a power of two of at least ``latency + 1``: enough credits
-        to accept a vector every cycle while ``results`` is always ready.
+        to accept a vector every ``interval`` cycles while ``results`` is always ready (with
+        bit-serial cells, for the fastest vectors: ``planes = 1``).
     load_hold : int
         Cycles the weight loader waits, after the first vector of a tile is accepted, before it
         takes the first row of the next tile (so the shadow registers are not overwritten before
@@ -33,33 +35,43 @@ class ArrayTiming(NamedTuple):
     skew : int
         Cycles between the first and the last column: the last column's
         :func:`column_delay`.
+    interval : int
+        Cycles between the vectors the array accepts at full rate: 1, or ``planes`` with
+        bit-serial cells.
     """
     latency: int
     column_write: int
     result_depth: int
     load_hold: int
     skew: int
+    interval: int
 
 
 def column_delay(config, column):
     """Cycles after column 0 that column ``column`` of an array of ``config`` gets an activation
     and writes a result: one a column with LUT cells, one a pair of columns with DSP cells
-    (``pe="dsp"``: both columns of a pair work in the same cycle)."""
-    return column // 2 if config.pe == "dsp" else column
+    (``pe="dsp"``: both columns of a pair work in the same cycle), none with bit-serial cells
+    (``pe="serial"``: a row's activation bit reaches all its cells in the same cycle)."""
+    return {"dsp": column // 2, "serial": 0}.get(config.pe, column)
 
 
-def array_timing(config):
+def array_timing(config, planes=None):
     """The :class:`ArrayTiming` of an array built from ``config`` (an
-    :class:`~systolix.config.ArrayConfig`)."""
+    :class:`~systolix.config.ArrayConfig`), for vectors of ``planes`` activation bits with
+    bit-serial cells (default ``config.activation_bits``; other cells ignore it)."""
     skew = column_delay(config, config.cols - 1)
-    latency = config.rows + skew + 4
-    return ArrayTiming(
-        latency=latency,
-        column_write=config.rows + 2,
-        result_depth=1 << latency.bit_length(),
-        load_hold=max(skew - 2, 0),
-        skew=skew,
-    )
+    if config.pe != "serial":
+        latency = config.rows + skew + 4
+        return ArrayTiming(latency=latency, column_write=config.rows + 2,
+                           result_depth=1 << latency.bit_length(),
+                           load_hold=max(skew - 2, 0), skew=skew, interval=1)
+    planes = config.activation_bits if planes is None else planes
+    if not 1 <= planes <= config.activation_bits:
+        raise ValueError(f"planes must be an integer in 1..{config.activation_bits}, "
+                         f"not {planes!r}")
+    return ArrayTiming(latency=config.rows + planes + 3, column_write=config.rows + planes + 1,
+                       result_depth=1 << (config.rows + 4).bit_length(), load_hold=0,
+                       skew=0, interval=planes)
 
 
 REQUANT_LATENCY = 5

@@ -49,13 +49,14 @@ class ArrayModel:
     """
 
     def __init__(self, config):
-        self.rows = config.rows
+        self.config, self.rows = config, config.rows
         self.timing = array_timing(config)
         self.shadow_full, self.load_row, self.load_hold, self.write_pending = False, 0, 0, False
         self.credits, self.need_swap = self.timing.result_depth, True
         # Whether a result is complete (its last column written) in each of the coming cycles.
         self.completes = deque([False] * (self.timing.latency - 2))
         self.level, self.results_valid = 0, False
+        self.busy = 0       # cycles before a bit-serial array's serializer takes a vector
 
     @property
     def weights_ready(self):
@@ -63,23 +64,28 @@ class ArrayModel:
 
     @property
     def activations_ready(self):
-        return self.credits != 0 and (not self.need_swap or (self.shadow_full
-                                                             and not self.write_pending))
+        return self.credits != 0 and self.busy == 0 and (
+            not self.need_swap or (self.shadow_full and not self.write_pending))
 
-    def step(self, take_weight, accept, accept_last, results_ready):
+    def step(self, take_weight, accept, accept_last, results_ready, planes=None):
         """Register updates at the end of a cycle in which a weight row was taken
-        (``take_weight``), a vector accepted (``accept``, with its ``last`` flag) and
-        ``results`` was ready or not. Returns whether a result was sent."""
+        (``take_weight``), a vector accepted (``accept``, with its ``last`` flag and, with
+        bit-serial cells, its ``planes``: default ``activation_bits``) and ``results`` was
+        ready or not. Returns whether a result was sent."""
         sent = self.results_valid and results_ready
         read = self.level != 0 and (not self.results_valid or results_ready)
         complete = self.completes.popleft()
+        self.completes.append(False)
+        self.busy = max(self.busy - 1, 0)
         self.write_pending = take_weight
         if take_weight:
             self.shadow_full = self.load_row == self.rows - 1
             self.load_row = (self.load_row + 1) % self.rows
         self.load_hold = max(self.load_hold - 1, 0)
-        self.completes.append(accept)
         if accept:
+            timing = array_timing(self.config, planes)
+            self.completes[timing.column_write + timing.skew - 1] = True
+            self.busy = timing.interval - 1
             if self.need_swap:
                 self.shadow_full, self.load_hold = False, self.timing.load_hold
             self.need_swap = accept_last
@@ -90,7 +96,7 @@ class ArrayModel:
 
 
 def simulate_array_cycles(config, tile_lengths, *, weight_offer=None, activation_offer=None,
-                          result_ready=None, max_cycles=None):
+                          result_ready=None, max_cycles=None, planes=None):
     """Predict the transfer cycles of a run of a :class:`SystolicArray`.
 
     Parameters
@@ -104,6 +110,8 @@ def simulate_array_cycles(config, tile_lengths, *, weight_offer=None, activation
     max_cycles : int, optional
         Give up after this many cycles (default: the length of the patterns, or a bound
         generous enough for a stall-free run).
+    planes : sequence of int, optional
+        The bit-planes of every vector (bit-serial cells; default ``activation_bits``).
 
     Returns
     -------
@@ -112,11 +120,12 @@ def simulate_array_cycles(config, tile_lengths, *, weight_offer=None, activation
     rows = config.rows
     timing = array_timing(config)
     lasts = [i == n - 1 for n in tile_lengths for i in range(n)]
+    planes = [config.activation_bits] * len(lasts) if planes is None else list(planes)
     if max_cycles is None:
         given = [len(p) for p in (weight_offer, activation_offer, result_ready) if p is not None]
         max_cycles = min(given) if given else (
             (len(tile_lengths) + 1) * (rows + timing.load_hold + timing.latency + 4)
-            + 2 * len(lasts))
+            + 2 * sum(array_timing(config, p).interval for p in planes))
     always = np.ones(max_cycles, dtype=bool)
     weight_offer = always if weight_offer is None else weight_offer
     activation_offer = always if activation_offer is None else activation_offer
@@ -138,6 +147,6 @@ def simulate_array_cycles(config, tile_lengths, *, weight_offer=None, activation
                 source.sent += 1
                 source.presenting = False
         if array.step(take_weight, accept, accept and lasts[activations.sent - 1],
-                      bool(result_ready[cycle])):
+                      bool(result_ready[cycle]), planes[activations.sent - 1]):
             cycles.results.append(cycle)
     return StreamCycles(tuple(cycles.weights), tuple(cycles.activations), tuple(cycles.results))

@@ -22,10 +22,10 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from systolix.codec import decode, encode
 from systolix.config import ArrayConfig
-from systolix.hw.array import activations_layout, results_layout
+from systolix.hw.array import results_layout
 from systolix.memory_map import weights_layout
 from systolix.sim.golden.cycles import simulate_array_cycles
-from systolix.sim.testbench.scenarios import make_stimulus
+from systolix.sim.testbench.scenarios import activation_words, make_stimulus
 
 __all__ = ["StreamSource", "StreamSink", "Checker", "reset", "run_scenario", "run_stimulus"]
 
@@ -139,21 +139,20 @@ async def run_stimulus(dut, config, name, tiles, stimulus, results=False):
     it; return its report entry, with the partial sums of every vector (``results``, a list per
     tile) if ``results``."""
     weight_words = [encode(weights_layout(config), row) for w in stimulus.weights for row in w]
-    activation_words = [encode(activations_layout(config), {"data": row,
-                                                            "last": index == len(x) - 1})
-                        for x in stimulus.activations for index, row in enumerate(x)]
+    activations = activation_words(config, stimulus)
     sources = [StreamSource(dut, "weights", weight_words, stimulus.weight_offer),
-               StreamSource(dut, "activations", activation_words, stimulus.activation_offer)]
+               StreamSource(dut, "activations", activations, stimulus.activation_offer)]
     sink = StreamSink(dut, "results", stimulus.result_ready)
     predicted = simulate_array_cycles(
         config, tiles, weight_offer=stimulus.weight_offer,
-        activation_offer=stimulus.activation_offer, result_ready=stimulus.result_ready)
+        activation_offer=stimulus.activation_offer, result_ready=stimulus.result_ready,
+        planes=stimulus.planes)
     checker = Checker(config, stimulus, predicted)
 
     await reset(dut)
     started = time.perf_counter()
     cycle = 0
-    while cycle < stimulus.cycles and len(sink.words) < len(activation_words):
+    while cycle < stimulus.cycles and len(sink.words) < len(activations):
         for component in (*sources, sink):
             component.drive(cycle)
         await ReadOnly()
@@ -170,7 +169,7 @@ async def run_stimulus(dut, config, name, tiles, stimulus, results=False):
 
     entry = {
         "name": name,
-        "vectors": len(activation_words),
+        "vectors": len(activations),
         "overflows": stimulus.overflows,
         "mismatches": checker.mismatches,
         "cycle_mismatches": checker.cycle_mismatches,

@@ -15,7 +15,8 @@ from systolix.sim.testbench.scenarios import scenario
 from systolix.sim.transport import design_folder
 from systolix.timing import array_timing
 
-__all__ = ["ARRAY_CONFIGS", "DSP_ARRAY_CONFIGS", "array_scenarios", "run_array_suite",
+__all__ = ["ARRAY_CONFIGS", "DSP_ARRAY_CONFIGS", "SERIAL_ARRAY_CONFIGS", "array_scenarios",
+           "run_array_suite",
            "run_array_gemms", "run_engine"]
 
 
@@ -59,6 +60,20 @@ DSP_ARRAY_CONFIGS = tuple(ArrayConfig.from_name(name) for name in (
     "2x4-W4u-A4u-P9-wrap-dsp",
     "8x8-W4s-A4u-P12-wrap-dsp",
     "6x10-W8s-A8u-P14-saturate-dsp",
+))
+
+
+#: Arrays of bit-serial cells (``pe="serial"``, wrap-around only): either signedness, 1- to
+#: 8-bit codes, square and not, and the 8x8 W4/A4 array of the density benchmark. Each vector
+#: of the random scenarios has its own number of bit-planes. The first runs in the default
+#: test tier.
+SERIAL_ARRAY_CONFIGS = tuple(ArrayConfig.from_name(name) for name in (
+    "3x5-W2s-A3u-P6-wrap-serial",
+    "4x4-W4s-A4s-P8-wrap-serial",
+    "1x1-W1u-A1u-P2-wrap-serial",
+    "5x3-W3u-A2s-P7-wrap-serial",
+    "8x8-W4s-A4u-P16-wrap-serial",
+    "6x10-W8s-A8u-P14-wrap-serial",
 ))
 
 

@@ -15,15 +15,18 @@ from amaranth.sim import Simulator
 
 from systolix.codec import decode, encode
 from systolix.config import ArrayConfig
-from systolix.hw.array import SystolicArray, activations_layout, results_layout
+from systolix.hw.array import SystolicArray, results_layout
 from systolix.memory_map import weights_layout
 from systolix.sim.golden.cycles import simulate_array_cycles
-from systolix.sim.testbench.scenarios import make_stimulus, scenario
+from systolix.sim.testbench.scenarios import activation_words, make_stimulus, scenario
 from systolix.sim.testbench.suite import array_scenarios
 
-# 1x1, non-square both ways, wrap and saturate, accumulators that overflow.
+# 1x1, non-square both ways, wrap and saturate, accumulators that overflow; bit-serial cells
+# with signed and unsigned codes and random bit-planes per vector.
 CONFIGS = ["1x1-W2s-A2s-P3-wrap", "1x1-W8s-A8s-P12-saturate", "3x5-W2s-A3u-P6-saturate",
-           "5x3-W3u-A2s-P7-wrap", "4x4-W4s-A4s-P8-saturate", "2x6-W8s-A8u-P14-wrap"]
+           "5x3-W3u-A2s-P7-wrap", "4x4-W4s-A4s-P8-saturate", "2x6-W8s-A8u-P14-wrap",
+           "1x1-W2s-A2s-P3-wrap-serial", "3x5-W2s-A3u-P6-wrap-serial",
+           "4x4-W4s-A4s-P8-wrap-serial", "2x6-W8u-A8s-P9-wrap-serial"]
 
 
 def run_scenario(config, spec, *, array=None):
@@ -36,9 +39,7 @@ def run_scenario(config, spec, *, array=None):
     beats = {
         "weights": [encode(weights_layout(config), row)
                     for w in stimulus.weights for row in w],
-        "activations": [encode(activations_layout(config), {"data": row,
-                                                            "last": index == len(x) - 1})
-                        for x in stimulus.activations for index, row in enumerate(x)],
+        "activations": activation_words(config, stimulus),
     }
     offers = {"weights": stimulus.weight_offer, "activations": stimulus.activation_offer}
     cycles = {"weights": [], "activations": [], "results": []}
@@ -86,7 +87,8 @@ def check(config, spec, stimulus, results, cycles):
     assert results == want, f"{config.name} {spec['name']}: results differ"
     model = simulate_array_cycles(config, spec["tiles"], weight_offer=stimulus.weight_offer,
                                   activation_offer=stimulus.activation_offer,
-                                  result_ready=stimulus.result_ready)
+                                  result_ready=stimulus.result_ready,
+                                  planes=stimulus.planes)
     for stream in ("weights", "activations", "results"):
         assert cycles[stream] == list(getattr(model, stream)), (
             f"{config.name} {spec['name']}: {stream} transfer cycles differ")

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from systolix.sim.testbench.suite import ARRAY_CONFIGS, DSP_ARRAY_CONFIGS, run_array_suite
+from systolix.sim.testbench.suite import (ARRAY_CONFIGS, DSP_ARRAY_CONFIGS,
+                                          SERIAL_ARRAY_CONFIGS, run_array_suite)
 
 SIMULATOR = os.environ.get("SIM", "verilator")
 
@@ -21,7 +22,9 @@ def can_overflow(config):
 
 @pytest.mark.parametrize("config", [
     *ARRAY_CONFIGS, *DSP_ARRAY_CONFIGS[:2],
-    *(pytest.param(config, marks=pytest.mark.slow) for config in DSP_ARRAY_CONFIGS[2:])],
+    *(pytest.param(config, marks=pytest.mark.slow) for config in DSP_ARRAY_CONFIGS[2:]),
+    *SERIAL_ARRAY_CONFIGS[:1],
+    *(pytest.param(config, marks=pytest.mark.slow) for config in SERIAL_ARRAY_CONFIGS[1:])],
     ids=lambda config: config.name)
 def test_array_bit_exact_and_cycle_exact(config, tmp_path):
     report = run_array_suite(config, simulator=SIMULATOR, build_root=tmp_path)

@@ -30,16 +30,32 @@ def test_dsp_cells_shorten_the_latency():
         assert all(r - a == timing.latency for a, r in zip(cycles.activations, cycles.results))
 
 
-@pytest.mark.parametrize("pe", ["lut", "dsp"])
+def test_bit_serial_cells_take_a_cycle_a_plane():
+    """A vector of b-bit codes takes b cycles on bit-serial cells, whatever the array's
+    activation bits; its result comes rows + b + 3 cycles after it was accepted."""
+    config = ArrayConfig(rows=8, cols=8, pe="serial")
+    planes = [4] * 20 + [2] * 20 + [1] * 20
+    cycles = simulate_array_cycles(config, [60], planes=planes)
+    assert list(np.diff(cycles.activations)) == planes[:-1]
+    assert [r - a for a, r in zip(cycles.activations, cycles.results)] == [
+        config.rows + p + 3 for p in planes]
+    assert array_timing(config, 2).latency == config.rows + 2 + 3
+    with pytest.raises(ValueError, match=r"^planes must be an integer in 1\.\.4, not 5$"):
+        array_timing(config, 5)
+
+
+@pytest.mark.parametrize("pe", ["lut", "dsp", "serial"])
 def test_next_tile_loads_while_the_current_one_computes(pe):
     config = ArrayConfig(rows=6, cols=9, pe=pe)
     timing = array_timing(config)
-    long = timing.load_hold + config.rows + 2
+    # A tile is loaded in load_hold + rows + 2 cycles: as many vectors at 1 cycle each, or
+    # a quarter as many 4-bit vectors on bit-serial cells.
+    long = -(-(timing.load_hold + config.rows + 2) // timing.interval)
     cycles = simulate_array_cycles(config, [long, long, long])
-    assert np.all(np.diff(cycles.activations) == 1)
+    assert np.all(np.diff(cycles.activations) == timing.interval)
     # One vector shorter and the array waits for the next tile.
     short = simulate_array_cycles(config, [long - 1, long])
-    assert np.diff(short.activations).max() == 2
+    assert np.diff(short.activations).max() > timing.interval
 
 
 def test_credits_bound_the_vectors_in_flight():

@@ -39,7 +39,7 @@ def test_config_is_frozen_and_named():
 
 
 @pytest.mark.parametrize("name", ["8x8-W4s-A4u-P12-wrap", "3x5-W2s-A3u-P6-saturate-dsp",
-                                  "1x32-W8u-A1s-P32-wrap"])
+                                  "1x32-W8u-A1s-P32-wrap", "4x4-W4s-A4u-P16-wrap-serial"])
 def test_names_round_trip(name):
     assert ArrayConfig.from_name(name).name == name
 
@@ -52,7 +52,15 @@ def test_processing_element_field():
     assert config.dsp_operand_bits == 13
     assert dataclasses.replace(config, weight_signed=False,
                                activation_signed=False).dsp_operand_bits == 12
-    with pytest.raises(ValueError, match=r"^pe must be one of 'lut', 'dsp', not 'bits'$"):
+    with pytest.raises(ValueError, match=r"^pe must be one of 'lut', 'dsp', 'serial', "
+                                         r"not 'bits'$"):
         ArrayConfig.from_name("8x8-W4s-A4u-P12-wrap-bits")
     with pytest.raises(ValueError, match=r"^config must be a name like 8x8-W4s-A4u-P16-wrap"):
         ArrayConfig.from_name("8x8-W4s-A4u-P12")
+
+
+def test_bit_serial_cells_refuse_saturation():
+    with pytest.raises(ValueError, match=r"^pe 'serial' needs overflow 'wrap' \(a bit-serial "
+                                         r"sum is built plane by plane, so clamping after every "
+                                         r"addition cannot be exact\), not 'saturate'$"):
+        ArrayConfig.from_name("4x4-W4s-A4u-P8-saturate-serial")

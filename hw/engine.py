@@ -67,7 +67,9 @@ class InferenceEngine(wiring.Component):
 
     Throughput: one array tile-vector a cycle while the requantization units keep up, i.e. in
     layers with at least ``cols / requant_lanes`` K tiles; otherwise ``cols / requant_lanes``
-    cycles per vector and output tile. :func:`systolix.sim.golden.engine.engine_cycles` gives
+    cycles per vector and output tile. With bit-serial cells (``pe="serial"``) a tile-vector
+    takes as many cycles as the layer's input bits (the record's ``input_bits``, one more for
+    unsigned codes on an array of signed ones: :func:`~systolix.timing.vector_planes`). :func:`systolix.sim.golden.engine.engine_cycles` gives
     the exact cycle count of a run.
 
     Parameters

@@ -139,6 +139,8 @@ class ActivationFeeder(wiring.Component):
                                     shape=rows * activation_bits)).array(2)
         The two activation buffers (synchronous read ports): both read, one chosen.
     activations : Out(stream.Signature(activations_layout(config)))
+        With bit-serial cells its ``planes`` are the layer's
+        (:func:`~systolix.timing.vector_planes`).
     """
 
     def __init__(self, config, memories, program_width=PROGRAM_WORD_BITS, *, windows=True):
@@ -175,6 +177,11 @@ class ActivationFeeder(wiring.Component):
         words, out = reader.words, self.activations
         m.d.comb += [out.valid.eq(words.valid), words.ready.eq(out.ready),
                      out.payload.last.eq(words.payload.last)]
+        if config.pe == "serial":
+            # The layer's input bits (one more for unsigned codes on an array of signed ones:
+            # its top bit-plane is the sign): systolix.timing.vector_planes.
+            m.d.comb += out.payload.planes.eq(
+                layer.input_bits + (config.activation_signed & ~layer.input_signed))
         feeding = Signal()
         with m.If(self.start):
             m.d.sync += feeding.eq(1)

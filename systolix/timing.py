@@ -7,7 +7,7 @@ with are defined here, once.
 
 from typing import NamedTuple
 
-__all__ = ["ArrayTiming", "column_delay", "array_timing", "REQUANT_LATENCY",
+__all__ = ["ArrayTiming", "column_delay", "array_timing", "vector_planes", "REQUANT_LATENCY",
            "default_requant_lanes"]
 
 
@@ -72,6 +72,14 @@ def array_timing(config, planes=None):
     return ArrayTiming(latency=config.rows + planes + 3, column_write=config.rows + planes + 1,
                        result_depth=1 << (config.rows + 4).bit_length(), load_hold=0,
                        skew=0, interval=planes)
+
+
+def vector_planes(config, bits, signed):
+    """The bit-planes a bit-serial array of ``config`` takes for the vectors of a layer whose
+    input codes have ``bits`` bits (``signed`` or not): ``bits``, one more for unsigned codes
+    on an array of signed ones (whose top plane is the sign; the plane above an unsigned code
+    is 0)."""
+    return bits + int(config.activation_signed and not signed)
 
 
 REQUANT_LATENCY = 5

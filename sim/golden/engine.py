@@ -14,7 +14,7 @@ batch size.
 from typing import NamedTuple
 
 from systolix.memory_map import layer_records
-from systolix.timing import default_requant_lanes
+from systolix.timing import array_timing, default_requant_lanes, vector_planes
 
 from .components import (ActivationFeeder, KTileAccumulator, OutputStreamer, PostOps,
                          Requantizer, RequantIssuer, Sequencer, SyncFIFOBuffered, WeightFeeder,
@@ -60,9 +60,12 @@ def engine_cycles(config, images, batch, requant_lanes=None):
     requantizer, writeback = Requantizer(), Writeback()
     output_streamer = OutputStreamer(lanes)
     total = len(images.weights)
-    # More than any run takes: every result a cycle per channel, and the pipelines' fill.
+    # More than any run takes: every result a cycle per channel (per bit-plane too with
+    # bit-serial cells), and the pipelines' fill.
+    interval = array_timing(config).interval
     limit = 1000 * len(records) + 4 * total + sum(
         batch * record["positions"] * (record["k_tiles"] * record["n_tiles"] * config.cols
+                                       * interval
                                        + record["c_tiles"] * (record["kernel_height"]
                                                               * record["kernel_width"]
                                                               + 2 + config.rows))
@@ -97,7 +100,8 @@ def engine_cycles(config, images, batch, requant_lanes=None):
         weight_feeder.step(sequencer.header_done, total, weights_ready)
         activation_feeder.step(sequencer.layer_start and gemm, running, activations_ready,
                                record, batch)
-        array.step(take_weight, accept, accept_last, results_ready)
+        array.step(take_weight, accept, accept_last, results_ready,
+                   vector_planes(config, record["input_bits"], record["input_signed"]))
         accumulator.step(sink_take, running, bounds)
         queue.step(sums_valid, vectors_ready)
         issuer.step(take_vector, running, bounds)

@@ -286,3 +286,36 @@ def test_start_with_no_vectors_rewinds_the_input():
     last = program.layers[-1]
     assert unpack_outputs([code for code, _ in outputs], last.output_bits, last.output_signed) \
         == run_program(program, codes).reshape(-1).tolist()
+
+
+def mixed_program(rng, config, sizes, bits):
+    """:func:`live_program` whose layer ``l`` takes ``bits[l]`` = (bits, signed) input codes
+    (the hidden layers' output codes follow)."""
+    layers = random_program(rng, config, sizes).layers
+    outputs = [*bits[1:], (layers[-1].output_bits, layers[-1].output_signed)]
+    layers = [dataclasses.replace(layer, input_bits=bits[index][0], input_signed=bits[index][1],
+                                  output_bits=output[0], output_signed=output[1],
+                                  output_zero_point=code_range(*output)[0],
+                                  output_low=code_range(*output)[0],
+                                  output_high=code_range(*output)[1])
+              for index, (layer, output) in enumerate(zip(layers, outputs))]
+    return program_of([live_constants(rng, layer, config.accumulator_bits)
+                       for layer in layers])
+
+
+@pytest.mark.parametrize("name, bits", [
+    ("3x4-W4s-A4u-P14-wrap-serial", [(4, False), (2, False), (4, False), (1, False)]),
+    # An unsigned layer on signed codes takes one plane more (its sign plane is 0).
+    ("4x2-W3s-A4s-P12-wrap-serial", [(4, True), (2, False), (3, True)]),
+])
+def test_bit_serial_cells_mixed_precision(name, bits):
+    """Bit-serial cells: each layer's vectors take as many cycles as its input bits, bit-exact
+    and cycle-exact; 2-bit layers make the run shorter than 4-bit ones."""
+    rng = np.random.default_rng(len(bits))
+    config = ArrayConfig.from_name(name)
+    program = mixed_program(rng, config, [9, 7, 11, 5][:len(bits) + 1], bits)
+    assert check_program(program, config, [3, 1], rng, stall=0.2, windows=len(bits) == 3) > 1
+    wide = mixed_program(np.random.default_rng(len(bits)), config,
+                         [9, 7, 11, 5][:len(bits) + 1], [bits[0]] * len(bits))
+    assert engine_cycles(config, pack(program, config), 3).compute \
+        < engine_cycles(config, pack(wide, config), 3).compute

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from systolix.config import ArrayConfig
+from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.golden.program import run_program
 from systolix.sim.testbench.suite import run_engine
 from systolix.sw import digits_mlp, lower, quantize
@@ -179,3 +180,23 @@ def test_random_graphs(tmp_path, graph, seed, rows, cols):
     outputs = np.concatenate([np.reshape(run["outputs"], (run["batch"], -1)) for run in runs])
     np.testing.assert_array_equal(outputs, run_program(program, codes[:len(outputs)]))
     assert len(set(outputs.ravel().tolist())) > 1
+
+
+@pytest.mark.parametrize("config, bits, images", [
+    ("8x8-W4s-A4u-P16-wrap-serial", (4, 2, 2), 40),
+    pytest.param("6x10-W4s-A4s-P14-wrap-serial", (4, 2, 3), 200, marks=pytest.mark.slow),
+])
+def test_digits_bit_serial_cells(digits, tmp_path, config, bits, images):
+    """Bit-serial cells (``pe="serial"``) with the digits MLP's layers at 4, 2 and 2 (or 3)
+    input bits: bit-exact and cycle-exact, and the 2-bit layers make it faster than at 4 bits
+    (cycle model, checked against the hardware by the run)."""
+    config = ArrayConfig.from_name(config)
+    options = dict(weight_bits=4, accumulator_bits=config.accumulator_bits, method="a2q")
+    program, hardware_accuracy, cycles = run_model(
+        digits, config, images, [images // 2, images - images // 2], tmp_path,
+        activation_bits=bits, **options)
+    assert hardware_accuracy > 0.8
+    model, data = digits
+    wide = lower(quantize(model, data.x_train, activation_bits=4, **options))
+    assert cycles < engine_cycles(config, pack(wide, config), images // 2).compute \
+        / (images // 2)

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from systolix.config import ArrayConfig, check_choice, code_range
-from systolix.hw.array import SystolicArray
+from systolix.hw.array import SystolicArray, activation_beat
 from systolix.timing import array_timing, default_requant_lanes
 from systolix.hw.engine import InferenceEngine
 from systolix.sim.golden.engine import engine_cycles
@@ -79,7 +79,8 @@ def array_workload(array, *, tiles=3, vectors=16, seed=0):
         for tile in activations:
             for index, vector in enumerate(tile):
                 ctx.set(array.activations.payload,
-                        {"data": [int(code) for code in vector], "last": index == vectors - 1})
+                        activation_beat(config, [int(code) for code in vector],
+                                        index == vectors - 1))
                 ctx.set(array.activations.valid, 1)
                 await ctx.tick().until(array.activations.ready)
         ctx.set(array.activations.valid, 0)

@@ -12,7 +12,8 @@ from systolix.timing import array_timing, column_delay
 from .mac import (DSPProcessingPair, ProcessingElement, SerialProcessingElement,
                   accumulator_shape, activation_shape)
 
-__all__ = ["count_up_down", "activations_layout", "results_layout", "SystolicArray"]
+__all__ = ["count_up_down", "activations_layout", "activation_beat", "results_layout",
+           "SystolicArray"]
 
 
 def count_up_down(m, counter, nonzero, up, down):
@@ -41,6 +42,15 @@ def activations_layout(config):
     if config.pe == "serial":
         fields["planes"] = range(1, config.activation_bits + 1)
     return data.StructLayout(fields)
+
+
+def activation_beat(config, data, last, planes=None):
+    """A payload of the ``activations`` stream as a dict: ``data``, ``last`` and, with
+    bit-serial cells, ``planes`` (default ``activation_bits``)."""
+    beat = {"data": data, "last": last}
+    if config.pe == "serial":
+        beat["planes"] = config.activation_bits if planes is None else planes
+    return beat
 
 
 def results_layout(config):

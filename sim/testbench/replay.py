@@ -18,7 +18,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from systolix.codec import decode, encode
 from systolix.config import ArrayConfig
-from systolix.hw.array import activations_layout, results_layout
+from systolix.hw.array import activation_beat, activations_layout, results_layout
 from systolix.memory_map import weights_layout
 from systolix.sim.testbench.array import StreamSink, StreamSource, reset
 from systolix.timing import array_timing
@@ -36,7 +36,7 @@ async def replay(dut):
     cycles = config.rows + len(vectors) + timing.load_hold + 2 * timing.latency + 16
     weights = [encode(weights_layout(config), row) for row in spec["tile"]]
     activations = [encode(activations_layout(config),
-                          {"data": vector, "last": index == len(vectors) - 1})
+                          activation_beat(config, vector, index == len(vectors) - 1))
                    for index, vector in enumerate(vectors)]
     always = [True] * cycles
     sources = [StreamSource(dut, "weights", weights, always),

@@ -22,7 +22,7 @@ import numpy as np
 
 from systolix.codec import encode
 from systolix.config import code_range
-from systolix.hw.array import activations_layout
+from systolix.hw.array import activation_beat, activations_layout
 from systolix.timing import array_timing
 from systolix.sim.golden import array_matmul
 
@@ -144,12 +144,6 @@ def tile_stimulus(config, weights, activations, rng, offer=1.0, ready=1.0, plane
 def activation_words(config, stimulus):
     """The ``activations`` payloads of a :class:`Stimulus`, as integers."""
     planes = iter(stimulus.planes)
-    words = []
-    for x in stimulus.activations:
-        for index, row in enumerate(x):
-            beat = {"data": row, "last": index == len(x) - 1}
-            vector_planes = next(planes)
-            if config.pe == "serial":
-                beat["planes"] = vector_planes
-            words.append(encode(activations_layout(config), beat))
-    return words
+    return [encode(activations_layout(config),
+                   activation_beat(config, row, index == len(x) - 1, next(planes)))
+            for x in stimulus.activations for index, row in enumerate(x)]

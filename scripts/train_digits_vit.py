@@ -186,7 +186,8 @@ def main():
             if quantizing:
                 model = to_model(network)
                 network.quantizers = calibrate(model, data.x_train, BITS)
-                network.wide = calibrate_wide(model, data.x_train)
+                network.wide = calibrate_wide(model, data.x_train, BITS,
+                                              network.quantizers)
             for batch in torch.randperm(len(images), generator=generator).split(64):
                 optimizer.zero_grad()
                 nn.functional.cross_entropy(network(shifted(batch)), y[batch]).backward()

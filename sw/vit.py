@@ -19,9 +19,11 @@ product, everything else in float ("dequantize before every matmul").
   operands (:class:`MatMulLayer`: ``Q K^T`` and ``softmax(.) V``); the scales are applied once,
   after the product, by the requantizer;
 - the tensors that no product reads are codes of ``residual_bits`` (8 by default, signed,
-  symmetric, scale from the calibration maximum): the residual stream, the scores (in ``2^-F``
-  steps of ``log2``, the softmax's input: the requantizer of ``Q K^T`` folds ``log2 e /
-  sqrt(d_head)`` into its multiplier), the MLP's hidden layer before the GELU, the logits;
+  symmetric, :func:`calibrate_wide`: the clipping of least squared error on the values of the
+  dequantize-first model): the residual stream, the scores (in ``2^-F`` steps of ``log2``, the
+  softmax's input, with a zero point: :func:`score_quantizer`; the requantizer of ``Q K^T``
+  folds ``log2 e / sqrt(d_head)`` into its multiplier), the MLP's hidden layer before the
+  GELU, the logits;
 - softmax, LayerNorm and GELU are the integer layers of :mod:`systolix.sim.golden.nonlinear`;
   residual adds are :class:`AddLayer` records.
 """
@@ -32,9 +34,11 @@ import numpy as np
 
 from systolix.layer import (AddLayer, GeluLayer, IntegerLayer, LayerNormLayer, MatMulLayer,
                             SoftmaxLayer, Window)
-from systolix.numeric import MULTIPLIER_BITS
+from systolix.config import code_range
+from systolix.numeric import CODE_BITS, MULTIPLIER_BITS
 from systolix.sim.golden import run_program
-from systolix.sim.golden.nonlinear import GELU_A, NORM_BITS, RECIPROCAL_BITS, gelu_constants
+from systolix.sim.golden.nonlinear import (GELU_A, NORM_BITS, RECIPROCAL_BITS, float_softmax,
+                                           gelu_constants)
 
 from .a2q import signed_bits
 from .integerize import accumulator_widths
@@ -42,7 +46,7 @@ from .models import accuracy
 from .program import IntegerProgram
 from .quant import QuantParams, activation_params, fixed_point_multiplier, symmetric_params
 
-__all__ = ["calibrate", "calibrate_wide", "weight_quantizer", "fake_quantized_forward",
+__all__ = ["calibrate", "calibrate_wide", "score_quantizer", "weight_quantizer", "fake_quantized_forward",
            "lower_vit", "vit_accuracies"]
 
 
@@ -67,42 +71,62 @@ def calibrate(model, images, bits):
             for name, value in seen.items()}
 
 
-def fake_quantized_forward(model, images, weight_bits, quantizers):
+def fake_quantized_forward(model, images, weight_bits, quantizers, observe=None):
     """The logits of ``images`` with every weight quantized to ``weight_bits`` and every
     activation operand of a matrix product to its quantizer of ``quantizers``
-    (:func:`calibrate`), dequantized before the product; the rest in float."""
+    (:func:`calibrate`), dequantized before the product; the rest in float. ``observe`` as for
+    :meth:`~systolix.sw.models.VisionTransformer.forward`."""
     params = dict(model.params)
     for name, value in model.params.items():
         if name.endswith("_weight") and value.ndim == 2:
             params[name] = weight_quantizer(value, weight_bits).fake_quantize(value)
     fake = type(model)(params, model.heads, model.patch, model.side)
-    return fake.forward(images, lambda name, value: quantizers[name].fake_quantize(value))
+    return fake.forward(images, lambda name, value: quantizers[name].fake_quantize(value),
+                        observe)
 
 
-def calibrate_wide(model, images, bits=8):
+def calibrate_wide(model, images, weight_bits, quantizers, bits=8):
     """The quantizers of the tensors of ``model`` that no matrix product reads (the
     ``observe`` points of :meth:`~systolix.sw.models.VisionTransformer.forward`), by name, from
-    the float activations of ``images``: signed symmetric ``bits``-bit codes scaled to the
-    largest magnitude; the scores (``scores``) in ``log2`` units, ``scale`` ``2^-F`` with the
-    largest ``F`` (0..8) at which the largest ``|score| log2 e`` fits ``2^(bits - 1) - 1``
-    codes (their quantizer's real value is ``score log2 e``)."""
+    their values in the dequantize-first model of ``weight_bits`` and ``quantizers``
+    (:func:`fake_quantized_forward`: the values the integer-only program's codes carry) on
+    ``images``: signed symmetric ``bits``-bit codes, the clipping of least squared error; the
+    scores (``scores``) by :func:`score_quantizer`."""
     seen = {}
 
     def record(name, value):
         seen[name] = value
         return value
 
-    model.forward(images, observe=record)
-    high = (1 << (bits - 1)) - 1
-    result = {}
-    for name, value in seen.items():
-        if name.endswith("scores"):
-            largest = float(np.abs(value).max()) * math.log2(math.e)
-            fraction = int(np.clip(math.floor(math.log2(high / largest)), 0, 8))
-            result[name] = QuantParams(bits, True, 2.0 ** -fraction, 0, -high - 1, high)
-        else:
-            result[name] = activation_params(value, bits, "symmetric", clipping="max")
-    return result
+    fake_quantized_forward(model, images, weight_bits, quantizers, record)
+    return {name: score_quantizer(value, bits) if name.endswith("scores") else
+            activation_params(value, bits, "symmetric", clipping="mse")
+            for name, value in seen.items()}
+
+
+def score_quantizer(scores, bits=8):
+    """The quantizer of attention scores ``scores`` (``(..., keys)``, the softmax's input) in
+    ``log2`` units: signed ``bits``-bit codes in steps of ``2^-F`` (``F`` 0..8), its real value
+    ``score log2 e``.
+
+    The softmax only sees differences within a row, so the zero point is free: the largest
+    calibration score goes to the highest code, and the low end clips where ``2^(bits - F)``
+    binary orders below it the probabilities are negligible. ``F`` is the one whose quantized
+    scores give the probabilities of least squared error against the float softmax of
+    ``scores``."""
+    low, high = code_range(bits, True)
+    exact = float_softmax(scores)
+    units = np.asarray(scores) * math.log2(math.e)
+    best = None
+    for fraction in range(CODE_BITS + 1):
+        params = QuantParams(bits, True, 2.0 ** -fraction,
+                             int(np.clip(high - math.ceil(units.max() * 2 ** fraction), low,
+                                         high)), low, high)
+        error = np.sum((float_softmax(params.fake_quantize(units) / math.log2(math.e))
+                        - exact) ** 2)
+        if best is None or error < best[0]:
+            best = (error, params)
+    return best[1]
 
 
 def _shift_for(largest, bits=MULTIPLIER_BITS):
@@ -124,7 +148,7 @@ def lower_vit(model, calibration, weight_bits=4, activation_bits=4, residual_bit
         codes the logits (:meth:`~IntegerProgram.decode_output`).
     """
     quantizers = calibrate(model, calibration, activation_bits)
-    wide = calibrate_wide(model, calibration, residual_bits)
+    wide = calibrate_wide(model, calibration, weight_bits, quantizers, residual_bits)
     grid = model.side // model.patch
     tokens, width, heads = model.tokens, model.width, model.heads
     head_width = width // heads

@@ -1,6 +1,8 @@
 """The digits vision transformer: its float model, the dequantize-first reference and the
 integer-only program of operand reordering."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -8,7 +10,10 @@ from systolix.layer import MatMulLayer
 from systolix.sim.golden import run_layer, run_program
 from systolix.sw.models import VisionTransformer, accuracy, digits_vit
 from systolix.sw.program import IntegerProgram
-from systolix.sw.vit import calibrate, fake_quantized_forward, lower_vit, vit_accuracies
+from systolix.sim.golden.nonlinear import float_softmax
+from systolix.sw.quant import QuantParams
+from systolix.sw.vit import (calibrate, fake_quantized_forward, lower_vit, score_quantizer,
+                             vit_accuracies)
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +56,25 @@ def test_fake_quantized_forward_at_high_bits_is_the_float_model():
     quantizers = calibrate(model, data.x_train, 8)
     fake = fake_quantized_forward(model, data.x_test[:50], 8, quantizers)
     assert np.abs(fake - model.forward(data.x_test[:50])).max() < 0.5
+
+
+def test_score_quantizer_keeps_the_largest_score_and_the_probabilities():
+    """The scores' zero point puts the largest calibration score at the highest code, and
+    ``F`` gives probabilities closer to the float softmax than the symmetric codes of the
+    largest ``F`` at which every score fits."""
+    scores = np.random.default_rng(0).normal(0.0, 2.0, (100, 2, 16, 16)) + 3.0
+    units = scores * math.log2(math.e)
+    params = score_quantizer(scores)
+    assert params.quantize(units.max()) == 127 and params.zero_point != 0
+
+    def error(quantizer):
+        probabilities = float_softmax(quantizer.fake_quantize(units) / math.log2(math.e))
+        return np.sum((probabilities - float_softmax(scores)) ** 2)
+
+    fraction = math.floor(math.log2(127 / np.abs(units).max()))
+    symmetric = QuantParams(8, True, 2.0 ** -fraction, 0, -128, 127)
+    assert -math.log2(params.scale) > fraction
+    assert error(params) < error(symmetric) / 2
 
 
 def test_program_is_integer_only(program):

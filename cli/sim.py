@@ -15,8 +15,8 @@ from systolix.sim.runner import SIMULATORS, simulator_environment
 from systolix.sim.testbench.suite import (ARRAY_CONFIGS, DSP_ARRAY_CONFIGS,
                                           SERIAL_ARRAY_CONFIGS, run_array_suite)
 from systolix.sim.transport import SimulationTransport
-from systolix.sw.default import (GOLDEN_WORKLOADS, WORKLOAD_MEMORIES, WORKLOADS,
-                                 default_program, golden_only)
+from systolix.sw.default import (GOLDEN_WORKLOADS, WORKLOAD_CONFIGS, WORKLOAD_MEMORIES,
+                                 WORKLOADS, default_program, golden_only, reference_accuracy)
 from systolix.sw.driver import Device
 from systolix.sw.models import accuracy
 from systolix.sw.pack import ideal_cycles, layer_tiles, pack
@@ -127,15 +127,18 @@ def run_sim(args):
     golden_only(workload)
     board = board_named(args.board) if args.board else None
     config = board.config if board else (ArrayConfig.from_name(args.config) if args.config
-                                         else DEFAULT_CONFIG)
+                                         else WORKLOAD_CONFIGS.get(workload, DEFAULT_CONFIG))
     loaded = None if args.model is None else IntegerProgram.load(args.model)
     simulator_environment(args.simulator)
     default, data, float_accuracy = default_program(config, workload)
     if loaded is None:
-        program, name = default, f"{WORKLOADS[workload]} (A2Q+)"
+        program = default
+        name = (f"{WORKLOADS[workload]} (A2Q+)" if workload in WORKLOADS
+                else GOLDEN_WORKLOADS[workload])
         memories = WORKLOAD_MEMORIES[workload]
+        reference = reference_accuracy(workload)
     else:
-        program, name, float_accuracy = loaded, str(args.model), None
+        program, name, float_accuracy, reference = loaded, str(args.model), None, None
         memories = MemoryConfig()
     memories = board.memories if board else memories
     accelerator = f"the {board.name}'s {config.name}" if board else f"the {config.name}"
@@ -181,6 +184,7 @@ def run_sim(args):
                                    f"weight memory is loaded at run time)"])
     if labels is not None:
         accuracies = [f"float {100 * float_accuracy:.1f} %" if float_accuracy else None,
+                      f"dequantize-first {100 * reference:.1f} %" if reference else None,
                       f"golden {100 * accuracy(golden.argmax(1), labels):.1f} %",
                       f"hardware {100 * accuracy(result.outputs.argmax(1), labels):.1f} %"]
         rows.append(["accuracy", ", ".join(a for a in accuracies if a)])
@@ -205,7 +209,9 @@ def register(subparsers):
     add_model_source(sim, "the array", tuple(WORKLOADS) + tuple(GOLDEN_WORKLOADS))
     array = sim.add_mutually_exclusive_group()
     array.add_argument("--config", help="the array, for example 8x8-W4s-A4u-P12-wrap "
-                       f"(default: {DEFAULT_CONFIG.name})")
+                       f"(default: {DEFAULT_CONFIG.name}; "
+                       + "; ".join(f"{config.name} for {workload}"
+                                   for workload, config in WORKLOAD_CONFIGS.items()) + ")")
     array.add_argument("--board", help="the array and memories of this board's accelerator, "
                        "for example icebreaker (weights in SPRAM: uploaded before the runs)")
     sim.add_argument("--images", type=integer(1),

@@ -28,13 +28,14 @@ product, everything else in float ("dequantize before every matmul").
   residual adds are :class:`AddLayer` records.
 """
 
+import dataclasses
 import math
 
 import numpy as np
 
 from systolix.layer import (AddLayer, GeluLayer, IntegerLayer, LayerNormLayer, MatMulLayer,
                             SoftmaxLayer, Window)
-from systolix.config import code_range
+from systolix.config import OVERFLOW_MODES, check_choice, check_int, code_range
 from systolix.numeric import CODE_BITS, MULTIPLIER_BITS
 from systolix.sim.golden import run_program
 from systolix.sim.golden.nonlinear import (GELU_A, NORM_BITS, RECIPROCAL_BITS, float_softmax,
@@ -46,8 +47,8 @@ from .models import accuracy
 from .program import IntegerProgram
 from .quant import QuantParams, activation_params, fixed_point_multiplier, symmetric_params
 
-__all__ = ["calibrate", "calibrate_wide", "score_quantizer", "weight_quantizer", "fake_quantized_forward",
-           "lower_vit", "vit_accuracies"]
+__all__ = ["calibrate", "calibrate_wide", "score_quantizer", "weight_quantizer",
+           "fake_quantized_forward", "lower_vit", "dequantize_first_accuracy", "vit_accuracies"]
 
 
 def weight_quantizer(weight, bits):
@@ -136,10 +137,17 @@ def _shift_for(largest, bits=MULTIPLIER_BITS):
     return bits - 2 - math.floor(math.log2(largest))
 
 
-def lower_vit(model, calibration, weight_bits=4, activation_bits=4, residual_bits=8):
+def lower_vit(model, calibration, weight_bits=4, activation_bits=4, residual_bits=8,
+              accumulator_bits=None, overflow="wrap"):
     """The integer-only program of ``model`` (a :class:`~systolix.sw.models.VisionTransformer`)
     quantized at ``weight_bits`` / ``activation_bits`` with the quantizers calibrated on the
     images ``calibration`` (see the module docstring).
+
+    ``accumulator_bits`` ``None``: each matrix product (:class:`IntegerLayer` and
+    :class:`MatMulLayer`) accumulates in the fewest bits in which no partial sum can overflow
+    (for any input codes, in any order). An integer: every one accumulates in that many bits
+    and ``overflow`` (an array's ``accumulator_bits`` and ``overflow``, so that the program
+    packs for it); :class:`ValueError` if a product could overflow them.
 
     Returns
     -------
@@ -243,7 +251,25 @@ def lower_vit(model, calibration, weight_bits=4, activation_bits=4, residual_bit
     norm_params = quantizers["norm"]
     norm = _layernorm(add, h, h_params, shape, p["norm_weight"], p["norm_bias"], norm_params)
     linear(norm, norm_params, p["head_weight"], p["head_bias"], wide["logits"], tile=tokens)
+    if accumulator_bits is not None:
+        layers = _accumulating(layers, accumulator_bits, overflow)
     return IntegerProgram(tuple(layers), input_params, wide["logits"], tuple(sources))
+
+
+def _accumulating(layers, bits, overflow):
+    """``layers`` with every matrix product accumulating in ``bits`` bits with ``overflow``
+    (each one's ``accumulator_bits`` the fewest it needs)."""
+    check_int("accumulator_bits", bits, 2, 32)
+    check_choice("overflow", overflow, OVERFLOW_MODES)
+    products = [index for index, layer in enumerate(layers)
+                if isinstance(layer, (IntegerLayer, MatMulLayer))]
+    widest = max(products, key=lambda index: layers[index].accumulator_bits)
+    if layers[widest].accumulator_bits > bits:
+        raise ValueError(f"accumulator_bits must be at least {layers[widest].accumulator_bits}, "
+                         f"not {bits}: layer {widest} ({type(layers[widest]).__name__}) could "
+                         f"overflow {bits} bits")
+    return [dataclasses.replace(layer, accumulator_bits=bits, overflow=overflow)
+            if index in products else layer for index, layer in enumerate(layers)]
 
 
 def _integer_layer(add, source, source_params, weight_codes, weight_bits, scale, bias, target,
@@ -299,14 +325,23 @@ def _add(add, a, a_params, b, b_params, shape, target):
                         a_params.signed, target.bits, target.signed), a, b)
 
 
+def dequantize_first_accuracy(model, data, weight_bits=4, activation_bits=4):
+    """The test accuracy of ``model`` on ``data`` (a :class:`~systolix.sw.models.DigitsSplit`)
+    dequantized before every matmul (:func:`fake_quantized_forward`), calibrated on the
+    training images."""
+    quantizers = calibrate(model, data.x_train, activation_bits)
+    return accuracy(np.argmax(fake_quantized_forward(model, data.x_test, weight_bits,
+                                                     quantizers), axis=1), data.y_test)
+
+
 def vit_accuracies(model, data, weight_bits=4, activation_bits=4):
     """Test accuracies of ``model`` on ``data`` (a :class:`~systolix.sw.models.DigitsSplit`):
-    ``float``, ``fake_quantized`` (dequantize before every matmul) and ``integer`` (the
-    golden model of :func:`lower_vit`'s program), calibrated on the training images."""
-    quantizers = calibrate(model, data.x_train, activation_bits)
+    ``float``, ``fake_quantized`` (dequantize before every matmul,
+    :func:`dequantize_first_accuracy`) and ``integer`` (the golden model of :func:`lower_vit`'s
+    program), calibrated on the training images."""
     program = lower_vit(model, data.x_train, weight_bits, activation_bits)
     codes = run_program(program, program.encode_input(data.x_test))
     return {"float": accuracy(model.predict(data.x_test), data.y_test),
-            "fake_quantized": accuracy(np.argmax(fake_quantized_forward(
-                model, data.x_test, weight_bits, quantizers), axis=1), data.y_test),
+            "fake_quantized": dequantize_first_accuracy(model, data, weight_bits,
+                                                        activation_bits),
             "integer": accuracy(np.argmax(codes, axis=1), data.y_test)}

@@ -20,7 +20,8 @@ from systolix.sw.default import (GOLDEN_WORKLOADS, WORKLOAD_CONFIGS, WORKLOAD_ME
 from systolix.sw.driver import Device
 from systolix.sw.models import accuracy
 from systolix.sw.pack import ideal_cycles, layer_tiles, pack
-from systolix.sw.program import AddLayer, GeluLayer, IntegerLayer, IntegerProgram, MaxPoolLayer
+from systolix.sw.program import (AddLayer, GeluLayer, IntegerLayer, IntegerProgram,
+                                 LayerNormLayer, MaxPoolLayer, SoftmaxLayer)
 
 from systolix.boards.tops import board as board_named
 
@@ -69,7 +70,8 @@ def run_sim_arrays(args):
 
 
 def _describe_layers(program):
-    kinds = {MaxPoolLayer: "maxpool ", AddLayer: "add ", GeluLayer: "gelu "}
+    kinds = {MaxPoolLayer: "maxpool ", AddLayer: "add ", GeluLayer: "gelu ",
+             SoftmaxLayer: "softmax ", LayerNormLayer: "layernorm "}
     return ", ".join(f"{kinds[type(layer)]}A{layer.input_bits}" if type(layer) in kinds
                      else f"W{layer.weight_bits}A{layer.input_bits}" for layer in program.layers)
 

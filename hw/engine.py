@@ -20,6 +20,7 @@ from .issuer import RequantIssuer, check_lanes
 from .output_streamer import OutputStreamer
 from .postops import PostOps
 from .requant import Requantizer
+from .rowops import RowOps
 from .sequencer import Sequencer
 from .spram import SinglePortMemory
 from .writeback import Writeback, input_word_layout
@@ -55,12 +56,17 @@ class InferenceEngine(wiring.Component):
         results --> KTileAccumulator --> queue --> RequantIssuer --> Requantizer x lanes
         buffers ------> PostOps (max pooling, add, GELU) ------------^
             --> Writeback --> buffers, output memory --> OutputStreamer --> outputs
+        buffers, requant memory --> RowOps (softmax, LayerNorm) --^ (Writeback)
 
     with the :class:`~systolix.hw.sequencer.Sequencer` driving the strobes, the layer's fields
     and its loop bounds; the record's ``kind`` gives the buffers' read ports and the
     requantization units to the activation feeder (dense and convolution layers) or the
     :class:`~systolix.hw.postops.PostOps` unit (max pooling, add and GELU layers, with
-    ``windows``; its GELU lanes only for images with a GELU layer); ``inputs`` goes through
+    ``windows``; its GELU lanes only for images with a GELU layer) or the
+    :class:`~systolix.hw.rowops.RowOps` unit (softmax and LayerNorm layers, only for images
+    with one: its units as long as their longest rows, ``softmax_length`` and
+    ``layernorm_channels``, which also writes the writeback in place of the requantization
+    units); ``inputs`` goes through
     the :class:`~systolix.hw.writeback.Writeback` into buffer 0, ``start`` to the sequencer. The
     queue (:class:`amaranth.lib.fifo.SyncFIFOBuffered`, ``batch + 1`` entries) holds the
     finished sums of up to a batch.
@@ -104,6 +110,10 @@ class InferenceEngine(wiring.Component):
     vector_words, output_codes, max_batch, word_bits : int
         Words of an input vector (layer 0's K tiles), codes of an output vector, the most
         vectors a run may take, and bits of an input word.
+    gelu : bool
+        Whether the post-op unit has GELU lanes.
+    softmax_length, layernorm_channels : int
+        The rows of the row unit's softmax and LayerNorm units (0: no such unit).
     """
 
     def __init__(self, config, images, *, requant_lanes=None, filler=None, windows=None):
@@ -123,9 +133,14 @@ class InferenceEngine(wiring.Component):
             raise ValueError(f"windows must be True or False (True for images with "
                              f"convolutions), not {windows!r}")
         self.windows = windows
-        # The post-op unit's GELU lanes only where a GELU layer needs them.
-        self.gelu = any(record["kind"] == LAYER_KINDS.index("gelu")
-                        for record in layer_records(images))
+        # The post-op unit's GELU lanes, the row unit's softmax and LayerNorm units only where
+        # the images' layers need them (each as long as the longest row).
+        records = layer_records(images)
+        self.gelu = any(record["kind"] == LAYER_KINDS.index("gelu") for record in records)
+        self.softmax_length, self.layernorm_channels = (
+            max([record["channels"] for record in records
+                 if record["kind"] == LAYER_KINDS.index(kind)], default=0)
+            for kind in ("softmax", "layernorm"))
         self.config = config
         self.images = images
         self.requant_lanes = requant_lanes
@@ -169,6 +184,11 @@ class InferenceEngine(wiring.Component):
                                                      program_width=images.program_width,
                                                      gelu=self.gelu)
             acc_bits = max(acc_bits, postops.sum_bits)
+        rowops = None
+        if self.softmax_length or self.layernorm_channels:
+            m.submodules.rowops = rowops = RowOps(
+                config, memories, lanes, softmax_length=self.softmax_length,
+                layernorm_channels=self.layernorm_channels, program_width=images.program_width)
         requantizers = [Requantizer(acc_bits, issuer.tag_layout) for _ in range(lanes)]
         for index, requantizer in enumerate(requantizers):
             m.submodules[f"requantizer_{index}"] = requantizer
@@ -213,7 +233,8 @@ class InferenceEngine(wiring.Component):
         for index, requantizer in enumerate(requantizers):
             if not self.windows:
                 wiring.connect(m, issuer.channels[index], requantizer.input)
-            wiring.connect(m, requantizer.output, writeback.codes[index])
+            if rowops is None:
+                wiring.connect(m, requantizer.output, writeback.codes[index])
         wiring.connect(m, output_streamer.outputs, wiring.flipped(self.outputs))
 
         # Memory ports.
@@ -224,8 +245,9 @@ class InferenceEngine(wiring.Component):
                            buffer.write_port(granularity=config.activation_bits))
             if not self.windows:
                 wiring.connect(m, activation_feeder.buffers[index], buffer.read_port())
-        for port in issuer.constants:
-            wiring.connect(m, port, requant_memory.read_port())
+        for index, port in enumerate(issuer.constants):
+            if rowops is None or not self.layernorm_channels or index:
+                wiring.connect(m, port, requant_memory.read_port())
         wiring.connect(m, writeback.output, output_memory.write_port(granularity=CODE_BITS))
         wiring.connect(m, output_streamer.read, output_memory.read_port())
 
@@ -255,29 +277,40 @@ class InferenceEngine(wiring.Component):
               output_base=layer.output_base, output_bits=layer.output_bits,
               idle=sequencer.idle, rewind=sequencer.started)
         if self.windows:
-            self._post_ops(m, postops, sequencer, activation_feeder, issuer, requantizers,
-                           buffers)
+            self._post_ops(m, postops, rowops, sequencer, activation_feeder, issuer,
+                           requantizers, buffers)
+        if rowops is not None:
+            self._row_ops(m, rowops, sequencer, issuer, requantizers, writeback,
+                          requant_memory)
         drive(output_streamer, start=writeback.layer_done & layer.last,
               batch_last=sequencer.vectors_last, outputs_last=sequencer.outputs_last)
         drive(self, busy=sequencer.busy, cycles=sequencer.cycles)
         return m
 
     @staticmethod
-    def _post_ops(m, postops, sequencer, activation_feeder, issuer, requantizers, buffers):
+    def _post_ops(m, postops, rowops, sequencer, activation_feeder, issuer, requantizers,
+                  buffers):
         """The post-op unit of an engine with windows: max pooling, add and GELU layers share
-        the buffers' read ports with the activation feeder and the requantization units with
-        the issuer, each in the layers of its kind."""
+        the buffers' read ports with the activation feeder (and the row unit) and the
+        requantization units with the issuer, each in the layers of its kind."""
         layer = sequencer.layer
-        post = layer.kind != 0
+        row = _row_kind(layer) if rowops is not None else 0
+        post = (layer.kind != 0) & ~row
         m.d.comb += [postops.start.eq(sequencer.layer_start & post),
                      postops.running.eq(sequencer.running),
                      postops.batch_last.eq(sequencer.batch_last), postops.layer.eq(layer)]
-        for buffer, feeder_port, postops_port in zip(buffers, activation_feeder.buffers,
-                                                     postops.buffers):
+        readers = [activation_feeder.buffers, postops.buffers]
+        if rowops is not None:
+            readers.append(rowops.buffers)
+        for buffer, ports in zip(buffers, zip(*readers)):
             port = buffer.read_port()
-            m.d.comb += [port.addr.eq(Mux(post, postops_port.addr, feeder_port.addr)),
-                         port.en.eq(Mux(post, postops_port.en, feeder_port.en)),
-                         feeder_port.data.eq(port.data), postops_port.data.eq(port.data)]
+            feeder_port, postops_port = ports[:2]
+            addr = Mux(post, postops_port.addr, feeder_port.addr)
+            en = Mux(post, postops_port.en, feeder_port.en)
+            if rowops is not None:
+                addr, en = Mux(row, ports[2].addr, addr), Mux(row, ports[2].en, en)
+            m.d.comb += [port.addr.eq(addr), port.en.eq(en)]
+            m.d.comb += [reader.data.eq(port.data) for reader in ports]
         for requantizer, issued, sent in zip(requantizers, issuer.channels, postops.channels):
             source = requantizer.input
             m.d.comb += source.valid.eq(Mux(post, sent.valid, issued.valid))
@@ -286,3 +319,31 @@ class InferenceEngine(wiring.Component):
                          for name in ("acc", "bias", "multiplier", "shift")]
             m.d.comb += source.payload.tag.eq(Mux(post, sent.payload.tag.as_value(),
                                                   issued.payload.tag.as_value()))
+
+    @staticmethod
+    def _row_ops(m, rowops, sequencer, issuer, requantizers, writeback, requant_memory):
+        """The row unit: softmax and LayerNorm layers; it reads the buffers beside the
+        activation feeder and the post-op unit (:meth:`_post_ops`), the requantization memory
+        (a LayerNorm layer's constants) through the port of the issuer's lane 0, and writes
+        through the writeback in place of the requantization units, in the layers of its
+        kinds."""
+        layer = sequencer.layer
+        row = _row_kind(layer)
+        m.d.comb += [rowops.start.eq(sequencer.layer_start & row),
+                     rowops.running.eq(sequencer.running),
+                     rowops.rows_last.eq(sequencer.vectors_last), rowops.layer.eq(layer)]
+        if rowops.layernorm_channels:
+            port, issuer_port = requant_memory.read_port(), issuer.constants[0]
+            m.d.comb += [port.addr.eq(Mux(row, rowops.constants.addr, issuer_port.addr)),
+                         port.en.eq(Mux(row, rowops.constants.en, issuer_port.en)),
+                         issuer_port.data.eq(port.data), rowops.constants.data.eq(port.data)]
+        for requantizer, unit, codes in zip(requantizers, rowops.codes, writeback.codes):
+            m.d.comb += [codes.valid.eq(Mux(row, unit.valid, requantizer.output.valid)),
+                         codes.payload.eq(Mux(row, unit.payload.as_value(),
+                                              requantizer.output.payload.as_value()))]
+
+
+def _row_kind(layer):
+    """Whether the record ``layer`` runs on the row unit (a softmax or a LayerNorm layer)."""
+    return (layer.kind == LAYER_KINDS.index("softmax")) | (layer.kind == LAYER_KINDS.index(
+        "layernorm"))

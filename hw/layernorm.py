@@ -7,32 +7,21 @@ from amaranth.lib.wiring import In, Out
 
 from systolix.layer import LAYERNORM_BIAS_BITS, NORM_BITS, ROOT_BITS
 from systolix.numeric import MULTIPLIER_BITS, SHIFT_BITS
+from systolix.timing import LAYERNORM_FACTOR_BITS as _FACTOR_BITS
+from systolix.timing import LAYERNORM_OUTPUT_STAGES as _OUTPUT_STAGES
+from systolix.timing import layernorm_root_bits as _root_bits
+from systolix.timing import layernorm_row_cycles, layernorm_row_latency
 
 from .requant import CODE_SHAPE, code_ports
 
-__all__ = ["layernorm_constants_layout", "layernorm_row_cycles", "LayerNormUnit"]
-
-_OUTPUT_STAGES = 6              # read, d, d * factor, * M + B, round, clamp
-_FACTOR_BITS = NORM_BITS + 1    # factor = floor(2^38 / root) <= 2^30 (root >= 2^8)
+__all__ = ["layernorm_constants_layout", "layernorm_row_cycles", "layernorm_row_latency",
+           "LayerNormUnit"]
 
 
 def layernorm_constants_layout():
     """Payload of :attr:`LayerNormUnit.constants`: one channel's multiplier and bias."""
     return data.StructLayout({"multiplier": signed(MULTIPLIER_BITS + 1),
                               "bias": signed(LAYERNORM_BIAS_BITS)})
-
-
-def _root_bits(max_channels):
-    """Bits of ``isqrt(S << 16)``: ``S = C sum q^2 - (sum q)^2 <= C^2 2^16`` for 9-bit codes."""
-    return (max_channels.bit_length() + 8 + ROOT_BITS) + 1
-
-
-def layernorm_row_cycles(channels, max_channels):
-    """Cycles :class:`LayerNormUnit` is busy with a row of ``channels`` codes (no stalls), from
-    its first input transfer to the cycle it accepts the next row's first code: ``channels``
-    to load, 1 for the spread, one a result bit for the square root, 31 for the division,
-    ``channels + 5`` to normalise (the next row loads while the last code leaves)."""
-    return 2 * channels + 1 + _root_bits(max_channels) + _FACTOR_BITS + _OUTPUT_STAGES - 1
 
 
 class LayerNormUnit(wiring.Component):
@@ -50,7 +39,8 @@ class LayerNormUnit(wiring.Component):
     issued only when its constants are valid), through a 6-stage pipeline onto :attr:`output`.
 
     Latency and throughput: a row occupies the unit for :func:`layernorm_row_cycles` cycles
-    (without stalls). ``output`` is always ready; its tag is the channel. ``channels`` and the
+    (without stalls); its last code leaves :func:`layernorm_row_latency` cycles (the same)
+    after its first input. ``output`` is always ready; its tag is the channel. ``channels`` and the
     other layer constants are those of one :class:`~systolix.layer.LayerNormLayer` and must hold
     while a row is in the unit.
 

@@ -6,21 +6,15 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from systolix.layer import EXP_BITS, EXP_COEFFICIENTS, RECIPROCAL_BITS
+from systolix.timing import SOFTMAX_EXP_STAGES as _EXP_STAGES
+from systolix.timing import softmax_row_cycles, softmax_row_latency
 
 from .requant import (CODE_SHAPE, Requantizer, feed_requantizer, requant_output_layout,
                       scale_ports)
 
-__all__ = ["softmax_row_cycles", "SoftmaxUnit"]
+__all__ = ["softmax_row_cycles", "softmax_row_latency", "SoftmaxUnit"]
 
-_EXP_STAGES = 5                 # read, d, Horner inner, Horner outer, shift
 _RECIPROCAL = unsigned(EXP_BITS + 1)      # floor(2^30 / sum) <= 2^30 / 2^15
-
-
-def softmax_row_cycles(length):
-    """Cycles :class:`SoftmaxUnit` is busy with a row of ``length`` codes, from its first input
-    transfer (without stalls) to the cycle it accepts the next row's first code: ``length``
-    to load, ``length + 5`` to sum, ``16`` to divide, ``length + 5`` to normalise."""
-    return 3 * length + 2 * _EXP_STAGES + _RECIPROCAL.width
 
 
 class SoftmaxUnit(wiring.Component):
@@ -42,7 +36,8 @@ class SoftmaxUnit(wiring.Component):
 
     Latency and throughput: a row occupies the unit for :func:`softmax_row_cycles` cycles
     (``3 length + 26``, without input stalls); its first output code leaves ``2 length + 26 +
-    REQUANT_LATENCY`` cycles or so after its first input. ``output`` is always ready (like the requantizer's); its tag is
+    REQUANT_LATENCY`` cycles after its first input, its last :func:`softmax_row_latency`
+    (``3 length + 31``). ``output`` is always ready (like the requantizer's); its tag is
     the code's position in the row. The constants are those of one
     :class:`~systolix.layer.SoftmaxLayer` and must hold while a row is in the unit.
 

@@ -71,7 +71,7 @@ GOLDEN_WORKLOADS = {
                   "(integer-only golden model: systolix.sw.vit)",
 }
 """The embedded workloads the golden model runs but the engine does not yet (attention:
-products of two activations, softmax, LayerNorm), by name."""
+products of two activations), by name."""
 
 
 def golden_only(workload, option="--workload"):
@@ -79,7 +79,7 @@ def golden_only(workload, option="--workload"):
     :data:`GOLDEN_WORKLOADS`, which no accelerator runs yet."""
     if workload in GOLDEN_WORKLOADS:
         raise ValueError(f"{option} {workload}: the engine does not run attention yet "
-                         f"(products of two activations, softmax, LayerNorm); allowed: "
+                         f"(products of two activations); allowed: "
                          f"{', '.join(WORKLOADS)} (the integer-only golden model of {workload} "
                          f"runs in systolix bench)")
 

@@ -14,12 +14,14 @@ import numpy as np
 
 from systolix.codec import encode
 from systolix.config import ArrayConfig, check_int, code_range
-from systolix.layer import AddLayer, GeluLayer, IntegerLayer, MaxPoolLayer
+from systolix.layer import (AddLayer, GeluLayer, IntegerLayer, LayerNormLayer, MaxPoolLayer,
+                            SoftmaxLayer)
 from systolix.memory_map import (BATCH_LAYOUT, CONFIG_LAYOUT, FORMAT_VERSION, HEADER_LAYOUT,
-                                 HEADER_WORDS, LAYER_LAYOUTS, MAX_WORDS, PROGRAM_WORD_BITS,
-                                 RECORD_WORDS, REQUANT_LAYOUT, TOTALS_LAYOUT, MemoryConfig,
-                                 MemoryImages, config_fields, feed_address_bits, layer_window,
-                                 packed_layers, packed_sources, padded_rows, weights_layout)
+                                 HEADER_WORDS, LAYER_LAYOUTS, LAYERNORM_WORDS, MAX_WORDS,
+                                 PROGRAM_WORD_BITS, RECORD_WORDS, REQUANT_LAYOUT, TOTALS_LAYOUT,
+                                 MemoryConfig, MemoryImages, config_fields, feed_address_bits,
+                                 layer_window, layernorm_words, packed_layers, packed_sources,
+                                 padded_rows, weights_layout)
 
 from .a2q import min_accumulator_bits
 from .program import IntegerProgram
@@ -57,18 +59,22 @@ def _ceil_div(a, b):
     return -(-a // b)
 
 
+_ENGINE_LAYERS = (IntegerLayer, MaxPoolLayer, AddLayer, GeluLayer, SoftmaxLayer, LayerNormLayer)
+
+
 def _windows(layers, sources, rows):
     """The record window fields (:func:`~systolix.memory_map.layer_window`, input base 0) of
     each layer; raise :class:`ValueError` with one line for a layer the engine does not run or
     that reads a map of another shape than its source writes."""
     shapes, windows = {}, []     # the (height, width, channels) of each tensor once known
     for index, (layer, entry) in enumerate(zip(layers, sources)):
-        if not isinstance(layer, (IntegerLayer, MaxPoolLayer, AddLayer, GeluLayer)):
+        if not isinstance(layer, _ENGINE_LAYERS):
             raise ValueError(f"layer {index} is a {type(layer).__name__}; the engine runs "
-                             f"dense, convolution, max pooling, add and GELU layers")
+                             f"dense, convolution, max pooling, add, GELU, softmax and "
+                             f"LayerNorm layers")
         if isinstance(layer, IntegerLayer) and layer.window is None:
             reads = shapes.get(entry[0], (1, 1, layer.inputs))
-        elif isinstance(layer, (AddLayer, GeluLayer)):
+        elif isinstance(layer, (AddLayer, GeluLayer, SoftmaxLayer, LayerNormLayer)):
             reads = tuple(layer.shape)
         else:
             window = layer.window
@@ -85,6 +91,8 @@ def _windows(layers, sources, rows):
 
 
 def _tiles(layer, window, config):
+    if isinstance(layer, LayerNormLayer):      # its per-channel constants
+        return LayerTiles(0, 0, 0, LAYERNORM_WORDS * window["channels"], window["positions"])
     if not isinstance(layer, IntegerLayer):
         return LayerTiles(0, 0, 0, 0, window["positions"])
     outputs = layer.weights.shape[1]
@@ -294,12 +302,14 @@ def _check_addresses(windows, memories, batch):
 def check_fit(program, config, memories):
     """Raise :class:`ValueError` unless ``program`` runs on ``config`` with ``memories``.
 
-    The engine runs graphs of dense, convolution, max pooling, add and GELU layers; the array
-    must take every layer's weight and input codes (and every tensor kept in the activation buffers
-    is of input codes) and accumulate as every layer does (``accumulator_bits`` and
-    ``overflow``); the layers must have ``1..65535`` inputs and outputs; each memory must hold
-    what the model needs (the message gives, for each memory too small, the words needed, per
-    layer or tensor, the words the memory has and how many it is short). A weight memory
+    The engine runs graphs of dense, convolution, max pooling, add, GELU, softmax and LayerNorm
+    layers (a LayerNorm layer's per-channel constants take two requantization words a channel);
+    the array must take every layer's weight and input codes (and every tensor kept in the
+    activation buffers is of input codes) and accumulate as every layer does
+    (``accumulator_bits`` and ``overflow``); the layers must have ``1..65535`` inputs and
+    outputs; each memory must hold what the model needs (the message gives, for each memory too
+    small, the words needed, per layer or tensor, the words the memory has and how many it is
+    short). A weight memory
     loaded at run time (``memories.upload_weights``, the iCEBreaker's SPRAM) is checked the same
     way: its depth is what the board's SPRAM holds of the array's weight words.
 
@@ -318,7 +328,7 @@ def _layer_record(layer, window, place, entry, index, last, rows):
     output_buffer, output_base = (0, 0) if last else place[index]
     fields = {"second_buffer": 0, "second_base": 0, "zero_point_a": 0, "zero_point_b": 0,
               "multiplier_a": 0, "multiplier_b": 0, "add_shift": 0, "weight_bits": 0,
-              "weight_signed": 0, "gelu_clip": 0, "gelu_constant": 0}
+              "weight_signed": 0, "gelu_clip": 0, "gelu_constant": 0, "fraction_bits": 0}
     if isinstance(layer, IntegerLayer):
         channels = layer.weights.shape[1]
         fields.update(weight_bits=layer.weight_bits, weight_signed=layer.weight_signed)
@@ -333,6 +343,11 @@ def _layer_record(layer, window, place, entry, index, last, rows):
         fields.update(zero_point_a=layer.input_zero_point, multiplier_a=layer.multiplier,
                       add_shift=layer.shift, gelu_clip=layer.clip,
                       gelu_constant=layer.constant)
+    if isinstance(layer, SoftmaxLayer):
+        fields.update(multiplier_a=layer.multiplier, add_shift=layer.shift,
+                      fraction_bits=layer.fraction_bits)
+    if isinstance(layer, LayerNormLayer):
+        fields.update(add_shift=layer.shift)
     if isinstance(layer, MaxPoolLayer):
         low, high = code_range(layer.bits, layer.signed)
         output = {"output_zero_point": 0, "output_low": low, "output_high": high}
@@ -368,6 +383,8 @@ def _pack_layers(layers, sources, config, memories):
                   "weight_base": len(weights), "requant_base": len(requant)}
         program.extend(encode(layout, record, prefix=f"layer {index} ")
                        for layout in LAYER_LAYOUTS)
+        if isinstance(layer, LayerNormLayer):
+            requant.extend(layernorm_words(layer.multiplier, layer.bias))
         if not isinstance(layer, IntegerLayer):
             continue
         outputs = layer.weights.shape[1]
@@ -421,7 +438,7 @@ def unpack(images, config):
 
     Returns
     -------
-    tuple of IntegerLayer, MaxPoolLayer and AddLayer
+    tuple of IntegerLayer, MaxPoolLayer, AddLayer, GeluLayer, SoftmaxLayer and LayerNormLayer
         Equal, field by field, to the layers of the program given to :func:`pack` (the host
         quantizers of an :class:`IntegerProgram` are not in the images; its sources are
         :func:`~systolix.memory_map.packed_sources`).

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 
 from systolix.config import code_range
-from systolix.layer import ROUNDING_MODES, Window
+from systolix.layer import ROUNDING_MODES, LayerNormLayer, SoftmaxLayer, Window
 
 from systolix.sim.golden.nonlinear import GELU_A, gelu_constants
 
@@ -102,8 +102,36 @@ def random_window(rng, shape, outputs, pad_code, *, largest_kernel=3, largest_st
                   **pads)
 
 
+def _random_row_layer(rng, kind, shape, activations, output, rounding):
+    """A :class:`SoftmaxLayer` or :class:`LayerNormLayer` on maps of ``shape`` from codes
+    ``activations`` to codes ``output`` (bits, signed), its constants random but spreading the
+    output codes."""
+    low, high = code_range(*output)
+    codes = {"output_low": low, "output_high": high, "input_bits": activations[0],
+             "input_signed": activations[1], "output_bits": output[0],
+             "output_signed": output[1], "rounding": rounding}
+    if kind == "softmax":
+        # A probability p (p * 2^30 into the requantizer) to low + p * (high - low), a little
+        # amplified so that the small ones do not all vanish.
+        multiplier, shift = fixed_point_multiplier(
+            (high - low) * float(rng.uniform(1, 4)) / 2.0 ** 30)
+        return SoftmaxLayer(tuple(shape), int(rng.integers(0, 4)), int(multiplier), int(shift),
+                            output_zero_point=low, **codes)
+    # Normalised values of about -2..2 over the output codes, random gamma and beta.
+    zero_point = (low + high) // 2
+    step = 4 / max(1, high - low)
+    shift = 30 + 15 - int(np.ceil(np.log2(1.5 / step))) - int(rng.integers(0, 3))
+    gamma = rng.uniform(0.5, 1.5, shape[2]) * rng.choice([-1, 1], shape[2])
+    beta = rng.uniform(-0.5, 0.5, shape[2])
+    multiplier = np.floor(gamma / step * 2.0 ** (shift - 30) + 0.5).astype(np.int64)
+    bias = np.floor(beta / step * 2.0 ** shift + 0.5).astype(np.int64)
+    return LayerNormLayer(tuple(shape), multiplier, bias, shift, output_zero_point=zero_point,
+                          **codes)
+
+
 def random_conv_program(rng, config, shape, layers, *, rounding=None):
-    """A graph of random convolution, dense, max pooling, add and GELU layers for an array of
+    """A graph of random convolution, dense, max pooling, add, GELU, softmax and LayerNorm
+    layers for an array of
     ``config`` on input maps of ``shape``, with live requantization constants
     (:func:`live_constants`).
 
@@ -112,7 +140,9 @@ def random_conv_program(rng, config, shape, layers, *, rounding=None):
     outputs)``, ``("max_pool", window options)`` (a max pooling layer on the map before it,
     its pad code the smallest code) or ``("add", source)`` (the sum of the layer before it and
     layer ``source``, -1 for the program's input, whose maps must have the same shape) or
-    ``("gelu",)`` (the integer GELU of the map before it, at a random input scale). Every
+    ``("gelu",)`` (the integer GELU of the map before it, at a random input scale) or
+    ``("softmax",)`` or ``("layernorm",)`` (over the channels of each position of the map
+    before it, with random constants that spread the output codes). Every
     other layer reads the one before it. Hidden codes are the array's activation codes; the
     last layer's output codes have a random width. ``rounding`` is each layer's, or random.
     """
@@ -159,6 +189,9 @@ def random_conv_program(rng, config, shape, layers, *, rounding=None):
                 output_zero_point=output_zero_point, output_low=out_low, output_high=out_high,
                 input_bits=activations[0], input_signed=activations[1], output_bits=output[0],
                 output_signed=output[1], rounding=rounding or str(rng.choice(ROUNDING_MODES)))
+        elif kind in ("softmax", "layernorm"):
+            layer = _random_row_layer(rng, kind, shape, activations, output,
+                                      rounding or str(rng.choice(ROUNDING_MODES)))
         else:
             outputs = options[0]
             layer = random_layer(rng, int(np.prod(shape)), outputs, config, *output)

@@ -35,7 +35,7 @@ from amaranth.lib import data
 from .codec import decode, encode
 from .config import OVERFLOW_MODES, ArrayConfig, check_bool, check_choice, check_int
 from .layer import (GELU_CLIP_MAX, GELU_CONSTANT_MAX, ROUNDING_MODES, AddLayer, GeluLayer,
-                    IntegerLayer, MaxPoolLayer, Window)
+                    IntegerLayer, LayerNormLayer, MaxPoolLayer, SoftmaxLayer, Window)
 from .numeric import BIAS_BITS, CODE_BITS, MULTIPLIER_BITS, SHIFT_BITS
 
 __all__ = [
@@ -43,7 +43,8 @@ __all__ = [
     "HEADER_LAYOUT", "CONFIG_LAYOUT", "TOTALS_LAYOUT", "BATCH_LAYOUT", "LAYER_LAYOUTS",
     "HEADER_WORDS", "RECORD_WORDS", "MEMORY_WIDTHS", "MEMORY_DEPTHS", "code_shape",
     "weights_layout", "activation_word_layout", "output_layout", "config_fields",
-    "LAYER_KINDS", "feed_address_bits", "layer_window", "padded_rows", "MemoryConfig",
+    "LAYER_KINDS", "LAYERNORM_WORDS", "layernorm_words", "layernorm_constants",
+    "feed_address_bits", "layer_window", "padded_rows", "MemoryConfig",
     "MemoryImages", "layer_records", "windowed", "packed_sources", "vector_words",
     "input_channels", "output_codes", "packed_layers",
     "save_images", "load_images", "pack_vectors", "unpack_vectors", "unpack_outputs",
@@ -51,7 +52,7 @@ __all__ = [
     "spram_blocks", "spram_weight_words",
 ]
 
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 """Version of the memory map: the layouts below and the order of the words."""
 
 PROGRAM_WORD_BITS = 32
@@ -106,12 +107,17 @@ BATCH_LAYOUT = data.StructLayout({"max_batch": unsigned(PROGRAM_WORD_BITS)})
 HEADER_WORDS = 4
 """Program words before the first layer record."""
 
-LAYER_KINDS = ("gemm", "max_pool", "add", "gelu")
+LAYER_KINDS = ("gemm", "max_pool", "add", "gelu", "softmax", "layernorm")
 """What a layer record runs (its ``kind`` field is the index): a dense or convolution layer on
 the array (:class:`~systolix.layer.IntegerLayer`), a max pooling layer
 (:class:`~systolix.layer.MaxPoolLayer`), an add layer (:class:`~systolix.layer.AddLayer`) or a
-GELU layer (:class:`~systolix.layer.GeluLayer`), the last three on the engine's post-op unit
-(:class:`systolix.hw.postops.PostOps`)."""
+GELU layer (:class:`~systolix.layer.GeluLayer`), these three on the engine's post-op unit
+(:class:`systolix.hw.postops.PostOps`), a softmax or a LayerNorm layer
+(:class:`~systolix.layer.SoftmaxLayer`, :class:`~systolix.layer.LayerNormLayer`) on its row
+unit (:class:`systolix.hw.rowops.RowOps`)."""
+
+LAYERNORM_WORDS = 2
+"""Requantization memory words of one channel of a LayerNorm layer (:func:`layernorm_words`)."""
 
 LAYER_LAYOUTS = (
     data.StructLayout({"k_tiles": _COUNT, "n_tiles": _COUNT}),
@@ -136,7 +142,7 @@ LAYER_LAYOUTS = (
     data.StructLayout({"tap_step": _STEP, "pad_code": _CODE}),
     data.StructLayout({"origin": _STEP, "image_words": _COUNT}),
     data.StructLayout({"x_back": _STEP, "y_back": _STEP}),
-    data.StructLayout({"kind": unsigned(2), "output_buffer": _FLAG, "second_buffer": _FLAG,
+    data.StructLayout({"kind": unsigned(3), "output_buffer": _FLAG, "second_buffer": _FLAG,
                        "add_shift": unsigned(SHIFT_BITS), "zero_point_a": _CODE,
                        "zero_point_b": _CODE}),
     data.StructLayout({"input_base": _COUNT, "output_base": _COUNT}),
@@ -146,7 +152,8 @@ LAYER_LAYOUTS = (
     data.StructLayout({"pad_bottom": _COUNT, "pad_right": _COUNT}),
     data.StructLayout({"groups": _COUNT,
                        "gelu_clip": unsigned(GELU_CLIP_MAX.bit_length())}),
-    data.StructLayout({"gelu_constant": unsigned(GELU_CONSTANT_MAX.bit_length())}),
+    data.StructLayout({"gelu_constant": unsigned(GELU_CONSTANT_MAX.bit_length()),
+                       "fraction_bits": unsigned(4)}),
 )
 """Program words ``4 + 23 l .. 4 + 23 l + 22``: the record of layer ``l`` (docs/memory-map.md).
 
@@ -169,10 +176,14 @@ max pooling window's address adds from its last column to its next row's first (
 channel tile). An add layer's ``zero_point_a``, ``zero_point_b``, ``multiplier_a``,
 ``multiplier_b`` and ``add_shift`` are its zero points, multipliers and shift; a GELU layer's
 input zero point, multiplier and shift are ``zero_point_a``, ``multiplier_a`` and
-``add_shift``, its ``clip`` and ``constant`` ``gelu_clip`` and ``gelu_constant`` (all 0 in other
-records). The gateware reads every field but those of words 20 and 21 but ``gelu_clip``, which
-only :func:`packed_layers` needs (the sequencer writes the last word of a record in the cycle
-that starts the layer; the post-op unit reads ``gelu_constant`` from the cycle after)."""
+``add_shift``, its ``clip`` and ``constant`` ``gelu_clip`` and ``gelu_constant``; a softmax
+layer's multiplier and shift are ``multiplier_a`` and ``add_shift``, its ``fraction_bits``
+``fraction_bits``; a LayerNorm layer's shift is ``add_shift``, its per-channel multipliers and
+biases are :data:`LAYERNORM_WORDS` requantization words a channel from ``requant_base``
+(:func:`layernorm_words`; all 0 in other records). The gateware reads every field but those
+of words 20 and 21 but ``gelu_clip``, which only :func:`packed_layers` needs (the sequencer
+writes the last word of a record in the cycle that starts the layer; the post-op and row units
+read ``gelu_constant`` and ``fraction_bits`` from the cycle after)."""
 
 RECORD_WORDS = len(LAYER_LAYOUTS)
 """Program words of one layer record."""
@@ -248,19 +259,50 @@ def _ceil_div(a, b):
     return -(-a // b)
 
 
+def layernorm_words(multiplier, bias):
+    """The requantization memory words of a LayerNorm layer's per-channel constants,
+    :data:`LAYERNORM_WORDS` a channel in the layout of :data:`REQUANT_LAYOUT`: channel ``c``'s
+    word ``2 c`` holds its (signed 17-bit) ``multiplier`` in ``bias``, word ``2 c + 1`` its
+    (signed 48-bit) ``bias`` ``B``, ``B >> 16`` in ``bias`` and ``B & 0xFFFF`` in
+    ``multiplier``; every other field is 0."""
+    words = []
+    for m, b in zip(np.asarray(multiplier).tolist(), np.asarray(bias).tolist()):
+        words.append(encode(REQUANT_LAYOUT, {"bias": m, "multiplier": 0, "shift": 0,
+                                             "reserved": 0}))
+        words.append(encode(REQUANT_LAYOUT, {"bias": b >> MULTIPLIER_BITS,
+                                             "multiplier": b & ((1 << MULTIPLIER_BITS) - 1),
+                                             "shift": 0, "reserved": 0}))
+    return words
+
+
+def layernorm_constants(words):
+    """``(multiplier, bias)``, int64 arrays, of the requantization ``words`` that
+    :func:`layernorm_words` made."""
+    fields = [decode(REQUANT_LAYOUT, word) for word in words]
+    if any(field["shift"] or field["reserved"] for field in fields) or any(
+            field["multiplier"] for field in fields[::LAYERNORM_WORDS]):
+        raise ValueError("the requantization words of a LayerNorm layer hold other fields "
+                         "than its multipliers and biases")
+    multiplier = [field["bias"] for field in fields[::LAYERNORM_WORDS]]
+    bias = [(field["bias"] << MULTIPLIER_BITS) + field["multiplier"]
+            for field in fields[1::LAYERNORM_WORDS]]
+    return np.array(multiplier, dtype=np.int64), np.array(bias, dtype=np.int64)
+
+
 def layer_window(layer, shape, rows, input_base=0):
     """The window fields of a layer's record (:data:`LAYER_LAYOUTS`) for an array of ``rows``
     rows.
 
     Parameters
     ----------
-    layer : IntegerLayer, MaxPoolLayer, AddLayer or GeluLayer
+    layer : IntegerLayer, MaxPoolLayer, AddLayer, GeluLayer, SoftmaxLayer or LayerNormLayer
     shape : tuple of int
         ``(height, width, channels)`` of the layer's input map: its source's ``output_shape``
         (``(1, 1, K)`` for the program's input). A convolution and a max pooling layer take
         their window's; a dense layer runs as a window that covers the whole map (kernel
         ``height x width``, no padding, one output position), its weight rows already in the
-        map's ``(y, x, c)`` order; an add or GELU layer as a 1x1 window on its shape.
+        map's ``(y, x, c)`` order; an add, GELU, softmax or LayerNorm layer as a 1x1 window on
+        its shape.
     input_base : int, optional
         The buffer word where the layer's input map starts (``origin`` includes it).
 
@@ -273,7 +315,7 @@ def layer_window(layer, shape, rows, input_base=0):
         * c_tiles + ct``; the steps are its differences between consecutive vectors and K
         tiles.
     """
-    if isinstance(layer, (AddLayer, GeluLayer)):
+    if isinstance(layer, (AddLayer, GeluLayer, SoftmaxLayer, LayerNormLayer)):
         window = Window(*layer.shape, 1, 1)
     else:
         window = layer.window
@@ -289,7 +331,8 @@ def layer_window(layer, shape, rows, input_base=0):
             "height", "width", "channels", "kernel_height", "kernel_width", "stride_height",
             "stride_width", "pad_top", "pad_left", "pad_bottom", "pad_right", "groups",
             "pad_code", "output_height", "output_width")}
-    kind = {IntegerLayer: 0, MaxPoolLayer: 1, AddLayer: 2, GeluLayer: 3}[type(layer)]
+    kind = {IntegerLayer: 0, MaxPoolLayer: 1, AddLayer: 2, GeluLayer: 3, SoftmaxLayer: 4,
+            LayerNormLayer: 5}[type(layer)]
     c_tiles = _ceil_div(fields["channels"], rows)
     row_words = fields["width"] * c_tiles
     image_words = fields["height"] * row_words
@@ -437,8 +480,9 @@ def vector_words(images):
 
 def windowed(images):
     """Whether the program in ``images`` needs an engine built with windows: it has a
-    convolution (a layer record with ``windowed`` set), a max pooling, add or GELU layer, or a
-    tensor that does not start at word 0 of its buffer (a graph that is not a chain)."""
+    convolution (a layer record with ``windowed`` set), a max pooling, add, GELU, softmax or
+    LayerNorm layer, or a tensor that does not start at word 0 of its buffer (a graph that is
+    not a chain)."""
     return any(record["windowed"] or record["kind"] or record["input_base"]
                or record["output_base"] for record in layer_records(images))
 
@@ -489,8 +533,11 @@ _WINDOW_FIELDS = ("height", "width", "channels", "kernel_height", "kernel_width"
 def _packed_layer(images, config, record):
     """The layer described by the program ``record`` (decoded fields): an
     :class:`~systolix.layer.IntegerLayer`, :class:`~systolix.layer.MaxPoolLayer`,
-    :class:`~systolix.layer.AddLayer` or :class:`~systolix.layer.GeluLayer` (the 2-bit
-    ``kind`` holds no other)."""
+    :class:`~systolix.layer.AddLayer`, :class:`~systolix.layer.GeluLayer`,
+    :class:`~systolix.layer.SoftmaxLayer` or :class:`~systolix.layer.LayerNormLayer`."""
+    if record["kind"] >= len(LAYER_KINDS):
+        raise ValueError(f"the program has a layer of kind {record['kind']}; this systolix "
+                         f"knows kinds 0..{len(LAYER_KINDS) - 1}")
     kind = LAYER_KINDS[record["kind"]]
     if kind == "max_pool":
         return MaxPoolLayer(Window(**{name: record[name] for name in _WINDOW_FIELDS}),
@@ -510,6 +557,19 @@ def _packed_layer(images, config, record):
         return GeluLayer(input_zero_point=record["zero_point_a"], clip=record["gelu_clip"],
                          constant=record["gelu_constant"], multiplier=record["multiplier_a"],
                          shift=record["add_shift"], **elementwise)
+    if kind == "softmax":
+        return SoftmaxLayer(fraction_bits=record["fraction_bits"],
+                            multiplier=record["multiplier_a"], shift=record["add_shift"],
+                            **elementwise)
+    if kind == "layernorm":
+        base, channels = record["requant_base"], record["channels"]
+        words = images.requant[base:base + LAYERNORM_WORDS * channels]
+        if len(words) != LAYERNORM_WORDS * channels:
+            raise ValueError(f"the program points past the end of the requant image (a "
+                             f"LayerNorm layer at requant word {base})")
+        multiplier, bias = layernorm_constants(words)
+        return LayerNormLayer(multiplier=multiplier, bias=bias, shift=record["add_shift"],
+                              **elementwise)
     beat = weights_layout(config)
     taps = record["kernel_height"] * record["kernel_width"]
     channels, outputs = record["channels"], record["outputs"]
@@ -552,8 +612,9 @@ def _packed_layer(images, config, record):
 
 def packed_layers(images, config):
     """Every layer the images of an array of ``config`` hold (:class:`~systolix.layer.IntegerLayer`,
-    :class:`~systolix.layer.MaxPoolLayer`, :class:`~systolix.layer.AddLayer` and
-    :class:`~systolix.layer.GeluLayer` records; their graph is :func:`packed_sources`).
+    :class:`~systolix.layer.MaxPoolLayer`, :class:`~systolix.layer.AddLayer`,
+    :class:`~systolix.layer.GeluLayer`, :class:`~systolix.layer.SoftmaxLayer` and
+    :class:`~systolix.layer.LayerNormLayer` records; their graph is :func:`packed_sources`).
 
     Raises
     ------

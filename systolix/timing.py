@@ -7,8 +7,12 @@ with are defined here, once.
 
 from typing import NamedTuple
 
+from .layer import EXP_BITS, NORM_BITS, ROOT_BITS
+
 __all__ = ["ArrayTiming", "column_delay", "array_timing", "vector_planes", "REQUANT_LATENCY",
-           "default_requant_lanes"]
+           "default_requant_lanes", "SOFTMAX_EXP_STAGES", "softmax_row_cycles",
+           "softmax_row_latency", "LAYERNORM_OUTPUT_STAGES", "LAYERNORM_FACTOR_BITS",
+           "layernorm_root_bits", "layernorm_row_cycles", "layernorm_row_latency"]
 
 
 class ArrayTiming(NamedTuple):
@@ -92,3 +96,59 @@ def default_requant_lanes(config):
     ``rows`` and ``cols`` (so that a K tile of at least ``cols / 2`` words keeps up with the
     array), else 1."""
     return 2 if config.rows % 2 == 0 and config.cols % 2 == 0 else 1
+
+
+SOFTMAX_EXP_STAGES = 5
+"""Stages of :class:`systolix.hw.softmax.SoftmaxUnit`'s exponential pipeline: read, ``d``, the
+two Horner steps, the shift."""
+
+_QUOTIENT_BITS = EXP_BITS + 1      # floor(2^30 / sum) <= 2^30 / 2^15: one division step each
+
+
+def softmax_row_cycles(length):
+    """Cycles :class:`systolix.hw.softmax.SoftmaxUnit` is busy with a row of ``length`` codes,
+    from its first input transfer (without stalls) to the cycle it accepts the next row's first
+    code: ``length`` to load, ``length + 5`` to sum, ``16`` to divide, ``length + 5`` to
+    normalise."""
+    return 3 * length + 2 * SOFTMAX_EXP_STAGES + _QUOTIENT_BITS
+
+
+def softmax_row_latency(length):
+    """Cycles from a row's first input transfer into :class:`systolix.hw.softmax.SoftmaxUnit`
+    (without stalls) to its last code on ``output``: :func:`softmax_row_cycles` and the
+    requantizer's :data:`REQUANT_LATENCY`."""
+    return softmax_row_cycles(length) + REQUANT_LATENCY
+
+
+LAYERNORM_OUTPUT_STAGES = 6
+"""Stages of :class:`systolix.hw.layernorm.LayerNormUnit`'s output pipeline: read, ``d``,
+``d * factor``, ``* M + B``, round, clamp."""
+
+LAYERNORM_FACTOR_BITS = NORM_BITS + 1
+"""Bits of LayerNorm's ``factor = floor(2^38 / root) <= 2^30`` (``root >= 2^8``): one division
+step each."""
+
+
+def layernorm_root_bits(max_channels):
+    """Bits of ``isqrt(S << 16)`` in a :class:`systolix.hw.layernorm.LayerNormUnit` of rows of
+    up to ``max_channels`` codes (``S = C sum q^2 - (sum q)^2 <= C^2 2^16`` for 9-bit codes):
+    one square root step each."""
+    return (max_channels.bit_length() + 8 + ROOT_BITS) + 1
+
+
+def layernorm_row_cycles(channels, max_channels):
+    """Cycles :class:`systolix.hw.layernorm.LayerNormUnit` (of ``max_channels``) is busy with a
+    row of ``channels`` codes (no stalls), from its first input transfer to the cycle it
+    accepts the next row's first code: ``channels`` to load, 1 for the spread, one a result bit
+    for the square root, 31 for the division, ``channels + 5`` to normalise (the next row loads
+    while the last code leaves)."""
+    return (2 * channels + 1 + layernorm_root_bits(max_channels) + LAYERNORM_FACTOR_BITS
+            + LAYERNORM_OUTPUT_STAGES - 1)
+
+
+def layernorm_row_latency(channels, max_channels):
+    """Cycles from a row's first input transfer into a
+    :class:`systolix.hw.layernorm.LayerNormUnit` (no stalls, constants always valid) to its
+    last code on ``output``: :func:`layernorm_row_cycles` (the last code leaves in the cycle
+    the unit is ready for the next row)."""
+    return layernorm_row_cycles(channels, max_channels)

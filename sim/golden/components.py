@@ -14,11 +14,12 @@ from collections import deque
 from typing import NamedTuple
 
 from systolix.memory_map import HEADER_WORDS, LAYER_KINDS, RECORD_WORDS
-from systolix.timing import REQUANT_LATENCY
+from systolix.timing import (REQUANT_LATENCY, layernorm_row_cycles, layernorm_row_latency,
+                             softmax_row_cycles, softmax_row_latency)
 
 __all__ = ["Bounds", "Loop", "feed_order", "MemoryToStream", "Sequencer", "WeightFeeder", "ActivationFeeder",
-           "KTileAccumulator", "SyncFIFOBuffered", "RequantIssuer", "PostOps", "Requantizer",
-           "Writeback", "OutputStreamer"]
+           "KTileAccumulator", "SyncFIFOBuffered", "RequantIssuer", "PostOps", "RowOps",
+           "Requantizer", "Writeback", "OutputStreamer"]
 
 
 class Bounds(NamedTuple):
@@ -315,6 +316,39 @@ class PostOps:
                     else record["kernel_height"] * record["kernel_width"])
             self.remaining = (batch * record["positions"] * record["c_tiles"]
                               * (taps + 1 + self.groups))
+
+
+class RowOps:
+    """:class:`systolix.hw.rowops.RowOps` with a LayerNorm unit of ``layernorm_channels``:
+    ``final`` is the ``final`` bit of the tag on its ``codes`` (with ``valid``). The first code
+    of a layer reaches its unit 3 cycles after ``start`` (a softmax layer) or ``2 channels + 4``
+    (a LayerNorm layer: its constants first), a row every
+    :func:`~systolix.timing.softmax_row_cycles` or :func:`~systolix.timing.layernorm_row_cycles`
+    cycles, and the last row's last code leaves :func:`~systolix.timing.softmax_row_latency` or
+    :func:`~systolix.timing.layernorm_row_latency` cycles after its first code."""
+
+    def __init__(self, layernorm_channels=0):
+        self.layernorm_channels = layernorm_channels
+        self.remaining, self.final = 0, False
+
+    def step(self, start, record, batch):
+        """A cycle; ``start`` (the strobe) samples the layer's ``record`` and ``batch``."""
+        self.final = False
+        if self.remaining:
+            self.remaining -= 1
+            self.final = self.remaining == 0
+        if start:
+            channels, rows = record["channels"], batch * record["positions"]
+            if record["kind"] == LAYER_KINDS.index("softmax"):
+                first, row, latency = (3, softmax_row_cycles(channels),
+                                       softmax_row_latency(channels))
+            else:
+                first = 2 * channels + 4
+                row = layernorm_row_cycles(channels, self.layernorm_channels)
+                latency = layernorm_row_latency(channels, self.layernorm_channels)
+            # The final code is on `codes` `first + (rows - 1) * row + latency` cycles after
+            # this one.
+            self.remaining = first + (rows - 1) * row + latency - 1
 
 
 class Requantizer:

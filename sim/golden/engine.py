@@ -3,9 +3,9 @@
 :func:`engine_cycles` joins the cycle models of the engine's components
 (:mod:`systolix.sim.golden.components`: sequencer, weight and activation feeders, the array's
 handshakes through :class:`~systolix.sim.golden.cycles.ArrayModel`, the K-tile accumulator, the
-result queue, the requantization issuer, the post-op unit, the requantization units, the
-writeback and the output streamer) as the gateware joins the components, and steps them one
-cycle at a time; the data itself is the business of
+result queue, the requantization issuer, the post-op unit, the row unit, the requantization
+units, the writeback and the output streamer) as the gateware joins the components, and steps
+them one cycle at a time; the data itself is the business of
 :func:`systolix.sim.golden.program.run_program`. A run does not depend on the host once it has
 started, so its cycle count depends only on the program, the array, the memory depths and the
 batch size.
@@ -13,12 +13,12 @@ batch size.
 
 from typing import NamedTuple
 
-from systolix.memory_map import layer_records
+from systolix.memory_map import LAYER_KINDS, layer_records
 from systolix.timing import array_timing, default_requant_lanes, vector_planes
 
 from .components import (ActivationFeeder, KTileAccumulator, OutputStreamer, PostOps,
-                         Requantizer, RequantIssuer, Sequencer, SyncFIFOBuffered, WeightFeeder,
-                         Writeback)
+                         Requantizer, RequantIssuer, RowOps, Sequencer, SyncFIFOBuffered,
+                         WeightFeeder, Writeback)
 from .cycles import ArrayModel
 
 __all__ = ["EngineCycles", "engine_cycles"]
@@ -57,6 +57,9 @@ def engine_cycles(config, images, batch, requant_lanes=None):
     queue = SyncFIFOBuffered(images.memories.batch + 1)
     issuer = RequantIssuer(config.cols, lanes)
     postops = PostOps(config.rows, lanes)
+    row_kinds = (LAYER_KINDS.index("softmax"), LAYER_KINDS.index("layernorm"))
+    rowops = RowOps(max([record["channels"] for record in records
+                         if record["kind"] == row_kinds[1]], default=0))
     requantizer, writeback = Requantizer(), Writeback()
     output_streamer = OutputStreamer(lanes)
     total = len(images.weights)
@@ -68,7 +71,8 @@ def engine_cycles(config, images, batch, requant_lanes=None):
                                        * interval
                                        + record["c_tiles"] * (record["kernel_height"]
                                                               * record["kernel_width"]
-                                                              + 2 + config.rows))
+                                                              + 2 + config.rows)
+                                       + 3 * record["channels"] + 100)
         for record in records)
 
     # The cycle of the start transfer (cycle -1), then cycle 0, the first of the header, on.
@@ -90,11 +94,11 @@ def engine_cycles(config, images, batch, requant_lanes=None):
         sums_valid = accumulator.sums_valid(array.results_valid, running, bounds)
         vectors_ready = issuer.ready(running)
         take_vector = queue.r_rdy and vectors_ready
-        layer_done = writeback.layer_done(requantizer.output)
+        layer_done = writeback.layer_done(requantizer.output or rowops.final)
         if layer_done:
             layer_ends.append(cycle + 1)
         issued_final = issuer.issued and issuer.final or postops.final
-        gemm = record["kind"] == 0
+        gemm, row = record["kind"] == 0, record["kind"] in row_kinds
 
         # Registers.
         weight_feeder.step(sequencer.header_done, total, weights_ready)
@@ -105,7 +109,8 @@ def engine_cycles(config, images, batch, requant_lanes=None):
         accumulator.step(sink_take, running, bounds)
         queue.step(sums_valid, vectors_ready)
         issuer.step(take_vector, running, bounds)
-        postops.step(sequencer.layer_start and not gemm, record, batch)
+        postops.step(sequencer.layer_start and not gemm and not row, record, batch)
+        rowops.step(sequencer.layer_start and row, record, batch)
         requantizer.step(issued_final)
         writeback.step(sequencer.idle, False, cycle == -1)
         output_streamer.step(layer_done and record["last"], True,

@@ -145,6 +145,15 @@ GRAPHS = {
         ("conv", 4, {"largest_stride": 1}), ("gelu",),
         ("conv", 4, {"largest_kernel": 1, "largest_stride": 1}), ("gelu",), ("add", 1),
         ("gelu",)],
+    # LayerNorm and softmax layers (row unit kinds layernorm and softmax) between dense layers
+    # on each position's channels, LayerNorm last.
+    "layernorm-softmax": [
+        ("conv", 6, {"largest_kernel": 1, "largest_stride": 1}), ("layernorm",),
+        ("conv", 9, {"largest_kernel": 1, "largest_stride": 1}), ("softmax",),
+        ("conv", 5, {"largest_kernel": 1, "largest_stride": 1}), ("layernorm",)],
+    # A residual add around a LayerNorm, softmax last.
+    "softmax-last": [
+        ("conv", 4, {"largest_stride": 1}), ("layernorm",), ("add", 0), ("softmax",)],
     # An add as the last layer.
     "residual-last": [
         ("conv", 3, {"largest_stride": 1}), ("conv", 3, {"largest_kernel": 1,
@@ -153,21 +162,25 @@ GRAPHS = {
 }
 
 
-@pytest.mark.parametrize("graph, seed, rows, cols", [
-    ("pool-residual-pool", 0, 4, 2),
-    pytest.param("pool-input-add-dense", 1, 3, 2, marks=pytest.mark.slow),
-    pytest.param("residual-last", 2, 4, 4, marks=pytest.mark.slow),
-    pytest.param("pool-residual-pool", 3, 8, 4, marks=pytest.mark.slow),
-    ("gelu", 4, 4, 2),
-    pytest.param("gelu", 5, 3, 3, marks=pytest.mark.slow),
+@pytest.mark.parametrize("graph, seed, rows, cols, bits", [
+    ("pool-residual-pool", 0, 4, 2, 4),
+    pytest.param("pool-input-add-dense", 1, 3, 2, 4, marks=pytest.mark.slow),
+    pytest.param("residual-last", 2, 4, 4, 4, marks=pytest.mark.slow),
+    pytest.param("pool-residual-pool", 3, 8, 4, 4, marks=pytest.mark.slow),
+    ("gelu", 4, 4, 2, 4),
+    pytest.param("gelu", 5, 3, 3, 4, marks=pytest.mark.slow),
+    ("layernorm-softmax", 7, 4, 2, 8),
+    pytest.param("layernorm-softmax", 6, 3, 3, 4, marks=pytest.mark.slow),
+    pytest.param("softmax-last", 8, 8, 4, 8, marks=pytest.mark.slow),
 ])
-def test_random_graphs(tmp_path, graph, seed, rows, cols):
+def test_random_graphs(tmp_path, graph, seed, rows, cols, bits):
     """Random programs with max pooling (overlapping and padded windows), residual adds (a
     skip over two layers, the program's input), GELU layers and a max pooling, add or GELU
-    last layer, on the post-op unit: 0 mismatches and measured = modelled cycles."""
+    last layer, on the post-op unit, softmax and LayerNorm layers (one a last layer) on the row
+    unit, with ``bits``-bit activation codes: 0 mismatches and measured = modelled cycles."""
     rng = np.random.default_rng(seed)
-    config = ArrayConfig(rows=rows, cols=cols, weight_bits=4, activation_bits=4,
-                         activation_signed=bool(seed % 2), accumulator_bits=16)
+    config = ArrayConfig(rows=rows, cols=cols, weight_bits=4, activation_bits=bits,
+                         activation_signed=bool(seed % 2), accumulator_bits=16 + bits - 4)
     program = random_conv_program(rng, config, (5, 6, 3), GRAPHS[graph])
     images = pack(program, config)
     codes = rng.integers(*config.activation_range, (images.max_batch + 2, program.inputs),

@@ -10,7 +10,8 @@ from systolix.sim.golden.program import requantize, run_program
 from systolix.sw import IntegerLayer, digits_mlp, lower, quantize
 from systolix.boards.memory_files import write_images
 from systolix.memory_map import (FORMAT_VERSION, HEADER_WORDS, RECORD_WORDS, REQUANT_LAYOUT, MemoryConfig,
-                                 layer_records, packed_sources, windowed,
+                                 layer_records, layernorm_constants, layernorm_words,
+                                 packed_sources, windowed,
                                  MemoryImages, memory_contents)
 from systolix.sw.pack import LayerTiles, check_fit, ideal_cycles, layer_tiles, pack, unpack
 from systolix.layer import AddLayer, MaxPoolLayer, Window
@@ -19,7 +20,6 @@ from systolix.sw.program import IntegerProgram
 from systolix.sw.quant import QuantParams
 from systolix.sw.stimulus import program_of, random_conv_program, random_layer, random_program
 
-LAYER_FIELDS = [field.name for field in dataclasses.fields(IntegerLayer)]
 BIG = MemoryConfig(weight_words=65536, requant_words=65536, program_words=65536,
                    activation_words=65536)
 
@@ -27,10 +27,8 @@ BIG = MemoryConfig(weight_words=65536, requant_words=65536, program_words=65536,
 def assert_same_layers(layers, originals):
     assert len(layers) == len(originals)
     for layer, original in zip(layers, originals):
-        if not isinstance(original, IntegerLayer):
-            assert layer == original
-            continue
-        for name in LAYER_FIELDS:
+        assert type(layer) is type(original)
+        for name in (field.name for field in dataclasses.fields(original)):
             value, expected = getattr(layer, name), getattr(original, name)
             if isinstance(expected, np.ndarray):
                 assert value.dtype == expected.dtype and value.shape == expected.shape, name
@@ -197,7 +195,7 @@ def test_fixed_layout():
     assert images.requant == (0x0014_9C40_FFFF_FFFF, 0x0000_0001_0000_0002,
                               0x003F_FFFF_0000_0003, 0)
     assert images.program == (
-        0x0001_0006,                                   # version 6, 1 layer
+        0x0001_0007,                                   # version 7, 1 layer
         2 | 2 << 6 | 4 << 12 | 1 << 16 | 4 << 17 | 0 << 21 | 16 << 22 | 1 << 28,
         8,                                             # weight words
         128,                                           # max batch: MemoryConfig().batch
@@ -344,8 +342,8 @@ def test_unpack_refuses_other_images(small):
     with pytest.raises(ValueError, match=r"^the images were packed for another array than "
                                          r"4x8-W4s-A4u-P16-wrap: cols 4 \(not 8\)$"):
         unpack(images, dataclasses.replace(config, cols=8))
-    with pytest.raises(ValueError, match=r"^the images are not memory map version 6 \(they say "
-                                         r"4 and 6\); this systolix reads version 6$"):
+    with pytest.raises(ValueError, match=r"^the images are not memory map version 7 \(they say "
+                                         r"4 and 7\); this systolix reads version 7$"):
         unpack(dataclasses.replace(images, version=4), config)
     with pytest.raises(ValueError, match=r"^the program image has 49 words, not the 50 of 2 "
                                          r"layers$"):
@@ -363,7 +361,7 @@ def test_unpack_refuses_other_images(small):
     weights = list(images.weights)
     weights[3 * 4] |= 1 << 12
     with pytest.raises(ValueError, match=r"^the images are not in the layout of memory map "
-                                         r"version 6: repacking the layers they hold gives "
+                                         r"version 7: repacking the layers they hold gives "
                                          r"other words$"):
         unpack(dataclasses.replace(images, weights=tuple(weights)), config)
 
@@ -429,7 +427,7 @@ def test_requant_words_are_whole_hex_digits_with_reserved_bits_zero(small):
     bits, 0 in the images and pseudo-random in the filler, so that every bit column of the
     memory's hex file varies (what icebram and ecpbram need to tell block RAMs apart)."""
     program, config = small
-    assert FORMAT_VERSION == 6
+    assert FORMAT_VERSION == 7
     assert [(name, field.offset, field.width) for name, field in REQUANT_LAYOUT] == [
         ("bias", 0, 32), ("multiplier", 32, 16), ("shift", 48, 6), ("reserved", 54, 2)]
     assert REQUANT_LAYOUT.size % 4 == 0
@@ -442,7 +440,7 @@ def test_requant_words_are_whole_hex_digits_with_reserved_bits_zero(small):
     words = list(images.requant)
     words[0] |= 1 << 55
     with pytest.raises(ValueError, match=r"^the images are not in the layout of memory map "
-                                         r"version 6: repacking the layers they hold gives "
+                                         r"version 7: repacking the layers they hold gives "
                                          r"other words$"):
         unpack(dataclasses.replace(images, requant=tuple(words)), config)
 
@@ -530,6 +528,47 @@ def test_gelu_round_trip(signed):
     assert len(set(outputs.ravel().tolist())) > 1
 
 
+@pytest.mark.parametrize("bits, signed", [(4, False), (8, True)])
+def test_softmax_layernorm_round_trip(bits, signed):
+    """Softmax and LayerNorm layers between convolutions and last pack and unpack exactly
+    (softmax's constants in the record; LayerNorm's shift in the record, its multipliers and
+    biases two requantization words a channel) and the images compute what the program
+    does."""
+    rng = np.random.default_rng(11 + bits)
+    config = ArrayConfig(rows=4, cols=2, weight_bits=4, activation_bits=bits,
+                         activation_signed=signed, accumulator_bits=20)
+    program = random_conv_program(rng, config, (2, 3, 5), [
+        ("conv", 6, {"largest_stride": 1}), ("layernorm",), ("conv", 5, {"largest_kernel": 1}),
+        ("softmax",), ("conv", 3, {"largest_kernel": 1}), ("layernorm",)])
+    images = pack(program, config)
+    assert_same_layers(unpack(images, config), program.layers)
+    records = layer_records(images)
+    assert [r["kind"] for r in records] == [0, 5, 0, 4, 0, 5]
+    tiles = layer_tiles(program, config)
+    assert [(t.k_tiles, t.weight_words, t.requant_words) for t in tiles[1::2]] == [
+        (0, 0, 12), (0, 0, 0), (0, 0, 6)]
+    assert records[3]["fraction_bits"] == program.layers[3].fraction_bits
+    assert records[2]["requant_base"] == records[1]["requant_base"] + 12
+    codes = rng.integers(*config.activation_range, (images.max_batch, program.inputs),
+                         endpoint=True)
+    np.testing.assert_array_equal(golden_run_images(images, config, codes),
+                                  run_program(program, codes))
+
+
+def test_layernorm_words():
+    """A LayerNorm channel's two requantization words, worked out by hand: the multiplier in
+    the first word's bias, the 48-bit bias split into the second word's bias (high 32 bits)
+    and multiplier (low 16)."""
+    words = layernorm_words([-3, 65535], [-(1 << 40) + 5, (1 << 47) - 1])
+    assert words == [0xFFFF_FFFD,                     # -3
+                     0x0005 << 32 | 0xFF00_0000,      # -2^40 + 5 = -2^24 * 2^16 + 5
+                     0xFFFF,                          # 65535
+                     0xFFFF << 32 | 0x7FFF_FFFF]      # 2^47 - 1 = (2^31 - 1) * 2^16 + 0xFFFF
+    multiplier, bias = layernorm_constants(words)
+    assert multiplier.tolist() == [-3, 65535] and bias.tolist() == [-(1 << 40) + 5,
+                                                                    (1 << 47) - 1]
+
+
 def test_placement_of_a_skip():
     """The skip tensor of a residual add survives the two layers between: the add reads it
     from where layer 1 wrote it, and no tensor written while it is alive overlaps it; a chain
@@ -590,10 +629,11 @@ def test_graph_refusals():
 
 
 def test_refuses_layers_the_engine_does_not_run():
-    """A transformer's layers the engine does not run (products of two activations, softmax,
-    LayerNorm) are refused in one line naming the first."""
+    """A transformer's layers the engine does not run (products of two activations) are
+    refused in one line naming the first."""
     from .test_program import transformer_program
 
-    with pytest.raises(ValueError, match=r"^layer 0 is a LayerNormLayer; the engine runs "
-                                         r"dense, convolution, max pooling, add and GELU layers$"):
+    with pytest.raises(ValueError, match=r"^layer 1 is a MatMulLayer; the engine runs dense, "
+                                         r"convolution, max pooling, add, GELU, softmax and "
+                                         r"LayerNorm layers$"):
         check_fit(transformer_program(), ArrayConfig(rows=2, cols=2), MemoryConfig())

@@ -62,10 +62,26 @@ def _ceil_div(a, b):
 _ENGINE_LAYERS = (IntegerLayer, MaxPoolLayer, AddLayer, GeluLayer, SoftmaxLayer, LayerNormLayer)
 
 
+def _same_words(written, read, rows):
+    """Whether a vector (a map of one pixel) and a map of whole words a pixel, ``written`` and
+    ``read`` (``(height, width, channels)``, either way round), of the same number of codes
+    are the same buffer words for an array of ``rows`` rows: both lie code after code."""
+    def pixel(shape):
+        return shape[0] * shape[1] == 1
+
+    def whole_words(shape):
+        return pixel(shape) or shape[2] % rows == 0
+
+    return (np.prod(written) == np.prod(read) and (pixel(written) or pixel(read))
+            and whole_words(written) and whole_words(read))
+
+
 def _windows(layers, sources, rows):
     """The record window fields (:func:`~systolix.memory_map.layer_window`, input base 0) of
     each layer; raise :class:`ValueError` with one line for a layer the engine does not run or
-    that reads a map of another shape than its source writes."""
+    that reads a map of another shape than its source writes (unless the two are the same
+    buffer words, :func:`_same_words`: a dense layer's vector read as a map of whole words a
+    pixel)."""
     shapes, windows = {}, []     # the (height, width, channels) of each tensor once known
     for index, (layer, entry) in enumerate(zip(layers, sources)):
         if not isinstance(layer, _ENGINE_LAYERS):
@@ -81,7 +97,7 @@ def _windows(layers, sources, rows):
             reads = (window.height, window.width, window.channels)
         for source in entry:
             shape = shapes.setdefault(source, reads)
-            if shape != reads:
+            if shape != reads and not _same_words(shape, reads, rows):
                 writer = "the input is" if source == -1 else f"layer {source} writes"
                 raise ValueError(f"layer {index} reads a {'x'.join(map(str, reads))} map; "
                                  f"{writer} a {'x'.join(map(str, shape))} map")

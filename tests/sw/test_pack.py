@@ -569,6 +569,29 @@ def test_layernorm_words():
                                                                     (1 << 47) - 1]
 
 
+@pytest.mark.parametrize("rows", [2, 4, 3])
+def test_vector_read_as_a_map(rows):
+    """A dense layer's vector read by a LayerNorm layer as a map of 2 positions of 4 channels
+    (the ViT's patch embedding): the same buffer words where a position is whole words (2 and
+    4 rows), refused otherwise (3 rows)."""
+    rng = np.random.default_rng(rows)
+    config = ArrayConfig(rows=rows, cols=2, weight_bits=4, activation_bits=8,
+                         activation_signed=True, accumulator_bits=20)
+    program = random_conv_program(rng, config, (1, 1, 5), [("dense", 8), ("dense", 3)])
+    norm = random_conv_program(rng, config, (2, 1, 4), [("layernorm",), ("dense", 2)]).layers[0]
+    program = program_of([program.layers[0], norm, program.layers[1]])
+    if 4 % rows:
+        with pytest.raises(ValueError, match=r"^layer 1 reads a 2x1x4 map; layer 0 writes a "
+                                             r"1x1x8 map$"):
+            pack(program, config)
+        return
+    images = pack(program, config)
+    codes = rng.integers(*config.activation_range, (images.max_batch, program.inputs),
+                         endpoint=True)
+    np.testing.assert_array_equal(golden_run_images(images, config, codes),
+                                  run_program(program, codes))
+
+
 def test_placement_of_a_skip():
     """The skip tensor of a residual add survives the two layers between: the add reads it
     from where layer 1 wrote it, and no tensor written while it is alive overlaps it; a chain

@@ -304,11 +304,13 @@ class SystolicArray(wiring.Component):
         tile_swap = Signal()                               # the vector starts a new tile
         m.d.comb += final.eq(sending & (plane == 0))
         m.d.sync += [first.eq(accept), tile_swap.eq(swap)]
-        with m.If(accept):
-            m.d.sync += [hold.eq(payload.data), plane.eq(payload.planes - 1), sending.eq(1),
-                         free.eq(payload.planes == 1)]
-        with m.Elif(sending):
-            m.d.sync += [plane.eq(plane - 1), sending.eq(plane != 0), free.eq(plane <= 1)]
+        # While free, the payload is captured whether or not it is accepted (no enable from the
+        # handshake to fan out); only `sending`, `free` and `first` follow the handshake.
+        with m.If(free):
+            m.d.sync += [hold.eq(payload.data), plane.eq(payload.planes - 1),
+                         sending.eq(accept), free.eq(~accept | (payload.planes == 1))]
+        with m.Else():
+            m.d.sync += [plane.eq(plane - 1), free.eq(plane == 1)]
 
         bits = Signal(rows)
         codes = hold.as_value()

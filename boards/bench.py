@@ -13,6 +13,12 @@ DSP cells (issue 16): the same table for arrays of DSP cell pairs (``pe="dsp"``,
 per SB_MAC16) of :data:`DSP_SIZES`, the largest that the UP5K's 8 DSPs hold, against the same
 reference (target: 2x its MMAC/s per logic cell).
 
+Bit-serial cells (issue 16): the same table for arrays of bit-serial cells (``pe="serial"``) of
+:data:`SERIAL_SIZES`, whose vectors take as many cycles as their activation bits: MMAC/s per logic
+cell ``rows * cols * fmax / (planes * cells)`` at 4-bit and at 2-bit activations (a layer that the
+mixed-precision search narrows to 2 bits runs twice as fast), against the reference and against
+the LUT cells' array of the same size (which takes a cycle a vector at any width).
+
 Largest array (issues 5 and 16): :func:`largest_array` builds the whole accelerator of the
 default model (W4/A4, 12-bit accumulator) for a board with arrays of several shapes, each with
 memories sized for the model and the processing element that fits the board's DSPs
@@ -47,7 +53,8 @@ from .tops import board as board_named
 
 from .synth import DesignDoesNotFit, SynthesisError, array_synth_options, synthesize
 
-__all__ = ["REFERENCE", "SIZES", "DSP_SIZES", "SAVINGS", "LARGEST", "LARGEST_ECP5", "run",
+__all__ = ["REFERENCE", "SIZES", "DSP_SIZES", "SERIAL_SIZES", "SAVINGS", "LARGEST",
+           "LARGEST_ECP5", "run",
            "accumulator_savings", "largest_array"]
 
 REFERENCE = {"macs": 4 * 4, "logic_cells": 1005, "fmax_mhz": 38.9}
@@ -59,6 +66,12 @@ SIZES = ((2, 2), (8, 8))
 
 DSP_SIZES = ((2, 2), (4, 4))
 """``(rows, cols)`` of the arrays of DSP cells measured (4x4: the UP5K's 8 SB_MAC16)."""
+
+SERIAL_SIZES = ((2, 2), (4, 4), (8, 8))
+"""``(rows, cols)`` of the arrays of bit-serial cells measured."""
+
+SERIAL_PLANES = (4, 2)
+"""Activation bits at which the bit-serial arrays' MMAC/s per logic cell are printed."""
 
 _BASE = ArrayConfig(weight_bits=4, activation_bits=4, accumulator_bits=16)
 _FMAX_RATIO_TARGET = 0.9
@@ -84,8 +97,9 @@ def _mmacs_per_cell(macs, fmax_mhz, logic_cells):
 
 
 def run(*, seeds=(1, 2, 3), build_root="build/bench", largest=(LARGEST, LARGEST_ECP5)):
-    """Synthesize, place and route the arrays of :data:`SIZES` (LUT cells) and
-    :data:`DSP_SIZES` (DSP cells) and print one table each.
+    """Synthesize, place and route the arrays of :data:`SIZES` (LUT cells),
+    :data:`DSP_SIZES` (DSP cells) and :data:`SERIAL_SIZES` (bit-serial cells) and print one
+    table each.
 
     The builds run in parallel, one per CPU core. The tables of :func:`accumulator_savings`
     and of :func:`largest_array` for each of ``largest`` follow.
@@ -102,11 +116,12 @@ def run(*, seeds=(1, 2, 3), build_root="build/bench", largest=(LARGEST, LARGEST_
     Returns
     -------
     list of (ArrayConfig, list of SynthesisResult)
-        The measured arrays, those of :data:`SIZES` then of :data:`DSP_SIZES`, with one result
-        per seed.
+        The measured arrays, those of :data:`SIZES`, of :data:`DSP_SIZES` then of
+        :data:`SERIAL_SIZES`, with one result per seed.
     """
     tables = ([replace(_BASE, rows=rows, cols=cols) for rows, cols in SIZES],
-              [replace(_BASE, rows=rows, cols=cols, pe="dsp") for rows, cols in DSP_SIZES])
+              [replace(_BASE, rows=rows, cols=cols, pe="dsp") for rows, cols in DSP_SIZES],
+              [replace(_BASE, rows=rows, cols=cols, pe="serial") for rows, cols in SERIAL_SIZES])
 
     def build(config, seed):
         return synthesize(SystolicArray(config), seed=seed, name="array",
@@ -152,11 +167,51 @@ def run(*, seeds=(1, 2, 3), build_root="build/bench", largest=(LARGEST, LARGEST_
               f"of the {large.rows}x{large.cols}: {density[-1]:.2f}x the reference (target >= "
               f"{_DENSITY_TARGET}: {'met' if density[-1] >= _DENSITY_TARGET else 'MISSED'})")
         print()
+    lut_density = {(config.rows, config.cols): _mmacs_per_cell(
+        config.rows * config.cols, statistics.median(result.fmax_mhz for result in results),
+        results[0].logic_cells) for config, results in measured[0]}
+    serial_table(measured[2], seeds, reference, lut_density)
+    print()
     accumulator_savings(seed=seeds[0], build_root=build_root)
     for spec in largest:
         print()
         largest_array(spec, seed=seeds[0], build_root=build_root)
-    return measured[0] + measured[1]
+    return measured[0] + measured[1] + measured[2]
+
+
+def serial_table(measured, seeds, reference, lut_density):
+    """Print the table of the arrays of bit-serial cells: MMAC/s per logic cell at each of
+    :data:`SERIAL_PLANES` activation bits, against the reference and the LUT cells' array of
+    the same size where ``lut_density`` (``(rows, cols)`` to MMAC/s per logic cell) has it."""
+    planes = SERIAL_PLANES
+    print(f"Bit-serial cells (a vector takes as many cycles as its activation bits); fmax: median "
+          f"over seeds {', '.join(map(str, seeds))}; MMAC/s per logic cell at A = "
+          f"{' and '.join(map(str, planes))}, vs the reference and vs LUT cells")
+    header = (f"{'array':<28}{'LCs':>6}{'LUT4':>6}{'FF':>6}{'carry':>7}{'BRAM':>6}"
+              f"{'fmax MHz':>10}{'range':>13}"
+              + "".join(f"{f'A{p} MMAC/s/LC':>16}{'vs ref':>8}{'vs LUT':>8}" for p in planes))
+    print(header)
+    print("-" * len(header))
+    medians = []
+    for config, results in measured:
+        first = results[0]
+        fmaxes = [result.fmax_mhz for result in results]
+        fmax = statistics.median(fmaxes)
+        medians.append(fmax)
+        row = (f"{config.name:<28}{first.logic_cells:>6}{first.luts:>6}{first.flip_flops:>6}"
+               f"{first.carries:>7}{first.brams:>6}{fmax:>10.1f}"
+               f"{f'{min(fmaxes):.1f}-{max(fmaxes):.1f}':>13}")
+        lut = lut_density.get((config.rows, config.cols))
+        for p in planes:
+            mmacs = _mmacs_per_cell(config.rows * config.cols, fmax / p, first.logic_cells)
+            versus = "-" if lut is None else f"{mmacs / lut:.2f}x"
+            row += f"{mmacs:>16.3f}{mmacs / reference:>7.2f}x{versus:>8}"
+        print(row)
+    ratio = medians[-1] / medians[0]
+    (small, _), (large, _) = measured[0], measured[-1]
+    print(f"Bit-serial cells: fmax {large.rows}x{large.cols} / {small.rows}x{small.cols}: "
+          f"{ratio:.2f} (target >= {_FMAX_RATIO_TARGET}: "
+          f"{'met' if ratio >= _FMAX_RATIO_TARGET else 'MISSED'})")
 
 
 def accumulator_savings(*, seed=1, build_root="build/bench"):

@@ -336,17 +336,20 @@ class SystolicArray(wiring.Component):
                 ]
                 column[c] = cell.psum_out
 
-        # The first and final flags reach the bottom with the plane's sums.
+        # The first and final flags reach the bottom with the plane's sums (`coming`: the
+        # first flag of the plane that reaches it in the next cycle).
         for stage in range(rows + 1):
             first_next, final_next = Signal(name=f"first_{stage}"), Signal(name=f"final_{stage}")
             m.d.sync += [first_next.eq(first), final_next.eq(final)]
-            first, final = first_next, final_next
+            coming, first, final = first, first_next, final_next
         sums = []
         for c in range(cols):
-            acc = Signal(accumulator_shape(config), name=f"plane_acc_{c}")
+            # base = 2 acc, or 0 before a vector's first plane: set a cycle ahead, so that only
+            # an adder lies between the column and the result buffer.
+            base = Signal(accumulator_shape(config), name=f"plane_base_{c}")
             total = Signal(accumulator_shape(config), name=f"plane_total_{c}")
             addend = Mux(first, -column[c], column[c]) if config.activation_signed else column[c]
-            m.d.comb += total.eq(Mux(first, 0, acc << 1) + addend)
-            m.d.sync += acc.eq(total)
+            m.d.comb += total.eq(base + addend)
+            m.d.sync += base.eq(Mux(coming, 0, total << 1))
             sums.append(total)
         return sums, final

@@ -32,3 +32,25 @@ def test_largest_array_prints_compute_and_uart_bound_rates(tmp_path, capsys, mon
     assert row.endswith(f"{result['inferences_per_second']:>10,.0f}"
                         f"{result['uart_inferences_per_second']:>12,.0f}  yes")
     assert result["uart_inferences_per_second"] < result["inferences_per_second"]
+
+
+@pytest.mark.slow
+def test_serial_table_prints_density_at_each_width(tmp_path, capsys):
+    """The bit-serial cells' table: a 2x2 array placed once; its MMAC/s per logic cell at 2-bit
+    activations is twice that at 4 bits, and it is compared with a LUT cells' figure."""
+    from dataclasses import replace
+
+    from systolix.boards.bench import _BASE, REFERENCE, serial_table
+    from systolix.boards.synth import synthesize
+    from systolix.hw.array import SystolicArray
+
+    config = replace(_BASE, rows=2, cols=2, pe="serial")
+    result = synthesize(SystolicArray(config), name="array", build_dir=tmp_path)
+    reference = REFERENCE["macs"] * REFERENCE["fmax_mhz"] / REFERENCE["logic_cells"]
+    serial_table([(config, [result])], (1,), reference, {(2, 2): 1.0})
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith(config.name)).split()
+    a4, a2 = float(row[8]), float(row[11])
+    assert a4 == pytest.approx(4 * result.fmax_mhz / 4 / result.logic_cells, abs=1e-3)
+    assert a2 == pytest.approx(2 * a4, abs=2e-3)
+    assert row[13] == f"{a2:.2f}x"          # against the LUT cells' 1.0 MMAC/s per cell

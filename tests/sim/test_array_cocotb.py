@@ -23,8 +23,9 @@ def can_overflow(config):
 @pytest.mark.parametrize("config", [
     *ARRAY_CONFIGS, *DSP_ARRAY_CONFIGS[:2],
     *(pytest.param(config, marks=pytest.mark.slow) for config in DSP_ARRAY_CONFIGS[2:]),
-    *SERIAL_ARRAY_CONFIGS[:1],
-    *(pytest.param(config, marks=pytest.mark.slow) for config in SERIAL_ARRAY_CONFIGS[1:])],
+    # Bit-serial cells run on Verilator in the default tier through the engine's test
+    # (test_engine_cocotb.py), and their array scenarios in Amaranth's (tests/hw/test_array.py).
+    *(pytest.param(config, marks=pytest.mark.slow) for config in SERIAL_ARRAY_CONFIGS)],
     ids=lambda config: config.name)
 def test_array_bit_exact_and_cycle_exact(config, tmp_path):
     report = run_array_suite(config, simulator=SIMULATOR, build_root=tmp_path)

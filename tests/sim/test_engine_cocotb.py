@@ -196,7 +196,7 @@ def test_random_graphs(tmp_path, graph, seed, rows, cols, bits):
 
 
 @pytest.mark.parametrize("config, bits, images", [
-    ("8x8-W4s-A4u-P16-wrap-serial", (4, 2, 2), 40),
+    ("4x4-W4s-A4u-P16-wrap-serial", (4, 2, 2), 24),
     pytest.param("6x10-W4s-A5s-P14-wrap-serial", (4, 2, 3), 160, marks=pytest.mark.slow),
 ])
 def test_digits_bit_serial_cells(digits, tmp_path, config, bits, images):

@@ -192,12 +192,14 @@ def serial_table(measured, seeds, reference, lut_density):
               + "".join(f"{f'A{p} MMAC/s/LC':>16}{'vs ref':>8}{'vs LUT':>8}" for p in planes))
     print(header)
     print("-" * len(header))
-    medians = []
+    medians, density = [], []
     for config, results in measured:
         first = results[0]
         fmaxes = [result.fmax_mhz for result in results]
         fmax = statistics.median(fmaxes)
         medians.append(fmax)
+        density.append([_mmacs_per_cell(config.rows * config.cols, fmax / p, first.logic_cells)
+                        / reference for p in planes])
         row = (f"{config.name:<28}{first.logic_cells:>6}{first.luts:>6}{first.flip_flops:>6}"
                f"{first.carries:>7}{first.brams:>6}{fmax:>10.1f}"
                f"{f'{min(fmaxes):.1f}-{max(fmaxes):.1f}':>13}")
@@ -211,7 +213,12 @@ def serial_table(measured, seeds, reference, lut_density):
     (small, _), (large, _) = measured[0], measured[-1]
     print(f"Bit-serial cells: fmax {large.rows}x{large.cols} / {small.rows}x{small.cols}: "
           f"{ratio:.2f} (target >= {_FMAX_RATIO_TARGET}: "
-          f"{'met' if ratio >= _FMAX_RATIO_TARGET else 'MISSED'})")
+          f"{'met' if ratio >= _FMAX_RATIO_TARGET else 'MISSED'}); MMAC/s per logic cell of "
+          f"the {large.rows}x{large.cols}: "
+          + ", ".join(f"{versus:.2f}x the reference at A{p}"
+                      for p, versus in zip(planes, density[-1]))
+          + f" (target >= {_DENSITY_TARGET} at A{planes[0]}: "
+          f"{'met' if density[-1][0] >= _DENSITY_TARGET else 'MISSED'})")
 
 
 def accumulator_savings(*, seed=1, build_root="build/bench"):

@@ -194,7 +194,8 @@ def run_sim(args):
         ["cycles per inference", f"{measured:.1f} measured, {sum(modelled) / len(codes):.1f} "
                                  f"modelled, {ideal} ideal ({measured / ideal:.2f}x ideal)"],
         ["MAC utilisation", f"{100 * ideal / measured:.0f} % of {config.rows * config.cols} "
-                            f"MACs a cycle"],
+                            + ("bit-serial cells (a MAC in as many cycles as its layer's "
+                               "input bits)" if config.pe == "serial" else "MACs a cycle")],
         *_window_rows(program, config, [cycles.layers for cycles in model_cycles], len(codes)),
         ["host link", f"{report['frames']} frames, {report['cycles']:,} cycles in all "
                       f"({report['cycles'] / len(codes):.0f} a vector, bytes included)"],

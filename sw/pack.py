@@ -22,6 +22,7 @@ from systolix.memory_map import (BATCH_LAYOUT, CONFIG_LAYOUT, FORMAT_VERSION, HE
                                  MemoryConfig, MemoryImages, config_fields, feed_address_bits,
                                  layer_window, layernorm_words, packed_layers, packed_sources,
                                  padded_rows, weights_layout)
+from systolix.timing import vector_planes
 
 from .a2q import min_accumulator_bits
 from .program import IntegerProgram
@@ -182,11 +183,18 @@ def ideal_cycles(program, config):
     """Array cycles per input if every tile computed at full rate and never waited.
 
     The tiled multiply-accumulates of all layers (each layer padded to whole tiles) divided by
-    the ``rows * cols`` the array does per cycle: ``sum(k_tiles * n_tiles * positions)``.
-    Divided by the measured cycles per input, it is the array's utilisation.
+    the ``rows * cols`` the array does per cycle: ``sum(k_tiles * n_tiles * positions)``, each
+    tile-vector taking as many cycles as its layer's input bit-planes with bit-serial cells
+    (:func:`~systolix.timing.vector_planes`). Divided by the measured cycles per input, it is
+    the array's utilisation.
     """
-    return sum(tiles.k_tiles * tiles.n_tiles * tiles.positions
-               for tiles in layer_tiles(program, config))
+    def interval(layer):
+        if config.pe != "serial" or not isinstance(layer, IntegerLayer):
+            return 1
+        return vector_planes(config, layer.input_bits, layer.input_signed)
+
+    return sum(tiles.k_tiles * tiles.n_tiles * tiles.positions * interval(layer)
+               for tiles, layer in zip(layer_tiles(program, config), program.layers))
 
 
 def _describe(bits, signed):

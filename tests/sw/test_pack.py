@@ -177,6 +177,10 @@ def test_tiles_and_ideal_cycles(digits):
                                             LayerTiles(4, 2, 64, 16))
     assert ideal_cycles(uniform, config) == 64 + 32 + 8
     assert ideal_cycles(uniform, dataclasses.replace(config, rows=32, cols=32)) == 4 + 2 + 1
+    # Bit-serial cells: a tile-vector takes as many cycles as its layer's input bits.
+    serial = dataclasses.replace(config, pe="serial")
+    assert ideal_cycles(uniform, serial) == sum(
+        cycles * layer.input_bits for cycles, layer in zip((64, 32, 8), uniform.layers))
     assert check_fit(uniform, config, MemoryConfig()) == layer_tiles(uniform, config)
 
 

@@ -521,6 +521,10 @@ CASES = (
          "argument --stall: must be a number in 0 <= p < 1, not 'nan'"),
     Case("sim-config-unknown", "--config that names no array", ("sim", "--config", "9x9-bogus"),
          "9x9-bogus"),
+    Case("sim-config-serial-saturate", "--config of bit-serial cells that saturate",
+         ("sim", "--config", "8x8-W4s-A4u-P12-saturate-serial"),
+         "pe 'serial' needs overflow 'wrap' (a bit-serial sum is built plane by plane, so "
+         "clamping after every addition cannot be exact), not 'saturate'"),
     Case("sim-arrays-jobs-zero", "sim-arrays --jobs 0", ("sim-arrays", "--jobs", "0"),
          "argument --jobs: must be an integer >= 1, not '0'"),
     Case("report-frequency-nan", "--frequency nan (gave NaN power)",

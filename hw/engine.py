@@ -23,6 +23,7 @@ from .requant import Requantizer
 from .rowops import RowOps
 from .sequencer import Sequencer
 from .spram import SinglePortMemory
+from .stationary import StationaryFeeder
 from .writeback import Writeback, input_word_layout
 
 __all__ = ["input_word_layout", "InferenceEngine"]
@@ -69,7 +70,11 @@ class InferenceEngine(wiring.Component):
     units); ``inputs`` goes through
     the :class:`~systolix.hw.writeback.Writeback` into buffer 0, ``start`` to the sequencer. The
     queue (:class:`amaranth.lib.fifo.SyncFIFOBuffered`, ``batch + 1`` entries) holds the
-    finished sums of up to a batch.
+    finished sums of up to a batch. Images with a matmul layer (``matmul``) add a
+    :class:`~systolix.hw.stationary.StationaryFeeder` between the weight feeder and the array
+    (the layer's stationary operand from a buffer, through a second read port of each), the
+    sequencer's passes over its inputs and heads and the issuer's column terms (docs/engine.md,
+    "Matmul layers").
 
     Throughput: one array tile-vector a cycle while the requantization units keep up, i.e. in
     layers with at least ``cols / requant_lanes`` K tiles; otherwise ``cols / requant_lanes``
@@ -141,6 +146,9 @@ class InferenceEngine(wiring.Component):
             max([record["channels"] for record in records
                  if record["kind"] == LAYER_KINDS.index(kind)], default=0)
             for kind in ("softmax", "layernorm"))
+        # The stationary feeder, the issuer's column terms and the sequencer's passes only
+        # where a matmul layer needs them.
+        self.matmul = any(record["kind"] == LAYER_KINDS.index("matmul") for record in records)
         self.config = config
         self.images = images
         self.requant_lanes = requant_lanes
@@ -167,17 +175,19 @@ class InferenceEngine(wiring.Component):
         memories = images.memories
 
         # The components, in the order the data flows through them.
+        matmul = self.matmul
         m.submodules.sequencer = sequencer = Sequencer(config, memories,
                                                        program_width=images.program_width,
-                                                       windows=self.windows)
+                                                       windows=self.windows, matmul=matmul)
         m.submodules.weight_feeder = weight_feeder = WeightFeeder(config, memories)
         m.submodules.activation_feeder = activation_feeder = ActivationFeeder(
-            config, memories, program_width=images.program_width, windows=self.windows)
+            config, memories, program_width=images.program_width, windows=self.windows,
+            matmul=matmul)
         m.submodules.array = array = SystolicArray(config)
         m.submodules.accumulator = accumulator = KTileAccumulator(config, memories)
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=sums_layout(config).size,
                                                            depth=memories.batch + 1)
-        m.submodules.issuer = issuer = RequantIssuer(config, memories, lanes)
+        m.submodules.issuer = issuer = RequantIssuer(config, memories, lanes, matmul=matmul)
         acc_bits = config.accumulator_bits
         if self.windows:
             m.submodules.postops = postops = PostOps(config, memories, lanes,
@@ -225,7 +235,15 @@ class InferenceEngine(wiring.Component):
         # Streams.
         wiring.connect(m, wiring.flipped(self.start), sequencer.start)
         wiring.connect(m, wiring.flipped(self.inputs), writeback.inputs)
-        wiring.connect(m, weight_feeder.weights, array.weights)
+        if matmul:
+            m.submodules.stationary = stationary = StationaryFeeder(
+                config, memories, program_width=images.program_width)
+            wiring.connect(m, weight_feeder.weights, stationary.gemm)
+            wiring.connect(m, stationary.weights, array.weights)
+            for buffer, port in zip(buffers, stationary.buffers):
+                wiring.connect(m, port, buffer.read_port())
+        else:
+            wiring.connect(m, weight_feeder.weights, array.weights)
         wiring.connect(m, activation_feeder.activations, array.activations)
         wiring.connect(m, array.results, accumulator.results)
         wiring.connect(m, accumulator.sums, queue.w_stream)
@@ -262,23 +280,40 @@ class InferenceEngine(wiring.Component):
         drive(sequencer, layer_done=writeback.layer_done, outputs_sent=output_streamer.done)
         drive(weight_feeder, start=sequencer.header_done, total=sequencer.weight_words)
         gemm = layer.kind == 0 if self.windows else 1
-        drive(activation_feeder, start=sequencer.layer_start & gemm, running=sequencer.running,
-              batch_last=sequencer.batch_last, k_last=sequencer.k_last,
+        feeder_start, feeder_batch_last = sequencer.layer_start & gemm, sequencer.batch_last
+        issues_last, output_words, output_base = (sequencer.vectors_last, layer.output_words,
+                                                  layer.output_base)
+        if matmul:
+            # A matmul layer's passes: one head of one input each.
+            is_matmul = layer.kind == LAYER_KINDS.index("matmul")
+            gemm = gemm | is_matmul
+            feeder_start = sequencer.layer_start & gemm | sequencer.repeat
+            feeder_batch_last = Mux(is_matmul, 0, sequencer.batch_last)
+            issues_last = sequencer.issues_last
+            output_words = Mux(is_matmul, layer.window_row_step, layer.output_words)
+            output_base = layer.output_base + sequencer.output_offset
+            drive(activation_feeder, offset=sequencer.input_offset)
+            drive(issuer, matmul=is_matmul)
+            drive(stationary, start=sequencer.layer_start, layer=layer,
+                  batch_last=sequencer.batch_last, k_last=sequencer.k_last,
+                  n_last=sequencer.n_last)
+        drive(activation_feeder, start=feeder_start, running=sequencer.running,
+              batch_last=feeder_batch_last, k_last=sequencer.k_last,
               n_last=sequencer.n_last, layer=layer,
               input_buffer=layer.input_buffer)
         drive(accumulator, running=sequencer.running, **loops)
-        drive(issuer, running=sequencer.running, batch_last=sequencer.vectors_last,
+        drive(issuer, running=sequencer.running, batch_last=issues_last,
               n_last=sequencer.n_last, last=layer.last, outputs=layer.outputs,
-              output_words=layer.output_words, requant_base=layer.requant_base)
+              output_words=output_words, requant_base=layer.requant_base)
         for requantizer in requantizers:
             drive(requantizer, zero_point=layer.output_zero_point, low=layer.output_low,
                   high=layer.output_high, rounding=layer.rounding)
         drive(writeback, last=layer.last, output_buffer=layer.output_buffer,
-              output_base=layer.output_base, output_bits=layer.output_bits,
+              output_base=output_base, output_bits=layer.output_bits,
               idle=sequencer.idle, rewind=sequencer.started)
         if self.windows:
             self._post_ops(m, postops, rowops, sequencer, activation_feeder, issuer,
-                           requantizers, buffers)
+                           requantizers, buffers, is_matmul if matmul else None)
         if rowops is not None:
             self._row_ops(m, rowops, sequencer, issuer, requantizers, writeback,
                           requant_memory)
@@ -289,13 +324,16 @@ class InferenceEngine(wiring.Component):
 
     @staticmethod
     def _post_ops(m, postops, rowops, sequencer, activation_feeder, issuer, requantizers,
-                  buffers):
+                  buffers, matmul=None):
         """The post-op unit of an engine with windows: max pooling, add and GELU layers share
         the buffers' read ports with the activation feeder (and the row unit) and the
-        requantization units with the issuer, each in the layers of its kind."""
+        requantization units with the issuer, each in the layers of its kind (``matmul``: a
+        matmul layer's flag, which runs on the array)."""
         layer = sequencer.layer
         row = _row_kind(layer) if rowops is not None else 0
         post = (layer.kind != 0) & ~row
+        if matmul is not None:
+            post = post & ~matmul
         m.d.comb += [postops.start.eq(sequencer.layer_start & post),
                      postops.running.eq(sequencer.running),
                      postops.batch_last.eq(sequencer.batch_last), postops.layer.eq(layer)]

@@ -62,6 +62,12 @@ class RequantIssuer(wiring.Component):
     memories : MemoryConfig
     lanes : int
         A power of two that divides ``rows`` and ``cols``.
+    matmul : bool, optional
+        Whether to run matmul layers (``matmul`` input): there, the first vector of each output
+        tile holds the column terms ``za sum_k (b[k, n] - zb)`` (the array's product of a
+        vector of ``za`` codes); the issuer keeps it in a register (``cols`` sums) instead of
+        issuing it, and issues every later vector of the tile minus it, lane by lane. The
+        vectors it issues per tile (``batch_last + 1``) do not count it.
 
     Attributes
     ----------
@@ -82,16 +88,18 @@ class RequantIssuer(wiring.Component):
         To the requantization units; every lane carries the same tag.
     """
 
-    def __init__(self, config, memories, lanes):
+    def __init__(self, config, memories, lanes, *, matmul=False):
         if not isinstance(config, ArrayConfig):
             raise TypeError(f"config must be an ArrayConfig, not {config!r}")
         if not isinstance(memories, MemoryConfig):
             raise TypeError(f"memories must be a MemoryConfig, not {memories!r}")
         check_lanes(config, lanes)
         self.config, self.memories, self.lanes = config, memories, lanes
+        self.columns = matmul
         self.bounds = bounds = Bounds(config, memories)
         self.tag_layout = tag_layout(config, memories, lanes)
         super().__init__({
+            **({"matmul": In(1)} if matmul else {}),
             "running": In(1),
             "batch_last": In(bounds.batch),
             "n_last": In(bounds.n_tiles),
@@ -124,7 +132,24 @@ class RequantIssuer(wiring.Component):
             self.vectors.ready.eq(self.running & (~have_vector | last_channel)),
             take_vector.eq(self.vectors.valid & self.vectors.ready),
         ]
-        with m.If(take_vector):
+        take_sums = take_vector
+        issue = LoopCounters("issue", bounds)
+        if self.columns:
+            # The next vector taken is a tile's column terms: at the start of a layer (or
+            # pass) and after a tile's last vector.
+            columns = Signal(sums_layout(config))
+            columns_next = Signal(init=1)
+            tile_end = have_vector & last_channel & (issue.index == batch_last)
+            column = Signal()
+            m.d.comb += column.eq(self.matmul & (columns_next | tile_end))
+            take_sums = take_vector & ~column
+            with m.If(tile_end):
+                m.d.sync += columns_next.eq(1)
+            with m.If(take_vector & column):
+                m.d.sync += [columns.eq(self.vectors.payload), columns_next.eq(0)]
+            with m.If(~self.running):
+                m.d.sync += columns_next.eq(1)
+        with m.If(take_sums):
             m.d.sync += [vector.eq(self.vectors.payload), have_vector.eq(1), channel.eq(0)]
         with m.Elif(have_vector & last_channel):
             m.d.sync += have_vector.eq(0)
@@ -134,7 +159,6 @@ class RequantIssuer(wiring.Component):
         # Where the codes go: channel n (a multiple of `lanes`) of vector i is lane n % rows of
         # buffer word i * output_words + n // rows, or in the last layer lane n % lanes of
         # output word i * ceil(outputs / lanes) + n // lanes.
-        issue = LoopCounters("issue", bounds)
         n, tile_n = Signal(bounds.channels_end), Signal(bounds.channels_end)
         word, tile_word = Signal(bounds.address), Signal(bounds.address)
         lane, tile_lane = Signal(range(rows)), Signal(range(rows))
@@ -173,7 +197,10 @@ class RequantIssuer(wiring.Component):
         for index, (read, out) in enumerate(zip(self.constants, self.channels)):
             constants = REQUANT_LAYOUT(read.data)
             m.d.comb += read.addr.eq(self.requant_base + n + index)
-            m.d.sync += issued.acc[index].eq(vector[channel + index])
+            value = vector[channel + index]
+            if self.columns:
+                value = value - Mux(self.matmul, columns[channel + index], 0)
+            m.d.sync += issued.acc[index].eq(value)
             m.d.comb += [
                 out.valid.eq(issued.valid),
                 out.payload.acc.eq(issued.acc[index]),

@@ -1,14 +1,14 @@
 """The engine's sequencer: reads the program and runs it layer by layer."""
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import ReadPort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from systolix.config import ArrayConfig
-from systolix.memory_map import (HEADER_WORDS, LAYER_LAYOUTS, PROGRAM_WORD_BITS, TOTALS_LAYOUT,
-                                 MemoryConfig)
+from systolix.memory_map import (HEADER_WORDS, LAYER_KINDS, LAYER_LAYOUTS, MAX_WORDS,
+                                 PROGRAM_WORD_BITS, TOTALS_LAYOUT, MemoryConfig)
 
 from .loops import Bounds
 
@@ -63,6 +63,17 @@ class Sequencer(wiring.Component):
     windows : bool, optional
         Whether layers may have more than one output position (convolutions); without,
         ``vectors_last`` is ``batch_last`` and needs no multiplier.
+    matmul : bool, optional
+        Whether the program has matmul layers (:class:`~systolix.layer.MatMulLayer`). A matmul
+        layer runs as ``batch * groups`` passes, one per input ``n`` and head ``g``, each with
+        the ``positions`` vectors of one head (the first of ``za`` codes, then its ``rows``):
+        after each pass but the last (its ``layer_done``) the sequencer spends a cycle in the
+        ``REPEAT`` state (``running`` low, so every component restarts its loops) with the
+        ``repeat`` strobe, which starts the activation feeder again; ``input_offset`` (``n *
+        image_words + g * c_tiles``) and ``output_offset`` (``n * multiplier_b + g *
+        output_words``) say where the pass's head lies in the input and output maps.
+        ``vectors_last`` is ``positions - 1`` in a matmul layer and ``issues_last`` the vectors
+        the issuer requantizes minus one (``positions - 2``: all but the first).
 
     Attributes
     ----------
@@ -84,7 +95,8 @@ class Sequencer(wiring.Component):
     cycles : Out(32)
     """
 
-    def __init__(self, config, memories, *, program_width=PROGRAM_WORD_BITS, windows=True):
+    def __init__(self, config, memories, *, program_width=PROGRAM_WORD_BITS, windows=True,
+                 matmul=False):
         if not isinstance(config, ArrayConfig):
             raise TypeError(f"config must be an ArrayConfig, not {config!r}")
         if not isinstance(memories, MemoryConfig):
@@ -93,9 +105,15 @@ class Sequencer(wiring.Component):
             raise ValueError(f"program_width must be {PROGRAM_WORD_BITS} (memory map "
                              f"PROGRAM_WORD_BITS), not {program_width!r}")
         self.config, self.memories, self.windows = config, memories, windows
+        self.matmul = matmul
         self.program_width = program_width
         self.bounds = bounds = Bounds(config, memories)
+        members = {}
+        if matmul:
+            members = {"repeat": Out(1), "issues_last": Out(bounds.batch),
+                       "input_offset": Out(bounds.address), "output_offset": Out(bounds.address)}
         super().__init__({
+            **members,
             "start": In(stream.Signature(unsigned(16))),
             "program": In(ReadPort.Signature(addr_width=ceil_log2(memories.program_words),
                                              shape=program_width)),
@@ -138,9 +156,13 @@ class Sequencer(wiring.Component):
         # The layer's vectors: an output position of an input each (a small multiplier off
         # the critical path: its operands hold for the whole layer).
         count = len(self.vectors_last) + 1
-        m.d.sync += self.vectors_last.eq((self.batch_last + 1)[:count]
-                                         * layer.positions[:count] - 1 if self.windows
-                                         else self.batch_last)
+        vectors_last = ((self.batch_last + 1)[:count] * layer.positions[:count] - 1
+                        if self.windows else self.batch_last)
+        if self.matmul:
+            matmul = layer.kind == LAYER_KINDS.index("matmul")
+            vectors_last = Mux(matmul, layer.positions - 1, vectors_last)
+            m.d.sync += self.issues_last.eq(Mux(matmul, layer.positions - 2, vectors_last))
+        m.d.sync += self.vectors_last.eq(vectors_last)
         with m.Switch(fetch_count):
             for index in range(RECORD_REGISTER_WORDS):
                 with m.Case(index + 1):
@@ -175,6 +197,13 @@ class Sequencer(wiring.Component):
                     m.next = "RECORD"
                     with m.If(layer.last):
                         m.next = "OUTPUT"
+                    if self.matmul:
+                        self._next_pass(m, matmul, layer)
+            if self.matmul:
+                with m.State("REPEAT"):
+                    m.d.sync += cycles.eq(cycles + 1)
+                    m.d.comb += self.repeat.eq(1)
+                    m.next = "LAYER"
             with m.State("OUTPUT"):
                 with m.If(self.outputs_sent):
                     m.next = "IDLE"
@@ -182,3 +211,26 @@ class Sequencer(wiring.Component):
         m.d.comb += [idle.eq(sequencer.ongoing("IDLE")),
                      self.running.eq(sequencer.ongoing("LAYER"))]
         return m
+
+    def _next_pass(self, m, matmul, layer):
+        """At the end of a matmul layer's pass: on to the next head or input, or the next
+        layer after the last."""
+        address = self.bounds.address
+        head, image = Signal(range(MAX_WORDS)), Signal(self.bounds.batch)
+        input_image, output_image = Signal(address), Signal(address)
+        with m.If(matmul & ((head != layer.groups - 1) | (image != self.batch_last))):
+            m.next = "REPEAT"
+            with m.If(head != layer.groups - 1):
+                m.d.sync += [head.eq(head + 1),
+                             self.input_offset.eq(self.input_offset + layer.c_tiles),
+                             self.output_offset.eq(self.output_offset + layer.output_words)]
+            with m.Else():
+                next_input = input_image + layer.image_words
+                next_output = output_image + layer.multiplier_b
+                m.d.sync += [head.eq(0), image.eq(image + 1),
+                             input_image.eq(next_input), output_image.eq(next_output),
+                             self.input_offset.eq(next_input),
+                             self.output_offset.eq(next_output)]
+        with m.Else():      # (0 again for the next layer, before its record is read)
+            m.d.sync += [head.eq(0), image.eq(0), input_image.eq(0), output_image.eq(0),
+                         self.input_offset.eq(0), self.output_offset.eq(0)]

@@ -13,9 +13,9 @@ from typing import NamedTuple
 import numpy as np
 
 from systolix.codec import encode
-from systolix.config import ArrayConfig, check_int, code_range
-from systolix.layer import (AddLayer, GeluLayer, IntegerLayer, LayerNormLayer, MaxPoolLayer,
-                            SoftmaxLayer)
+from systolix.config import OVERFLOW_MODES, ArrayConfig, check_int, code_range
+from systolix.layer import (AddLayer, GeluLayer, IntegerLayer, LayerNormLayer, MatMulLayer,
+                            MaxPoolLayer, SoftmaxLayer)
 from systolix.memory_map import (BATCH_LAYOUT, CONFIG_LAYOUT, FORMAT_VERSION, HEADER_LAYOUT,
                                  HEADER_WORDS, LAYER_LAYOUTS, LAYERNORM_WORDS, MAX_WORDS,
                                  PROGRAM_WORD_BITS, RECORD_WORDS, REQUANT_LAYOUT, TOTALS_LAYOUT,
@@ -24,7 +24,7 @@ from systolix.memory_map import (BATCH_LAYOUT, CONFIG_LAYOUT, FORMAT_VERSION, HE
                                  padded_rows, weights_layout)
 from systolix.timing import vector_planes
 
-from .a2q import min_accumulator_bits
+from .a2q import min_accumulator_bits, signed_bits
 from .program import IntegerProgram
 
 __all__ = ["LayerTiles", "layer_tiles", "ideal_cycles", "check_fit", "pack", "unpack"]
@@ -60,7 +60,18 @@ def _ceil_div(a, b):
     return -(-a // b)
 
 
-_ENGINE_LAYERS = (IntegerLayer, MaxPoolLayer, AddLayer, GeluLayer, SoftmaxLayer, LayerNormLayer)
+_ENGINE_LAYERS = (IntegerLayer, MaxPoolLayer, AddLayer, GeluLayer, SoftmaxLayer, LayerNormLayer,
+                  MatMulLayer)
+
+
+def _same_words(shape, other, rows):
+    """Whether maps of ``shape`` and ``other`` (height, width, channels) of the same codes lie
+    in the same buffer words: both without padding codes (their channels whole words of
+    ``rows``), so that reading one as the other is a reshape (the heads of attention read the
+    token map of ``Q``, ``K`` and ``V``, ``tokens x heads * head_width``, as ``tokens x heads x
+    head_width``)."""
+    return (np.prod(shape) == np.prod(other) and shape[2] % rows == 0
+            and other[2] % rows == 0)
 
 
 def _same_words(written, read, rows):
@@ -87,22 +98,27 @@ def _windows(layers, sources, rows):
     for index, (layer, entry) in enumerate(zip(layers, sources)):
         if not isinstance(layer, _ENGINE_LAYERS):
             raise ValueError(f"layer {index} is a {type(layer).__name__}; the engine runs "
-                             f"dense, convolution, max pooling, add, GELU, softmax and "
-                             f"LayerNorm layers")
+                             f"dense, convolution, max pooling, add, GELU, softmax, LayerNorm "
+                             f"and matmul layers")
         if isinstance(layer, IntegerLayer) and layer.window is None:
             reads = shapes.get(entry[0], (1, 1, layer.inputs))
         elif isinstance(layer, (AddLayer, GeluLayer, SoftmaxLayer, LayerNormLayer)):
             reads = tuple(layer.shape)
+        elif isinstance(layer, MatMulLayer):
+            reads = (layer.rows, layer.groups, layer.inner)
         else:
             window = layer.window
             reads = (window.height, window.width, window.channels)
-        for source in entry:
+        for position, source in enumerate(entry):
+            if isinstance(layer, MatMulLayer) and position == 1:
+                reads = ((layer.cols, layer.groups, layer.inner) if layer.transpose
+                         else (layer.inner, layer.groups, layer.cols))
             shape = shapes.setdefault(source, reads)
             if shape != reads and not _same_words(shape, reads, rows):
                 writer = "the input is" if source == -1 else f"layer {source} writes"
                 raise ValueError(f"layer {index} reads a {'x'.join(map(str, reads))} map; "
                                  f"{writer} a {'x'.join(map(str, shape))} map")
-        windows.append(layer_window(layer, reads, rows))
+        windows.append(layer_window(layer, shapes[entry[0]], rows))
         shapes[index] = tuple(layer.output_shape)
     return windows
 
@@ -110,6 +126,11 @@ def _windows(layers, sources, rows):
 def _tiles(layer, window, config):
     if isinstance(layer, LayerNormLayer):      # its per-channel constants
         return LayerTiles(0, 0, 0, LAYERNORM_WORDS * window["channels"], window["positions"])
+    if isinstance(layer, MatMulLayer):
+        # Per input and head, each of the rows vectors of a uses every tile.
+        n_tiles = _ceil_div(layer.cols, config.cols)
+        return LayerTiles(window["c_tiles"], n_tiles, 0, n_tiles * config.cols,
+                          layer.rows * layer.groups)
     if not isinstance(layer, IntegerLayer):
         return LayerTiles(0, 0, 0, 0, window["positions"])
     outputs = layer.weights.shape[1]
@@ -138,8 +159,10 @@ def _placement(layers, windows, sources, rows):
     words = {-1: windows[min(index for index, entry in enumerate(sources) if -1 in entry)]
              ["image_words"] if any(-1 in entry for entry in sources) else 0}
     for index, (layer, window) in enumerate(zip(layers, windows)):
-        words[index] = window["positions"] * _ceil_div(
-            layer.outputs // window["positions"], rows)
+        height, width, channels = (layer.output_shape if isinstance(layer, MatMulLayer)
+                                   else (window["positions"], 1,
+                                         layer.outputs // window["positions"]))
+        words[index] = height * width * _ceil_div(channels, rows)
     alive = {tensor: max([tensor] + [index for index, entry in enumerate(sources)
                                      if tensor in entry]) for tensor in range(-1, count)}
     place = {-1: (0, 0)}
@@ -213,12 +236,48 @@ def _check_codes(index, kind, codes, config):
                          f"takes {_describe(*array_codes)} codes")
 
 
+def _check_matmul(index, layer, last, config):
+    """Raise :class:`ValueError` unless an array of ``config`` runs the
+    :class:`~systolix.layer.MatMulLayer` ``layer`` (layer ``index``) bit-exactly.
+
+    The stationary operand is loaded as ``b - zb`` on the array's weight path; the array adds
+    ``sum a (b - zb)`` and, for a vector of ``za`` codes, ``za sum (b - zb)``: both, their
+    difference and the golden model's raw ``sum a b`` must never overflow their accumulators,
+    so that wrapping or saturating is never needed and all of them are exact."""
+    if last:
+        raise ValueError(f"layer {index} is a matmul layer; the engine's last layer must be "
+                         f"another kind (its outputs go to the host)")
+    if config.rows != config.cols:
+        raise ValueError(f"layer {index} is a matmul layer; the engine runs them on square "
+                         f"arrays only, not {config.rows}x{config.cols}")
+    za, zb = layer.zero_points
+    low, high = code_range(layer.input_bits, layer.input_signed)
+    weight_low, weight_high = code_range(config.weight_bits, config.weight_signed)
+    if low - zb < weight_low or high - zb > weight_high:
+        raise ValueError(f"layer {index} (a matmul) loads its operand b as codes minus its zero "
+                         f"point {zb}, {low - zb}..{high - zb}; the array takes "
+                         f"{_describe(config.weight_bits, config.weight_signed)} weights")
+    largest_a, largest_b = max(-low, high), max(zb - low, high - zb)
+    for what, bound, bits in (
+            ("sum a b (the golden model's raw product)", largest_a * max(-low, high),
+             layer.accumulator_bits),
+            ("sum a (b - zb)", largest_a * largest_b, config.accumulator_bits),
+            ("sum (a - za)(b - zb)", max(za - low, high - za) * largest_b,
+             config.accumulator_bits)):
+        needs = signed_bits(-layer.inner * bound, layer.inner * bound)
+        if needs > bits:
+            raise ValueError(f"layer {index} (a matmul of {layer.inner} inner codes) may "
+                             f"overflow: {what} needs {needs} accumulator bits, not {bits}")
+
+
 def _check_layers(layers, sources, config):
     """Raise :class:`ValueError` if an array of ``config`` cannot run ``layers`` bit-exactly;
     return their window fields."""
     windows = _windows(layers, sources, config.rows)
     array = (config.accumulator_bits, config.overflow)
     for index, (layer, window) in enumerate(zip(layers, windows)):
+        if isinstance(layer, MatMulLayer):
+            _check_matmul(index, layer, index == len(layers) - 1, config)
         if not isinstance(layer, IntegerLayer):
             check_int(f"the channels of layer {index}", window["channels"], 1, MAX_WORDS - 1)
             _check_codes(index, "inputs", (layer.input_bits, layer.input_signed), config)
@@ -276,12 +335,20 @@ def _check_fit(layers, sources, windows, config, memories):
                         f"(buffer {fullest}: {tensors}), each buffer has "
                         f"{memories.activation_words}: "
                         f"{extents[fullest] - memories.activation_words} words short")
-    positions = [tile.positions for tile in tiles]
+    # A matmul layer runs head by head and input by input: its rows + 1 vectors (the first
+    # of za codes) take accumulator words per run, not per input.
+    positions = [0 if isinstance(layer, MatMulLayer) else tile.positions
+                 for layer, tile in zip(layers, tiles)]
     most = max(range(len(layers)), key=positions.__getitem__)
     if positions[most] > memories.batch:
         problems.append(f"the model needs {positions[most]} accumulator words per input "
                         f"(layer {most}'s output positions), the accumulator buffer has "
                         f"{memories.batch}")
+    for index, layer in enumerate(layers):
+        if isinstance(layer, MatMulLayer) and layer.rows + 1 > memories.batch:
+            problems.append(f"the model needs {layer.rows + 1} accumulator words (layer "
+                            f"{index}'s rows and its vector of zero points), the accumulator "
+                            f"buffer has {memories.batch}")
     outputs = layers[-1].outputs
     if outputs > memories.output_codes:
         problems.append(f"the model needs {outputs} output codes per input (layer "
@@ -352,10 +419,24 @@ def _layer_record(layer, window, place, entry, index, last, rows):
     output_buffer, output_base = (0, 0) if last else place[index]
     fields = {"second_buffer": 0, "second_base": 0, "zero_point_a": 0, "zero_point_b": 0,
               "multiplier_a": 0, "multiplier_b": 0, "add_shift": 0, "weight_bits": 0,
-              "weight_signed": 0, "gelu_clip": 0, "gelu_constant": 0, "fraction_bits": 0}
+              "weight_signed": 0, "gelu_clip": 0, "gelu_constant": 0, "fraction_bits": 0,
+              "transpose": 0, "accumulator_bits": 0, "overflow": 0}
     if isinstance(layer, IntegerLayer):
         channels = layer.weights.shape[1]
         fields.update(weight_bits=layer.weight_bits, weight_signed=layer.weight_signed)
+    elif isinstance(layer, MatMulLayer):
+        channels = layer.cols
+        # Words of a head's output vector, of the map of b and of the output map (per input).
+        output_words = _ceil_div(layer.cols, rows)
+        b_lines = layer.cols if layer.transpose else layer.inner
+        b_pixel = _ceil_div(layer.inner if layer.transpose else layer.cols, rows)
+        fields.update(second_buffer=place[entry[1]][0], second_base=place[entry[1]][1],
+                      zero_point_a=layer.zero_points[0], zero_point_b=layer.zero_points[1],
+                      multiplier_a=b_lines * layer.groups * b_pixel,
+                      multiplier_b=layer.rows * layer.groups * output_words,
+                      window_row_step=layer.groups * output_words,
+                      transpose=layer.transpose, accumulator_bits=layer.accumulator_bits,
+                      overflow=OVERFLOW_MODES.index(layer.overflow))
     else:
         channels = window["channels"]
     if isinstance(layer, AddLayer):
@@ -409,6 +490,10 @@ def _pack_layers(layers, sources, config, memories):
                        for layout in LAYER_LAYOUTS)
         if isinstance(layer, LayerNormLayer):
             requant.extend(layernorm_words(layer.multiplier, layer.bias))
+        if isinstance(layer, MatMulLayer):
+            requant.extend([encode(REQUANT_LAYOUT, {
+                "bias": layer.bias, "multiplier": layer.multiplier, "shift": layer.shift,
+                "reserved": 0})] * tile.requant_words)
         if not isinstance(layer, IntegerLayer):
             continue
         outputs = layer.weights.shape[1]

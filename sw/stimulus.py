@@ -10,11 +10,15 @@ from systolix.layer import ROUNDING_MODES, LayerNormLayer, SoftmaxLayer, Window
 
 from systolix.sim.golden.nonlinear import GELU_A, gelu_constants
 
+from systolix.layer import MatMulLayer
+
+from .a2q import signed_bits
 from .program import AddLayer, GeluLayer, IntegerLayer, IntegerProgram, MaxPoolLayer
 from .quant import QuantParams, fixed_point_multiplier
 
 __all__ = ["program_of", "random_codes", "random_layer", "random_program", "live_constants",
-           "random_window", "random_conv_program"]
+           "random_window", "random_conv_program", "random_matmul", "random_attention_program",
+           "vit_attention_program"]
 
 
 def program_of(layers, sources=None):
@@ -212,3 +216,94 @@ def random_conv_program(rng, config, shape, layers, *, rounding=None):
         result.append(layer)
         shape = shapes[index] = tuple(layer.output_shape)
     return program_of(result, sources)
+
+
+def random_matmul(rng, config, rows, groups, inner, cols, transpose, output=None):
+    """A :class:`~systolix.layer.MatMulLayer` on the array's activation codes with random zero
+    points (``zb`` such that ``b - zb`` fits the array's weight codes), a random bias and a
+    multiplier and shift that spread its output codes (``output``: bits and signedness, by
+    default the activation codes'); its accumulator the fewest bits of the raw code product."""
+    activations = (config.activation_bits, config.activation_signed)
+    low, high = code_range(*activations)
+    weight_low, weight_high = code_range(config.weight_bits, config.weight_signed)
+    za = int(rng.integers(low, high + 1))
+    zb = int(rng.integers(max(low, high - weight_high), min(high, low - weight_low) + 1))
+    largest = max(-low, high)
+    raw = inner * largest * largest
+    span = max(2, int(max(za - low, high - za) * max(zb - low, high - zb) * inner ** 0.5))
+    out_bits, out_signed = output or activations
+    out_low, out_high = code_range(out_bits, out_signed)
+    return MatMulLayer(
+        rows, groups, inner, cols, transpose, (za, zb), int(rng.integers(-span // 2, span // 2)),
+        int(rng.integers(1 << 15, 1 << 16)), min(16 + span.bit_length() - out_bits, 63),
+        (out_low + out_high) // 2, out_low, out_high, activations[0], activations[1], out_bits,
+        out_signed, signed_bits(-raw, raw), "wrap", str(rng.choice(ROUNDING_MODES)))
+
+
+def random_attention_program(rng, config, tokens, heads, channels, head_width):
+    """Attention's two products on random codes, for an array of ``config``: on an input map of
+    ``tokens x heads x channels``, 1x1 convolutions make ``Q``, ``K`` and ``V`` (``tokens x
+    heads x head_width`` each), then ``S = Q K^T`` (a transposed :class:`MatMulLayer`,
+    ``tokens x heads x tokens``), ``S V`` and a dense layer of a few outputs on it (the last
+    layer's output codes of a random width)."""
+    shape = (tokens, heads, channels)
+    activations = (config.activation_bits, config.activation_signed)
+    layers, sources = [], []
+
+    def conv(source, source_shape, outputs, output):
+        window = Window(*source_shape, 1, 1)
+        layer = random_layer(rng, window.patch, outputs, config, *output)
+        layer = dataclasses.replace(layer, window=window,
+                                    rounding=str(rng.choice(ROUNDING_MODES)))
+        layers.append(live_constants(rng, layer, config.accumulator_bits))
+        sources.append((source,))
+        return len(layers) - 1
+
+    q, k = (conv(-1, shape, head_width, activations) for _ in range(2))
+    layers.append(random_matmul(rng, config, tokens, heads, head_width, tokens, True))
+    sources.append((q, k))
+    scores = len(layers) - 1
+    v = conv(-1, shape, head_width, activations)
+    layers.append(random_matmul(rng, config, tokens, heads, tokens, head_width, False))
+    sources.append((scores, v))
+    context = len(layers) - 1
+    layer = random_layer(rng, tokens * heads * head_width, 5, config,
+                         int(rng.integers(1, 9)), bool(rng.integers(2)))
+    layers.append(live_constants(rng, layer, config.accumulator_bits))
+    sources.append((context,))
+    return program_of(tuple(layers), tuple(sources))
+
+
+def vit_attention_program(vit, block, config):
+    """The attention of encoder block ``block`` of a lowered vision transformer ``vit``
+    (:func:`systolix.sw.vit.lower_vit`) for an array of ``config``, as a program of its own:
+    its input the block's first LayerNorm's output codes; the real ``Q``, ``K`` and ``V``
+    projections, ``Q K^T``, a stand-in for the softmax (a 1x1 convolution mapping each 8-bit
+    score ``s`` to the probability code ``s / 16 + 8``, as the engine runs no softmax yet),
+    ``S V`` and the output projection. The projections accumulate in the array's ``P`` bits
+    (their own bounds are at most that)."""
+    products = [index for index, layer in enumerate(vit.layers)
+                if isinstance(layer, MatMulLayer)][2 * block:2 * block + 2]
+    scores, context = products
+    q, k = vit.sources[scores]
+    probabilities, v = vit.sources[context]
+    (out,) = [index for index, entry in enumerate(vit.sources) if entry == (context,)]
+
+    def on_array(layer):
+        return dataclasses.replace(layer, accumulator_bits=config.accumulator_bits,
+                                   overflow=config.overflow)
+
+    shape = vit.layers[scores].output_shape
+    stand_in = IntegerLayer(
+        weights=np.eye(shape[2], dtype=np.int64), bias=np.zeros(shape[2], np.int64),
+        multiplier=np.ones(shape[2], np.int64), shift=np.full(shape[2], 4),
+        output_zero_point=8, output_low=0, output_high=15,
+        input_bits=vit.layers[scores].output_bits,
+        input_signed=vit.layers[scores].output_signed, weight_bits=config.weight_bits,
+        weight_signed=config.weight_signed, output_bits=vit.layers[probabilities].output_bits,
+        output_signed=False, accumulator_bits=config.accumulator_bits, overflow=config.overflow,
+        window=Window(*shape, 1, 1))
+    layers = (on_array(vit.layers[q]), on_array(vit.layers[k]), on_array(vit.layers[v]),
+              vit.layers[scores], stand_in, vit.layers[context], on_array(vit.layers[out]))
+    sources = ((-1,), (-1,), (-1,), (0, 1), (3,), (4, 2), (5,))
+    return program_of(layers, sources)

@@ -35,7 +35,8 @@ from amaranth.lib import data
 from .codec import decode, encode
 from .config import OVERFLOW_MODES, ArrayConfig, check_bool, check_choice, check_int
 from .layer import (GELU_CLIP_MAX, GELU_CONSTANT_MAX, ROUNDING_MODES, AddLayer, GeluLayer,
-                    IntegerLayer, LayerNormLayer, MaxPoolLayer, SoftmaxLayer, Window)
+                    IntegerLayer, LayerNormLayer, MatMulLayer, MaxPoolLayer, SoftmaxLayer,
+                    Window)
 from .numeric import BIAS_BITS, CODE_BITS, MULTIPLIER_BITS, SHIFT_BITS
 
 __all__ = [
@@ -107,14 +108,16 @@ BATCH_LAYOUT = data.StructLayout({"max_batch": unsigned(PROGRAM_WORD_BITS)})
 HEADER_WORDS = 4
 """Program words before the first layer record."""
 
-LAYER_KINDS = ("gemm", "max_pool", "add", "gelu", "softmax", "layernorm")
+LAYER_KINDS = ("gemm", "max_pool", "add", "gelu", "softmax", "layernorm", "matmul")
 """What a layer record runs (its ``kind`` field is the index): a dense or convolution layer on
 the array (:class:`~systolix.layer.IntegerLayer`), a max pooling layer
 (:class:`~systolix.layer.MaxPoolLayer`), an add layer (:class:`~systolix.layer.AddLayer`) or a
 GELU layer (:class:`~systolix.layer.GeluLayer`), these three on the engine's post-op unit
 (:class:`systolix.hw.postops.PostOps`), a softmax or a LayerNorm layer
 (:class:`~systolix.layer.SoftmaxLayer`, :class:`~systolix.layer.LayerNormLayer`) on its row
-unit (:class:`systolix.hw.rowops.RowOps`)."""
+unit (:class:`systolix.hw.rowops.RowOps`), or the product of two tensors of codes
+(:class:`~systolix.layer.MatMulLayer`) on the array, its stationary operand from an activation
+buffer (:class:`systolix.hw.stationary.StationaryFeeder`)."""
 
 LAYERNORM_WORDS = 2
 """Requantization memory words of one channel of a LayerNorm layer (:func:`layernorm_words`)."""
@@ -127,7 +130,8 @@ LAYER_LAYOUTS = (
         "weight_bits": _WIDTH, "weight_signed": _FLAG,
         "output_bits": _WIDTH, "output_signed": _FLAG,
         "input_buffer": _FLAG, "last": _FLAG,
-        "windowed": _FLAG, "rounding": _FLAG,
+        "windowed": _FLAG, "rounding": _FLAG, "transpose": _FLAG,
+        "accumulator_bits": unsigned(6), "overflow": _FLAG,
     }),
     data.StructLayout({"output_zero_point": _CODE, "output_low": _CODE, "output_high": _CODE}),
     data.StructLayout({"outputs": _COUNT, "output_words": _COUNT}),
@@ -180,8 +184,15 @@ input zero point, multiplier and shift are ``zero_point_a``, ``multiplier_a`` an
 layer's multiplier and shift are ``multiplier_a`` and ``add_shift``, its ``fraction_bits``
 ``fraction_bits``; a LayerNorm layer's shift is ``add_shift``, its per-channel multipliers and
 biases are :data:`LAYERNORM_WORDS` requantization words a channel from ``requant_base``
-(:func:`layernorm_words`; all 0 in other records). The gateware reads every field but those
-of words 20 and 21 but ``gelu_clip``, which only :func:`packed_layers` needs (the sequencer
+(:func:`layernorm_words`; all 0 in other records). A matmul layer's record
+(:class:`~systolix.layer.MatMulLayer`) has the window of one head of operand ``a``
+(:func:`layer_window`), ``b`` in ``second_buffer`` from ``second_base`` (``transpose``: stored
+``(cols, groups, inner)``), ``za`` and ``zb`` in ``zero_point_a`` and ``zero_point_b``, the
+words of one input's ``b`` and output in ``multiplier_a`` and ``multiplier_b``, ``groups *
+output_words`` in ``window_row_step``, and its own ``accumulator_bits`` and ``overflow`` (0 in
+other records: they accumulate in the array's). The gateware reads every field but those of
+words 20 and 21 but ``gelu_clip`` (an engine with matmul layers reads ``groups``),
+``accumulator_bits`` and ``overflow``, which only :func:`packed_layers` needs (the sequencer
 writes the last word of a record in the cycle that starts the layer; the post-op and row units
 read ``gelu_constant`` and ``fraction_bits`` from the cycle after)."""
 
@@ -295,14 +306,17 @@ def layer_window(layer, shape, rows, input_base=0):
 
     Parameters
     ----------
-    layer : IntegerLayer, MaxPoolLayer, AddLayer, GeluLayer, SoftmaxLayer or LayerNormLayer
+    layer : IntegerLayer, MaxPoolLayer, AddLayer, GeluLayer, SoftmaxLayer, LayerNormLayer or
+        MatMulLayer
     shape : tuple of int
         ``(height, width, channels)`` of the layer's input map: its source's ``output_shape``
         (``(1, 1, K)`` for the program's input). A convolution and a max pooling layer take
         their window's; a dense layer runs as a window that covers the whole map (kernel
         ``height x width``, no padding, one output position), its weight rows already in the
         map's ``(y, x, c)`` order; an add, GELU, softmax or LayerNorm layer as a 1x1 window on
-        its shape.
+        its shape; a matmul layer (operand ``a``, ``(rows, groups, inner)``) as a 1x1 window of
+        one column (one head) with one row of padding on top (``pad_code`` ``za``): ``rows + 1``
+        output positions, the first a word of ``za`` codes.
     input_base : int, optional
         The buffer word where the layer's input map starts (``origin`` includes it).
 
@@ -317,9 +331,19 @@ def layer_window(layer, shape, rows, input_base=0):
     """
     if isinstance(layer, (AddLayer, GeluLayer, SoftmaxLayer, LayerNormLayer)):
         window = Window(*layer.shape, 1, 1)
+    elif isinstance(layer, MatMulLayer):
+        window = None
     else:
         window = layer.window
-    if window is None:
+    if isinstance(layer, MatMulLayer):
+        # Operand a's vectors of one head: a 1x1 window down column g of the (rows, groups,
+        # inner) map, one row of padding on top: the first vector of every tile is za codes.
+        fields = {"height": layer.rows, "width": layer.groups, "channels": layer.inner,
+                  "kernel_height": 1, "kernel_width": 1, "stride_height": 1,
+                  "stride_width": 1, "pad_top": 1, "pad_left": 0, "pad_bottom": 0,
+                  "pad_right": 0, "groups": layer.groups, "pad_code": layer.zero_points[0],
+                  "output_height": layer.rows + 1, "output_width": 1}
+    elif window is None:
         height, width, channels = shape
         fields = {"height": height, "width": width, "channels": channels,
                   "kernel_height": height, "kernel_width": width, "stride_height": 1,
@@ -332,7 +356,7 @@ def layer_window(layer, shape, rows, input_base=0):
             "stride_width", "pad_top", "pad_left", "pad_bottom", "pad_right", "groups",
             "pad_code", "output_height", "output_width")}
     kind = {IntegerLayer: 0, MaxPoolLayer: 1, AddLayer: 2, GeluLayer: 3, SoftmaxLayer: 4,
-            LayerNormLayer: 5}[type(layer)]
+            LayerNormLayer: 5, MatMulLayer: LAYER_KINDS.index("matmul")}[type(layer)]
     c_tiles = _ceil_div(fields["channels"], rows)
     row_words = fields["width"] * c_tiles
     image_words = fields["height"] * row_words
@@ -508,7 +532,7 @@ def packed_sources(images):
 
     for index, record in enumerate(records):
         entry = [producer(index, record["input_buffer"], record["input_base"])]
-        if record["kind"] == LAYER_KINDS.index("add"):
+        if LAYER_KINDS[record["kind"]] in ("add", "matmul"):
             entry.append(producer(index, record["second_buffer"], record["second_base"]))
         sources.append(tuple(entry))
     return tuple(sources)
@@ -534,7 +558,8 @@ def _packed_layer(images, config, record):
     """The layer described by the program ``record`` (decoded fields): an
     :class:`~systolix.layer.IntegerLayer`, :class:`~systolix.layer.MaxPoolLayer`,
     :class:`~systolix.layer.AddLayer`, :class:`~systolix.layer.GeluLayer`,
-    :class:`~systolix.layer.SoftmaxLayer` or :class:`~systolix.layer.LayerNormLayer`."""
+    :class:`~systolix.layer.SoftmaxLayer`, :class:`~systolix.layer.LayerNormLayer` or
+    :class:`~systolix.layer.MatMulLayer`."""
     if record["kind"] >= len(LAYER_KINDS):
         raise ValueError(f"the program has a layer of kind {record['kind']}; this systolix "
                          f"knows kinds 0..{len(LAYER_KINDS) - 1}")
@@ -553,6 +578,8 @@ def _packed_layer(images, config, record):
         return AddLayer(zero_points=(record["zero_point_a"], record["zero_point_b"]),
                         multipliers=(record["multiplier_a"], record["multiplier_b"]),
                         shift=record["add_shift"], **elementwise)
+    if kind == "matmul":
+        return _packed_matmul(images, record)
     if kind == "gelu":
         return GeluLayer(input_zero_point=record["zero_point_a"], clip=record["gelu_clip"],
                          constant=record["gelu_constant"], multiplier=record["multiplier_a"],
@@ -608,6 +635,25 @@ def _packed_layer(images, config, record):
                                                  "output_signed")},
         accumulator_bits=config.accumulator_bits, overflow=config.overflow, window=window,
         rounding=ROUNDING_MODES[record["rounding"]])
+
+
+def _packed_matmul(images, record):
+    """The :class:`~systolix.layer.MatMulLayer` of a ``matmul`` ``record``: its sizes from the
+    window of operand ``a``, its constants from its first requantization word."""
+    base = record["requant_base"]
+    if base >= len(images.requant):
+        raise ValueError(f"the program points past the end of the requant image (layer at "
+                         f"requant word {base})")
+    constants = decode(REQUANT_LAYOUT, images.requant[base])
+    return MatMulLayer(
+        rows=record["height"], groups=record["width"], inner=record["channels"],
+        cols=record["outputs"], transpose=bool(record["transpose"]),
+        zero_points=(record["zero_point_a"], record["zero_point_b"]),
+        **{name: constants[name] for name in REQUANT_FIELDS},
+        **{name: record[name] for name in ("output_zero_point", "output_low", "output_high",
+                                           "input_bits", "output_bits", "accumulator_bits")},
+        input_signed=bool(record["input_signed"]), output_signed=bool(record["output_signed"]),
+        overflow=OVERFLOW_MODES[record["overflow"]], rounding=ROUNDING_MODES[record["rounding"]])
 
 
 def packed_layers(images, config):

@@ -17,9 +17,9 @@ from systolix.memory_map import HEADER_WORDS, LAYER_KINDS, RECORD_WORDS
 from systolix.timing import (REQUANT_LATENCY, layernorm_row_cycles, layernorm_row_latency,
                              softmax_row_cycles, softmax_row_latency)
 
-__all__ = ["Bounds", "Loop", "feed_order", "MemoryToStream", "Sequencer", "WeightFeeder", "ActivationFeeder",
-           "KTileAccumulator", "SyncFIFOBuffered", "RequantIssuer", "PostOps", "RowOps",
-           "Requantizer", "Writeback", "OutputStreamer"]
+__all__ = ["Bounds", "Loop", "feed_order", "MemoryToStream", "Sequencer", "WeightFeeder",
+           "StationaryFeeder", "ActivationFeeder", "KTileAccumulator", "SyncFIFOBuffered",
+           "RequantIssuer", "PostOps", "RowOps", "Requantizer", "Writeback", "OutputStreamer"]
 
 
 class Bounds(NamedTuple):
@@ -78,14 +78,18 @@ class MemoryToStream:
         return self.valid
 
 
+_MATMUL = LAYER_KINDS.index("matmul")
+
+
 class Sequencer:
     """:class:`systolix.hw.sequencer.Sequencer` running the layer ``records`` (dicts of
-    :data:`~systolix.memory_map.LAYER_LAYOUTS` fields)."""
+    :data:`~systolix.memory_map.LAYER_LAYOUTS` fields); ``passes`` counts a matmul layer's
+    passes (one per input and head)."""
 
     def __init__(self, records):
         self.records = records
         self.state, self.fetch_count, self.cycles, self.layer = "IDLE", 0, 0, 0
-        self.batch = 0
+        self.batch, self.passes = 0, 0
 
     @property
     def header_done(self):
@@ -100,6 +104,20 @@ class Sequencer:
         return self.state == "LAYER"
 
     @property
+    def repeat(self):
+        return self.state == "REPEAT"
+
+    @property
+    def last_pass(self):
+        """Whether the layer's ``layer_done`` ends it (not only a pass of a matmul layer)."""
+        return not self.matmul or self.passes == self.batch * self.record["groups"] - 1
+
+    @property
+    def matmul(self):
+        """Whether the layer being read or run is a matmul layer."""
+        return self.record["kind"] == _MATMUL
+
+    @property
     def idle(self):
         return self.state == "IDLE"
 
@@ -110,8 +128,9 @@ class Sequencer:
 
     @property
     def bounds(self):
-        return Bounds(self.batch * self.record["positions"], self.record["k_tiles"],
-                      self.record["n_tiles"])
+        """The loops of the layer (of one pass of a matmul layer: its ``positions`` vectors)."""
+        return Bounds((1 if self.matmul else self.batch) * self.record["positions"],
+                      self.record["k_tiles"], self.record["n_tiles"])
 
     def _fetch(self, words, following):
         self.cycles += 1
@@ -132,9 +151,14 @@ class Sequencer:
             self._fetch(RECORD_WORDS, "LAYER")
         elif self.state == "LAYER":
             self.cycles += 1
-            if layer_done:
+            if layer_done and not self.last_pass:
+                self.state, self.passes = "REPEAT", self.passes + 1
+            elif layer_done:
                 self.state = "OUTPUT" if self.record["last"] else "RECORD"
-                self.layer += 1
+                self.layer, self.passes = self.layer + 1, 0
+        elif self.state == "REPEAT":
+            self.cycles += 1
+            self.state = "LAYER"
         elif outputs_sent:
             self.state = "IDLE"
 
@@ -157,6 +181,49 @@ class WeightFeeder:
             self.addr += 1
         if start:
             self.addr, self.feed, self.total = 0, True, total
+
+
+class StationaryFeeder:
+    """:class:`systolix.hw.stationary.StationaryFeeder` of an array of ``rows`` rows:
+    ``gate`` is the words a ``gemm`` layer may still pass, ``tiles`` the tiles a matmul layer
+    still sends after the one being read (``fill``) or sent (``beat``)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.gate, self.state, self.fill, self.beat, self.tiles = 0, "IDLE", 0, 0, 0
+
+    def valid(self, gemm_valid):
+        """``weights.valid`` when the weight feeder's ``valid`` is ``gemm_valid``."""
+        return self.state == "SEND" or bool(self.gate and gemm_valid)
+
+    def gemm_ready(self, ready):
+        """``gemm.ready`` when the array's ``weights.ready`` is ``ready``."""
+        return bool(self.gate and ready)
+
+    def step(self, start, record, batch, gemm_take, ready):
+        """A cycle; ``start`` (the ``layer_start`` strobe) samples the layer's ``record`` and
+        ``batch``; ``gemm_take``: a gemm word passed; ``ready``: ``weights.ready``."""
+        if gemm_take:
+            self.gate -= 1
+        if self.state == "INIT":
+            self.state, self.fill = "FILL", 0
+        elif self.state == "FILL":
+            if self.fill == self.rows:
+                self.state, self.beat = "SEND", 0
+            else:
+                self.fill += 1
+        elif self.state == "SEND" and ready:
+            if self.beat != self.rows - 1:
+                self.beat += 1
+            elif self.tiles:
+                self.state, self.fill, self.tiles = "FILL", 0, self.tiles - 1
+            else:
+                self.state = "IDLE"
+        if start and record["kind"] == LAYER_KINDS.index("gemm"):
+            self.gate = record["k_tiles"] * record["n_tiles"] * self.rows
+        elif start and record["kind"] == _MATMUL:
+            self.state = "INIT"
+            self.tiles = batch * record["groups"] * record["n_tiles"] * record["k_tiles"] - 1
 
 
 def feed_order(record, batch):
@@ -268,6 +335,7 @@ class RequantIssuer:
         self.cols, self.lanes = cols, lanes
         self.have_vector, self.channel, self.loop = False, 0, Loop()
         self.issued, self.final = False, False
+        self.columns_next = True
 
     @property
     def last_channel(self):
@@ -277,8 +345,20 @@ class RequantIssuer:
         """``vectors.ready``."""
         return running and (not self.have_vector or self.last_channel)
 
-    def step(self, take, running, bounds):
+    def step(self, take, running, bounds, matmul=False):
+        """A cycle; ``bounds.batch`` is the vectors issued a tile; in a ``matmul`` layer the
+        first vector of each tile (its column terms) is taken without being issued."""
         issues = Bounds(bounds.batch, 1, bounds.n_tiles)
+        tile_end = (self.have_vector and self.last_channel
+                    and self.loop.index == issues.batch - 1)
+        column = matmul and (self.columns_next or tile_end)
+        if tile_end:
+            self.columns_next = True
+        if take and column:
+            self.columns_next = False
+        take = take and not column
+        if not running:
+            self.columns_next = True
         self.issued = self.have_vector
         self.final = self.have_vector and self.last_channel and self.loop.at_last(issues)
         if self.have_vector and self.last_channel:

@@ -16,9 +16,9 @@ from typing import NamedTuple
 from systolix.memory_map import LAYER_KINDS, layer_records
 from systolix.timing import array_timing, default_requant_lanes, vector_planes
 
-from .components import (ActivationFeeder, KTileAccumulator, OutputStreamer, PostOps,
-                         Requantizer, RequantIssuer, RowOps, Sequencer, SyncFIFOBuffered,
-                         WeightFeeder, Writeback)
+from .components import (ActivationFeeder, Bounds, KTileAccumulator, OutputStreamer, PostOps,
+                         Requantizer, RequantIssuer, RowOps, Sequencer, StationaryFeeder,
+                         SyncFIFOBuffered, WeightFeeder, Writeback)
 from .cycles import ArrayModel
 
 __all__ = ["EngineCycles", "engine_cycles"]
@@ -52,6 +52,10 @@ def engine_cycles(config, images, batch, requant_lanes=None):
     records = layer_records(images)
     sequencer = Sequencer(records)
     weight_feeder, activation_feeder = WeightFeeder(), ActivationFeeder()
+    # An engine with matmul layers has a stationary feeder between the weight feeder and the
+    # array; without, the weight feeder's words go straight to the array.
+    stationary = (StationaryFeeder(config.rows)
+                  if any(LAYER_KINDS[r["kind"]] == "matmul" for r in records) else None)
     array = ArrayModel(config)
     accumulator = KTileAccumulator()
     queue = SyncFIFOBuffered(images.memories.batch + 1)
@@ -73,6 +77,8 @@ def engine_cycles(config, images, batch, requant_lanes=None):
                                                               * record["kernel_width"]
                                                               + 2 + config.rows)
                                        + 3 * record["channels"] + 100)
+        + batch * record["groups"] * (1000 + record["k_tiles"] * record["n_tiles"]
+                                      * 4 * config.rows)
         for record in records)
 
     # The cycle of the start transfer (cycle -1), then cycle 0, the first of the header, on.
@@ -86,7 +92,14 @@ def engine_cycles(config, images, batch, requant_lanes=None):
         # Combinational: the handshakes of this cycle.
         running, bounds, record = sequencer.running, sequencer.bounds, sequencer.record
         weights_ready, activations_ready = array.weights_ready, array.activations_ready
-        take_weight = weight_feeder.valid and weights_ready
+        matmul = sequencer.matmul
+        if stationary is None:
+            take_weight = gemm_take = weight_feeder.valid and weights_ready
+            gemm_ready = weights_ready
+        else:
+            take_weight = stationary.valid(weight_feeder.valid) and weights_ready
+            gemm_ready = stationary.gemm_ready(weights_ready)
+            gemm_take = weight_feeder.valid and gemm_ready
         accept = activation_feeder.valid and activations_ready
         accept_last = accept and activation_feeder.last
         results_ready = accumulator.ready(running, queue.w_rdy, bounds)
@@ -95,21 +108,25 @@ def engine_cycles(config, images, batch, requant_lanes=None):
         vectors_ready = issuer.ready(running)
         take_vector = queue.r_rdy and vectors_ready
         layer_done = writeback.layer_done(requantizer.output or rowops.final)
-        if layer_done:
+        if layer_done and sequencer.last_pass:
             layer_ends.append(cycle + 1)
         issued_final = issuer.issued and issuer.final or postops.final
-        gemm, row = record["kind"] == 0, record["kind"] in row_kinds
+        row = record["kind"] in row_kinds
+        on_array = record["kind"] == 0 or matmul
+        issues = Bounds(bounds.batch - matmul, bounds.k_tiles, bounds.n_tiles)
 
         # Registers.
-        weight_feeder.step(sequencer.header_done, total, weights_ready)
-        activation_feeder.step(sequencer.layer_start and gemm, running, activations_ready,
-                               record, batch)
+        weight_feeder.step(sequencer.header_done, total, gemm_ready)
+        if stationary is not None:
+            stationary.step(sequencer.layer_start, record, batch, gemm_take, weights_ready)
+        activation_feeder.step(sequencer.layer_start and on_array or sequencer.repeat, running,
+                               activations_ready, record, 1 if matmul else batch)
         array.step(take_weight, accept, accept_last, results_ready,
                    vector_planes(config, record["input_bits"], record["input_signed"]))
         accumulator.step(sink_take, running, bounds)
         queue.step(sums_valid, vectors_ready)
-        issuer.step(take_vector, running, bounds)
-        postops.step(sequencer.layer_start and not gemm and not row, record, batch)
+        issuer.step(take_vector, running, issues, matmul)
+        postops.step(sequencer.layer_start and not on_array and not row, record, batch)
         rowops.step(sequencer.layer_start and row, record, batch)
         requantizer.step(issued_final)
         writeback.step(sequencer.idle, False, cycle == -1)

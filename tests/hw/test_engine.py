@@ -13,9 +13,9 @@ from systolix.hw.engine import InferenceEngine
 from systolix.timing import default_requant_lanes
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.golden.program import run_program
-from systolix.layer import IntegerLayer, Window
-from systolix.sw.stimulus import (live_constants, program_of, random_conv_program,
-                                   random_program)
+from systolix.layer import IntegerLayer, MatMulLayer, Window
+from systolix.sw.stimulus import (live_constants, program_of, random_attention_program,
+                                   random_conv_program, random_program)
 from systolix.memory_map import MemoryConfig, input_channels, pack_vectors, unpack_outputs
 from systolix.sw.pack import pack
 
@@ -319,3 +319,50 @@ def test_bit_serial_cells_mixed_precision(name, bits):
                          [9, 7, 11, 5][:len(bits) + 1], [bits[0]] * len(bits))
     assert engine_cycles(config, pack(program, config), 3).compute \
         < engine_cycles(config, pack(wide, config), 3).compute
+
+
+@pytest.mark.parametrize("seed, size, tokens, heads, channels, head_width, weight_bits", [
+    (0, 4, 5, 2, 3, 6, 5),      # several K and output tiles, a head width past a tile
+    (1, 4, 3, 1, 4, 4, 4),      # W4s: zb = 8, b - 8 on the weight path
+    (2, 2, 3, 3, 2, 3, 5),      # three heads
+])
+def test_matmul_layers(seed, size, tokens, heads, channels, head_width, weight_bits):
+    """Attention's products on the array (Q K^T with the transposed K, softmax-less S V),
+    their stationary operands from the activation buffers: every output code and the cycle
+    count of batches of 1 to 3 inputs."""
+    rng = np.random.default_rng(seed)
+    config = ArrayConfig(rows=size, cols=size, weight_bits=weight_bits, activation_bits=4,
+                         accumulator_bits=16)
+    program = random_attention_program(rng, config, tokens, heads, channels, head_width)
+    assert check_program(program, config, [3, 1], rng, stall=0.3) > 1
+    # A layer's cycles end with its last pass.
+    assert len(engine_cycles(config, pack(program, config), 3).layers) == len(program.layers)
+
+
+@pytest.mark.slow
+def test_vit_attention():
+    """The digits ViT's first attention as lowered (``Q``, ``K``, ``V`` projections, ``Q K^T``,
+    ``S V``, the output projection; a stand-in for the softmax) on an 8x8 W5s/A8s array, on
+    the LayerNorm codes of two test images: every code and the cycle count."""
+    from systolix.sim.golden.program import run_layers
+    from systolix.sw.models import digits_vit
+    from systolix.sw.stimulus import vit_attention_program
+    from systolix.sw.vit import lower_vit
+
+    model, data = digits_vit()
+    vit = lower_vit(model, data.x_train[:200], 4, 4)
+    config = ArrayConfig(rows=8, cols=8, weight_bits=5, activation_bits=8,
+                         activation_signed=True, accumulator_bits=16)
+    program = vit_attention_program(vit, 0, config)
+    scores = next(index for index, layer in enumerate(vit.layers)
+                  if isinstance(layer, MatMulLayer))
+    norm = vit.sources[vit.sources[scores][0]][0]
+    codes = run_layers(vit.layers[:norm + 1], vit.encode_input(data.x_test[:2]),
+                       vit.sources[:norm + 1])
+    images = pack(program, config)
+    engine = InferenceEngine(config, images)
+    ((outputs, cycles, first_output),) = simulate(engine, [codes], np.random.default_rng(0))
+    assert unpack_outputs([code for code, _ in outputs], 8, True) \
+        == run_program(program, codes).reshape(-1).tolist()
+    model_cycles = engine_cycles(config, images, 2)
+    assert (cycles, first_output) == (model_cycles.compute, model_cycles.first_output)

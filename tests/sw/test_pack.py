@@ -9,7 +9,7 @@ from systolix.sim.golden.array import array_matmul, wrap
 from systolix.sim.golden.program import requantize, run_program
 from systolix.sw import IntegerLayer, digits_mlp, lower, quantize
 from systolix.boards.memory_files import write_images
-from systolix.memory_map import (FORMAT_VERSION, HEADER_WORDS, RECORD_WORDS, REQUANT_LAYOUT, MemoryConfig,
+from systolix.memory_map import (FORMAT_VERSION, HEADER_WORDS, LAYER_KINDS, RECORD_WORDS, REQUANT_LAYOUT, MemoryConfig,
                                  layer_records, layernorm_constants, layernorm_words,
                                  packed_sources, windowed,
                                  MemoryImages, memory_contents)
@@ -18,7 +18,8 @@ from systolix.layer import AddLayer, MaxPoolLayer, Window
 from systolix.sim.golden.program import run_images as golden_run_images
 from systolix.sw.program import IntegerProgram
 from systolix.sw.quant import QuantParams
-from systolix.sw.stimulus import program_of, random_conv_program, random_layer, random_program
+from systolix.sw.stimulus import (program_of, random_attention_program, random_conv_program,
+                                   random_layer, random_program)
 
 BIG = MemoryConfig(weight_words=65536, requant_words=65536, program_words=65536,
                    activation_words=65536)
@@ -630,9 +631,10 @@ def test_graph_refusals():
     layer = conv.layers[0]
     codes = QuantParams(4, False, 1.0, 0, 0, 15)
     height, width, channels = layer.output_shape
-    pool = MaxPoolLayer(Window(height * width, 1, channels, 1, 1, groups=channels, pad_code=0),
+    # (A map of whole words may be read as another of the same codes: here they differ.)
+    pool = MaxPoolLayer(Window(height * width * channels, 1, 1, 1, 1, pad_code=0),
                         bits=4, signed=False)
-    with pytest.raises(ValueError, match=rf"^layer 1 reads a {height * width}x1x{channels} "
+    with pytest.raises(ValueError, match=rf"^layer 1 reads a {height * width * channels}x1x1 "
                                          rf"map; layer 0 writes a {height}x{width}x{channels} "
                                          r"map$"):
         pack(IntegerProgram([layer, pool], conv.input, codes), config)
@@ -655,12 +657,76 @@ def test_graph_refusals():
         check_fit(program, config, MemoryConfig(activation_words=needed - 1))
 
 
-def test_refuses_layers_the_engine_does_not_run():
-    """A transformer's layers the engine does not run (products of two activations) are
-    refused in one line naming the first."""
+def test_transformer_layers():
+    """Every layer kind of a transformer runs on the engine: the graph packs and unpacks on a
+    3x3 array, whose words hold whole pixels of the maps its heads read as other shapes; on a
+    2x2 array those maps' words differ, which is refused in one line."""
     from .test_program import transformer_program
 
-    with pytest.raises(ValueError, match=r"^layer 1 is a MatMulLayer; the engine runs dense, "
-                                         r"convolution, max pooling, add, GELU, softmax and "
-                                         r"LayerNorm layers$"):
-        check_fit(transformer_program(), ArrayConfig(rows=2, cols=2), MemoryConfig())
+    program = transformer_program()
+    config = ArrayConfig(rows=3, cols=3, weight_bits=4, activation_bits=8,
+                         activation_signed=True, accumulator_bits=16)
+    images = pack(program, config)
+    assert [type(layer) for layer in unpack(images, config)] == [
+        type(layer) for layer in program.layers]
+    codes = np.random.default_rng(0).integers(-128, 128, (3, program.inputs))
+    np.testing.assert_array_equal(golden_run_images(images, config, codes),
+                                  run_program(program, codes))
+    with pytest.raises(ValueError, match=r"^layer 1 reads a 5x2x3 map; layer 0 writes a 1x5x6 "
+                                         r"map$"):
+        check_fit(program, dataclasses.replace(config, rows=2, cols=2), MemoryConfig())
+
+
+def test_matmul_layers():
+    """Matmul layers (attention's Q K^T and S V) pack and unpack exactly; the records say
+    where the second operand lies and the requantization words repeat the layer's constants
+    for every channel of its output tiles."""
+    rng = np.random.default_rng(3)
+    config = ArrayConfig(rows=4, cols=4, weight_bits=5, activation_bits=4, accumulator_bits=16)
+    program = random_attention_program(rng, config, 5, 2, 3, 6)
+    images = pack(program, config)
+    unpacked = unpack(images, config)
+    assert (unpacked[2], unpacked[4]) == (program.layers[2], program.layers[4])
+    assert packed_sources(images) == program.sources
+    records = layer_records(images)
+    for index in (2, 4):
+        record, layer = records[index], program.layers[index]
+        assert (record["kind"], record["transpose"]) == (LAYER_KINDS.index("matmul"),
+                                                         layer.transpose)
+        assert (record["k_tiles"], record["n_tiles"], record["positions"]) == (
+            -(-layer.inner // 4), -(-layer.cols // 4), layer.rows + 1)
+        assert (record["pad_top"], record["pad_code"]) == (1, layer.zero_points[0])
+        words = images.requant[record["requant_base"]:][:record["n_tiles"] * 4]
+        assert len(set(words)) == 1
+    codes = rng.integers(0, 16, (3, program.inputs))
+    np.testing.assert_array_equal(golden_run_images(images, config, codes),
+                                  run_program(program, codes))
+
+
+def test_matmul_refusals():
+    """What the engine cannot run of a matmul layer is refused in one line."""
+    rng = np.random.default_rng(4)
+    config = ArrayConfig(rows=4, cols=4, weight_bits=5, activation_bits=4, accumulator_bits=16)
+    program = random_attention_program(rng, config, 5, 2, 3, 6)
+    narrow = dataclasses.replace(config, weight_bits=4)
+    attention = random_attention_program(rng, narrow, 5, 2, 3, 6)
+    assert attention.layers[2].zero_points[1] == 8      # b - 8 fits 4-bit signed weights
+    check_fit(attention, narrow, MemoryConfig())
+    with pytest.raises(ValueError, match=r"^layer 2 \(a matmul\) loads its operand b as codes "
+                                         r"minus its zero point 9, -9\.\.6; the array takes "
+                                         r"4-bit signed \(-8\.\.7\) weights$"):
+        check_fit(dataclasses.replace(attention, layers=attention.layers[:2] + (
+            dataclasses.replace(attention.layers[2], zero_points=(3, 9)),)
+            + attention.layers[3:]), narrow, MemoryConfig())
+    small = dataclasses.replace(config, accumulator_bits=10)
+    layers = tuple(dataclasses.replace(layer, accumulator_bits=10)
+                   if isinstance(layer, IntegerLayer) else layer for layer in program.layers)
+    with pytest.raises(ValueError, match=r"^layer 2 \(a matmul of 6 inner codes\) may overflow: "
+                                         r"sum a \(b - zb\) needs 12 accumulator bits, not 10$"):
+        check_fit(dataclasses.replace(program, layers=layers), small, MemoryConfig())
+    with pytest.raises(ValueError, match=r"^layer 2 is a matmul layer; the engine runs them on "
+                                         r"square arrays only, not 4x5$"):
+        check_fit(program, dataclasses.replace(config, cols=5), MemoryConfig())
+    with pytest.raises(ValueError, match=r"^layer 2 is a matmul layer; the engine's last layer "
+                                         r"must be another kind"):
+        check_fit(program_of(program.layers[:3], program.sources[:3]), config, MemoryConfig())

@@ -38,12 +38,13 @@ WORKLOAD_MEMORIES = {
     # default depths hold 2 images). 8192 weight words hold it on arrays down to 4x4.
     "digits-cnn": MemoryConfig(weight_words=8192, activation_words=2048, batch=1024),
     # 96 activation words per image and buffer on 16 rows (the residual stream, the queries,
-    # keys and values of one block alive at once, 32 words each), 16 token positions an image:
-    # 16 images a run. The embedding's 2048 weight words (64 x 512, a block of columns per
-    # token) and 1,536 others; 31 layer records; the LayerNorm layers' constants (two words a
-    # channel) with the requantization words.
+    # keys and values of one block alive at once, 32 words each), 32 rows an image in the
+    # softmax layers (16 tokens, 2 heads; the matmul layers run head by head, 17 vectors a
+    # pass): 16 images a run. The embedding's 2048 weight words (64 x 512, a block of columns
+    # per token) and 1,536 others; 31 layer records; the LayerNorm layers' constants (two words
+    # a channel) with the requantization words.
     "digits-vit": MemoryConfig(weight_words=4096, requant_words=2048, program_words=1024,
-                               activation_words=2048, batch=256),
+                               activation_words=2048, batch=512),
 }
 """The memory depths each workload is simulated with (``systolix sim``)."""
 

@@ -64,36 +64,22 @@ _ENGINE_LAYERS = (IntegerLayer, MaxPoolLayer, AddLayer, GeluLayer, SoftmaxLayer,
                   MatMulLayer)
 
 
-def _same_words(shape, other, rows):
-    """Whether maps of ``shape`` and ``other`` (height, width, channels) of the same codes lie
-    in the same buffer words: both without padding codes (their channels whole words of
-    ``rows``), so that reading one as the other is a reshape (the heads of attention read the
-    token map of ``Q``, ``K`` and ``V``, ``tokens x heads * head_width``, as ``tokens x heads x
-    head_width``)."""
-    return (np.prod(shape) == np.prod(other) and shape[2] % rows == 0
-            and other[2] % rows == 0)
-
-
 def _same_words(written, read, rows):
-    """Whether a vector (a map of one pixel) and a map of whole words a pixel, ``written`` and
-    ``read`` (``(height, width, channels)``, either way round), of the same number of codes
-    are the same buffer words for an array of ``rows`` rows: both lie code after code."""
-    def pixel(shape):
-        return shape[0] * shape[1] == 1
-
-    def whole_words(shape):
-        return pixel(shape) or shape[2] % rows == 0
-
-    return (np.prod(written) == np.prod(read) and (pixel(written) or pixel(read))
-            and whole_words(written) and whole_words(read))
+    """Whether maps ``written`` and ``read`` (``(height, width, channels)``) of the same number of
+    codes are the same buffer words for an array of ``rows`` rows: both without padding codes
+    (their channels whole words), so that reading one as the other is a reshape (the digits
+    ViT's patch embedding, a vector, read as its token map by its first LayerNorm; the heads of
+    attention read the token map of ``Q``, ``K`` and ``V``, ``tokens x heads * head_width``, as
+    ``tokens x heads x head_width``)."""
+    return (np.prod(written) == np.prod(read) and written[2] % rows == 0
+            and read[2] % rows == 0)
 
 
 def _windows(layers, sources, rows):
     """The record window fields (:func:`~systolix.memory_map.layer_window`, input base 0) of
     each layer; raise :class:`ValueError` with one line for a layer the engine does not run or
     that reads a map of another shape than its source writes (unless the two are the same
-    buffer words, :func:`_same_words`: a dense layer's vector read as a map of whole words a
-    pixel)."""
+    buffer words, :func:`_same_words`: maps of whole words a pixel)."""
     shapes, windows = {}, []     # the (height, width, channels) of each tensor once known
     for index, (layer, entry) in enumerate(zip(layers, sources)):
         if not isinstance(layer, _ENGINE_LAYERS):

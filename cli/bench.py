@@ -4,7 +4,8 @@ run as its reference.
 The golden model's MAC/s against a float64 numpy matmul, the cocotb testbench's simulated cycles
 per second, the board figures of :func:`systolix.boards.bench.run`, the compiler's timings
 and accuracies (:func:`compiler_figures`), the digits CNN's (:func:`cnn_figures`) and the digits
-ViT's (:func:`vit_figures`: integer-only against float and dequantize-first).
+ViT's (:func:`vit_figures`: integer-only against float and dequantize-first;
+:func:`vit_engine_figures`: its cycles on the engine).
 """
 
 import dataclasses
@@ -17,29 +18,31 @@ import numpy as np
 from systolix.boards import bench as boards_bench
 from systolix.config import DEFAULT_CONFIG, ArrayConfig
 from systolix.hw.array import SystolicArray
+from systolix.layer import MatMulLayer
 from systolix.sim.golden import accumulate
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.runner import SIMULATORS, run_cocotb, simulator_environment
 from systolix.sim.testbench.scenarios import scenario
 from systolix.sw.a2q import min_accumulator_bits, min_feasible_accumulator_bits
-from systolix.sw.default import WORKLOAD_MEMORIES, WORKLOAD_OPTIONS, default_program
+from systolix.sw.default import (WORKLOAD_CONFIGS, WORKLOAD_MEMORIES, WORKLOAD_OPTIONS,
+                                 default_program)
 from systolix.sw.finetune import finetune
 from systolix.sw.lower import lower
 from systolix.sw.mixed import search
 from systolix.sim.golden.nonlinear import error_table
 from systolix.sw.models import accuracy, digits_cnn, digits_mlp, digits_split, digits_vit
-from systolix.sw.pack import pack
+from systolix.sw.pack import ideal_cycles, pack
 from systolix.sw.qmodel import quantize
 from systolix.sw.report import BREVITAS, BREVITAS_BITS, TRAINING_SEEDS, program_accuracy, sweep
 from systolix.sw.vit import vit_accuracies
 
-from .sim import window_utilisation
+from .sim import array_utilisation, window_utilisation
 from .table import format_table
 from .train import DESCRIPTIONS, train_schemes
 
 __all__ = ["best_time", "golden_speed", "cocotb_speed", "compiler_figures",
            "accumulator_aware_figures", "cnn_figures", "qcdq_mlp", "import_figures",
-           "training_figures", "vit_figures", "register"]
+           "training_figures", "vit_figures", "vit_engine_figures", "register"]
 
 
 def best_time(function, repeats=3):
@@ -357,6 +360,43 @@ def vit_figures(echo=print, settings=((4, 4), (3, 3), (2, 4), (8, 8))):
     return results
 
 
+def vit_engine_figures(echo=print, batch=16):
+    """The digits ViT's program on the engine of its array
+    (:data:`~systolix.sw.default.WORKLOAD_CONFIGS`, ``batch`` images a run, the workload's
+    memories): cycles per image in the exact cycle model (which ``make sim
+    WORKLOAD=digits-vit`` checks against the hardware's) against the ideal, and the MAC
+    utilisation of each attention matmul (its tiles at full rate over its cycles); print them
+    with ``echo`` and return ``{"cycles": per image, "ideal": per image, "utilisation": {layer
+    index: fraction}}``."""
+    config = WORKLOAD_CONFIGS["digits-vit"]
+    program = default_program(config, "digits-vit")[0]
+    images = pack(program, config, WORKLOAD_MEMORIES["digits-vit"])
+    cycles = engine_cycles(config, images, batch)
+    figures = {"cycles": cycles.compute / batch, "ideal": ideal_cycles(program, config),
+               "utilisation": {}}
+    rows = []
+    for index, ideal, measured in array_utilisation(
+            program, config, [cycles.layers], batch, lambda layer: isinstance(layer, MatMulLayer)):
+        layer = program.layers[index]
+        figures["utilisation"][index] = ideal / measured
+        rows.append([index, "Q K^T" if layer.transpose else "softmax(.) V",
+                     f"{layer.groups} x {layer.rows}x{layer.inner} @ {layer.inner}x{layer.cols}",
+                     f"{ideal / batch:.1f}", f"{measured / batch:.1f}",
+                     f"{100 * ideal / measured:.0f} %"])
+    kinds = {}
+    for layer, layer_cycles in zip(program.layers, cycles.layers):
+        kinds[type(layer).__name__] = kinds.get(type(layer).__name__, 0) + layer_cycles
+    echo(f"digits ViT on the {config.name} engine, {batch} images a run: "
+         f"{figures['cycles']:,.1f} cycles an image ({figures['ideal']:,} ideal, "
+         f"{100 * figures['ideal'] / figures['cycles']:.0f} % MAC utilisation; by layer kind: "
+         + ", ".join(f"{kind} {total / batch:,.0f}" for kind, total in
+                     sorted(kinds.items(), key=lambda item: -item[1]))
+         + "); the attention matmuls:")
+    echo(format_table(["layer", "product", "heads x a @ b", "ideal cycles an image",
+                       "cycles an image", "MAC utilisation"], rows))
+    return figures
+
+
 def golden_speed(n=1024, k=1024, cols=1024, seed=0):
     """MAC/s of the golden model and of a float64 numpy matmul of the same shape."""
     rng = np.random.default_rng(seed)
@@ -419,6 +459,8 @@ def run_bench(args):
     training_figures(seeds=(0,), network="cnn")
     print()
     vit_figures()
+    print()
+    vit_engine_figures()
     return 0
 
 

@@ -28,7 +28,7 @@ from systolix.boards.tops import board as board_named
 from .options import add_model_source, integer, print_verdict, probability
 from .table import format_table
 
-__all__ = ["register", "window_utilisation", "test_codes"]
+__all__ = ["register", "array_utilisation", "window_utilisation", "test_codes"]
 
 
 def _suite_row(config, report):
@@ -76,17 +76,25 @@ def _describe_layers(program):
                      else f"W{layer.weight_bits}A{layer.input_bits}" for layer in program.layers)
 
 
-def window_utilisation(program, config, layer_cycles, images):
-    """The MAC utilisation of each array layer with a window (convolution or average pooling) of
-    ``program`` on an array of ``config``: ``(index, ideal, cycles)``, ``ideal`` the cycles of
-    its tiles at full rate (every K and N tile of every output position of ``images`` inputs),
-    ``cycles`` the layer's cycles summed over ``layer_cycles`` (one tuple per run, as
+def array_utilisation(program, config, layer_cycles, images, select):
+    """The MAC utilisation of each layer of ``program`` on an array of ``config`` for which
+    ``select(layer)`` is true: ``(index, ideal, cycles)``, ``ideal`` the cycles of its tiles at
+    full rate (every K and N tile of every output position of ``images`` inputs), ``cycles``
+    the layer's cycles summed over ``layer_cycles`` (one tuple per run, as
     :attr:`~systolix.sim.golden.engine.EngineCycles.layers`)."""
     return [(index, tiles.k_tiles * tiles.n_tiles * tiles.positions * images,
              sum(cycles[index] for cycles in layer_cycles))
             for index, (layer, tiles) in enumerate(zip(program.layers,
                                                        layer_tiles(program, config)))
-            if isinstance(layer, IntegerLayer) and layer.window is not None]
+            if select(layer)]
+
+
+def window_utilisation(program, config, layer_cycles, images):
+    """:func:`array_utilisation` of the array layers with a window (convolution or average
+    pooling)."""
+    return array_utilisation(program, config, layer_cycles, images,
+                             lambda layer: isinstance(layer, IntegerLayer)
+                             and layer.window is not None)
 
 
 def _window_rows(program, config, layer_cycles, images):

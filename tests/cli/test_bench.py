@@ -64,6 +64,19 @@ def test_vit_figures():
     assert all(0.9 < value <= 1 for value in result.values())
 
 
+def test_vit_engine_figures():
+    """The ViT's cycles an image on its engine and the utilisation of its four attention
+    matmuls are printed (from the exact cycle model)."""
+    from systolix.cli.bench import vit_engine_figures
+
+    lines = []
+    figures = vit_engine_figures(lines.append, batch=2)
+    assert sorted(figures["utilisation"]) == [5, 7, 19, 21]
+    assert all(0 < value <= 1 for value in figures["utilisation"].values())
+    assert figures["cycles"] > figures["ideal"] > 0
+    assert "cycles an image" in lines[0] and "Q K^T" in lines[1] and "softmax(.) V" in lines[1]
+
+
 def test_accumulator_aware_figures():
     """The rows against Brevitas are printed (the accuracy targets are the benchmark's and the
     slow test's, tests/sw/test_report.py::test_full_sweep; the time target the benchmark's)."""

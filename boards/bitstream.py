@@ -31,7 +31,8 @@ from pathlib import Path
 from systolix import protocol
 from systolix.files import atomic_write, output_folder
 from systolix.hw.engine import InferenceEngine
-from systolix.memory_map import MEMORY_WIDTHS, output_codes, vector_words, windowed
+from systolix.memory_map import (MEMORY_WIDTHS, engine_units, output_codes, vector_words,
+                                 windowed)
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sw.pack import ideal_cycles, pack
 
@@ -198,7 +199,7 @@ def _report(board, program, images, nextpnr_report, cells, seconds, seed, clock)
         board=board.name, device=board.platform.device, package=board.platform.package,
         family=board.family, config=config.name, memories=asdict(images.memories),
         memory_widths={name: getattr(images, width) for name, width in MEMORY_WIDTHS},
-        windows=windowed(images), resources=resources, cells=cells, clock_mhz=clock_mhz,
+        windows=windowed(images), units=engine_units(images), resources=resources, cells=cells, clock_mhz=clock_mhz,
         clock={**clock, "margin_at_clock": min(fmax.values()) / clock_mhz - 1}, fmax_mhz=fmax,
         macs_per_cycle=config.rows * config.cols,
         gops_at_clock=2 * config.rows * config.cols * clock_mhz / 1000,

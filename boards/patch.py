@@ -50,7 +50,8 @@ import numpy as np
 from .memory_files import (STATUS_MEMORY, bitstream_memories, read_hex, write_hex, write_images,
                            write_memory_files)
 from systolix.files import atomic_write, output_folder, output_owner
-from systolix.memory_map import MEMORY_WIDTHS, output_codes, vector_words, windowed
+from systolix.memory_map import (MEMORY_WIDTHS, engine_units, output_codes, vector_words,
+                                 windowed)
 from systolix.sw.pack import pack
 
 from .bitstream import model_figures, plot_report, report_markdown
@@ -171,6 +172,22 @@ def stored_lanes(name, words, width, family, present):
         raise PatchError(f"the bitstream's block RAMs hold {len(lanes)} bits of the {name} "
                          f"memory's words; the tools need at least 4 (a hex digit)")
     return lanes
+
+
+def _check_units(needs, built):
+    """Raise :class:`PatchError` unless an engine built with the optional units ``built`` (the
+    report's ``units``, :func:`~systolix.memory_map.engine_units`; none in a report that
+    predates them) runs a model that ``needs`` them."""
+    for name, what, unit in (("gelu", "GELU", "GELU lanes"),
+                             ("matmul", "matmul", "a stationary feeder")):
+        if needs[name] and not built.get(name, False):
+            raise PatchError(f"the model has {what} layers and the bitstream's engine was "
+                             f"built without {unit}: build a new bitstream")
+    for name, what in (("softmax_length", "softmax"), ("layernorm_channels", "LayerNorm")):
+        if needs[name] > built.get(name, 0):
+            raise PatchError(f"the model has {what} rows of {needs[name]} codes and the "
+                             f"bitstream's engine has {what} rows of up to "
+                             f"{built.get(name, 0)}: build a new bitstream")
 
 
 def check_slices(name, words, lanes, family):
@@ -383,6 +400,7 @@ def patch_bitstream(build_dir, program, *, out=None):
         raise PatchError("the model has convolutions and the bitstream's engine was built "
                          "without windows (for a model of dense layers only): build a new "
                          "bitstream")
+    _check_units(engine_units(images), report.get("units", {}))
     _check_build(build_dir, report)
     # The link checks a RUN's length and sends a RESULT's with these numbers, in its logic.
     built = replace(images, program=tuple(_hex_words(build_dir, "program",

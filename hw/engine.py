@@ -7,7 +7,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from systolix.config import ArrayConfig
-from systolix.memory_map import (LAYER_KINDS, MemoryImages, layer_records, memory_contents,
+from systolix.memory_map import (LAYER_KINDS, MemoryImages, engine_units, memory_contents,
                                  output_codes, output_layout, vector_words,
                                  weight_write_layout, windowed)
 from systolix.numeric import CODE_BITS
@@ -140,15 +140,13 @@ class InferenceEngine(wiring.Component):
         self.windows = windows
         # The post-op unit's GELU lanes, the row unit's softmax and LayerNorm units only where
         # the images' layers need them (each as long as the longest row).
-        records = layer_records(images)
-        self.gelu = any(record["kind"] == LAYER_KINDS.index("gelu") for record in records)
-        self.softmax_length, self.layernorm_channels = (
-            max([record["channels"] for record in records
-                 if record["kind"] == LAYER_KINDS.index(kind)], default=0)
-            for kind in ("softmax", "layernorm"))
+        units = engine_units(images)
+        self.gelu = units["gelu"]
+        self.softmax_length, self.layernorm_channels = (units["softmax_length"],
+                                                        units["layernorm_channels"])
         # The stationary feeder, the issuer's column terms and the sequencer's passes only
         # where a matmul layer needs them.
-        self.matmul = any(record["kind"] == LAYER_KINDS.index("matmul") for record in records)
+        self.matmul = units["matmul"]
         self.config = config
         self.images = images
         self.requant_lanes = requant_lanes

@@ -46,7 +46,7 @@ __all__ = [
     "weights_layout", "activation_word_layout", "output_layout", "config_fields",
     "LAYER_KINDS", "LAYERNORM_WORDS", "layernorm_words", "layernorm_constants",
     "feed_address_bits", "layer_window", "padded_rows", "MemoryConfig",
-    "MemoryImages", "layer_records", "windowed", "packed_sources", "vector_words",
+    "MemoryImages", "layer_records", "windowed", "engine_units", "packed_sources", "vector_words",
     "input_channels", "output_codes", "packed_layers",
     "save_images", "load_images", "pack_vectors", "unpack_vectors", "unpack_outputs",
     "memory_contents", "baked_memories", "weight_write_layout", "SPRAM_WORDS", "SPRAM_BITS",
@@ -509,6 +509,25 @@ def windowed(images):
     not a chain)."""
     return any(record["windowed"] or record["kind"] or record["input_base"]
                or record["output_base"] for record in layer_records(images))
+
+
+def engine_units(images):
+    """The optional units of the engine that runs the program in ``images``, as
+    :class:`systolix.hw.engine.InferenceEngine` builds them: ``{"gelu": bool, "matmul": bool,
+    "softmax_length": int, "layernorm_channels": int}``, whether its post-op unit has GELU
+    lanes, whether it runs matmul layers (the stationary feeder) and the rows of its row unit's
+    softmax and LayerNorm units (the program's longest; 0 for none)."""
+    records = layer_records(images)
+
+    def longest(kind):
+        return max([record["channels"] for record in records
+                    if record["kind"] == LAYER_KINDS.index(kind)], default=0)
+
+    def has(kind):
+        return any(record["kind"] == LAYER_KINDS.index(kind) for record in records)
+
+    return {"gelu": has("gelu"), "matmul": has("matmul"), "softmax_length": longest("softmax"),
+            "layernorm_channels": longest("layernorm")}
 
 
 def packed_sources(images):

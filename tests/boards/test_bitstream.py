@@ -24,7 +24,7 @@ from systolix.boards.patch import (SLICE_WORDS, PatchError, block_ram_slices, ch
 from systolix.boards.tops import BOARDS, board
 from systolix.memory_map import baked_memories
 from systolix.protocol import model_status
-from systolix.sw.stimulus import random_program
+from systolix.sw.stimulus import random_conv_program, random_program
 from systolix.sw.default import default_program
 
 PATCH_BOARD = "icebreaker"
@@ -346,6 +346,28 @@ def test_patch_refuses_convolutions_for_an_engine_without_windows(tmp_path):
                                          r"engine was built without windows"):
         patch_bitstream(tmp_path, program)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["report.json"]
+
+
+def test_patch_refuses_a_model_that_needs_units_the_engine_lacks(tmp_path):
+    """The engine builds GELU lanes and softmax and LayerNorm units only for a model that has
+    such layers (and as long as its rows): a model that needs more than the bitstream's
+    engine has is refused before any tool runs."""
+    config = board("ulx3s-85f").config
+    rng = np.random.default_rng(3)
+    program = random_conv_program(rng, config, (2, 2, 3), [
+        ("conv", 8, {"largest_kernel": 1, "largest_stride": 1}), ("layernorm",), ("gelu",),
+        ("dense", 4)])
+    widths = {"weights": 32, "requant": 56, "program": 32}
+    for units, message in (
+            ({}, r"^the model has GELU layers and the bitstream's engine was built without "
+                 r"GELU lanes: build a new bitstream$"),
+            ({"gelu": True, "layernorm_channels": 4},
+             r"^the model has LayerNorm rows of 8 codes and the bitstream's engine has "
+             r"LayerNorm rows of up to 4: build a new bitstream$")):
+        _report(tmp_path, memory_widths=widths, windows=True, units=units)
+        with pytest.raises(PatchError, match=message):
+            patch_bitstream(tmp_path, program)
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["report.json"]
 
 
 def test_the_report_says_how_the_clock_was_chosen():

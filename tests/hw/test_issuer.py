@@ -23,9 +23,9 @@ MEMORIES = MemoryConfig(weight_words=64, requant_words=64, program_words=32,
                         activation_words=64, batch=8, output_codes=128)
 
 
-def harness(config, lanes, constants):
+def harness(config, lanes, constants, matmul=False):
     m = Module()
-    issuer = m.submodules.issuer = RequantIssuer(config, MEMORIES, lanes)
+    issuer = m.submodules.issuer = RequantIssuer(config, MEMORIES, lanes, matmul=matmul)
     memory = m.submodules.requant = Memory(shape=REQUANT_LAYOUT.size,
                                            depth=MEMORIES.requant_words, init=constants)
     requantizers = []
@@ -135,6 +135,81 @@ def test_codes_and_destinations(rows, cols, lanes):
         assert [code for group, _ in codes for code in group] == golden.reshape(-1).tolist()
         assert [tag for _, tag in codes] == destinations(config, lanes, bounds, layer)
     assert len({code for codes in received for group, _ in codes for code in group}) > 8
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_column_terms(lanes):
+    """In a matmul layer the first vector of each output tile is the column terms: kept, not
+    issued, and subtracted from the tile's other vectors (wrapping to P bits); a gemm layer
+    between matmul layers issues its vectors as they are. Handshakes as the cycle model's."""
+    rng = np.random.default_rng(lanes)
+    config = ArrayConfig(rows=4, cols=4, weight_bits=5, activation_bits=4, accumulator_bits=12)
+    constants = [encode(REQUANT_LAYOUT, {"bias": int(b), "multiplier": 1 << 14, "shift": 14,
+                                         "reserved": 0})
+                 for b in rng.integers(-50, 50, 64)]
+    m, issuer, requantizers = harness(config, lanes, constants, matmul=True)
+    model = components.RequantIssuer(config.cols, lanes)
+    low_acc, high_acc = config.accumulator_range
+    layers = []
+    for matmul in (1, 0, 1):
+        bounds = components.Bounds(int(rng.integers(1, 5)), 1, int(rng.integers(1, 3)))
+        tiles = []
+        for _ in range(bounds.n_tiles):
+            columns = rng.integers(-300, 300, (1, config.cols))
+            rows = columns + rng.integers(-200, 200, (bounds.batch, config.cols))
+            tiles.append(np.concatenate([columns, rows]) if matmul else rows)
+        layers.append((matmul, bounds, tiles))
+    received = []
+
+    async def bench(ctx):
+        for matmul, bounds, tiles in layers:
+            outputs = bounds.n_tiles * config.cols
+            for name, value in (("last", 0), ("outputs", outputs), ("requant_base", 8),
+                                ("output_words", bounds.n_tiles), ("matmul", matmul),
+                                ("batch_last", bounds.batch - 1),
+                                ("n_last", bounds.n_tiles - 1)):
+                ctx.set(getattr(issuer, name), value)
+            for requantizer in requantizers:
+                ctx.set(requantizer.low, -128)
+                ctx.set(requantizer.high, 127)
+            ctx.set(issuer.running, 0)
+            for _ in range(2):
+                model.step(False, False, bounds, matmul)
+                await ctx.tick()
+            ctx.set(issuer.running, 1)
+            pending, codes = [vector for tile in tiles for vector in tile], []
+            for _ in range(6 * len(pending) * config.cols // lanes + 20):
+                presenting = bool(pending) and rng.random() < 0.6
+                mask = (1 << config.accumulator_bits) - 1
+                if presenting:
+                    ctx.set(issuer.vectors.payload,
+                            sum((int(v) & mask) << (c * config.accumulator_bits)
+                                for c, v in enumerate(pending[0])))
+                ctx.set(issuer.vectors.valid, presenting)
+                assert ctx.get(issuer.vectors.ready) == model.ready(True)
+                assert ctx.get(issuer.channels[0].valid) == model.issued
+                if ctx.get(requantizers[0].output.valid):
+                    codes.extend(ctx.get(r.output.payload.code) for r in requantizers)
+                take = presenting and ctx.get(issuer.vectors.ready)
+                if take:
+                    pending.pop(0)
+                model.step(take, True, bounds, matmul)
+                await ctx.tick()
+            ctx.set(issuer.vectors.valid, 0)
+            received.append(codes)
+
+    simulator = Simulator(m)
+    simulator.add_clock(1e-6)
+    simulator.add_testbench(bench)
+    simulator.run()
+    bias = [constant & 0xFFFFFFFF for constant in constants]
+    bias = np.array([b - (1 << 32) if b >> 31 else b for b in bias])
+    for (matmul, bounds, tiles), codes in zip(layers, received):
+        sums = np.concatenate([tile[1:] - tile[0] if matmul else tile for tile in tiles])
+        channels = 8 + np.arange(bounds.n_tiles * config.cols).reshape(bounds.n_tiles, 1, -1)
+        index = channels.repeat(bounds.batch, axis=1).reshape(-1, config.cols)
+        golden = requantize(sums, bias[index], 1 << 14, 14, 0, -128, 127)
+        assert codes == golden.reshape(-1).tolist()
 
 
 def test_requant_latency_is_the_timing_contract():

@@ -11,22 +11,22 @@ from amaranth.sim import Simulator
 
 from systolix.config import ArrayConfig
 from systolix.hw.sequencer import Sequencer
-from systolix.memory_map import MemoryConfig, TOTALS_LAYOUT, layer_records
+from systolix.memory_map import LAYER_KINDS, MemoryConfig, TOTALS_LAYOUT, layer_records
 from systolix.codec import decode
 from systolix.sim.golden import components
 from systolix.sw.pack import pack
-from systolix.sw.stimulus import random_conv_program, random_program
+from systolix.sw.stimulus import random_attention_program, random_conv_program, random_program
 
 CONFIG = ArrayConfig(rows=3, cols=2)
-MEMORIES = MemoryConfig(weight_words=1024, requant_words=64, program_words=128,
+MEMORIES = MemoryConfig(weight_words=1024, requant_words=64, program_words=256,
                         activation_words=128, batch=64, output_codes=256)
 
 
-def harness(images):
+def harness(images, config=CONFIG, matmul=False):
     m = Module()
     memory = m.submodules.program = Memory(shape=images.program_width,
                                            depth=MEMORIES.program_words, init=images.program)
-    sequencer = m.submodules.sequencer = Sequencer(CONFIG, MEMORIES)
+    sequencer = m.submodules.sequencer = Sequencer(config, MEMORIES, matmul=matmul)
     wiring.connect(m, sequencer.program, memory.read_port())
     return m, sequencer
 
@@ -97,6 +97,60 @@ def test_runs_the_program_as_modelled(seed):
     simulator.add_testbench(bench)
     simulator.run()
     assert seen == {"header_done": 2, "layer_start": 2 * len(records), "runs": 2}
+
+
+def test_matmul_passes():
+    """A matmul layer runs as one pass per input and head, a cycle of ``REPEAT`` between
+    passes (the ``repeat`` strobe, ``running`` low), with the offsets of the pass's head in the
+    input and output maps and the vectors of one head (``positions``, the issuer's one fewer);
+    the other layers as before. Cycle by cycle against the cycle model."""
+    rng = np.random.default_rng(7)
+    config = ArrayConfig(rows=3, cols=3, weight_bits=5, activation_bits=4)
+    program = random_attention_program(rng, config, 4, 3, 2, 4)
+    images = pack(program, config, MEMORIES)
+    records = layer_records(images)
+    m, sequencer = harness(images, config, matmul=True)
+    model = components.Sequencer(records)
+    repeats = []
+
+    async def bench(ctx):
+        batch = 2
+        ctx.set(sequencer.start.valid, 1)
+        ctx.set(sequencer.start.payload, batch)
+        model.step(batch)
+        await ctx.tick()
+        ctx.set(sequencer.start.valid, 0)
+        while not model.idle:
+            for name in ("header_done", "layer_start", "running", "idle", "repeat"):
+                assert ctx.get(getattr(sequencer, name)) == getattr(model, name), name
+            assert ctx.get(sequencer.cycles) == model.cycles
+            repeats.append(model.repeat)
+            layer_done = outputs_sent = False
+            if model.running:
+                record = model.record
+                matmul = record["kind"] == LAYER_KINDS.index("matmul")
+                vectors = record["positions"] * (1 if matmul else batch)
+                assert (ctx.get(sequencer.vectors_last), ctx.get(sequencer.issues_last)) == (
+                    vectors - 1, vectors - 1 - matmul)
+                image, head = divmod(model.passes, record["groups"])
+                assert (ctx.get(sequencer.input_offset), ctx.get(sequencer.output_offset)) == (
+                    (image * record["image_words"] + head * record["c_tiles"],
+                     image * record["multiplier_b"] + head * record["output_words"])
+                    if matmul else (0, 0))
+                layer_done = rng.random() < 0.3
+            elif model.state == "OUTPUT":
+                outputs_sent = True
+            ctx.set(sequencer.layer_done, layer_done)
+            ctx.set(sequencer.outputs_sent, outputs_sent)
+            model.step(0, layer_done, outputs_sent)
+            await ctx.tick()
+
+    simulator = Simulator(m)
+    simulator.add_clock(1e-6)
+    simulator.add_testbench(bench)
+    simulator.run()
+    # Two matmul layers of 3 heads on 2 inputs: 5 repeats each.
+    assert sum(repeats) == 2 * (2 * 3 - 1)
 
 
 def test_refuses_bad_parameters():

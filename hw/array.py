@@ -296,8 +296,9 @@ class SystolicArray(wiring.Component):
         config = self.config
         rows, cols = config.rows, config.cols
         payload = self.activations.payload
-        hold = Signal(activation_word_layout(config))
-        plane = Signal(range(config.activation_bits))      # the bit sent this cycle
+        # The data path has no reset (a vector's flags, which have, say what counts).
+        hold = Signal(activation_word_layout(config), reset_less=True)
+        plane = Signal(range(config.activation_bits), reset_less=True)  # the bit sent now
         sending = Signal()
         first = Signal()                                   # ... is the vector's first one
         final = Signal()                                   # ... is the vector's last one
@@ -312,7 +313,7 @@ class SystolicArray(wiring.Component):
         with m.Else():
             m.d.sync += [plane.eq(plane - 1), free.eq(plane == 1)]
 
-        bits = Signal(rows)
+        bits = Signal(rows, reset_less=True)
         codes = hold.as_value()
         m.d.sync += bits.eq(Cat(codes.word_select(r, config.activation_bits).bit_select(plane, 1)
                                 for r in range(rows)))
@@ -320,7 +321,7 @@ class SystolicArray(wiring.Component):
         for r in range(rows):
             row_bit, row_swap = bits[r], tile_swap
             for stage in range(r):
-                bit_next = Signal(name=f"skew_bit_{r}_{stage}")
+                bit_next = Signal(name=f"skew_bit_{r}_{stage}", reset_less=True)
                 swap_next = Signal(name=f"skew_swap_{r}_{stage}")
                 m.d.sync += [bit_next.eq(row_bit), swap_next.eq(row_swap)]
                 row_bit, row_swap = bit_next, swap_next
@@ -346,7 +347,7 @@ class SystolicArray(wiring.Component):
         for c in range(cols):
             # base = 2 acc, or 0 before a vector's first plane: set a cycle ahead, so that only
             # an adder lies between the column and the result buffer.
-            base = Signal(accumulator_shape(config), name=f"plane_base_{c}")
+            base = Signal(accumulator_shape(config), name=f"plane_base_{c}", reset_less=True)
             total = Signal(accumulator_shape(config), name=f"plane_total_{c}")
             addend = Mux(first, -column[c], column[c]) if config.activation_signed else column[c]
             m.d.comb += total.eq(base + addend)

@@ -256,11 +256,16 @@ class SerialProcessingElement(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        shadow = Signal(weight_shape(self.config))
-        active = Signal(weight_shape(self.config))
+        # No reset: a reset that overrides an enable costs a LUT on iCE40, and the weights are
+        # written before a vector uses them (the partial sums only count once a vector's
+        # planes pass).
+        shadow = Signal(weight_shape(self.config), reset_less=True)
+        active = Signal(weight_shape(self.config), reset_less=True)
+        psum = Signal.like(self.psum_out, reset_less=True)
+        m.d.comb += self.psum_out.eq(psum)
         with m.If(self.weight_write):
             m.d.sync += shadow.eq(self.weight)
         with m.If(self.swap_in):
             m.d.sync += active.eq(shadow)
-        m.d.sync += self.psum_out.eq(self.psum_in + Mux(self.bit, active, 0))
+        m.d.sync += psum.eq(self.psum_in + Mux(self.bit, active, 0))
         return m

@@ -25,8 +25,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 # The main job: a model on the simulated inference engine, end to end (MODEL: an
-# IntegerProgram file, or WORKLOAD: digits-mlp (the default) or digits-cnn; CONFIG: an array
-# name such as 8x8-W4s-A4u-P12-wrap).
+# IntegerProgram file, or WORKLOAD: digits-mlp (the default), digits-cnn or digits-vit; CONFIG:
+# an array name such as 8x8-W4s-A4u-P12-wrap).
 sim: $(STAMP)
 	$(BIN)/systolix sim --simulator $(SIM) $(if $(MODEL),--model $(MODEL)) $(if $(WORKLOAD),--workload $(WORKLOAD)) $(if $(CONFIG),--config $(CONFIG))
 

@@ -700,9 +700,6 @@ CASES = (
          ("sim", "--workload", "digits-cnn", "--config", "2x2-W4s-A4u-P12-wrap"),
          "--workload digits-cnn: does not fit the 2x2-W4s-A4u-P12-wrap accelerator: the model "
          "needs 10800 weight words"),
-    Case("sim-workload-attention", "the digits ViT, which the engine does not run yet",
-         ("sim", "--workload", "digits-vit"),
-         "--workload digits-vit: the engine does not run attention yet"),
     Case("sim-model-float-weights", "float weights, through systolix sim",
          ("sim", "--model", "program.npz", "--images", "1"),
          "program.npz: array weights0: must be stored as integers, not float64",

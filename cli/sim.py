@@ -15,13 +15,13 @@ from systolix.sim.runner import SIMULATORS, simulator_environment
 from systolix.sim.testbench.suite import (ARRAY_CONFIGS, DSP_ARRAY_CONFIGS,
                                           SERIAL_ARRAY_CONFIGS, run_array_suite)
 from systolix.sim.transport import SimulationTransport
-from systolix.sw.default import (GOLDEN_WORKLOADS, WORKLOAD_CONFIGS, WORKLOAD_MEMORIES,
-                                 WORKLOADS, default_program, golden_only, reference_accuracy)
+from systolix.sw.default import (VIT_WORKLOADS, WORKLOAD_CONFIGS, WORKLOAD_MEMORIES, WORKLOADS,
+                                 default_program, reference_accuracy)
 from systolix.sw.driver import Device
 from systolix.sw.models import accuracy
 from systolix.sw.pack import ideal_cycles, layer_tiles, pack
 from systolix.sw.program import (AddLayer, GeluLayer, IntegerLayer, IntegerProgram,
-                                 LayerNormLayer, MaxPoolLayer, SoftmaxLayer)
+                                 LayerNormLayer, MatMulLayer, MaxPoolLayer, SoftmaxLayer)
 
 from systolix.boards.tops import board as board_named
 
@@ -71,7 +71,7 @@ def run_sim_arrays(args):
 
 def _describe_layers(program):
     kinds = {MaxPoolLayer: "maxpool ", AddLayer: "add ", GeluLayer: "gelu ",
-             SoftmaxLayer: "softmax ", LayerNormLayer: "layernorm "}
+             SoftmaxLayer: "softmax ", LayerNormLayer: "layernorm ", MatMulLayer: "matmul "}
     return ", ".join(f"{kinds[type(layer)]}A{layer.input_bits}" if type(layer) in kinds
                      else f"W{layer.weight_bits}A{layer.input_bits}" for layer in program.layers)
 
@@ -113,6 +113,23 @@ def _window_rows(program, config, layer_cycles, images):
     return rows
 
 
+def _matmul_rows(program, config, layer_cycles, images):
+    """Per matmul layer (attention's products): its MAC utilisation, ideal over measured
+    cycles."""
+    rows = []
+    for index, ideal, measured in array_utilisation(
+            program, config, layer_cycles, images,
+            lambda layer: isinstance(layer, MatMulLayer)):
+        layer = program.layers[index]
+        product = "Q K^T" if layer.transpose else "S V"
+        rows.append([f"layer {index} utilisation",
+                     f"{100 * ideal / measured:.0f} % ({product}: {layer.groups} heads of "
+                     f"{layer.rows} x {layer.inner} by {layer.inner} x {layer.cols}: "
+                     f"{ideal / images:.0f} ideal, {measured / images:.1f} measured cycles an "
+                     f"image)"])
+    return rows
+
+
 def test_codes(program, data, images=None):
     """The input codes a model runs on and their labels: the digits test set (``data``) when
     ``program`` takes a digits image and gives 10 scores, else 128 random input codes (seeded)
@@ -134,7 +151,6 @@ def test_codes(program, data, images=None):
 def run_sim(args):
     """``systolix sim``: a model on the simulated accelerator, end to end through the driver."""
     workload = args.workload or "digits-mlp"
-    golden_only(workload)
     board = board_named(args.board) if args.board else None
     config = board.config if board else (ArrayConfig.from_name(args.config) if args.config
                                          else WORKLOAD_CONFIGS.get(workload, DEFAULT_CONFIG))
@@ -144,7 +160,7 @@ def run_sim(args):
     if loaded is None:
         program = default
         name = (f"{WORKLOADS[workload]} (A2Q+)" if workload in WORKLOADS
-                else GOLDEN_WORKLOADS[workload])
+                else VIT_WORKLOADS[workload])
         memories = WORKLOAD_MEMORIES[workload]
         reference = reference_accuracy(workload)
     else:
@@ -174,6 +190,7 @@ def run_sim(args):
     batches = [min(device.max_batch, len(codes) - start)
                for start in range(0, len(codes), device.max_batch)]
     model_cycles = [engine_cycles(config, images, batch) for batch in batches]
+    layer_cycles = [cycles.layers for cycles in model_cycles]
     modelled = [cycles.compute for cycles in model_cycles]
     golden = run_program(program, codes)
     mismatches = int(np.count_nonzero(result.outputs != golden))
@@ -204,7 +221,9 @@ def run_sim(args):
         ["MAC utilisation", f"{100 * ideal / measured:.0f} % of {config.rows * config.cols} "
                             + ("bit-serial cells (a MAC in as many cycles as its layer's "
                                "input bits)" if config.pe == "serial" else "MACs a cycle")],
-        *_window_rows(program, config, [cycles.layers for cycles in model_cycles], len(codes)),
+        *sorted(_window_rows(program, config, layer_cycles, len(codes))
+                + _matmul_rows(program, config, layer_cycles, len(codes)),
+                key=lambda row: int(row[0].split()[1])),
         ["host link", f"{report['frames']} frames, {report['cycles']:,} cycles in all "
                       f"({report['cycles'] / len(codes):.0f} a vector, bytes included)"],
         ["wall time", f"{wall:.0f} s ({report['build_seconds']:.0f} s Verilog and simulator "
@@ -217,7 +236,7 @@ def register(subparsers):
     jobs = min(2, os.cpu_count() or 1)
     sim = subparsers.add_parser("sim", help="run a model on the simulated accelerator")
     sim.add_argument("--simulator", choices=SIMULATORS, default="verilator")
-    add_model_source(sim, "the array", tuple(WORKLOADS) + tuple(GOLDEN_WORKLOADS))
+    add_model_source(sim, "the array", tuple(WORKLOADS) + tuple(VIT_WORKLOADS))
     array = sim.add_mutually_exclusive_group()
     array.add_argument("--config", help="the array, for example 8x8-W4s-A4u-P12-wrap "
                        f"(default: {DEFAULT_CONFIG.name}; "

@@ -14,8 +14,8 @@ from .qmodel import quantize
 from .vit import dequantize_first_accuracy, lower_vit
 
 __all__ = ["WORKLOADS", "WORKLOAD_OPTIONS", "WORKLOAD_MEMORIES", "WORKLOAD_CONFIGS",
-           "GOLDEN_WORKLOADS", "VIT_BITS", "workload_model", "default_program",
-           "reference_accuracy", "golden_only"]
+           "VIT_WORKLOADS", "VIT_BITS", "workload_model", "default_program",
+           "reference_accuracy"]
 
 WORKLOADS = {
     "digits-mlp": "digits MLP 64-64-32-10",
@@ -67,22 +67,12 @@ VIT_BITS = (4, 4)
 between the products are 8-bit)."""
 
 
-GOLDEN_WORKLOADS = {
+VIT_WORKLOADS = {
     "digits-vit": "digits ViT: 16 patches of 2x2, width 32, 2 heads, 2 pre-LN blocks "
-                  "(integer-only golden model: systolix.sw.vit)",
+                  "(integer-only: systolix.sw.vit)",
 }
-"""The embedded workloads the golden model runs but the engine does not yet (attention:
-products of two activations), by name."""
-
-
-def golden_only(workload, option="--workload"):
-    """Raise :class:`ValueError` (one line naming ``option``) if ``workload`` is one of
-    :data:`GOLDEN_WORKLOADS`, which no accelerator runs yet."""
-    if workload in GOLDEN_WORKLOADS:
-        raise ValueError(f"{option} {workload}: the engine does not run attention yet "
-                         f"(products of two activations); allowed: "
-                         f"{', '.join(WORKLOADS)} (the integer-only golden model of {workload} "
-                         f"runs in systolix bench)")
+"""The embedded vision transformers, by name: lowered integer-only (attention's products of
+two activations among their layers), simulated on their :data:`WORKLOAD_CONFIGS` array."""
 
 
 def workload_model(workload="digits-mlp"):
@@ -97,7 +87,7 @@ def default_program(config=DEFAULT_CONFIG, workload="digits-mlp"):
     accumulator of ``config``, with the workload's :data:`WORKLOAD_OPTIONS`; the digits ViT
     integer-only (:func:`~systolix.sw.vit.lower_vit`) at :data:`VIT_BITS`, accumulating as
     ``config`` does; returns ``(program, data, float accuracy)``."""
-    if workload in GOLDEN_WORKLOADS:
+    if workload in VIT_WORKLOADS:
         model, data = digits_vit()
         program = lower_vit(model, data.x_train, *VIT_BITS,
                             accumulator_bits=config.accumulator_bits, overflow=config.overflow)
@@ -113,7 +103,7 @@ def reference_accuracy(workload):
     """The test accuracy of a workload's "dequantize before every matmul" model at its bits
     (:func:`~systolix.sw.vit.dequantize_first_accuracy`: the digits ViT at
     :data:`VIT_BITS`), ``None`` for a workload without one."""
-    if workload not in GOLDEN_WORKLOADS:
+    if workload not in VIT_WORKLOADS:
         return None
     model, data = digits_vit()
     return dequantize_first_accuracy(model, data, *VIT_BITS)

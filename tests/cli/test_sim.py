@@ -1,6 +1,7 @@
 """``systolix sim --workload digits-cnn`` end to end: the digits CNN through the driver, the host
 link with random stalls and the engine's Verilog under Verilator."""
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -25,6 +26,26 @@ def test_digits_cnn_on_the_simulated_accelerator(tmp_path, monkeypatch, capsys):
     for layer in (0, 1, 2):
         assert f"layer {layer} utilisation" in output
     assert "layer 3 utilisation" not in output               # the dense layer has no window
+    assert output.rstrip().endswith("OK: 0 mismatches, 0 cycle mismatches")
+
+
+@pytest.mark.slow
+@pytest.mark.cocotb
+def test_digits_vit_on_the_simulated_accelerator(tmp_path, monkeypatch, capsys):
+    """``make sim WORKLOAD=digits-vit``: the whole integer-only ViT (attention's products,
+    softmax, LayerNorm, GELU) on its 16x16 engine through the driver and the host link: 0
+    mismatches, measured = modelled cycles, the four accuracies and the attention products'
+    MAC utilisation."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["sim", "--workload", "digits-vit", "--images", "20", "--stall", "0.3"]) == 0
+    output = capsys.readouterr().out
+    assert "on the 16x16-W5s-A8s-P16-wrap accelerator" in output
+    assert "20 in 2 RUN frames of at most 16" in output
+    assert "mismatches  0 codes, 0 cycle counts" in output
+    assert re.search(r"accuracy +float [\d.]+ %, dequantize-first [\d.]+ %, golden [\d.]+ %, "
+                     r"hardware [\d.]+ %", output)
+    for layer, product in ((5, "Q K\\^T"), (7, "S V"), (19, "Q K\\^T"), (21, "S V")):
+        assert re.search(rf"layer {layer} utilisation +\d+ % \({product}: 2 heads", output)
     assert output.rstrip().endswith("OK: 0 mismatches, 0 cycle mismatches")
 
 

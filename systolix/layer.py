@@ -480,6 +480,9 @@ class MatMulLayer:
     code product ``acc`` (wrapping or saturating to ``accumulator_bits`` like an
     :class:`IntegerLayer`), the row sums of ``a`` and the column sums of ``b`` are exact
     integers, and the scales ``s_a s_b / s_out = multiplier * 2^-shift`` are applied once after.
+    The engine runs it as ``sum (a - za)(b - zb) + bias`` (``b - zb`` on the array's weight path,
+    the ``za`` terms from the array too: docs/engine.md), which is the same only where ``acc``
+    cannot wrap or saturate: the packer refuses a layer whose sums could overflow.
 
     Parameters
     ----------

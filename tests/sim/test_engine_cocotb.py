@@ -217,10 +217,13 @@ def test_digits_bit_serial_cells(digits, tmp_path, config, bits, images):
         / (images // 2)
 
 
+# (All slow: a Verilator build each, over a minute on one busy core; the Amaranth simulator
+# runs the same graphs in tests/hw/test_engine.py::test_matmul_layers.)
+@pytest.mark.slow
 @pytest.mark.parametrize("seed, size, tokens, heads, channels, head_width, weight_bits", [
     (0, 4, 5, 2, 3, 6, 5),
-    pytest.param(1, 4, 6, 3, 5, 4, 4, marks=pytest.mark.slow),
-    pytest.param(2, 8, 9, 2, 8, 10, 5, marks=pytest.mark.slow),
+    (1, 4, 6, 3, 5, 4, 4),
+    (2, 8, 9, 2, 8, 10, 5),
 ])
 def test_random_matmul_graphs(tmp_path, seed, size, tokens, heads, channels, head_width,
                               weight_bits):

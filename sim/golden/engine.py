@@ -1,11 +1,11 @@
 """Cycle model of :class:`systolix.hw.engine.InferenceEngine`: the exact cycles of a run.
 
 :func:`engine_cycles` joins the cycle models of the engine's components
-(:mod:`systolix.sim.golden.components`: sequencer, weight and activation feeders, the array's
-handshakes through :class:`~systolix.sim.golden.cycles.ArrayModel`, the K-tile accumulator, the
-result queue, the requantization issuer, the post-op unit, the row unit, the requantization
-units, the writeback and the output streamer) as the gateware joins the components, and steps
-them one cycle at a time; the data itself is the business of
+(:mod:`systolix.sim.golden.components`: sequencer, weight, stationary and activation feeders,
+the array's handshakes through :class:`~systolix.sim.golden.cycles.ArrayModel`, the K-tile
+accumulator, the result queue, the requantization issuer, the post-op unit, the row unit, the
+requantization units, the writeback and the output streamer) as the gateware joins the
+components, and steps them one cycle at a time; the data itself is the business of
 :func:`systolix.sim.golden.program.run_program`. A run does not depend on the host once it has
 started, so its cycle count depends only on the program, the array, the memory depths and the
 batch size.

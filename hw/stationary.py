@@ -155,8 +155,7 @@ class StationaryFeeder(wiring.Component):
         def restart_head(base):
             """Lines from the first of head base, output tile 0, K tile 0."""
             return [head_base.eq(base), line_addr.eq(base), line.eq(0), tile_addr.eq(base),
-                    tile_line.eq(0), j.eq(0), t.eq(0),
-                    codes_left.eq(Mux(transpose, layer.channels, layer.outputs))]
+                    tile_line.eq(0), j.eq(0), t.eq(0), codes_left.eq(codes_end)]
 
         m.d.comb += [self.weights.payload.eq(Mux(gate, self.gemm.payload, tile[0])),
                      self.weights.valid.eq(gate & self.gemm.valid),
@@ -194,12 +193,12 @@ class StationaryFeeder(wiring.Component):
                     with m.If(fill == size - 1):
                         m.d.sync += fill.eq(0)
                         m.next = "FILL"
-                        self._next_tile(m, transpose, step, head_words, restart_head,
+                        self._next_tile(m, transpose, head_words, restart_head,
                                         n, g, j, t, input_base, head_base, line_addr, line,
                                         tile_addr, tile_line, codes_left, groups_last)
         return m
 
-    def _next_tile(self, m, transpose, step, head_words, restart_head, n, g, j, t, input_base,
+    def _next_tile(self, m, transpose, head_words, restart_head, n, g, j, t, input_base,
                    head_base, line_addr, line, tile_addr, tile_line, codes_left, groups_last):
         """After a tile's last row: on to the next K tile, output tile, head, input or done."""
         size, layer = self.config.rows, self.layer

@@ -62,12 +62,11 @@ def test_stationary_feeder(seed, size, weight_bits, batch):
     records = layer_records(images)
     m = Module()
     words = rng.integers(0, 1 << (size * 4), MEMORIES.activation_words).tolist()
+    feeder = m.submodules.feeder = StationaryFeeder(config, MEMORIES)
     for index in range(2):
         memory = m.submodules[f"buffer_{index}"] = Memory(
             shape=size * 4, depth=MEMORIES.activation_words, init=words)
-    feeder = m.submodules.feeder = StationaryFeeder(config, MEMORIES)
-    for index in range(2):
-        wiring.connect(m, feeder.buffers[index], m.submodules[f"buffer_{index}"].read_port())
+        wiring.connect(m, feeder.buffers[index], memory.read_port())
     model = components.StationaryFeeder(size)
     beat = weights_layout(config)
     checked = []

@@ -9,10 +9,10 @@ from systolix.sim.golden.array import array_matmul, wrap
 from systolix.sim.golden.program import requantize, run_program
 from systolix.sw import IntegerLayer, digits_mlp, lower, quantize
 from systolix.boards.memory_files import write_images
-from systolix.memory_map import (FORMAT_VERSION, HEADER_WORDS, LAYER_KINDS, RECORD_WORDS, REQUANT_LAYOUT, MemoryConfig,
-                                 layer_records, layernorm_constants, layernorm_words,
-                                 packed_sources, windowed,
-                                 MemoryImages, memory_contents)
+from systolix.memory_map import (FORMAT_VERSION, HEADER_WORDS, LAYER_KINDS, RECORD_WORDS,
+                                 REQUANT_LAYOUT, MemoryConfig, MemoryImages, layer_records,
+                                 layernorm_constants, layernorm_words, memory_contents,
+                                 packed_sources, windowed)
 from systolix.sw.pack import LayerTiles, check_fit, ideal_cycles, layer_tiles, pack, unpack
 from systolix.layer import AddLayer, MaxPoolLayer, Window
 from systolix.sim.golden.program import run_images as golden_run_images

@@ -1,6 +1,6 @@
 """Integer LayerNorm unit: rows of codes in, normalised and requantized codes out."""
 
-from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -31,18 +31,21 @@ class LayerNormUnit(wiring.Component):
         s = sum q,  S = C sum q^2 - s^2,  root = isqrt(S << 16),  factor = floor(2^38 / root)
         out[c] = clamp(round_shift((C q[c] - s) * factor * M[c] + B[c], shift) + zp, low, high)
 
-    A row of ``channels`` codes is taken on :attr:`input` into a row buffer while ``s`` and
-    ``sum q^2`` accumulate (``channels`` cycles, ``input.ready`` high); then ``S`` (one cycle),
-    the square root one result bit a cycle (digit by digit, no multiplier), ``factor`` one
-    quotient bit a cycle (restoring division, 31 cycles), and the buffer is read again, one code
-    a cycle, each with its channel's constants from :attr:`constants` (a stream: a code is
-    issued only when its constants are valid), through a 6-stage pipeline onto :attr:`output`.
+    A row of ``channels`` codes is taken on :attr:`input` into one of two row buffers while
+    ``s`` and ``sum q^2`` accumulate (``channels`` cycles, ``input.ready`` high while that
+    buffer is free); then, once the row before has left, ``S`` (one cycle), the square root one
+    result bit a cycle (digit by digit, no multiplier), ``factor`` one quotient bit a cycle
+    (restoring division, 31 cycles), and the buffer is read again, one code a cycle, each with
+    its channel's constants from :attr:`constants` (a stream: a code is issued only when its
+    constants are valid), through a 6-stage pipeline onto :attr:`output`. The next row loads
+    into the other buffer meanwhile, so a row's loading is hidden behind the row before.
 
-    Latency and throughput: a row occupies the unit for :func:`layernorm_row_cycles` cycles
-    (without stalls); its last code leaves :func:`layernorm_row_latency` cycles (the same)
-    after its first input. ``output`` is always ready; its tag is the channel. ``channels`` and the
-    other layer constants are those of one :class:`~systolix.layer.LayerNormLayer` and must hold
-    while a row is in the unit.
+    Latency and throughput: a row's last code leaves :func:`layernorm_row_latency` cycles
+    (``2 channels + root bits + 38``) after its first input into an idle unit, and each
+    following row's :func:`layernorm_row_cycles` (``channels + root bits + 37``) after the row
+    before's, while the input keeps up (without stalls). ``output`` is always ready; its tag is
+    the channel. ``channels`` and the other layer constants are those of one
+    :class:`~systolix.layer.LayerNormLayer` and must hold while a row is in the unit.
 
     Resources: multipliers of 9 x 9 (squares), about ``log2 C + 9`` x ``log2 C + 9`` (the
     spread), ``log2 C + 10`` x 31 and 44 x 17 bits (the output), and comparators of about 2 x
@@ -83,8 +86,10 @@ class LayerNormUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.buffer = buffer = Memory(shape=CODE_SHAPE, depth=self.max_channels,
-                                              init=[])
+        # Two row buffers (banks): a row loads into one while the row before is normalised
+        # from the other; a bank is `full` from its row's last code in to its last code out.
+        m.submodules.buffer = buffer = Memory(shape=CODE_SHAPE,
+                                              depth=2 << self._channel.width, init=[])
         write = buffer.write_port()
         read = buffer.read_port()
         channel_bits = self.max_channels.bit_length()
@@ -92,6 +97,10 @@ class LayerNormUnit(wiring.Component):
         count = Signal(self._channel)
         total = Signal(signed(CODE_SHAPE.width + channel_bits))
         squares = Signal(unsigned(2 * CODE_SHAPE.width + channel_bits))
+        load_count, load_bank, bank, full = (Signal(self._channel), Signal(), Signal(),
+                                             Signal(2))
+        load_total, pending_total = Signal.like(total), Signal.like(total)
+        load_squares, pending_squares = Signal.like(squares), Signal.like(squares)
         radicand = Signal(unsigned(2 * root_bits))
         root = Signal(unsigned(2 * root_bits))    # the digit-by-digit partial results are wide
         one = Signal(unsigned(2 * root_bits))
@@ -110,18 +119,35 @@ class LayerNormUnit(wiring.Component):
                      stages[0].bias.eq(self.constants.payload.bias)]
         m.d.sync += [later.eq(earlier) for earlier, later in zip(stages, stages[1:])]
 
+        # Loading: a row's codes into bank `load_bank` while it is free, its sums kept for the
+        # row's normalisation (`pending_*`: at most one row waits for it).
+        code = self.input.payload
+        taken = self.input.valid & self.input.ready
+        loaded, freed = Signal(), Signal()
+        new_total = Mux(load_count == 0, 0, load_total) + code
+        new_squares = Mux(load_count == 0, 0, load_squares) + code * code
+        m.d.comb += [self.input.ready.eq(~full.bit_select(load_bank, 1)),
+                     write.addr.eq(Cat(load_count, load_bank)), write.data.eq(code),
+                     write.en.eq(taken), loaded.eq(taken & (load_count == self.channels - 1))]
+        with m.If(taken):
+            m.d.sync += [load_total.eq(new_total), load_squares.eq(new_squares),
+                         load_count.eq(load_count + 1)]
+        with m.If(loaded):
+            m.d.sync += [load_count.eq(0), load_bank.eq(~load_bank),
+                         pending_total.eq(new_total), pending_squares.eq(new_squares)]
+        for index in range(2):
+            with m.If(loaded & (load_bank == index)):
+                m.d.sync += full[index].eq(1)
+            with m.If(freed & (bank == index)):
+                m.d.sync += full[index].eq(0)
+        start = [total.eq(pending_total), squares.eq(pending_squares)]
+
+        # Normalising bank `bank`: the spread, the root, the factor, then the codes out.
         with m.FSM():
-            with m.State("LOAD"):
-                code = self.input.payload
-                m.d.comb += [self.input.ready.eq(1), write.addr.eq(count), write.data.eq(code),
-                             write.en.eq(self.input.valid)]
-                with m.If(self.input.valid):
-                    m.d.sync += [total.eq(Mux(count == 0, 0, total) + code),
-                                 squares.eq(Mux(count == 0, 0, squares) + code * code),
-                                 count.eq(count + 1)]
-                    with m.If(count == self.channels - 1):
-                        m.d.sync += count.eq(0)
-                        m.next = "SPREAD"
+            with m.State("IDLE"):
+                with m.If(full.bit_select(bank, 1)):
+                    m.d.sync += start
+                    m.next = "SPREAD"
             with m.State("SPREAD"):
                 m.d.sync += [radicand.eq((self.channels * squares - total * total)
                                          << (2 * ROOT_BITS)),
@@ -147,7 +173,7 @@ class LayerNormUnit(wiring.Component):
                 with m.If(bit == 0):
                     m.next = "NORMALISE"
             with m.State("NORMALISE"):
-                m.d.comb += [read.addr.eq(count), issue.eq(self.constants.valid),
+                m.d.comb += [read.addr.eq(Cat(count, bank)), issue.eq(self.constants.valid),
                              self.constants.ready.eq(1)]
                 with m.If(self.constants.valid):
                     m.d.sync += count.eq(count + 1)
@@ -156,7 +182,12 @@ class LayerNormUnit(wiring.Component):
                         m.next = "DRAIN"
             with m.State("DRAIN"):
                 with m.If(stages[-1].valid & stages[-1].last):
-                    m.next = "LOAD"
+                    m.d.comb += freed.eq(1)
+                    m.d.sync += bank.eq(~bank)
+                    m.next = "IDLE"
+                    with m.If(full.bit_select(~bank, 1)):
+                        m.d.sync += start
+                        m.next = "SPREAD"
 
         # stage 1 (read data of stages[0]): d; stage 2: d * factor; stage 3: * M + B.
         centred = Signal(signed(CODE_SHAPE.width + 2 * channel_bits + 1))

@@ -56,14 +56,15 @@ class RowOps(wiring.Component):
     (:func:`systolix.sim.golden.program.run_layer`, bit-exact).
 
     Latency and throughput: the first code reaches the unit 3 cycles after ``start`` (a
-    softmax layer) or ``2 channels + 4`` (a LayerNorm layer, after its constants); then a row
-    every :func:`~systolix.timing.softmax_row_cycles` ``(channels)`` (``3 channels + 26``) or
-    :func:`~systolix.timing.layernorm_row_cycles` ``(channels, max_channels)`` (``2 channels +
-    log2 max_channels + 55`` or so) cycles, the buffer words always a code ahead of the unit;
-    the layer's last code is on ``codes``
-    :func:`~systolix.timing.softmax_row_latency` or
-    :func:`~systolix.timing.layernorm_row_latency` cycles after its last row's first code
-    reached the unit. :class:`systolix.sim.golden.components.RowOps` counts the same.
+    softmax layer) or ``2 channels + 4`` (a LayerNorm layer, after its constants), the buffer
+    words always a code ahead of the unit; the first row's last code is on ``codes``
+    :func:`~systolix.timing.softmax_row_latency` ``(channels)`` (``3 channels + 32``) or
+    :func:`~systolix.timing.layernorm_row_latency` ``(channels, max_channels)`` (``2 channels
+    + r + 38``, ``r`` = :func:`~systolix.timing.layernorm_root_bits`) cycles after its first,
+    every later row's :func:`~systolix.timing.softmax_row_cycles` (``2 channels + 26``) or
+    :func:`~systolix.timing.layernorm_row_cycles` (``channels + r + 37``) cycles after the row
+    before's (each unit loads a row while it computes the row before).
+    :class:`systolix.sim.golden.components.RowOps` counts the same.
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
 """Integer softmax unit: rows of codes in, rows of probability codes out."""
 
-from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -25,19 +25,21 @@ class SoftmaxUnit(wiring.Component):
         reciprocal = floor(2^30 / sum(e))
         out = requantize(e * reciprocal, 0, multiplier, shift, zero_point, low, high)
 
-    A row of ``length`` codes is taken on :attr:`input` into a row buffer while its maximum is
-    tracked (``length`` cycles, ``input.ready`` high); then the buffer is read once to sum the
-    exponentials (a 5-stage pipeline: read, ``d``, the two Horner steps of the quadratic, the
-    shift), ``sum(e)`` is divided into ``2^30`` one quotient bit a cycle (restoring division, 16
-    cycles: ``sum(e) >= 2^15``), and the buffer is read again, each ``e`` recomputed, multiplied
-    by the reciprocal and requantized by a :class:`~systolix.hw.requant.Requantizer` onto
-    :attr:`output`, one code a cycle; the next row loads while the last codes leave the
-    requantizer.
+    A row of ``length`` codes is taken on :attr:`input` into one of two row buffers while its
+    maximum is tracked (``length`` cycles, ``input.ready`` high while that buffer is free);
+    then, once the row before has been read for the last time, the buffer is read once to sum
+    the exponentials (a 5-stage pipeline: read, ``d``, the two Horner steps of the quadratic,
+    the shift), ``sum(e)`` is divided into ``2^30`` one quotient bit a cycle (restoring
+    division, 16 cycles: ``sum(e) >= 2^15``), and the buffer is read again, each ``e``
+    recomputed, multiplied by the reciprocal and requantized by a
+    :class:`~systolix.hw.requant.Requantizer` onto :attr:`output`, one code a cycle. The next
+    row loads into the other buffer meanwhile, so a row's loading is hidden behind the row
+    before.
 
-    Latency and throughput: a row occupies the unit for :func:`softmax_row_cycles` cycles
-    (``3 length + 26``, without input stalls); its first output code leaves ``2 length + 26 +
-    REQUANT_LATENCY`` cycles after its first input, its last :func:`softmax_row_latency`
-    (``3 length + 31``). ``output`` is always ready (like the requantizer's); its tag is
+    Latency and throughput: a row's last code leaves :func:`softmax_row_latency` cycles
+    (``3 length + 32``) after its first input into an idle unit, and each following row's
+    :func:`softmax_row_cycles` (``2 length + 26``) after the row before's, while the input
+    keeps up (without stalls). ``output`` is always ready (like the requantizer's); its tag is
     the code's position in the row. The constants are those of one
     :class:`~systolix.layer.SoftmaxLayer` and must hold while a row is in the unit.
 
@@ -79,7 +81,10 @@ class SoftmaxUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.requant = requant = self._requant
-        m.submodules.buffer = buffer = Memory(shape=CODE_SHAPE, depth=self.max_length, init=[])
+        # Two row buffers (banks): a row loads into one while the row before is computed from
+        # the other; a bank is `full` from its row's last code in to its last exponential.
+        m.submodules.buffer = buffer = Memory(shape=CODE_SHAPE,
+                                              depth=2 << self._position.width, init=[])
         write = buffer.write_port()
         read = buffer.read_port()
         c0, c1, c2 = EXP_COEFFICIENTS
@@ -92,6 +97,9 @@ class SoftmaxUnit(wiring.Component):
         remainder = Signal(RECIPROCAL_BITS + 1)
         bit = Signal(range(_RECIPROCAL.width))
         normalising = Signal()
+        load_count, load_bank, bank, full = (Signal(self._position), Signal(), Signal(),
+                                             Signal(2))
+        load_largest, pending_largest = Signal(CODE_SHAPE), Signal(CODE_SHAPE)
 
         # The exponential pipeline, fed by `issue` (a buffer address this cycle).
         issue = Signal()
@@ -99,7 +107,7 @@ class SoftmaxUnit(wiring.Component):
         stages = [Signal(data.StructLayout({"valid": 1, "last": 1, "position": self._position}),
                          name=f"exp_stage{index}") for index in range(_EXP_STAGES)]
         m.d.sync += [stages[0].valid.eq(issue), stages[0].last.eq(last_issue),
-                     stages[0].position.eq(read.addr)]
+                     stages[0].position.eq(count)]
         m.d.sync += [later.eq(earlier) for earlier, later in zip(stages, stages[1:])]
         difference = Signal(unsigned(CODE_SHAPE.width + 1))
         whole = Signal(range(EXP_BITS + 2))
@@ -124,20 +132,36 @@ class SoftmaxUnit(wiring.Component):
         exp_valid, exp_last, exp_position = (stages[-1].valid, stages[-1].last,
                                              stages[-1].position)
 
+        # Loading: a row's codes into bank `load_bank` while it is free, its largest code kept
+        # for the row's computation (`pending_largest`: at most one row waits for it).
+        code = self.input.payload
+        taken = self.input.valid & self.input.ready
+        loaded, freed = Signal(), Signal()
+        new_largest = Mux((load_count == 0) | (code.as_signed() > load_largest), code,
+                          load_largest)
+        m.d.comb += [self.input.ready.eq(~full.bit_select(load_bank, 1)),
+                     write.addr.eq(Cat(load_count, load_bank)), write.data.eq(code),
+                     write.en.eq(taken), loaded.eq(taken & (load_count == self.length - 1))]
+        with m.If(taken):
+            m.d.sync += [load_largest.eq(new_largest), load_count.eq(load_count + 1)]
+        with m.If(loaded):
+            m.d.sync += [load_count.eq(0), load_bank.eq(~load_bank),
+                         pending_largest.eq(new_largest)]
+        for index in range(2):
+            with m.If(loaded & (load_bank == index)):
+                m.d.sync += full[index].eq(1)
+            with m.If(freed & (bank == index)):
+                m.d.sync += full[index].eq(0)
+        start = [largest.eq(pending_largest), count.eq(0), total.eq(0), normalising.eq(0)]
+
+        # Computing bank `bank`: the sum of exponentials, the reciprocal, the codes out.
         with m.FSM():
-            with m.State("LOAD"):
-                m.d.comb += [self.input.ready.eq(1), write.addr.eq(count),
-                             write.data.eq(self.input.payload),
-                             write.en.eq(self.input.valid)]
-                with m.If(self.input.valid):
-                    with m.If((count == 0) | (self.input.payload.as_signed() > largest)):
-                        m.d.sync += largest.eq(self.input.payload)
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(count == self.length - 1):
-                        m.d.sync += [count.eq(0), total.eq(0), normalising.eq(0)]
-                        m.next = "READ"
+            with m.State("IDLE"):
+                with m.If(full.bit_select(bank, 1)):
+                    m.d.sync += start
+                    m.next = "READ"
             with m.State("READ"):
-                m.d.comb += [read.addr.eq(count), issue.eq(1),
+                m.d.comb += [read.addr.eq(Cat(count, bank)), issue.eq(1),
                              last_issue.eq(count == self.length - 1)]
                 m.d.sync += count.eq(count + 1)
                 with m.If(count == self.length - 1):
@@ -149,7 +173,12 @@ class SoftmaxUnit(wiring.Component):
                                  bit.eq(_RECIPROCAL.width - 1)]
                     m.next = "DIVIDE"
                 with m.If(exp_valid & exp_last & normalising):
-                    m.next = "LOAD"
+                    m.d.comb += freed.eq(1)
+                    m.d.sync += bank.eq(~bank)
+                    m.next = "IDLE"
+                    with m.If(full.bit_select(~bank, 1)):
+                        m.d.sync += start
+                        m.next = "READ"
             with m.State("DIVIDE"):
                 step = Signal(RECIPROCAL_BITS + 1 + _RECIPROCAL.width)
                 m.d.comb += step.eq(total << bit)

@@ -115,18 +115,19 @@ _QUOTIENT_BITS = EXP_BITS + 1      # floor(2^30 / sum) <= 2^30 / 2^15: one divis
 
 
 def softmax_row_cycles(length):
-    """Cycles :class:`systolix.hw.softmax.SoftmaxUnit` is busy with a row of ``length`` codes,
-    from its first input transfer (without stalls) to the cycle it accepts the next row's first
-    code: ``length`` to load, ``length + 5`` to sum, ``16`` to divide, ``length + 5`` to
-    normalise."""
-    return 3 * length + 2 * SOFTMAX_EXP_STAGES + _QUOTIENT_BITS
+    """Cycles between consecutive rows of ``length`` codes through
+    :class:`systolix.hw.softmax.SoftmaxUnit` when the next row is loaded in time (it loads into
+    the other row buffer while this one is computed): ``length + 5`` to sum, ``16`` to divide,
+    ``length + 5`` to normalise; from one row's last code out to the next one's."""
+    return 2 * length + 2 * SOFTMAX_EXP_STAGES + _QUOTIENT_BITS
 
 
 def softmax_row_latency(length):
-    """Cycles from a row's first input transfer into :class:`systolix.hw.softmax.SoftmaxUnit`
-    (without stalls) to its last code on ``output``: :func:`softmax_row_cycles` and the
-    requantizer's :data:`REQUANT_LATENCY`."""
-    return softmax_row_cycles(length) + REQUANT_LATENCY
+    """Cycles from a row's first input transfer into an idle
+    :class:`systolix.hw.softmax.SoftmaxUnit` (without stalls) to its last code on ``output``:
+    ``length`` to load, 1 to start, :func:`softmax_row_cycles`, and the requantizer's
+    :data:`REQUANT_LATENCY`."""
+    return length + 1 + softmax_row_cycles(length) + REQUANT_LATENCY
 
 
 LAYERNORM_OUTPUT_STAGES = 6
@@ -146,18 +147,19 @@ def layernorm_root_bits(max_channels):
 
 
 def layernorm_row_cycles(channels, max_channels):
-    """Cycles :class:`systolix.hw.layernorm.LayerNormUnit` (of ``max_channels``) is busy with a
-    row of ``channels`` codes (no stalls), from its first input transfer to the cycle it
-    accepts the next row's first code: ``channels`` to load, 1 for the spread, one a result bit
-    for the square root, 31 for the division, ``channels + 5`` to normalise (the next row loads
-    while the last code leaves)."""
-    return (2 * channels + 1 + layernorm_root_bits(max_channels) + LAYERNORM_FACTOR_BITS
+    """Cycles between consecutive rows of ``channels`` codes through
+    :class:`systolix.hw.layernorm.LayerNormUnit` (of ``max_channels``) when the next row is
+    loaded in time (it loads into the other row buffer while this one is normalised): 1 for
+    the spread, one a result bit for the square root, 31 for the division, ``channels + 5`` to
+    normalise; from one row's spread to the next one's, or one row's last code out to the
+    next one's."""
+    return (1 + layernorm_root_bits(max_channels) + LAYERNORM_FACTOR_BITS + channels
             + LAYERNORM_OUTPUT_STAGES - 1)
 
 
 def layernorm_row_latency(channels, max_channels):
-    """Cycles from a row's first input transfer into a
+    """Cycles from a row's first input transfer into an idle
     :class:`systolix.hw.layernorm.LayerNormUnit` (no stalls, constants always valid) to its
-    last code on ``output``: :func:`layernorm_row_cycles` (the last code leaves in the cycle
-    the unit is ready for the next row)."""
-    return layernorm_row_cycles(channels, max_channels)
+    last code on ``output``: ``channels`` to load, 1 to start, then
+    :func:`layernorm_row_cycles`."""
+    return channels + 1 + layernorm_row_cycles(channels, max_channels)

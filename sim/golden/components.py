@@ -402,10 +402,11 @@ class RowOps:
     """:class:`systolix.hw.rowops.RowOps` with a LayerNorm unit of ``layernorm_channels``:
     ``final`` is the ``final`` bit of the tag on its ``codes`` (with ``valid``). The first code
     of a layer reaches its unit 3 cycles after ``start`` (a softmax layer) or ``2 channels + 4``
-    (a LayerNorm layer: its constants first), a row every
+    (a LayerNorm layer: its constants first), the first row's last code leaves
+    :func:`~systolix.timing.softmax_row_latency` or :func:`~systolix.timing.layernorm_row_latency`
+    cycles after its first code, and every later row's
     :func:`~systolix.timing.softmax_row_cycles` or :func:`~systolix.timing.layernorm_row_cycles`
-    cycles, and the last row's last code leaves :func:`~systolix.timing.softmax_row_latency` or
-    :func:`~systolix.timing.layernorm_row_latency` cycles after its first code."""
+    cycles after the row before's."""
 
     def __init__(self, layernorm_channels=0):
         self.layernorm_channels = layernorm_channels
@@ -426,7 +427,7 @@ class RowOps:
                 first = 2 * channels + 4
                 row = layernorm_row_cycles(channels, self.layernorm_channels)
                 latency = layernorm_row_latency(channels, self.layernorm_channels)
-            # The final code is on `codes` `first + (rows - 1) * row + latency` cycles after
+            # The final code is on `codes` `first + latency + (rows - 1) * row` cycles after
             # this one.
             self.remaining = first + (rows - 1) * row + latency - 1
 

@@ -4,17 +4,17 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from systolix.hw.layernorm import LayerNormUnit, layernorm_row_cycles
+from systolix.hw.layernorm import LayerNormUnit, layernorm_row_cycles, layernorm_row_latency
 from systolix.layer import LAYERNORM_BIAS_BITS, MULTIPLIER_BITS
 from systolix.sim.golden.nonlinear import integer_layernorm
 
 
 def simulate(rows, multiplier, bias, constants, max_channels, gaps=(False,)):
-    """The unit's output rows for ``rows`` and the cycles between consecutive rows' first
-    input transfers."""
+    """The unit's output rows for ``rows``, the cycles of the rows' first input transfers and
+    of their last codes out."""
     dut = LayerNormUnit(max_channels)
     channels = len(rows[0])
-    outputs, starts = [], []
+    outputs, starts, ends = [], [], []
 
     async def bench(ctx):
         ctx.set(dut.channels, channels)
@@ -45,6 +45,7 @@ def simulate(rows, multiplier, bias, constants, max_channels, gaps=(False,)):
                 row.append(ctx.get(dut.output.payload.code))
                 if len(row) == channels:
                     outputs.append(row)
+                    ends.append(cycle)
                     row = []
             assert cycle < 10 * len(flat) + 200 * len(rows)
 
@@ -52,7 +53,7 @@ def simulate(rows, multiplier, bias, constants, max_channels, gaps=(False,)):
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    return np.array(outputs), np.diff(starts)
+    return np.array(outputs), starts, ends
 
 
 @pytest.mark.parametrize("channels, low, high, shift, rounding", [
@@ -77,17 +78,22 @@ def test_rows_bit_exact(channels, low, high, shift, rounding):
     expected = integer_layernorm(rows, multiplier, bias, shift, middle, low, high,
                                  ("half_up", "half_even")[rounding])
     assert len(set(expected.ravel())) > 4
-    outputs, _ = simulate(rows, multiplier, bias, constants, 32, gaps=(False, True, False))
+    outputs, _, _ = simulate(rows, multiplier, bias, constants, 32, gaps=(False, True, False))
     np.testing.assert_array_equal(outputs, expected)
 
 
 def test_row_cycles():
     rows = np.random.default_rng(0).integers(0, 16, size=(3, 32))
     constants = dict(shift=34, zero_point=0, low=0, high=15, rounding=0)
-    outputs, spacing = simulate(rows, [256] * 32, [8 << 34] * 32, constants, 32)
+    """Without stalls, the first row's last code leaves its latency after its first code in,
+    every later row's a period after the row before's (it loaded meanwhile: 32 cycles after
+    the first row, then as soon as a buffer is free)."""
+    outputs, starts, ends = simulate(rows, [256] * 32, [8 << 34] * 32, constants, 32)
     np.testing.assert_array_equal(outputs, integer_layernorm(rows, [256] * 32, [8 << 34] * 32,
                                                              34, 0, 0, 15))
-    assert set(spacing) == {layernorm_row_cycles(32, 32)}
+    assert ends[0] - starts[0] == layernorm_row_latency(32, 32) == 125
+    assert set(np.diff(ends)) == {layernorm_row_cycles(32, 32)} == {92}
+    assert starts[1] - starts[0] == 32
 
 
 def test_every_code_in_one_row():
@@ -97,5 +103,5 @@ def test_every_code_in_one_row():
     constants = dict(shift=36, zero_point=0, low=-256, high=255, rounding=0)
     expected = integer_layernorm(rows, multiplier, bias, 36, 0, -256, 255)
     assert len(set(expected.ravel())) > 40
-    outputs, _ = simulate(rows, multiplier, bias, constants, 256)
+    outputs, _, _ = simulate(rows, multiplier, bias, constants, 256)
     np.testing.assert_array_equal(outputs, expected)

@@ -4,17 +4,17 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from systolix.hw.softmax import SoftmaxUnit, softmax_row_cycles
+from systolix.hw.softmax import SoftmaxUnit, softmax_row_cycles, softmax_row_latency
 from systolix.layer import ROUNDING_MODES
 from systolix.sim.golden.nonlinear import integer_softmax
 
 
 def simulate(rows, constants, max_length, gaps=(False,)):
-    """The unit's output rows for ``rows`` (one length) and the cycles between the first input
-    transfers of consecutive rows."""
+    """The unit's output rows for ``rows`` (one length), the cycles of the rows' first input
+    transfers and of their last codes out."""
     dut = SoftmaxUnit(max_length)
     length = len(rows[0])
-    outputs, starts = [], []
+    outputs, starts, ends = [], [], []
 
     async def bench(ctx):
         ctx.set(dut.length, length)
@@ -38,6 +38,7 @@ def simulate(rows, constants, max_length, gaps=(False,)):
                 row.append(ctx.get(dut.output.payload.code))
                 if len(row) == length:
                     outputs.append(row)
+                    ends.append(cycle)
                     row = []
             assert cycle < 10 * len(flat) + 100 * len(rows) + 100
 
@@ -45,7 +46,7 @@ def simulate(rows, constants, max_length, gaps=(False,)):
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    return np.array(outputs), np.diff(starts)
+    return np.array(outputs), starts, ends
 
 
 @pytest.mark.parametrize("length, fraction_bits, low, high, multiplier, shift, rounding", [
@@ -65,9 +66,9 @@ def test_rows_bit_exact(length, fraction_bits, low, high, multiplier, shift, rou
                      rounding=ROUNDING_MODES.index(rounding))
     expected = integer_softmax(rows, fraction_bits, multiplier, shift, low, low, high,
                                rounding)
-    outputs, spacing = simulate(rows, constants, 32, gaps=(False, True, False))
+    outputs, _, _ = simulate(rows, constants, 32, gaps=(False, True, False))
     np.testing.assert_array_equal(outputs, expected)
-    steady, _ = simulate(rows[:3], constants, 32)
+    steady, _, _ = simulate(rows[:3], constants, 32)
     np.testing.assert_array_equal(steady, expected[:3])
 
 
@@ -75,8 +76,13 @@ def test_row_cycles():
     rows = np.random.default_rng(0).integers(-128, 128, size=(4, 17))
     constants = dict(fraction_bits=3, multiplier=15, shift=30, zero_point=0, low=0, high=15,
                      rounding=0)
-    _, spacing = simulate(rows, constants, 17)
-    assert set(spacing) == {softmax_row_cycles(17)}
+    """Without stalls, the first row's last code leaves its latency after its first code in,
+    every later row's a period after the row before's (it loaded meanwhile into the other
+    buffer: 17 cycles after the first row, then as soon as a buffer is free)."""
+    _, starts, ends = simulate(rows, constants, 17)
+    assert ends[0] - starts[0] == softmax_row_latency(17) == 3 * 17 + 32
+    assert set(np.diff(ends)) == {softmax_row_cycles(17)} == {2 * 17 + 26}
+    assert starts[1] - starts[0] == 17
 
 
 @pytest.mark.parametrize("fraction_bits, multiplier, shift", [(0, 65535, 24), (3, 65535, 24),
@@ -89,5 +95,5 @@ def test_every_code_difference(fraction_bits, multiplier, shift):
                      zero_point=-128, low=-128, high=255, rounding=0)
     expected = integer_softmax(rows, fraction_bits, multiplier, shift, -128, -128, 255)
     assert len(set(expected.ravel())) > 4
-    outputs, _ = simulate(rows, constants, 256)
+    outputs, _, _ = simulate(rows, constants, 256)
     np.testing.assert_array_equal(outputs, expected)

@@ -35,6 +35,7 @@ from systolix.memory_map import (MEMORY_WIDTHS, engine_units, output_codes, vect
                                  windowed)
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sw.pack import ideal_cycles, pack
+from systolix.timing import macs_per_cycle
 
 from .memory_files import write_images, write_memory_files
 from .report import (POWER_VECTORS, engine_power, format_figure, layer_names,
@@ -201,9 +202,9 @@ def _report(board, program, images, nextpnr_report, cells, seconds, seed, clock)
         memory_widths={name: getattr(images, width) for name, width in MEMORY_WIDTHS},
         windows=windowed(images), units=engine_units(images), resources=resources, cells=cells, clock_mhz=clock_mhz,
         clock={**clock, "margin_at_clock": min(fmax.values()) / clock_mhz - 1}, fmax_mhz=fmax,
-        macs_per_cycle=config.rows * config.cols,
-        gops_at_clock=2 * config.rows * config.cols * clock_mhz / 1000,
-        gops_at_fmax=2 * config.rows * config.cols * min(fmax.values()) / 1000,
+        macs_per_cycle=macs_per_cycle(config),
+        gops_at_clock=2 * macs_per_cycle(config) * clock_mhz / 1000,
+        gops_at_fmax=2 * macs_per_cycle(config) * min(fmax.values()) / 1000,
         **model_figures(board, program, images, cells), seed=seed,
         build_seconds=round(seconds, 1))
 

@@ -145,14 +145,15 @@ class ArrayConfig:
     @classmethod
     def from_name(cls, name):
         """The configuration whose :attr:`name` is ``name``, for example
-        ``"8x8-W4s-A4u-P16-wrap"`` or, with DSP cells, ``"8x8-W4s-A4u-P16-wrap-dsp"``."""
+        ``"8x8-W4s-A4u-P16-wrap"`` or, with DSP or bit-serial cells, ``"8x8-W4s-A4u-P16-wrap-dsp"``
+        or ``"8x8-W4s-A4u-P16-wrap-serial"``."""
         match = re.fullmatch(r"(\d+)x(\d+)-W(\d+)([su])-A(\d+)([su])-P(\d+)-([a-z]+)"
                              r"(?:-([a-z]+))?", str(name))
         if match is None:
             raise ValueError(f"config must be a name like 8x8-W4s-A4u-P16-wrap or "
                              f"8x8-W4s-A4u-P16-wrap-dsp (rows x cols, weight and activation "
                              f"bits with s or u, accumulator bits, overflow, processing "
-                             f"element if not lut), not {name!r}")
+                             f"element if not lut: dsp or serial), not {name!r}")
         rows, cols, weight_bits, weight_sign, activation_bits, activation_sign, \
             accumulator_bits, overflow, pe = match.groups()
         return cls(rows=int(rows), cols=int(cols), weight_bits=int(weight_bits),

@@ -51,9 +51,9 @@ class FrameReceiver(wiring.Component):
     RUN 1 cycle after ``start`` is taken.
 
     Throughput: ``host_in`` takes a byte a cycle from ``SYNC`` to the CRC, except 2 cycles
-    after a RUN's batch field (a LOAD's word count), 1 cycle after the payload and cycles in
-    which an input (or weight) word is not taken; it is not ready from the last CRC byte until
-    the reply has been taken.
+    after a RUN's batch field (a LOAD's word count), 1 cycle after the payload, 1 cycle after
+    each input (or weight) word and cycles in which that word is not taken; it is not ready
+    from the last CRC byte until the reply has been taken.
 
     Parameters
     ----------
@@ -309,7 +309,10 @@ class FrameReceiver(wiring.Component):
             with m.State("PAYLOAD"):
                 # A RUN's input words or a LOAD's weight words, or the payload of a frame that
                 # is refused.
-                m.d.comb += host_in.ready.eq(~payload_done & (~word_valid | word_ready))
+                # Not while a word waits, whether or not the engine takes it in this cycle:
+                # the engine's ready then reaches no byte's enables (the iCEBreaker's critical
+                # path was the engine's idle through this ready into the payload's counters).
+                m.d.comb += host_in.ready.eq(~payload_done & ~word_valid)
                 with m.If(received):
                     count_payload(remaining - 1)
                     m.d.sync += [word.eq(Cat(word[8:], host_in.payload)),

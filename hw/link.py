@@ -89,9 +89,10 @@ class FrameLink(wiring.Component):
     the engine offers it; the cycles follow once the engine is no longer busy.
 
     Throughput: one byte per cycle on each stream. ``host_in`` is ready in every cycle in which
-    the link receives, except 2 cycles after a RUN's batch field, 1 cycle after every payload
-    and cycles in which the engine does not take an input word; it is not ready from the end of
-    a request to the end of its reply. ``host_out`` may be stalled at any time.
+    the link receives, except 2 cycles after a RUN's batch field, 1 cycle after every payload,
+    1 cycle after every input word and cycles in which the engine does not take it; it is not
+    ready from the end of a request to the end of its reply. ``host_out`` may be stalled at any
+    time.
 
     Resources (``systolix.boards.synth``, 32-bit input words): about 530 iCE40UP5K logic cells
     and a block RAM (the status memory) with the timeout, 500 without, 40..46 MHz; about 580 ECP5 logic cells, 100 MHz. The largest

@@ -236,8 +236,10 @@ def test_latency_and_throughput_without_stalls():
         first, last = cycles[0], cycles[-1]
         reply = next(replies)
         words, start, _ = expected(("frame", frame))
-        # One byte a cycle, but for 2 cycles after a RUN's batch field and 1 after the payload.
-        assert last - first == len(frame) - 1 + (3 if frame[1] == FrameType.RUN else 1)
+        # One byte a cycle, but for 2 cycles after a RUN's batch field, 1 after the payload
+        # and 1 after each input word (the last one's is the payload's).
+        assert last - first == (len(frame) - 1 + (3 if frame[1] == FrameType.RUN else 1)
+                                + max(len(words) - 1, 0))
         if start:
             # start 2 cycles after the last CRC byte, the reply 1 cycle after start is taken.
             assert next(starts) == last + 2

@@ -31,7 +31,8 @@ class Sequencer(wiring.Component):
     """Runs a program: the header, then per layer its record and the layer, then the outputs.
 
     A transfer on ``start`` (``start.ready`` is ``idle``) with a batch size of ``1..max_batch``
-    starts a run; a batch size of 0 only gives the ``started`` strobe. The sequencer then reads
+    starts a run; a batch size of 0 only gives the ``started`` strobe (only the bits of
+    ``memories.batch`` are tested: a batch above it is not a batch size). The sequencer then reads
     the header, ``HEADER_WORDS`` program words from address 0 (``HEADER_WORDS + 1`` cycles, the
     last of them with the ``header_done`` strobe and the header's ``weight_words``), and per
     layer its record (``len(LAYER_LAYOUTS) + 1`` cycles, the last with ``layer_start``) into
@@ -177,7 +178,10 @@ class Sequencer(wiring.Component):
 
         with m.FSM(name="sequencer") as sequencer:
             with m.State("IDLE"):
-                with m.If(start.valid & (start.payload != 0)):
+                # The bits a batch of 1..memories.batch has, not all 16: this test is on the
+                # path from the link's start into every counter of the run.
+                batch_size = start.payload[:len(self.batch_last) + 1]
+                with m.If(start.valid & (batch_size != 0)):
                     m.d.sync += [self.batch_last.eq(start.payload - 1), cycles.eq(0),
                                  fetch_addr.eq(0), fetch_count.eq(0)]
                     m.next = "HEADER"

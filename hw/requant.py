@@ -85,10 +85,10 @@ class Requantizer(wiring.Component):
        synthesis script maps multipliers to them);
     3. and 4. ``u = t >> a`` with ``a = min(max(shift, 1) - 1, 48)``: first by whole bytes, then
        by ``a mod 8``, each step saturating to the bits that can still matter (19, then 12);
-    5. ``r = (u + 1 - tie) >> 1`` if ``shift > 0`` (else ``r = u``), plus the zero point,
-       clamped; ``tie`` is 1 only when rounding to even, ``t`` is exactly halfway (``u`` odd and
-       no bit shifted out below it: steps 3 and 4 keep a sticky bit of them) and ``u >> 1`` is
-       even.
+    5. ``r = (u + 1 - tie) >> 1`` if ``shift > 0`` (else ``r = u``), in step 4's stage; then
+       plus the zero point, clamped; ``tie`` is 1 only when rounding to even, ``t`` is exactly
+       halfway (``u`` odd and no bit shifted out below it: steps 3 and 4 keep a sticky bit of
+       them) and ``u >> 1`` is even.
 
     This is exact: ``floor((t + 2^(s-1)) / 2^s) = floor((floor(t / 2^(s-1)) + 1) / 2)``, so
     rounding needs no wide adder; halfway to even takes the lower neighbour where it is even;
@@ -99,7 +99,7 @@ class Requantizer(wiring.Component):
     Latency: :data:`systolix.timing.REQUANT_LATENCY` cycles. Throughput: one channel a cycle. The streams are
     always ready and carry a ``tag`` (for example the destination address) through unchanged.
     ``zero_point``, ``low``, ``high`` and ``rounding`` are constants of a whole layer: they are
-    read in the last stage and must hold while a value is in flight.
+    read in the last two stages and must hold while a value is in flight.
 
     Resources (iCE40UP5K, ``synth_ice40 -dsp``): two SB_MAC16 and about 300 logic cells
     besides the tag's registers.
@@ -171,14 +171,17 @@ class Requantizer(wiring.Component):
                         "sticky": (nonzero_bytes & ((Const(1, len(nonzero_bytes) + 1)
                                                      << bytes_out) - 1)) != 0})
         bits_out = coarse.value[:_COARSE] & ((Const(1, _COARSE + 1) << coarse.amount) - 1)
-        fine = stage("requant_fine", {"value": signed(_CODE_RANGE), "round": 1, "sticky": 1},
+        shifted = Signal(signed(_CODE_RANGE))
+        m.d.comb += shifted.eq(_saturate(coarse.value >> coarse.amount, _CODE_RANGE))
+        sticky = coarse.sticky | (bits_out != 0)
+        tie = self.rounding & shifted[0] & ~shifted[1] & ~sticky
+        # Rounded in this stage, so that the last one only adds the zero point and clamps
+        # (the three carry chains in a row were the iCEBreaker's critical path).
+        fine = stage("requant_fine", {"value": signed(_CODE_RANGE)},
                      {**carried(coarse),
-                      "value": _saturate(coarse.value >> coarse.amount, _CODE_RANGE),
-                      "round": coarse.round, "sticky": coarse.sticky | (bits_out != 0)})
-        tie = self.rounding & fine.value[0] & ~fine.value[1] & ~fine.sticky
-        rounded = Mux(fine.round, (fine.value + 1 - tie) >> 1, fine.value)
+                      "value": Mux(coarse.round, (shifted + 1 - tie) >> 1, shifted)})
         total = Signal(signed(_CODE_RANGE + 1))
-        m.d.comb += total.eq(rounded + self.zero_point)
+        m.d.comb += total.eq(fine.value + self.zero_point)
         m.d.sync += [
             self.output.valid.eq(fine.valid),
             self.output.payload.code.eq(Mux(total < self.low, self.low,

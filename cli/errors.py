@@ -525,6 +525,10 @@ CASES = (
          ("sim", "--config", "8x8-W4s-A4u-P12-saturate-serial"),
          "pe 'serial' needs overflow 'wrap' (a bit-serial sum is built plane by plane, so "
          "clamping after every addition cannot be exact), not 'saturate'"),
+    Case("sim-config-narrow-accumulator", "--config whose accumulator no A2Q+ weight fits",
+         ("sim", "--config", "8x8-W4s-A4u-P4-wrap"),
+         "--config 8x8-W4s-A4u-P4-wrap: cannot quantize --workload digits-mlp for it: "
+         "accumulator_bits=4 is too small"),
     Case("sim-arrays-jobs-zero", "sim-arrays --jobs 0", ("sim-arrays", "--jobs", "0"),
          "argument --jobs: must be an integer >= 1, not '0'"),
     Case("report-frequency-nan", "--frequency nan (gave NaN power)",

@@ -156,7 +156,12 @@ def run_sim(args):
                                          else WORKLOAD_CONFIGS.get(workload, DEFAULT_CONFIG))
     loaded = None if args.model is None else IntegerProgram.load(args.model)
     simulator_environment(args.simulator)
-    default, data, float_accuracy = default_program(config, workload)
+    try:
+        default, data, float_accuracy = default_program(config, workload)
+    except ValueError as error:
+        option = f"--board {args.board}" if board else f"--config {config.name}"
+        raise ValueError(f"{option}: cannot quantize --workload {workload} for it: "
+                         f"{error}") from None
     if loaded is None:
         program = default
         name = (f"{WORKLOADS[workload]} (A2Q+)" if workload in WORKLOADS

@@ -28,7 +28,8 @@ needs_icarus = pytest.mark.skipif(
 
 @pytest.mark.toolchain
 @needs_icarus
-@pytest.mark.parametrize("family", ["ice40", "ecp5"])
+# The ECP5 netlist (the longer run: 2 minutes) in the slow tier; CI checks the iCE40 one.
+@pytest.mark.parametrize("family", ["ice40", pytest.param("ecp5", marks=pytest.mark.slow)])
 def test_netlist_computes_as_the_rtl(family, tmp_path):
     board = BOARDS[FAMILY_BOARDS[family]]
     program, data, _ = default_program(board.config)

@@ -64,7 +64,7 @@ def test_digits_w4a4_dsp_cells(digits, tmp_path):
 
 @pytest.mark.parametrize("bits, accumulator_bits, array", [
     (2, 10, (4, 4)),     # a 2-bit model on an array smaller than every layer in both dimensions
-    (8, 24, (8, 4)),     # an 8-bit model
+    pytest.param(8, 24, (8, 4), marks=pytest.mark.slow),     # an 8-bit model
 ])
 def test_digits_widths(digits, tmp_path, bits, accumulator_bits, array):
     rows, cols = array
@@ -76,7 +76,7 @@ def test_digits_widths(digits, tmp_path, bits, accumulator_bits, array):
     assert hardware_accuracy > 0.6
 
 
-@pytest.mark.parametrize("method", ["axe", "finetune"])
+@pytest.mark.parametrize("method", ["axe", pytest.param("finetune", marks=pytest.mark.slow)])
 def test_digits_narrow_accumulator(digits, tmp_path, method):
     """A 9-bit accumulator, W4/A4: AXE-style rounding (:mod:`systolix.sw.axe`) and A2Q+
     fine-tuning (:mod:`systolix.sw.finetune`, a few epochs). Their integers meet the data-free
@@ -100,7 +100,8 @@ def test_digits_mixed_precision(digits, tmp_path):
 
 
 @pytest.mark.parametrize("seed, rows, cols, overflow", [
-    (0, 4, 4, "wrap"), (1, 3, 2, "wrap"), (2, 2, 4, "saturate")])
+    pytest.param(0, 4, 4, "wrap", marks=pytest.mark.slow), (1, 3, 2, "wrap"),
+    (2, 2, 4, "saturate")])
 def test_random_convolutions(tmp_path, seed, rows, cols, overflow):
     """Random convolution chains (kernels up to 3x3, strides 1 and 2, padding with each
     layer's pad code, groups, halves up and to even) and a dense layer on the last map, on

@@ -374,14 +374,11 @@ class RequantIssuer:
             self.loop.reset()
 
 
-class PostOps:
-    """:class:`systolix.hw.postops.PostOps` of an array of ``rows`` rows and ``lanes`` lanes:
-    ``final`` is its registered tag's ``final`` bit (with ``valid``). A word takes ``taps + 1 +
-    rows / lanes`` cycles (``taps`` = the window's kernel positions, 2 for an add, 1 for a
-    GELU)."""
+class _LayerUnit:
+    """A unit that runs a whole layer from its ``start`` strobe: ``final`` is set in the cycle
+    :meth:`layer_cycles` after the strobe (the final code's tag, with ``valid``)."""
 
-    def __init__(self, rows, lanes):
-        self.groups = rows // lanes
+    def __init__(self):
         self.remaining, self.final = 0, False
 
     def step(self, start, record, batch):
@@ -391,14 +388,28 @@ class PostOps:
             self.remaining -= 1
             self.final = self.remaining == 0
         if start:
-            # A GELU layer's window is 1x1.
-            taps = (2 if record["kind"] == LAYER_KINDS.index("add")
-                    else record["kernel_height"] * record["kernel_width"])
-            self.remaining = (batch * record["positions"] * record["c_tiles"]
-                              * (taps + 1 + self.groups))
+            self.remaining = self.layer_cycles(record, batch)
 
 
-class RowOps:
+class PostOps(_LayerUnit):
+    """:class:`systolix.hw.postops.PostOps` of an array of ``rows`` rows and ``lanes`` lanes:
+    ``final`` is its registered tag's ``final`` bit (with ``valid``). A word takes ``taps + 1 +
+    rows / lanes`` cycles (``taps`` = the window's kernel positions, 2 for an add, 1 for a
+    GELU)."""
+
+    def __init__(self, rows, lanes):
+        super().__init__()
+        self.groups = rows // lanes
+
+    def layer_cycles(self, record, batch):
+        """Cycles from the layer's ``start`` to its final code."""
+        # A GELU layer's window is 1x1.
+        taps = (2 if record["kind"] == LAYER_KINDS.index("add")
+                else record["kernel_height"] * record["kernel_width"])
+        return batch * record["positions"] * record["c_tiles"] * (taps + 1 + self.groups)
+
+
+class RowOps(_LayerUnit):
     """:class:`systolix.hw.rowops.RowOps` with a LayerNorm unit of ``layernorm_channels``:
     ``final`` is the ``final`` bit of the tag on its ``codes`` (with ``valid``). The first code
     of a layer reaches its unit 3 cycles after ``start`` (a softmax layer) or ``2 channels + 4``
@@ -409,27 +420,22 @@ class RowOps:
     cycles after the row before's."""
 
     def __init__(self, layernorm_channels=0):
+        super().__init__()
         self.layernorm_channels = layernorm_channels
-        self.remaining, self.final = 0, False
 
-    def step(self, start, record, batch):
-        """A cycle; ``start`` (the strobe) samples the layer's ``record`` and ``batch``."""
-        self.final = False
-        if self.remaining:
-            self.remaining -= 1
-            self.final = self.remaining == 0
-        if start:
-            channels, rows = record["channels"], batch * record["positions"]
-            if record["kind"] == LAYER_KINDS.index("softmax"):
-                first, row, latency = (3, softmax_row_cycles(channels),
-                                       softmax_row_latency(channels))
-            else:
-                first = 2 * channels + 4
-                row = layernorm_row_cycles(channels, self.layernorm_channels)
-                latency = layernorm_row_latency(channels, self.layernorm_channels)
-            # The final code is on `codes` `first + latency + (rows - 1) * row` cycles after
-            # this one.
-            self.remaining = first + (rows - 1) * row + latency - 1
+    def layer_cycles(self, record, batch):
+        """Cycles from the layer's ``start`` to its final code."""
+        channels, rows = record["channels"], batch * record["positions"]
+        if record["kind"] == LAYER_KINDS.index("softmax"):
+            first, row, latency = (3, softmax_row_cycles(channels),
+                                   softmax_row_latency(channels))
+        else:
+            first = 2 * channels + 4
+            row = layernorm_row_cycles(channels, self.layernorm_channels)
+            latency = layernorm_row_latency(channels, self.layernorm_channels)
+        # The final code is on `codes` `first + latency + (rows - 1) * row` cycles after the
+        # strobe's.
+        return first + (rows - 1) * row + latency - 1
 
 
 class Requantizer:

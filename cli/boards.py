@@ -150,7 +150,8 @@ def register(subparsers):
                         help=f"(default: {_DEFAULTS['overflow']})")
     report.add_argument("--pe", choices=("auto", *PE_KINDS), default="auto",
                         help="processing element: lut, dsp (two columns share a DSP "
-                             "multiplier) or auto, what fits the device (default: auto)")
+                             "multiplier), dsp4 (four columns share one), serial or auto, what "
+                             "fits the device (default: auto)")
     _add_target(report)
     report.add_argument("--frequency", type=number(0), metavar="MHZ",
                         help="clock of the power and energy figures, above 0 (default: fmax)")

@@ -525,6 +525,10 @@ CASES = (
          ("sim", "--config", "8x8-W4s-A4u-P12-saturate-serial"),
          "pe 'serial' needs overflow 'wrap' (a bit-serial sum is built plane by plane, so "
          "clamping after every addition cannot be exact), not 'saturate'"),
+    Case("sim-config-dsp4-wide", "--config of four-product DSP cells whose operand no DSP takes",
+         ("sim", "--config", "8x8-W8s-A8u-P16-wrap-dsp4"),
+         "pe 'dsp4' needs a packed operand of at most 18 bits (a DSP multiplier's), not 32 "
+         "(weight and activation bits 8 and 8); use pe 'dsp'"),
     Case("sim-config-narrow-accumulator", "--config whose accumulator no A2Q+ weight fits",
          ("sim", "--config", "8x8-W4s-A4u-P4-wrap"),
          "--config 8x8-W4s-A4u-P4-wrap: cannot quantize --workload digits-mlp for it: "

@@ -12,8 +12,9 @@ from systolix.memory_map import MemoryConfig
 from systolix.sim.golden import run_program
 from systolix.sim.golden.engine import engine_cycles
 from systolix.sim.runner import SIMULATORS, simulator_environment
-from systolix.sim.testbench.suite import (ARRAY_CONFIGS, DSP_ARRAY_CONFIGS,
-                                          SERIAL_ARRAY_CONFIGS, run_array_suite)
+from systolix.sim.testbench.suite import (ARRAY_CONFIGS, DSP4_ARRAY_CONFIGS,
+                                          DSP_ARRAY_CONFIGS, SERIAL_ARRAY_CONFIGS,
+                                          run_array_suite)
 from systolix.sim.transport import SimulationTransport
 from systolix.sw.default import (VIT_WORKLOADS, WORKLOAD_CONFIGS, WORKLOAD_MEMORIES, WORKLOADS,
                                  default_program, reference_accuracy)
@@ -53,7 +54,7 @@ def _run_suite(config, simulator):
 
 def run_sim_arrays(args):
     simulator_environment(args.simulator)
-    configs = ARRAY_CONFIGS + DSP_ARRAY_CONFIGS + SERIAL_ARRAY_CONFIGS
+    configs = ARRAY_CONFIGS + DSP_ARRAY_CONFIGS + DSP4_ARRAY_CONFIGS + SERIAL_ARRAY_CONFIGS
     print(f"systolix sim: {len(configs)} array configurations on {args.simulator}, "
           f"{args.jobs} at a time; every result is checked bit-exactly against the golden model "
           f"and every stream transfer against the cycle model", flush=True)

@@ -9,8 +9,8 @@ from systolix.config import ArrayConfig
 from systolix.memory_map import activation_word_layout, weights_layout
 from systolix.timing import array_timing, column_delay
 
-from .mac import (DSPProcessingPair, ProcessingElement, SerialProcessingElement,
-                  accumulator_shape, activation_shape)
+from .mac import (DSPProcessingPair, DSPProcessingQuad, ProcessingElement,
+                  SerialProcessingElement, accumulator_shape, activation_shape)
 
 __all__ = ["count_up_down", "activations_layout", "activation_beat", "results_layout",
            "SystolicArray"]
@@ -79,7 +79,7 @@ class SystolicArray(wiring.Component):
     The array never stalls internally: vectors enter the skewed pipeline only when the result
     buffer has room for them (credit counting), and results leave through a buffer of
     ``result_depth`` entries per column, written by each column as its sum leaves the bottom row,
-    which also removes the output skew (one memory per column, or per pair of DSP cell columns,
+    which also removes the output skew (one memory per column, or per group of DSP cell columns,
     which finish together; one memory for all columns with bit-serial cells, which finish
     together).
 
@@ -90,8 +90,9 @@ class SystolicArray(wiring.Component):
     ``load_hold + rows + 2`` cycles.
 
     Latency: ``rows + skew + 4`` cycles from the cycle a vector is accepted to the first cycle
-    its result is valid, ``skew`` being ``cols - 1`` with LUT cells and ``(cols - 1) // 2`` with
-    DSP cells, whose pairs of columns work in the same cycle; ``rows + planes + 3`` with
+    its result is valid, ``skew`` being ``cols - 1`` with LUT cells, ``(cols - 1) // 2`` with
+    DSP cell pairs and ``(cols - 1) // 4`` with ``pe="dsp4"``, whose groups of columns work in
+    the same cycle; ``rows + planes + 3`` with
     bit-serial cells (:func:`~systolix.timing.array_timing`). A vector that starts a tile is
     accepted no earlier than 2 cycles after the tile's last row.
 
@@ -179,7 +180,7 @@ class SystolicArray(wiring.Component):
             complete = writes[-1]
 
         # Result buffer: one memory per group of columns that finish in the same cycle (a column
-        # with LUT cells, a pair of columns with DSP cells, all columns with bit-serial cells),
+        # with LUT cells, a group of columns with DSP cells, all columns with bit-serial cells),
         # written as their sums leave the bottom row.
         level     = Signal(range(depth + 1))  # results fully written and not yet read
         has_result = Signal()                 # level != 0, registered
@@ -245,11 +246,12 @@ class SystolicArray(wiring.Component):
 
     def _grid(self, m, swap, row_write, row_data):
         """The grid of LUT or DSP cells; row r's activations enter r cycles late (input skew)
-        and move one cell (a pair with DSP cells) to the right a cycle. Returns the bottom
-        row's sums, one per column."""
+        and move one cell (a group of DSP cells: a pair, or with ``pe="dsp4"`` four columns, a
+        last group of three being one :class:`DSPProcessingQuad` of three lanes and one of two
+        a pair) to the right a cycle. Returns the bottom row's sums, one per column."""
         config = self.config
         rows, cols = config.rows, config.cols
-        width = 2 if config.pe == "dsp" else 1
+        width = {"dsp": 2, "dsp4": 4}.get(config.pe, 1)
         psums = [[None] * cols for _ in range(rows)]    # psum_out of each (row, column)
         for r in range(rows):
             act, act_swap = self.activations.payload.data[r], swap
@@ -264,7 +266,8 @@ class SystolicArray(wiring.Component):
                     cell = ProcessingElement(config)
                     psum_in, psum_out, weight = [cell.psum_in], [cell.psum_out], [cell.weight]
                 else:
-                    cell = DSPProcessingPair(config)
+                    cell = (DSPProcessingPair(config) if len(lanes) == 2
+                            else DSPProcessingQuad(config, len(lanes)))
                     psum_in, psum_out, weight = cell.psum_in, cell.psum_out, cell.weight
                 m.submodules[f"pe_{r}_{c}"] = cell
                 m.d.comb += [

@@ -15,6 +15,31 @@ fits ``F`` bits). The packed operand has :attr:`~systolix.config.ArrayConfig.dsp
 bits; Yosys maps the multiplication to one SB_MAC16 (``synth_ice40 -dsp``) or MULT18X18D
 (``synth_ecp5``) when that and ``A`` fit the DSP's operands.
 
+:class:`DSPProcessingQuad` is four cells of neighbouring columns sharing one multiplier
+(``pe="dsp4"``): the weights are packed half a product apart, ``s = ceil(F / 2)``, so the
+products' fields overlap, and the low ``s`` bits of three of them, made in logic, take the
+overlap back out (exact correction terms)::
+
+    R = act * (w0 + w1 * 2**s + w2 * 2**2s + w3 * 2**3s) = p0 + p1 2**s + p2 2**2s + p3 2**3s
+    l_i = p_i mod 2**s          (from the low s bits of w_i and act alone)
+    T = R - (l1 2**s + l2 2**2s + l3 2**3s) = p0 + h1 2**2s + h2 2**3s + h3 2**4s
+    p_i = h_i 2**s + l_i        (h_i = (p_i - l_i) / 2**s, i >= 1)
+
+``p0`` fits ``2s`` bits and each ``h_i`` fits ``F - s <= s``, so ``T``'s fields are apart.
+Where products are signed, ``T`` is taken with a bias ``B`` of half of each lower field's
+range (``2**(2s-1) + 2**(3s-1) + 2**(4s-1)``): each biased field is then in ``0..2**k-1``,
+with no borrow into the field above, and is its value with its top bit inverted (the top
+field ``h3`` needs no bias). Why it is exact: ``l_i`` is ``p_i mod 2**s``, so ``p_i - l_i`` is
+a multiple of ``2**s`` and ``h_i`` an integer; ``p_i`` has ``F`` bits, so ``h_i =
+floor(p_i / 2**s)`` has ``F - s`` bits; a field of ``k`` bits holds a value ``v`` in
+``-2**(k-1)..2**(k-1)-1`` (``0..2**k-1`` unsigned), so ``v + 2**(k-1)`` is in ``0..2**k-1`` and
+``T + B`` is the concatenation of the biased fields, read modulo ``2**(3s+F)``. Where the packed
+operand wraps around (:meth:`~systolix.config.ArrayConfig.packed_operand_bits` ``N`` bits, one
+fewer than some sums need, on one side of the range only), the multiplier makes ``R -+ act *
+2**N`` for the weights that wrap, and ``act * 2**N`` joins the subtracted terms with the sign
+that takes it back. ``tests/hw/test_mac.py`` checks every code of every lane for the small
+widths and every code combination of W4/A4 of the arithmetic above.
+
 :class:`SerialProcessingElement` (``pe="serial"``) has no multiplier: it adds its weight or 0
 to the partial sum of the cell above, as one bit of its activation (one bit-plane of the vector)
 says; the array combines the column's plane sums ``s_b = sum_k x_k[b] w_k`` at the column's
@@ -26,15 +51,15 @@ which wraps modulo ``2**P`` exactly as the sum of the products does (wrap-around
 after every product has no equivalent here).
 """
 
-from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from systolix.config import ArrayConfig
+from systolix.config import ArrayConfig, check_int, code_range
 
 __all__ = ["weight_shape", "activation_shape", "accumulator_shape", "product_shape",
-           "plane_sum_shape", "accumulate", "ProcessingElement", "DSPProcessingPair",
-           "SerialProcessingElement"]
+           "plane_sum_shape", "accumulate", "low_product", "ProcessingElement",
+           "DSPProcessingPair", "DSPProcessingQuad", "SerialProcessingElement"]
 
 
 def weight_shape(config):
@@ -212,6 +237,139 @@ class DSPProcessingPair(wiring.Component):
             self.psum_out[0].eq(accumulate(config, self.psum_in[0], lower)),
             self.psum_out[1].eq(accumulate(config, self.psum_in[1], upper)),
         ]
+        return m
+
+
+def low_product(config, weight, act):
+    """Expression for ``(weight * act) mod 2**s`` (``s`` = the config's
+    :attr:`~systolix.config.ArrayConfig.dsp4_spacing``): shifts and adds of the codes' low ``s``
+    bits, which alone decide it (so no synthesis tool puts it into a DSP)."""
+    spacing = config.dsp4_spacing
+
+    def low_bits(value):
+        value = Value.cast(value)
+        extension = (value[-1] if value.shape().signed else Const(0)).replicate(
+            max(spacing - len(value), 0))
+        return Cat(value, extension)[:spacing]
+
+    low_weight, low_act = low_bits(weight), low_bits(act)
+    return sum(Mux(low_act[bit], low_weight << bit, 0) for bit in range(spacing))[:spacing]
+
+
+class DSPProcessingQuad(wiring.Component):
+    """Three or four multiply-accumulate cells of neighbouring columns of one row with one
+    multiplier for all (``pe="dsp4"``; see the module documentation for the packing and its
+    correction terms).
+
+    All lanes work in the same cycle, with the latency of a :class:`ProcessingElement` and of a
+    :class:`DSPProcessingPair`: an activation on ``act_in`` in cycle ``t`` is on ``act_out`` in
+    ``t + 1``; the packed product (in the DSP) and the correction terms (in logic) are
+    registered in ``t + 2``, when the partial sums must be on ``psum_in``, to give
+    ``psum_out`` in ``t + 3``. Throughput: ``lanes`` multiply-accumulates per cycle.
+
+    Parameters
+    ----------
+    config : ArrayConfig
+    lanes : int
+        Columns, 3 or 4 (2 work too, but :class:`DSPProcessingPair` needs no correction).
+
+    Attributes
+    ----------
+    act_in, act_out, swap_in, swap_out : as :class:`ProcessingElement`'s.
+    psum_in, psum_out : ``ArrayLayout(signed(P), lanes)``, one partial sum per lane.
+    weight : ``ArrayLayout(weight_shape, lanes)``, the loader's codes of all lanes.
+    weight_write : In(1)
+    """
+
+    def __init__(self, config, lanes=4):
+        if not isinstance(config, ArrayConfig):
+            raise TypeError(f"config must be an ArrayConfig, not {config!r}")
+        self.config = config
+        self.lanes = check_int("lanes", lanes, 2, 4)
+        sums = data.ArrayLayout(accumulator_shape(config), lanes)
+        super().__init__({
+            "act_in":       In(activation_shape(config)),
+            "swap_in":      In(1),
+            "act_out":      Out(activation_shape(config)),
+            "swap_out":     Out(1),
+            "psum_in":      In(sums),
+            "psum_out":     Out(sums),
+            "weight":       In(data.ArrayLayout(weight_shape(config), lanes)),
+            "weight_write": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config, lanes = self.config, self.lanes
+        spacing, field, signed_ = config.dsp4_spacing, config.product_bits, config.product_signed
+        bits = config.packed_operand_bits(lanes)
+        width = (lanes - 1) * spacing + field          # T's bits
+        shadow = Signal(data.ArrayLayout(weight_shape(config), lanes))
+        operand = Signal(Shape(bits, signed_))
+        wrapped = Signal()                             # the operand is the sum -+ 2**bits
+        active = Signal(data.ArrayLayout(weight_shape(config), lanes - 1))  # lanes 1..
+
+        # The exact sum of the packed weights, its range and the operand's.
+        packed_weights = sum(shadow[lane] << (lane * spacing) for lane in range(lanes))
+        low, high = (sum(code << (lane * spacing) for lane in range(lanes))
+                     for code in config.weight_range)
+        operand_low, operand_high = code_range(bits, signed_)
+        with m.If(self.weight_write):
+            m.d.sync += shadow.eq(self.weight)
+        with m.If(self.swap_in):
+            m.d.sync += [
+                operand.eq(packed_weights),
+                wrapped.eq((packed_weights < operand_low) | (packed_weights > operand_high)),
+                active.eq(shadow.as_value()[config.weight_bits:]),
+            ]
+
+        # Stage 1: the packed product, all its bits, without reset (so Yosys can put the
+        # register into the DSP); the low bits of lanes 1.. and what T subtracts, in logic.
+        act = self.act_out
+        product = act * operand
+        packed = Signal(len(product), reset_less=True)
+        lows = [Signal(spacing, name=f"low_{lane}", reset_less=True) for lane in range(1, lanes)]
+        subtrahend = Signal(width, reset_less=True)
+        terms = []
+        for lane, low_reg in zip(range(1, lanes), lows):
+            low_value = low_product(config, active[lane - 1], act)
+            m.d.sync += low_reg.eq(low_value)
+            terms.append(low_value)
+        bias = (sum(1 << ((lane + 2) * spacing - 1) for lane in range(lanes - 1))
+                if signed_ else 0)
+        # R misses act * 2**bits where the weights' sum is below the operand's range (the
+        # operand is the sum + 2**bits) and has it too much where it is above.
+        wrap = Mux(wrapped, act, 0) << bits
+        correction = wrap if low < operand_low else -wrap if high > operand_high else 0
+        m.d.sync += [
+            self.act_out.eq(self.act_in),
+            self.swap_out.eq(self.swap_in),
+            packed.eq(product),
+            subtrahend.eq(Cat(Const(0, spacing), *terms) + correction - bias),
+        ]
+
+        # Stage 2: T (+ B) and its fields, accumulated.
+        total = Signal(width)
+        m.d.comb += total.eq(packed[:width] - subtrahend)
+
+        def field_value(start, stop, biased):
+            value = total[start:stop]
+            if not signed_:
+                return value
+            if biased:
+                value = Cat(value[:-1], ~value[-1])
+            return value.as_signed()
+
+        for lane in range(lanes):
+            if lane == 0:
+                addend = field_value(0, 2 * spacing, biased=True)
+            else:
+                start = (lane + 1) * spacing
+                stop = start + (spacing if lane < lanes - 1 else field - spacing)
+                high_part = field_value(start, stop, biased=lane < lanes - 1)
+                addend = Cat(lows[lane - 1], high_part)
+                addend = addend.as_signed() if signed_ else addend
+            m.d.sync += self.psum_out[lane].eq(accumulate(config, self.psum_in[lane], addend))
         return m
 
 

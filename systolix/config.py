@@ -7,14 +7,18 @@ built, so an invalid configuration never reaches the hardware generator or the g
 import re
 from dataclasses import dataclass
 
-__all__ = ["OVERFLOW_MODES", "PE_KINDS", "ArrayConfig", "DEFAULT_CONFIG", "check_int",
+__all__ = ["OVERFLOW_MODES", "PE_KINDS", "DSP_OPERAND_BITS", "ArrayConfig", "DEFAULT_CONFIG", "check_int",
            "check_choice", "check_bool", "code_range"]
 
 
 OVERFLOW_MODES = ("wrap", "saturate")
 
-PE_KINDS = ("lut", "dsp", "serial")
+PE_KINDS = ("lut", "dsp", "dsp4", "serial")
 """Kinds of processing element (the ``pe`` field of :class:`ArrayConfig`)."""
+
+DSP_OPERAND_BITS = 18
+"""Widest operand of the DSP multipliers the boards have (ECP5's MULT18X18D; iCE40 UltraPlus's
+SB_MAC16 takes 16 bits): a ``"dsp4"`` cell's packed operand must fit it."""
 
 
 def check_int(name, value, low, high):
@@ -78,11 +82,16 @@ class ArrayConfig:
         ``"lut"``: one multiplier in logic per cell. ``"dsp"``: the cells of two neighbouring
         columns share one multiplier, ``act * (w0 + w1 * 2**(W+A))``, which Yosys maps to one
         DSP (iCE40 UltraPlus SB_MAC16, ECP5 MULT18X18D) while the packed operand has at most
-        :attr:`dsp_operand_bits` bits (see :mod:`systolix.hw.mac`).
+        :attr:`dsp_operand_bits` bits (see :mod:`systolix.hw.mac`). ``"dsp4"``: the cells of
+        four neighbouring columns share one multiplier, ``act * (w0 + w1 * 2**s + w2 * 2**2s +
+        w3 * 2**3s)`` with ``s`` = :attr:`dsp4_spacing`, the overlapping fields corrected with
+        the low ``s`` bits of three products made in logic; its operand of
+        :attr:`dsp4_operand_bits` bits must fit :data:`DSP_OPERAND_BITS`.
         ``"serial"``: bit-serial cells without a multiplier, one activation bit-plane a cycle,
         so a vector of ``b``-bit codes takes ``b`` cycles (the layer's input bits, not
         ``activation_bits``); wrap-around only (:mod:`systolix.hw.mac`).
-        ``systolix.boards.synth.choose_pe`` picks ``"lut"`` or ``"dsp"`` for an FPGA.
+        ``systolix.boards.synth.choose_pe`` picks ``"lut"``, ``"dsp"`` or ``"dsp4"`` for an
+        FPGA.
     """
 
     rows: int = 8
@@ -109,6 +118,11 @@ class ArrayConfig:
             raise ValueError(f"pe 'serial' needs overflow 'wrap' (a bit-serial sum is built "
                              f"plane by plane, so clamping after every addition cannot be "
                              f"exact), not {self.overflow!r}")
+        if self.pe == "dsp4" and self.dsp4_operand_bits > DSP_OPERAND_BITS:
+            raise ValueError(f"pe 'dsp4' needs a packed operand of at most {DSP_OPERAND_BITS} "
+                             f"bits (a DSP multiplier's), not {self.dsp4_operand_bits} "
+                             f"(weight and activation bits {self.weight_bits} and "
+                             f"{self.activation_bits}); use pe 'dsp'")
 
     @property
     def weight_range(self):
@@ -142,18 +156,44 @@ class ArrayConfig:
         of a negative lower weight)."""
         return 2 * self.weight_bits + self.activation_bits + int(self.product_signed)
 
+    @property
+    def dsp4_spacing(self):
+        """Bits ``s = ceil((W + A) / 2)`` between the weights packed into a ``"dsp4"`` cell's
+        operand: half a product, so neighbouring products overlap by ``W + A - s`` bits."""
+        return (self.product_bits + 1) // 2
+
+    def packed_operand_bits(self, lanes):
+        """Bits of the packed weight operand ``w0 + w1 * 2**s + ...`` of a ``"dsp4"`` group of
+        ``lanes`` columns (2..4; ``s`` = :attr:`dsp4_spacing`; two's complement where the
+        products are): the fewest that hold every such sum, or one fewer where only the lowest
+        or only the highest sums then wrap around (the multiplier then makes ``x * 2**bits``
+        too much or too little, which the cell takes back; see
+        :class:`systolix.hw.mac.DSPProcessingQuad`). 16 for four lanes at W4/A4."""
+        check_int("lanes", lanes, 2, 4)
+        spacing, signed = self.dsp4_spacing, self.product_signed
+        low, high = (sum(code << (lane * spacing) for lane in range(lanes))
+                     for code in self.weight_range)
+        exact = max(high.bit_length(), (~low).bit_length() if low < 0 else 0) + int(signed)
+        operand_low, operand_high = code_range(exact - 1, signed)
+        return exact - 1 if (low < operand_low) != (high > operand_high) else exact
+
+    @property
+    def dsp4_operand_bits(self):
+        """:meth:`packed_operand_bits` of four lanes."""
+        return self.packed_operand_bits(4)
+
     @classmethod
     def from_name(cls, name):
         """The configuration whose :attr:`name` is ``name``, for example
-        ``"8x8-W4s-A4u-P16-wrap"`` or, with DSP or bit-serial cells, ``"8x8-W4s-A4u-P16-wrap-dsp"``
-        or ``"8x8-W4s-A4u-P16-wrap-serial"``."""
+        ``"8x8-W4s-A4u-P16-wrap"`` or, with DSP or bit-serial cells, ``"8x8-W4s-A4u-P16-wrap-dsp"``,
+        ``"8x8-W4s-A4u-P16-wrap-dsp4"`` or ``"8x8-W4s-A4u-P16-wrap-serial"``."""
         match = re.fullmatch(r"(\d+)x(\d+)-W(\d+)([su])-A(\d+)([su])-P(\d+)-([a-z]+)"
-                             r"(?:-([a-z]+))?", str(name))
+                             r"(?:-([a-z0-9]+))?", str(name))
         if match is None:
             raise ValueError(f"config must be a name like 8x8-W4s-A4u-P16-wrap or "
                              f"8x8-W4s-A4u-P16-wrap-dsp (rows x cols, weight and activation "
                              f"bits with s or u, accumulator bits, overflow, processing "
-                             f"element if not lut: dsp or serial), not {name!r}")
+                             f"element if not lut: dsp, dsp4 or serial), not {name!r}")
         rows, cols, weight_bits, weight_sign, activation_bits, activation_sign, \
             accumulator_bits, overflow, pe = match.groups()
         return cls(rows=int(rows), cols=int(cols), weight_bits=int(weight_bits),
@@ -164,7 +204,7 @@ class ArrayConfig:
     @property
     def name(self):
         """A short label such as ``8x8-W4s-A4u-P16-wrap``, used in tables and build folders;
-        ``-dsp`` or ``-serial`` is appended for DSP or bit-serial cells."""
+        ``-dsp``, ``-dsp4`` or ``-serial`` is appended for DSP or bit-serial cells."""
         sign = {True: "s", False: "u"}
         return (f"{self.rows}x{self.cols}-W{self.weight_bits}{sign[self.weight_signed]}"
                 f"-A{self.activation_bits}{sign[self.activation_signed]}"

@@ -55,9 +55,10 @@ class ArrayTiming(NamedTuple):
 def column_delay(config, column):
     """Cycles after column 0 that column ``column`` of an array of ``config`` gets an activation
     and writes a result: one a column with LUT cells, one a pair of columns with DSP cells
-    (``pe="dsp"``: both columns of a pair work in the same cycle), none with bit-serial cells
-    (``pe="serial"``: a row's activation bit reaches all its cells in the same cycle)."""
-    return {"dsp": column // 2, "serial": 0}.get(config.pe, column)
+    (``pe="dsp"``: both columns of a pair work in the same cycle), one a group of four with
+    ``pe="dsp4"``, none with bit-serial cells (``pe="serial"``: a row's activation bit reaches
+    all its cells in the same cycle)."""
+    return {"dsp": column // 2, "dsp4": column // 4, "serial": 0}.get(config.pe, column)
 
 
 def array_timing(config, planes=None):

@@ -15,7 +15,8 @@ from systolix.sim.testbench.scenarios import scenario
 from systolix.sim.transport import design_folder
 from systolix.timing import array_timing
 
-__all__ = ["ARRAY_CONFIGS", "DSP_ARRAY_CONFIGS", "SERIAL_ARRAY_CONFIGS", "array_scenarios",
+__all__ = ["ARRAY_CONFIGS", "DSP_ARRAY_CONFIGS", "DSP4_ARRAY_CONFIGS", "SERIAL_ARRAY_CONFIGS",
+           "array_scenarios",
            "run_array_suite",
            "run_array_gemms", "run_engine"]
 
@@ -60,6 +61,17 @@ DSP_ARRAY_CONFIGS = tuple(ArrayConfig.from_name(name) for name in (
     "2x4-W4u-A4u-P9-wrap-dsp",
     "8x8-W4s-A4u-P12-wrap-dsp",
     "6x10-W8s-A8u-P14-saturate-dsp",
+))
+
+
+#: Arrays of four-product DSP cells (``pe="dsp4"``): either signedness, groups of four, three
+#: (7 columns) and two (6 columns), both overflow modes, the 8x8 W4/A4 array. The first runs in
+#: the default test tier.
+DSP4_ARRAY_CONFIGS = tuple(ArrayConfig.from_name(name) for name in (
+    "4x4-W4s-A4u-P12-wrap-dsp4",
+    "3x7-W4s-A4s-P9-saturate-dsp4",
+    "5x6-W3u-A5s-P11-wrap-dsp4",
+    "8x8-W4s-A4u-P16-wrap-dsp4",
 ))
 
 

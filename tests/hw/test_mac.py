@@ -4,7 +4,9 @@ golden model (:func:`systolix.sim.golden.array.accumulate`: wrap and saturate), 
 codes for 1- to 4-bit operands of either signedness and random codes for 8-bit ones, one step a
 cycle with a new weight every cycle, at the latency the class documents; and the double-buffered
 weight. The DSP pair (two columns, one packed multiplier) likewise over every triple of two
-weights and an activation.
+weights and an activation; the four-product cells' packing arithmetic (numpy) over every
+combination of four weights and an activation up to W4/A4, and the cells themselves over every
+combination for small widths and random and extreme codes for 4-bit ones.
 
 The components of the test of a bad argument are never elaborated; the first line tells Amaranth
 not to warn about that.
@@ -17,8 +19,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from systolix.config import ArrayConfig
-from systolix.hw.mac import DSPProcessingPair, ProcessingElement, product_shape
+from systolix.config import ArrayConfig, code_range
+from systolix.hw.mac import (DSPProcessingPair, DSPProcessingQuad, ProcessingElement,
+                             product_shape)
 from systolix.sim.golden.array import accumulate
 
 
@@ -158,42 +161,49 @@ def test_golden_step_is_the_golden_accumulate():
     assert golden_step(wrap, 30, 7, 7) == int(np.int64(30 + 49 + 32) % 64 - 32)
 
 
-def run_pair_steps(config, steps):
-    """Send ``steps`` (``(w0, w1, activation, psum0, psum1)``) through a
-    :class:`DSPProcessingPair`, one a cycle, each with its own weights and both partial sums on
-    ``psum_in`` 2 cycles after the activation; return each step's ``(psum_out[0],
-    psum_out[1])`` 3 cycles after. Checks that ``act_out`` and ``swap_out`` follow ``act_in``
-    and ``swap_in`` 1 cycle later."""
-    pair = DSPProcessingPair(config)
+def run_group_steps(cell, steps):
+    """Send ``steps`` (``(weights, activation, partial_sums)``, a weight and a partial sum per
+    lane) through a :class:`DSPProcessingPair` or :class:`DSPProcessingQuad`, one a cycle, each
+    with its own weights and its partial sums on ``psum_in`` 2 cycles after the activation;
+    return each step's ``psum_out`` (a tuple) 3 cycles after. Checks that ``act_out`` and
+    ``swap_out`` follow ``act_in`` and ``swap_in`` 1 cycle later."""
+    lanes = len(steps[0][0])
     outputs = []
 
     async def bench(ctx):
-        ctx.set(pair.weight, list(steps[0][:2]))
-        ctx.set(pair.weight_write, 1)
+        ctx.set(cell.weight, list(steps[0][0]))
+        ctx.set(cell.weight_write, 1)
         await ctx.tick()
         previous = (0, 0)
         for cycle in range(len(steps) + 3):
             step = steps[cycle] if cycle < len(steps) else None
             following = steps[cycle + 1] if cycle + 1 < len(steps) else None
-            ctx.set(pair.weight_write, following is not None)
+            ctx.set(cell.weight_write, following is not None)
             if following is not None:
-                ctx.set(pair.weight, list(following[:2]))
-            ctx.set(pair.act_in, step[2] if step else 0)
-            ctx.set(pair.swap_in, step is not None)
-            ctx.set(pair.psum_in, list(steps[cycle - 2][3:]) if 2 <= cycle < len(steps) + 2
-                    else [0, 0])
+                ctx.set(cell.weight, list(following[0]))
+            ctx.set(cell.act_in, step[1] if step else 0)
+            ctx.set(cell.swap_in, step is not None)
+            ctx.set(cell.psum_in, list(steps[cycle - 2][2]) if 2 <= cycle < len(steps) + 2
+                    else [0] * lanes)
             _, _, act_out, swap_out, psum_out = await ctx.tick().sample(
-                pair.act_out, pair.swap_out, pair.psum_out)
+                cell.act_out, cell.swap_out, cell.psum_out)
             assert (act_out, swap_out) == previous
-            previous = (step[2], 1) if step else (0, 0)
+            previous = (step[1], 1) if step else (0, 0)
             if cycle >= 3:
-                outputs.append((psum_out[0], psum_out[1]))
+                outputs.append(tuple(psum_out))
 
-    sim = Simulator(pair)
+    sim = Simulator(cell)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
     return outputs
+
+
+def run_pair_steps(config, steps):
+    """:func:`run_group_steps` of a :class:`DSPProcessingPair`, steps given as ``(w0, w1,
+    activation, psum0, psum1)``."""
+    return run_group_steps(DSPProcessingPair(config),
+                           [((w0, w1), x, (s0, s1)) for w0, w1, x, s0, s1 in steps])
 
 
 @pytest.mark.parametrize("weight_bits, activation_bits", [(1, 1), (2, 3), (3, 2), (4, 4)])
@@ -231,3 +241,115 @@ def test_dsp_pair_random_8_bit_codes(name):
     want = [(golden_step(config, s0, w0, x), golden_step(config, s1, w1, x))
             for w0, w1, x, s0, s1 in steps]
     assert run_pair_steps(config, steps) == want
+
+
+def packed_products(config, lanes, weights, act):
+    """The arithmetic of :class:`DSPProcessingQuad` in numpy, on arrays of codes (``weights``:
+    one array per lane): the wrapped packed product, the low bits, ``T + B`` and its fields;
+    returns the products it recovers, one array per lane."""
+    spacing, signed = config.dsp4_spacing, config.product_signed
+    bits, field = config.packed_operand_bits(lanes), config.product_bits
+    width = (lanes - 1) * spacing + field
+    packed = sum(w << (lane * spacing) for lane, w in enumerate(weights))
+    low, high = code_range(bits, signed)
+    operand = np.where(packed < low, packed + (1 << bits),
+                       np.where(packed > high, packed - (1 << bits), packed))
+    assert operand.min() >= low and operand.max() <= high
+    mask = (1 << spacing) - 1
+    lows = [((w & mask) * (act & mask)) & mask for w in weights]
+    bias = sum(1 << ((lane + 2) * spacing - 1) for lane in range(lanes - 1)) if signed else 0
+    total = (act * operand - sum(lows[lane] << (lane * spacing) for lane in range(1, lanes))
+             + act * (packed - operand) + bias) & ((1 << width) - 1)
+
+    def field_value(start, stop, biased):
+        value = (total >> start) & ((1 << (stop - start)) - 1)
+        if signed:
+            half = 1 << (stop - start - 1)
+            value = (value ^ half if biased else value)
+            value = np.where(value >= half, value - 2 * half, value)
+        return value
+
+    products = [field_value(0, 2 * spacing, True)]
+    for lane in range(1, lanes):
+        start = (lane + 1) * spacing
+        top = lane == lanes - 1
+        high_part = field_value(start, start + (field - spacing if top else spacing), not top)
+        products.append(high_part * (1 << spacing) + lows[lane])
+    return products
+
+
+@pytest.mark.parametrize("weight_bits, activation_bits",
+                         [(4, 4), (2, 6), pytest.param(5, 3, marks=pytest.mark.slow)]
+                         + list(itertools.product(range(1, 4), repeat=2)))
+def test_quad_packing_every_code_combination(weight_bits, activation_bits):
+    """The packing arithmetic (numpy, as :class:`DSPProcessingQuad` computes it) recovers
+    every product of every combination of four weights and an activation, of either
+    signedness, for 3 and 4 lanes; the operand is 16 bits at W4/A4."""
+    for weight_signed, activation_signed in itertools.product((False, True), repeat=2):
+        config = ArrayConfig(weight_bits=weight_bits, weight_signed=weight_signed,
+                             activation_bits=activation_bits,
+                             activation_signed=activation_signed)
+        for lanes in (3, 4):
+            codes = np.arange(config.weight_range[0], config.weight_range[1] + 1)
+            acts = np.arange(config.activation_range[0], config.activation_range[1] + 1)
+            *weights, act = (grid.ravel() for grid in np.meshgrid(
+                *[codes] * lanes, acts, indexing="ij"))
+            products = packed_products(config, lanes, weights, act)
+            for w, product in zip(weights, products):
+                assert np.array_equal(product, w * act), (config.name, lanes)
+    assert ArrayConfig(weight_bits=4, activation_bits=4).dsp4_operand_bits == 16
+
+
+def run_quad(config, lanes, steps):
+    """:func:`run_group_steps` of a :class:`DSPProcessingQuad` and the golden model's sums."""
+    want = [tuple(golden_step(config, psum, w, x) for w, psum in zip(weights, psums))
+            for weights, x, psums in steps]
+    return run_group_steps(DSPProcessingQuad(config, lanes), steps), want
+
+
+@pytest.mark.parametrize("weight_bits, activation_bits", [
+    (1, 1), (2, 2), pytest.param(3, 2, marks=pytest.mark.slow),
+    pytest.param(2, 3, marks=pytest.mark.slow)])
+def test_quad_every_code_combination(weight_bits, activation_bits):
+    """Four lanes of small widths over every combination of weights and activation, of either
+    signedness (P wide enough to hold a product: the packing is under test here)."""
+    rng = random.Random(weight_bits * 10 + activation_bits)
+    for weight_signed, activation_signed in itertools.product((False, True), repeat=2):
+        config = ArrayConfig(rows=1, cols=4, weight_bits=weight_bits,
+                             weight_signed=weight_signed, activation_bits=activation_bits,
+                             activation_signed=activation_signed,
+                             accumulator_bits=weight_bits + activation_bits + 2, pe="dsp4")
+        codes = range(config.weight_range[0], config.weight_range[1] + 1)
+        steps = [(weights, x, tuple(rng.choice(partial_sums(config, rng)) // 4
+                                    for _ in range(4)))
+                 for weights in itertools.product(codes, repeat=4)
+                 for x in range(config.activation_range[0], config.activation_range[1] + 1)]
+        rng.shuffle(steps)
+        got, want = run_quad(config, 4, steps)
+        assert got == want, config.name
+
+
+@pytest.mark.parametrize("name, lanes", [("1x4-W4s-A4u-P16-wrap-dsp4", 4),
+                                         ("1x4-W4s-A4s-P9-saturate-dsp4", 4),
+                                         ("1x4-W4u-A4s-P12-wrap-dsp4", 4),
+                                         ("1x4-W4u-A4u-P10-saturate-dsp4", 4),
+                                         ("1x3-W4s-A4u-P12-wrap-dsp4", 3),
+                                         ("1x4-W5s-A3u-P14-saturate-dsp4", 4)])
+def test_quad_random_codes(name, lanes):
+    """Random codes, the weights' extremes against every activation and every code of one
+    lane against every activation (the others random), both overflow modes."""
+    config = ArrayConfig.from_name(name)
+    rng = random.Random(name)
+    weights, acts = config.weight_range, config.activation_range
+    codes = range(weights[0], weights[1] + 1)
+    steps = [(tuple(rng.randint(*weights) for _ in range(lanes)), rng.randint(*acts),
+              tuple(rng.choice(partial_sums(config, rng)) for _ in range(lanes)))
+             for _ in range(600)]
+    steps += [(combination, x, (0,) * lanes)
+              for combination in itertools.product(weights, repeat=lanes)
+              for x in range(acts[0], acts[1] + 1)]
+    lane = rng.randrange(lanes)
+    steps += [(tuple(w if i == lane else rng.randint(*weights) for i in range(lanes)), x,
+               (0,) * lanes) for w in codes for x in range(acts[0], acts[1] + 1)]
+    got, want = run_quad(config, lanes, steps)
+    assert got == want

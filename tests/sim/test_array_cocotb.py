@@ -5,8 +5,9 @@ import os
 
 import pytest
 
-from systolix.sim.testbench.suite import (ARRAY_CONFIGS, DSP_ARRAY_CONFIGS,
-                                          SERIAL_ARRAY_CONFIGS, run_array_suite)
+from systolix.sim.testbench.suite import (ARRAY_CONFIGS, DSP4_ARRAY_CONFIGS,
+                                          DSP_ARRAY_CONFIGS, SERIAL_ARRAY_CONFIGS,
+                                          run_array_suite)
 
 SIMULATOR = os.environ.get("SIM", "verilator")
 
@@ -23,6 +24,8 @@ def can_overflow(config):
 @pytest.mark.parametrize("config", [
     *ARRAY_CONFIGS, *DSP_ARRAY_CONFIGS[:2],
     *(pytest.param(config, marks=pytest.mark.slow) for config in DSP_ARRAY_CONFIGS[2:]),
+    *DSP4_ARRAY_CONFIGS[:1],
+    *(pytest.param(config, marks=pytest.mark.slow) for config in DSP4_ARRAY_CONFIGS[1:]),
     # Bit-serial cells run on Verilator in the default tier through the engine's test
     # (test_engine_cocotb.py), and their array scenarios in Amaranth's (tests/hw/test_array.py).
     *(pytest.param(config, marks=pytest.mark.slow) for config in SERIAL_ARRAY_CONFIGS)],

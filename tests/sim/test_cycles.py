@@ -19,11 +19,13 @@ def test_one_vector_per_cycle_and_documented_latency():
                for a, r in zip(cycles.activations, cycles.results))
 
 
-def test_dsp_cells_shorten_the_latency():
-    """Both columns of a DSP pair work in the same cycle: the skew and the latency are those of
-    half as many columns (an odd last column is a group of its own)."""
-    for cols, skew in ((8, 3), (9, 4), (1, 0)):
-        config = ArrayConfig(rows=8, cols=cols, pe="dsp")
+@pytest.mark.parametrize("pe, cases", [("dsp", ((8, 3), (9, 4), (1, 0))),
+                                       ("dsp4", ((8, 1), (9, 2), (11, 2), (3, 0)))])
+def test_dsp_cells_shorten_the_latency(pe, cases):
+    """All columns of a DSP pair (of a group of four) work in the same cycle: the skew and the
+    latency are those of half (a quarter) as many columns (a last group may be smaller)."""
+    for cols, skew in cases:
+        config = ArrayConfig(rows=8, cols=cols, pe=pe)
         timing = array_timing(config)
         assert timing.skew == skew and timing.latency == config.rows + skew + 4
         cycles = simulate_array_cycles(config, [40])
@@ -47,7 +49,7 @@ def test_bit_serial_cells_take_a_cycle_a_plane():
         array_timing(config, 5)
 
 
-@pytest.mark.parametrize("pe", ["lut", "dsp", "serial"])
+@pytest.mark.parametrize("pe", ["lut", "dsp", "dsp4", "serial"])
 def test_next_tile_loads_while_the_current_one_computes(pe):
     config = ArrayConfig(rows=6, cols=9, pe=pe)
     timing = array_timing(config)

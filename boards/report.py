@@ -249,7 +249,7 @@ def array_report(config, *, family="ice40", device=None, package=None, seed=1,
                  vectors=16):
     """:func:`design_report` of ``SystolicArray(config)`` under :func:`array_workload`, with the
     configuration and the analytic estimate (``"estimate"``, iCE40 and ``pe="lut"`` only)
-    added; DSP cells (``pe="dsp"``) go into the DSPs (:func:`~systolix.boards.synth.choose_pe`
+    added; DSP cells (``pe="dsp"``, ``"dsp4"``) go into the DSPs (:func:`~systolix.boards.synth.choose_pe`
     picks the kind for a device); bit-serial cells make :func:`~systolix.timing.macs_per_cycle`
     at ``activation_bits``."""
     if not isinstance(config, ArrayConfig):

@@ -140,3 +140,16 @@ def test_dsp_cells_use_one_dsp_per_pair(tmp_path, family, options, pairs, lut_ds
     assert (lut.dsps, dsp.dsps) == (lut_dsps, pairs)
     if family == "ice40":
         assert dsp.luts < 0.7 * lut.luts
+
+
+@pytest.mark.parametrize("family", ["ice40", "ecp5"])
+def test_four_product_cells_use_one_dsp_per_group(tmp_path, family):
+    """A 2x4 W4/A4 array of four-product DSP cells maps each group's packed multiplier to one
+    DSP (SB_MAC16, MULT18X18D) and the correction terms to logic (no DSP)."""
+    config = choose_pe(ArrayConfig(rows=2, cols=4, weight_bits=4, activation_bits=4,
+                                   accumulator_bits=16), family)
+    assert config.pe == "dsp4"
+    result = synthesize(SystolicArray(config), family=family, place=False,
+                        build_dir=tmp_path, name="array",
+                        synth_options=array_synth_options(config, family))
+    assert result.dsps == 2

@@ -138,7 +138,9 @@ class FrameReceiver(wiring.Component):
         batch = Signal(16)
         bad_batch = Signal()             # batch is not in 1..max_batch
         bad_length = Signal()            # the payload is not the batch's
-        error = Signal(8)                # ErrorCode of the frame, 0 while it is acceptable
+        error = Signal(range(max(ErrorCode) + 1))  # ErrorCode of the frame, 0 while acceptable
+        failed = Signal()                # error != 0, registered
+        result_length = Signal(16)       # a RESULT's payload bytes for the batch
         loaded = Signal()                # the frame's words go to the engine
         bad_word = Signal()              # a word had a bit set above word_bits
         word = Signal(register_bytes * 8)  # input word, least significant byte first, at the top
@@ -171,13 +173,21 @@ class FrameReceiver(wiring.Component):
         with m.If(word_valid & word_ready):
             m.d.sync += word_valid.eq(0)
 
-        # The reply's registers; its ERROR payload is the frame's error and type.
-        tx_type = Signal(8)
-        tx_length = Signal(16)
-        m.d.comb += [self.reply.payload.type.eq(tx_type),
-                     self.reply.payload.length.eq(tx_length),
-                     self.reply.payload.error.code.eq(error),
-                     self.reply.payload.error.frame_type.eq(rx_type)]
+        # The reply follows from the frame's registers: an ERROR of its error and type if it
+        # failed, else the answer to its type. Each bit is a function of three or four
+        # registers; the iCEBreaker's critical path was the enable of reply registers written
+        # on every transition into REPLY (eight LUTs from the state).
+        m.d.comb += [
+            self.reply.payload.type.eq(Mux(failed, FrameType.ERROR,
+                                           Mux(is_run, FrameType.RESULT,
+                                               Mux(is_load, FrameType.LOADED,
+                                                   FrameType.STATUS_REPLY)))),
+            self.reply.payload.length.eq(Mux(failed, _ERROR_BYTES,
+                                             Mux(is_run, result_length,
+                                                 Mux(is_load, 0, _STATUS_BYTES)))),
+            self.reply.payload.error.code.eq(error),
+            self.reply.payload.error.frame_type.eq(rx_type),
+        ]
 
         hunting = Signal()
         m.d.comb += [crc.data.eq(host_in.payload), crc.valid.eq(received & ~hunting)]
@@ -192,17 +202,16 @@ class FrameReceiver(wiring.Component):
                 m.d.sync += [idle.eq(idle + 1),
                              timed_out.eq(idle == self.timeout_cycles - 1)]
 
+        def fail(code):
+            """The frame is refused with the ErrorCode ``code``."""
+            m.d.sync += [error.eq(code), failed.eq(1)]
+
         def receive():
             """In a state that waits for host bytes: give up on the frame after a timeout."""
             m.d.comb += receiving.eq(1)
             with m.If(timed_out):
-                m.d.sync += error.eq(ErrorCode.TIMEOUT)
+                fail(ErrorCode.TIMEOUT)
                 refuse()
-
-        def reply(frame_type, length):
-            """Offer a reply of ``frame_type`` with ``length`` payload bytes."""
-            m.d.sync += [tx_type.eq(frame_type), tx_length.eq(length)]
-            m.next = "REPLY"
 
         def refuse():
             """Answer the frame with an ERROR of the code in ``error``, discarding its words."""
@@ -212,15 +221,15 @@ class FrameReceiver(wiring.Component):
                 m.d.sync += batch.eq(0)
                 m.next = "DISCARD"
             with m.Else():
-                reply(FrameType.ERROR, _ERROR_BYTES)
+                m.next = "REPLY"
 
         with m.FSM(name="receiver"):
             with m.State("HUNT"):
                 m.d.comb += [hunting.eq(1), host_in.ready.eq(1)]
                 with m.If(host_in.valid & (host_in.payload == protocol.SYNC)):
                     m.d.comb += crc.start.eq(1)
-                    m.d.sync += [rx_type.eq(0), error.eq(0), loaded.eq(0), bad_word.eq(0),
-                                 writing.eq(0)]
+                    m.d.sync += [rx_type.eq(0), error.eq(0), failed.eq(0), loaded.eq(0),
+                                 bad_word.eq(0), writing.eq(0)]
                     m.next = "TYPE"
 
             with m.State("TYPE"):
@@ -248,20 +257,20 @@ class FrameReceiver(wiring.Component):
                     m.next = "PAYLOAD"
                     with m.If(is_run):
                         with m.If(length < _BATCH_BYTES):
-                            m.d.sync += error.eq(ErrorCode.BAD_LENGTH)
+                            fail(ErrorCode.BAD_LENGTH)
                         with m.Else():
                             m.next = "BATCH_LOW"
                     if loads:
                         with m.Elif(is_load):
                             with m.If(length < _LOAD_HEADER_BYTES):
-                                m.d.sync += error.eq(ErrorCode.BAD_LENGTH)
+                                fail(ErrorCode.BAD_LENGTH)
                             with m.Else():
                                 m.next = "ADDRESS_LOW"
                     with m.Elif(is_status):
                         with m.If(length != 0):
-                            m.d.sync += error.eq(ErrorCode.BAD_LENGTH)
+                            fail(ErrorCode.BAD_LENGTH)
                     with m.Else():
-                        m.d.sync += error.eq(ErrorCode.UNKNOWN_TYPE)
+                        fail(ErrorCode.UNKNOWN_TYPE)
                 receive()
 
             # A LOAD's address, then its words (as a RUN's batch, into `batch`).
@@ -284,6 +293,7 @@ class FrameReceiver(wiring.Component):
                     bad_length.eq(remaining != batch[:batch_bits] * (self.vector_words
                                                                      * word_bytes)),
                     byte_index.eq(0),
+                    result_length.eq(batch[:batch_bits] * self.output_codes + _TAIL_BYTES),
                 ]
                 if loads:
                     with m.If(is_load):
@@ -296,10 +306,9 @@ class FrameReceiver(wiring.Component):
 
             with m.State("DECIDE"):
                 with m.If(bad_batch):
-                    m.d.sync += error.eq(Mux(is_load, ErrorCode.BAD_ADDRESS,
-                                             ErrorCode.BAD_BATCH))
+                    fail(Mux(is_load, ErrorCode.BAD_ADDRESS, ErrorCode.BAD_BATCH))
                 with m.Elif(bad_length):
-                    m.d.sync += error.eq(ErrorCode.BAD_LENGTH)
+                    fail(ErrorCode.BAD_LENGTH)
                 with m.Elif(is_load):
                     m.d.sync += writing.eq(1)
                 with m.Else():
@@ -342,29 +351,27 @@ class FrameReceiver(wiring.Component):
                 # before start.
                 with m.If(~word_valid):
                     with m.If(~crc.match_detected):
-                        m.d.sync += error.eq(ErrorCode.BAD_CRC)
+                        fail(ErrorCode.BAD_CRC)
                         refuse()
-                    with m.Elif(error != 0):
+                    with m.Elif(failed):
                         refuse()
                     with m.Elif(bad_word):
-                        m.d.sync += error.eq(ErrorCode.BAD_WORD)
+                        fail(ErrorCode.BAD_WORD)
                         refuse()
                     with m.Elif(is_run):
                         m.next = "START"
-                    with m.Elif(is_load):
-                        reply(FrameType.LOADED, 0)
                     with m.Else():
-                        reply(FrameType.STATUS_REPLY, _STATUS_BYTES)
+                        m.next = "REPLY"
 
             with m.State("DISCARD"):
                 m.d.comb += self.start.valid.eq(~word_valid)
                 with m.If(self.start.valid & self.start.ready):
-                    reply(FrameType.ERROR, _ERROR_BYTES)
+                    m.next = "REPLY"
 
             with m.State("START"):
                 m.d.comb += self.start.valid.eq(1)
                 with m.If(self.start.ready):
-                    reply(FrameType.RESULT, batch[:batch_bits] * self.output_codes + _TAIL_BYTES)
+                    m.next = "REPLY"
 
             with m.State("REPLY"):
                 m.d.comb += self.reply.valid.eq(1)

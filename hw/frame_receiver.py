@@ -140,6 +140,7 @@ class FrameReceiver(wiring.Component):
         bad_length = Signal()            # the payload is not the batch's
         error = Signal(range(max(ErrorCode) + 1))  # ErrorCode of the frame, 0 while acceptable
         failed = Signal()                # error != 0, registered
+        bad_header = Signal()            # the length does not fit the type, or it is unknown
         result_length = Signal(16)       # a RESULT's payload bytes for the batch
         loaded = Signal()                # the frame's words go to the engine
         bad_word = Signal()              # a word had a bit set above word_bits
@@ -206,6 +207,15 @@ class FrameReceiver(wiring.Component):
             """The frame is refused with the ErrorCode ``code``."""
             m.d.sync += [error.eq(code), failed.eq(1)]
 
+        # The header's error is set a cycle after its length is taken, from registers: with
+        # the length's comparisons in the error's enable, the iCEBreaker's critical path ran
+        # from the host's byte into the error register. The next state takes host bytes, but
+        # none in that cycle (it has just taken one: no timeout), and nothing reads the error
+        # before the payload is over.
+        with m.If(bad_header):
+            fail(Mux(is_run | is_load | is_status, ErrorCode.BAD_LENGTH, ErrorCode.UNKNOWN_TYPE))
+            m.d.sync += bad_header.eq(0)
+
         def receive():
             """In a state that waits for host bytes: give up on the frame after a timeout."""
             m.d.comb += receiving.eq(1)
@@ -254,23 +264,15 @@ class FrameReceiver(wiring.Component):
                 length = Cat(length_low, host_in.payload)
                 with m.If(host_in.valid):
                     count_payload(length)
+                    m.d.sync += bad_header.eq(
+                        Mux(is_run, length < _BATCH_BYTES,
+                            Mux(is_load, length < _LOAD_HEADER_BYTES, ~is_status | (length != 0))))
                     m.next = "PAYLOAD"
-                    with m.If(is_run):
-                        with m.If(length < _BATCH_BYTES):
-                            fail(ErrorCode.BAD_LENGTH)
-                        with m.Else():
-                            m.next = "BATCH_LOW"
+                    with m.If(is_run & (length >= _BATCH_BYTES)):
+                        m.next = "BATCH_LOW"
                     if loads:
-                        with m.Elif(is_load):
-                            with m.If(length < _LOAD_HEADER_BYTES):
-                                fail(ErrorCode.BAD_LENGTH)
-                            with m.Else():
-                                m.next = "ADDRESS_LOW"
-                    with m.Elif(is_status):
-                        with m.If(length != 0):
-                            fail(ErrorCode.BAD_LENGTH)
-                    with m.Else():
-                        fail(ErrorCode.UNKNOWN_TYPE)
+                        with m.Elif(is_load & (length >= _LOAD_HEADER_BYTES)):
+                            m.next = "ADDRESS_LOW"
                 receive()
 
             # A LOAD's address, then its words (as a RUN's batch, into `batch`).

@@ -41,6 +41,9 @@ _MODEL_START = _STATUS_START + protocol.STATUS_LAYOUT[MODEL_FIELDS[0]].offset //
 _MODEL_END = _STATUS_START + (protocol.STATUS_LAYOUT[MODEL_FIELDS[-1]].offset
                               + protocol.STATUS_LAYOUT[MODEL_FIELDS[-1]].width) // 8
 _STATUS_MEMORY_DEPTH = 1 << (_TABLE_BYTES - 1).bit_length()
+# The transmitter reaches every byte of the model by a step from the byte before; it jumps
+# only to these (ReplyTransmitter.elaborate).
+assert not any(_MODEL_START <= offset < _MODEL_END for offset in (0, _ERROR_START, _CYCLES_START))
 
 
 def status_memory_contents(model, filler=None):
@@ -143,19 +146,24 @@ class ReplyTransmitter(wiring.Component):
         m = Module()
         request, codes, host_out, crc = self.request, self.codes, self.host_out, self.crc
 
-        # tx_index is the table offset of the byte to send; the status memory's read port (its
-        # data a cycle after its address) is addressed with the offset tx_index takes next, so
-        # that its data is always the byte at tx_index.
+        # tx_index is the table offset of the byte to send. It steps by one (`step`) or jumps
+        # to a byte that is not the model's (0, the error's, the cycles'); the status memory's
+        # read port (its data a cycle after its address) reads the byte after tx_index in the
+        # cycles in which it steps, so that its data is the byte at tx_index whenever tx_index
+        # got there by a step, as every byte of the model does. Its address is then a register
+        # plus one, not the next offset's multiplexer (the iCEBreaker's critical path ran from
+        # the output codes' handshake through that multiplexer into the address).
         tx_index = Signal(range(_TABLE_BYTES))
         tx_next = Signal.like(tx_index)
+        step = Signal()
         m.d.sync += tx_index.eq(tx_next)
-        m.d.comb += tx_next.eq(tx_index)
+        m.d.comb += tx_next.eq(Mux(step, tx_index + 1, tx_index))
         # A block RAM, where a bitstream patcher finds it (Yosys makes a memory this small
         # logic unless told otherwise).
         m.submodules.status_memory = status_memory = Memory(
             self.status_memory, attrs={"ram_style": "block"})
         model = status_memory.read_port()
-        m.d.comb += model.addr.eq(tx_next)
+        m.d.comb += [model.addr.eq(tx_index + 1), model.en.eq(step)]
         # Whether tx_index is a byte of the model: a function of its 5 bits (no comparators).
         in_model = Const(sum(1 << index for index in range(_MODEL_START, _MODEL_END)),
                          _STATUS_MEMORY_DEPTH).bit_select(tx_index, 1)
@@ -204,7 +212,7 @@ class ReplyTransmitter(wiring.Component):
                              byte.payload.crc.eq(tx_index != 0),
                              byte.payload.sync.eq(tx_index == 0)]
                 with m.If(taken):
-                    m.d.comb += tx_next.eq(tx_index + 1)
+                    m.d.comb += step.eq(1)
                     with m.If(tx_index == _HEADER_BYTES - 1):
                         with m.If(request.payload.type == FrameType.RESULT):
                             m.next = "CODES"
@@ -231,7 +239,7 @@ class ReplyTransmitter(wiring.Component):
             with m.State("BODY"):
                 m.d.comb += [byte.valid.eq(1), next_byte.eq(table_byte)]
                 with m.If(taken):
-                    m.d.comb += tx_next.eq(tx_index + 1)
+                    m.d.comb += step.eq(1)
                     # The status (or the cycles) end at _ERROR_START - 1, the error at the end.
                     with m.If((tx_index == _ERROR_START - 1) | (tx_index == _TABLE_BYTES - 1)):
                         m.next = "CRC_HIGH"

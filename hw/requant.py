@@ -85,8 +85,10 @@ class Requantizer(wiring.Component):
        synthesis script maps multipliers to them);
     3. and 4. ``u = t >> a`` with ``a = min(max(shift, 1) - 1, 48)``: first by whole bytes, then
        by ``a mod 8``, each step saturating to the bits that can still matter (19, then 12);
-    5. ``r = (u + 1 - tie) >> 1`` if ``shift > 0`` (else ``r = u``), in step 4's stage; then
-       plus the zero point, clamped; ``tie`` is 1 only when rounding to even, ``t`` is exactly
+    5. ``r = (u + 1 - tie) >> 1`` if ``shift > 0`` (else ``r = u``) plus the zero point
+       ``z``, clamped; ``r + z`` is one adder, ``(u + 1 - tie + 2 z) >> 1`` (``(2 u + 2 z) >> 1``
+       if ``shift = 0``), from what step 4 keeps: ``u`` or ``2 u`` and the increment
+       ``1 - tie`` or 0. ``tie`` is 1 only when rounding to even, ``t`` is exactly
        halfway (``u`` odd and no bit shifted out below it: steps 3 and 4 keep a sticky bit of
        them) and ``u >> 1`` is even.
 
@@ -175,13 +177,18 @@ class Requantizer(wiring.Component):
         m.d.comb += shifted.eq(_saturate(coarse.value >> coarse.amount, _CODE_RANGE))
         sticky = coarse.sticky | (bits_out != 0)
         tie = self.rounding & shifted[0] & ~shifted[1] & ~sticky
-        # Rounded in this stage, so that the last one only adds the zero point and clamps
-        # (the three carry chains in a row were the iCEBreaker's critical path).
-        fine = stage("requant_fine", {"value": signed(_CODE_RANGE)},
+        # The rounding and the zero point in one adder of the last stage:
+        # r + z = (u + 1 - tie + 2 z) >> 1 when rounding, (2 u + 2 z) >> 1 when not, so this
+        # stage keeps u (doubled when not rounding) and the increment, the low bit beside 2 z.
+        # No carry chain here (the shift, saturation and a rounding adder in one stage were the
+        # iCEBreaker's critical path), and the last stage still has one adder before its clamp.
+        fine = stage("requant_fine", {"value": signed(_CODE_RANGE + 1), "increment": 1},
                      {**carried(coarse),
-                      "value": Mux(coarse.round, (shifted + 1 - tie) >> 1, shifted)})
+                      "value": Mux(coarse.round, shifted, shifted << 1),
+                      "increment": coarse.round & ~tie})
         total = Signal(signed(_CODE_RANGE + 1))
-        m.d.comb += total.eq(fine.value + self.zero_point)
+        m.d.comb += total.eq((fine.value + Cat(fine.increment, self.zero_point).as_signed())
+                             >> 1)
         m.d.sync += [
             self.output.valid.eq(fine.valid),
             self.output.payload.code.eq(Mux(total < self.low, self.low,

@@ -45,7 +45,8 @@ from .tops import (FILLER, PLL_PARAMETERS, Board, BoardTop, board as board_named
                    fastest_pll_clock)
 
 __all__ = ["TimingFailure", "BitstreamResult", "CLOCKS", "CLOCK_MARGIN", "build_bitstream",
-           "clock_from_timing", "choose_clock", "clock_line",
+           "FIRST_PASS_AIM", "CLOCK_TRIES", "clock_from_timing", "first_pass_clock",
+           "choose_clock", "clock_line",
            "model_power", "model_figures", "report_markdown", "plot_report", "TOOLS",
            "IMAGE_MEMORIES_IN_BLOCK_RAM", "FSM_STATES_RECODED", "YOSYS_AFTER_READ"]
 
@@ -77,7 +78,11 @@ YOSYS_AFTER_READ = IMAGE_MEMORIES_IN_BLOCK_RAM + "\n" + FSM_STATES_RECODED
 
 
 class TimingFailure(SynthesisError):
-    """The placed design is slower than the board's clock."""
+    """The placed design is slower than the board's clock: it reaches ``fmax_mhz``."""
+
+    def __init__(self, message, fmax_mhz=None):
+        super().__init__(message)
+        self.fmax_mhz = fmax_mhz
 
 
 class BitstreamResult(dict):
@@ -135,7 +140,7 @@ def _failure(board, build_dir, status):
         clock, achieved, wanted = timing.groups()
         return TimingFailure(f"the accelerator on the {board.name} reaches {achieved} MHz, "
                              f"below the {wanted} MHz of clock {clock} (allow it with "
-                             f"--allow-timing-failure, or --clock timing)")
+                             f"--allow-timing-failure, or --clock timing)", float(achieved))
     build_log = build_dir / "build.log"
     text = build_log.read_text(errors="replace") if build_log.exists() else "(no build.log)"
     tail = "\n".join(text.splitlines()[-30:])
@@ -264,8 +269,10 @@ def clock_line(report):
                 f"{100 * clock['margin_at_clock']:.1f} %")
     if clock["mode"] == "timing":
         settings = ", ".join(f"{name} {value}" for name, value in clock["pll"].items())
+        missed = "".join(f", the one at {build['clock_mhz']:g} MHz {build['fmax_mhz']:.1f} MHz "
+                         f"(missed)" for build in clock.get("missed", ()))
         return (f"Clock from timing: the first place and route at {clock['first_clock_mhz']:g} "
-                f"MHz reached {clock['first_fmax_mhz']:.1f} MHz; less a "
+                f"MHz reached {clock['first_fmax_mhz']:.1f} MHz{missed}; less a "
                 f"{100 * clock['margin']:g} % margin, {clock['target_mhz']:.1f} MHz; the PLL's "
                 f"fastest clock below, {report['clock_mhz']:g} MHz ({settings}); {at_clock}.")
     fallback = f" (fallback: {clock['fallback']})" if clock["fallback"] else ""
@@ -288,6 +295,18 @@ CLOCKS = ("timing", "fixed")
 CLOCK_MARGIN = 0.1
 """The margin of a clock from timing: the first place and route's fmax is at least
 ``1 + CLOCK_MARGIN`` times the clock chosen."""
+
+FIRST_PASS_AIM = 2.0
+"""The first place and route of a clock from timing is constrained at the board's PLL's fastest
+clock at most ``FIRST_PASS_AIM`` times its fixed clock (:func:`first_pass_clock`): nextpnr
+places for speed only a design that misses its constraint (one that meets it is not pushed
+further, and any constraint it misses gives the same placement). The iCEBreaker's default build
+reached 33.6 MHz at its fixed 24 MHz, 35.3 MHz at 42 or 49.5 MHz (docs/boards.md)."""
+
+CLOCK_TRIES = 2
+"""Builds at a clock from timing before the fixed clock: a build that misses its clock (placed
+again, the design differs in its PLL's and UART's constants, and nextpnr's placement with it)
+is followed by one at the clock chosen from its own fmax."""
 
 
 def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failure=False,
@@ -314,9 +333,11 @@ def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failu
     clock : str
         ``"fixed"``: the board's ``clock_mhz``. ``"timing"``: the highest clock the board's PLL
         makes that the design meets with ``margin`` (:func:`clock_from_timing`: a first place
-        and route at the board's clock finds fmax, the build is placed again at the clock
-        chosen); if no PLL clock is found, or the build at it fails, the build is made at the
-        board's clock and ``report["clock"]["fallback"]`` says why.
+        and route at :func:`first_pass_clock` finds fmax, the build is placed again at the
+        clock chosen; if it misses that clock, once more at the clock chosen from its fmax,
+        :data:`CLOCK_TRIES`, ``report["clock"]["missed"]``); if no PLL clock is found, or the
+        builds at it fail, the build is made at the board's clock and
+        ``report["clock"]["fallback"]`` says why.
     margin : float
         See :data:`CLOCK_MARGIN`.
 
@@ -350,23 +371,45 @@ def build_bitstream(board_name, program, *, out=None, seed=1, allow_timing_failu
         if clock == "timing":
             chosen = clock_from_timing(board, images, staging / "first-pass", seed=seed,
                                        margin=margin)
-        if chosen["mode"] == "timing":
+        report = None
+        while chosen["mode"] == "timing":
             try:
                 report = _build(replace(board, clock_mhz=chosen["clock_mhz"]), program,
                                 images, staging, seed, allow_timing_failure, chosen, started)
+                break
             except SynthesisError as error:
-                first = str(error).splitlines()[0]
-                chosen = {**chosen, "mode": "fixed",
-                          "fallback": f"the build at {chosen['clock_mhz']:g} MHz failed "
-                                      f"({first})"}
-        if chosen["mode"] == "fixed":
+                chosen = _after_missing(board, chosen, error, margin)
+        if report is None:
             report = _build(board, program, images, staging, seed, allow_timing_failure,
                             chosen, started)
     return report
 
 
+def _after_missing(board, chosen, error, margin):
+    """The clock after the build at ``chosen["clock_mhz"]`` failed with ``error``: chosen from
+    that build's fmax if it missed the clock and fewer than :data:`CLOCK_TRIES` builds were
+    made, else the board's fixed clock, with the reason."""
+    fmax = error.fmax_mhz if isinstance(error, TimingFailure) else None
+    missed = [*chosen["missed"], {"clock_mhz": chosen["clock_mhz"], "fmax_mhz": fmax}]
+    if fmax is not None and len(missed) < CLOCK_TRIES:
+        return {**choose_clock(board, fmax, margin), "missed": missed,
+                "first_clock_mhz": chosen["first_clock_mhz"],
+                "first_fmax_mhz": chosen["first_fmax_mhz"]}
+    first = str(error).splitlines()[0]
+    return {**chosen, "mode": "fixed", "missed": missed,
+            "fallback": f"the build at {chosen['clock_mhz']:g} MHz failed ({first})"}
+
+
+def first_pass_clock(board):
+    """The clock the first place and route of :func:`clock_from_timing` is constrained at: the
+    fastest that ``board``'s PLL makes at most :data:`FIRST_PASS_AIM` times its ``clock_mhz``
+    (its ``clock_mhz`` if there is none)."""
+    found = fastest_pll_clock(board, FIRST_PASS_AIM * board.clock_mhz)
+    return board.clock_mhz if found is None else found[0]
+
+
 def clock_from_timing(board, images, folder, *, seed=1, margin=CLOCK_MARGIN):
-    """Place and route ``board``'s accelerator for ``images`` at the board's clock in
+    """Place and route ``board``'s accelerator for ``images`` at :func:`first_pass_clock` in
     ``folder`` (timing failures allowed) and choose the highest clock its PLL makes at most
     ``fmax / (1 + margin)`` (:func:`~systolix.boards.tops.fastest_pll_clock`: the PLL's
     dividers searched as icepll and ecppll do, the UART's divisor within 2 %).
@@ -380,15 +423,18 @@ def clock_from_timing(board, images, folder, *, seed=1, margin=CLOCK_MARGIN):
         ``mode`` (``"timing"``, or ``"fixed"`` when no PLL clock is at most the target: then
         ``fallback`` says so), ``first_clock_mhz`` and ``first_fmax_mhz`` (the first place and
         route's), ``margin``, ``target_mhz``, ``clock_mhz`` and ``pll`` (the PLL's parameters
-        by name).
+        by name), ``missed`` (empty: the builds that missed a clock from timing,
+        :func:`build_bitstream` adds them).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    report = _place_and_route(board, images, folder, seed, allow_timing_failure=True)
+    first = replace(board, clock_mhz=first_pass_clock(board))
+    report = _place_and_route(first, images, folder, seed, allow_timing_failure=True)
     for path in folder.iterdir():
         if path.name not in ("nextpnr.json", "top.tim"):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-    return choose_clock(board, min(figures["achieved"] for figures in report["fmax"].values()),
-                        margin)
+    return {**choose_clock(board, min(figures["achieved"]
+                                      for figures in report["fmax"].values()), margin),
+            "first_clock_mhz": first.clock_mhz}
 
 
 def choose_clock(board, fmax, margin=CLOCK_MARGIN):
@@ -396,7 +442,7 @@ def choose_clock(board, fmax, margin=CLOCK_MARGIN):
     ``clock_mhz``: the dictionary :func:`clock_from_timing` returns."""
     target = fmax / (1 + margin)
     chosen = dict(mode="timing", fallback=None, first_clock_mhz=board.clock_mhz,
-                  first_fmax_mhz=fmax, margin=margin, target_mhz=target)
+                  first_fmax_mhz=fmax, margin=margin, target_mhz=target, missed=[])
     found = fastest_pll_clock(board, target)
     if found is None:
         return {**chosen, "mode": "fixed", "fallback":

@@ -22,7 +22,8 @@ from systolix.files import OutputError, check_output_folder, output_folder
 from systolix.sw.default import WORKLOADS
 from systolix.sw.pack import pack
 from systolix.sw.program import IntegerProgram
-from systolix.boards.bitstream import CLOCK_MARGIN, CLOCKS, build_bitstream
+from systolix.boards.bitstream import (CLOCK_MARGIN, CLOCKS, build_bitstream,
+                                        first_pass_clock)
 from systolix.boards.patch import PatchError, patch_bitstream, read_build
 from systolix.boards.report import array_report, engine_pe, engine_report, write_report
 from systolix.boards.synth import FAMILIES, DesignDoesNotFit, SynthesisError, choose_pe
@@ -200,8 +201,8 @@ def run_bitstream(args):
     else:
         program = IntegerProgram.load(args.model)
     _check_fits(args, program, board)
-    clock = (f"a clock from timing (a first place and route at {board.clock_mhz:g} MHz finds "
-             f"fmax, then the PLL's fastest clock at most fmax / {1 + args.clock_margin:g})"
+    clock = (f"a clock from timing (a first place and route at {first_pass_clock(board):g} MHz "
+             f"finds fmax, then the PLL's fastest clock at most fmax / {1 + args.clock_margin:g})"
              if args.clock == "timing" else f"{board.clock_mhz:g} MHz")
     print(f"systolix bitstream: {board.config.name} accelerator for the {board.name} "
           f"({board.platform.device}) at {clock} into {out}", flush=True)

@@ -9,15 +9,15 @@ structure of the array:
   the widths and signedness (a 1-bit operand makes it an AND or a conditional negation); the
   product register (``W + A`` bits, fewer when a wrapping ``P``-bit sum needs fewer); a ``P``-bit
   adder with its carry chain and register, except in the top row, whose partial sum input is 0;
-  ``P + 1`` more LUTs for saturation; shadow and active weight registers (``2 W``) and the
-  activation register (``A``);
-- **skew**: ``A`` bits per stage of the input skew, ``rows (rows - 1) / 2`` stages; the swap flags
-  of every row and column merge into one chain of ``rows + cols - 2`` flip-flops (Yosys merges
-  flip-flops with the same input);
+  ``P + 1`` more LUTs for saturation; shadow and active weight registers (``2 W``);
+- **skew**: ``A`` bits per stage of the input skew, ``rows (rows - 1) / 2`` stages, and each
+  row's activation register that feeds its cells (two copies beyond
+  :data:`~systolix.hw.array.FEED_COLUMNS` columns); the swap flags, a chain of ``rows - 1``
+  flip-flops;
 - **loader, intake and result buffer**: the captured weight row (``cols * W``), one-hot row
-  select, counters of ``log2(depth)`` bits, the acceptance shift register (``rows + cols + 1``),
-  the ``last`` flags (``depth`` flip-flops), one block RAM per column per 16 bits of ``P``, and
-  the logic Yosys adds around each result memory (registered write data and read-during-write
+  select, counters of ``log2(depth)`` bits, the acceptance shift register (``rows + 2``), the
+  ``last`` flags (``depth`` flip-flops), one result memory of ``cols * P`` bits (a block RAM per
+  16 bits), and the logic Yosys adds around it (registered write data and read-during-write
   bypass, about ``P`` flip-flops and LUTs per column);
 - **packing**: nextpnr puts a LUT and the flip-flop it alone drives into one logic cell; other
   flip-flops (weights, activations, skew, the top row's sums) take a cell each; carries share
@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from systolix.config import ArrayConfig, check_choice
+from systolix.hw.array import FEED_COLUMNS
 from systolix.timing import array_timing
 
 __all__ = ["COEFFICIENTS", "ResourceEstimate", "estimate_array", "psum_bits", "pe_features",
@@ -173,12 +174,13 @@ def _structural_flip_flops(config):
     psums = cols * sum(psum_bits(config, row) for row in range(rows))
     timing = array_timing(config)
     depth, depth_bits = timing.result_depth, _depth_bits(config)
-    pes = rows * cols * (2 * w + a + product) + psums
-    skew = a * rows * (rows - 1) // 2 + rows + cols - 2
-    loader = cols * w + rows + (rows - 1).bit_length() + 2 + timing.load_hold.bit_length()
+    pes = rows * cols * (2 * w + product) + psums
+    copies = 2 if cols > FEED_COLUMNS else 1
+    skew = a * (rows * copies + rows * (rows - 1) // 2) + rows - 1
+    loader = cols * w + rows + (rows - 1).bit_length() + 2
     intake = depth.bit_length() + 2
-    results = ((rows + cols + 1) + depth.bit_length() + 1 + depth_bits + 1
-               + (cols + 1) * depth_bits + 1 + depth)
+    results = (timing.column_write + depth.bit_length() + 1 + depth_bits + 1
+               + 2 * depth_bits + 1 + depth)
     packed = rows * cols * product + psums - cols * psum_bits(config, 0)
     return pes + skew + loader + intake + results, packed
 
@@ -221,7 +223,7 @@ def estimate_array(config, family="ice40"):
     cells = counts["luts"] + flip_flops - c["packed"] * packable + c["cells"]
     return ResourceEstimate(
         family=family, luts=round(counts["luts"]), flip_flops=round(flip_flops),
-        carries=round(counts["carries"]), brams=config.cols * -(-config.accumulator_bits // 16),
+        carries=round(counts["carries"]), brams=-(-config.cols * config.accumulator_bits // 16),
         sprams=0, dsps=0, logic_cells=round(cells))
 
 

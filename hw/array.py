@@ -1,19 +1,23 @@
 """Weight-stationary systolic array with double-buffered weights and stream interfaces."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from systolix.config import ArrayConfig
 from systolix.memory_map import activation_word_layout, weights_layout
-from systolix.timing import array_timing, column_delay
+from systolix.timing import array_timing
 
 from .mac import (DSPProcessingPair, DSPProcessingQuad, ProcessingElement,
                   SerialProcessingElement, accumulator_shape, activation_shape)
 
-__all__ = ["count_up_down", "activations_layout", "activation_beat", "results_layout",
+__all__ = ["FEED_COLUMNS", "count_up_down", "activations_layout", "activation_beat", "results_layout",
            "SystolicArray"]
+
+
+FEED_COLUMNS = 4
+"""Columns of LUT or DSP cells beyond which a row's activation register has a second copy."""
 
 
 def count_up_down(m, counter, nonzero, up, down):
@@ -73,28 +77,25 @@ class SystolicArray(wiring.Component):
 
     Weights are double-buffered: each cell has a shadow register that the loader fills while the
     array computes with the active registers. The next tile may be sent as soon as the first
-    vector of the current tile has been accepted (after ``load_hold`` cycles); the switch to the
-    new tile travels through the array with the first vector that uses it.
+    vector of the current tile has been accepted; the switch to the new tile travels down the
+    rows with the first vector that uses it, ahead of the loader's writes.
 
-    The array never stalls internally: vectors enter the skewed pipeline only when the result
-    buffer has room for them (credit counting), and results leave through a buffer of
-    ``result_depth`` entries per column, written by each column as its sum leaves the bottom row,
-    which also removes the output skew (one memory per column, or per group of DSP cell columns,
-    which finish together; one memory for all columns with bit-serial cells, which finish
-    together).
+    Each row gives its activation (input-skewed: row ``r`` gets it ``r`` cycles after row 0)
+    and its swap flag to all its cells in the same cycle, so every column finishes in the same
+    cycle. The array never stalls internally: vectors enter the pipeline only when the result
+    buffer has room for them (credit counting), and results leave through one memory of
+    ``result_depth`` entries of ``cols`` sums, written as the sums leave the bottom row.
 
     Throughput: one vector per cycle while both input streams are valid and ``results`` is
     ready (one per ``planes`` cycles with bit-serial cells, ``planes`` being the vector's
     activation bits, from its payload); a new tile costs no cycles if it has been loaded while
-    the previous one computed, i.e. if the previous tile is used for at least
-    ``load_hold + rows + 2`` cycles.
+    the previous one computed, i.e. if the previous tile is used for at least ``rows + 2``
+    cycles.
 
-    Latency: ``rows + skew + 4`` cycles from the cycle a vector is accepted to the first cycle
-    its result is valid, ``skew`` being ``cols - 1`` with LUT cells, ``(cols - 1) // 2`` with
-    DSP cell pairs and ``(cols - 1) // 4`` with ``pe="dsp4"``, whose groups of columns work in
-    the same cycle; ``rows + planes + 3`` with
-    bit-serial cells (:func:`~systolix.timing.array_timing`). A vector that starts a tile is
-    accepted no earlier than 2 cycles after the tile's last row.
+    Latency: ``rows + 4`` cycles from the cycle a vector is accepted to the first cycle its
+    result is valid; ``rows + planes + 3`` with bit-serial cells
+    (:func:`~systolix.timing.array_timing`). A vector that starts a tile is accepted no earlier
+    than 2 cycles after the tile's last row.
 
     Parameters
     ----------
@@ -128,7 +129,6 @@ class SystolicArray(wiring.Component):
         shadow_full  = Signal()     # the loader has taken a whole tile not yet swapped in
         tile_ready   = Signal()     # ... and it is written into the shadow registers
         load_row     = Signal(range(rows))
-        load_hold    = Signal(range(timing.load_hold + 1))
         row_data     = Signal(weights_layout(self.config))
         row_write    = Signal(rows)  # one-hot: which row of shadow registers takes row_data
 
@@ -142,7 +142,7 @@ class SystolicArray(wiring.Component):
         free         = Signal(init=1) if self.config.pe == "serial" else Const(1)
 
         m.d.comb += [
-            self.weights.ready.eq(~shadow_full & (load_hold == 0)),
+            self.weights.ready.eq(~shadow_full),
             self.activations.ready.eq(has_credit & free & (~need_swap | tile_ready)),
             accept.eq(self.activations.valid & self.activations.ready),
             # The same as accept & need_swap, written flat: this is the intake's longest path.
@@ -158,30 +158,24 @@ class SystolicArray(wiring.Component):
                 m.d.sync += [load_row.eq(0), shadow_full.eq(1)]
             with m.Else():
                 m.d.sync += load_row.eq(load_row + 1)
-        with m.If(load_hold != 0):
-            m.d.sync += load_hold.eq(load_hold - 1)
         with m.If(accept):
             m.d.sync += need_swap.eq(self.activations.payload.last)
         with m.If(row_write[rows - 1]):
             m.d.sync += tile_ready.eq(1)
         with m.If(swap):
-            m.d.sync += [shadow_full.eq(0), tile_ready.eq(0), load_hold.eq(timing.load_hold)]
+            m.d.sync += [shadow_full.eq(0), tile_ready.eq(0)]
 
         # accepted[k]: a vector was accepted k + 1 cycles ago.
-        accepted = Signal(1 if self.config.pe == "serial" else timing.column_write + timing.skew)
+        accepted = Signal(1 if self.config.pe == "serial" else timing.column_write)
         m.d.sync += accepted.eq(Cat(accept, accepted))
         if self.config.pe == "serial":
             sums, complete = self._serial_grid(m, accept, swap, free, row_write, row_data)
-            writes = [complete] * cols
         else:
             sums = self._grid(m, swap, row_write, row_data)
-            writes = [accepted[timing.column_write - 1 + column_delay(self.config, c)]
-                      for c in range(cols)]
-            complete = writes[-1]
+            complete = accepted[timing.column_write - 1]
 
-        # Result buffer: one memory per group of columns that finish in the same cycle (a column
-        # with LUT cells, a group of columns with DSP cells, all columns with bit-serial cells),
-        # written as their sums leave the bottom row.
+        # Result buffer: one memory for all columns, which finish in the same cycle, written as
+        # their sums leave the bottom row.
         level     = Signal(range(depth + 1))  # results fully written and not yet read
         has_result = Signal()                 # level != 0, registered
         read_addr = Signal(range(depth))
@@ -189,30 +183,22 @@ class SystolicArray(wiring.Component):
         out_valid = Signal()
         m.d.comb += read.eq(has_result & (~out_valid | self.results.ready))
 
-        groups = {}
-        for c in range(cols):
-            groups.setdefault(column_delay(self.config, c), []).append(c)
-        for columns in groups.values():
-            memory = Memory(shape=data.ArrayLayout(accumulator_shape(self.config), len(columns)),
-                            depth=depth, init=[])
-            m.submodules[f"result_column_{columns[0]}"] = memory
-            write_port = memory.write_port()
-            read_port = memory.read_port()
-            write_addr = Signal(range(depth), name=f"result_write_addr_{columns[0]}")
-            written = writes[columns[0]]
-            m.d.comb += [
-                write_port.en.eq(written),
-                write_port.addr.eq(write_addr),
-                read_port.en.eq(read),
-                read_port.addr.eq(read_addr),
-            ]
-            for lane, c in enumerate(columns):
-                m.d.comb += [
-                    write_port.data[lane].eq(sums[c]),
-                    self.results.payload.data[c].eq(read_port.data[lane]),
-                ]
-            with m.If(written):
-                m.d.sync += write_addr.eq(write_addr + 1)
+        result_sums = Memory(shape=data.ArrayLayout(accumulator_shape(self.config), cols),
+                             depth=depth, init=[])
+        m.submodules.result_sums = result_sums
+        sums_write = result_sums.write_port()
+        sums_read = result_sums.read_port()
+        write_addr = Signal(range(depth))
+        m.d.comb += [
+            sums_write.en.eq(complete),
+            sums_write.addr.eq(write_addr),
+            sums_write.data.eq(Cat(sums)),
+            sums_read.en.eq(read),
+            sums_read.addr.eq(read_addr),
+            self.results.payload.data.eq(sums_read.data),
+        ]
+        with m.If(complete):
+            m.d.sync += write_addr.eq(write_addr + 1)
 
         # The `last` flags are stored in the cycle after their vector is accepted, in order.
         last_flags = Memory(shape=1, depth=depth, init=[])
@@ -245,21 +231,41 @@ class SystolicArray(wiring.Component):
         return m
 
     def _grid(self, m, swap, row_write, row_data):
-        """The grid of LUT or DSP cells; row r's activations enter r cycles late (input skew)
-        and move one cell (a group of DSP cells: a pair, or with ``pe="dsp4"`` four columns, a
-        last group of three being one :class:`DSPProcessingQuad` of three lanes and one of two
-        a pair) to the right a cycle. Returns the bottom row's sums, one per column."""
+        """The grid of LUT or DSP cells. Row r's swap flag reaches all its cells ``r`` cycles
+        after the vector was accepted, its activation (from registers that the row's cells
+        share) one cycle later; partial sums move one row down a cycle, so every column's sum
+        leaves the bottom row ``rows + 2`` cycles after acceptance. Returns those sums, one per
+        column.
+
+        Beyond :data:`FEED_COLUMNS` columns a row's activation register has a second copy, which
+        feeds the right half of the row, so that no register drives the multipliers of a whole
+        row. The copy holds the complement of the code, which its cells undo: Yosys would merge
+        identical copies, and the inversion folds into the LUTs that read it (and into the LUT
+        in the copy's logic cell)."""
         config = self.config
         rows, cols = config.rows, config.cols
+        # A group of DSP cells: a pair, or with pe="dsp4" four columns, a last group of three
+        # being one DSPProcessingQuad of three lanes and one of two a pair.
         width = {"dsp": 2, "dsp4": 4}.get(config.pe, 1)
-        psums = [[None] * cols for _ in range(rows)]    # psum_out of each (row, column)
+        copies = 2 if cols > FEED_COLUMNS else 1
+        above = [0] * cols       # psum_out of the row above, per column
+        payload = self.activations.payload.data
+        act, row_swap = [payload[k] for k in range(rows)], swap   # the codes of rows r and below
         for r in range(rows):
-            act, act_swap = self.activations.payload.data[r], swap
-            for stage in range(r):
-                act_next = Signal(activation_shape(config), name=f"skew_act_{r}_{stage}")
-                swap_next = Signal(name=f"skew_swap_{r}_{stage}")
-                m.d.sync += [act_next.eq(act), swap_next.eq(act_swap)]
-                act, act_swap = act_next, swap_next
+            # Row r's code and those of the rows below, one cycle later. No reset: the swap
+            # flags and the acceptance strobes say what counts.
+            codes = []
+            for g in range(copies):
+                feed = Signal(config.activation_bits, name=f"act_{r}_{g}", reset_less=True)
+                code = Signal(activation_shape(config), name=f"act_{r}_{g}_code")
+                m.d.sync += feed.eq(~Value.cast(act[0]) if g else act[0])
+                m.d.comb += code.eq(~feed if g else feed)
+                codes.append(code)
+            if r + 1 < rows:
+                below = Signal(data.ArrayLayout(activation_shape(config), rows - r - 1),
+                               name=f"skew_{r}", reset_less=True)
+                m.d.sync += below.eq(Cat(act[1:]))
+                act = [below[k] for k in range(rows - r - 1)]
             for c in range(0, cols, width):
                 lanes = range(c, min(c + width, cols))
                 if len(lanes) == 1:
@@ -271,18 +277,21 @@ class SystolicArray(wiring.Component):
                     psum_in, psum_out, weight = cell.psum_in, cell.psum_out, cell.weight
                 m.submodules[f"pe_{r}_{c}"] = cell
                 m.d.comb += [
-                    cell.act_in.eq(act),
-                    cell.swap_in.eq(act_swap),
+                    cell.act_in.eq(codes[c * copies // cols]),
+                    cell.swap_in.eq(row_swap),
                     cell.weight_write.eq(row_write[r]),
                 ]
                 for lane, column in enumerate(lanes):
                     m.d.comb += [
-                        psum_in[lane].eq(psums[r - 1][column] if r else 0),
+                        psum_in[lane].eq(above[column]),
                         weight[lane].eq(row_data[column]),
                     ]
-                    psums[r][column] = psum_out[lane]
-                act, act_swap = cell.act_out, cell.swap_out
-        return psums[rows - 1]
+                    above[column] = psum_out[lane]
+            if r + 1 < rows:
+                swap_next = Signal(name=f"swap_{r + 1}")
+                m.d.sync += swap_next.eq(row_swap)
+                row_swap = swap_next
+        return above
 
     def _serial_grid(self, m, accept, swap, free, row_write, row_data):
         """The grid of bit-serial cells, what feeds it and what ends it.

@@ -109,16 +109,19 @@ class ProcessingElement(wiring.Component):
 
     The cell holds two weight registers: ``shadow``, written by the loader through
     ``weight``/``weight_write`` while the array computes, and ``active``, which the multiplier
-    reads. The shadow is copied into the active register in the cycle an activation arrives with
-    ``swap_in`` set, so a new weight tile takes effect in a wavefront that travels with the
-    activations and vectors in flight keep the tile they started with.
+    reads. ``swap_in`` copies the shadow into the active register at the end of the cycle, so
+    it must come one cycle before the first activation that uses the new weight; the array
+    sends it down the rows with the first vector of a tile, so vectors in flight keep the tile
+    they started with.
 
-    Activations move one cell to the right per cycle, partial sums one cell down.
+    The activation and ``swap_in`` are not passed on: the array gives all cells of a row the
+    same ones in the same cycle (``act_in`` from a register, which the row's cells share);
+    partial sums move one cell down per cycle.
 
-    Latency: an activation present on ``act_in`` in cycle ``t`` is on ``act_out`` in ``t + 1``;
-    its product is registered in ``t + 2`` and added to the partial sum of the cell above,
-    which must be on ``psum_in`` in that cycle, to give ``psum_out`` in ``t + 3``. Throughput:
-    one multiply-accumulate per cycle.
+    Latency: the product of the activation on ``act_in`` in cycle ``t`` is registered in
+    ``t + 1`` and added to the partial sum of the cell above, which must be on ``psum_in`` in
+    that cycle, to give ``psum_out`` in ``t + 2``. Throughput: one multiply-accumulate per
+    cycle.
 
     Parameters
     ----------
@@ -126,8 +129,8 @@ class ProcessingElement(wiring.Component):
 
     Attributes
     ----------
-    act_in, act_out : activation code, entering from the left and leaving to the right.
-    swap_in, swap_out : 1 bit, travels with the activation; set on the first vector of a tile.
+    act_in : activation code, the row's (registered outside the cell).
+    swap_in : 1 bit, the row's; set the cycle before the first vector of a tile arrives.
     psum_in : signed(P), the partial sum from the cell above (0 in the top row).
     psum_out : signed(P), registered ``psum_in + act * weight`` (wrapped or saturated).
     weight, weight_write : the loader's write port into the shadow register.
@@ -140,8 +143,6 @@ class ProcessingElement(wiring.Component):
         super().__init__({
             "act_in":       In(activation_shape(config)),
             "swap_in":      In(1),
-            "act_out":      Out(activation_shape(config)),
-            "swap_out":     Out(1),
             "psum_in":      In(accumulator_shape(config)),
             "psum_out":     Out(accumulator_shape(config)),
             "weight":       In(weight_shape(config)),
@@ -151,8 +152,10 @@ class ProcessingElement(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         config = self.config
-        shadow = Signal(weight_shape(config))
-        active = Signal(weight_shape(config))
+        # The weights have no reset: a reset that overrides an enable costs a LUT on iCE40, and
+        # a tile is written and swapped in before a vector uses it.
+        shadow = Signal(weight_shape(config), reset_less=True)
+        active = Signal(weight_shape(config), reset_less=True)
         product = Signal(product_shape(config))
 
         with m.If(self.weight_write):
@@ -160,9 +163,7 @@ class ProcessingElement(wiring.Component):
         with m.If(self.swap_in):
             m.d.sync += active.eq(shadow)
         m.d.sync += [
-            self.act_out.eq(self.act_in),
-            self.swap_out.eq(self.swap_in),
-            product.eq(self.act_out * active),
+            product.eq(self.act_in * active),
             self.psum_out.eq(accumulate(config, self.psum_in, product)),
         ]
         return m
@@ -172,13 +173,12 @@ class DSPProcessingPair(wiring.Component):
     """Two multiply-accumulate cells of neighbouring columns ``c`` and ``c + 1`` of one row,
     with one multiplier for both (see the module documentation for the packing).
 
-    Both lanes work in the same cycle, with the latency of a :class:`ProcessingElement`: an
-    activation on ``act_in`` in cycle ``t`` is on ``act_out`` in ``t + 1``; both products are
-    made in ``t + 1`` and registered (in the DSP) in ``t + 2``, when both partial sums must be
-    on ``psum_in``, to give ``psum_out`` in ``t + 3``. So in an array the two columns of a pair
-    are not skewed against each other (:func:`~systolix.timing.column_delay`). Both lanes'
-    active weights are swapped in the cycle an activation arrives with ``swap_in``.
-    Throughput: two multiply-accumulates per cycle.
+    Both lanes work in the same cycle, with the latency of a :class:`ProcessingElement`: both
+    products of the activation on ``act_in`` in cycle ``t`` are made in ``t`` and registered
+    (in the DSP) in ``t + 1``, when both partial sums must be on ``psum_in``, to give
+    ``psum_out`` in ``t + 2``. ``swap_in`` swaps both lanes' active weights at the end of its
+    cycle, one cycle before the first activation that uses them. Throughput: two
+    multiply-accumulates per cycle.
 
     Parameters
     ----------
@@ -186,7 +186,7 @@ class DSPProcessingPair(wiring.Component):
 
     Attributes
     ----------
-    act_in, act_out, swap_in, swap_out : as :class:`ProcessingElement`'s.
+    act_in, swap_in : as :class:`ProcessingElement`'s.
     psum_in, psum_out : ``ArrayLayout(signed(P), 2)``, one partial sum per lane.
     weight : ``ArrayLayout(weight_shape, 2)``, the loader's codes of both lanes.
     weight_write : In(1)
@@ -200,8 +200,6 @@ class DSPProcessingPair(wiring.Component):
         super().__init__({
             "act_in":       In(activation_shape(config)),
             "swap_in":      In(1),
-            "act_out":      Out(activation_shape(config)),
-            "swap_out":     Out(1),
             "psum_in":      In(sums),
             "psum_out":     Out(sums),
             "weight":       In(data.ArrayLayout(weight_shape(config), 2)),
@@ -212,8 +210,9 @@ class DSPProcessingPair(wiring.Component):
         m = Module()
         config = self.config
         field = config.product_bits
-        shadow = Signal(data.ArrayLayout(weight_shape(config), 2))
-        active = Signal(Shape(config.dsp_operand_bits, config.product_signed))
+        # No reset on the weights, as in ProcessingElement.
+        shadow = Signal(data.ArrayLayout(weight_shape(config), 2), reset_less=True)
+        active = Signal(Shape(config.dsp_operand_bits, config.product_signed), reset_less=True)
         # The product (all its bits: act * active has 2F + 1), without reset: Yosys can then
         # put this register into the DSP.
         packed = Signal(2 * field + 1, reset_less=True)
@@ -222,11 +221,7 @@ class DSPProcessingPair(wiring.Component):
             m.d.sync += shadow.eq(self.weight)
         with m.If(self.swap_in):
             m.d.sync += active.eq(shadow[0] + (shadow[1] << field))
-        m.d.sync += [
-            self.act_out.eq(self.act_in),
-            self.swap_out.eq(self.swap_in),
-            packed.eq(self.act_out * active),
-        ]
+        m.d.sync += packed.eq(self.act_in * active)
         upper = packed[field:].as_signed()
         if config.product_signed:
             lower = packed[:field].as_signed()
@@ -262,10 +257,11 @@ class DSPProcessingQuad(wiring.Component):
     correction terms).
 
     All lanes work in the same cycle, with the latency of a :class:`ProcessingElement` and of a
-    :class:`DSPProcessingPair`: an activation on ``act_in`` in cycle ``t`` is on ``act_out`` in
-    ``t + 1``; the packed product (in the DSP) and the correction terms (in logic) are
-    registered in ``t + 2``, when the partial sums must be on ``psum_in``, to give
-    ``psum_out`` in ``t + 3``. Throughput: ``lanes`` multiply-accumulates per cycle.
+    :class:`DSPProcessingPair`: the packed product (in the DSP) and the correction terms (in
+    logic) of the activation on ``act_in`` in cycle ``t`` are registered in ``t + 1``, when the
+    partial sums must be on ``psum_in``, to give ``psum_out`` in ``t + 2``. ``swap_in`` swaps
+    the lanes' active weights at the end of its cycle, one cycle before the first activation
+    that uses them. Throughput: ``lanes`` multiply-accumulates per cycle.
 
     Parameters
     ----------
@@ -275,7 +271,7 @@ class DSPProcessingQuad(wiring.Component):
 
     Attributes
     ----------
-    act_in, act_out, swap_in, swap_out : as :class:`ProcessingElement`'s.
+    act_in, swap_in : as :class:`ProcessingElement`'s.
     psum_in, psum_out : ``ArrayLayout(signed(P), lanes)``, one partial sum per lane.
     weight : ``ArrayLayout(weight_shape, lanes)``, the loader's codes of all lanes.
     weight_write : In(1)
@@ -290,8 +286,6 @@ class DSPProcessingQuad(wiring.Component):
         super().__init__({
             "act_in":       In(activation_shape(config)),
             "swap_in":      In(1),
-            "act_out":      Out(activation_shape(config)),
-            "swap_out":     Out(1),
             "psum_in":      In(sums),
             "psum_out":     Out(sums),
             "weight":       In(data.ArrayLayout(weight_shape(config), lanes)),
@@ -304,10 +298,12 @@ class DSPProcessingQuad(wiring.Component):
         spacing, field, signed_ = config.dsp4_spacing, config.product_bits, config.product_signed
         bits = config.packed_operand_bits(lanes)
         width = (lanes - 1) * spacing + field          # T's bits
-        shadow = Signal(data.ArrayLayout(weight_shape(config), lanes))
-        operand = Signal(Shape(bits, signed_))
-        wrapped = Signal()                             # the operand is the sum -+ 2**bits
-        active = Signal(data.ArrayLayout(weight_shape(config), lanes - 1))  # lanes 1..
+        # No reset on the weights, as in ProcessingElement.
+        shadow = Signal(data.ArrayLayout(weight_shape(config), lanes), reset_less=True)
+        operand = Signal(Shape(bits, signed_), reset_less=True)
+        wrapped = Signal(reset_less=True)              # the operand is the sum -+ 2**bits
+        active = Signal(data.ArrayLayout(weight_shape(config), lanes - 1),  # lanes 1..
+                        reset_less=True)
 
         # The exact sum of the packed weights, its range and the operand's.
         packed_weights = sum(shadow[lane] << (lane * spacing) for lane in range(lanes))
@@ -325,7 +321,7 @@ class DSPProcessingQuad(wiring.Component):
 
         # Stage 1: the packed product, all its bits, without reset (so Yosys can put the
         # register into the DSP); the low bits of lanes 1.. and what T subtracts, in logic.
-        act = self.act_out
+        act = self.act_in
         product = act * operand
         packed = Signal(len(product), reset_less=True)
         lows = [Signal(spacing, name=f"low_{lane}", reset_less=True) for lane in range(1, lanes)]
@@ -342,8 +338,6 @@ class DSPProcessingQuad(wiring.Component):
         wrap = Mux(wrapped, act, 0) << bits
         correction = wrap if low < operand_low else -wrap if high > operand_high else 0
         m.d.sync += [
-            self.act_out.eq(self.act_in),
-            self.swap_out.eq(self.swap_in),
             packed.eq(product),
             subtrahend.eq(Cat(Const(0, spacing), *terms) + correction - bias),
         ]

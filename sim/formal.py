@@ -324,7 +324,7 @@ class OverflowHarness(Elaboratable):
             exact = Signal(wide, name=f"exact{r}")
             psum = Signal(signed(config.accumulator_bits), name=f"psum{r}")
             m.d.sync += [shadow.eq(weight), active.eq(shadow),
-                         product.eq(cell.act_out * active), exact.eq(cell.psum_in + product)]
+                         product.eq(act * active), exact.eq(cell.psum_in + product)]
             m.d.comb += psum.eq(cell.psum_out)
             # The interval of the cell's product and of the partial sum after it.
             one, other = weight * act_low, weight * act_high
@@ -417,12 +417,13 @@ def _counterexample(config, trace):
     word = last["weights"]
     column = tuple(_signed(word >> (r * bits) & ((1 << bits) - 1), bits) if signed_codes
                    else word >> (r * bits) & ((1 << bits) - 1) for r in range(rows))
-    # Cell j adds the product of the code it took 3 cycles before cell `row` registers the sum,
-    # minus the rows between them; a code taken in cycle 0 meets the initial (zero) weight.
+    # Cell j adds the product of the code it took 2 cycles before cell `row` registers the sum,
+    # minus the rows between them; a code taken in cycle 0 or 1 meets the initial (zero) active
+    # weight.
     codes = []
     for j in range(rows):
-        step = final - 3 - (row - j)
-        if j > row or step < 1:
+        step = final - 2 - (row - j)
+        if j > row or step < 2:
             codes.append(0)
         else:
             value = steps[step][f"act{j}"]

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from .layer import EXP_BITS, NORM_BITS, ROOT_BITS
 
-__all__ = ["ArrayTiming", "column_delay", "array_timing", "vector_planes", "macs_per_cycle",
+__all__ = ["ArrayTiming", "array_timing", "vector_planes", "macs_per_cycle",
            "REQUANT_LATENCY", "default_requant_lanes", "SOFTMAX_EXP_STAGES",
            "softmax_row_cycles", "softmax_row_latency", "LAYERNORM_OUTPUT_STAGES",
            "LAYERNORM_FACTOR_BITS", "layernorm_root_bits", "layernorm_row_cycles",
@@ -20,26 +20,29 @@ class ArrayTiming(NamedTuple):
     """Cycle counts of a :class:`systolix.hw.array.SystolicArray`, derived from its
     configuration.
 
+    Every row gives its activation (its bit, with bit-serial cells) and its tile-swap flag to
+    all its cells in the same cycle, so all columns write their sums into the one result memory
+    in the same cycle. The loader may take the next tile's first row in the cycle after a
+    tile's first vector is accepted: the swap reaches row ``r`` ``r`` cycles after acceptance
+    (with bit-serial cells, ``r + 1``), and the loader writes row ``r``'s shadow registers
+    ``r + 2`` cycles after it at the earliest, after they were copied.
+
     Attributes
     ----------
     latency : int
         Cycles from the cycle an activation vector is accepted to the first cycle its result is
-        offered on ``results``: ``rows + skew + 4``; ``rows + planes + 3`` with bit-serial cells
+        offered on ``results``: ``rows + 4`` with LUT and DSP cells (row ``r``'s activation
+        register feeds its cells ``r + 1`` cycles after acceptance, the products are registered
+        a cycle later, the bottom row's sums another cycle later, then the buffer's write,
+        level and read registers); ``rows + planes + 3`` with bit-serial cells
         (``pe="serial"``), ``planes`` being the vector's activation bits.
     column_write : int
-        Cycles from acceptance to the cycle column 0 writes the result into the result buffer;
-        column ``c`` writes :func:`column_delay` ``(config, c)`` cycles later.
+        Cycles from acceptance to the cycle every column writes the result into the result
+        buffer: ``rows + 2``; ``rows + planes + 1`` with bit-serial cells.
     result_depth : int
-        Entries of the result buffer, a power of two of at least ``latency + 1``: enough credits
-        to accept a vector every ``interval`` cycles while ``results`` is always ready (with
-        bit-serial cells, for the fastest vectors: ``planes = 1``).
-    load_hold : int
-        Cycles the weight loader waits, after the first vector of a tile is accepted, before it
-        takes the first row of the next tile (so the shadow registers are not overwritten before
-        the new tile's wavefront has copied them): ``max(skew - 2, 0)``.
-    skew : int
-        Cycles between the first and the last column: the last column's
-        :func:`column_delay`.
+        Entries of the result buffer, a power of two of at least ``rows + 5`` (the latency plus
+        one of the fastest vectors): enough credits to accept a vector every ``interval``
+        cycles while ``results`` is always ready.
     interval : int
         Cycles between the vectors the array accepts at full rate: 1, or ``planes`` with
         bit-serial cells.
@@ -47,37 +50,23 @@ class ArrayTiming(NamedTuple):
     latency: int
     column_write: int
     result_depth: int
-    load_hold: int
-    skew: int
     interval: int
-
-
-def column_delay(config, column):
-    """Cycles after column 0 that column ``column`` of an array of ``config`` gets an activation
-    and writes a result: one a column with LUT cells, one a pair of columns with DSP cells
-    (``pe="dsp"``: both columns of a pair work in the same cycle), one a group of four with
-    ``pe="dsp4"``, none with bit-serial cells (``pe="serial"``: a row's activation bit reaches
-    all its cells in the same cycle)."""
-    return {"dsp": column // 2, "dsp4": column // 4, "serial": 0}.get(config.pe, column)
 
 
 def array_timing(config, planes=None):
     """The :class:`ArrayTiming` of an array built from ``config`` (an
     :class:`~systolix.config.ArrayConfig`), for vectors of ``planes`` activation bits with
     bit-serial cells (default ``config.activation_bits``; other cells ignore it)."""
-    skew = column_delay(config, config.cols - 1)
+    depth = 1 << (config.rows + 4).bit_length()
     if config.pe != "serial":
-        latency = config.rows + skew + 4
-        return ArrayTiming(latency=latency, column_write=config.rows + 2,
-                           result_depth=1 << latency.bit_length(),
-                           load_hold=max(skew - 2, 0), skew=skew, interval=1)
+        return ArrayTiming(latency=config.rows + 4, column_write=config.rows + 2,
+                           result_depth=depth, interval=1)
     planes = config.activation_bits if planes is None else planes
     if not 1 <= planes <= config.activation_bits:
         raise ValueError(f"planes must be an integer in 1..{config.activation_bits}, "
                          f"not {planes!r}")
     return ArrayTiming(latency=config.rows + planes + 3, column_write=config.rows + planes + 1,
-                       result_depth=1 << (config.rows + 4).bit_length(), load_hold=0,
-                       skew=0, interval=planes)
+                       result_depth=depth, interval=planes)
 
 
 def vector_planes(config, bits, signed):

@@ -51,16 +51,17 @@ class ArrayModel:
     def __init__(self, config):
         self.config, self.rows = config, config.rows
         self.timing = array_timing(config)
-        self.shadow_full, self.load_row, self.load_hold, self.write_pending = False, 0, 0, False
+        self.shadow_full, self.load_row, self.write_pending = False, 0, False
         self.credits, self.need_swap = self.timing.result_depth, True
-        # Whether a result is complete (its last column written) in each of the coming cycles.
+        # Whether a result is complete (written into the result buffer) in each of the coming
+        # cycles.
         self.completes = deque([False] * (self.timing.latency - 2))
         self.level, self.results_valid = 0, False
         self.busy = 0       # cycles before a bit-serial array's serializer takes a vector
 
     @property
     def weights_ready(self):
-        return not self.shadow_full and self.load_hold == 0
+        return not self.shadow_full
 
     @property
     def activations_ready(self):
@@ -81,13 +82,12 @@ class ArrayModel:
         if take_weight:
             self.shadow_full = self.load_row == self.rows - 1
             self.load_row = (self.load_row + 1) % self.rows
-        self.load_hold = max(self.load_hold - 1, 0)
         if accept:
             timing = array_timing(self.config, planes)
-            self.completes[timing.column_write + timing.skew - 1] = True
+            self.completes[timing.column_write - 1] = True
             self.busy = timing.interval - 1
             if self.need_swap:
-                self.shadow_full, self.load_hold = False, self.timing.load_hold
+                self.shadow_full = False
             self.need_swap = accept_last
         self.level += complete - read
         self.credits += sent - accept
@@ -124,7 +124,7 @@ def simulate_array_cycles(config, tile_lengths, *, weight_offer=None, activation
     if max_cycles is None:
         given = [len(p) for p in (weight_offer, activation_offer, result_ready) if p is not None]
         max_cycles = min(given) if given else (
-            (len(tile_lengths) + 1) * (rows + timing.load_hold + timing.latency + 4)
+            (len(tile_lengths) + 1) * (rows + timing.latency + 4)
             + 2 * sum(array_timing(config, p).interval for p in planes))
     always = np.ones(max_cycles, dtype=bool)
     weight_offer = always if weight_offer is None else weight_offer

@@ -33,7 +33,7 @@ async def replay(dut):
     config = ArrayConfig(**spec["config"])
     vectors = spec["vectors"]
     timing = array_timing(config)
-    cycles = config.rows + len(vectors) + timing.load_hold + 2 * timing.latency + 16
+    cycles = config.rows + len(vectors) + 2 * timing.latency + 16
     weights = [encode(weights_layout(config), row) for row in spec["tile"]]
     activations = [encode(activations_layout(config),
                           activation_beat(config, vector, index == len(vectors) - 1))

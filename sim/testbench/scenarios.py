@@ -135,7 +135,7 @@ def tile_stimulus(config, weights, activations, rng, offer=1.0, ready=1.0, plane
     beats = sum(array_timing(config, p).interval for p in planes) \
         + config.rows * len(activations)
     rate = min(offer, ready)
-    cycles = int(beats / rate * 2) + len(activations) * (timing.load_hold + 4) \
+    cycles = int(beats / rate * 2) + len(activations) * 4 \
         + 2 * timing.latency + 64
     patterns = [rng.random(cycles) < probability for probability in (offer, offer, ready)]
     return Stimulus(weights, activations, expected, overflows, *patterns, planes)

@@ -13,7 +13,6 @@ from systolix.memory_map import save_images
 from systolix.sim.runner import run_cocotb
 from systolix.sim.testbench.scenarios import scenario
 from systolix.sim.transport import design_folder
-from systolix.timing import array_timing
 
 __all__ = ["ARRAY_CONFIGS", "DSP_ARRAY_CONFIGS", "DSP4_ARRAY_CONFIGS", "SERIAL_ARRAY_CONFIGS",
            "array_scenarios",
@@ -93,7 +92,7 @@ def array_scenarios(config, seed=0):
     every stream, every code at either end of its range, mixed extremes, and adversarial tiles
     (which overflow ``P`` bits wherever ``P`` is too narrow for the array)."""
     # Long enough for a tile to be loaded while the previous one computes, and a 1-vector tile.
-    long = array_timing(config).load_hold + config.rows + 8
+    long = config.rows + 8
     return [
         scenario("random", seed=seed, tiles=(long, long, 5, long)),
         scenario("stalls", seed=seed + 1, tiles=(long, 1, 3, long), offer=0.6, ready=0.5),

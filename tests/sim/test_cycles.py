@@ -15,19 +15,19 @@ def test_one_vector_per_cycle_and_documented_latency():
     assert cycles.weights == tuple(range(config.rows))
     # The first vector may start two cycles after the tile's last row.
     assert cycles.activations[0] == config.rows - 1 + 2
-    assert all(r - a == timing.latency == config.rows + config.cols + 3
+    assert all(r - a == timing.latency == config.rows + 4
                for a, r in zip(cycles.activations, cycles.results))
 
 
-@pytest.mark.parametrize("pe, cases", [("dsp", ((8, 3), (9, 4), (1, 0))),
-                                       ("dsp4", ((8, 1), (9, 2), (11, 2), (3, 0)))])
-def test_dsp_cells_shorten_the_latency(pe, cases):
-    """All columns of a DSP pair (of a group of four) work in the same cycle: the skew and the
-    latency are those of half (a quarter) as many columns (a last group may be smaller)."""
-    for cols, skew in cases:
+@pytest.mark.parametrize("pe", ["lut", "dsp", "dsp4"])
+def test_latency_does_not_depend_on_the_columns(pe):
+    """Each row gives its activation to all its cells in the same cycle: every column (with DSP
+    cells, every group, and a last smaller one) finishes in the same cycle, rows + 4 cycles
+    after the vector was accepted."""
+    for cols in (1, 3, 8, 9, 11):
         config = ArrayConfig(rows=8, cols=cols, pe=pe)
         timing = array_timing(config)
-        assert timing.skew == skew and timing.latency == config.rows + skew + 4
+        assert timing.latency == config.rows + 4 and timing.column_write == config.rows + 2
         cycles = simulate_array_cycles(config, [40])
         assert all(r - a == timing.latency for a, r in zip(cycles.activations, cycles.results))
 
@@ -53,9 +53,9 @@ def test_bit_serial_cells_take_a_cycle_a_plane():
 def test_next_tile_loads_while_the_current_one_computes(pe):
     config = ArrayConfig(rows=6, cols=9, pe=pe)
     timing = array_timing(config)
-    # A tile is loaded in load_hold + rows + 2 cycles: as many vectors at 1 cycle each, or
-    # a quarter as many 4-bit vectors on bit-serial cells.
-    long = -(-(timing.load_hold + config.rows + 2) // timing.interval)
+    # A tile is loaded in rows + 2 cycles: as many vectors at 1 cycle each, or a quarter as
+    # many 4-bit vectors on bit-serial cells.
+    long = -(-(config.rows + 2) // timing.interval)
     cycles = simulate_array_cycles(config, [long, long, long])
     assert np.all(np.diff(cycles.activations) == timing.interval)
     # One vector shorter and the array waits for the next tile.

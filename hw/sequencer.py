@@ -48,7 +48,8 @@ class Sequencer(wiring.Component):
     the record's last word, which the gateware does not read, is the only one written in the
     cycle of ``layer_start``), each only as wide as the memories need
     (:class:`~systolix.hw.loops.Bounds`). ``cycles`` counts the header, record and layer cycles
-    of the run (from the cycle after ``start``), ``busy`` is ``~idle``.
+    of the run (from the cycle after ``start``: it holds the last run's count until the
+    header's first cycle, 1 after it), ``busy`` is ``~idle``.
 
     Latency: ``HEADER_WORDS + 1`` cycles from ``start`` to ``header_done``,
     ``len(LAYER_LAYOUTS) + 1`` from ``layer_done`` to the next ``layer_start``, 1 from
@@ -170,7 +171,6 @@ class Sequencer(wiring.Component):
                     m.d.sync += record[index].eq(self.program.data)
 
         def fetch(words):
-            m.d.sync += cycles.eq(cycles + 1)
             with m.If(fetch_count != words):
                 m.d.sync += [fetch_addr.eq(fetch_addr + 1), fetch_count.eq(fetch_count + 1)]
             with m.Else():
@@ -181,16 +181,20 @@ class Sequencer(wiring.Component):
                 # The bits a batch of 1..memories.batch has, not all 16: this test is on the
                 # path from the link's start into every counter of the run.
                 batch_size = start.payload[:len(self.batch_last) + 1]
+                # It enables only batch_last: the fetch counters restart in every idle cycle,
+                # and the run's cycles count from 1 in the header's first (fetch_count 0).
+                m.d.sync += [fetch_addr.eq(0), fetch_count.eq(0)]
                 with m.If(start.valid & (batch_size != 0)):
-                    m.d.sync += [self.batch_last.eq(start.payload - 1), cycles.eq(0),
-                                 fetch_addr.eq(0), fetch_count.eq(0)]
+                    m.d.sync += self.batch_last.eq(start.payload - 1)
                     m.next = "HEADER"
             with m.State("HEADER"):
+                m.d.sync += cycles.eq(Mux(fetch_count == 0, 1, cycles + 1))
                 fetch(HEADER_WORDS)
                 with m.If(fetch_count == HEADER_WORDS):
                     m.d.comb += self.header_done.eq(1)
                     m.next = "RECORD"
             with m.State("RECORD"):
+                m.d.sync += cycles.eq(cycles + 1)
                 fetch(len(LAYER_LAYOUTS))
                 with m.If(fetch_count == len(LAYER_LAYOUTS)):
                     m.d.comb += self.layer_start.eq(1)

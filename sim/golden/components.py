@@ -133,7 +133,8 @@ class Sequencer:
                       self.record["k_tiles"], self.record["n_tiles"])
 
     def _fetch(self, words, following):
-        self.cycles += 1
+        # The run's count starts in the header's first cycle (the last run's until then).
+        self.cycles = 1 if self.state == "HEADER" and self.fetch_count == 0 else self.cycles + 1
         if self.fetch_count != words:
             self.fetch_count += 1
         else:
@@ -143,7 +144,7 @@ class Sequencer:
         """``start``: the batch size on a ``start`` transfer (0 for none or an empty batch)."""
         if self.state == "IDLE":
             if start:
-                self.batch, self.cycles, self.fetch_count, self.layer = start, 0, 0, 0
+                self.batch, self.fetch_count, self.layer = start, 0, 0
                 self.state = "HEADER"
         elif self.state == "HEADER":
             self._fetch(HEADER_WORDS, "RECORD")

@@ -11,7 +11,9 @@ the 8x8 array's fmax should be at least 0.9 of the 2x2 array's.
 
 DSP cells (issue 16): the same table for arrays of DSP cell pairs (``pe="dsp"``, two products
 per SB_MAC16) of :data:`DSP_SIZES`, the largest that the UP5K's 8 DSPs hold, against the same
-reference (target: 2x its MMAC/s per logic cell).
+reference (target: 2x its MMAC/s per logic cell), and for arrays of four-product DSP cells
+(``pe="dsp4"``, four products per SB_MAC16 with correction terms in logic) of
+:data:`DSP4_SIZES` (8x4: the most the UP5K's 8 DSPs hold).
 
 Bit-serial cells (issue 16): the same table for arrays of bit-serial cells (``pe="serial"``) of
 :data:`SERIAL_SIZES`, whose vectors take as many cycles as their activation bits: MMAC/s per logic
@@ -54,7 +56,7 @@ from .tops import board as board_named
 
 from .synth import DesignDoesNotFit, SynthesisError, array_synth_options, synthesize
 
-__all__ = ["REFERENCE", "SIZES", "DSP_SIZES", "SERIAL_SIZES", "SAVINGS", "LARGEST",
+__all__ = ["REFERENCE", "SIZES", "DSP_SIZES", "DSP4_SIZES", "SERIAL_SIZES", "SAVINGS", "LARGEST",
            "LARGEST_ECP5", "run",
            "accumulator_savings", "largest_array"]
 
@@ -67,6 +69,10 @@ SIZES = ((2, 2), (8, 8))
 
 DSP_SIZES = ((2, 2), (4, 4))
 """``(rows, cols)`` of the arrays of DSP cells measured (4x4: the UP5K's 8 SB_MAC16)."""
+
+DSP4_SIZES = ((4, 4), (8, 4))
+"""``(rows, cols)`` of the arrays of four-product DSP cells measured (8x4: the UP5K's 8
+SB_MAC16)."""
 
 SERIAL_SIZES = ((2, 2), (4, 4), (8, 8))
 """``(rows, cols)`` of the arrays of bit-serial cells measured."""
@@ -99,8 +105,8 @@ def _mmacs_per_cell(macs, fmax_mhz, logic_cells):
 
 def run(*, seeds=(1, 2, 3), build_root="build/bench", largest=(LARGEST, LARGEST_ECP5)):
     """Synthesize, place and route the arrays of :data:`SIZES` (LUT cells),
-    :data:`DSP_SIZES` (DSP cells) and :data:`SERIAL_SIZES` (bit-serial cells) and print one
-    table each.
+    :data:`DSP_SIZES` (DSP cell pairs), :data:`DSP4_SIZES` (four-product DSP cells) and
+    :data:`SERIAL_SIZES` (bit-serial cells) and print one table each.
 
     The builds run in parallel, one per CPU core. The tables of :func:`accumulator_savings`
     and of :func:`largest_array` for each of ``largest`` follow.
@@ -117,11 +123,12 @@ def run(*, seeds=(1, 2, 3), build_root="build/bench", largest=(LARGEST, LARGEST_
     Returns
     -------
     list of (ArrayConfig, list of SynthesisResult)
-        The measured arrays, those of :data:`SIZES`, of :data:`DSP_SIZES` then of
-        :data:`SERIAL_SIZES`, with one result per seed.
+        The measured arrays, those of :data:`SIZES`, of :data:`DSP_SIZES`, of
+        :data:`DSP4_SIZES` then of :data:`SERIAL_SIZES`, with one result per seed.
     """
     tables = ([replace(_BASE, rows=rows, cols=cols) for rows, cols in SIZES],
               [replace(_BASE, rows=rows, cols=cols, pe="dsp") for rows, cols in DSP_SIZES],
+              [replace(_BASE, rows=rows, cols=cols, pe="dsp4") for rows, cols in DSP4_SIZES],
               [replace(_BASE, rows=rows, cols=cols, pe="serial") for rows, cols in SERIAL_SIZES])
 
     def build(config, seed):
@@ -142,7 +149,7 @@ def run(*, seeds=(1, 2, 3), build_root="build/bench", largest=(LARGEST, LARGEST_
           f"{', '.join(map(str, seeds))}")
     header = (f"{'array':<26}{'LCs':>6}{'harness':>9}{'LUT4':>6}{'FF':>6}{'carry':>7}"
               f"{'BRAM':>6}{'DSP':>5}{'fmax MHz':>10}{'range':>13}{'MMAC/s/LC':>11}{'vs ref':>8}")
-    for kind, table in zip(("LUT cells", "DSP cells"), measured):
+    for kind, table in zip(("LUT cells", "DSP cells", "Four-product DSP cells"), measured):
         print(header)
         print("-" * len(header))
         medians, density = [], []
@@ -171,13 +178,13 @@ def run(*, seeds=(1, 2, 3), build_root="build/bench", largest=(LARGEST, LARGEST_
     lut_density = {(config.rows, config.cols): _mmacs_per_cell(
         config.rows * config.cols, statistics.median(result.fmax_mhz for result in results),
         results[0].logic_cells) for config, results in measured[0]}
-    serial_table(measured[2], seeds, reference, lut_density)
+    serial_table(measured[3], seeds, reference, lut_density)
     print()
     accumulator_savings(seed=seeds[0], build_root=build_root)
     for spec in largest:
         print()
         largest_array(spec, seed=seeds[0], build_root=build_root)
-    return measured[0] + measured[1] + measured[2]
+    return measured[0] + measured[1] + measured[2] + measured[3]
 
 
 def serial_table(measured, seeds, reference, lut_density):

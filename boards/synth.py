@@ -127,21 +127,22 @@ FAMILIES = {
 
 
 def choose_pe(config, family="ice40", device=None, dsps=None):
-    """``config`` with the processing element that suits ``family`` and ``device``: ``"dsp4"``
-    (four products per DSP) where its packed operand
+    """``config`` with the processing element that suits ``family`` and ``device``: ``"dsp"``
+    (two products per DSP) where its packed operand
+    (:attr:`~systolix.config.ArrayConfig.dsp_operand_bits`) and the activation fit one DSP
+    multiplier (16 bits on an iCE40 UltraPlus, 18 on an ECP5), the packed product is wide
+    enough for Yosys to map it to a DSP (on iCE40 11 bits: ``W + A`` of at least 5), the array
+    has at least two columns and its ``rows * (cols // 2)`` multipliers fit ``dsps`` (default:
+    all of the device's); else ``"dsp4"`` (four products per DSP) where its operand
     (:attr:`~systolix.config.ArrayConfig.dsp4_operand_bits`, or of three lanes for three
-    columns) and the activation fit one DSP multiplier (16 bits on an iCE40 UltraPlus, 18 on an
-    ECP5), the product is wide enough for Yosys to map it to a DSP (on iCE40 11 bits), the
-    array has at least three columns and its multipliers (per row ``cols // 4``, and one for a
-    last group of two or three columns) fit ``dsps`` (default: all of the device's); else
-    ``"dsp"`` (two products per DSP) where its operand
-    (:attr:`~systolix.config.ArrayConfig.dsp_operand_bits`; ``2 * (W + A) + 1 >= 11`` on iCE40)
-    fits likewise, the array has at least two columns and its ``rows * (cols // 2)``
-    multipliers fit; ``"lut"`` otherwise. Four products a DSP take fewer DSPs a MAC, two fewer
-    logic cells (no correction terms).
+    columns) fits likewise, the array has at least three columns and its multipliers (per row
+    ``cols // 4``, and one for a last group of two or three columns) fit; ``"lut"`` otherwise.
 
-    (On ECP5 ``synth_ecp5`` puts even a ``"lut"`` cell's multiplier into a MULT18X18D of its
-    own, so there ``"dsp"`` halves the DSPs an array takes and ``"dsp4"`` quarters them.)
+    Pairs come first: where both fit, four-product cells save DSPs but cost more logic cells
+    (their correction terms and a pipeline stage) and clock lower (docs/array.md); they give
+    the arrays that pairs cannot fit twice the MACs per DSP. (On ECP5 ``synth_ecp5`` puts even
+    a ``"lut"`` cell's multiplier into a MULT18X18D of its own, so there ``"dsp"`` halves the
+    DSPs an array takes and ``"dsp4"`` quarters them.)
 
     Parameters
     ----------
@@ -157,16 +158,17 @@ def choose_pe(config, family="ice40", device=None, dsps=None):
     check_choice("device", device, spec.devices)
     available = spec.dsp_counts.get(device, 0) if dsps is None else dsps
     activation_fits = config.activation_bits + 1 <= spec.dsp_operand_bits
+    if (config.cols >= 2 and config.dsp_operand_bits <= spec.dsp_operand_bits
+            and activation_fits and 2 * config.product_bits + 1 >= spec.dsp_min_product_bits
+            and config.rows * (config.cols // 2) <= available):
+        return replace(config, pe="dsp")
     if config.cols >= 3 and activation_fits:
         operand = config.packed_operand_bits(min(config.cols, 4))
         if (operand <= spec.dsp_operand_bits
                 and config.activation_bits + operand >= spec.dsp_min_product_bits
                 and config.rows * (config.cols // 4 + int(config.cols % 4 >= 2)) <= available):
             return replace(config, pe="dsp4")
-    fits = (config.cols >= 2 and config.dsp_operand_bits <= spec.dsp_operand_bits
-            and activation_fits and 2 * config.product_bits + 1 >= spec.dsp_min_product_bits
-            and config.rows * (config.cols // 2) <= available)
-    return replace(config, pe="dsp" if fits else "lut")
+    return replace(config, pe="lut")
 
 
 def array_synth_options(config, family):

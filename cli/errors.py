@@ -529,6 +529,10 @@ CASES = (
          ("sim", "--config", "8x8-W8s-A8u-P16-wrap-dsp4"),
          "pe 'dsp4' needs a packed operand of at most 18 bits (a DSP multiplier's), not 32 "
          "(weight and activation bits 8 and 8); use pe 'dsp'"),
+    Case("sim-config-dsp4-one-column", "--config of four-product DSP cells in one column",
+         ("sim", "--config", "8x1-W4s-A4u-P12-wrap-dsp4"),
+         "pe 'dsp4' needs at least 2 columns (a column alone would be a LUT cell a cycle "
+         "faster), not 1"),
     Case("sim-config-narrow-accumulator", "--config whose accumulator no A2Q+ weight fits",
          ("sim", "--config", "8x8-W4s-A4u-P4-wrap"),
          "--config 8x8-W4s-A4u-P4-wrap: cannot quantize --workload digits-mlp for it: "

@@ -12,8 +12,8 @@ from systolix.timing import array_timing
 from .mac import (DSPProcessingPair, DSPProcessingQuad, ProcessingElement,
                   SerialProcessingElement, accumulator_shape, activation_shape)
 
-__all__ = ["FEED_COLUMNS", "count_up_down", "activations_layout", "activation_beat", "results_layout",
-           "SystolicArray"]
+__all__ = ["FEED_COLUMNS", "count_up_down", "column_groups", "activations_layout",
+           "activation_beat", "results_layout", "SystolicArray"]
 
 
 FEED_COLUMNS = 4
@@ -35,6 +35,26 @@ def count_up_down(m, counter, nonzero, up, down):
         m.d.sync += [counter.eq(increment), nonzero.eq(1)]
     with m.Elif(down & ~up):
         m.d.sync += [counter.eq(decrement), nonzero.eq(counter != 1)]
+
+
+def column_groups(config):
+    """The columns of an array of LUT or DSP cells that share a cell, as ranges, left to right:
+    one column each with LUT cells; pairs with ``pe="dsp"`` (an odd last column a LUT cell);
+    groups of four with ``pe="dsp4"``, a last one of two or three, or of three and two where
+    one column is left: all four-product cells, whose latency differs from the others'
+    (:data:`~systolix.timing.DSP4_EXTRA_LATENCY`)."""
+    cols = config.cols
+    if config.pe == "dsp":
+        sizes = [2] * (cols // 2) + [1] * (cols % 2)
+    elif config.pe == "dsp4":
+        quads, rest = divmod(cols, 4)
+        sizes = [4] * quads + ([rest] if rest else [])
+        if rest == 1:
+            sizes[-2:] = [3, 2]
+    else:
+        sizes = [1] * cols
+    starts = [sum(sizes[:group]) for group in range(len(sizes))]
+    return [range(start, start + size) for start, size in zip(starts, sizes)]
 
 
 def activations_layout(config):
@@ -93,7 +113,8 @@ class SystolicArray(wiring.Component):
     cycles.
 
     Latency: ``rows + 4`` cycles from the cycle a vector is accepted to the first cycle its
-    result is valid; ``rows + planes + 3`` with bit-serial cells
+    result is valid (``rows + 5`` with four-product DSP cells, ``pe="dsp4"``);
+    ``rows + planes + 3`` with bit-serial cells
     (:func:`~systolix.timing.array_timing`). A vector that starts a tile is accepted no earlier
     than 2 cycles after the tile's last row.
 
@@ -244,9 +265,6 @@ class SystolicArray(wiring.Component):
         in the copy's logic cell)."""
         config = self.config
         rows, cols = config.rows, config.cols
-        # A group of DSP cells: a pair, or with pe="dsp4" four columns, a last group of three
-        # being one DSPProcessingQuad of three lanes and one of two a pair.
-        width = {"dsp": 2, "dsp4": 4}.get(config.pe, 1)
         copies = 2 if cols > FEED_COLUMNS else 1
         above = [0] * cols       # psum_out of the row above, per column
         payload = self.activations.payload.data
@@ -266,14 +284,14 @@ class SystolicArray(wiring.Component):
                                name=f"skew_{r}", reset_less=True)
                 m.d.sync += below.eq(Cat(act[1:]))
                 act = [below[k] for k in range(rows - r - 1)]
-            for c in range(0, cols, width):
-                lanes = range(c, min(c + width, cols))
+            for lanes in column_groups(config):
+                c = lanes.start
                 if len(lanes) == 1:
                     cell = ProcessingElement(config)
                     psum_in, psum_out, weight = [cell.psum_in], [cell.psum_out], [cell.weight]
                 else:
-                    cell = (DSPProcessingPair(config) if len(lanes) == 2
-                            else DSPProcessingQuad(config, len(lanes)))
+                    cell = (DSPProcessingQuad(config, len(lanes)) if config.pe == "dsp4"
+                            else DSPProcessingPair(config))
                     psum_in, psum_out, weight = cell.psum_in, cell.psum_out, cell.weight
                 m.submodules[f"pe_{r}_{c}"] = cell
                 m.d.comb += [

@@ -252,22 +252,25 @@ def low_product(config, weight, act):
 
 
 class DSPProcessingQuad(wiring.Component):
-    """Three or four multiply-accumulate cells of neighbouring columns of one row with one
+    """Two to four multiply-accumulate cells of neighbouring columns of one row with one
     multiplier for all (``pe="dsp4"``; see the module documentation for the packing and its
     correction terms).
 
-    All lanes work in the same cycle, with the latency of a :class:`ProcessingElement` and of a
-    :class:`DSPProcessingPair`: the packed product (in the DSP) and the correction terms (in
-    logic) of the activation on ``act_in`` in cycle ``t`` are registered in ``t + 1``, when the
-    partial sums must be on ``psum_in``, to give ``psum_out`` in ``t + 2``. ``swap_in`` swaps
-    the lanes' active weights at the end of its cycle, one cycle before the first activation
-    that uses them. Throughput: ``lanes`` multiply-accumulates per cycle.
+    All lanes work in the same cycle, one cycle later than a :class:`ProcessingElement` or a
+    :class:`DSPProcessingPair` (:data:`~systolix.timing.DSP4_EXTRA_LATENCY`): the packed
+    product (in the DSP) and the low products (in logic) of the activation on ``act_in`` in
+    cycle ``t`` are registered in ``t + 1``, the products taken apart in ``t + 2``, when the
+    partial sums must be on ``psum_in``, to give ``psum_out`` in ``t + 3``. (Subtracting the
+    correction terms and accumulating in one cycle took the clock of a 4x4 array on the UP5K
+    from 70 to 44 MHz: two carry chains in a row.) ``swap_in`` swaps the lanes' active weights
+    at the end of its cycle, one cycle before the first activation that uses them. Throughput:
+    ``lanes`` multiply-accumulates per cycle.
 
     Parameters
     ----------
     config : ArrayConfig
     lanes : int
-        Columns, 3 or 4 (2 work too, but :class:`DSPProcessingPair` needs no correction).
+        Columns, 2 to 4.
 
     Attributes
     ----------
@@ -305,46 +308,59 @@ class DSPProcessingQuad(wiring.Component):
         active = Signal(data.ArrayLayout(weight_shape(config), lanes - 1),  # lanes 1..
                         reset_less=True)
 
-        # The exact sum of the packed weights, its range and the operand's.
-        packed_weights = sum(shadow[lane] << (lane * spacing) for lane in range(lanes))
-        low, high = (sum(code << (lane * spacing) for lane in range(lanes))
-                     for code in config.weight_range)
-        operand_low, operand_high = code_range(bits, signed_)
+        # The sum of the packed weights, in one bit more than the operand: it wraps where
+        # that bit differs from the operand's top bit (signed), or is set (unsigned). Where
+        # the codes fit their fields (W <= s), it is their bits side by side less each sign
+        # bit's weight, 2**W (one subtraction instead of an adder per lane).
+        packed_weights = Signal(Shape(bits + 1, signed_))
+        codes = [Value.cast(shadow[lane]) for lane in range(lanes)]
+        if config.weight_bits <= spacing:
+            fields = [Cat(code.as_unsigned(), Const(0, spacing - config.weight_bits))
+                      for code in codes[:-1]]
+            side_by_side = Cat(*fields, codes[-1].as_unsigned())
+            if config.weight_signed:
+                signs = [Const(0, 1)] * ((lanes - 1) * spacing + config.weight_bits + 1)
+                for lane, code in enumerate(codes):
+                    signs[lane * spacing + config.weight_bits] = code[-1]
+                side_by_side = side_by_side - Cat(*signs)
+            m.d.comb += packed_weights.eq(side_by_side)
+        else:
+            m.d.comb += packed_weights.eq(sum(code << (lane * spacing)
+                                              for lane, code in enumerate(codes)))
         with m.If(self.weight_write):
             m.d.sync += shadow.eq(self.weight)
         with m.If(self.swap_in):
             m.d.sync += [
                 operand.eq(packed_weights),
-                wrapped.eq((packed_weights < operand_low) | (packed_weights > operand_high)),
+                wrapped.eq(packed_weights[bits] ^ packed_weights[bits - 1] if signed_
+                           else packed_weights[bits]),
                 active.eq(shadow.as_value()[config.weight_bits:]),
             ]
 
         # Stage 1: the packed product, all its bits, without reset (so Yosys can put the
-        # register into the DSP); the low bits of lanes 1.. and what T subtracts, in logic.
+        # register into the DSP); the low bits of lanes 1.. and the activation times 2**bits
+        # where the weights' sum wraps (R misses it where the sum is below the operand's range,
+        # the operand being the sum + 2**bits, and has it too much where it is above), in logic.
         act = self.act_in
         product = act * operand
         packed = Signal(len(product), reset_less=True)
         lows = [Signal(spacing, name=f"low_{lane}", reset_less=True) for lane in range(1, lanes)]
-        subtrahend = Signal(width, reset_less=True)
-        terms = []
-        for lane, low_reg in zip(range(1, lanes), lows):
-            low_value = low_product(config, active[lane - 1], act)
-            m.d.sync += low_reg.eq(low_value)
-            terms.append(low_value)
-        bias = (sum(1 << ((lane + 2) * spacing - 1) for lane in range(lanes - 1))
-                if signed_ else 0)
-        # R misses act * 2**bits where the weights' sum is below the operand's range (the
-        # operand is the sum + 2**bits) and has it too much where it is above.
-        wrap = Mux(wrapped, act, 0) << bits
-        correction = wrap if low < operand_low else -wrap if high > operand_high else 0
+        lowest = sum(config.weight_range[0] << (lane * spacing) for lane in range(lanes))
+        below = lowest < code_range(bits, signed_)[0]
+        wrap = Signal(Shape(len(act) + 1, True), reset_less=True)
         m.d.sync += [
             packed.eq(product),
-            subtrahend.eq(Cat(Const(0, spacing), *terms) + correction - bias),
+            [low.eq(low_product(config, active[lane - 1], act))
+             for lane, low in zip(range(1, lanes), lows)],
+            wrap.eq(Mux(wrapped, act if below else -act, 0)),
         ]
 
-        # Stage 2: T (+ B) and its fields, accumulated.
+        # Stage 2: T + B (B: the bias, where products are signed) and its fields, the products.
+        bias = (sum(1 << ((lane + 2) * spacing - 1) for lane in range(lanes - 1))
+                if signed_ else 0)
         total = Signal(width)
-        m.d.comb += total.eq(packed[:width] - subtrahend)
+        m.d.comb += total.eq(packed[:width] - (Cat(Const(0, spacing), *lows) + (wrap << bits)
+                                               - bias))
 
         def field_value(start, stop, biased):
             value = total[start:stop]
@@ -354,15 +370,17 @@ class DSPProcessingQuad(wiring.Component):
                 value = Cat(value[:-1], ~value[-1])
             return value.as_signed()
 
-        for lane in range(lanes):
-            if lane == 0:
-                addend = field_value(0, 2 * spacing, biased=True)
-            else:
-                start = (lane + 1) * spacing
-                stop = start + (spacing if lane < lanes - 1 else field - spacing)
-                high_part = field_value(start, stop, biased=lane < lanes - 1)
-                addend = Cat(lows[lane - 1], high_part)
-                addend = addend.as_signed() if signed_ else addend
+        products = [Signal(product_shape(config), name=f"product_{lane}", reset_less=True)
+                    for lane in range(lanes)]
+        m.d.sync += products[0].eq(field_value(0, 2 * spacing, biased=True))
+        for lane in range(1, lanes):
+            start = (lane + 1) * spacing
+            stop = start + (spacing if lane < lanes - 1 else field - spacing)
+            high_part = field_value(start, stop, biased=lane < lanes - 1)
+            m.d.sync += products[lane].eq(Cat(lows[lane - 1], high_part))
+
+        # Stage 3: accumulated.
+        for lane, addend in enumerate(products):
             m.d.sync += self.psum_out[lane].eq(accumulate(config, self.psum_in[lane], addend))
         return m
 

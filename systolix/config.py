@@ -118,6 +118,9 @@ class ArrayConfig:
             raise ValueError(f"pe 'serial' needs overflow 'wrap' (a bit-serial sum is built "
                              f"plane by plane, so clamping after every addition cannot be "
                              f"exact), not {self.overflow!r}")
+        if self.pe == "dsp4" and self.cols < 2:
+            raise ValueError(f"pe 'dsp4' needs at least 2 columns (a column alone would be a "
+                             f"LUT cell a cycle faster), not {self.cols}")
         if self.pe == "dsp4" and self.dsp4_operand_bits > DSP_OPERAND_BITS:
             raise ValueError(f"pe 'dsp4' needs a packed operand of at most {DSP_OPERAND_BITS} "
                              f"bits (a DSP multiplier's), not {self.dsp4_operand_bits} "

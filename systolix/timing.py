@@ -9,8 +9,8 @@ from typing import NamedTuple
 
 from .layer import EXP_BITS, NORM_BITS, ROOT_BITS
 
-__all__ = ["ArrayTiming", "array_timing", "vector_planes", "macs_per_cycle",
-           "REQUANT_LATENCY", "default_requant_lanes", "SOFTMAX_EXP_STAGES",
+__all__ = ["ArrayTiming", "DSP4_EXTRA_LATENCY", "array_timing", "vector_planes",
+           "macs_per_cycle", "REQUANT_LATENCY", "default_requant_lanes", "SOFTMAX_EXP_STAGES",
            "softmax_row_cycles", "softmax_row_latency", "LAYERNORM_OUTPUT_STAGES",
            "LAYERNORM_FACTOR_BITS", "layernorm_root_bits", "layernorm_row_cycles",
            "layernorm_row_latency"]
@@ -34,14 +34,16 @@ class ArrayTiming(NamedTuple):
         offered on ``results``: ``rows + 4`` with LUT and DSP cells (row ``r``'s activation
         register feeds its cells ``r + 1`` cycles after acceptance, the products are registered
         a cycle later, the bottom row's sums another cycle later, then the buffer's write,
-        level and read registers); ``rows + planes + 3`` with bit-serial cells
+        level and read registers; :data:`DSP4_EXTRA_LATENCY` more with ``pe="dsp4"``);
+        ``rows + planes + 3`` with bit-serial cells
         (``pe="serial"``), ``planes`` being the vector's activation bits.
     column_write : int
         Cycles from acceptance to the cycle every column writes the result into the result
-        buffer: ``rows + 2``; ``rows + planes + 1`` with bit-serial cells.
+        buffer: ``rows + 2`` (plus :data:`DSP4_EXTRA_LATENCY` with ``pe="dsp4"``);
+        ``rows + planes + 1`` with bit-serial cells.
     result_depth : int
         Entries of the result buffer, a power of two of at least ``rows + 5`` (the latency plus
-        one of the fastest vectors): enough credits to accept a vector every ``interval``
+        one of the fastest vectors; one more with ``pe="dsp4"``): enough credits to accept a vector every ``interval``
         cycles while ``results`` is always ready.
     interval : int
         Cycles between the vectors the array accepts at full rate: 1, or ``planes`` with
@@ -53,13 +55,20 @@ class ArrayTiming(NamedTuple):
     interval: int
 
 
+DSP4_EXTRA_LATENCY = 1
+"""Cycles a four-product DSP cell (``pe="dsp4"``, :class:`systolix.hw.mac.DSPProcessingQuad`)
+takes more than the other cells from its activation to its partial sum: the correction terms
+are subtracted in a stage of their own."""
+
+
 def array_timing(config, planes=None):
     """The :class:`ArrayTiming` of an array built from ``config`` (an
     :class:`~systolix.config.ArrayConfig`), for vectors of ``planes`` activation bits with
     bit-serial cells (default ``config.activation_bits``; other cells ignore it)."""
-    depth = 1 << (config.rows + 4).bit_length()
+    extra = DSP4_EXTRA_LATENCY if config.pe == "dsp4" else 0
+    depth = 1 << (config.rows + 4 + extra).bit_length()
     if config.pe != "serial":
-        return ArrayTiming(latency=config.rows + 4, column_write=config.rows + 2,
+        return ArrayTiming(latency=config.rows + 4 + extra, column_write=config.rows + 2 + extra,
                            result_depth=depth, interval=1)
     planes = config.activation_bits if planes is None else planes
     if not 1 <= planes <= config.activation_bits:

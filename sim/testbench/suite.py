@@ -64,12 +64,13 @@ DSP_ARRAY_CONFIGS = tuple(ArrayConfig.from_name(name) for name in (
 
 
 #: Arrays of four-product DSP cells (``pe="dsp4"``): either signedness, groups of four, three
-#: (7 columns) and two (6 columns), both overflow modes, the 8x8 W4/A4 array. The first runs in
-#: the default test tier.
+#: (7 columns), two (6 columns), three and two (5 columns), both overflow modes, the 8x8 W4/A4
+#: array. The first runs in the default test tier.
 DSP4_ARRAY_CONFIGS = tuple(ArrayConfig.from_name(name) for name in (
     "4x4-W4s-A4u-P12-wrap-dsp4",
     "3x7-W4s-A4s-P9-saturate-dsp4",
     "5x6-W3u-A5s-P11-wrap-dsp4",
+    "3x5-W4u-A4s-P10-saturate-dsp4",
     "8x8-W4s-A4u-P16-wrap-dsp4",
 ))
 

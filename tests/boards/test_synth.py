@@ -147,7 +147,7 @@ def test_four_product_cells_use_one_dsp_per_group(tmp_path, family):
     """A 2x4 W4/A4 array of four-product DSP cells maps each group's packed multiplier to one
     DSP (SB_MAC16, MULT18X18D) and the correction terms to logic (no DSP)."""
     config = choose_pe(ArrayConfig(rows=2, cols=4, weight_bits=4, activation_bits=4,
-                                   accumulator_bits=16), family)
+                                   accumulator_bits=16), family, dsps=2)
     assert config.pe == "dsp4"
     result = synthesize(SystolicArray(config), family=family, place=False,
                         build_dir=tmp_path, name="array",

@@ -15,7 +15,7 @@ from amaranth.sim import Simulator
 
 from systolix.codec import decode, encode
 from systolix.config import ArrayConfig
-from systolix.hw.array import SystolicArray, results_layout
+from systolix.hw.array import SystolicArray, column_groups, results_layout
 from systolix.memory_map import weights_layout
 from systolix.sim.golden.cycles import simulate_array_cycles
 from systolix.sim.testbench.scenarios import activation_words, make_stimulus, scenario
@@ -23,12 +23,12 @@ from systolix.sim.testbench.suite import array_scenarios
 
 # 1x1, non-square both ways, wrap and saturate, accumulators that overflow; bit-serial cells
 # with signed and unsigned codes and random bit-planes per vector; four-product DSP cells (a
-# group of four columns and one of three).
+# group of four columns and one of three; one of three and one of two).
 CONFIGS = ["1x1-W2s-A2s-P3-wrap", "1x1-W8s-A8s-P12-saturate", "3x5-W2s-A3u-P6-saturate",
            "5x3-W3u-A2s-P7-wrap", "4x4-W4s-A4s-P8-saturate", "2x6-W8s-A8u-P14-wrap",
            "1x1-W2s-A2s-P3-wrap-serial", "3x5-W2s-A3u-P6-wrap-serial",
            "4x4-W4s-A4s-P8-wrap-serial", "2x6-W8u-A8s-P9-wrap-serial",
-           "3x7-W4s-A4u-P9-saturate-dsp4"]
+           "3x7-W4s-A4u-P9-saturate-dsp4", "2x5-W3u-A5s-P8-wrap-dsp4"]
 
 
 def run_scenario(config, spec, *, array=None):
@@ -130,3 +130,16 @@ def test_the_check_catches_a_wrong_array():
 def test_bad_config_is_refused():
     with pytest.raises(TypeError, match=r"^config must be an ArrayConfig, not 3$"):
         SystolicArray(3)
+
+
+def test_column_groups():
+    """Four-product cells take all columns, in groups of two to four (one column left over
+    makes the last two groups three and two); pairs leave an odd column to a LUT cell."""
+    groups = [list(map(len, column_groups(ArrayConfig(cols=cols, pe="dsp4"))))
+              for cols in (2, 3, 4, 5, 6, 7, 9)]
+    assert groups == [[2], [3], [4], [3, 2], [4, 2], [4, 3], [4, 3, 2]]
+    assert column_groups(ArrayConfig(cols=3, pe="dsp")) == [range(0, 2), range(2, 3)]
+    assert column_groups(ArrayConfig(cols=2)) == [range(0, 1), range(1, 2)]
+    with pytest.raises(ValueError, match=r"^pe 'dsp4' needs at least 2 columns \(a column "
+                                         r"alone would be a LUT cell a cycle faster\), not 1$"):
+        ArrayConfig(cols=1, pe="dsp4")

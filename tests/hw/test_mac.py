@@ -23,6 +23,7 @@ from systolix.config import ArrayConfig, code_range
 from systolix.hw.mac import (DSPProcessingPair, DSPProcessingQuad, ProcessingElement,
                              product_shape)
 from systolix.sim.golden.array import accumulate
+from systolix.timing import DSP4_EXTRA_LATENCY
 
 
 def golden_step(config, partial_sum, weight, activation):
@@ -155,12 +156,12 @@ def test_golden_step_is_the_golden_accumulate():
     assert golden_step(wrap, 30, 7, 7) == int(np.int64(30 + 49 + 32) % 64 - 32)
 
 
-def run_group_steps(cell, steps):
+def run_group_steps(cell, steps, delay=0):
     """Send ``steps`` (``(weights, activation, partial_sums)``, a weight and a partial sum per
     lane) through a :class:`DSPProcessingPair` or :class:`DSPProcessingQuad`, one a cycle, each
     with its own weights (swapped in the cycle before its activation) and its partial sums on
-    ``psum_in`` 1 cycle after the activation; return each step's ``psum_out`` (a tuple) 2
-    cycles after."""
+    ``psum_in`` ``1 + delay`` cycles after the activation; return each step's ``psum_out`` (a
+    tuple) ``2 + delay`` cycles after."""
     lanes = len(steps[0][0])
     outputs = []
 
@@ -168,17 +169,18 @@ def run_group_steps(cell, steps):
         ctx.set(cell.weight, list(steps[0][0]))
         ctx.set(cell.weight_write, 1)
         await ctx.tick()
-        for cycle in range(len(steps) + 3):
+        for cycle in range(len(steps) + 3 + delay):
             following = steps[cycle + 1] if cycle + 1 < len(steps) else None
             ctx.set(cell.weight_write, following is not None)
             if following is not None:
                 ctx.set(cell.weight, list(following[0]))
             ctx.set(cell.swap_in, cycle < len(steps))
             ctx.set(cell.act_in, steps[cycle - 1][1] if 1 <= cycle <= len(steps) else 0)
-            ctx.set(cell.psum_in, list(steps[cycle - 2][2]) if 2 <= cycle < len(steps) + 2
+            summed = cycle - 2 - delay
+            ctx.set(cell.psum_in, list(steps[summed][2]) if 0 <= summed < len(steps)
                     else [0] * lanes)
             _, _, psum_out = await ctx.tick().sample(cell.psum_out)
-            if cycle >= 3:
+            if cycle >= 3 + delay:
                 outputs.append(tuple(psum_out))
 
     sim = Simulator(cell)
@@ -273,12 +275,12 @@ def packed_products(config, lanes, weights, act):
 def test_quad_packing_every_code_combination(weight_bits, activation_bits):
     """The packing arithmetic (numpy, as :class:`DSPProcessingQuad` computes it) recovers
     every product of every combination of four weights and an activation, of either
-    signedness, for 3 and 4 lanes; the operand is 16 bits at W4/A4."""
+    signedness, for 2, 3 and 4 lanes; the operand is 16 bits at W4/A4."""
     for weight_signed, activation_signed in itertools.product((False, True), repeat=2):
         config = ArrayConfig(weight_bits=weight_bits, weight_signed=weight_signed,
                              activation_bits=activation_bits,
                              activation_signed=activation_signed)
-        for lanes in (3, 4):
+        for lanes in (2, 3, 4):
             codes = np.arange(config.weight_range[0], config.weight_range[1] + 1)
             acts = np.arange(config.activation_range[0], config.activation_range[1] + 1)
             *weights, act = (grid.ravel() for grid in np.meshgrid(
@@ -293,7 +295,7 @@ def run_quad(config, lanes, steps):
     """:func:`run_group_steps` of a :class:`DSPProcessingQuad` and the golden model's sums."""
     want = [tuple(golden_step(config, psum, w, x) for w, psum in zip(weights, psums))
             for weights, x, psums in steps]
-    return run_group_steps(DSPProcessingQuad(config, lanes), steps), want
+    return run_group_steps(DSPProcessingQuad(config, lanes), steps, DSP4_EXTRA_LATENCY), want
 
 
 @pytest.mark.parametrize("weight_bits, activation_bits", [
@@ -323,7 +325,9 @@ def test_quad_every_code_combination(weight_bits, activation_bits):
                                          ("1x4-W4u-A4s-P12-wrap-dsp4", 4),
                                          ("1x4-W4u-A4u-P10-saturate-dsp4", 4),
                                          ("1x3-W4s-A4u-P12-wrap-dsp4", 3),
-                                         ("1x4-W5s-A3u-P14-saturate-dsp4", 4)])
+                                         ("1x4-W5s-A3u-P14-saturate-dsp4", 4),
+                                         ("1x4-W3u-A5s-P11-wrap-dsp4", 4),
+                                         ("1x2-W4u-A4s-P10-saturate-dsp4", 2)])
 def test_quad_random_codes(name, lanes):
     """Random codes, the weights' extremes against every activation and every code of one
     lane against every activation (the others random), both overflow modes."""

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from systolix.config import ArrayConfig
-from systolix.timing import array_timing, macs_per_cycle
+from systolix.timing import DSP4_EXTRA_LATENCY, array_timing, macs_per_cycle
 from systolix.sim.golden.cycles import simulate_array_cycles
 
 
@@ -23,11 +23,13 @@ def test_one_vector_per_cycle_and_documented_latency():
 def test_latency_does_not_depend_on_the_columns(pe):
     """Each row gives its activation to all its cells in the same cycle: every column (with DSP
     cells, every group, and a last smaller one) finishes in the same cycle, rows + 4 cycles
-    after the vector was accepted."""
-    for cols in (1, 3, 8, 9, 11):
+    after the vector was accepted (rows + 5 with four-product cells, DSP4_EXTRA_LATENCY)."""
+    extra = DSP4_EXTRA_LATENCY if pe == "dsp4" else 0
+    for cols in (2, 3, 5, 8, 9, 11) if pe == "dsp4" else (1, 3, 8, 9, 11):
         config = ArrayConfig(rows=8, cols=cols, pe=pe)
         timing = array_timing(config)
-        assert timing.latency == config.rows + 4 and timing.column_write == config.rows + 2
+        assert timing.latency == config.rows + 4 + extra
+        assert timing.column_write == config.rows + 2 + extra
         cycles = simulate_array_cycles(config, [40])
         assert all(r - a == timing.latency for a, r in zip(cycles.activations, cycles.results))
 

@@ -52,10 +52,12 @@ def test_digits_w4a4_default_array(digits, tmp_path):
 
 
 @pytest.mark.slow
-def test_digits_w4a4_dsp_cells(digits, tmp_path):
-    """The default model on the 8x8 array of DSP cell pairs (``pe="dsp"``): the whole engine
-    bit-exact and cycle-exact as with LUT cells."""
-    config = ArrayConfig.from_name("8x8-W4s-A4u-P12-wrap-dsp")
+@pytest.mark.parametrize("pe", ["dsp", "dsp4"])
+def test_digits_w4a4_dsp_cells(digits, tmp_path, pe):
+    """The default model on the 8x8 array of DSP cell pairs (``pe="dsp"``) and of four-product
+    cells (``"dsp4"``, a cycle more of latency): the whole engine bit-exact and cycle-exact as
+    with LUT cells."""
+    config = ArrayConfig.from_name(f"8x8-W4s-A4u-P12-wrap-{pe}")
     _, hardware_accuracy, _ = run_model(
         digits, config, 100, [64, 36], tmp_path, weight_bits=4, activation_bits=4,
         accumulator_bits=12, method="a2q+")

@@ -15,10 +15,10 @@ fits ``F`` bits). The packed operand has :attr:`~systolix.config.ArrayConfig.dsp
 bits; Yosys maps the multiplication to one SB_MAC16 (``synth_ice40 -dsp``) or MULT18X18D
 (``synth_ecp5``) when that and ``A`` fit the DSP's operands.
 
-:class:`DSPProcessingQuad` is four cells of neighbouring columns sharing one multiplier
-(``pe="dsp4"``): the weights are packed half a product apart, ``s = ceil(F / 2)``, so the
-products' fields overlap, and the low ``s`` bits of three of them, made in logic, take the
-overlap back out (exact correction terms)::
+:class:`DSPProcessingQuad` is four cells (two or three in a last group) of neighbouring columns
+sharing one multiplier (``pe="dsp4"``): the weights are packed half a product apart,
+``s = ceil(F / 2)``, so the products' fields overlap, and the low ``s`` bits of three of them,
+made in logic, take the overlap back out (exact correction terms)::
 
     R = act * (w0 + w1 * 2**s + w2 * 2**2s + w3 * 2**3s) = p0 + p1 2**s + p2 2**2s + p3 2**3s
     l_i = p_i mod 2**s          (from the low s bits of w_i and act alone)

@@ -7,8 +7,8 @@ built, so an invalid configuration never reaches the hardware generator or the g
 import re
 from dataclasses import dataclass
 
-__all__ = ["OVERFLOW_MODES", "PE_KINDS", "DSP_OPERAND_BITS", "ArrayConfig", "DEFAULT_CONFIG", "check_int",
-           "check_choice", "check_bool", "code_range"]
+__all__ = ["OVERFLOW_MODES", "PE_KINDS", "DSP_OPERAND_BITS", "ArrayConfig", "DEFAULT_CONFIG",
+           "check_int", "check_choice", "check_bool", "code_range"]
 
 
 OVERFLOW_MODES = ("wrap", "saturate")
@@ -188,8 +188,9 @@ class ArrayConfig:
     @classmethod
     def from_name(cls, name):
         """The configuration whose :attr:`name` is ``name``, for example
-        ``"8x8-W4s-A4u-P16-wrap"`` or, with DSP or bit-serial cells, ``"8x8-W4s-A4u-P16-wrap-dsp"``,
-        ``"8x8-W4s-A4u-P16-wrap-dsp4"`` or ``"8x8-W4s-A4u-P16-wrap-serial"``."""
+        ``"8x8-W4s-A4u-P16-wrap"`` or, with DSP or bit-serial cells,
+        ``"8x8-W4s-A4u-P16-wrap-dsp"``, ``"8x8-W4s-A4u-P16-wrap-dsp4"`` or
+        ``"8x8-W4s-A4u-P16-wrap-serial"``."""
         match = re.fullmatch(r"(\d+)x(\d+)-W(\d+)([su])-A(\d+)([su])-P(\d+)-([a-z]+)"
                              r"(?:-([a-z0-9]+))?", str(name))
         if match is None:

@@ -43,8 +43,8 @@ class ArrayTiming(NamedTuple):
         ``rows + planes + 1`` with bit-serial cells.
     result_depth : int
         Entries of the result buffer, a power of two of at least ``rows + 5`` (the latency plus
-        one of the fastest vectors; one more with ``pe="dsp4"``): enough credits to accept a vector every ``interval``
-        cycles while ``results`` is always ready.
+        one of the fastest vectors; one more with ``pe="dsp4"``): enough credits to accept a
+        vector every ``interval`` cycles while ``results`` is always ready.
     interval : int
         Cycles between the vectors the array accepts at full rate: 1, or ``planes`` with
         bit-serial cells.

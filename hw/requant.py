@@ -61,12 +61,18 @@ def feed_requantizer(m, requant, unit, *, valid, acc, tag):
     m.d.comb += [getattr(requant, name).eq(getattr(unit, name)) for name in code_ports()]
 
 
-def _saturate(value, width):
-    """``value`` clamped to a signed ``width``-bit integer (plain bits, two's complement)."""
+def _fits(value, width):
+    """Whether ``value`` (plain bits, two's complement) is a signed ``width``-bit integer."""
+    top = value[width - 1:]
+    return Const(1) if len(top) <= 1 else (top == 0) | (top == (1 << len(top)) - 1)
+
+
+def _saturate(value, width, fits=None):
+    """``value`` clamped to a signed ``width``-bit integer (plain bits, two's complement);
+    ``fits``, if given, is :func:`_fits` of it."""
     sign = value[-1]
-    fits = (value[width - 1:] == 0) | (value[width - 1:] == (1 << (len(value) - width + 1)) - 1)
     largest = Cat(Cat(~sign).replicate(width - 1), sign)
-    return Mux(fits, value[:width], largest)
+    return Mux(_fits(value, width) if fits is None else fits, value[:width], largest)
 
 
 class Requantizer(wiring.Component):
@@ -164,11 +170,16 @@ class Requantizer(wiring.Component):
         bytes_out = scaled.amount[fine_shift.width:]       # whole bytes shifted out
         nonzero_bytes = Cat(scaled.value[8 * index:8 * index + 8] != 0
                             for index in range(_LARGEST_SHIFT // _COARSE))
+        # Whether the value shifted by each number of bytes fits: from the product's bits,
+        # beside the shift rather than after it (in a row they were the critical path).
+        fits = Cat(_fits(scaled.value[8 * index:], _FINE)
+                   for index in range(1 << len(bytes_out)))
         coarse = stage("requant_coarse", {"value": signed(_FINE), "amount": fine_shift,
                                           "round": 1, "sticky": 1},
                        {**carried(scaled),
                         "value": _saturate(scaled.value >> Cat(Const(0, fine_shift.width),
-                                                               bytes_out), _FINE),
+                                                               bytes_out), _FINE,
+                                           fits.bit_select(bytes_out, 1)),
                         "amount": scaled.amount[:fine_shift.width], "round": scaled.round,
                         "sticky": (nonzero_bytes & ((Const(1, len(nonzero_bytes) + 1)
                                                      << bytes_out) - 1)) != 0})

@@ -28,8 +28,8 @@ class FrameReceiver(wiring.Component):
     decides what each gets: the engine's work and a reply.
 
     Between frames the receiver hunts for ``SYNC``; it then takes the type, the length, the
-    payload and the CRC, each byte into the CRC unit on ``crc`` (``SYNC`` restarts it). A RUN's
-    batch and length are checked as soon as the batch field is in; if they fit, its input words
+    payload and the CRC, each byte into the CRC unit on ``crc`` (``SYNC`` restarts it, in the
+    next cycle). A RUN's batch and length are checked as soon as the batch field is in; if they fit, its input words
     go out on ``inputs`` as their last byte arrives (least significant byte first), and a word
     with a bit set above ``word_bits`` in its last byte refuses the frame (``BAD_WORD``; the
     word still goes out, cut to ``word_bits``, and is discarded with the others). After the
@@ -192,6 +192,13 @@ class FrameReceiver(wiring.Component):
 
         hunting = Signal()
         m.d.comb += [crc.data.eq(host_in.payload), crc.valid.eq(received & ~hunting)]
+        # The CRC unit restarts in the cycle after SYNC, with the type byte if it comes then
+        # (the unit takes start and a byte together): from a register, not from the byte's
+        # comparison with SYNC, whose path into every bit of the CRC was the iCEBreaker's
+        # critical path.
+        restart = Signal()
+        m.d.sync += restart.eq(0)
+        m.d.comb += crc.start.eq(restart)
 
         # -- Timeout: set for a cycle after timeout_cycles cycles without a byte offered. -------
         receiving = Signal()
@@ -224,20 +231,30 @@ class FrameReceiver(wiring.Component):
                 refuse()
 
         def refuse():
-            """Answer the frame with an ERROR of the code in ``error``, discarding its words."""
+            """Answer the frame with an ERROR of the code in ``error``, discarding its words
+            (``batch`` is 0 from then on: below)."""
             with m.If(loaded):
-                # start's payload is the batch register: 0 from here, with no multiplexer
-                # between the register and the sequencer's test of it.
-                m.d.sync += batch.eq(0)
                 m.next = "DISCARD"
             with m.Else():
                 m.next = "REPLY"
+
+        # start's payload is the batch register, 0 for a frame refused after its words went
+        # out, with no multiplexer between the register and the sequencer's test of it. It is
+        # cleared on a timeout (which comes only in a state that takes host bytes: it refuses
+        # the frame) and in VERDICT unless the frame is good, not where each state refuses
+        # the frame: that way the refusals of every state were the iCEBreaker's critical path,
+        # into the register's enable. A frame refused before its words went out starts
+        # nothing, whatever its batch.
+        frame_good = Signal()
+        m.d.comb += frame_good.eq(crc.match_detected & ~failed & ~bad_word)
+        with m.If(timed_out):
+            m.d.sync += batch.eq(0)
 
         with m.FSM(name="receiver"):
             with m.State("HUNT"):
                 m.d.comb += [hunting.eq(1), host_in.ready.eq(1)]
                 with m.If(host_in.valid & (host_in.payload == protocol.SYNC)):
-                    m.d.comb += crc.start.eq(1)
+                    m.d.sync += restart.eq(1)
                     m.d.sync += [rx_type.eq(0), error.eq(0), failed.eq(0), loaded.eq(0),
                                  bad_word.eq(0), writing.eq(0)]
                     m.next = "TYPE"
@@ -323,8 +340,12 @@ class FrameReceiver(wiring.Component):
                 # Not while a word waits, whether or not the engine takes it in this cycle:
                 # the engine's ready then reaches no byte's enables (the iCEBreaker's critical
                 # path was the engine's idle through this ready into the payload's counters).
-                m.d.comb += host_in.ready.eq(~payload_done & ~word_valid)
-                with m.If(received):
+                payload_ready = ~payload_done & ~word_valid
+                m.d.comb += host_in.ready.eq(payload_ready)
+                # This state's ready, not `received`: synthesis does not know that the other
+                # states' terms of host_in.ready are 0 here, and they were the iCEBreaker's
+                # critical path into the payload counter's enable.
+                with m.If(host_in.valid & payload_ready):
                     count_payload(remaining - 1)
                     m.d.sync += [word.eq(Cat(word[8:], host_in.payload)),
                                  byte_index.eq(byte_index + 1)]
@@ -351,6 +372,7 @@ class FrameReceiver(wiring.Component):
             with m.State("VERDICT"):
                 # The CRC unit has taken the whole frame; the last word must reach the engine
                 # before start.
+                m.d.sync += batch.eq(Mux(frame_good, batch, 0))
                 with m.If(~word_valid):
                     with m.If(~crc.match_detected):
                         fail(ErrorCode.BAD_CRC)

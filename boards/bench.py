@@ -35,9 +35,9 @@ per cycle).
 Accumulator savings (issue 5): the 8x8 W4/A4 array with ``P = 14`` should use at most 0.75 of
 the logic cells of the same array with ``P = 32``. :func:`accumulator_savings` places both on an
 iCE40HX8K (the UP5K's logic cell, with room for the wide array), in both overflow modes, in the
-same run. With wrap-around, Yosys already narrows each partial sum to the bits one tile can reach
-(``W + A + log2(rows)``, 11 here), so only the result memories grow with ``P``; with saturation
-every partial sum below the top row keeps all ``P`` bits.
+same run. Each cell keeps its partial sum in the bits that its row's sums reach (at most
+``W + A + ceil(log2(rows))``, 11 here; :func:`~systolix.hw.mac.partial_sum_shape`), in both
+overflow modes, so only the result memories grow with ``P``.
 """
 
 import os

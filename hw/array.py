@@ -287,11 +287,11 @@ class SystolicArray(wiring.Component):
             for lanes in column_groups(config):
                 c = lanes.start
                 if len(lanes) == 1:
-                    cell = ProcessingElement(config)
+                    cell = ProcessingElement(config, r)
                     psum_in, psum_out, weight = [cell.psum_in], [cell.psum_out], [cell.weight]
                 else:
-                    cell = (DSPProcessingQuad(config, len(lanes)) if config.pe == "dsp4"
-                            else DSPProcessingPair(config))
+                    cell = (DSPProcessingQuad(config, len(lanes), r) if config.pe == "dsp4"
+                            else DSPProcessingPair(config, r))
                     psum_in, psum_out, weight = cell.psum_in, cell.psum_out, cell.weight
                 m.submodules[f"pe_{r}_{c}"] = cell
                 m.d.comb += [

@@ -58,7 +58,8 @@ from amaranth.lib.wiring import In, Out
 from systolix.config import ArrayConfig, check_int, code_range
 
 __all__ = ["weight_shape", "activation_shape", "accumulator_shape", "product_shape",
-           "plane_sum_shape", "accumulate", "low_product", "ProcessingElement",
+           "plane_sum_shape", "partial_sum_shape", "product_halves", "shift_add_product",
+           "accumulate", "add_to_partial_sum", "low_product", "ProcessingElement",
            "DSPProcessingPair", "DSPProcessingQuad", "SerialProcessingElement"]
 
 
@@ -91,6 +92,52 @@ def plane_sum_shape(config, terms):
     return shape if shape.width < config.accumulator_bits else accumulator_shape(config)
 
 
+def partial_sum_shape(config, terms):
+    """Smallest shape that holds every sum of up to ``terms`` products of a weight code and an
+    activation code (the partial sum of a column after ``terms`` rows of LUT cells), or
+    ``signed(P)`` if that is not narrower."""
+    ends = [w * x for w in config.weight_range for x in config.activation_range]
+    shape = Shape.cast(range(terms * min(min(ends), 0), terms * max(max(ends), 0) + 1))
+    return shape if shape.width < config.accumulator_bits else accumulator_shape(config)
+
+
+def product_halves(config):
+    """The halves of the activation's bits that a :class:`ProcessingElement` makes its product
+    in: ``(start, stop, signed, shape)`` each, ``act[start:stop]`` (two's complement if
+    ``signed``: the top half of a signed code) times a weight code fitting ``shape``; the low
+    ``ceil(A / 2)`` bits and the rest (one half for ``A = 1``)."""
+    activation_bits = config.activation_bits
+    split = (activation_bits + 1) // 2
+    halves = []
+    for start, stop in ((0, split), (split, activation_bits)):
+        if start < stop:
+            bits_signed = config.activation_signed and stop == activation_bits
+            ends = [x * w for x in code_range(stop - start, bits_signed)
+                    for w in config.weight_range]
+            halves.append((start, stop, bits_signed,
+                           Shape.cast(range(min(ends), max(ends) + 1))))
+    return halves
+
+
+def shift_add_product(bits, bits_signed, weight):
+    """Expression for ``bits * weight`` as additions of ``weight << i`` chosen by the bits of
+    ``bits`` (two's complement if ``bits_signed``: the top one subtracts), lowest first.
+
+    Each addition ``Mux(bit, total + (weight << i), total)`` is one carry chain on iCE40 whose
+    LUTs also make the choice (Yosys's ``opt_lut`` merges the multiplexer into the adder's
+    LUT4, the carry's inputs being the adder's operands).
+    """
+    total = None
+    for i in range(len(bits)):
+        top = bits_signed and i == len(bits) - 1
+        if total is None:
+            total = Mux(bits[i], -weight if top else weight, 0)
+        else:
+            term = weight << i
+            total = Mux(bits[i], total - term if top else total + term, total)
+    return total
+
+
 def accumulate(config, partial_sum, addend):
     """Expression for ``partial_sum + addend`` in the configured overflow mode.
 
@@ -102,6 +149,21 @@ def accumulate(config, partial_sum, addend):
         return total[:config.accumulator_bits].as_signed()
     low, high = config.accumulator_range
     return Mux(total < low, low, Mux(total > high, high, total))
+
+
+def add_to_partial_sum(m, config, row, partial_sum, addend, psum_out):
+    """Register ``partial_sum + addend`` onto ``psum_out`` (one cycle) in the configured
+    overflow mode (:func:`accumulate`). Where ``row``, the cell's row, is given and every sum of
+    ``row + 1`` products fits fewer than ``P`` bits (:func:`partial_sum_shape`), the register
+    has only those bits and nothing is wrapped or clamped: exact, since ``partial_sum`` is then
+    a sum of ``row`` products (the cells above make it) and ``addend`` one product."""
+    shape = accumulator_shape(config) if row is None else partial_sum_shape(config, row + 1)
+    if shape.width < config.accumulator_bits:
+        narrow = Signal(shape)
+        m.d.sync += narrow.eq(partial_sum + addend)
+        m.d.comb += psum_out.eq(narrow)
+    else:
+        m.d.sync += psum_out.eq(accumulate(config, partial_sum, addend))
 
 
 class ProcessingElement(wiring.Component):
@@ -118,14 +180,28 @@ class ProcessingElement(wiring.Component):
     same ones in the same cycle (``act_in`` from a register, which the row's cells share);
     partial sums move one cell down per cycle.
 
-    Latency: the product of the activation on ``act_in`` in cycle ``t`` is registered in
-    ``t + 1`` and added to the partial sum of the cell above, which must be on ``psum_in`` in
-    that cycle, to give ``psum_out`` in ``t + 2``. Throughput: one multiply-accumulate per
-    cycle.
+    The product is made in two halves of the activation's bits, ``act = lo + hi * 2**h``
+    (``h = ceil(A / 2)``; ``hi`` signed for signed codes): ``lo * weight`` and ``hi * weight``
+    are registered, and the partial sum adds ``lo * weight + (hi * weight << h)``. Each half is
+    made by :func:`shift_add_product`, additions of ``weight << i`` chosen by the bits, which
+    Yosys maps to iCE40 carry chains whose LUT also selects (one LUT4 a bit of each addition);
+    a ``*`` of the whole codes costs about 33 LUT4s at W4/A4 against 18 here, and the two
+    halves put at most two carry chains between two registers. With ``row`` given, the partial
+    sum is kept in the bits that sums of ``row + 1`` products need (:func:`partial_sum_shape`:
+    8 to 11 bits down an 8-row W4s/A4u column instead of ``P``), which no clamp or wrap-around
+    can reach before ``P``.
+
+    Latency: the products of the halves of the activation on ``act_in`` in cycle ``t`` are
+    registered in ``t + 1`` and added to the partial sum of the cell above, which must be on
+    ``psum_in`` in that cycle, to give ``psum_out`` in ``t + 2``. Throughput: one
+    multiply-accumulate per cycle.
 
     Parameters
     ----------
     config : ArrayConfig
+    row : int or None
+        The cell's row in its array: ``psum_in`` is then a sum of ``row`` products (0 in the top
+        row), as the cells above make it. ``None``: any ``signed(P)`` partial sum.
 
     Attributes
     ----------
@@ -136,10 +212,11 @@ class ProcessingElement(wiring.Component):
     weight, weight_write : the loader's write port into the shadow register.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, row=None):
         if not isinstance(config, ArrayConfig):
             raise TypeError(f"config must be an ArrayConfig, not {config!r}")
         self.config = config
+        self.row = None if row is None else check_int("row", row, 0, config.rows - 1)
         super().__init__({
             "act_in":       In(activation_shape(config)),
             "swap_in":      In(1),
@@ -152,20 +229,28 @@ class ProcessingElement(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         config = self.config
-        # The weights have no reset: a reset that overrides an enable costs a LUT on iCE40, and
-        # a tile is written and swapped in before a vector uses it.
+        # No reset on the weights and the products: a reset that overrides an enable costs a
+        # LUT on iCE40, and a tile is written and swapped in before a vector uses it.
         shadow = Signal(weight_shape(config), reset_less=True)
         active = Signal(weight_shape(config), reset_less=True)
-        product = Signal(product_shape(config))
 
         with m.If(self.weight_write):
             m.d.sync += shadow.eq(self.weight)
         with m.If(self.swap_in):
             m.d.sync += active.eq(shadow)
-        m.d.sync += [
-            product.eq(self.act_in * active),
-            self.psum_out.eq(accumulate(config, self.psum_in, product)),
-        ]
+
+        act = Value.cast(self.act_in)
+        # The whole product, in its own bits: Yosys then adds the halves before the partial sum
+        # (with `psum_in + lo + (hi << h)` in one expression it makes a wider adder tree).
+        product = Signal(product_shape(config))
+        sum_of_halves = 0
+        for index, (start, stop, bits_signed, shape) in enumerate(product_halves(config)):
+            half = Signal(shape, name=f"product_{index}", reset_less=True)
+            m.d.sync += half.eq(shift_add_product(act[start:stop], bits_signed, active))
+            sum_of_halves = sum_of_halves + (half << start)
+        m.d.comb += product.eq(sum_of_halves)
+
+        add_to_partial_sum(m, config, self.row, self.psum_in, product, self.psum_out)
         return m
 
 
@@ -183,6 +268,8 @@ class DSPProcessingPair(wiring.Component):
     Parameters
     ----------
     config : ArrayConfig
+    row : int or None
+        As :class:`ProcessingElement`'s: each lane's partial sum in the bits its row reaches.
 
     Attributes
     ----------
@@ -192,10 +279,11 @@ class DSPProcessingPair(wiring.Component):
     weight_write : In(1)
     """
 
-    def __init__(self, config):
+    def __init__(self, config, row=None):
         if not isinstance(config, ArrayConfig):
             raise TypeError(f"config must be an ArrayConfig, not {config!r}")
         self.config = config
+        self.row = None if row is None else check_int("row", row, 0, config.rows - 1)
         sums = data.ArrayLayout(accumulator_shape(config), 2)
         super().__init__({
             "act_in":       In(activation_shape(config)),
@@ -228,10 +316,9 @@ class DSPProcessingPair(wiring.Component):
             upper = upper + packed[field - 1]
         else:
             lower = packed[:field]
-        m.d.sync += [
-            self.psum_out[0].eq(accumulate(config, self.psum_in[0], lower)),
-            self.psum_out[1].eq(accumulate(config, self.psum_in[1], upper)),
-        ]
+        for lane, addend in enumerate((lower, upper)):
+            add_to_partial_sum(m, config, self.row, self.psum_in[lane], addend,
+                               self.psum_out[lane])
         return m
 
 
@@ -271,6 +358,8 @@ class DSPProcessingQuad(wiring.Component):
     config : ArrayConfig
     lanes : int
         Columns, 2 to 4.
+    row : int or None
+        As :class:`ProcessingElement`'s: each lane's partial sum in the bits its row reaches.
 
     Attributes
     ----------
@@ -280,11 +369,12 @@ class DSPProcessingQuad(wiring.Component):
     weight_write : In(1)
     """
 
-    def __init__(self, config, lanes=4):
+    def __init__(self, config, lanes=4, row=None):
         if not isinstance(config, ArrayConfig):
             raise TypeError(f"config must be an ArrayConfig, not {config!r}")
         self.config = config
         self.lanes = check_int("lanes", lanes, 2, 4)
+        self.row = None if row is None else check_int("row", row, 0, config.rows - 1)
         sums = data.ArrayLayout(accumulator_shape(config), lanes)
         super().__init__({
             "act_in":       In(activation_shape(config)),
@@ -381,7 +471,8 @@ class DSPProcessingQuad(wiring.Component):
 
         # Stage 3: accumulated.
         for lane, addend in enumerate(products):
-            m.d.sync += self.psum_out[lane].eq(accumulate(config, self.psum_in[lane], addend))
+            add_to_partial_sum(m, config, self.row, self.psum_in[lane], addend,
+                               self.psum_out[lane])
         return m
 
 

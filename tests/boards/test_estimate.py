@@ -70,10 +70,13 @@ def test_estimate_within_tolerance_on_the_default_sweep():
 
 def test_structure():
     config = ArrayConfig(rows=8, cols=8, weight_bits=4, activation_bits=4, accumulator_bits=32)
-    # A wrapping sum grows by log2(rows) bits over one product; a saturating one keeps P.
+    # A row's sum has the bits that sums of its products reach, wrapping or saturating (the
+    # cells keep it so), at most P.
     assert [psum_bits(config, row) for row in (0, 1, 2, 3, 7)] == [8, 9, 10, 10, 11]
     saturating = replace(config, overflow="saturate")
-    assert [psum_bits(saturating, row) for row in (0, 1, 7)] == [9, 32, 32]
+    assert [psum_bits(saturating, row) for row in (0, 1, 7)] == [8, 9, 11]
+    narrow = replace(config, accumulator_bits=10)
+    assert [psum_bits(narrow, row) for row in (0, 1, 7)] == [8, 9, 10]
     # One block RAM per column per 16 bits of P.
     assert estimate_array(config).brams == 16
     assert estimate_array(replace(config, accumulator_bits=16)).brams == 8
@@ -81,7 +84,10 @@ def test_structure():
     base = estimate_array(config)
     assert estimate_array(replace(config, weight_bits=8, activation_bits=8)).luts > base.luts
     assert estimate_array(replace(config, rows=16)).logic_cells > base.logic_cells
-    assert estimate_array(saturating).logic_cells > 1.3 * base.logic_cells
+    # Saturation costs only where a sum can reach P bits.
+    assert estimate_array(saturating).logic_cells == base.logic_cells
+    assert (estimate_array(replace(narrow, overflow="saturate")).logic_cells
+            > estimate_array(narrow).logic_cells)
     assert isinstance(base, ResourceEstimate) and base.dsps == base.sprams == 0
 
 

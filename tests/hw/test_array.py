@@ -23,12 +23,15 @@ from systolix.sim.testbench.suite import array_scenarios
 
 # 1x1, non-square both ways, wrap and saturate, accumulators that overflow; bit-serial cells
 # with signed and unsigned codes and random bit-planes per vector; four-product DSP cells (a
-# group of four columns and one of three; one of three and one of two).
+# group of four columns and one of three; one of three and one of two); DSP cells whose partial
+# sums are narrower than P in rows 0 and 1 (the cells keep them in the bits their row reaches)
+# and overflow below.
 CONFIGS = ["1x1-W2s-A2s-P3-wrap", "1x1-W8s-A8s-P12-saturate", "3x5-W2s-A3u-P6-saturate",
            "5x3-W3u-A2s-P7-wrap", "4x4-W4s-A4s-P8-saturate", "2x6-W8s-A8u-P14-wrap",
            "1x1-W2s-A2s-P3-wrap-serial", "3x5-W2s-A3u-P6-wrap-serial",
            "4x4-W4s-A4s-P8-wrap-serial", "2x6-W8u-A8s-P9-wrap-serial",
-           "3x7-W4s-A4u-P9-saturate-dsp4", "2x5-W3u-A5s-P8-wrap-dsp4"]
+           "3x7-W4s-A4u-P9-saturate-dsp4", "2x5-W3u-A5s-P8-wrap-dsp4",
+           "6x4-W4s-A4u-P10-saturate-dsp", "6x4-W4s-A4u-P10-wrap-dsp4"]
 
 
 def run_scenario(config, spec, *, array=None):

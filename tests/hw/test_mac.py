@@ -21,7 +21,7 @@ from amaranth.sim import Simulator
 
 from systolix.config import ArrayConfig, code_range
 from systolix.hw.mac import (DSPProcessingPair, DSPProcessingQuad, ProcessingElement,
-                             product_shape)
+                             partial_sum_shape, product_shape)
 from systolix.sim.golden.array import accumulate
 from systolix.timing import DSP4_EXTRA_LATENCY
 
@@ -33,12 +33,12 @@ def golden_step(config, partial_sum, weight, activation):
                           config.accumulator_bits, config.overflow)[0, 0])
 
 
-def run_steps(config, steps):
-    """Send ``steps`` (``(weight, activation, partial_sum)``) through a processing element, one
-    a cycle, each with its own weight (written two cycles before its activation, swapped in the
-    cycle before it) and its partial sum on ``psum_in`` 1 cycle after its activation; return
-    ``psum_out`` 2 cycles after each activation."""
-    pe = ProcessingElement(config)
+def run_steps(config, steps, row=None):
+    """Send ``steps`` (``(weight, activation, partial_sum)``) through a processing element (of
+    ``row``), one a cycle, each with its own weight (written two cycles before its activation,
+    swapped in the cycle before it) and its partial sum on ``psum_in`` 1 cycle after its
+    activation; return ``psum_out`` 2 cycles after each activation."""
+    pe = ProcessingElement(config, row)
     outputs = []
 
     async def bench(ctx):
@@ -105,6 +105,32 @@ def test_random_8_bit_codes(name):
     assert run_steps(config, steps) == want
 
 
+@pytest.mark.parametrize("name", ["8x1-W4s-A4u-P16-wrap", "8x1-W4s-A4s-P12-saturate",
+                                  "5x1-W3u-A2s-P7-saturate", "4x1-W2s-A3u-P6-wrap"])
+def test_cells_of_each_row_keep_their_sums_in_fewer_bits(name):
+    """A cell told its row keeps its partial sum in the bits that sums of ``row + 1`` products
+    need (fewer than P where they fit, P with the overflow mode where not) and adds exactly as
+    the golden model does, for partial sums that ``row`` products reach: their ends and random
+    ones."""
+    config = ArrayConfig.from_name(name)
+    rng = random.Random(name)
+    products = [w * x for w in config.weight_range for x in config.activation_range]
+    widths = []
+    for row in range(config.rows):
+        reach = (row * min(min(products), 0), row * max(max(products), 0))
+        sums = [*reach, 0, *(rng.randint(*reach) for _ in range(3))]
+        steps = [(w, x, rng.choice(sums)) for w in config.weight_range
+                 for x in config.activation_range]
+        steps += [(w, x, s) for s in reach
+                  for w in config.weight_range for x in config.activation_range]
+        want = [golden_step(config, s, w, x) for w, x, s in steps]
+        assert run_steps(config, steps, row) == want, (name, row)
+        widths.append(partial_sum_shape(config, row + 1).width)
+    assert widths == sorted(widths) and widths[-1] <= config.accumulator_bits
+    if name == "8x1-W4s-A4u-P16-wrap":
+        assert widths == [8, 9, 10, 10, 11, 11, 11, 11]
+
+
 def test_products_fit_the_product_shape():
     for weight_signed, activation_signed in itertools.product((False, True), repeat=2):
         config = ArrayConfig(rows=1, cols=1, weight_bits=8, weight_signed=weight_signed,
@@ -146,6 +172,9 @@ def test_weight_changes_only_with_swap():
 def test_bad_config_is_refused():
     with pytest.raises(TypeError, match=r"^config must be an ArrayConfig, not 3$"):
         ProcessingElement(3)
+    config = ArrayConfig.from_name("4x4-W4s-A4u-P16-wrap")
+    with pytest.raises(ValueError, match=r"^row must be an integer in 0\.\.3, not 4$"):
+        ProcessingElement(config, 4)
 
 
 def test_golden_step_is_the_golden_accumulate():

@@ -149,6 +149,10 @@ class SystolicArray(wiring.Component):
         # Weight loader: a row is captured, then written into one row of shadow registers.
         shadow_full  = Signal()     # the loader has taken a whole tile not yet swapped in
         tile_ready   = Signal()     # ... and it is written into the shadow registers
+        # ~tile_ready, a second copy for the grid's swap flag, which fans out to the weight
+        # registers of row 0: the controls' swap (from tile_ready) stays off that net. The copy is
+        # complemented, or Yosys would merge the two registers and ABC the two swap conditions.
+        tile_ready_n = Signal(init=1)
         load_row     = Signal(range(rows))
         row_data     = Signal(weights_layout(self.config))
         row_write    = Signal(rows)  # one-hot: which row of shadow registers takes row_data
@@ -158,7 +162,8 @@ class SystolicArray(wiring.Component):
         has_credit   = Signal(init=1)  # credits != 0, registered
         need_swap    = Signal(init=1)  # the next vector starts a new tile
         accept       = Signal()
-        swap         = Signal()
+        swap         = Signal()     # for the controls
+        grid_swap    = Signal()     # the same, for the grid
         # Bit-serial cells: the serializer takes the vector (set in its last plane's cycle).
         free         = Signal(init=1) if self.config.pe == "serial" else Const(1)
 
@@ -168,6 +173,7 @@ class SystolicArray(wiring.Component):
             accept.eq(self.activations.valid & self.activations.ready),
             # The same as accept & need_swap, written flat: this is the intake's longest path.
             swap.eq(self.activations.valid & has_credit & free & need_swap & tile_ready),
+            grid_swap.eq(self.activations.valid & has_credit & free & need_swap & ~tile_ready_n),
         ]
 
         # The payload is captured every cycle (no enable to fan out); it is written into the
@@ -182,17 +188,17 @@ class SystolicArray(wiring.Component):
         with m.If(accept):
             m.d.sync += need_swap.eq(self.activations.payload.last)
         with m.If(row_write[rows - 1]):
-            m.d.sync += tile_ready.eq(1)
+            m.d.sync += [tile_ready.eq(1), tile_ready_n.eq(0)]
         with m.If(swap):
-            m.d.sync += [shadow_full.eq(0), tile_ready.eq(0)]
+            m.d.sync += [shadow_full.eq(0), tile_ready.eq(0), tile_ready_n.eq(1)]
 
         # accepted[k]: a vector was accepted k + 1 cycles ago.
         accepted = Signal(1 if self.config.pe == "serial" else timing.column_write)
         m.d.sync += accepted.eq(Cat(accept, accepted))
         if self.config.pe == "serial":
-            sums, complete = self._serial_grid(m, accept, swap, free, row_write, row_data)
+            sums, complete = self._serial_grid(m, accept, grid_swap, free, row_write, row_data)
         else:
-            sums = self._grid(m, swap, row_write, row_data)
+            sums = self._grid(m, grid_swap, row_write, row_data)
             complete = accepted[timing.column_write - 1]
 
         # Result buffer: one memory for all columns, which finish in the same cycle, written as

@@ -140,9 +140,8 @@ def choose_pe(config, family="ice40", device=None, dsps=None):
 
     Pairs come first: where both fit, four-product cells save DSPs but cost more logic cells
     (their correction terms and a pipeline stage) and clock lower (docs/array.md); they give
-    the arrays that pairs cannot fit twice the MACs per DSP. (On ECP5 ``synth_ecp5`` puts even
-    a ``"lut"`` cell's multiplier into a MULT18X18D of its own, so there ``"dsp"`` halves the
-    DSPs an array takes and ``"dsp4"`` quarters them.)
+    the arrays that pairs cannot fit twice the MACs per DSP. (A ``"lut"`` cell makes its product
+    by shifts and adds, which stay in logic on either family: it takes no DSP.)
 
     Parameters
     ----------

@@ -57,7 +57,8 @@ def test_accumulator_width_shows_up_in_netlist(tmp_path):
     narrow = synthesize(array(12), place=False, build_dir=tmp_path / "p12", name="array")
     wide = synthesize(array(32), place=False, build_dir=tmp_path / "p32", name="array")
     assert narrow.luts < wide.luts
-    assert narrow.flip_flops < wide.flip_flops
+    # The partial sums keep the bits their row reaches (11 at most here) whatever P is.
+    assert narrow.flip_flops == wide.flip_flops
 
 
 def test_counts_of_core_exclude_harness(tmp_path):
@@ -125,8 +126,8 @@ def test_bad_component(tmp_path):
 
 
 @pytest.mark.parametrize("family, options, pairs, lut_dsps", [
-    ("ice40", "-dsp", 2, 0),     # 4-bit products stay in logic on iCE40
-    ("ecp5", "", 2, 4),          # synth_ecp5 gives each of them a MULT18X18D
+    ("ice40", "-dsp", 2, 0),     # LUT cells' shift-and-add products stay in logic
+    ("ecp5", "", 2, 0),
 ])
 def test_dsp_cells_use_one_dsp_per_pair(tmp_path, family, options, pairs, lut_dsps):
     """A 2x2 W4/A4 array of DSP cell pairs maps each pair's packed multiplier to one DSP

@@ -226,17 +226,23 @@ def run_pair_steps(config, steps):
                            [((w0, w1), x, (s0, s1)) for w0, w1, x, s0, s1 in steps])
 
 
+def packing_configs(weight_bits, activation_bits, pe, cols):
+    """One-row arrays of ``cols`` DSP cells of kind ``pe``, one for each signedness of weights
+    and activations, with ``P`` just wide enough to hold a product (the packing, not the
+    accumulator, is under test)."""
+    for weight_signed, activation_signed in itertools.product((False, True), repeat=2):
+        yield ArrayConfig(rows=1, cols=cols, weight_bits=weight_bits, weight_signed=weight_signed,
+                          activation_bits=activation_bits, activation_signed=activation_signed,
+                          accumulator_bits=weight_bits + activation_bits + 2, pe=pe)
+
+
 @pytest.mark.parametrize("weight_bits, activation_bits", [(1, 1), (2, 3), (3, 2), (4, 4)])
 def test_dsp_pair_every_code_triple(weight_bits, activation_bits):
     """Both products of the packed multiplier are exact for every pair of weights and every
     activation, of either signedness (P wide enough to hold a product: the packing, not the
     accumulator, is under test here; the array's cocotb tests saturate and wrap)."""
     rng = random.Random(weight_bits * 10 + activation_bits)
-    for weight_signed, activation_signed in itertools.product((False, True), repeat=2):
-        config = ArrayConfig(rows=1, cols=2, weight_bits=weight_bits,
-                             weight_signed=weight_signed, activation_bits=activation_bits,
-                             activation_signed=activation_signed,
-                             accumulator_bits=weight_bits + activation_bits + 2, pe="dsp")
+    for config in packing_configs(weight_bits, activation_bits, "dsp", cols=2):
         weights = range(config.weight_range[0], config.weight_range[1] + 1)
         steps = [(w0, w1, x, rng.choice(partial_sums(config, rng)) // 4,
                   rng.choice(partial_sums(config, rng)) // 4)
@@ -334,11 +340,7 @@ def test_quad_every_code_combination(weight_bits, activation_bits):
     """Four lanes of small widths over every combination of weights and activation, of either
     signedness (P wide enough to hold a product: the packing is under test here)."""
     rng = random.Random(weight_bits * 10 + activation_bits)
-    for weight_signed, activation_signed in itertools.product((False, True), repeat=2):
-        config = ArrayConfig(rows=1, cols=4, weight_bits=weight_bits,
-                             weight_signed=weight_signed, activation_bits=activation_bits,
-                             activation_signed=activation_signed,
-                             accumulator_bits=weight_bits + activation_bits + 2, pe="dsp4")
+    for config in packing_configs(weight_bits, activation_bits, "dsp4", cols=4):
         codes = range(config.weight_range[0], config.weight_range[1] + 1)
         steps = [(weights, x, tuple(rng.choice(partial_sums(config, rng)) // 4
                                     for _ in range(4)))

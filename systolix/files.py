@@ -158,16 +158,25 @@ def check_output_folder(path, command, option="--out"):
 
 
 def _make_parents(folder):
-    """Create ``folder`` and its missing parents; return those created, deepest first."""
-    created = []
+    """Create ``folder`` and its missing parents; return those this call created, deepest
+    first. A folder that another thread or process creates meanwhile is taken as it is (and
+    not returned: it is not this call's to remove)."""
+    missing = []
     folder = Path(folder)
     while not folder.exists():
-        created.append(folder)
+        missing.append(folder)
         if folder.parent == folder:
             break
         folder = folder.parent
-    for missing in reversed(created):
-        missing.mkdir()
+    created = []
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            if not folder.is_dir():
+                raise
+        else:
+            created.insert(0, folder)
     return created
 
 

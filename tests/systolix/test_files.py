@@ -4,6 +4,7 @@ atomically, and never left half-written."""
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -67,6 +68,24 @@ def test_a_failure_removes_the_parents_it_made(tmp_path):
         with output_folder(tmp_path / "new" / "deeper" / "out", "report"):
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_parent_made_meanwhile_by_another_build_is_taken_and_kept(tmp_path, monkeypatch):
+    """Builds on threads (the bench's) may make the same missing parent at once: the one that
+    loses the race takes the folder, and a failure does not remove it."""
+    mkdir = Path.mkdir
+
+    def made_by_another_build_first(self, *args, **kwargs):
+        if self == tmp_path / "shared":
+            os.mkdir(self)
+        return mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", made_by_another_build_first)
+    with pytest.raises(RuntimeError):
+        with output_folder(tmp_path / "shared" / "mine" / "out", "report"):
+            raise RuntimeError("boom")
+    assert [path.name for path in tmp_path.iterdir()] == ["shared"]
+    assert list((tmp_path / "shared").iterdir()) == []
 
 
 @pytest.mark.parametrize("make, message", [

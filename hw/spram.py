@@ -1,14 +1,14 @@
 """A single-port memory: the iCE40 UltraPlus's SPRAM on that FPGA, a behavioural model
 elsewhere."""
 
-from amaranth.hdl import Cat, ClockSignal, Instance, Module, Mux, Signal
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import Out
 from amaranth.utils import ceil_log2
 
 from systolix.config import check_int
-from systolix.memory_map import MAX_WORDS, SPRAM_BITS, SPRAM_WORDS, spram_blocks
+from systolix.memory_map import MAX_WORDS, SPRAM_BITS, SPRAM_WORDS, spram_layout
 
 __all__ = ["SinglePortMemory", "uses_spram"]
 
@@ -24,9 +24,12 @@ class SinglePortMemory(wiring.Component):
     """A memory of ``depth`` words of ``width`` bits with one address: a word is written or
     read in a cycle, not both; its contents are not initialised.
 
-    On an iCE40 UltraPlus (:func:`uses_spram`) it is ``ceil(width / 16)`` ``SB_SPRAM256KA``
-    blocks side by side (16K x 16 bits each) times ``ceil(depth / 16384)`` banks chosen by the
-    address's high bits, a bank's data chosen by the bank of the last read. Elsewhere (and in
+    On an iCE40 UltraPlus (:func:`uses_spram`) it is ``SB_SPRAM256KA`` blocks (16K x 16 bits
+    each) as :func:`~systolix.memory_map.spram_layout` arranges them: groups of blocks side by
+    side, a row of a group holding one word or several, each in a field of whole nibbles that
+    the blocks' write masks write alone (3 words of 20 bits in a row of 4 blocks); the address's
+    high bits (its bank) choose the group and the field, the bank of the last read the data
+    read. Elsewhere (and in
     simulation) it is an :class:`amaranth.lib.memory.Memory` with a write port and a read port
     that share the address in the same way: the same words, reads and writes cycle for cycle,
     so that Verilator and cocotb simulate the engine bit-exactly with either.
@@ -53,14 +56,17 @@ class SinglePortMemory(wiring.Component):
     write : Out(WritePort.Signature(addr_width=ceil_log2(depth), shape=width))
         The ports as a :class:`~amaranth.lib.memory.Memory` has them (``wiring.connect`` a
         user's ``In(ReadPort.Signature(...))`` to ``read``).
+    layout : SpramLayout
+        Where the words lie in ``SB_SPRAM256KA`` blocks on an iCE40 UltraPlus.
     blocks : int
-        ``SB_SPRAM256KA`` blocks on an iCE40 UltraPlus.
+        ``SB_SPRAM256KA`` blocks on an iCE40 UltraPlus (``layout.blocks``).
     """
 
     def __init__(self, width, depth):
         self.width = check_int("width", width, 1, 1024)
         self.depth = check_int("depth", depth, 2, MAX_WORDS)
-        self.blocks = spram_blocks(width, depth)
+        self.layout = spram_layout(width, depth)
+        self.blocks = self.layout.blocks
         addr_width = ceil_log2(depth)
         super().__init__({
             "read": Out(ReadPort.Signature(addr_width=addr_width, shape=width)),
@@ -82,36 +88,56 @@ class SinglePortMemory(wiring.Component):
             ]
             return m
 
+        layout = self.layout
         addr = Signal(len(read.addr))
         m.d.comb += addr.eq(Mux(write.en, write.addr, read.addr))
-        bank_bits = len(addr) - ceil_log2(SPRAM_WORDS)
-        bank = addr[ceil_log2(SPRAM_WORDS):] if bank_bits > 0 else 0
-        read_bank = Signal(max(bank_bits, 0))
-        if bank_bits > 0:
-            with m.If(read.en & ~write.en):
-                m.d.sync += read_bank.eq(bank)
-        address = Signal(ceil_log2(SPRAM_WORDS))
-        m.d.comb += address.eq(addr[:ceil_log2(SPRAM_WORDS)])
-        columns = -(-self.width // SPRAM_BITS)
-        data_in = Signal(columns * SPRAM_BITS)
-        m.d.comb += data_in.eq(write.data)
-        banks = []
-        for index in range(-(-self.depth // SPRAM_WORDS)):
+        row_bits = ceil_log2(SPRAM_WORDS)
+        bank = Signal(range(layout.banks))
+        if layout.banks > 1:
+            m.d.comb += bank.eq(addr[row_bits:])
+        read_bank = Signal.like(bank)
+        with m.If(read.en & ~write.en):
+            m.d.sync += read_bank.eq(bank)
+
+        def bank_in(banks):
+            """Whether the address is in one of ``banks``."""
+            return Cat(bank == index for index in banks).any()
+
+        # A word is written into its field of a row: the word in every field, the write mask
+        # on the nibbles of its own.
+        fields = range(layout.fields)
+        field_nibbles = layout.field_bits // 4
+        data_in = Signal(layout.columns * SPRAM_BITS)
+        nibble_enables = Signal(layout.columns * SPRAM_BITS // 4)
+        m.d.comb += [
+            data_in.eq(Cat(Cat(write.data, Const(0, layout.field_bits - self.width))
+                           .replicate(layout.fields))),
+            nibble_enables.eq(Cat(bank_in(range(field, layout.banks, layout.fields))
+                                  .replicate(field_nibbles) for field in fields)),
+        ]
+        rows = []
+        for group in range(layout.groups):
             outputs = []
-            for column in range(columns):
-                data_out = Signal(SPRAM_BITS, name=f"spram_{index}_{column}_data")
-                m.submodules[f"spram_{index}_{column}"] = Instance(
+            for column in range(layout.columns):
+                data_out = Signal(SPRAM_BITS, name=f"spram_{group}_{column}_data")
+                m.submodules[f"spram_{group}_{column}"] = Instance(
                     "SB_SPRAM256KA",
-                    i_ADDRESS=address,
+                    i_ADDRESS=addr[:row_bits],
                     i_DATAIN=data_in.word_select(column, SPRAM_BITS),
-                    i_MASKWREN=0b1111, i_WREN=write.en,
-                    i_CHIPSELECT=(write.en | read.en) & (bank == index),
+                    i_MASKWREN=nibble_enables.word_select(column, 4),
+                    i_WREN=write.en,
+                    i_CHIPSELECT=(write.en | read.en)
+                    & bank_in(range(group * layout.fields, (group + 1) * layout.fields)),
                     i_CLOCK=ClockSignal("sync"), i_STANDBY=0, i_SLEEP=0, i_POWEROFF=1,
                     o_DATAOUT=data_out)
                 outputs.append(data_out)
-            banks.append(Cat(*outputs))
-        data = banks[0]
-        for index, bank_data in enumerate(banks[1:], start=1):
-            data = Mux(read_bank == index, bank_data, data)
-        m.d.comb += read.data.eq(data[:self.width])
+            rows.append(Cat(*outputs))
+        # The word read: from the group and field of the bank of the last read.
+        words = [rows[index // layout.fields].word_select(index % layout.fields,
+                                                          layout.field_bits)[:self.width]
+                 for index in range(layout.banks)]
+        data = words[0]
+        for index, word in enumerate(words[1:], start=1):
+            data = Mux(read_bank == index, word, data)
+        m.d.comb += read.data.eq(data)
         return m

@@ -50,7 +50,7 @@ __all__ = [
     "input_channels", "output_codes", "packed_layers",
     "save_images", "load_images", "pack_vectors", "unpack_vectors", "unpack_outputs",
     "memory_contents", "baked_memories", "weight_write_layout", "SPRAM_WORDS", "SPRAM_BITS",
-    "spram_blocks", "spram_weight_words",
+    "SpramLayout", "spram_layout", "spram_blocks", "spram_weight_words",
 ]
 
 FORMAT_VERSION = 7
@@ -214,18 +214,74 @@ SPRAM_BITS = 16
 """Bits of an ``SB_SPRAM256KA`` word."""
 
 
+@dataclass(frozen=True)
+class SpramLayout:
+    """Where the words of a single-port memory lie in ``SB_SPRAM256KA`` blocks (16K x 16 bits
+    each, with a write mask of one bit a nibble).
+
+    ``groups`` groups of ``columns`` blocks side by side share an address; a row of a group
+    (``columns * 16`` bits) holds ``fields`` words, each in ``field_bits`` bits (the word's
+    width in whole nibbles), word ``f`` at bits ``f * field_bits``: a word is written alone by
+    the nibbles of its field. Word ``a`` of the memory is in bank ``b = a // 16384``, row
+    ``a mod 16384``, group ``b // fields``, field ``b mod fields``. With one field a row this is
+    the plain arrangement of ``ceil(width / 16)`` blocks side by side times a bank each 16K
+    words; several fields a row fill the blocks' bits that a word leaves: 3 words of 20 bits in
+    64 (4 blocks hold 49,152 words of 20 bits, against 32,768 with a bank of 2 blocks each)."""
+
+    width: int
+    depth: int
+    columns: int
+    fields: int
+
+    @property
+    def field_bits(self):
+        return 4 * _ceil_div(self.width, 4)
+
+    @property
+    def banks(self):
+        return _ceil_div(self.depth, SPRAM_WORDS)
+
+    @property
+    def groups(self):
+        return _ceil_div(self.banks, self.fields)
+
+    @property
+    def blocks(self):
+        return self.columns * self.groups
+
+
+def _spram_fields(width, columns):
+    """Words of ``width`` bits, each in whole nibbles, in a row of ``columns`` blocks."""
+    return columns * SPRAM_BITS // (4 * _ceil_div(width, 4))
+
+
+def spram_layout(width, depth):
+    """The :class:`SpramLayout` of a memory of ``depth`` words of ``width`` bits in the fewest
+    ``SB_SPRAM256KA`` blocks (of those, the fewest side by side)."""
+    check_int("width", width, 1, 1024)
+    check_int("depth", depth, 1, MAX_WORDS)
+    narrowest = _ceil_div(width, SPRAM_BITS)
+    banks = _ceil_div(depth, SPRAM_WORDS)
+    layouts = [SpramLayout(width, depth, columns, min(_spram_fields(width, columns), banks))
+               for columns in range(narrowest, narrowest * banks + 1)]
+    return min(layouts, key=lambda layout: (layout.blocks, layout.columns))
+
+
 def spram_blocks(width, depth):
-    """``SB_SPRAM256KA`` blocks of a memory of ``depth`` words of ``width`` bits:
-    ``ceil(width / 16)`` side by side, times ``ceil(depth / 16384)`` banks."""
-    return _ceil_div(width, SPRAM_BITS) * _ceil_div(depth, SPRAM_WORDS)
+    """``SB_SPRAM256KA`` blocks of a memory of ``depth`` words of ``width`` bits
+    (:func:`spram_layout`)."""
+    return spram_layout(width, depth).blocks
 
 
 def spram_weight_words(config, blocks):
     """The deepest weight memory of an array of ``config`` in ``blocks`` ``SB_SPRAM256KA``s
-    (whole banks of ``ceil(cols * weight_bits / 16)`` blocks), at most :data:`MAX_WORDS`: 65536
-    words of 16 bits (262,144 4-bit weights) for a 4-column array in the UP5K's 4 blocks."""
-    per_bank = _ceil_div(config.cols * config.weight_bits, SPRAM_BITS)
-    return min(MAX_WORDS, blocks // per_bank * SPRAM_WORDS)
+    (:func:`spram_layout`), at most :data:`MAX_WORDS`: 65,536 words of 16 bits (262,144 4-bit
+    weights) for a 4-column array in the UP5K's 4 blocks, 49,152 of 20 bits (245,760) for 5
+    columns (three words a row of the four blocks)."""
+    width = config.cols * config.weight_bits
+    depths = [_spram_fields(width, columns) * (blocks // columns) * SPRAM_WORDS
+              for columns in range(_ceil_div(width, SPRAM_BITS), blocks + 1)]
+    return min(MAX_WORDS, max(depths, default=0))
 
 
 def code_shape(bits, signed_codes):

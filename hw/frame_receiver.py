@@ -157,6 +157,12 @@ class FrameReceiver(wiring.Component):
             """``remaining <= value``, keeping ``payload_done`` in step."""
             m.d.sync += [remaining.eq(value), payload_done.eq(value == 0)]
 
+        def count_byte():
+            """``remaining <= remaining - 1``, ``payload_done`` from ``remaining == 1``: with
+            the decrement's carry chain before the test for zero, the iCEBreaker's critical
+            path ran from ``remaining`` into ``payload_done``."""
+            m.d.sync += [remaining.eq(remaining - 1), payload_done.eq(remaining == 1)]
+
         m.d.comb += [self.inputs.valid.eq(word_valid & ~is_load),
                      self.inputs.payload.eq(word[(register_bytes - word_bytes) * 8:]
                                             [:self.word_bits]),
@@ -301,7 +307,7 @@ class FrameReceiver(wiring.Component):
                     m.d.comb += host_in.ready.eq(1)
                     with m.If(host_in.valid):
                         m.d.sync += field.word_select(index, 8).eq(host_in.payload)
-                        count_payload(remaining - 1)
+                        count_byte()
                         m.next = following
                     receive()
 
@@ -346,7 +352,7 @@ class FrameReceiver(wiring.Component):
                 # states' terms of host_in.ready are 0 here, and they were the iCEBreaker's
                 # critical path into the payload counter's enable.
                 with m.If(host_in.valid & payload_ready):
-                    count_payload(remaining - 1)
+                    count_byte()
                     m.d.sync += [word.eq(Cat(word[8:], host_in.payload)),
                                  byte_index.eq(byte_index + 1)]
                     for kind, size, bits in word_kinds:

@@ -133,13 +133,13 @@ class RequantIssuer(wiring.Component):
             take_vector.eq(self.vectors.valid & self.vectors.ready),
         ]
         take_sums = take_vector
-        issue = LoopCounters("issue", bounds)
+        issue = LoopCounters("issue", bounds, index_last=True)
         if self.columns:
             # The next vector taken is a tile's column terms: at the start of a layer (or
             # pass) and after a tile's last vector.
             columns = Signal(sums_layout(config))
             columns_next = Signal(init=1)
-            tile_end = have_vector & last_channel & (issue.index == batch_last)
+            tile_end = have_vector & last_channel & issue.index_last
             column = Signal()
             m.d.comb += column.eq(self.matmul & (columns_next | tile_end))
             take_sums = take_vector & ~column
@@ -172,7 +172,7 @@ class RequantIssuer(wiring.Component):
         with m.If(have_vector):
             with m.If(~last_channel):
                 m.d.sync += [n.eq(n + lanes), word.eq(next_word), lane.eq(next_lane)]
-            with m.Elif(issue.index != batch_last):
+            with m.Elif(~issue.index_last):
                 m.d.sync += [n.eq(tile_n), word.eq(tile_word), lane.eq(tile_lane),
                              vector_base.eq(vector_base + stride)]
             with m.Else():
@@ -212,7 +212,7 @@ class RequantIssuer(wiring.Component):
 
         # Between layers every loop restarts from zero.
         with m.If(~self.running):
-            issue.reset(m)
+            issue.reset(m, batch_last)
             m.d.sync += [n.eq(0), word.eq(0), lane.eq(0), tile_n.eq(0), tile_word.eq(0),
                          tile_lane.eq(0), vector_base.eq(0)]
         return m

@@ -51,29 +51,46 @@ class Bounds:
 
 class LoopCounters:
     """The loop counters of a layer: output tile, K tile and vector of the batch, innermost
-    last (the order of :mod:`systolix.memory_map`'s weight tiles and of the feeders)."""
+    last (the order of :mod:`systolix.memory_map`'s weight tiles and of the feeders).
 
-    def __init__(self, name, bounds):
+    With ``index_last``, a register ``index_last`` holds ``index == batch_last``, set a cycle
+    ahead (from ``index + 1 == batch_last`` as the index steps, from ``batch_last == 0`` on
+    :meth:`reset`), so that no compare lies between the index and what its last vector
+    enables; ``batch_last`` must then hold from the cycle of :meth:`reset` on."""
+
+    def __init__(self, name, bounds, *, index_last=False):
         self.index = Signal(bounds.batch, name=f"{name}_index")
         self.k_tile = Signal(bounds.k_tiles, name=f"{name}_k_tile")
         self.n_tile = Signal(bounds.n_tiles, name=f"{name}_n_tile")
+        self.index_last = Signal(name=f"{name}_index_last") if index_last else None
+
+    def _at_batch_last(self, batch_last):
+        return self.index == batch_last if self.index_last is None else self.index_last
 
     def is_last(self, batch_last, k_last, n_last):
         """Whether this is the last vector of the layer's last tile (``k_last`` and ``n_last``
         are the last K tile and output tile)."""
-        return (self.index == batch_last) & (self.k_tile == k_last) & (self.n_tile == n_last)
+        return (self._at_batch_last(batch_last) & (self.k_tile == k_last)
+                & (self.n_tile == n_last))
 
-    def reset(self, m):
+    def reset(self, m, batch_last=None):
+        """Restart from zero (``batch_last``: with ``index_last``, the layer's)."""
         m.d.sync += [self.index.eq(0), self.k_tile.eq(0), self.n_tile.eq(0)]
+        if self.index_last is not None:
+            m.d.sync += self.index_last.eq(batch_last == 0)
 
     def step(self, m, batch_last, k_last, n_last, *, on_vector=(), on_k_tile=(), on_n_tile=(),
              on_layer=()):
         """Advance by one vector; the ``on_*`` statements run when the vector index, the K tile,
         the output tile or the whole layer (its last vector) moves on."""
-        with m.If(self.index != batch_last):
+        with m.If(~self._at_batch_last(batch_last)):
             m.d.sync += [self.index.eq(self.index + 1), *on_vector]
+            if self.index_last is not None:
+                m.d.sync += self.index_last.eq(self.index + 1 == batch_last)
         with m.Else():
             m.d.sync += self.index.eq(0)
+            if self.index_last is not None:
+                m.d.sync += self.index_last.eq(batch_last == 0)
             with m.If(self.k_tile != k_last):
                 m.d.sync += [self.k_tile.eq(self.k_tile + 1), *on_k_tile]
             with m.Else():

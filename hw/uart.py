@@ -53,16 +53,20 @@ class UARTTransmitter(wiring.Component):
         timer = Signal(range(self.divisor))
         bits_left = Signal(range(11))
         frame = Signal(10, init=1)      # stop bit, data (LSB first), start bit; shifted out LSB first
-        m.d.comb += [self.data.ready.eq(bits_left == 0), self.tx.eq(frame[0])]
-        with m.If(bits_left == 0):
+        # idle: bits_left == 0, registered (the ready reaches the engine's output streamer
+        # through the link's transmitter, and with the compare in it was the iCEBreaker's
+        # critical path).
+        idle = Signal(init=1)
+        m.d.comb += [self.data.ready.eq(idle), self.tx.eq(frame[0])]
+        with m.If(idle):
             with m.If(self.data.valid):
                 m.d.sync += [frame.eq((1 << 9) | (self.data.payload << 1)), bits_left.eq(10),
-                             timer.eq(self.divisor - 1)]
+                             timer.eq(self.divisor - 1), idle.eq(0)]
         with m.Elif(timer != 0):
             m.d.sync += timer.eq(timer - 1)
         with m.Else():
             m.d.sync += [frame.eq((1 << 9) | (frame >> 1)), bits_left.eq(bits_left - 1),
-                         timer.eq(self.divisor - 1)]
+                         timer.eq(self.divisor - 1), idle.eq(bits_left == 1)]
         return m
 
 

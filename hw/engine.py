@@ -2,7 +2,7 @@
 integer program on a batch of input vectors, joined by their streams."""
 
 from amaranth.hdl import Module, Mux, unsigned
-from amaranth.lib import fifo, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -19,6 +19,7 @@ from .feeders import ActivationFeeder, WeightFeeder
 from .issuer import RequantIssuer, check_lanes
 from .output_streamer import OutputStreamer
 from .postops import PostOps
+from .queue import Queue
 from .requant import Requantizer
 from .rowops import RowOps
 from .sequencer import Sequencer
@@ -69,7 +70,8 @@ class InferenceEngine(wiring.Component):
     ``layernorm_channels``, which also writes the writeback in place of the requantization
     units); ``inputs`` goes through
     the :class:`~systolix.hw.writeback.Writeback` into buffer 0, ``start`` to the sequencer. The
-    queue (:class:`amaranth.lib.fifo.SyncFIFOBuffered`, ``batch + 1`` entries) holds the
+    queue (:class:`~systolix.hw.queue.Queue`, ``batch + 1`` entries: the transfers of an
+    :class:`amaranth.lib.fifo.SyncFIFOBuffered`, its ready a register) holds the
     finished sums of up to a batch. Images with a matmul layer (``matmul``) add a
     :class:`~systolix.hw.stationary.StationaryFeeder` between the weight feeder and the array
     (the layer's stationary operand from a buffer, through a second read port of each), the
@@ -183,8 +185,7 @@ class InferenceEngine(wiring.Component):
             matmul=matmul)
         m.submodules.array = array = SystolicArray(config)
         m.submodules.accumulator = accumulator = KTileAccumulator(config, memories)
-        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=sums_layout(config).size,
-                                                           depth=memories.batch + 1)
+        m.submodules.queue = queue = Queue(sums_layout(config).size, memories.batch + 1)
         m.submodules.issuer = issuer = RequantIssuer(config, memories, lanes, matmul=matmul)
         acc_bits = config.accumulator_bits
         if self.windows:

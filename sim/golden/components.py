@@ -18,7 +18,7 @@ from systolix.timing import (REQUANT_LATENCY, layernorm_row_cycles, layernorm_ro
                              softmax_row_cycles, softmax_row_latency)
 
 __all__ = ["Bounds", "Loop", "feed_order", "MemoryToStream", "Sequencer", "WeightFeeder",
-           "StationaryFeeder", "ActivationFeeder", "KTileAccumulator", "SyncFIFOBuffered",
+           "StationaryFeeder", "ActivationFeeder", "KTileAccumulator", "Queue",
            "RequantIssuer", "PostOps", "RowOps", "Requantizer", "Writeback", "OutputStreamer"]
 
 
@@ -310,8 +310,9 @@ class KTileAccumulator:
             self.loop.reset()
 
 
-class SyncFIFOBuffered:
-    """:class:`amaranth.lib.fifo.SyncFIFOBuffered` of ``depth`` entries: handshakes only."""
+class Queue:
+    """:class:`systolix.hw.queue.Queue` of ``depth`` entries (the transfers of
+    :class:`amaranth.lib.fifo.SyncFIFOBuffered`): handshakes only."""
 
     def __init__(self, depth):
         self.inner_depth, self.inner_level, self.r_rdy = depth - 1, 0, False

@@ -17,8 +17,8 @@ from systolix.memory_map import LAYER_KINDS, layer_records
 from systolix.timing import array_timing, default_requant_lanes, vector_planes
 
 from .components import (ActivationFeeder, Bounds, KTileAccumulator, OutputStreamer, PostOps,
-                         Requantizer, RequantIssuer, RowOps, Sequencer, StationaryFeeder,
-                         SyncFIFOBuffered, WeightFeeder, Writeback)
+                         Queue, Requantizer, RequantIssuer, RowOps, Sequencer,
+                         StationaryFeeder, WeightFeeder, Writeback)
 from .cycles import ArrayModel
 
 __all__ = ["EngineCycles", "engine_cycles"]
@@ -58,7 +58,7 @@ def engine_cycles(config, images, batch, requant_lanes=None):
                   if any(LAYER_KINDS[r["kind"]] == "matmul" for r in records) else None)
     array = ArrayModel(config)
     accumulator = KTileAccumulator()
-    queue = SyncFIFOBuffered(images.memories.batch + 1)
+    queue = Queue(images.memories.batch + 1)
     issuer = RequantIssuer(config.cols, lanes)
     postops = PostOps(config.rows, lanes)
     row_kinds = (LAYER_KINDS.index("softmax"), LAYER_KINDS.index("layernorm"))

@@ -93,8 +93,8 @@ class Requantizer(wiring.Component):
        by ``a mod 8``, each step saturating to the bits that can still matter (19, then 12);
     5. ``r = (u + 1 - tie) >> 1`` if ``shift > 0`` (else ``r = u``) plus the zero point
        ``z``, clamped; ``r + z`` is one adder, ``(u + 1 - tie + 2 z) >> 1`` (``(2 u + 2 z) >> 1``
-       if ``shift = 0``), from what step 4 keeps: ``u`` or ``2 u`` and the increment
-       ``1 - tie`` or 0. ``tie`` is 1 only when rounding to even, ``t`` is exactly
+       if ``shift = 0``), from what step 4 keeps: ``u``, whether to double it, and the
+       increment ``1 - tie`` or 0. ``tie`` is 1 only when rounding to even, ``t`` is exactly
        halfway (``u`` odd and no bit shifted out below it: steps 3 and 4 keep a sticky bit of
        them) and ``u >> 1`` is even.
 
@@ -193,13 +193,15 @@ class Requantizer(wiring.Component):
         # stage keeps u (doubled when not rounding) and the increment, the low bit beside 2 z.
         # No carry chain here (the shift, saturation and a rounding adder in one stage were the
         # iCEBreaker's critical path), and the last stage still has one adder before its clamp.
-        fine = stage("requant_fine", {"value": signed(_CODE_RANGE + 1), "increment": 1},
-                     {**carried(coarse),
-                      "value": Mux(coarse.round, shifted, shifted << 1),
+        # u is doubled when not rounding in the last stage, before its adder: in this stage
+        # the doubling's multiplexer after the saturation was on the iCEBreaker's critical
+        # path.
+        fine = stage("requant_fine", {"value": signed(_CODE_RANGE), "round": 1, "increment": 1},
+                     {**carried(coarse), "value": shifted, "round": coarse.round,
                       "increment": coarse.round & ~tie})
         total = Signal(signed(_CODE_RANGE + 1))
-        m.d.comb += total.eq((fine.value + Cat(fine.increment, self.zero_point).as_signed())
-                             >> 1)
+        m.d.comb += total.eq((Mux(fine.round, fine.value, fine.value << 1)
+                              + Cat(fine.increment, self.zero_point).as_signed()) >> 1)
         m.d.sync += [
             self.output.valid.eq(fine.valid),
             self.output.payload.code.eq(Mux(total < self.low, self.low,

@@ -259,10 +259,13 @@ class FrameReceiver(wiring.Component):
         with m.FSM(name="receiver"):
             with m.State("HUNT"):
                 m.d.comb += [hunting.eq(1), host_in.ready.eq(1)]
+                # The frame's registers are cleared in every cycle of this state (the
+                # transmitter has taken the reply before it), not with SYNC: the byte's
+                # comparison in their enables was the iCEBreaker's critical path.
+                m.d.sync += [rx_type.eq(0), error.eq(0), failed.eq(0), loaded.eq(0),
+                             bad_word.eq(0), writing.eq(0)]
                 with m.If(host_in.valid & (host_in.payload == protocol.SYNC)):
                     m.d.sync += restart.eq(1)
-                    m.d.sync += [rx_type.eq(0), error.eq(0), failed.eq(0), loaded.eq(0),
-                                 bad_word.eq(0), writing.eq(0)]
                     m.next = "TYPE"
 
             with m.State("TYPE"):

@@ -37,6 +37,7 @@ from systolix.sim.golden.engine import engine_cycles
 from systolix.sw.pack import ideal_cycles, pack
 from systolix.timing import macs_per_cycle
 
+from .breakdown import breakdown_markdown, cells_by_component, pack_netlist
 from .memory_files import write_images, write_memory_files
 from .report import (POWER_VECTORS, engine_power, format_figure, layer_names,
                      plot_usage_and_power, random_inputs)
@@ -254,6 +255,11 @@ def report_markdown(report):
                       f"model's weights over the link (LOAD frames) before it runs, and "
                       f"`systolix patch` rewrites only the requantization and program memories "
                       f"(and the link's status memory of the model's STATUS fields)."]
+    if "components" in report:
+        lines += ["", "Where the logic cells go (the synthesized netlist packed into logic cells, "
+                      "each counted for the component whose hierarchical name it carries: "
+                      "`systolix.boards.breakdown`):", "",
+                  breakdown_markdown(report["components"]).rstrip("\n")]
     if "patched_from" in report:
         lines += ["", f"The model was patched into the bitstream of {report['patched_from']} "
                       f"(systolix patch)."]
@@ -480,6 +486,10 @@ def _build(board, program, images, staging, seed, allow_timing_failure, clock, s
                         cells_in_log((staging / "top.rpt").read_text(errors="replace")))
     report = _report(board, program, images, nextpnr_report, cells,
                      time.perf_counter() - started, seed, clock)
+    if board.family == "ice40":
+        device = board.platform.device.lower().removeprefix("ice40")
+        report["components"] = cells_by_component(pack_netlist(
+            staging, device=device, package=board.platform.package.lower()))
     atomic_write(staging / "report.json",
                  lambda file: file.write(json.dumps(report, indent=2).encode() + b"\n"))
     atomic_write(staging / "report.md", lambda file: file.write(report_markdown(report).encode()))

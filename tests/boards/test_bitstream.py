@@ -142,6 +142,9 @@ def test_patch_puts_another_model_in_and_reads_it_back(name, builds, tmp_path):
         assert components["serial.accelerator.engine.array"]["logic_cells"] > \
             resources["used"] / 4
         assert "| `serial.accelerator.engine.array` |" in (folder / "report.md").read_text()
+        # No read of the old data emulated at the memories that are never read where they
+        # are written (boards.bitstream.COLLISION_FREE_MEMORIES: the only ones that were).
+        assert "emulate_read_first" not in (folder / "top.rpt").read_text()
     other = other_program(name)
     summary = patch_bitstream(folder, other, out=tmp_path / "patched")
     assert summary["read_back"] == "ok"

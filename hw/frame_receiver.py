@@ -119,12 +119,36 @@ class FrameReceiver(wiring.Component):
         load_bytes = protocol.word_bytes(self.weight_bits) if loads else word_bytes
         register_bytes = max(word_bytes, load_bytes)
 
-        # A host_in byte is taken this cycle. The states that are always ready test
-        # host_in.valid alone: with this (the ready of every state, the engine's among them)
-        # in their conditions the receiver's deepest paths ran from the engine's ready through
-        # all of its states into the error register.
-        received = Signal()
-        m.d.comb += received.eq(host_in.valid & host_in.ready)
+        # The states that are always ready test host_in.valid alone: with host_in.ready (the
+        # ready of every state, the engine's among them) in their conditions the receiver's
+        # deepest paths ran from the engine's ready through all of its states into the error
+        # register. `in_header` says the receiver is in one of the states that take every
+        # byte into the CRC unit (the frame's header fields and CRC), written by the
+        # transitions into and out of them (`goto`): it and PAYLOAD's ready are the CRC unit's
+        # enable, without a decode of the state (which was the iCEBreaker's critical path, into
+        # the CRC's enable).
+        header_states = ("TYPE", "LENGTH_LOW", "LENGTH_HIGH", "ADDRESS_LOW", "ADDRESS_HIGH",
+                         "BATCH_LOW", "BATCH_HIGH", "CRC_HIGH", "CRC_LOW")
+        in_header = Signal()
+        payload_taking = Signal()       # PAYLOAD takes the byte offered
+        current = [None]                # the state whose statements are being written
+
+        def in_state(name):
+            """``m.State(name)``, noting it for :func:`goto`."""
+            current[0] = name
+            return m.State(name)
+
+        def goto(name):
+            """``m.next = name``, keeping ``in_header`` in step: written by every transition
+            but those of the states after the header that lead only to others (where
+            ``in_header`` is 0 already, and their conditions, the reply's handshake among them,
+            stay off its enable)."""
+            m.next = name
+            entering = name in header_states
+            if current[0] in ("CHECK", "DECIDE", "VERDICT", "DISCARD", "START", "REPLY"):
+                assert not entering
+            else:
+                m.d.sync += in_header.eq(entering)
 
         rx_type = Signal(8)
         is_run = Signal()
@@ -196,8 +220,8 @@ class FrameReceiver(wiring.Component):
             self.reply.payload.error.frame_type.eq(rx_type),
         ]
 
-        hunting = Signal()
-        m.d.comb += [crc.data.eq(host_in.payload), crc.valid.eq(received & ~hunting)]
+        m.d.comb += [host_in.ready.eq(in_header), crc.data.eq(host_in.payload),
+                     crc.valid.eq(host_in.valid & (in_header | payload_taking))]
         # The CRC unit restarts in the cycle after SYNC, with the type byte if it comes then
         # (the unit takes start and a byte together): from a register, not from the byte's
         # comparison with SYNC, whose path into every bit of the CRC was the iCEBreaker's
@@ -240,9 +264,9 @@ class FrameReceiver(wiring.Component):
             """Answer the frame with an ERROR of the code in ``error``, discarding its words
             (``batch`` is 0 from then on: below)."""
             with m.If(loaded):
-                m.next = "DISCARD"
+                goto("DISCARD")
             with m.Else():
-                m.next = "REPLY"
+                goto("REPLY")
 
         # start's payload is the batch register, 0 for a frame refused after its words went
         # out, with no multiplexer between the register and the sequencer's test of it. It is
@@ -257,8 +281,8 @@ class FrameReceiver(wiring.Component):
             m.d.sync += batch.eq(0)
 
         with m.FSM(name="receiver"):
-            with m.State("HUNT"):
-                m.d.comb += [hunting.eq(1), host_in.ready.eq(1)]
+            with in_state("HUNT"):
+                m.d.comb += host_in.ready.eq(1)
                 # The frame's registers are cleared in every cycle of this state (the
                 # transmitter has taken the reply before it), not with SYNC: the byte's
                 # comparison in their enables was the iCEBreaker's critical path.
@@ -266,39 +290,36 @@ class FrameReceiver(wiring.Component):
                              bad_word.eq(0), writing.eq(0)]
                 with m.If(host_in.valid & (host_in.payload == protocol.SYNC)):
                     m.d.sync += restart.eq(1)
-                    m.next = "TYPE"
+                    goto("TYPE")
 
-            with m.State("TYPE"):
-                m.d.comb += host_in.ready.eq(1)
+            with in_state("TYPE"):
                 with m.If(host_in.valid):
                     m.d.sync += [rx_type.eq(host_in.payload),
                                  is_run.eq(host_in.payload == FrameType.RUN),
                                  is_status.eq(host_in.payload == FrameType.STATUS),
                                  is_load.eq(loads & (host_in.payload == FrameType.LOAD))]
-                    m.next = "LENGTH_LOW"
+                    goto("LENGTH_LOW")
                 receive()
 
-            with m.State("LENGTH_LOW"):
-                m.d.comb += host_in.ready.eq(1)
+            with in_state("LENGTH_LOW"):
                 with m.If(host_in.valid):
                     m.d.sync += length_low.eq(host_in.payload)
-                    m.next = "LENGTH_HIGH"
+                    goto("LENGTH_HIGH")
                 receive()
 
-            with m.State("LENGTH_HIGH"):
-                m.d.comb += host_in.ready.eq(1)
+            with in_state("LENGTH_HIGH"):
                 length = Cat(length_low, host_in.payload)
                 with m.If(host_in.valid):
                     count_payload(length)
                     m.d.sync += bad_header.eq(
                         Mux(is_run, length < _BATCH_BYTES,
                             Mux(is_load, length < _LOAD_HEADER_BYTES, ~is_status | (length != 0))))
-                    m.next = "PAYLOAD"
+                    goto("PAYLOAD")
                     with m.If(is_run & (length >= _BATCH_BYTES)):
-                        m.next = "BATCH_LOW"
+                        goto("BATCH_LOW")
                     if loads:
                         with m.Elif(is_load & (length >= _LOAD_HEADER_BYTES)):
-                            m.next = "ADDRESS_LOW"
+                            goto("ADDRESS_LOW")
                 receive()
 
             # A LOAD's address, then its words (as a RUN's batch, into `batch`).
@@ -306,15 +327,14 @@ class FrameReceiver(wiring.Component):
                       (address, 1, "ADDRESS_HIGH", "BATCH_LOW"),
                       (batch, 0, "BATCH_LOW", "BATCH_HIGH"), (batch, 1, "BATCH_HIGH", "CHECK")]
             for field, index, state, following in header[0 if loads else 2:]:
-                with m.State(state):
-                    m.d.comb += host_in.ready.eq(1)
+                with in_state(state):
                     with m.If(host_in.valid):
                         m.d.sync += field.word_select(index, 8).eq(host_in.payload)
                         count_byte()
-                        m.next = following
+                        goto(following)
                     receive()
 
-            with m.State("CHECK"):
+            with in_state("CHECK"):
                 # Below max_batch, batch has batch_bits bits: the product is the words' bytes.
                 m.d.sync += [
                     bad_batch.eq((batch == 0) | (batch > self.max_batch)),
@@ -330,9 +350,9 @@ class FrameReceiver(wiring.Component):
                                          | (address + batch > self.weight_words)),
                             bad_length.eq(remaining != batch * load_bytes),
                         ]
-                m.next = "DECIDE"
+                goto("DECIDE")
 
-            with m.State("DECIDE"):
+            with in_state("DECIDE"):
                 with m.If(bad_batch):
                     fail(Mux(is_load, ErrorCode.BAD_ADDRESS, ErrorCode.BAD_BATCH))
                 with m.Elif(bad_length):
@@ -341,19 +361,19 @@ class FrameReceiver(wiring.Component):
                     m.d.sync += writing.eq(1)
                 with m.Else():
                     m.d.sync += loaded.eq(1)
-                m.next = "PAYLOAD"
+                goto("PAYLOAD")
 
-            with m.State("PAYLOAD"):
+            with in_state("PAYLOAD"):
                 # A RUN's input words or a LOAD's weight words, or the payload of a frame that
                 # is refused.
                 # Not while a word waits, whether or not the engine takes it in this cycle:
                 # the engine's ready then reaches no byte's enables (the iCEBreaker's critical
                 # path was the engine's idle through this ready into the payload's counters).
                 payload_ready = ~payload_done & ~word_valid
-                m.d.comb += host_in.ready.eq(payload_ready)
-                # This state's ready, not `received`: synthesis does not know that the other
-                # states' terms of host_in.ready are 0 here, and they were the iCEBreaker's
-                # critical path into the payload counter's enable.
+                m.d.comb += [host_in.ready.eq(payload_ready), payload_taking.eq(payload_ready)]
+                # This state's ready, not host_in.ready: synthesis does not know that the
+                # other states' terms of host_in.ready are 0 here, and they were the
+                # iCEBreaker's critical path into the payload counter's enable.
                 with m.If(host_in.valid & payload_ready):
                     count_byte()
                     m.d.sync += [word.eq(Cat(word[8:], host_in.payload)),
@@ -368,17 +388,16 @@ class FrameReceiver(wiring.Component):
                                 with m.If(host_in.payload[bits % 8:].any()):
                                     m.d.sync += bad_word.eq(1)
                 with m.If(payload_done):
-                    m.next = "CRC_HIGH"
+                    goto("CRC_HIGH")
                 receive()
 
             for state, following in (("CRC_HIGH", "CRC_LOW"), ("CRC_LOW", "VERDICT")):
-                with m.State(state):
-                    m.d.comb += host_in.ready.eq(1)
+                with in_state(state):
                     with m.If(host_in.valid):
-                        m.next = following
+                        goto(following)
                     receive()
 
-            with m.State("VERDICT"):
+            with in_state("VERDICT"):
                 # The CRC unit has taken the whole frame; the last word must reach the engine
                 # before start.
                 m.d.sync += batch.eq(Mux(frame_good, batch, 0))
@@ -392,23 +411,23 @@ class FrameReceiver(wiring.Component):
                         fail(ErrorCode.BAD_WORD)
                         refuse()
                     with m.Elif(is_run):
-                        m.next = "START"
+                        goto("START")
                     with m.Else():
-                        m.next = "REPLY"
+                        goto("REPLY")
 
-            with m.State("DISCARD"):
+            with in_state("DISCARD"):
                 m.d.comb += self.start.valid.eq(~word_valid)
                 with m.If(self.start.valid & self.start.ready):
-                    m.next = "REPLY"
+                    goto("REPLY")
 
-            with m.State("START"):
+            with in_state("START"):
                 m.d.comb += self.start.valid.eq(1)
                 with m.If(self.start.ready):
-                    m.next = "REPLY"
+                    goto("REPLY")
 
-            with m.State("REPLY"):
+            with in_state("REPLY"):
                 m.d.comb += self.reply.valid.eq(1)
                 with m.If(self.reply.ready):
-                    m.next = "HUNT"
+                    goto("HUNT")
 
         return m

@@ -72,21 +72,23 @@ class WeightFeeder(wiring.Component):
                                                       weights_layout(self.config))
         wiring.connect(m, reader.read, wiring.flipped(self.read))
         wiring.connect(m, reader.words, wiring.flipped(self.weights))
-        total = Signal(range(words + 1))
+        before_final = Signal(range(-2, words + 1))    # total - 2
         addr = Signal(range(words + 1))
         feed = Signal()
         # Whether addr is the last word (addr == total - 1), kept registered: the array's
         # ready, which passes through the reader to request.ready, then only enables
-        # registers (a compare after it was the iCEBreaker's critical path).
+        # registers (a compare after it was the iCEBreaker's critical path). It is set from a
+        # compare with total - 2, registered (with addr + 2 == total, the adder's carry chain
+        # before the compare was the iCEBreaker's critical path).
         final = Signal()
         request = reader.requests
         m.d.comb += [request.valid.eq(feed), request.payload.eq(addr)]
         with m.If(request.valid & request.ready):
-            m.d.sync += [addr.eq(addr + 1), final.eq(addr + 2 == total)]
+            m.d.sync += [addr.eq(addr + 1), final.eq(addr == before_final)]
             with m.If(final):
                 m.d.sync += feed.eq(0)
         with m.If(self.start):
-            m.d.sync += [addr.eq(0), feed.eq(1), total.eq(self.total),
+            m.d.sync += [addr.eq(0), feed.eq(1), before_final.eq(self.total - 2),
                          final.eq(self.total == 1)]
         return m
 

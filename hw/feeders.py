@@ -209,10 +209,10 @@ class ActivationFeeder(wiring.Component):
 
     def _dense(self, m, request, feeding):
         """Dense layers: vector ``i``'s K tile ``t`` is word ``i * image_words + t``."""
-        feed = LoopCounters("feed", self.bounds)
+        feed = LoopCounters("feed", self.bounds, registered=True)
         addr = Signal(range(self.memories.activation_words))
         m.d.comb += [request.valid.eq(feeding), request.payload.addr.eq(addr),
-                     request.payload.last.eq(feed.index == self.batch_last)]
+                     request.payload.last.eq(feed.index_last)]
         with m.If(request.valid & request.ready):
             feed.step(m, self.batch_last, self.k_last, self.n_last,
                       on_vector=[addr.eq(addr + self.layer.image_words)],
@@ -220,7 +220,7 @@ class ActivationFeeder(wiring.Component):
                       on_n_tile=[addr.eq(0)],
                       on_layer=[addr.eq(0), feeding.eq(0)])
         with m.If(~self.running):
-            feed.reset(m)
+            feed.reset(m, self.batch_last, self.k_last)
             m.d.sync += addr.eq(0)
 
     def _window(self, m, request, feeding):

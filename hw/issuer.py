@@ -133,7 +133,7 @@ class RequantIssuer(wiring.Component):
             take_vector.eq(self.vectors.valid & self.vectors.ready),
         ]
         take_sums = take_vector
-        issue = LoopCounters("issue", bounds, index_last=True)
+        issue = LoopCounters("issue", bounds, registered=True)
         if self.columns:
             # The next vector taken is a tile's column terms: at the start of a layer (or
             # pass) and after a tile's last vector.
@@ -212,7 +212,7 @@ class RequantIssuer(wiring.Component):
 
         # Between layers every loop restarts from zero.
         with m.If(~self.running):
-            issue.reset(m, batch_last)
+            issue.reset(m, batch_last, 0)
             m.d.sync += [n.eq(0), word.eq(0), lane.eq(0), tile_n.eq(0), tile_word.eq(0),
                          tile_lane.eq(0), vector_base.eq(0)]
         return m

@@ -53,48 +53,63 @@ class LoopCounters:
     """The loop counters of a layer: output tile, K tile and vector of the batch, innermost
     last (the order of :mod:`systolix.memory_map`'s weight tiles and of the feeders).
 
-    With ``index_last``, a register ``index_last`` holds ``index == batch_last``, set a cycle
-    ahead (from ``index + 1 == batch_last`` as the index steps, from ``batch_last == 0`` on
-    :meth:`reset`), so that no compare lies between the index and what its last vector
-    enables; ``batch_last`` must then hold from the cycle of :meth:`reset` on."""
+    With ``registered``, the registers ``index_last`` and ``k_tile_last`` hold ``index ==
+    batch_last`` and ``k_tile == k_last``, each set a cycle ahead (from ``index + 1 ==
+    batch_last`` as the index steps, ``batch_last == 0`` as it wraps and on :meth:`reset`; the
+    same for the K tile), so that no compare lies between the counters and what the last
+    vector of a tile enables; ``batch_last`` and ``k_last`` must then hold from the cycle of
+    :meth:`reset` on."""
 
-    def __init__(self, name, bounds, *, index_last=False):
+    def __init__(self, name, bounds, *, registered=False):
         self.index = Signal(bounds.batch, name=f"{name}_index")
         self.k_tile = Signal(bounds.k_tiles, name=f"{name}_k_tile")
         self.n_tile = Signal(bounds.n_tiles, name=f"{name}_n_tile")
-        self.index_last = Signal(name=f"{name}_index_last") if index_last else None
+        self.registered = registered
+        if registered:
+            self.index_last = Signal(name=f"{name}_index_last")
+            self.k_tile_last = Signal(name=f"{name}_k_tile_last")
 
-    def _at_batch_last(self, batch_last):
-        return self.index == batch_last if self.index_last is None else self.index_last
+    def at_batch_last(self, batch_last):
+        """Whether ``index`` is ``batch_last``."""
+        return self.index_last if self.registered else self.index == batch_last
+
+    def at_k_last(self, k_last):
+        """Whether ``k_tile`` is ``k_last``."""
+        return self.k_tile_last if self.registered else self.k_tile == k_last
 
     def is_last(self, batch_last, k_last, n_last):
         """Whether this is the last vector of the layer's last tile (``k_last`` and ``n_last``
         are the last K tile and output tile)."""
-        return (self._at_batch_last(batch_last) & (self.k_tile == k_last)
+        return (self.at_batch_last(batch_last) & self.at_k_last(k_last)
                 & (self.n_tile == n_last))
 
-    def reset(self, m, batch_last=None):
-        """Restart from zero (``batch_last``: with ``index_last``, the layer's)."""
+    def reset(self, m, batch_last=None, k_last=None):
+        """Restart from zero (``batch_last``, ``k_last``: with ``registered``, the layer's)."""
         m.d.sync += [self.index.eq(0), self.k_tile.eq(0), self.n_tile.eq(0)]
-        if self.index_last is not None:
-            m.d.sync += self.index_last.eq(batch_last == 0)
+        if self.registered:
+            m.d.sync += [self.index_last.eq(batch_last == 0), self.k_tile_last.eq(k_last == 0)]
 
     def step(self, m, batch_last, k_last, n_last, *, on_vector=(), on_k_tile=(), on_n_tile=(),
              on_layer=()):
         """Advance by one vector; the ``on_*`` statements run when the vector index, the K tile,
         the output tile or the whole layer (its last vector) moves on."""
-        with m.If(~self._at_batch_last(batch_last)):
+        registered = self.registered
+        with m.If(~self.at_batch_last(batch_last)):
             m.d.sync += [self.index.eq(self.index + 1), *on_vector]
-            if self.index_last is not None:
+            if registered:
                 m.d.sync += self.index_last.eq(self.index + 1 == batch_last)
         with m.Else():
             m.d.sync += self.index.eq(0)
-            if self.index_last is not None:
+            if registered:
                 m.d.sync += self.index_last.eq(batch_last == 0)
-            with m.If(self.k_tile != k_last):
+            with m.If(~self.at_k_last(k_last)):
                 m.d.sync += [self.k_tile.eq(self.k_tile + 1), *on_k_tile]
+                if registered:
+                    m.d.sync += self.k_tile_last.eq(self.k_tile + 1 == k_last)
             with m.Else():
                 m.d.sync += self.k_tile.eq(0)
+                if registered:
+                    m.d.sync += self.k_tile_last.eq(k_last == 0)
                 with m.If(self.n_tile != n_last):
                     m.d.sync += [self.n_tile.eq(self.n_tile + 1), *on_n_tile]
                 with m.Else():

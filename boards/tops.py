@@ -78,7 +78,7 @@ class Board:
         Channels requantized a cycle (see :class:`~systolix.hw.engine.InferenceEngine`).
     synth_options : str
         More options of Yosys's ``synth_<family>`` (``-dsp``: multipliers into the iCE40UP's
-        DSPs).
+        DSPs; ``-dff``: ABC9 maps the logic with the flip-flops in it, :data:`UP5K_SYNTH`).
     oscillator_on_pll_pad : bool
         iCE40: the oscillator's pin is a PLL's own input pad (``SB_PLL40_PAD``; the iCEBreaker's
         is, and the UP5K's one PLL can take its reference from no other pin there); otherwise
@@ -111,6 +111,13 @@ class Board:
         return ".bin" if self.family == "ice40" else ".bit"
 
 
+UP5K_SYNTH = "-dsp -dff"
+"""``synth_ice40``'s options of the iCEBreaker: multipliers into the UP5K's DSPs (the
+requantization lane's), and ABC9 mapping the logic with the flip-flops in view (``-dff``: it
+optimises across them rather than stopping at each; every register has the board's reset, and
+the gate-level simulation runs this netlist): 56 logic cells fewer on the 8x5 build, fmax within
+the spread of placements (docs/boards.md)."""
+
 _ICE40_ARRAY = replace(DEFAULT_CONFIG, cols=4)
 """The largest array of 4-bit MACs whose accelerator fits the iCE40UP5K with the default model
 (``systolix bench``: 8x8 needs more logic cells, 4x8 more block RAM)."""
@@ -135,7 +142,7 @@ _ECP5_MEMORIES = MemoryConfig()
 BOARDS = {board.name: board for board in (
     Board("icebreaker", ICEBreakerPlatform, "ice40", _ICE40_ARRAY,
           _spram_memories(_ICE40_ARRAY, _ICE40_MEMORIES),
-          clock_mhz=24.0, oscillator_on_pll_pad=True, requant_lanes=1, synth_options="-dsp",
+          clock_mhz=24.0, oscillator_on_pll_pad=True, requant_lanes=1, synth_options=UP5K_SYNTH,
           loader_board="ice40_generic",
           leds=(("led_g", 0, None), ("led_r", 0, None), ("led_r", 0, None))),
     Board("ice40-hx8k-evn", ICE40HX8KBEVNPlatform, "ice40", _ICE40_ARRAY, _ICE40_MEMORIES,

@@ -84,7 +84,7 @@ _BASE = ArrayConfig(weight_bits=4, activation_bits=4, accumulator_bits=16)
 _FMAX_RATIO_TARGET = 0.9
 _DENSITY_TARGET = 2.0
 
-LARGEST = {"board": "icebreaker", "shapes": ((8, 8), (8, 6), (6, 8), (8, 4), (4, 8), (4, 4)),
+LARGEST = {"board": "icebreaker", "shapes": ((8, 8), (8, 6), (6, 8), (8, 5), (8, 4), (4, 8), (4, 4)),
            "macs_per_cycle": 64, "clock_mhz": 40.0}
 """The largest-array benchmark: the board, the array shapes tried (most MACs first) and the aim
 for the largest that fits."""

@@ -50,7 +50,7 @@ __all__ = ["FAMILY_BOARDS", "TOPLEVEL", "Netlist", "synthesize_netlist",
            "netlist_block_rams", "GateLevelTransport", "run_gate_level"]
 
 FAMILY_BOARDS = {"ice40": "icebreaker", "ecp5": "ulx3s-85f"}
-"""The board whose accelerator stands for each family: the iCEBreaker's (8x4 array, iCE40UP5K
+"""The board whose accelerator stands for each family: the iCEBreaker's (8x5 array, iCE40UP5K
 memories, multipliers in DSPs) and the ULX3S's (the default 8x8 array and memories)."""
 
 TOPLEVEL = "accelerator"

@@ -119,8 +119,12 @@ the gate-level simulation runs this netlist): 56 logic cells fewer on the 8x5 bu
 the spread of placements (docs/boards.md)."""
 
 _ICE40_ARRAY = replace(DEFAULT_CONFIG, cols=4)
+"""The array of the iCE40 HX8K board: 8x4 4-bit MACs."""
+
+_ICEBREAKER_ARRAY = replace(DEFAULT_CONFIG, cols=5)
 """The largest array of 4-bit MACs whose accelerator fits the iCE40UP5K with the default model
-(``systolix bench``: 8x8 needs more logic cells, 4x8 more block RAM)."""
+and whose weight memory in its SPRAM holds models of 200,000 4-bit weights (``systolix bench``:
+8x6 needs more logic cells, and its 24-bit words two a row of the 4 SPRAMs, 196,608 weights)."""
 # batch 256 so that the accumulator buffer and the queue of finished sums go to block RAM
 # (smaller memories become flip-flops); the activation buffers limit a run of the default
 # model to 32 vectors; 128 program words (5 layer records of memory map version 6) take the
@@ -132,16 +136,17 @@ _ICE40_MEMORIES = MemoryConfig(weight_words=2048, requant_words=128, program_wor
 def _spram_memories(config, memories, blocks=4):
     """``memories`` with the weight memory in the ``blocks`` SPRAMs of an iCE40 UltraPlus
     (the UP5K's 4: 128 KB, not initialised by the bitstream, so the host loads the weights at
-    run time): as many weight words of ``config``'s array as they hold, 65,536 16-bit words
-    (262,144 4-bit weights) for 4 columns. The 56-bit requantization words take 4 block RAMs
+    run time): as many weight words of ``config``'s array as they hold
+    (:func:`~systolix.memory_map.spram_weight_words`), 49,152 20-bit words (245,760 4-bit
+    weights) for 5 columns. The 56-bit requantization words take 4 block RAMs
     for 128 words or 256, so the UltraPlus gets 256 (a model of up to 256 output channels)."""
     return replace(memories, weight_words=spram_weight_words(config, blocks), requant_words=256,
                    upload_weights=True)
 _ECP5_MEMORIES = MemoryConfig()
 
 BOARDS = {board.name: board for board in (
-    Board("icebreaker", ICEBreakerPlatform, "ice40", _ICE40_ARRAY,
-          _spram_memories(_ICE40_ARRAY, _ICE40_MEMORIES),
+    Board("icebreaker", ICEBreakerPlatform, "ice40", _ICEBREAKER_ARRAY,
+          _spram_memories(_ICEBREAKER_ARRAY, _ICE40_MEMORIES),
           clock_mhz=24.0, oscillator_on_pll_pad=True, requant_lanes=1, synth_options=UP5K_SYNTH,
           loader_board="ice40_generic",
           leds=(("led_g", 0, None), ("led_r", 0, None), ("led_r", 0, None))),

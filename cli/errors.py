@@ -694,11 +694,11 @@ CASES = (
          "program.npz: layer 1 has 9 inputs but layer 0 has 8 outputs",
          setup=_program(arrays=lambda a: a.update(weights1=np.zeros((9, 4), dtype=np.int64)))),
     Case("model-other-array", "a model for another array (8-bit weights)", _bitstream(),
-         "--model program.npz: does not fit the icebreaker's 8x4-W4s-A4u-P12-wrap accelerator: "
+         "--model program.npz: does not fit the icebreaker's 8x5-W4s-A4u-P12-wrap accelerator: "
          "layer 0 has 8-bit signed (-128..127) weights", setup=_setter(_other_array)),
     Case("model-too-large", "a model larger than the board's memories", _bitstream(),
-         "--model program.npz: does not fit the icebreaker's 8x4-W4s-A4u-P12-wrap accelerator: "
-         "the model needs 89512 weight words", setup=_setter(_too_large)),
+         "--model program.npz: does not fit the icebreaker's 8x5-W4s-A4u-P12-wrap accelerator: "
+         "the model needs 71408 weight words", setup=_setter(_too_large)),
     Case("workload-too-large", "the digits CNN for the iCE40-HX8K (short of weight memory)",
          ("bitstream", "--board", "ice40-hx8k-evn", "--workload", "digits-cnn", "--out", "out"),
          "--workload digits-cnn: does not fit the ice40-hx8k-evn's 8x4-W4s-A4u-P12-wrap "
@@ -838,7 +838,7 @@ CASES = (
                  (path / ".systolix-output").read_text().replace('"quantize"', '"report"')))),
          needs=("quantize",)),
     Case("patch-model-other-array", "patch a model for another array into a build", _patch(),
-         "--model program.npz: does not fit the icebreaker's 8x4-W4s-A4u-P12-wrap accelerator: "
+         "--model program.npz: does not fit the icebreaker's 8x5-W4s-A4u-P12-wrap accelerator: "
          "layer 0 has 8-bit signed (-128..127) weights", setup=_both(_copy_resource("build", "build"), _setter(_other_array)),
          needs=("build",)),
     Case("patch-out-user-folder", "patch --out a folder of the user's (was deleted)",

@@ -59,7 +59,7 @@ def test_model_too_large_for_the_board_is_refused(tmp_path):
     chosen = board("icebreaker")
     program = random_program(np.random.default_rng(1), chosen.config, [700, 500, 10])
     with pytest.raises(ValueError, match=r"^the model needs \d+ weight words .*, the weight "
-                                         r"memory \(loaded at run time\) has 65536: \d+ words "
+                                         r"memory \(loaded at run time\) has 49152: \d+ words "
                                          r"short; "):
         build_bitstream("icebreaker", program, out=tmp_path / "out")
     assert list(tmp_path.iterdir()) == []

@@ -72,7 +72,7 @@ def test_board_with_weights_in_spram_uploads_them(tmp_path, monkeypatch, capsys)
     assert main(["sim", "--board", "icebreaker", "--model", "model.npz", "--images", "5",
                  "--stall", "0.1"]) == 0
     output = capsys.readouterr().out
-    assert "on the icebreaker's 8x4-W4s-A4u-P12-wrap accelerator" in output
+    assert "on the icebreaker's 8x5-W4s-A4u-P12-wrap accelerator" in output
     assert "weights  1,080 words uploaded in 1 LOAD frame (the weight memory is loaded at " \
            "run time)" in output
     assert "host link  3 frames" in output                  # STATUS, LOAD, RUN

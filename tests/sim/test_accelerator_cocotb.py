@@ -97,7 +97,7 @@ def check_uploaded_model(program, board, images_count, tmp_path):
 
 @pytest.mark.slow
 def test_a_model_of_200k_weights_runs_on_the_icebreaker(tmp_path):
-    """A model of 203,072 4-bit weights (50,784 words of the iCEBreaker's 65,536 in SPRAM)
+    """A model of 203,072 4-bit weights (41,344 words of the iCEBreaker's 49,152 in SPRAM)
     uploaded in two LOAD frames, then run bit-exactly with the cycles of the cycle model."""
     board = BOARDS["icebreaker"]
     report = check_uploaded_model(dense_model(8, board.config, [1024, 192, 32, 10]), board, 4,

@@ -196,10 +196,13 @@ class Requantizer(wiring.Component):
                         "sticky": (nonzero_bytes & ((Const(1, len(nonzero_bytes) + 1)
                                                      << bytes_out) - 1)) != 0})
         bits_out = coarse.value[:_COARSE] & ((Const(1, _COARSE + 1) << coarse.amount) - 1)
+        unsaturated = coarse.value >> coarse.amount
         shifted = Signal(signed(_CODE_RANGE))
-        m.d.comb += shifted.eq(_saturate(coarse.value >> coarse.amount, _CODE_RANGE))
+        m.d.comb += shifted.eq(_saturate(unsaturated, _CODE_RANGE))
         sticky = coarse.sticky | (bits_out != 0)
-        tie = self.rounding & shifted[0] & ~shifted[1] & ~sticky
+        # From the bits before the saturation (off the tie's path: a saturated u gives a code
+        # clamped to low or high, with or without the increment).
+        tie = self.rounding & unsaturated[0] & ~unsaturated[1] & ~sticky
         # The rounding and the zero point in one adder of the last stage:
         # r + z = (u + 1 - tie + 2 z) >> 1 when rounding, (2 u + 2 z) >> 1 when not, so this
         # stage keeps u (doubled when not rounding) and the increment, the low bit beside 2 z.

@@ -119,3 +119,23 @@ def test_every_shift_rounds_halves(rounding):
     expected = requantize(acc, bias, multiplier, shift, 0, -256, 255, rounding)
     assert (codes == expected).all()
     assert {-2, -1, 0, 1, 2} <= set(expected.tolist())
+
+
+@pytest.mark.parametrize("zero_point", [-256, 0, 255])
+def test_halves_at_the_saturation_of_u(zero_point):
+    """Exact halves whose ``u = t >> (s - 1)`` lies at the unit's 12-bit saturation (the tie
+    is taken from the bits before it), and their neighbours, rounding to even: every code
+    clamps as the golden model's."""
+    acc, bias, multiplier, shift = [], [], [], []
+    for s in (1, 2, 5, 9, 17):
+        for u in (*range(2043, 2053), *range(4091, 4101), 8191, 8193):
+            for sign in (1, -1):
+                for delta in (-1, 0, 1):
+                    acc.append(0)
+                    bias.append(sign * u * 2 ** (s - 1) + delta)
+                    multiplier.append(1)
+                    shift.append(s)
+    codes, _ = simulate(2, acc, bias, multiplier, shift, zero_point, -256, 255, gaps=[0],
+                        rounding="half_even")
+    expected = requantize(acc, bias, multiplier, shift, zero_point, -256, 255, "half_even")
+    assert (codes == expected).all()

@@ -53,12 +53,15 @@ class LoopCounters:
     """The loop counters of a layer: output tile, K tile and vector of the batch, innermost
     last (the order of :mod:`systolix.memory_map`'s weight tiles and of the feeders).
 
-    With ``registered``, the registers ``index_last`` and ``k_tile_last`` hold ``index ==
-    batch_last`` and ``k_tile == k_last``, each set a cycle ahead (from ``index + 1 ==
-    batch_last`` as the index steps, ``batch_last == 0`` as it wraps and on :meth:`reset`; the
-    same for the K tile), so that no compare lies between the counters and what the last
-    vector of a tile enables; ``batch_last`` and ``k_last`` must then hold from the cycle of
-    :meth:`reset` on."""
+    With ``registered``, the registers ``index_last`` and ``k_tile_last`` say that the vector
+    is the tile's last and the K tile ``k_last``, each set a cycle ahead, so that no compare
+    lies between the counters and what the last vector of a tile enables; ``index`` then counts
+    down, the vectors left in the tile (from ``batch_last``), and ``index_last`` is set from
+    ``index == 1`` as it steps (a compare with a constant: with ``index + 1 == batch_last``, the
+    adder and the compare were the iCEBreaker's critical path), from ``batch_last == 0`` as it
+    wraps and on :meth:`reset`; ``k_tile_last`` from ``k_tile + 1 == k_last`` and ``k_last ==
+    0``. ``batch_last`` and ``k_last`` must then hold from the last cycle of :meth:`reset`
+    on."""
 
     def __init__(self, name, bounds, *, registered=False):
         self.index = Signal(bounds.batch, name=f"{name}_index")
@@ -70,7 +73,7 @@ class LoopCounters:
             self.k_tile_last = Signal(name=f"{name}_k_tile_last")
 
     def at_batch_last(self, batch_last):
-        """Whether ``index`` is ``batch_last``."""
+        """Whether the vector is the tile's last (``index`` is ``batch_last``)."""
         return self.index_last if self.registered else self.index == batch_last
 
     def at_k_last(self, k_last):
@@ -84,10 +87,14 @@ class LoopCounters:
                 & (self.n_tile == n_last))
 
     def reset(self, m, batch_last=None, k_last=None):
-        """Restart from zero (``batch_last``, ``k_last``: with ``registered``, the layer's)."""
-        m.d.sync += [self.index.eq(0), self.k_tile.eq(0), self.n_tile.eq(0)]
+        """Restart from the layer's first vector (``batch_last``, ``k_last``: with
+        ``registered``, the layer's)."""
+        m.d.sync += [self.k_tile.eq(0), self.n_tile.eq(0)]
         if self.registered:
-            m.d.sync += [self.index_last.eq(batch_last == 0), self.k_tile_last.eq(k_last == 0)]
+            m.d.sync += [self.index.eq(batch_last), self.index_last.eq(batch_last == 0),
+                         self.k_tile_last.eq(k_last == 0)]
+        else:
+            m.d.sync += self.index.eq(0)
 
     def step(self, m, batch_last, k_last, n_last, *, on_vector=(), on_k_tile=(), on_n_tile=(),
              on_layer=()):
@@ -95,13 +102,16 @@ class LoopCounters:
         the output tile or the whole layer (its last vector) moves on."""
         registered = self.registered
         with m.If(~self.at_batch_last(batch_last)):
-            m.d.sync += [self.index.eq(self.index + 1), *on_vector]
+            m.d.sync += on_vector
             if registered:
-                m.d.sync += self.index_last.eq(self.index + 1 == batch_last)
+                m.d.sync += [self.index.eq(self.index - 1), self.index_last.eq(self.index == 1)]
+            else:
+                m.d.sync += self.index.eq(self.index + 1)
         with m.Else():
-            m.d.sync += self.index.eq(0)
             if registered:
-                m.d.sync += self.index_last.eq(batch_last == 0)
+                m.d.sync += [self.index.eq(batch_last), self.index_last.eq(batch_last == 0)]
+            else:
+                m.d.sync += self.index.eq(0)
             with m.If(~self.at_k_last(k_last)):
                 m.d.sync += [self.k_tile.eq(self.k_tile + 1), *on_k_tile]
                 if registered:

@@ -257,8 +257,7 @@ class FrameReceiver(wiring.Component):
             """In a state that waits for host bytes: give up on the frame after a timeout."""
             m.d.comb += receiving.eq(1)
             with m.If(timed_out):
-                fail(ErrorCode.TIMEOUT)
-                refuse()
+                refuse()                # the error is set below, beside the FSM
 
         def refuse():
             """Answer the frame with an ERROR of the code in ``error``, discarding its words
@@ -430,4 +429,9 @@ class FrameReceiver(wiring.Component):
                 with m.If(self.reply.ready):
                     goto("HUNT")
 
+        # A timeout comes only in a state that takes host bytes (receive()), where it refuses
+        # the frame: its error is set here, not in each of those states (whose decode in the
+        # error register's multiplexer was the iCEBreaker's critical path).
+        with m.If(timed_out):
+            fail(ErrorCode.TIMEOUT)
         return m

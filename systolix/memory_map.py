@@ -274,14 +274,14 @@ def spram_blocks(width, depth):
 
 
 def spram_weight_words(config, blocks):
-    """The deepest weight memory of an array of ``config`` in ``blocks`` ``SB_SPRAM256KA``s
-    (:func:`spram_layout`), at most :data:`MAX_WORDS`: 65,536 words of 16 bits (262,144 4-bit
-    weights) for a 4-column array in the UP5K's 4 blocks, 49,152 of 20 bits (245,760) for 5
-    columns (three words a row of the four blocks)."""
+    """The deepest weight memory of an array of ``config`` (whole banks of 16,384 words, at most
+    :data:`MAX_WORDS`) whose :func:`spram_layout` takes at most ``blocks``
+    ``SB_SPRAM256KA``s: 65,536 words of 16 bits (262,144 4-bit weights) for a 4-column array in
+    the UP5K's 4 blocks, 49,152 of 20 bits (245,760) for 5 columns (three words a row of the
+    four blocks)."""
     width = config.cols * config.weight_bits
-    depths = [_spram_fields(width, columns) * (blocks // columns) * SPRAM_WORDS
-              for columns in range(_ceil_div(width, SPRAM_BITS), blocks + 1)]
-    return min(MAX_WORDS, max(depths, default=0))
+    return max((depth for depth in range(SPRAM_WORDS, MAX_WORDS + 1, SPRAM_WORDS)
+                if spram_layout(width, depth).blocks <= blocks), default=0)
 
 
 def code_shape(bits, signed_codes):

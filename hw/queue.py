@@ -8,6 +8,8 @@ from amaranth.lib.wiring import In, Out
 
 from systolix.config import check_int
 
+from .array import count_up_down
+
 __all__ = ["Queue"]
 
 
@@ -76,10 +78,11 @@ class Queue(wiring.Component):
             m.d.sync += produce.eq(_following(produce, inner_depth))
         with m.If(do_read):
             m.d.sync += consume.eq(_following(consume, inner_depth))
+        count_up_down(m, level, stored, up=do_write, down=do_read)
         with m.If(do_write & ~do_read):
-            m.d.sync += [level.eq(level + 1), room.eq(level != inner_depth - 1), stored.eq(1)]
+            m.d.sync += room.eq(level != inner_depth - 1)
         with m.Elif(do_read & ~do_write):
-            m.d.sync += [level.eq(level - 1), room.eq(1), stored.eq(level != 1)]
+            m.d.sync += room.eq(1)
         with m.If(do_read):
             m.d.sync += r_stream.valid.eq(1)
         with m.Elif(r_stream.ready):

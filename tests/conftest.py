@@ -12,7 +12,9 @@ on top of any tier.
     pytest -m "not slow"           # what `make test` runs (pyproject's addopts)
 """
 
+import fcntl
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -74,6 +76,31 @@ def _unit_tests_run_no_tools(request, monkeypatch):
     yield
     if refused:
         pytest.fail(refused[0], pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def shared(tmp_path_factory):
+    """``shared(name)``: the path of the shared resource ``name`` of
+    :func:`systolix.cli.errors.make_resource` (``"build"``, the default model's iCEBreaker
+    bitstream build, or ``"quantize"``), made once per test run: the first pytest-xdist worker
+    that asks makes it, the others wait for it. The catalogue of bad inputs
+    (tests/cli/test_errors.py), the patch tests of tests/boards/test_bitstream.py and
+    tests/cli/test_patch_paths.py use the one build."""
+    from systolix.cli.errors import make_resource
+    from systolix.files import MARKER
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared"
+    root.mkdir(exist_ok=True)
+
+    def get(name):
+        path = root / name
+        with open(root / f"{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (path / MARKER).exists():
+                shutil.rmtree(path, ignore_errors=True)
+                make_resource(name, path)
+        return path
+    return get
 
 
 # Hypothesis profiles of the fuzz tests (tests/sim/test_fuzz.py), one per tier; the tests take

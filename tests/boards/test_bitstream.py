@@ -1,8 +1,8 @@
 """Bitstream builds, their determinism, and patching another model into a built bitstream.
 
 A board build takes from about a minute (icebreaker) to four (orangecrab) on two cores. CI
-builds the iCEBreaker's bitstream once (the UP5K is the board the accelerator only just fits)
-and patches another model into it and back; the other builds are ``slow`` (run by ``make test
+builds the iCEBreaker's bitstream once (the UP5K is the board the accelerator only just fits;
+the build the catalogue of bad inputs shares) and patches another model into it and back; the other builds are ``slow`` (run by ``make test
 PYTEST_ARGS="-m slow"`` and before an issue is closed). Each board is built once per run and
 shared by the tests. CI also checks what fails before any tool runs, and the patcher's own
 arithmetic (slices, lanes, hex files).
@@ -66,16 +66,22 @@ def test_model_too_large_for_the_board_is_refused(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory):
+def builds(tmp_path_factory, shared):
     """``builds(name)``: the folder and report of the default model's bitstream for board
-    ``name``, built once per module."""
+    ``name`` (the board's clock, seed 1), built once per module; the iCEBreaker's is the test
+    run's shared build (``shared("build")``, the same build the catalogue of bad inputs
+    uses), which the tests only read."""
     root = tmp_path_factory.mktemp("bitstream")
     done = {}
 
     def build(name):
         if name not in done:
-            program = default_program(board(name).config)[0]
-            done[name] = root / name, build_bitstream(name, program, out=root / name)
+            if name == PATCH_BOARD:
+                folder = shared("build")
+                done[name] = folder, json.loads((folder / "report.json").read_text())
+            else:
+                program = default_program(board(name).config)[0]
+                done[name] = root / name, build_bitstream(name, program, out=root / name)
         return done[name]
     return build
 

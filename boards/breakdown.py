@@ -64,10 +64,17 @@ def _top_module(packed):
 def module_paths(packed):
     """The hierarchical names of the modules of a packed netlist (``accelerator.engine``,
     ``accelerator.engine.array.pe_3_2``, ...), from the ``hdlname`` that Yosys's flattening gives
-    their nets."""
+    their nets; where a module was kept whole through synthesis and nextpnr flattened it (the
+    core of :func:`~systolix.boards.synth.synthesize`), its instance name, which nextpnr puts in
+    front of the net's name (``core.issuer.vector`` of ``hdlname`` ``issuer vector``), in front
+    of them too."""
     found = set()
-    for figures in _top_module(packed)["netnames"].values():
-        parts = figures.get("attributes", {}).get("hdlname", "").split()[:-1]
+    for name, figures in _top_module(packed)["netnames"].items():
+        parts = figures.get("attributes", {}).get("hdlname", "").split()
+        at = name.find(".".join(parts)) if parts else -1
+        if at > 0 and name[at - 1] == ".":
+            parts = name[:at - 1].split(".") + parts
+        parts = parts[:-1]
         found.update(".".join(parts[:end]) for end in range(1, len(parts) + 1))
     return found
 

@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from systolix.boards.breakdown import (FIGURES, breakdown_markdown, cell_component,
                                        cells_by_component, module_paths, pack_netlist)
-from systolix.boards.synth import SynthesisError, _run_tool
+from systolix.boards.synth import SynthesisError, _run_tool, synthesize
 
 pytestmark = pytest.mark.toolchain
 
@@ -109,6 +109,17 @@ def test_cell_component():
 
 def test_module_paths(packed):
     assert module_paths(packed[1]) >= {"counter", "folder"}
+
+
+def test_components_of_a_core_synthesized_out_of_context(tmp_path):
+    """:func:`~systolix.boards.synth.synthesize` keeps its core whole through synthesis, and
+    nextpnr flattens it under its instance name ``core``: the names of the core's parts are
+    found under it."""
+    synthesize(Top(), place=False, name="top", build_dir=tmp_path)
+    netlist = pack_netlist(tmp_path, constraints=None)
+    assert module_paths(netlist) >= {"core", "core.folder"}
+    table = cells_by_component(netlist)
+    assert table["core.folder"]["logic_cells"] == 4 and table["core.table"]["brams"] == 1
 
 
 def test_pack_failure(packed):

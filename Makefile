@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 # The test suite (what CI runs).
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist worksteal $(PYTEST_ARGS)
 
 # The main job: a model on the simulated inference engine, end to end (MODEL: an
 # IntegerProgram file, or WORKLOAD: digits-mlp (the default), digits-cnn or digits-vit; CONFIG:

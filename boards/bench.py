@@ -105,8 +105,8 @@ as DSP cell pairs. ``clock_mhz=None``: no speed aim."""
 SAVINGS = {"narrow": 14, "wide": 32, "target": 0.75, "device": "hx8k", "package": "ct256"}
 """The accumulator-savings benchmark: ``P`` of the two inference engines of the 8x8 W4/A4 array,
 the most the narrow one may cost relative to the wide one (issue 5's aim, set for the array
-alone), and the device their logic cells are counted for (no DSPs: the requantizer's
-multiplier in logic, as its width follows ``P``)."""
+alone), and the device their logic cells are counted for (no DSPs: every multiplier is logic,
+as on the HX8K board)."""
 
 
 def _mmacs_per_cell(macs, fmax_mhz, logic_cells):

@@ -1,7 +1,7 @@
 """Gate-level simulation: the accelerator of the iCEBreaker (synth_ice40) and of the ULX3S
 (synth_ecp5), Yosys's netlist with the family's cell models on Icarus, driven end to end by
 the driver through the accelerator testbench, against the golden model, the cycle model and the
-RTL of the same design. The first 20 test images of the default model (one RUN frame), about a
+RTL of the same design. The first 10 test images of the default model (one RUN frame), about a
 minute of CPU a family; skipped without ``iverilog``. The netlist's block RAM contents are
 checked without tools too."""
 
@@ -18,7 +18,7 @@ from systolix.boards.patch import block_ram_slices, memory_slices
 from systolix.boards.tops import BOARDS
 from systolix.sw.default import default_program
 
-IMAGES = 20
+IMAGES = 10
 
 needs_icarus = pytest.mark.skipif(
     shutil.which("iverilog") is None or shutil.which("vvp") is None,

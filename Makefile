@@ -13,11 +13,12 @@ BOARD  ?= icebreaker
 all: test
 
 # The virtual environment: systolix (editable) with the test extras, the toolchain at the
-# versions of constraints.txt (the ones whose bitstreams are byte-identical).
+# versions of constraints.txt (the ones whose bitstreams are byte-identical); --no-compile: a
+# module is byte-compiled when it is first imported, not every module of every package at install.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-compile -c constraints.txt -e '.[dev]'
 	touch $@
 
 # The test suite (what CI runs).

@@ -74,7 +74,7 @@ def installed(tmp_path_factory):
     assert "systolix/cli/__init__.py" in names and "systolix/hw/engine.py" in names
 
     run([sys.executable, "-m", "venv", venv], cwd=base, env=env)
-    run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", "-c",
+    run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--no-compile", "-c",
          ROOT / "constraints.txt", wheels[0]], cwd=base, env=env)
     work = base / "work"
     work.mkdir()

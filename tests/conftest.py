@@ -118,7 +118,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase  # noqa: E402
 _FUZZ = dict(deadline=None, print_blob=True,
              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                     HealthCheck.data_too_large])
-settings.register_profile("systolix-ci", derandomize=True, max_examples=20, **_FUZZ)
+settings.register_profile("systolix-ci", derandomize=True, max_examples=30, **_FUZZ)
 settings.register_profile("systolix-slow", max_examples=500, **_FUZZ,
                           database=DirectoryBasedExampleDatabase(
                               Path(__file__).resolve().parents[1] / "build" / "hypothesis"))

@@ -23,8 +23,9 @@ few words more; the batch limited by the accumulator buffer, the activation buff
 output memory), batch sizes and host stalls.
 
 Tiers (profiles registered in tests/conftest.py): ``systolix-ci`` (``make test``: derandomized,
-so every run draws the same examples; 20 engine examples over :data:`CI_SHARDS` tests that
-xdist runs on both cores, small arrays) and ``systolix-slow`` (``pytest -m slow``: 500 engine
+so every run draws the same examples: 15 engine examples in one test, small arrays; a
+derandomized test draws the same examples whatever its parameters, so it is not split in shards)
+and ``systolix-slow`` (``pytest -m slow``: 500 engine
 examples over :data:`SLOW_SHARDS` tests, larger arrays and programs, a new random draw each run;
 ``--hypothesis-seed=N`` repeats one).
 
@@ -74,10 +75,11 @@ from systolix.sw.stimulus import program_of
 
 CI = settings.get_profile("systolix-ci")
 SLOW = settings.get_profile("systolix-slow")
-CI_SHARDS = 2
-"""The CI profile's engine examples are split over this many tests, one per xdist worker."""
+CI_ENGINE_EXAMPLES = 15
+"""The CI profile's engine examples (one test: its two shards, derandomized, drew the same)."""
 SLOW_SHARDS = 4
-"""The slow profile's engine examples are split over this many tests."""
+"""The slow profile's engine examples are split over this many tests (random draws, each its
+own)."""
 PACK_EXAMPLES = 500
 """Examples of the cheap layer in CI (no builds: seconds)."""
 
@@ -517,10 +519,9 @@ def test_engine_regressions(case, builds):
 
 
 @pytest.mark.cocotb
-@pytest.mark.parametrize("shard", range(CI_SHARDS))
-@settings(CI, max_examples=CI.max_examples // CI_SHARDS)
+@settings(CI, max_examples=CI_ENGINE_EXAMPLES)
 @given(case=CI_CASES)
-def test_engine_fuzz(shard, case, builds):
+def test_engine_fuzz(case, builds):
     check_engine(case, builds)
 
 

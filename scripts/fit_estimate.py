@@ -9,7 +9,7 @@ synthesized alone: every ``W, A`` in 1..8 with signed weights and unsigned activ
 wrapping and saturating, at W4/A4 (150 designs, Yosys only). Arrays (:data:`ARRAYS`, none a
 configuration of the default sweep, :mod:`systolix.boards.sweep`, on which the estimate is
 checked) synthesized, placed and routed on the iCE40UP5K as the sweep builds them. Both with the
-YoWASP tools of the virtual environment, one design per CPU core: about ten minutes on two.
+YoWASP tools of the virtual environment, one design per CPU core: about four minutes on two.
 """
 
 import argparse

@@ -113,6 +113,28 @@ def _mmacs_per_cell(macs, fmax_mhz, logic_cells):
     return macs * fmax_mhz / logic_cells
 
 
+def _row(columns, cells):
+    """One line of a table: ``cells`` (formatted values, one a column) in ``columns``, pairs of
+    a title and a width: the first column left-aligned, the others right-aligned, one of width
+    ``None`` (the last) free text after two spaces."""
+    text = ""
+    for index, ((_, width), cell) in enumerate(zip(columns, cells, strict=True)):
+        if width is None:
+            text += f"  {cell}"
+        else:
+            text += f"{cell:<{width}}" if index == 0 else f"{cell:>{width}}"
+    return text
+
+
+def _print_table(columns, rows):
+    """Print the titles of ``columns`` (see :func:`_row`), a rule under them and ``rows``."""
+    header = _row(columns, [title for title, _ in columns])
+    print(header)
+    print("-" * len(header))
+    for cells in rows:
+        print(_row(columns, cells))
+
+
 def run(*, seeds=(1, 2, 3), build_root="build/bench", largest=(LARGEST, LARGEST_ECP5)):
     """Synthesize, place and route the arrays of :data:`SIZES` (LUT cells),
     :data:`DSP_SIZES` (DSP cell pairs), :data:`DSP4_SIZES` (four-product DSP cells) and
@@ -157,12 +179,11 @@ def run(*, seeds=(1, 2, 3), build_root="build/bench", largest=(LARGEST, LARGEST_
     print(f"iCE40UP5K-SG48, synth_ice40 (-dsp for DSP cells) + nextpnr-ice40, out of context "
           f"(logic cells exclude the pin harness); fmax: median over seeds "
           f"{', '.join(map(str, seeds))}")
-    header = (f"{'array':<26}{'LCs':>6}{'harness':>9}{'LUT4':>6}{'FF':>6}{'carry':>7}"
-              f"{'BRAM':>6}{'DSP':>5}{'fmax MHz':>10}{'range':>13}{'MMAC/s/LC':>11}{'vs ref':>8}")
+    columns = [("array", 26), ("LCs", 6), ("harness", 9), ("LUT4", 6), ("FF", 6), ("carry", 7),
+               ("BRAM", 6), ("DSP", 5), ("fmax MHz", 10), ("range", 13), ("MMAC/s/LC", 11),
+               ("vs ref", 8)]
     for kind, table in zip(("LUT cells", "DSP cells", "Four-product DSP cells"), measured):
-        print(header)
-        print("-" * len(header))
-        medians, density = [], []
+        medians, density, rows = [], [], []
         for config, results in table:
             first = results[0]      # the cell counts do not depend on the seed
             fmaxes = [result.fmax_mhz for result in results]
@@ -170,13 +191,13 @@ def run(*, seeds=(1, 2, 3), build_root="build/bench", largest=(LARGEST, LARGEST_
             medians.append(fmax)
             mmacs = _mmacs_per_cell(config.rows * config.cols, fmax, first.logic_cells)
             density.append(mmacs / reference)
-            spread = f"{min(fmaxes):.1f}-{max(fmaxes):.1f}"
-            print(f"{config.name:<26}{first.logic_cells:>6}{first.harness_cells:>9}"
-                  f"{first.luts:>6}{first.flip_flops:>6}{first.carries:>7}{first.brams:>6}"
-                  f"{first.dsps:>5}{fmax:>10.1f}{spread:>13}{mmacs:>11.3f}"
-                  f"{mmacs / reference:>7.2f}x")
-        print(f"{'reference naive 4x4':<26}{REFERENCE['logic_cells']:>6}{'':>39}"
-              f"{REFERENCE['fmax_mhz']:>10.1f}{'':>13}{reference:>11.3f}{1:>7.2f}x")
+            rows.append([config.name, first.logic_cells, first.harness_cells, first.luts,
+                         first.flip_flops, first.carries, first.brams, first.dsps, f"{fmax:.1f}",
+                         f"{min(fmaxes):.1f}-{max(fmaxes):.1f}", f"{mmacs:.3f}",
+                         f"{mmacs / reference:.2f}x"])
+        rows.append(["reference naive 4x4", REFERENCE["logic_cells"], "", "", "", "", "", "",
+                     f"{REFERENCE['fmax_mhz']:.1f}", "", f"{reference:.3f}", f"{1:.2f}x"])
+        _print_table(columns, rows)
         ratio = medians[-1] / medians[0]
         (small, _), (large, _) = table[0], table[-1]
         verdict = "met" if ratio >= _FMAX_RATIO_TARGET else "MISSED"
@@ -205,12 +226,11 @@ def serial_table(measured, seeds, reference, lut_density):
     print(f"Bit-serial cells (a vector takes as many cycles as its activation bits); fmax: median "
           f"over seeds {', '.join(map(str, seeds))}; MMAC/s per logic cell at A = "
           f"{' and '.join(map(str, planes))}, vs the reference and vs LUT cells")
-    header = (f"{'array':<28}{'LCs':>6}{'LUT4':>6}{'FF':>6}{'carry':>7}{'BRAM':>6}"
-              f"{'fmax MHz':>10}{'range':>13}"
-              + "".join(f"{f'A{p} MMAC/s/LC':>16}{'vs ref':>8}{'vs LUT':>8}" for p in planes))
-    print(header)
-    print("-" * len(header))
-    medians, density = [], []
+    columns = [("array", 28), ("LCs", 6), ("LUT4", 6), ("FF", 6), ("carry", 7), ("BRAM", 6),
+               ("fmax MHz", 10), ("range", 13)]
+    for p in planes:
+        columns += [(f"A{p} MMAC/s/LC", 16), ("vs ref", 8), ("vs LUT", 8)]
+    medians, density, rows = [], [], []
     for config, results in measured:
         first = results[0]
         fmaxes = [result.fmax_mhz for result in results]
@@ -218,15 +238,15 @@ def serial_table(measured, seeds, reference, lut_density):
         medians.append(fmax)
         density.append([_mmacs_per_cell(config.rows * config.cols, fmax / p, first.logic_cells)
                         / reference for p in planes])
-        row = (f"{config.name:<28}{first.logic_cells:>6}{first.luts:>6}{first.flip_flops:>6}"
-               f"{first.carries:>7}{first.brams:>6}{fmax:>10.1f}"
-               f"{f'{min(fmaxes):.1f}-{max(fmaxes):.1f}':>13}")
+        row = [config.name, first.logic_cells, first.luts, first.flip_flops, first.carries,
+               first.brams, f"{fmax:.1f}", f"{min(fmaxes):.1f}-{max(fmaxes):.1f}"]
         lut = lut_density.get((config.rows, config.cols))
         for p in planes:
             mmacs = _mmacs_per_cell(config.rows * config.cols, fmax / p, first.logic_cells)
-            versus = "-" if lut is None else f"{mmacs / lut:.2f}x"
-            row += f"{mmacs:>16.3f}{mmacs / reference:>7.2f}x{versus:>8}"
-        print(row)
+            row += [f"{mmacs:.3f}", f"{mmacs / reference:.2f}x",
+                    "-" if lut is None else f"{mmacs / lut:.2f}x"]
+        rows.append(row)
+    _print_table(columns, rows)
     ratio = medians[-1] / medians[0]
     (small, _), (large, _) = measured[0], measured[-1]
     print(f"Bit-serial cells: fmax {large.rows}x{large.cols} / {small.rows}x{small.cols}: "
@@ -283,18 +303,16 @@ def accumulator_savings(*, build_root="build/bench"):
           f"(synth_ice40, packed for the iCE40{SAVINGS['device'].upper()}, no DSPs)")
     savings = {}
     for overflow, narrow, wide in zip(OVERFLOW_MODES, tables[::2], tables[1::2]):
-        header = f"{overflow:<28}{'narrow':>8}{'wide':>8}{'ratio':>7}"
-        print(header)
-        print("-" * len(header))
+        columns = [(overflow, 28), ("narrow", 8), ("wide", 8), ("ratio", 7)]
         components = {name: (narrow.get(name, 0), wide.get(name, 0))
                       for name in sorted({*narrow, *wide},
                                          key=lambda name: -wide.get(name, 0))}
-        for name, (small, large) in components.items():
-            print(f"{name:<28}{small:>8}{large:>8}{small / large if large else 1:>7.2f}")
+        _print_table(columns, [[name, small, large, f"{small / large if large else 1:.2f}"]
+                               for name, (small, large) in components.items()])
         small, large = sum(narrow.values()), sum(wide.values())
         verdict = "met" if small / large <= SAVINGS["target"] else "MISSED"
-        print(f"{'engine':<28}{small:>8}{large:>8}{small / large:>7.2f}  (target <= "
-              f"{SAVINGS['target']}: {verdict})")
+        print(_row(columns, ["engine", small, large, f"{small / large:.2f}"])
+              + f"  (target <= {SAVINGS['target']}: {verdict})")
         print()
         savings[overflow] = (small, large, components)
     return savings
@@ -366,31 +384,32 @@ def largest_array(spec=LARGEST, *, seed=1, build_root="build/bench"):
     speed = "" if spec["clock_mhz"] is None else f" clocked at >= {spec['clock_mhz']:g} MHz"
     print(f"Largest array of the default model's accelerator on the {base.name} ({device}), "
           f"seed {seed}; aim: >= {spec['macs_per_cycle']} MACs/cycle{speed}")
-    header = (f"{'array':<26}{'MACs/cycle':>11}{'LCs':>7}{'BRAM':>6}{'DSP':>5}{'fmax MHz':>10}"
-              f"{'clock MHz':>11}{'GOPS':>7}{'inf/s':>10}{'UART inf/s':>12}  fits")
-    print(header)
-    print("-" * len(header))
-    largest = None
+    columns = [("array", 26), ("MACs/cycle", 11), ("LCs", 7), ("BRAM", 6), ("DSP", 5),
+               ("fmax MHz", 10), ("clock MHz", 11), ("GOPS", 7), ("inf/s", 10),
+               ("UART inf/s", 12), ("fits", None)]
+    largest, rows = None, []
     for (chosen, _), result in zip(boards, results):
         config = chosen.config
         macs = config.rows * config.cols
         if isinstance(result, DesignDoesNotFit):
             over = ", ".join(f"{name} {used}/{available}"
                              for name, (used, available) in result.overflows.items())
-            print(f"{config.name:<26}{macs:>11}{'':>68}  no: {over}")
+            rows.append([config.name, macs, *[""] * 8, f"no: {over}"])
             continue
         if isinstance(result, (SynthesisError, ValueError)):
-            print(f"{config.name:<26}{macs:>11}{'':>68}  failed: {str(result).splitlines()[0]}")
+            rows.append([config.name, macs, *[""] * 8,
+                         f"failed: {str(result).splitlines()[0]}"])
             continue
         resources = result["resources"]
         fmax = min(result["fmax_mhz"].values())
-        print(f"{config.name:<26}{macs:>11}{resources['logic_cells']['used']:>7}"
-              f"{resources['brams']['used']:>6}{resources['dsps']['used']:>5}{fmax:>10.1f}"
-              f"{result['clock_mhz']:>11g}{result['gops_at_clock']:>7.2f}"
-              f"{result['inferences_per_second']:>10,.0f}"
-              f"{result['uart_inferences_per_second']:>12,.0f}  yes")
+        rows.append([config.name, macs, resources["logic_cells"]["used"],
+                     resources["brams"]["used"], resources["dsps"]["used"], f"{fmax:.1f}",
+                     f"{result['clock_mhz']:g}", f"{result['gops_at_clock']:.2f}",
+                     f"{result['inferences_per_second']:,.0f}",
+                     f"{result['uart_inferences_per_second']:,.0f}", "yes"])
         if largest is None or macs > largest[1]:
             largest = (config, macs, fmax, result["clock_mhz"], result["gops_at_clock"])
+    _print_table(columns, rows)
     if largest is None:
         print("no shape fits")
     else:

@@ -46,7 +46,9 @@ class ColumnSums(wiring.Component):
         self.config, self.shadow = config, shadow
         self.sum_shape = signed(config.weight_bits + config.activation_bits
                                 + (config.rows - 1).bit_length())
-        self.latency = 0
+        # The activations' register, the pairs' and one a level of the two binary trees.
+        self.latency = (2 + (config.rows // 2 - 1).bit_length()
+                        + (config.activation_bits - 1).bit_length())
         super().__init__({
             "activations": In(data.ArrayLayout(activation_shape(config), config.rows)),
             "weights": In(data.ArrayLayout(weight_shape(config), config.cols)),
@@ -66,12 +68,12 @@ class ColumnSums(wiring.Component):
             return stored
 
         def tree(values, name):
-            depth = 0
+            level = 0
             while len(values) > 1:
-                depth += 1
-                values = [register(sum(values[i:i + 2]), f"{name}_{depth}_{i // 2}")
+                level += 1
+                values = [register(sum(values[i:i + 2]), f"{name}_{level}_{i // 2}")
                           for i in range(0, len(values), 2)]
-            return values[0], depth
+            return values[0]
 
         activations = [register(self.activations[r], f"activation_{r}") for r in range(rows)]
         for r in range(rows):
@@ -93,11 +95,10 @@ class ColumnSums(wiring.Component):
                     first = Mux(activations[r][b], weight[r, c], 0)
                     pairs.append(register(Mux(activations[r + 1][b], first + weight[r + 1, c],
                                               first), f"pair_{c}_{b}_{r // 2}"))
-                plane, plane_depth = tree(pairs, f"plane_{c}_{b}")
+                plane = tree(pairs, f"plane_{c}_{b}")
                 planes.append(plane << b)
-            total, total_depth = tree(planes, f"column_{c}")
+            total = tree(planes, f"column_{c}")
             m.d.comb += self.sums[c].eq(total)
-        self.latency = 2 + plane_depth + total_depth
         return m
 
 

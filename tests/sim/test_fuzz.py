@@ -76,7 +76,8 @@ from systolix.sw.stimulus import program_of
 CI = settings.get_profile("systolix-ci")
 SLOW = settings.get_profile("systolix-slow")
 CI_ENGINE_EXAMPLES = 15
-"""The CI profile's engine examples (one test: its two shards, derandomized, drew the same)."""
+"""The CI profile's engine examples, in one test (derandomized, Hypothesis seeds a test from
+its function, so shards of it would draw the same examples)."""
 SLOW_SHARDS = 4
 """The slow profile's engine examples are split over this many tests (random draws, each its
 own)."""
